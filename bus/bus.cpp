@@ -1,0 +1,332 @@
+// Bus API: options validation, broadcast (the caller-side hot path), subscribe, close, stats.
+#include <unistd.h>
+
+#include <random>
+
+#include "bus/bus_impl.hpp"
+#include "bus/codec_detail.hpp"
+#include "bus/frame.hpp"
+#include "reqbus/error.hpp"
+#include "reqbus/uuid.hpp"
+
+namespace reqbus {
+namespace {
+
+std::string default_node_id() {
+  char host[256] = {0};
+  if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') std::snprintf(host, sizeof(host), "node");
+  return std::string(host).substr(0, 40) + "-" + std::to_string(getpid());
+}
+
+uint64_t random_epoch() {
+  std::random_device rd;
+  return (uint64_t(rd()) << 32 | rd()) | 1;  // never 0
+}
+
+BusOptions checked(BusOptions o) {
+  auto fail = [](const std::string& what) { throw Error(ErrorCode::invalid_argument, "BusOptions." + what); };
+  if (o.name.empty() || o.name.size() > 64) fail("name: must be 1..64 bytes");
+  if (o.node_id.empty()) o.node_id = default_node_id();
+  if (o.node_id.size() > RequestLogLimits::node_id) fail("node_id: longer than 64 bytes");
+  if (o.queue_max_events < 1) fail("queue_max_events: must be >= 1");
+  if (o.queue_max_bytes < (64 << 10)) fail("queue_max_bytes: must be >= 65536");
+  if (o.block_timeout.count() < 0) fail("block_timeout: negative");
+  if (o.max_events_per_frame < 1 || o.max_events_per_frame > 4096) fail("max_events_per_frame: must be 1..4096");
+  if (o.max_frame_bytes < 1024) fail("max_frame_bytes: must be >= 1024");
+  if (o.inproc_hwm < 1) fail("inproc_hwm: must be >= 1");
+  if (o.tcp_hwm < 0) fail("tcp_hwm: negative");
+  if (o.max_message_bytes < 4096) fail("max_message_bytes: must be >= 4096");
+  if (o.max_frame_bytes + 4096 > o.max_message_bytes) fail("max_frame_bytes: must leave 4 KiB under max_message_bytes");
+  if (o.close_timeout.count() < 0) fail("close_timeout: negative");
+  if (!o.bind.empty() && o.bind.rfind("tcp://", 0) != 0) fail("bind: must be a tcp:// endpoint");
+  for (const auto& peer : o.peers)
+    if (peer.rfind("tcp://", 0) != 0) fail("peers: '" + peer + "' is not a tcp:// endpoint");
+  return o;
+}
+
+std::string make_endpoint(const BusOptions& o, uint64_t epoch, const char* role) {
+  static std::atomic<uint64_t> instance{0};
+  return "inproc://reqbus/" + o.name + "/" + std::to_string(epoch) + "-" +
+         std::to_string(instance.fetch_add(1)) + "/" + role;
+}
+
+int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Encodes the published form of an event: the caller's object is never modified.
+void encode_published(std::string& out, const RequestLog& r, const std::string& node, uint64_t seq) {
+  char id[36];
+  const bool need_id = r.request_id.empty();
+  if (need_id) uuid_v7_into(id);
+  codec::detail::append_request_log(out, r, need_id ? std::string_view(id, 36) : r.request_id,
+                                    r.inserted_at ? r.inserted_at : now_us(), node, seq);
+}
+
+void encode_published(std::string& out, const AnalyticsEvent& e, const std::string& node, uint64_t seq) {
+  char id[36];
+  const bool need_id = e.message_id.empty();
+  if (need_id) uuid_v7_into(id);
+  codec::detail::append_analytics(out, e, need_id ? std::string_view(id, 36) : e.message_id,
+                                  e.timestamp ? e.timestamp : now_us(), node, seq);
+}
+
+}  // namespace
+
+Bus::Impl::Impl(BusOptions opts)
+    : options(checked(std::move(opts))),
+      epoch(random_epoch()),
+      context_(1),
+      local_endpoint_(make_endpoint(options, epoch, "local")),
+      remote_endpoint_(options.peers.empty() ? "" : make_endpoint(options, epoch, "remote")),
+      queue_(options.queue_max_events, options.queue_max_bytes) {
+  context_.set(zmq::ctxopt::blocky, 0);  // never hang in zmq_ctx_term on lingering sockets
+  start_thread(publisher_, publisher_done_, &Impl::publisher_main);
+  if (!remote_endpoint_.empty()) {
+    try {
+      start_thread(receiver_, receiver_done_, &Impl::receiver_main);
+    } catch (...) {
+      close(std::chrono::milliseconds(0));
+      throw;
+    }
+  }
+}
+
+Bus::Impl::~Impl() { close(options.close_timeout); }
+
+void Bus::Impl::start_thread(std::thread& thread, std::future<void>& done,
+                             void (Impl::*main)(std::promise<void>)) {
+  std::promise<void> started;
+  auto started_future = started.get_future();
+  std::promise<void> finished;
+  done = finished.get_future();
+  thread = std::thread([this, main, s = std::move(started), f = std::move(finished)]() mutable {
+    (this->*main)(std::move(s));
+    f.set_value();
+  });
+  try {
+    started_future.get();
+  } catch (const zmq::error_t& e) {
+    thread.join();
+    throw Error(ErrorCode::transport, std::string("bus '") + options.name + "': " + e.what());
+  } catch (...) {
+    thread.join();
+    throw;
+  }
+}
+
+template <class Event>
+PublishStatus Bus::Impl::publish(const Event& event, std::string_view topic, char scope) {
+  if (!accepting_.load(std::memory_order_relaxed)) {
+    dropped_closed_.fetch_add(1, std::memory_order_relaxed);
+    return PublishStatus::closed;
+  }
+  if (!detail::check_topic(topic).empty() || !validate(event).empty()) {
+    rejected_invalid_.fetch_add(1, std::memory_order_relaxed);
+    return PublishStatus::invalid;
+  }
+  // The scratch item's strings keep their capacity across calls (and swap with queue slots).
+  thread_local PendingEvent scratch;
+  scratch.record.clear();
+  encode_published(scratch.record, event, options.node_id,
+                   next_seq_.fetch_add(1, std::memory_order_relaxed));
+  scratch.topic.assign(topic);
+  scratch.scope = scope;
+  const size_t bytes = scratch.record.size();
+  const auto deadline = options.overflow == Overflow::block
+                            ? std::chrono::steady_clock::now() + options.block_timeout
+                            : std::chrono::steady_clock::time_point{};
+  const detail::PushOutcome out = queue_.push(scratch, bytes, options.overflow, deadline);
+  if (out.evicted) dropped_oldest_.fetch_add(out.evicted, std::memory_order_relaxed);
+  switch (out.result) {
+    case detail::PushResult::ok:
+      published_.fetch_add(1, std::memory_order_relaxed);
+      return PublishStatus::ok;
+    case detail::PushResult::dropped_newest:
+      dropped_newest_.fetch_add(1, std::memory_order_relaxed);
+      return PublishStatus::dropped_newest;
+    case detail::PushResult::timed_out:
+      dropped_timeout_.fetch_add(1, std::memory_order_relaxed);
+      return PublishStatus::timed_out;
+    case detail::PushResult::closed:
+      break;
+  }
+  dropped_closed_.fetch_add(1, std::memory_order_relaxed);
+  return PublishStatus::closed;
+}
+
+Subscription Bus::Impl::subscribe(SubscribeOptions o, Handler handler) {
+  if (auto why = detail::check_topic(o.topic); !why.empty())
+    throw Error(ErrorCode::invalid_argument, "SubscribeOptions." + why);
+  if (o.max_pending < 1) throw Error(ErrorCode::invalid_argument, "SubscribeOptions.max_pending: must be >= 1");
+  if (o.rcv_hwm < 1) throw Error(ErrorCode::invalid_argument, "SubscribeOptions.rcv_hwm: must be >= 1");
+  const uint64_t n = subscriber_count_.fetch_add(1);
+  if (o.name.empty()) o.name = o.topic + "#" + std::to_string(n);
+  if (!accepting_.load()) throw Error(ErrorCode::closed, "subscribe: bus '" + options.name + "' is closed");
+
+  detail::SubscriberEnv env;
+  env.context = &context_;
+  env.local_endpoint = local_endpoint_;
+  env.remote_endpoint = remote_endpoint_;
+  env.ready = &ready_;
+  env.poke = [this] { queue_.wake(); };
+  env.max_message_bytes = options.max_message_bytes;
+  auto subscriber = std::make_shared<detail::Subscriber>(std::move(env), std::move(o), std::move(handler));
+  {
+    std::lock_guard lock(subs_mu_);
+    if (!accepting_.load()) throw Error(ErrorCode::closed, "subscribe: bus '" + options.name + "' is closed");
+    subscribers_.push_back(subscriber);
+  }
+  subscriber->start(std::to_string(epoch) + "." + std::to_string(n));
+  return Subscription(subscriber);
+}
+
+CloseReport Bus::Impl::close(std::chrono::milliseconds budget) {
+  std::lock_guard close_lock(close_mu_);
+  if (close_report_) return *close_report_;
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + budget;
+  bool late = false;
+  auto wait = [&](std::future<void>& done) {
+    if (done.valid() && done.wait_until(deadline) != std::future_status::ready) {
+      late = true;
+      abort_ = true;  // stop waiting on sockets; what is left is counted below
+    }
+  };
+  {
+    std::lock_guard lock(subs_mu_);
+    accepting_ = false;
+  }
+  queue_.close();
+  receiver_stop_ = true;
+  wait(receiver_done_);
+  if (receiver_.joinable()) receiver_.join();
+  wait(publisher_done_);
+  if (publisher_.joinable()) publisher_.join();
+  std::vector<std::shared_ptr<detail::Subscriber>> subs;
+  {
+    std::lock_guard lock(subs_mu_);
+    subs = subscribers_;
+  }
+  for (auto& s : subs) late |= !s->finish(deadline);
+  context_.shutdown();
+
+  const BusStats s = stats();
+  CloseReport r;
+  r.published = s.published;
+  r.dropped_newest = s.dropped_newest;
+  r.dropped_oldest = s.dropped_oldest;
+  r.dropped_timeout = s.dropped_timeout;
+  r.dropped_close_deadline = s.dropped_close_deadline;
+  for (const auto& sub : s.subscriptions) {
+    r.delivered += sub.delivered;
+    r.dropped_newest += sub.dropped_newest;
+    r.dropped_oldest += sub.dropped_oldest;
+    r.dropped_close_deadline += sub.dropped_close;
+    r.gaps += sub.gaps;
+  }
+  r.deadline_reached = late;
+  r.took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+  close_report_ = r;
+  return r;
+}
+
+BusStats Bus::Impl::stats() const {
+  BusStats s;
+  s.published = published_.load();
+  s.dropped_newest = dropped_newest_.load();
+  s.dropped_oldest = dropped_oldest_.load();
+  s.dropped_timeout = dropped_timeout_.load();
+  s.dropped_closed = dropped_closed_.load();
+  s.dropped_close_deadline = dropped_close_deadline_.load();
+  s.rejected_invalid = rejected_invalid_.load();
+  s.frames_sent = frames_sent_.load();
+  s.events_sent = events_sent_.load();
+  s.queue_depth = queue_.size();
+  s.queue_bytes = queue_.bytes();
+  s.remote_frames = remote_frames_.load();
+  s.remote_events = remote_events_.load();
+  s.remote_gaps = remote_gaps_.load();
+  s.peer_disconnects = peer_disconnects_.load();
+  for (size_t i = 0; i < malformed_.size(); ++i) s.malformed[i] = malformed_[i].load();
+  std::lock_guard lock(subs_mu_);
+  for (const auto& sub : subscribers_) s.subscriptions.push_back(sub->stats());
+  return s;
+}
+
+// --- Bus: forwards to Impl ---------------------------------------------------------------
+
+Bus::Bus(BusOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+Bus::~Bus() = default;
+const std::string& Bus::name() const noexcept { return impl_->options.name; }
+const std::string& Bus::node_id() const noexcept { return impl_->options.node_id; }
+std::string Bus::bound_endpoint() const { return impl_->bound_endpoint; }
+
+PublishStatus Bus::broadcast(const RequestLog& e, std::string_view topic) {
+  return impl_->publish(e, topic, detail::kScopeCluster);
+}
+PublishStatus Bus::broadcast(const AnalyticsEvent& e, std::string_view topic) {
+  return impl_->publish(e, topic, detail::kScopeCluster);
+}
+PublishStatus Bus::local_broadcast(const RequestLog& e, std::string_view topic) {
+  return impl_->publish(e, topic, detail::kScopeLocal);
+}
+PublishStatus Bus::local_broadcast(const AnalyticsEvent& e, std::string_view topic) {
+  return impl_->publish(e, topic, detail::kScopeLocal);
+}
+Subscription Bus::subscribe(SubscribeOptions o, Handler h) {
+  if (!h) throw Error(ErrorCode::invalid_argument, "subscribe: empty handler");
+  return impl_->subscribe(std::move(o), std::move(h));
+}
+Subscription Bus::subscribe(SubscribeOptions o) { return impl_->subscribe(std::move(o), nullptr); }
+CloseReport Bus::close(std::chrono::milliseconds d) { return impl_->close(d); }
+CloseReport Bus::close() { return impl_->close(impl_->options.close_timeout); }
+BusStats Bus::stats() const { return impl_->stats(); }
+
+const char* to_string(PublishStatus s) noexcept {
+  switch (s) {
+    case PublishStatus::ok: return "ok";
+    case PublishStatus::dropped_newest: return "dropped_newest";
+    case PublishStatus::timed_out: return "timed_out";
+    case PublishStatus::closed: return "closed";
+    case PublishStatus::invalid: return "invalid";
+  }
+  return "unknown";
+}
+
+const char* to_string(Overflow o) noexcept {
+  switch (o) {
+    case Overflow::block: return "block";
+    case Overflow::drop_newest: return "drop_newest";
+    case Overflow::drop_oldest: return "drop_oldest";
+  }
+  return "unknown";
+}
+
+const char* to_string(Scope s) noexcept { return s == Scope::local_only ? "local_only" : "cluster"; }
+
+// --- Subscription: forwards to detail::Subscriber ---------------------------------------
+
+Subscription::Subscription(std::shared_ptr<detail::Subscriber> impl) : impl_(std::move(impl)) {}
+Subscription& Subscription::operator=(Subscription&& other) noexcept {
+  if (this != &other) {
+    close();
+    impl_ = std::move(other.impl_);
+  }
+  return *this;
+}
+Subscription::~Subscription() { close(); }
+std::optional<Message> Subscription::next(std::chrono::milliseconds t) {
+  return impl_ ? impl_->next(t) : std::nullopt;
+}
+size_t Subscription::next_batch(std::vector<Message>& out, size_t max, std::chrono::milliseconds t) {
+  return impl_ ? impl_->next_batch(out, max, t) : 0;
+}
+SubscriptionStats Subscription::stats() const { return impl_ ? impl_->stats() : SubscriptionStats{}; }
+void Subscription::close() {
+  if (impl_) impl_->stop();
+}
+
+}  // namespace reqbus

@@ -1,0 +1,89 @@
+#pragma once
+// Bus::Impl: the state shared by the API (bus.cpp), the publisher thread (publisher.cpp) and
+// the receiver thread (receiver.cpp).
+#include <array>
+#include <atomic>
+#include <future>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+#include <zmq.hpp>
+
+#include "bus/bounded_queue.hpp"
+#include "bus/ready_board.hpp"
+#include "bus/subscriber.hpp"
+#include "reqbus/bus.hpp"
+#include "reqbus/log.hpp"
+
+namespace reqbus {
+
+// One encoded event waiting for the publisher thread.
+struct PendingEvent {
+  std::string record;  // codec::append output
+  std::string topic;
+  char scope = 'G';    // detail::kScopeLocal or kScopeCluster
+};
+
+class Bus::Impl {
+ public:
+  explicit Impl(BusOptions options);
+  ~Impl();
+
+  template <class Event>
+  PublishStatus publish(const Event& event, std::string_view topic, char scope);
+  Subscription subscribe(SubscribeOptions options, Handler handler);
+  CloseReport close(std::chrono::milliseconds deadline);
+  BusStats stats() const;
+
+  const BusOptions options;
+  const uint64_t epoch;
+  std::string bound_endpoint;  // set before the constructor returns
+
+ private:
+  // publisher.cpp
+  void publisher_main(std::promise<void> started);
+  void publish_batch(std::vector<PendingEvent>& batch, size_t n, zmq::socket_t& local,
+                     zmq::socket_t* tcp);
+  bool send_blocking(zmq::socket_t& socket, zmq::message_t& key, zmq::message_t& body);
+  void drain_subscriptions(zmq::socket_t& xpub);
+  // receiver.cpp
+  void receiver_main(std::promise<void> started);
+
+  void start_thread(std::thread& thread, std::future<void>& done,
+                    void (Impl::*main)(std::promise<void>));
+  void retire(const std::shared_ptr<detail::Subscriber>& subscriber);
+
+  zmq::context_t context_;
+  const std::string local_endpoint_;
+  const std::string remote_endpoint_;  // "" without peers
+  detail::BoundedQueue<PendingEvent> queue_;
+  detail::ReadyBoard ready_;
+
+  std::thread publisher_, receiver_;
+  std::future<void> publisher_done_, receiver_done_;
+  std::atomic<bool> accepting_{true};
+  std::atomic<bool> abort_{false};          // close() deadline passed: stop waiting on sockets
+  std::atomic<bool> receiver_stop_{false};
+  std::atomic<uint64_t> next_seq_{0};       // per-node RequestLog/AnalyticsEvent seq
+  std::atomic<uint64_t> subscriber_count_{0};
+
+  // Counters (relaxed atomics: totals only).
+  std::atomic<uint64_t> published_{0}, dropped_newest_{0}, dropped_oldest_{0},
+      dropped_timeout_{0}, dropped_closed_{0}, dropped_close_deadline_{0}, rejected_invalid_{0},
+      frames_sent_{0}, events_sent_{0}, remote_frames_{0}, remote_events_{0}, remote_gaps_{0},
+      peer_disconnects_{0};
+  std::array<std::atomic<uint64_t>, codec::kDecodeErrorCount> malformed_{};
+
+  // Publisher-thread state.
+  std::unordered_map<std::string, uint64_t> channel_seq_;  // envelope key -> next seq
+
+  mutable std::mutex subs_mu_;
+  std::vector<std::shared_ptr<detail::Subscriber>> subscribers_;  // guarded by subs_mu_
+
+  std::mutex close_mu_;
+  std::optional<CloseReport> close_report_;  // guarded by close_mu_
+  RateLimiter bad_input_log_;
+};
+
+}  // namespace reqbus

@@ -1,0 +1,47 @@
+#pragma once
+// Frames: the two-part ZeroMQ messages reqbus sends (docs/WIRE.md).
+//   part 1, the envelope key:  <topic> NUL <scope>   scope 'L' (local-only) or 'G' (cluster)
+//                              or a control key: 0x01 <name>
+//   part 2, the payload:       msgpack [wire_version, node_id, epoch, first_seq, [record...]]
+// Subscribers subscribe to "<topic>\0", a prefix that matches both scopes of that topic only.
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "reqbus/codec.hpp"
+#include "reqbus/message.hpp"
+
+namespace reqbus::detail {
+
+inline constexpr char kScopeLocal = 'L';
+inline constexpr char kScopeCluster = 'G';
+inline constexpr char kControlPrefix = '\x01';
+inline constexpr std::string_view kCloseKey = "\x01" "close";
+// Subscriptions that start with this byte are readiness tokens, never message keys.
+inline constexpr char kReadyPrefix = '\x02';
+
+struct FrameHeader {
+  std::string node_id;
+  uint64_t epoch = 0;      // random per Bus instance: a restarted node starts a new sequence
+  uint64_t first_seq = 0;  // channel sequence of the first record; the next frame continues it
+  uint32_t count = 0;      // records in the frame
+};
+
+// "" when `topic` is a valid topic name, else the reason.
+std::string check_topic(std::string_view topic);
+std::string envelope_key(std::string_view topic, char scope);
+// Parses an envelope key; false if it is not "<valid topic>\0<L|G>".
+bool parse_envelope_key(std::string_view key, std::string_view& topic, char& scope);
+
+// Appends the payload header for a frame of `count` records; the records follow, as
+// codec::append wrote them.
+void append_frame_header(std::string& out, std::string_view node_id, uint64_t epoch,
+                         uint64_t first_seq, uint32_t count);
+
+// Decodes a payload. Records in the v1 layout get node_id from the header. On error `out` is
+// left with whatever was decoded before it.
+std::optional<codec::DecodeError> decode_frame(const char* data, size_t size, size_t max_bytes,
+                                               FrameHeader& header, std::vector<Message>& out);
+
+}  // namespace reqbus::detail

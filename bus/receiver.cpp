@@ -1,0 +1,107 @@
+// The receiver thread: owns the SUB socket connected to tcp peers and the inproc XPUB that
+// re-publishes their frames to this node's cluster-scope subscribers. Every frame from the
+// network is decoded and checked before it is forwarded; bad ones are dropped and counted.
+#include "bus/bus_impl.hpp"
+#include "bus/frame.hpp"
+#include "bus/gap_tracker.hpp"
+
+namespace reqbus {
+
+void Bus::Impl::receiver_main(std::promise<void> started) {
+  std::optional<zmq::socket_t> peers, remote, monitor;
+  try {
+    peers.emplace(context_, zmq::socket_type::sub);
+    // ZeroMQ's own limit is the hard stop (it disconnects the peer); below it we drop and count.
+    peers->set(zmq::sockopt::maxmsgsize, int64_t(options.max_message_bytes) * 2);
+    peers->set(zmq::sockopt::rcvhwm, options.tcp_hwm);
+    peers->set(zmq::sockopt::linger, 0);
+    peers->set(zmq::sockopt::reconnect_ivl, 100);
+    peers->set(zmq::sockopt::reconnect_ivl_max, 5000);  // backoff when a peer stays down
+    peers->set(zmq::sockopt::subscribe, "");
+    const std::string monitor_endpoint = remote_endpoint_ + "-monitor";
+    if (zmq_socket_monitor(peers->handle(), monitor_endpoint.c_str(), ZMQ_EVENT_DISCONNECTED) != 0)
+      throw zmq::error_t();
+    monitor.emplace(context_, zmq::socket_type::pair);
+    monitor->connect(monitor_endpoint);
+    for (const auto& peer : options.peers) peers->connect(peer);
+
+    remote.emplace(context_, zmq::socket_type::xpub);
+    remote->set(zmq::sockopt::xpub_nodrop, 1);
+    remote->set(zmq::sockopt::sndhwm, options.inproc_hwm);
+    remote->set(zmq::sockopt::linger, 0);
+    remote->bind(remote_endpoint_);
+    started.set_value();
+  } catch (...) {
+    started.set_exception(std::current_exception());
+    return;
+  }
+
+  detail::GapTracker gaps;
+  detail::FrameHeader header;
+  std::vector<Message> scratch;
+  auto reject = [&](codec::DecodeError why, std::string_view detail_text) {
+    malformed_[size_t(why)].fetch_add(1, std::memory_order_relaxed);
+    bad_input_log_.log(LogLevel::warn, "bus '" + options.name + "': dropped a frame from a peer: " +
+                                           codec::to_string(why) + std::string(detail_text));
+  };
+
+  while (!receiver_stop_.load() && !abort_.load()) {
+    zmq::pollitem_t items[] = {{peers->handle(), 0, ZMQ_POLLIN, 0},
+                               {remote->handle(), 0, ZMQ_POLLIN, 0},
+                               {monitor->handle(), 0, ZMQ_POLLIN, 0}};
+    zmq::poll(items, 3, std::chrono::milliseconds(100));
+    if (items[1].revents & ZMQ_POLLIN) drain_subscriptions(*remote);
+    if (items[2].revents & ZMQ_POLLIN) {
+      zmq::message_t event;
+      while (monitor->recv(event, zmq::recv_flags::dontwait)) {
+        if (!event.more()) peer_disconnects_.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    if (!(items[0].revents & ZMQ_POLLIN)) continue;
+
+    for (int burst = 0; burst < 256; ++burst) {
+      std::vector<zmq::message_t> parts;
+      zmq::message_t part;
+      if (!peers->recv(part, zmq::recv_flags::dontwait)) break;
+      parts.push_back(std::move(part));
+      while (parts.back().more() && parts.size() <= 3) {
+        zmq::message_t next;
+        if (!peers->recv(next)) break;
+        parts.push_back(std::move(next));
+      }
+      while (parts.back().more()) {  // drain a message with too many parts
+        zmq::message_t extra;
+        if (!peers->recv(extra)) break;
+        parts.back().move(extra);
+      }
+      if (parts.size() != 2) {
+        reject(codec::DecodeError::wrong_shape, " (expected 2 parts)");
+        continue;
+      }
+      const std::string_view key(static_cast<const char*>(parts[0].data()), parts[0].size());
+      std::string_view topic;
+      char scope = 0;
+      if (!detail::parse_envelope_key(key, topic, scope) || scope != detail::kScopeCluster) {
+        reject(codec::DecodeError::wrong_shape, " (bad envelope key)");
+        continue;
+      }
+      scratch.clear();
+      if (auto error = detail::decode_frame(static_cast<const char*>(parts[1].data()),
+                                            parts[1].size(), options.max_message_bytes, header,
+                                            scratch)) {
+        reject(*error, "");
+        continue;
+      }
+      remote_frames_.fetch_add(1, std::memory_order_relaxed);
+      remote_events_.fetch_add(header.count, std::memory_order_relaxed);
+      remote_gaps_.fetch_add(gaps.observe(header.node_id, key, header.epoch, header.first_seq, header.count),
+                             std::memory_order_relaxed);
+      if (!send_blocking(*remote, parts[0], parts[1])) break;
+    }
+  }
+  zmq::message_t key(detail::kCloseKey.data(), detail::kCloseKey.size()), body;
+  if (!abort_.load()) send_blocking(*remote, key, body);
+  zmq_socket_monitor(peers->handle(), nullptr, 0);
+}
+
+}  // namespace reqbus

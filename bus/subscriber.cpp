@@ -1,0 +1,274 @@
+#include "bus/subscriber.hpp"
+
+#include <string_view>
+
+#include "bus/frame.hpp"
+#include "reqbus/error.hpp"
+
+namespace reqbus::detail {
+namespace {
+
+constexpr auto kPollSlice = std::chrono::milliseconds(100);
+
+}  // namespace
+
+Subscriber::Subscriber(SubscriberEnv env, SubscribeOptions options, Handler handler)
+    : env_(std::move(env)),
+      options_(std::move(options)),
+      handler_(std::move(handler)),
+      inline_handler_(handler_ && options_.overflow == Overflow::block),
+      // Pending events are bounded by count; bytes are bounded by count x record limits.
+      pending_(options_.max_pending, SIZE_MAX) {}
+
+Subscriber::~Subscriber() { stop(); }
+
+void Subscriber::start(const std::string& ready_token) {
+  ready_token_ = ready_token;
+  std::promise<void> started;
+  auto started_future = started.get_future();
+  std::promise<void> done;
+  reader_done_ = done.get_future();
+  reader_ = std::thread([this, p = std::move(started), d = std::move(done)]() mutable {
+    reader_main(std::move(p));
+    d.set_value();
+  });
+  try {
+    started_future.get();  // socket connected and subscribed, or an exception
+  } catch (...) {
+    stop();
+    throw;
+  }
+  if (handler_ && !inline_handler_) {
+    std::promise<void> handler_done;
+    handler_done_ = handler_done.get_future();
+    handler_thread_ = std::thread([this, d = std::move(handler_done)]() mutable {
+      handler_main();
+      d.set_value();
+    });
+  }
+  const int acks = env_.remote_endpoint.empty() || options_.scope == Scope::local_only ? 1 : 2;
+  const auto deadline = std::chrono::steady_clock::now() + options_.ready_timeout;
+  if (!env_.ready->wait(ready_token, acks, deadline, env_.poke)) {
+    stop();
+    throw Error(ErrorCode::transport,
+                "subscribe: subscription to '" + options_.topic + "' not live after " +
+                    std::to_string(options_.ready_timeout.count()) + " ms");
+  }
+}
+
+void Subscriber::reader_main(std::promise<void> started) {
+  std::optional<zmq::socket_t> socket;
+  int expected_closes = 1;
+  try {
+    socket.emplace(*env_.context, zmq::socket_type::sub);
+    socket->set(zmq::sockopt::rcvhwm, options_.rcv_hwm);
+    socket->set(zmq::sockopt::rcvtimeo, int(kPollSlice.count()));
+    socket->set(zmq::sockopt::linger, 0);
+    std::string topic_prefix = options_.topic;  // "<topic>\0" matches both scopes of the topic
+    topic_prefix.push_back('\0');
+    socket->set(zmq::sockopt::subscribe, topic_prefix);
+    socket->set(zmq::sockopt::subscribe, std::string_view(kCloseKey));
+    socket->set(zmq::sockopt::subscribe, std::string(1, kReadyPrefix) + ready_token_);
+    socket->connect(env_.local_endpoint);
+    if (options_.scope == Scope::cluster && !env_.remote_endpoint.empty()) {
+      socket->connect(env_.remote_endpoint);
+      expected_closes = 2;
+    }
+    started.set_value();
+  } catch (...) {
+    started.set_exception(std::current_exception());
+    return;
+  }
+
+  GapTracker gaps;
+  FrameHeader header;
+  std::vector<Message> batch;
+  int closes_seen = 0;
+  zmq::message_t key, body;
+  while (!stop_.load(std::memory_order_relaxed)) {
+    zmq::recv_result_t got;
+    try {
+      got = socket->recv(key);
+    } catch (const zmq::error_t&) {
+      break;  // context terminated
+    }
+    if (!got) continue;  // poll slice elapsed; check stop_ again
+    if (!key.more()) {
+      ++malformed_;
+      continue;
+    }
+    if (!socket->recv(body)) continue;
+    while (body.more()) {  // discard unexpected extra parts
+      zmq::message_t extra;
+      if (!socket->recv(extra)) break;
+      body.move(extra);
+    }
+    const std::string_view key_view(static_cast<const char*>(key.data()), key.size());
+    if (key_view == kCloseKey) {
+      if (++closes_seen >= expected_closes) break;  // the bus sent everything before this
+      continue;
+    }
+    batch.clear();
+    auto error = decode_frame(static_cast<const char*>(body.data()), body.size(),
+                              env_.max_message_bytes * 2, header, batch);
+    if (error) {  // local frames are ours and the receiver validated remote ones: a bug
+      ++malformed_;
+      log_limit_.log(LogLevel::error, "subscriber '" + options_.name + "': undecodable frame (" +
+                                          codec::to_string(*error) + ")");
+      continue;
+    }
+    const char scope = key_view.back();
+    if (const uint64_t missing = gaps.observe(header.node_id, std::string_view(&scope, 1),
+                                              header.epoch, header.first_seq, header.count)) {
+      gaps_ += missing;
+      log_limit_.log(LogLevel::warn, "subscriber '" + options_.name + "': " +
+                                         std::to_string(missing) + " events missing from " +
+                                         header.node_id);
+    }
+    received_ += batch.size();
+    for (Message& m : batch) {
+      deliver(m);
+      if (stop_.load(std::memory_order_relaxed)) break;
+    }
+  }
+  pending_.close();  // pull readers drain what is left, then see the end
+}
+
+void Subscriber::deliver(Message& message) {
+  if (inline_handler_) {
+    try {
+      handler_(message);
+    } catch (const std::exception& e) {
+      ++handler_errors_;
+      log_limit_.log(LogLevel::error, "subscriber '" + options_.name + "': handler threw: " + e.what());
+    } catch (...) {
+      ++handler_errors_;
+      log_limit_.log(LogLevel::error, "subscriber '" + options_.name + "': handler threw");
+    }
+    ++delivered_;
+    return;
+  }
+  // Pull mode or a drop policy: into the bounded pending queue.
+  while (true) {
+    const auto deadline = std::chrono::steady_clock::now() + kPollSlice;
+    const PushOutcome out = pending_.push(message, 1, options_.overflow, deadline);
+    if (out.evicted) {
+      dropped_oldest_ += out.evicted;
+      note_pending_full();
+    }
+    switch (out.result) {
+      case PushResult::ok:
+        if (slow_.load(std::memory_order_relaxed) && pending_.size() < options_.max_pending / 2)
+          slow_ = false;
+        return;
+      case PushResult::dropped_newest:
+        ++dropped_newest_;
+        note_pending_full();
+        return;
+      case PushResult::closed:
+        return;
+      case PushResult::timed_out:  // block policy: never drop; keep waiting unless stopping
+        note_pending_full();
+        if (stop_.load()) {
+          ++dropped_close_;
+          return;
+        }
+        continue;
+    }
+  }
+}
+
+void Subscriber::note_pending_full() {
+  // nats.c's rule: report a slow consumer once when it turns slow, not on every drop.
+  if (!slow_.exchange(true))
+    log(LogLevel::warn, "subscriber '" + options_.name + "' is slow: its pending queue of " +
+                            std::to_string(options_.max_pending) + " events is full (policy " +
+                            to_string(options_.overflow) + ")");
+}
+
+void Subscriber::handler_main() {
+  std::vector<Message> batch;
+  while (true) {
+    const size_t n = pending_.pop(batch, 64, std::chrono::steady_clock::now() + kPollSlice);
+    if (n == 0) {
+      if (pending_.closed_and_empty() || stop_.load()) return;
+      continue;
+    }
+    for (size_t i = 0; i < n; ++i) {
+      try {
+        handler_(batch[i]);
+      } catch (...) {
+        ++handler_errors_;
+        log_limit_.log(LogLevel::error, "subscriber '" + options_.name + "': handler threw");
+      }
+      ++delivered_;
+    }
+  }
+}
+
+std::optional<Message> Subscriber::next(std::chrono::milliseconds timeout) {
+  std::vector<Message> one;
+  if (next_batch(one, 1, timeout) == 0) return std::nullopt;
+  return std::move(one.front());
+}
+
+size_t Subscriber::next_batch(std::vector<Message>& out, size_t max,
+                              std::chrono::milliseconds timeout) {
+  if (max == 0) return 0;
+  std::vector<Message> tmp;
+  const size_t n = pending_.pop(tmp, max, std::chrono::steady_clock::now() + timeout);
+  for (size_t i = 0; i < n; ++i) out.push_back(std::move(tmp[i]));
+  delivered_ += n;
+  return n;
+}
+
+SubscriptionStats Subscriber::stats() const {
+  SubscriptionStats s;
+  s.name = options_.name;
+  s.topic = options_.topic;
+  s.scope = options_.scope;
+  s.received = received_.load();
+  s.delivered = delivered_.load();
+  s.dropped_newest = dropped_newest_.load();
+  s.dropped_oldest = dropped_oldest_.load();
+  s.dropped_close = dropped_close_.load();
+  s.gaps = gaps_.load();
+  s.handler_errors = handler_errors_.load();
+  s.malformed = malformed_.load();
+  s.pending_depth = pending_.size();
+  s.slow = slow_.load();
+  return s;
+}
+
+bool Subscriber::finish(std::chrono::steady_clock::time_point deadline) {
+  draining_ = true;
+  bool in_time = true;
+  if (reader_done_.valid() &&
+      reader_done_.wait_until(deadline) != std::future_status::ready) {
+    in_time = false;
+    stop_ = true;
+  }
+  if (handler_done_.valid() &&
+      handler_done_.wait_until(deadline) != std::future_status::ready) {
+    // The handler thread drains the pending queue, then sees it closed; past the deadline
+    // what is left is dropped and counted.
+    in_time = false;
+    dropped_close_ += pending_.clear();
+  }
+  join();
+  return in_time;
+}
+
+void Subscriber::stop() {
+  stop_ = true;
+  pending_.close();
+  join();
+}
+
+void Subscriber::join() {
+  std::lock_guard lock(join_mu_);
+  if (reader_.joinable()) reader_.join();
+  if (handler_thread_.joinable()) handler_thread_.join();
+}
+
+}  // namespace reqbus::detail

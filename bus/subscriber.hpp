@@ -1,0 +1,79 @@
+#pragma once
+// detail::Subscriber: one subscription's socket, threads and counters (behind Subscription).
+// The reader thread owns the SUB socket: it decodes frames, tracks sequence gaps, and either
+// runs the handler itself (handler + block policy: back-pressure flows to the publisher) or
+// feeds the bounded pending queue (pull mode, or drop policies, where a second thread runs the
+// handler so a slow handler sheds load here instead of slowing the bus).
+#include <atomic>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+#include <zmq.hpp>
+
+#include "bus/bounded_queue.hpp"
+#include "bus/gap_tracker.hpp"
+#include "bus/ready_board.hpp"
+#include "reqbus/bus.hpp"
+#include "reqbus/log.hpp"
+
+namespace reqbus::detail {
+
+// What a subscriber needs from its bus. The bus outlives its subscribers' threads: Bus::close
+// joins them.
+struct SubscriberEnv {
+  zmq::context_t* context = nullptr;
+  std::string local_endpoint;
+  std::string remote_endpoint;  // "" when the bus has no tcp peers
+  ReadyBoard* ready = nullptr;
+  std::function<void()> poke;   // wakes the threads that ack readiness
+  size_t max_message_bytes = 0;
+};
+
+class Subscriber {
+ public:
+  Subscriber(SubscriberEnv env, SubscribeOptions options, Handler handler);
+  ~Subscriber();
+
+  // Starts the threads and waits until the subscription is live; throws Error on failure.
+  void start(const std::string& ready_token);
+
+  std::optional<Message> next(std::chrono::milliseconds timeout);
+  size_t next_batch(std::vector<Message>& out, size_t max, std::chrono::milliseconds timeout);
+  SubscriptionStats stats() const;
+
+  // Graceful end (Bus::close): the reader stops after the bus's close markers; waits for the
+  // threads until `deadline`, then aborts them. Returns false if the deadline was reached.
+  bool finish(std::chrono::steady_clock::time_point deadline);
+  // Immediate end (Subscription::close / destructor). Idempotent.
+  void stop();
+
+ private:
+  void reader_main(std::promise<void> started);
+  void handler_main();
+  void deliver(Message& message);
+  void note_pending_full();
+  void join();
+
+  const SubscriberEnv env_;
+  const SubscribeOptions options_;
+  const Handler handler_;
+  const bool inline_handler_;  // handler mode with block policy: the reader runs the handler
+  std::string ready_token_;
+  BoundedQueue<Message> pending_;
+  std::thread reader_;
+  std::thread handler_thread_;
+  std::future<void> reader_done_;
+  std::future<void> handler_done_;
+  std::mutex join_mu_;
+  std::atomic<bool> stop_{false};     // leave now
+  std::atomic<bool> draining_{false}; // the bus is closing: leave after its close markers
+  std::atomic<bool> slow_{false};
+  RateLimiter log_limit_;
+
+  std::atomic<uint64_t> received_{0}, delivered_{0}, dropped_newest_{0}, dropped_oldest_{0},
+      gaps_{0}, handler_errors_{0}, malformed_{0}, dropped_close_{0};
+};
+
+}  // namespace reqbus::detail

@@ -1,0 +1,75 @@
+// UUIDv7 per RFC 9562 section 5.7, with the 12-bit rand_a used as a per-thread counter within a
+// millisecond ("method 1"), so ids made by one thread are strictly increasing.
+#include <chrono>
+#include <random>
+
+#include "reqbus/uuid.hpp"
+
+namespace reqbus {
+namespace {
+
+struct Generator {
+  uint64_t state;
+  int64_t last_ms = -1;
+  uint32_t counter = 0;
+
+  Generator() {
+    std::random_device rd;
+    state = (uint64_t(rd()) << 32) ^ rd() ^
+            uint64_t(std::chrono::steady_clock::now().time_since_epoch().count());
+  }
+  uint64_t next() {  // splitmix64: fast, well distributed; ids need uniqueness, not secrecy
+    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+};
+
+thread_local Generator t_gen;
+
+void format(int64_t ms, char out[36]) {
+  Generator& g = t_gen;
+  if (ms > g.last_ms) {
+    g.last_ms = ms;
+    g.counter = uint32_t(g.next() & 0x3FF);  // random start, leaves room to count up
+  } else if (++g.counter > 0xFFF) {          // 4096 ids in one ms: borrow the next ms
+    g.last_ms += 1;
+    g.counter = 0;
+  }
+  ms = g.last_ms;
+  const uint64_t rand_b = g.next();
+  uint8_t b[16];
+  for (int i = 0; i < 6; ++i) b[i] = uint8_t(uint64_t(ms) >> (40 - 8 * i));
+  b[6] = uint8_t(0x70 | ((g.counter >> 8) & 0x0F));
+  b[7] = uint8_t(g.counter & 0xFF);
+  for (int i = 0; i < 8; ++i) b[8 + i] = uint8_t(rand_b >> (56 - 8 * i));
+  b[8] = uint8_t(0x80 | (b[8] & 0x3F));
+  static const char* hex = "0123456789abcdef";
+  int o = 0;
+  for (int i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) out[o++] = '-';
+    out[o++] = hex[b[i] >> 4];
+    out[o++] = hex[b[i] & 0x0F];
+  }
+}
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+void uuid_v7_into(char out[36]) { format(now_ms(), out); }
+
+std::string uuid_v7_at(int64_t unix_ms) {
+  std::string s(36, '\0');
+  format(unix_ms, s.data());
+  return s;
+}
+
+std::string uuid_v7() { return uuid_v7_at(now_ms()); }
+
+}  // namespace reqbus

@@ -1,0 +1,14 @@
+# Per-target settings for reqbus's own targets. Nothing here is forced on consumers:
+# warnings and sanitizers are PRIVATE to the target they are applied to.
+function(reqbus_apply_defaults target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra)
+  if(REQBUS_WERROR)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+  if(REQBUS_SANITIZE)
+    target_compile_options(${target} PRIVATE -fsanitize=${REQBUS_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all)
+    target_link_options(${target} PRIVATE -fsanitize=${REQBUS_SANITIZE})
+  endif()
+  # msgpack-c without Boost: we use only its core packer/unpacker.
+  target_compile_definitions(${target} PRIVATE MSGPACK_NO_BOOST)
+endfunction()

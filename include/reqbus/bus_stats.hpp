@@ -1,0 +1,65 @@
+#pragma once
+// Counters a Bus and its subscriptions export (read by the metrics endpoint).
+// All are totals since construction unless named *_depth.
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "reqbus/bus_options.hpp"
+#include "reqbus/codec.hpp"
+
+namespace reqbus {
+
+struct SubscriptionStats {
+  std::string name;
+  std::string topic;
+  Scope scope = Scope::cluster;
+  uint64_t received = 0;        // events decoded from the socket
+  uint64_t delivered = 0;       // events handed to the handler or returned by next()
+  uint64_t dropped_newest = 0;  // refused: pending queue full (drop_newest)
+  uint64_t dropped_oldest = 0;  // evicted: pending queue full (drop_oldest)
+  uint64_t dropped_close = 0;   // decoded but not queued when close() hit its deadline
+  uint64_t gaps = 0;            // events missing from an origin's sequence (lost upstream)
+  uint64_t handler_errors = 0;  // handler calls that threw
+  uint64_t malformed = 0;       // frames that failed to decode (never expected locally)
+  uint64_t pending_depth = 0;   // events waiting now
+  bool slow = false;            // pending queue is (or was recently) full
+};
+
+struct BusStats {
+  uint64_t published = 0;        // accepted by broadcast()/local_broadcast()
+  uint64_t dropped_newest = 0;   // publish queue full, drop_newest
+  uint64_t dropped_oldest = 0;   // publish queue full, drop_oldest (accepted, then evicted)
+  uint64_t dropped_timeout = 0;  // publish queue full past block_timeout
+  uint64_t dropped_closed = 0;   // broadcast after close()
+  uint64_t dropped_close_deadline = 0;  // accepted but not sent when close() hit its deadline
+  uint64_t rejected_invalid = 0; // failed validation
+  uint64_t frames_sent = 0;
+  uint64_t events_sent = 0;      // events written to the local socket (per event, not per peer)
+  uint64_t queue_depth = 0;      // events in the publish queue now
+  uint64_t queue_bytes = 0;
+  // From tcp peers:
+  uint64_t remote_frames = 0;
+  uint64_t remote_events = 0;
+  uint64_t remote_gaps = 0;      // events missing from a peer's sequence at this node
+  uint64_t peer_disconnects = 0; // tcp peer connections closed (incl. ZeroMQ's size limit)
+  std::array<uint64_t, codec::kDecodeErrorCount> malformed{};  // by codec::DecodeError
+  std::vector<SubscriptionStats> subscriptions;
+};
+
+// What close() did.
+struct CloseReport {
+  uint64_t published = 0;
+  uint64_t delivered = 0;         // sum over subscriptions
+  uint64_t dropped_newest = 0;
+  uint64_t dropped_oldest = 0;    // publish queue and subscriptions
+  uint64_t dropped_timeout = 0;
+  uint64_t dropped_close_deadline = 0;
+  uint64_t gaps = 0;
+  bool deadline_reached = false;  // true if something was still in flight at the deadline
+  std::chrono::milliseconds took{0};
+};
+
+}  // namespace reqbus

@@ -1,0 +1,43 @@
+#pragma once
+// Sink: where a batch of events is written (SQLite, PostgreSQL, HTTP, NDJSON file, ...).
+// A sink only writes; batching, retries, backoff and spooling belong to the Batcher.
+// Writes must be idempotent: an event seen twice (same request_id, or same message_id for
+// identify/group/track) is stored once.
+// Thread-safety: write() may be called from several flush workers at once; implementations
+// serialise internally where their connection needs it.
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "reqbus/message.hpp"
+
+namespace reqbus {
+
+struct WriteResult {
+  enum class Kind : uint8_t {
+    ok,         // stored (or already there)
+    retry,      // transient failure: try again, not before retry_after
+    permanent,  // will never succeed (bad credentials, schema mismatch...): spool, do not retry
+  };
+  Kind kind = Kind::ok;
+  std::chrono::milliseconds retry_after{0};  // a floor for the next attempt (HTTP Retry-After)
+  std::string reason;                        // why, for logs and reports
+
+  static WriteResult success() { return {}; }
+  static WriteResult retry_later(std::string why, std::chrono::milliseconds after = {}) {
+    return {Kind::retry, after, std::move(why)};
+  }
+  static WriteResult failure(std::string why) { return {Kind::permanent, {}, std::move(why)}; }
+  bool ok() const noexcept { return kind == Kind::ok; }
+};
+
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  // Writes the whole batch or nothing, within `timeout`.
+  virtual WriteResult write(const std::vector<Message>& batch, std::chrono::milliseconds timeout) = 0;
+  // A short name for logs and metrics ("sqlite:/var/lib/reqbus.db").
+  virtual std::string name() const = 0;
+};
+
+}  // namespace reqbus
