@@ -12,7 +12,7 @@ PACKAGES=(
   libpq-dev postgresql            # libpq + a server the tests start on a private port
   libcurl4-openssl-dev            # HTTP client (Client, HTTP sink)
   nlohmann-json3-dev              # JSON
-  libcpp-httplib-dev              # HTTP server (examples, node API)
+  libcpp-httplib-dev libssl-dev   # HTTP server (examples, node API); OpenSSL HMAC for visitor hashes
   libcli11-dev libtomlplusplus-dev  # command line and TOML config (the reqbus program)
   procps curl ca-certificates
 )
