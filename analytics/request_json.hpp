@@ -1,0 +1,23 @@
+#pragma once
+// The JSON form of a RequestLog: one object whose keys are the schema's column names
+// (request_id, method, path, status_code, duration_ms, user_agent, remote_ip, referer,
+// device_type, session_id, session_page_views, inserted_at, node_id, seq). Used by the NDJSON
+// sink, the HTTP sink, `reqbus tail`, `POST /v1/requests` and NDJSON ingest.
+// Thread-safety: pure functions.
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "reqbus/request_log.hpp"
+
+namespace reqbus::json {
+
+nlohmann::json to_json(const RequestLog& log);
+// One line of NDJSON (no trailing newline), escaped so any byte sequence stays valid JSON.
+void append_ndjson(std::string& out, const RequestLog& log);
+
+// Strict: `value` must be an object; method, path and status_code are required; every known
+// key must have its type (strings, integers, numbers); unknown keys are ignored. The result
+// must pass validate(). Returns "" or "<field>: <reason>".
+[[nodiscard]] std::string from_json(const nlohmann::json& value, RequestLog& out);
+
+}  // namespace reqbus::json
