@@ -28,21 +28,11 @@ struct Generator {
 
 thread_local Generator t_gen;
 
-void format(int64_t ms, char out[36]) {
-  Generator& g = t_gen;
-  if (ms > g.last_ms) {
-    g.last_ms = ms;
-    g.counter = uint32_t(g.next() & 0x3FF);  // random start, leaves room to count up
-  } else if (++g.counter > 0xFFF) {          // 4096 ids in one ms: borrow the next ms
-    g.last_ms += 1;
-    g.counter = 0;
-  }
-  ms = g.last_ms;
-  const uint64_t rand_b = g.next();
+void write_uuid(int64_t ms, uint32_t counter, uint64_t rand_b, char out[36]) {
   uint8_t b[16];
   for (int i = 0; i < 6; ++i) b[i] = uint8_t(uint64_t(ms) >> (40 - 8 * i));
-  b[6] = uint8_t(0x70 | ((g.counter >> 8) & 0x0F));
-  b[7] = uint8_t(g.counter & 0xFF);
+  b[6] = uint8_t(0x70 | ((counter >> 8) & 0x0F));
+  b[7] = uint8_t(counter & 0xFF);
   for (int i = 0; i < 8; ++i) b[8 + i] = uint8_t(rand_b >> (56 - 8 * i));
   b[8] = uint8_t(0x80 | (b[8] & 0x3F));
   static const char* hex = "0123456789abcdef";
@@ -52,6 +42,18 @@ void format(int64_t ms, char out[36]) {
     out[o++] = hex[b[i] >> 4];
     out[o++] = hex[b[i] & 0x0F];
   }
+}
+
+void format(int64_t ms, char out[36]) {
+  Generator& g = t_gen;
+  if (ms > g.last_ms) {
+    g.last_ms = ms;
+    g.counter = uint32_t(g.next() & 0x3FF);  // random start, leaves room to count up
+  } else if (++g.counter > 0xFFF) {          // 4096 ids in one ms: borrow the next ms
+    g.last_ms += 1;
+    g.counter = 0;
+  }
+  write_uuid(g.last_ms, g.counter, g.next(), out);
 }
 
 int64_t now_ms() {
@@ -67,6 +69,12 @@ void uuid_v7_into(char out[36]) { format(now_ms(), out); }
 std::string uuid_v7_at(int64_t unix_ms) {
   std::string s(36, '\0');
   format(unix_ms, s.data());
+  return s;
+}
+
+std::string uuid_v7_from(int64_t unix_ms, uint64_t bits_hi, uint64_t bits_lo) {
+  std::string s(36, '\0');
+  write_uuid(unix_ms, uint32_t(bits_hi & 0xFFF), bits_lo, s.data());
   return s;
 }
 

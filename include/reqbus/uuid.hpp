@@ -11,6 +11,9 @@ namespace reqbus {
 std::string uuid_v7();
 // Same, for a given time (milliseconds since the epoch); used by tests and replays.
 std::string uuid_v7_at(int64_t unix_ms);
+// A UUIDv7 whose random bits are given: the same (unix_ms, bits) always makes the same id.
+// Ingest uses it so re-reading the same log line yields the same request_id (idempotent).
+std::string uuid_v7_from(int64_t unix_ms, uint64_t bits_hi, uint64_t bits_lo);
 // Writes 36 characters to out (no terminator).
 void uuid_v7_into(char out[36]);
 
