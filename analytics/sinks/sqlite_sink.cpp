@@ -1,0 +1,411 @@
+// SqliteSink: one connection, one transaction and cached prepared statements per batch.
+// Errors inside a write travel as DbError (a SQLite result code and message) to one place,
+// to_result(), which maps them to retry_later or failure and rolls the transaction back.
+#include "reqbus/sqlite_sink.hpp"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+
+#include "analytics/sinks/schema.hpp"
+#include "reqbus/error.hpp"
+#include "reqbus/log.hpp"
+
+namespace reqbus {
+namespace {
+
+namespace sc = schema;
+using ms = std::chrono::milliseconds;
+
+struct DbError {
+  int code;             // SQLite extended result code, or SQLITE_ERROR for our own checks
+  std::string message;  // what failed and why
+  bool schema = false;  // a schema the sink cannot write into: permanent
+};
+
+struct StmtDeleter {
+  void operator()(sqlite3_stmt* s) const noexcept { sqlite3_finalize(s); }
+};
+using Stmt = std::unique_ptr<sqlite3_stmt, StmtDeleter>;
+
+const char* synchronous_pragma(SqliteSinkOptions::Synchronous s) {
+  switch (s) {
+    case SqliteSinkOptions::Synchronous::off: return "PRAGMA synchronous=OFF";
+    case SqliteSinkOptions::Synchronous::normal: return "PRAGMA synchronous=NORMAL";
+    case SqliteSinkOptions::Synchronous::full: return "PRAGMA synchronous=FULL";
+  }
+  return "PRAGMA synchronous=NORMAL";
+}
+
+bool is_transient(int code) {
+  switch (code & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_INTERRUPT:  // our own deadline (progress handler)
+    case SQLITE_FULL:
+    case SQLITE_IOERR:
+    case SQLITE_NOMEM:
+    case SQLITE_PROTOCOL:
+    case SQLITE_SCHEMA:
+      return true;
+    default:
+      return false;  // READONLY, CORRUPT, NOTADB, CANTOPEN, ERROR, PERM, AUTH, CONSTRAINT, ...
+  }
+}
+
+SqliteSinkOptions validated(SqliteSinkOptions o) {
+  auto bad = [](const std::string& what) {
+    throw Error(ErrorCode::invalid_argument, "SqliteSinkOptions." + what);
+  };
+  if (o.path.empty()) bad("path: empty");
+  if (o.busy_timeout.count() < 0) bad("busy_timeout: negative");
+  if (o.retry_after.count() < 0) bad("retry_after: negative");
+  if (o.cache_size_kib < 0) bad("cache_size_kib: negative");
+  if (o.max_database_bytes < 0) bad("max_database_bytes: negative");
+  if (!o.clock) o.clock = system_clock();
+  return o;
+}
+
+}  // namespace
+
+struct SqliteSink::Impl {
+  explicit Impl(SqliteSinkOptions o) : opt(validated(std::move(o))), name("sqlite:" + opt.path) {}
+  ~Impl() { close_connection(); }
+
+  const SqliteSinkOptions opt;
+  const std::string name;
+
+  std::timed_mutex mu;  // guards everything below down to `deadline`
+  sqlite3* db = nullptr;
+  Stmt begin, commit, insert_request, insert_event, insert_flush, add_counter;
+  Clock::time_point deadline{};  // of the write in progress; read by the progress handler
+
+  std::atomic<uint64_t> batches{0}, rows_inserted{0}, duplicates{0}, flushes_applied{0},
+      flushes_duplicate{0}, retries{0}, errors{0};
+  RateLimiter log_limiter;
+
+  // --- connection -------------------------------------------------------------------------
+
+  void close_connection() noexcept {
+    for (Stmt* s : {&begin, &commit, &insert_request, &insert_event, &insert_flush,
+                    &add_counter})
+      s->reset();
+    if (db) sqlite3_close_v2(db);
+    db = nullptr;
+  }
+
+  [[noreturn]] void fail(int rc, const std::string& what) {
+    std::string msg = what + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    throw DbError{db ? sqlite3_extended_errcode(db) : rc, std::move(msg)};
+  }
+
+  void exec(const std::string& sql, const char* what) {
+    int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
+    if (rc != SQLITE_OK) fail(rc, what);
+  }
+
+  Stmt prepare(const std::string& sql, const char* what) {
+    sqlite3_stmt* s = nullptr;
+    int rc = sqlite3_prepare_v3(db, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr);
+    if (rc != SQLITE_OK) {
+      std::string msg = std::string(what) + ": " + sqlite3_errmsg(db);
+      int code = sqlite3_extended_errcode(db);
+      sqlite3_finalize(s);
+      // "no such table/column" on a database that claims our version: not our schema.
+      if ((code & 0xff) == SQLITE_ERROR) throw DbError{code, "schema mismatch: " + msg, true};
+      throw DbError{code, msg};
+    }
+    return Stmt(s);
+  }
+
+  // Runs a statement to completion; returns the rows it changed. Resets it either way.
+  int run(sqlite3_stmt* s, const char* what) {
+    int rc = sqlite3_step(s);
+    while (rc == SQLITE_ROW) rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE) {
+      sqlite3_reset(s);
+      fail(rc, what);
+    }
+    sqlite3_reset(s);
+    return sqlite3_changes(db);
+  }
+
+  int64_t query_int(const std::string& sql, const char* what) {
+    Stmt s = prepare(sql, what);
+    int rc = sqlite3_step(s.get());
+    if (rc == SQLITE_ROW) return sqlite3_column_int64(s.get(), 0);
+    if (rc == SQLITE_DONE) return 0;
+    fail(rc, what);
+  }
+
+  static int on_progress(void* self) {
+    auto* impl = static_cast<Impl*>(self);
+    return impl->opt.clock->now() > impl->deadline ? 1 : 0;  // nonzero interrupts
+  }
+
+  // Opens the file, sets the pragmas, applies migrations and prepares the statements.
+  void ensure_open() {
+    if (db) return;
+    int rc = sqlite3_open_v2(opt.path.c_str(), &db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             nullptr);
+    if (rc != SQLITE_OK) {
+      std::string msg = "cannot open " + opt.path + ": " +
+                        (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+      close_connection();
+      throw DbError{rc, std::move(msg)};
+    }
+    sqlite3_extended_result_codes(db, 1);
+    sqlite3_progress_handler(db, 1000, &Impl::on_progress, this);
+    // sqlite3_open_v2 silently falls back to read-only when the file is not writable.
+    if (sqlite3_db_readonly(db, "main") == 1)
+      throw DbError{SQLITE_READONLY, "database file is read-only: " + opt.path};
+    exec("PRAGMA journal_mode=WAL", "set journal_mode=WAL");
+    exec(synchronous_pragma(opt.synchronous), "set synchronous");
+    exec("PRAGMA cache_size=-" + std::to_string(opt.cache_size_kib), "set cache_size");
+    if (opt.max_database_bytes > 0) {
+      int64_t page = query_int("PRAGMA page_size", "read page_size");
+      int64_t pages = std::max<int64_t>(1, opt.max_database_bytes / std::max<int64_t>(page, 512));
+      exec("PRAGMA max_page_count=" + std::to_string(pages), "set max_page_count");
+    }
+    migrate();
+    begin = prepare("BEGIN IMMEDIATE", "prepare BEGIN");
+    commit = prepare("COMMIT", "prepare COMMIT");
+    insert_request = prepare(sc::insert_ignore_sql(sc::requests_table(), sc::Dialect::sqlite),
+                             "prepare insert into requests");
+    insert_event = prepare(sc::insert_ignore_sql(sc::events_table(), sc::Dialect::sqlite),
+                           "prepare insert into events");
+    insert_flush = prepare(sc::insert_ignore_sql(sc::counter_flushes_table(), sc::Dialect::sqlite),
+                           "prepare insert into counter_flushes");
+    add_counter = prepare(sc::counter_add_sql(sc::Dialect::sqlite), "prepare counter upsert");
+  }
+
+  int64_t schema_version() {
+    if (query_int("SELECT count(*) FROM sqlite_master WHERE type='table' AND "
+                  "name='schema_migrations'",
+                  "read sqlite_master") == 0)
+      return 0;
+    return query_int(sc::current_version_sql(), "read schema version");
+  }
+
+  void check_not_newer(int64_t version) {
+    if (version > sc::latest_version())
+      throw DbError{SQLITE_ERROR,
+                    "schema mismatch: " + opt.path + " has schema version " +
+                        std::to_string(version) + ", newer than this reqbus knows (" +
+                        std::to_string(sc::latest_version()) + ")",
+                    true};
+  }
+
+  void migrate() {
+    int64_t version = schema_version();  // a read: no write lock when nothing is pending
+    check_not_newer(version);
+    if (version == sc::latest_version()) return;
+    exec("BEGIN IMMEDIATE", "begin migration");
+    try {
+      exec(sc::create_migrations_table_sql(sc::Dialect::sqlite), "create schema_migrations");
+      version = query_int(sc::current_version_sql(), "read schema version");  // under the lock
+      check_not_newer(version);
+      Stmt record = prepare(sc::record_migration_sql(sc::Dialect::sqlite), "prepare record");
+      for (const sc::Migration& m : sc::migrations(sc::Dialect::sqlite)) {
+        if (m.version <= version) continue;
+        for (const std::string& sql : m.statements) exec(sql, "apply migration");
+        sqlite3_bind_int(record.get(), 1, m.version);
+        sqlite3_bind_int64(record.get(), 2, opt.clock->unix_us());
+        sqlite3_bind_text(record.get(), 3, m.description.data(),
+                          static_cast<int>(m.description.size()), SQLITE_STATIC);
+        run(record.get(), "record migration");
+      }
+      exec("COMMIT", "commit migration");
+    } catch (...) {
+      if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+      throw;
+    }
+  }
+
+  // --- binding ----------------------------------------------------------------------------
+
+  static void text(sqlite3_stmt* s, int col, const std::string& v) {
+    sqlite3_bind_text(s, col + 1, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+  }
+  static void text_or_null(sqlite3_stmt* s, int col, const std::string& v) {
+    if (v.empty()) sqlite3_bind_null(s, col + 1);
+    else text(s, col, v);
+  }
+  static void int64(sqlite3_stmt* s, int col, int64_t v) { sqlite3_bind_int64(s, col + 1, v); }
+
+  int insert(const RequestLog& r) {
+    sqlite3_stmt* s = insert_request.get();
+    text(s, sc::kRequestId, r.request_id);
+    text(s, sc::kMethod, r.method);
+    text(s, sc::kPath, r.path);
+    int64(s, sc::kStatusCode, r.status_code);
+    sqlite3_bind_double(s, sc::kDurationMs + 1, r.duration_ms);
+    text(s, sc::kUserAgent, r.user_agent);
+    text(s, sc::kRemoteIp, r.remote_ip);
+    text(s, sc::kReferer, r.referer);
+    text(s, sc::kDeviceType, r.device_type);
+    text(s, sc::kSessionId, r.session_id);
+    int64(s, sc::kSessionPageViews, r.session_page_views);
+    int64(s, sc::kInsertedAt, r.inserted_at);
+    text(s, sc::kRequestNodeId, r.node_id);
+    int64(s, sc::kRequestSeq, static_cast<int64_t>(r.seq));
+    return run(s, "insert into requests");
+  }
+
+  int insert(const AnalyticsEvent& e) {
+    sqlite3_stmt* s = insert_event.get();
+    text(s, sc::kMessageId, e.message_id);
+    sqlite3_bind_text(s, sc::kType + 1, to_string(e.type), -1, SQLITE_STATIC);
+    text(s, sc::kUserId, e.user_id);
+    int64(s, sc::kTimestamp, e.timestamp);
+    text_or_null(s, sc::kEvent, e.event);
+    text_or_null(s, sc::kEmail, e.email);
+    text_or_null(s, sc::kTimezone, e.timezone);
+    text_or_null(s, sc::kAccountId, e.account_id);
+    text_or_null(s, sc::kName, e.name);
+    text_or_null(s, sc::kTraits, e.traits_json);
+    text_or_null(s, sc::kProperties, e.properties_json);
+    text(s, sc::kEventNodeId, e.node_id);
+    int64(s, sc::kEventSeq, static_cast<int64_t>(e.seq));
+    return run(s, "insert into events");
+  }
+
+  // --- transactions -----------------------------------------------------------------------
+
+  // Locks the connection, opens it if needed, runs body(); turns every error into a result.
+  template <class Body>
+  WriteResult transact(ms timeout, bool in_transaction, Body&& body) {
+    std::unique_lock<std::timed_mutex> lock(mu, std::defer_lock);
+    if (!lock.try_lock_for(timeout)) {
+      ++retries;
+      return WriteResult::retry_later(name + ": another write held the connection for " +
+                                          std::to_string(timeout.count()) + " ms",
+                                      opt.retry_after);
+    }
+    deadline = opt.clock->now() + timeout;
+    try {
+      ensure_open();
+      sqlite3_busy_timeout(db, static_cast<int>(std::min(opt.busy_timeout, timeout).count()));
+      if (in_transaction) run(begin.get(), "begin transaction");
+      body();
+      if (in_transaction) run(commit.get(), "commit");
+      return WriteResult::success();
+    } catch (const DbError& e) {
+      return to_result(e, timeout);
+    }
+  }
+
+  WriteResult to_result(const DbError& e, ms timeout) {
+    if (db && !sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    for (Stmt* s : {&insert_request, &insert_event, &insert_flush, &add_counter, &begin, &commit})
+      if (*s) sqlite3_reset(s->get());
+    const int primary = e.code & 0xff;
+    std::string reason = name + ": " + e.message;
+    if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED)
+      reason += " (another connection holds the write lock; waited up to " +
+                std::to_string(std::min(opt.busy_timeout, timeout).count()) + " ms)";
+    if (primary == SQLITE_INTERRUPT)
+      reason += " (the write's timeout of " + std::to_string(timeout.count()) + " ms passed)";
+    const bool transient = !e.schema && is_transient(e.code);
+    // Keep the connection across lock contention; reopen after anything else.
+    if (primary != SQLITE_BUSY && primary != SQLITE_LOCKED) close_connection();
+    if (transient) {
+      ++retries;
+      return WriteResult::retry_later(std::move(reason), opt.retry_after);
+    }
+    ++errors;
+    log_limiter.log(LogLevel::error, reason);
+    return WriteResult::failure(std::move(reason));
+  }
+};
+
+SqliteSink::SqliteSink(SqliteSinkOptions options)
+    : impl_(std::make_unique<Impl>(std::move(options))) {}
+SqliteSink::~SqliteSink() = default;
+
+WriteResult SqliteSink::write(const std::vector<Message>& batch, ms timeout) {
+  if (batch.empty()) return WriteResult::success();
+  Impl& d = *impl_;
+  uint64_t inserted = 0;
+  WriteResult result = d.transact(timeout, true, [&] {
+    inserted = 0;
+    for (const Message& m : batch) {
+      switch (m.kind) {
+        case MessageKind::request_sent: inserted += d.insert(m.request); break;
+        case MessageKind::identify:
+        case MessageKind::group:
+        case MessageKind::track: inserted += d.insert(m.analytics); break;
+        default:
+          throw DbError{SQLITE_ERROR,
+                        "unknown message kind " + std::to_string(static_cast<int>(m.kind)), true};
+      }
+    }
+  });
+  if (result.ok()) {
+    ++d.batches;
+    d.rows_inserted += inserted;
+    d.duplicates += batch.size() - inserted;
+  }
+  return result;
+}
+
+WriteResult SqliteSink::write_counters(const std::vector<CounterFlush>& flushes, ms timeout) {
+  if (flushes.empty()) return WriteResult::success();
+  Impl& d = *impl_;
+  uint64_t applied = 0;
+  WriteResult result = d.transact(timeout, true, [&] {
+    applied = 0;
+    const int64_t now_us = d.opt.clock->unix_us();
+    sqlite3_stmt* f = d.insert_flush.get();
+    sqlite3_stmt* c = d.add_counter.get();
+    for (const CounterFlush& flush : flushes) {
+      Impl::text(f, sc::kFlushKey, flush.key);
+      Impl::int64(f, sc::kWindowStart, flush.window_start);
+      Impl::text(f, sc::kFlushNodeId, flush.node_id);
+      Impl::int64(f, sc::kFlushCount, flush.count);
+      if (d.run(f, "insert into counter_flushes") == 0) continue;  // applied before
+      sqlite3_bind_text(c, 1, flush.key.data(), static_cast<int>(flush.key.size()), SQLITE_STATIC);
+      sqlite3_bind_int64(c, 2, flush.count);
+      sqlite3_bind_int64(c, 3, now_us);
+      d.run(c, "add to counters");
+      ++applied;
+    }
+  });
+  if (result.ok()) {
+    ++d.batches;
+    d.flushes_applied += applied;
+    d.flushes_duplicate += flushes.size() - applied;
+  }
+  return result;
+}
+
+WriteResult SqliteSink::open(ms timeout) {
+  return impl_->transact(timeout, false, [] {});
+}
+
+void SqliteSink::close() {
+  std::lock_guard<std::timed_mutex> lock(impl_->mu);
+  impl_->close_connection();
+}
+
+std::string SqliteSink::name() const { return impl_->name; }
+
+SqliteSinkStats SqliteSink::stats() const {
+  const Impl& d = *impl_;
+  SqliteSinkStats s;
+  s.batches = d.batches;
+  s.rows_inserted = d.rows_inserted;
+  s.duplicates = d.duplicates;
+  s.counter_flushes_applied = d.flushes_applied;
+  s.counter_flushes_duplicate = d.flushes_duplicate;
+  s.retries = d.retries;
+  s.errors = d.errors;
+  return s;
+}
+
+const SqliteSinkOptions& SqliteSink::options() const noexcept { return impl_->opt; }
+
+}  // namespace reqbus

@@ -1,0 +1,105 @@
+#pragma once
+// SqliteSink: the embedded default store. Writes RequestLogs, identify/group/track events and
+// counter flushes into one SQLite file (schema: analytics/sinks/schema.hpp, created on first
+// use, versioned migrations).
+//
+// Each write() is one `BEGIN IMMEDIATE ... COMMIT` with cached prepared statements;
+// every row is `INSERT ... ON CONFLICT DO NOTHING`, so a replayed or duplicated request_id /
+// message_id is stored once, and a counter flush is applied once per (key, window_start,
+// node_id). How each SQLite error maps to a WriteResult:
+//   SQLITE_BUSY / LOCKED (another writer), disk full, I/O errors, out of memory,
+//   the write's own deadline passing                       -> retry_later(reason, retry_after)
+//   read-only file, corrupt file / not a database, a schema newer than this reqbus or with
+//   missing columns, a path that cannot be opened           -> failure(reason)
+// After any error other than BUSY/LOCKED the connection is closed and reopened by the next
+// write, so a repaired or replaced file is picked up.
+//
+// Thread-safety: all methods are safe from any thread. One connection, guarded by a mutex:
+// concurrent writes are serialised (a writer waits for the mutex at most its timeout, then
+// gets retry_later). Several SqliteSinks — or processes — may share a file: SQLite's locking
+// (WAL + busy timeout) arbitrates.
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "reqbus/clock.hpp"
+#include "reqbus/counter_sink.hpp"
+#include "reqbus/sink.hpp"
+
+namespace reqbus {
+
+struct SqliteSinkOptions {
+  // The database file. Required. Created (with the schema) when missing; its directory must
+  // exist.
+  std::string path;
+
+  // PRAGMA synchronous. Default normal: with WAL, a commit is durable against a process
+  // crash, and against power loss up to the last checkpoint — SQLite's recommended WAL
+  // setting (measured here: ~5× faster than full per commit). full fsyncs every commit.
+  enum class Synchronous : uint8_t { off, normal, full };
+  Synchronous synchronous = Synchronous::normal;
+
+  // Upper bound on waiting for another connection's write lock (SQLite's busy timeout). Each
+  // write waits at most min(busy_timeout, the time left of its own timeout). Default 5000 ms.
+  std::chrono::milliseconds busy_timeout{5000};
+
+  // The floor a retry_later result asks the caller to wait before retrying. Default 100 ms.
+  std::chrono::milliseconds retry_after{100};
+
+  // Page cache per connection, KiB (PRAGMA cache_size = -N). Default 16384 (16 MiB): large
+  // enough that index pages of a batch stay in memory.
+  int64_t cache_size_kib = 16384;
+
+  // Cap on the database size in bytes (PRAGMA max_page_count); reaching it behaves like a full
+  // disk (retry_later "database or disk is full"). 0 = no cap (default).
+  int64_t max_database_bytes = 0;
+
+  // Wall time for counters.updated_at and schema_migrations.applied_at, and the monotonic
+  // clock for write deadlines. Default: the system clock.
+  std::shared_ptr<Clock> clock;
+};
+
+// Counters for metrics; read with stats().
+struct SqliteSinkStats {
+  uint64_t batches = 0;                    // write() calls that committed
+  uint64_t rows_inserted = 0;              // rows new to the database
+  uint64_t duplicates = 0;                 // rows already present (replays, duplicates)
+  uint64_t counter_flushes_applied = 0;    // flushes added to counters
+  uint64_t counter_flushes_duplicate = 0;  // flushes already applied earlier
+  uint64_t retries = 0;                    // writes that returned retry_later
+  uint64_t errors = 0;                     // writes that returned failure
+};
+
+class SqliteSink final : public Sink, public CounterSink {
+ public:
+  // Validates options (throws reqbus::Error{invalid_argument} naming the field). Does not touch
+  // the file: the first write — or open() — opens it and applies pending migrations.
+  explicit SqliteSink(SqliteSinkOptions options);
+  ~SqliteSink() override;
+  SqliteSink(const SqliteSink&) = delete;
+  SqliteSink& operator=(const SqliteSink&) = delete;
+
+  // Stores the batch in one transaction: all of it or none of it.
+  WriteResult write(const std::vector<Message>& batch, std::chrono::milliseconds timeout) override;
+  // Applies each flush once per (key, window_start, node_id), in one transaction.
+  WriteResult write_counters(const std::vector<CounterFlush>& flushes,
+                             std::chrono::milliseconds timeout) override;
+  // "sqlite:<path>"
+  std::string name() const override;
+
+  // Opens the database and applies pending migrations now (to fail fast at startup).
+  WriteResult open(std::chrono::milliseconds timeout);
+  // Closes the connection (a later write reopens it).
+  void close();
+
+  SqliteSinkStats stats() const;
+  const SqliteSinkOptions& options() const noexcept;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace reqbus
