@@ -1,0 +1,403 @@
+// PostgresSink: see include/reqbus/postgres_sink.hpp for the contract.
+//
+// Every column of a batch travels as one binary array parameter of a prepared
+// `INSERT ... SELECT * FROM unnest($1, $2, ...) ON CONFLICT DO NOTHING`: one round trip per
+// batch, no escaping. libpq is used in non-blocking mode and every wait is a poll() bounded by
+// the write's deadline, so a hung server costs at most the caller's timeout.
+#include "reqbus/postgres_sink.hpp"
+
+#include <libpq-fe.h>
+#include <poll.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <optional>
+#include <string_view>
+
+#include "analytics/sinks/postgres_detail.hpp"
+#include "analytics/sinks/schema.hpp"
+#include "reqbus/error.hpp"
+
+namespace reqbus {
+namespace {
+
+using namespace postgres_detail;
+using SteadyClock = std::chrono::steady_clock;
+using Deadline = SteadyClock::time_point;
+
+// Arbitrary constant for pg_advisory_xact_lock: serialises schema migrations across nodes.
+constexpr int64_t kMigrationLockId = 0x7265716275730001;  // "reqbus" + 1
+
+// Which prepared statements exist on a connection (bit per statement).
+enum Statement : uint32_t { kInsertRequests = 1, kInsertEvents = 2, kInsertBoth = 4, kCounters = 8 };
+
+struct Connection {
+  PGconn* conn = nullptr;
+  uint32_t prepared = 0;  // Statement bits
+  bool ever_opened = false;
+  void close() {
+    if (conn) PQfinish(conn);
+    conn = nullptr;
+    prepared = 0;
+  }
+};
+
+// Waits until the socket is readable (or writable when `for_write`), or the deadline passes.
+bool wait_socket(PGconn* conn, bool for_write, Deadline deadline) {
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now());
+    if (left.count() <= 0) return false;
+    pollfd pfd{PQsocket(conn), static_cast<short>(for_write ? POLLOUT | POLLIN : POLLIN), 0};
+    int rc = ::poll(&pfd, 1, static_cast<int>(std::min<int64_t>(left.count() + 1, 60'000)));
+    if (rc > 0) return true;
+    if (rc < 0 && errno != EINTR) return true;  // let libpq report the socket error
+  }
+}
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+}  // namespace
+
+struct PostgresSink::Impl {
+  PostgresSinkOptions options;
+  std::string name;
+  std::string sql_requests, sql_events, sql_both, sql_counters;
+
+  std::mutex pool_mu;
+  std::condition_variable pool_cv;
+  std::vector<Connection> pool;  // guarded by pool_mu while a slot is free; a leased slot
+                                 // belongs to its lessee alone
+  std::vector<size_t> free_slots;  // guarded by pool_mu
+
+  std::timed_mutex schema_mu;
+  std::atomic<bool> schema_ready{false};
+
+  std::atomic<uint64_t> batches{0}, rows_inserted{0}, duplicates{0}, errors{0}, reconnects{0};
+
+  // The outcome of one attempt; `drop` closes the connection (lost, timed out, unknown state).
+  struct Failure {
+    bool transient = true;
+    bool drop = false;
+    std::string reason;
+  };
+  using Results = std::vector<PgResult>;
+
+  // --- pool -------------------------------------------------------------------------------
+  std::optional<size_t> acquire(Deadline deadline) {
+    std::unique_lock lock(pool_mu);
+    if (!pool_cv.wait_until(lock, deadline, [&] { return !free_slots.empty(); })) return {};
+    size_t slot = free_slots.back();
+    free_slots.pop_back();
+    return slot;
+  }
+  void release(size_t slot) {
+    {
+      std::lock_guard lock(pool_mu);
+      free_slots.push_back(slot);
+    }
+    pool_cv.notify_one();
+  }
+
+  // --- connecting ---------------------------------------------------------------------------
+  std::optional<Failure> open(Connection& c, Deadline deadline) {
+    c.close();
+    deadline = std::min(deadline, SteadyClock::now() + options.connect_timeout);
+    const char* keys[] = {"dbname", "fallback_application_name", nullptr};
+    const char* values[] = {options.conninfo.c_str(), "reqbus", nullptr};
+    c.conn = PQconnectStartParams(keys, values, 1);
+    if (c.conn == nullptr) return Failure{true, true, "postgres: out of memory"};
+    PostgresPollingStatusType status = PGRES_POLLING_WRITING;
+    while (PQstatus(c.conn) != CONNECTION_BAD && status != PGRES_POLLING_OK &&
+           status != PGRES_POLLING_FAILED) {
+      if (!wait_socket(c.conn, status == PGRES_POLLING_WRITING, deadline)) {
+        c.close();
+        return Failure{true, true, "postgres: connecting timed out"};
+      }
+      status = PQconnectPoll(c.conn);
+    }
+    if (PQstatus(c.conn) != CONNECTION_OK) {
+      std::string message = trim(PQerrorMessage(c.conn));
+      c.close();
+      return Failure{!is_permanent_connect_error(message), true, "postgres: connect: " + message};
+    }
+    if (c.ever_opened) reconnects.fetch_add(1, std::memory_order_relaxed);
+    c.ever_opened = true;
+    PQsetnonblocking(c.conn, 1);
+    if (options.statement_timeout.count() > 0) {
+      std::string set = "SET statement_timeout = " + std::to_string(options.statement_timeout.count());
+      if (auto failed = exec(c, deadline, set)) return failed;
+    }
+    return {};
+  }
+
+  // --- running statements -------------------------------------------------------------------
+  // Sends with `send` (a PQsend* call) and collects every result before the deadline.
+  template <typename Send>
+  std::optional<Failure> run(Connection& c, Deadline deadline, Send&& send, Results* out) {
+    PGconn* conn = c.conn;
+    if (!send(conn)) return lost(c, "send");
+    for (;;) {
+      int flushed = PQflush(conn);
+      if (flushed == 0) break;
+      if (flushed < 0) return lost(c, "send");
+      if (!wait_socket(conn, true, deadline)) return timed_out(c);
+      if (!PQconsumeInput(conn)) return lost(c, "receive");
+    }
+    std::optional<Failure> first_error;
+    for (;;) {
+      while (PQisBusy(conn)) {
+        if (!wait_socket(conn, false, deadline)) return timed_out(c);
+        if (!PQconsumeInput(conn)) return lost(c, "receive");
+      }
+      PgResult result(PQgetResult(conn));
+      if (!result) break;
+      ExecStatusType st = PQresultStatus(result.get());
+      if (st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR || st == PGRES_BAD_RESPONSE) {
+        if (!first_error) first_error = classify(c, result.get());
+      } else if (out) {
+        out->push_back(std::move(result));
+      }
+    }
+    if (!first_error && PQstatus(conn) == CONNECTION_BAD) return lost(c, "receive");
+    if (first_error && (first_error->drop || PQstatus(conn) == CONNECTION_BAD)) {
+      first_error->drop = true;
+      c.close();
+    }
+    return first_error;
+  }
+
+  std::optional<Failure> exec(Connection& c, Deadline deadline, const std::string& sql,
+                              Results* out = nullptr) {
+    return run(c, deadline, [&](PGconn* conn) { return PQsendQuery(conn, sql.c_str()); }, out);
+  }
+
+  Failure lost(Connection& c, const char* during) {
+    std::string message = trim(PQerrorMessage(c.conn));
+    c.close();
+    return Failure{true, true, std::string("postgres: connection lost during ") + during + ": " + message};
+  }
+  Failure timed_out(Connection& c) {
+    c.close();  // the statement's fate is unknown: never reuse this connection
+    return Failure{true, true, "postgres: timed out waiting for the server"};
+  }
+  Failure classify(Connection& c, const PGresult* result) {
+    const char* state = PQresultErrorField(result, PG_DIAG_SQLSTATE);
+    std::string sqlstate = state ? state : "";
+    Failure f;
+    f.transient = is_transient_sqlstate(sqlstate) || PQstatus(c.conn) == CONNECTION_BAD;
+    f.drop = PQstatus(c.conn) == CONNECTION_BAD || sqlstate.starts_with("08") ||
+             sqlstate == "57P01" || sqlstate == "57P02" || sqlstate == "57P03";
+    f.reason = "postgres " + (sqlstate.empty() ? std::string("error") : sqlstate) + ": " +
+               trim(PQresultErrorMessage(result));
+    return f;
+  }
+
+  // --- schema -------------------------------------------------------------------------------
+  std::optional<Failure> ensure_schema(Connection& c, Deadline deadline) {
+    if (!options.create_schema || schema_ready.load(std::memory_order_acquire)) return {};
+    std::unique_lock lock(schema_mu, deadline);
+    if (!lock.owns_lock()) return Failure{true, false, "postgres: timed out waiting for the schema"};
+    if (schema_ready.load(std::memory_order_acquire)) return {};
+    auto failed = migrate(c, deadline);
+    if (failed && c.conn) (void)exec(c, deadline, "ROLLBACK");
+    if (!failed) schema_ready.store(true, std::memory_order_release);
+    return failed;
+  }
+
+  std::optional<Failure> migrate(Connection& c, Deadline deadline) {
+    using schema::Dialect;
+    const std::string begin = "BEGIN; SELECT pg_advisory_xact_lock(" +
+                              std::to_string(kMigrationLockId) + "); " +
+                              schema::create_migrations_table_sql(Dialect::postgres) + "; " +
+                              schema::current_version_sql();
+    Results results;
+    if (auto failed = exec(c, deadline, begin, &results)) return failed;
+    int current = results.empty() ? 0 : std::atoi(PQgetvalue(results.back().get(), 0, 0));
+    if (current > schema::latest_version()) {
+      return Failure{false, false, "postgres: the database's schema version " + std::to_string(current) +
+                                       " is newer than this reqbus knows (" +
+                                       std::to_string(schema::latest_version()) + ")"};
+    }
+    const std::string now = std::to_string(clock_us());
+    for (const schema::Migration& m : schema::migrations(Dialect::postgres)) {
+      if (m.version <= current) continue;
+      for (const std::string& statement : m.statements) {
+        if (auto failed = exec(c, deadline, statement)) return failed;
+      }
+      const std::string version = std::to_string(m.version);
+      const std::string description(m.description);
+      const std::string record = schema::record_migration_sql(Dialect::postgres);
+      const char* params[] = {version.c_str(), now.c_str(), description.c_str()};
+      auto failed = run(c, deadline, [&](PGconn* conn) {
+        return PQsendQueryParams(conn, record.c_str(), 3, nullptr, params, nullptr, nullptr, 0);
+      }, nullptr);
+      if (failed) return failed;
+    }
+    return exec(c, deadline, "COMMIT");
+  }
+
+  int64_t clock_us() const { return options.clock->unix_us(); }
+
+  // --- one attempt of a write -----------------------------------------------------------------
+  // Leases a connection, (re)opens it, ensures the schema, prepares `statement` and runs it.
+  // A pooled connection found dead is reopened once within the same call: writes are
+  // idempotent, so sending again is safe.
+  template <typename Use>
+  WriteResult with_connection(Deadline deadline, Use&& use) {
+    auto slot = acquire(deadline);
+    if (!slot) {
+      errors.fetch_add(1, std::memory_order_relaxed);
+      return WriteResult::retry_later("postgres: all " + std::to_string(options.connections) +
+                                      " connections stayed busy until the timeout");
+    }
+    Connection& c = pool[*slot];
+    std::optional<Failure> failed;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      const bool reused = c.conn != nullptr;
+      failed.reset();
+      if (!c.conn) failed = open(c, deadline);
+      if (!failed) failed = ensure_schema(c, deadline);
+      if (!failed) failed = use(c);
+      if (!failed || !reused || !failed->drop || !failed->transient) break;
+    }
+    release(*slot);
+    if (!failed) {
+      batches.fetch_add(1, std::memory_order_relaxed);
+      return WriteResult::success();
+    }
+    errors.fetch_add(1, std::memory_order_relaxed);
+    return failed->transient ? WriteResult::retry_later(failed->reason)
+                             : WriteResult::failure(failed->reason);
+  }
+
+  std::optional<Failure> prepare(Connection& c, Deadline deadline, Statement which,
+                                 const std::string& sql, const std::vector<Oid>& types) {
+    if (c.prepared & which) return {};
+    const std::string stmt_name = "reqbus_" + std::to_string(which);
+    auto failed = run(c, deadline, [&](PGconn* conn) {
+      return PQsendPrepare(conn, stmt_name.c_str(), sql.c_str(), static_cast<int>(types.size()),
+                           types.data());
+    }, nullptr);
+    if (!failed) c.prepared |= which;
+    return failed;
+  }
+
+  std::optional<Failure> execute(Connection& c, Deadline deadline, Statement which,
+                                 const std::string& sql, const ParamSet& params, Results* out) {
+    if (auto failed = prepare(c, deadline, which, sql, params.types)) return failed;
+    const std::string stmt_name = "reqbus_" + std::to_string(which);
+    const size_t n = params.buffers.size();
+    std::vector<const char*> values(n);
+    std::vector<int> lengths(n), formats(n, 1);  // every parameter is binary
+    for (size_t i = 0; i < n; ++i) {
+      values[i] = params.buffers[i].data();
+      lengths[i] = static_cast<int>(params.buffers[i].size());
+    }
+    return run(c, deadline, [&](PGconn* conn) {
+      return PQsendQueryPrepared(conn, stmt_name.c_str(), static_cast<int>(n), values.data(),
+                                 lengths.data(), formats.data(), 0);
+    }, out);
+  }
+};
+
+PostgresSink::PostgresSink(PostgresSinkOptions options) : impl_(std::make_unique<Impl>()) {
+  if (options.conninfo.empty()) throw Error(ErrorCode::invalid_argument, "PostgresSinkOptions.conninfo: required");
+  if (options.connections == 0 || options.connections > 64) {
+    throw Error(ErrorCode::invalid_argument, "PostgresSinkOptions.connections: must be 1..64, got " +
+                                                 std::to_string(options.connections));
+  }
+  if (options.connect_timeout.count() <= 0) {
+    throw Error(ErrorCode::invalid_argument, "PostgresSinkOptions.connect_timeout: must be > 0");
+  }
+  if (options.statement_timeout.count() < 0) {
+    throw Error(ErrorCode::invalid_argument, "PostgresSinkOptions.statement_timeout: must be >= 0");
+  }
+  if (!options.clock) options.clock = system_clock();
+  impl_->name = describe_conninfo(options.conninfo);  // throws invalid_argument when unparsable
+  impl_->options = std::move(options);
+  impl_->pool.resize(impl_->options.connections);
+  for (size_t i = impl_->pool.size(); i-- > 0;) impl_->free_slots.push_back(i);
+  impl_->sql_requests = insert_unnest_sql(schema::requests_table(), 1, false);
+  impl_->sql_events = insert_unnest_sql(schema::events_table(), 1, false);
+  impl_->sql_both = insert_both_sql();
+  impl_->sql_counters = counter_flush_sql();
+}
+
+PostgresSink::~PostgresSink() {
+  for (Connection& c : impl_->pool) c.close();
+}
+
+std::string PostgresSink::name() const { return impl_->name; }
+
+PostgresSinkStats PostgresSink::stats() const noexcept {
+  PostgresSinkStats s;
+  s.batches = impl_->batches.load(std::memory_order_relaxed);
+  s.rows_inserted = impl_->rows_inserted.load(std::memory_order_relaxed);
+  s.duplicates = impl_->duplicates.load(std::memory_order_relaxed);
+  s.errors = impl_->errors.load(std::memory_order_relaxed);
+  s.reconnects = impl_->reconnects.load(std::memory_order_relaxed);
+  return s;
+}
+
+WriteResult PostgresSink::write(const std::vector<Message>& batch, std::chrono::milliseconds timeout) {
+  const Deadline deadline = SteadyClock::now() + timeout;
+  // Encoding happens before a connection is leased, so the pool is held only for the I/O.
+  EncodedBatch encoded = encode_batch(batch);
+  if (encoded.requests.rows == 0 && encoded.events.rows == 0) return WriteResult::success();
+  Impl& impl = *impl_;
+  return impl.with_connection(deadline, [&](Connection& c) -> std::optional<Impl::Failure> {
+    Impl::Results results;
+    uint64_t inserted = 0;
+    if (encoded.events.rows == 0 || encoded.requests.rows == 0) {
+      const bool requests = encoded.events.rows == 0;
+      const ParamSet& params = requests ? encoded.requests : encoded.events;
+      auto failed = impl.execute(c, deadline, requests ? kInsertRequests : kInsertEvents,
+                                 requests ? impl.sql_requests : impl.sql_events, params, &results);
+      if (failed) return failed;
+      if (!results.empty()) inserted = std::strtoull(PQcmdTuples(results.back().get()), nullptr, 10);
+    } else {
+      ParamSet both = concat(encoded.requests, encoded.events);
+      auto failed = impl.execute(c, deadline, kInsertBoth, impl.sql_both, both, &results);
+      if (failed) return failed;
+      if (!results.empty() && PQntuples(results.back().get()) == 1) {
+        inserted = std::strtoull(PQgetvalue(results.back().get(), 0, 0), nullptr, 10) +
+                   std::strtoull(PQgetvalue(results.back().get(), 0, 1), nullptr, 10);
+      }
+    }
+    const uint64_t total = encoded.requests.rows + encoded.events.rows;
+    impl.rows_inserted.fetch_add(inserted, std::memory_order_relaxed);
+    impl.duplicates.fetch_add(total - std::min(inserted, total), std::memory_order_relaxed);
+    return {};
+  });
+}
+
+WriteResult PostgresSink::write_counters(const std::vector<CounterFlush>& flushes,
+                                         std::chrono::milliseconds timeout) {
+  const Deadline deadline = SteadyClock::now() + timeout;
+  if (flushes.empty()) return WriteResult::success();
+  Impl& impl = *impl_;
+  ParamSet params = encode_counter_flushes(flushes, impl.clock_us());
+  return impl.with_connection(deadline, [&](Connection& c) -> std::optional<Impl::Failure> {
+    Impl::Results results;
+    if (auto failed = impl.execute(c, deadline, kCounters, impl.sql_counters, params, &results)) {
+      return failed;
+    }
+    uint64_t applied = 0;
+    if (!results.empty() && PQntuples(results.back().get()) == 1) {
+      applied = std::strtoull(PQgetvalue(results.back().get(), 0, 0), nullptr, 10);
+    }
+    impl.rows_inserted.fetch_add(applied, std::memory_order_relaxed);
+    impl.duplicates.fetch_add(flushes.size() - std::min<uint64_t>(applied, flushes.size()),
+                              std::memory_order_relaxed);
+    return {};
+  });
+}
+
+}  // namespace reqbus
