@@ -1,0 +1,137 @@
+// Batcher background threads: the timer (interval flushes with jitter, telemetry) and the
+// replayer (spooled batches back to the sink, oldest first).
+#include <algorithm>
+#include <string>
+
+#include "analytics/batcher_impl.hpp"
+
+namespace reqbus {
+
+namespace {
+
+// The next firing after `previous`; if the thread fell behind, counted from now instead of
+// firing a burst to catch up.
+Clock::time_point next_after(Clock::time_point previous, Clock::time_point::duration delay, Clock::time_point now) {
+  const Clock::time_point next = previous + delay;
+  return next > now ? next : now + delay;
+}
+
+}  // namespace
+
+void Batcher::Impl::timer_loop() {
+  const bool telemetry = static_cast<bool>(options_.telemetry);
+  for (;;) {
+    time_point wake = *std::min_element(next_flush_.begin(), next_flush_.end());
+    if (telemetry) wake = std::min(wake, next_telemetry_);
+    {
+      std::unique_lock lock(timer_mu_);
+      if (clock_->wait_until(lock, timer_cv_, wake, [&] { return stop_timer_; })) return;
+    }
+    const time_point now = clock_->now();
+    for (size_t i = 0; i < buffers_.size(); ++i) {
+      if (next_flush_[i] > now) continue;
+      {
+        detail::Buffer& buffer = buffers_[i];
+        std::lock_guard lock(buffer.mu);
+        if (!buffer.events.empty()) submit(take_batch_locked(buffer));
+      }
+      next_flush_[i] = next_after(
+          next_flush_[i], detail::flush_delay(options_.flush_interval, options_.flush_jitter, jitter_rng_), now);
+    }
+    if (telemetry && next_telemetry_ <= now) {
+      try {
+        options_.telemetry(buffers());
+      } catch (const std::exception& e) {
+        loss_log_.log(LogLevel::warn, std::string("batcher: telemetry callback threw: ") + e.what());
+      } catch (...) {
+        loss_log_.log(LogLevel::warn, "batcher: telemetry callback threw");
+      }
+      next_telemetry_ = next_after(next_telemetry_, options_.telemetry_buffers_info_interval, now);
+    }
+  }
+}
+
+void Batcher::Impl::kick_replayer() {
+  {
+    std::lock_guard lock(replay_mu_);
+    replay_kick_ = true;
+  }
+  replay_cv_.notify_one();
+}
+
+void Batcher::Impl::replay_loop() {
+  time_point next = clock_->now();  // at startup, replay what the last process left at once
+  std::chrono::milliseconds backoff = options_.replay_interval;
+  for (;;) {
+    {
+      std::unique_lock lock(replay_mu_);
+      clock_->wait_until(lock, replay_cv_, next, [&] { return stop_replay_ || replay_kick_; });
+      if (stop_replay_) return;
+      replay_kick_ = false;
+    }
+    const ReplayOutcome outcome = replay_pending();
+    if (outcome == ReplayOutcome::stopped) return;
+    if (outcome == ReplayOutcome::failed) {
+      next = clock_->now() + backoff;
+      backoff = std::min(backoff * 2, options_.replay_max_backoff);
+    } else {
+      backoff = options_.replay_interval;
+      next = clock_->now() + options_.replay_interval;
+    }
+  }
+}
+
+// Replays segments oldest first, each batch in order, until the spool is empty, a write fails,
+// or close() stops the replayer. A segment is deleted once all its batches are stored; a batch
+// stored twice (replayed again after a crash) is harmless because sinks are idempotent.
+Batcher::Impl::ReplayOutcome Batcher::Impl::replay_pending() {
+  for (;;) {
+    if (!replay_segment_) {
+      replay_segment_ = spool_->read_oldest();
+      replay_index_ = 0;
+      if (!replay_segment_) return ReplayOutcome::idle;
+      if (replay_segment_->corrupt_records > 0) {
+        loss_log_.log(LogLevel::error,
+                      "batcher: spool segment " + spool_->segment_path(replay_segment_->id) +
+                          ": skipped " + std::to_string(replay_segment_->corrupt_records) +
+                          " torn or corrupt record(s)");
+      }
+    }
+    auto& batches = replay_segment_->batches;
+    while (replay_index_ < batches.size()) {
+      if (replay_stopping_.load()) return ReplayOutcome::stopped;
+      const std::vector<Message>& batch = batches[replay_index_];
+      const WriteResult result = call_sink(batch);
+      if (!result.ok()) {
+        ++counters_.replay_failures;
+        loss_log_.log(LogLevel::warn, "batcher: replay of " + std::to_string(batch.size()) +
+                                          " spooled events to " + sink_->name() +
+                                          " failed (they stay spooled): " + result.reason);
+        return ReplayOutcome::failed;
+      }
+      counters_.replayed += batch.size();
+      std::vector<Message>().swap(batches[replay_index_]);  // free it as we go
+      ++replay_index_;
+    }
+    spool_->remove(replay_segment_->id);
+    replay_segment_.reset();
+  }
+}
+
+void Batcher::Impl::stop_background() {
+  {
+    std::lock_guard lock(timer_mu_);
+    stop_timer_ = true;
+  }
+  timer_cv_.notify_all();
+  if (timer_.joinable()) timer_.join();
+  replay_stopping_ = true;
+  {
+    std::lock_guard lock(replay_mu_);
+    stop_replay_ = true;
+  }
+  replay_cv_.notify_all();
+  if (replayer_.joinable()) replayer_.join();
+}
+
+}  // namespace reqbus

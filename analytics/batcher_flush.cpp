@@ -1,0 +1,304 @@
+// Batcher delivery: flush workers, the attempt/retry/spool cycle, drain(), flush() and close().
+#include <algorithm>
+#include <string>
+
+#include "analytics/batcher_impl.hpp"
+
+namespace reqbus {
+
+using detail::BatchPtr;
+using detail::DropReason;
+
+namespace {
+
+const char* reason_text(DropReason reason) {
+  switch (reason) {
+    case DropReason::retries_exhausted: return "retries exhausted";
+    case DropReason::permanent: return "permanent sink error";
+    case DropReason::close_deadline: return "close() deadline reached";
+    default: return "undeliverable";
+  }
+}
+
+int64_t micros(Clock::time_point::duration d) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+}
+
+}  // namespace
+
+BatchPtr Batcher::Impl::take_batch_locked(detail::Buffer& buffer) {
+  auto batch = std::make_shared<detail::Batch>();
+  batch->id = next_batch_id_.fetch_add(1);
+  batch->events.swap(buffer.events);
+  batch->bytes = buffer.bytes;
+  buffer.bytes = 0;
+  buffer.events.reserve(std::min<size_t>(options_.flush_at, 1024));
+  return batch;
+}
+
+void Batcher::Impl::submit(BatchPtr batch) {
+  {
+    std::lock_guard lock(work_mu_);
+    unresolved_.insert(batch->id);
+    pending_.push_back(std::move(batch));
+  }
+  work_cv_.notify_one();
+}
+
+void Batcher::Impl::submit_all_buffers() {
+  for (detail::Buffer& buffer : buffers_) {
+    std::lock_guard lock(buffer.mu);
+    if (!buffer.events.empty()) submit(take_batch_locked(buffer));
+  }
+}
+
+void Batcher::Impl::worker_loop() {
+  for (;;) {
+    BatchPtr batch;
+    {
+      std::unique_lock lock(work_mu_);
+      work_cv_.wait(lock, [&] { return stop_workers_ || !pending_.empty(); });
+      if (pending_.empty()) return;  // stopping, and nothing left
+      batch = std::move(pending_.front());
+      pending_.pop_front();
+      inflight_.emplace(batch->id, batch);
+    }
+    process(batch);
+  }
+}
+
+WriteResult Batcher::Impl::call_sink(const std::vector<Message>& events) {
+  try {
+    return sink_->write(events, options_.import_timeout);
+  } catch (const std::exception& e) {
+    return WriteResult::retry_later(std::string("sink threw: ") + e.what());
+  } catch (...) {
+    return WriteResult::retry_later("sink threw a non-std exception");
+  }
+}
+
+void Batcher::Impl::record_latency(time_point start, time_point end) {
+  const auto us = static_cast<uint64_t>(std::max<int64_t>(0, micros(end - start)));
+  counters_.latency_last_us = us;
+  counters_.latency_total_us += us;
+  ++counters_.latency_count;
+  uint64_t max = counters_.latency_max_us.load();
+  while (us > max && !counters_.latency_max_us.compare_exchange_weak(max, us)) {
+  }
+}
+
+// Writes the batch, retrying with backoff, until it is delivered, spooled or dropped — or until
+// close() abandons it at its deadline (close() then spools it; see spool_leftovers()).
+void Batcher::Impl::process(const BatchPtr& batch) {
+  for (int attempt = 1;; ++attempt) {
+    if (batch->resolved.load()) return;
+    const time_point start = clock_->now();
+    const WriteResult result = call_sink(batch->events);
+    const time_point end = clock_->now();
+    if (result.ok()) {
+      if (!batch->try_resolve()) return;  // close() spooled it meanwhile; the copy is harmless
+      counters_.delivered += batch->events.size();
+      ++counters_.batches_delivered;
+      record_latency(start, end);
+      if (options_.debug) {
+        log(LogLevel::debug, "batcher: flushed " + std::to_string(batch->events.size()) +
+                                 " events to " + sink_->name() + " (attempt " +
+                                 std::to_string(attempt) + ", " + std::to_string(micros(end - start)) + " us)");
+      }
+      finish(batch);
+      if (spool_ && !spool_->empty()) kick_replayer();  // the sink works: replay the spool
+      return;
+    }
+    ++counters_.failed_attempts;
+    if (result.kind == WriteResult::Kind::permanent) {
+      resolve_undeliverable(batch, DropReason::permanent, result.reason);
+      return;
+    }
+    if (attempt >= options_.retry_max_attempts) {
+      resolve_undeliverable(batch, DropReason::retries_exhausted, result.reason);
+      return;
+    }
+    std::chrono::milliseconds wait;
+    {
+      std::lock_guard lock(rng_mu_);
+      wait = detail::retry_wait(attempt, options_.retry_base_backoff, result.retry_after, retry_rng_);
+    }
+    ++counters_.retries;
+    if (options_.debug) {
+      log(LogLevel::debug, "batcher: flush of " + std::to_string(batch->events.size()) +
+                               " events failed (attempt " + std::to_string(attempt) + ": " +
+                               result.reason + "); retrying in " + std::to_string(wait.count()) + " ms");
+    }
+    // Measured from the attempt's start: a slow failure (a timeout) already waited.
+    std::unique_lock lock(retry_mu_);
+    clock_->wait_until(lock, retry_cv_, start + wait,
+                       [&] { return abandon_.load() || batch->resolved.load(); });
+    if (abandon_.load()) return;  // close() reached its deadline and spools what is left
+  }
+}
+
+void Batcher::Impl::resolve_undeliverable(const BatchPtr& batch, DropReason reason,
+                                          const std::string& why) {
+  if (!batch->try_resolve()) return;
+  spool_or_drop(batch->events, reason, why);
+  finish(batch);
+}
+
+void Batcher::Impl::spool_or_drop(const std::vector<Message>& events, DropReason reason,
+                                  const std::string& why) {
+  const std::string what = std::to_string(events.size()) + " events to " + sink_->name() + " (" +
+                           reason_text(reason) + (why.empty() ? "" : ": " + why) + ")";
+  if (spool_) {
+    std::string error;
+    switch (spool_->append(events, &error)) {
+      case detail::SpoolAppend::ok:
+        counters_.spooled += events.size();
+        ++counters_.spooled_batches;
+        loss_log_.log(LogLevel::warn, "batcher: spooled " + what);
+        return;
+      case detail::SpoolAppend::full:
+        reason = DropReason::spool_full;
+        break;
+      case detail::SpoolAppend::io_error:
+        reason = DropReason::spool_error;
+        break;
+    }
+    counters_.drops[static_cast<size_t>(reason)] += events.size();
+    loss_log_.log(LogLevel::error, "batcher: DROPPED " + what + ": " + error);
+    return;
+  }
+  counters_.drops[static_cast<size_t>(reason)] += events.size();
+  loss_log_.log(LogLevel::error, "batcher: DROPPED " + what + ": no spool_dir configured");
+}
+
+void Batcher::Impl::finish(const BatchPtr& batch) {
+  {
+    std::lock_guard lock(work_mu_);
+    unresolved_.erase(batch->id);
+    inflight_.erase(batch->id);
+  }
+  done_cv_.notify_all();
+  release(batch->events.size(), batch->bytes);
+}
+
+// close() at its deadline: everything not yet resolved goes to the spool, oldest batch first.
+void Batcher::Impl::spool_leftovers() {
+  std::vector<BatchPtr> left;
+  {
+    std::lock_guard lock(work_mu_);
+    left.assign(pending_.begin(), pending_.end());
+    pending_.clear();
+    for (auto& [id, batch] : inflight_) left.push_back(batch);
+  }
+  std::sort(left.begin(), left.end(), [](const BatchPtr& a, const BatchPtr& b) { return a->id < b->id; });
+  for (const BatchPtr& batch : left) resolve_undeliverable(batch, DropReason::close_deadline, "");
+}
+
+std::vector<Message> Batcher::Impl::drain() {
+  std::vector<BatchPtr> batches;
+  {
+    std::lock_guard lock(work_mu_);
+    batches.assign(pending_.begin(), pending_.end());  // older than what the buffers hold
+    pending_.clear();
+  }
+  for (detail::Buffer& buffer : buffers_) {
+    std::lock_guard lock(buffer.mu);
+    if (buffer.events.empty()) continue;
+    BatchPtr batch = take_batch_locked(buffer);
+    std::lock_guard work(work_mu_);
+    unresolved_.insert(batch->id);
+    batches.push_back(std::move(batch));
+  }
+  std::vector<Message> processed;
+  for (const BatchPtr& batch : batches) {
+    {
+      std::lock_guard lock(work_mu_);
+      inflight_.emplace(batch->id, batch);
+    }
+    processed.insert(processed.end(), batch->events.begin(), batch->events.end());
+    process(batch);
+  }
+  return processed;
+}
+
+BatcherReport Batcher::Impl::snapshot_report() const {
+  BatcherReport r;
+  r.delivered = counters_.delivered.load();
+  r.retries = counters_.retries.load();
+  r.spooled = counters_.spooled.load();
+  auto d = [&](DropReason reason) { return counters_.drops[static_cast<size_t>(reason)].load(); };
+  r.dropped = {d(DropReason::newest),   d(DropReason::oldest),
+               d(DropReason::timeout),  d(DropReason::closed),
+               d(DropReason::retries_exhausted), d(DropReason::permanent),
+               d(DropReason::close_deadline),    d(DropReason::spool_full),
+               d(DropReason::spool_error)};
+  return r;
+}
+
+BatcherReport Batcher::Impl::flush(std::chrono::milliseconds deadline) {
+  const BatcherReport before = snapshot_report();
+  const time_point start = clock_->now();
+  bool done = true;
+  if (options_.active) {
+    submit_all_buffers();
+    const uint64_t target = next_batch_id_.load() - 1;
+    std::unique_lock lock(work_mu_);
+    done = clock_->wait_until(lock, done_cv_, start + deadline, [&] {
+      return unresolved_.empty() || *unresolved_.begin() > target;
+    });
+  }
+  BatcherReport r = snapshot_report();
+  r.delivered -= before.delivered;
+  r.retries -= before.retries;
+  r.spooled -= before.spooled;
+  auto& a = r.dropped;
+  const auto& b = before.dropped;
+  a = {a.newest - b.newest, a.oldest - b.oldest, a.timeout - b.timeout, a.closed - b.closed,
+       a.retries_exhausted - b.retries_exhausted, a.permanent - b.permanent,
+       a.close_deadline - b.close_deadline, a.spool_full - b.spool_full,
+       a.spool_error - b.spool_error};
+  r.deadline_reached = !done;
+  r.took = std::chrono::duration_cast<std::chrono::milliseconds>(clock_->now() - start);
+  return r;
+}
+
+BatcherReport Batcher::Impl::close(std::chrono::milliseconds deadline) {
+  std::lock_guard close_lock(close_mu_);
+  if (close_report_) return *close_report_;
+  const time_point start = clock_->now();
+  closed_ = true;
+  {
+    std::lock_guard lock(room_mu_);  // wake blocked enqueuers: they return `closed`
+    room_cv_.notify_all();
+  }
+  bool done = true;
+  if (options_.active) {
+    submit_all_buffers();
+    {
+      std::unique_lock lock(work_mu_);
+      done = clock_->wait_until(lock, done_cv_, start + deadline, [&] { return unresolved_.empty(); });
+    }
+    if (!done) {
+      {
+        std::lock_guard lock(retry_mu_);
+        abandon_ = true;
+      }
+      retry_cv_.notify_all();
+      spool_leftovers();
+    }
+    {
+      std::lock_guard lock(work_mu_);
+      stop_workers_ = true;
+    }
+    work_cv_.notify_all();
+    for (std::thread& worker : workers_) worker.join();
+    stop_background();
+  }
+  BatcherReport r = snapshot_report();
+  r.deadline_reached = !done;
+  r.took = std::chrono::duration_cast<std::chrono::milliseconds>(clock_->now() - start);
+  close_report_ = r;
+  return r;
+}
+
+}  // namespace reqbus

@@ -1,0 +1,173 @@
+#pragma once
+// Batcher::Impl: the state shared by enqueue() (batcher.cpp), the flush workers, drain, flush
+// and close (batcher_flush.cpp), and the timer and replayer threads (batcher_background.cpp).
+//
+// Locks, in the order they may nest: Buffer::mu -> work_mu_. room_mu_, retry_mu_, timer_mu_,
+// replay_mu_ and rng_mu_ never nest with another lock.
+// An event is counted in queued_events_/queued_bytes_ from enqueue until its batch is resolved
+// (delivered, spooled or dropped); a Batch is resolved exactly once (Batch::try_resolve), by a
+// worker, by drain(), or by close() at its deadline.
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "analytics/batcher_timing.hpp"
+#include "analytics/spool.hpp"
+#include "reqbus/batcher.hpp"
+#include "reqbus/log.hpp"
+
+namespace reqbus {
+
+namespace detail {
+
+enum class DropReason : uint8_t {
+  newest, oldest, timeout, closed, retries_exhausted, permanent, close_deadline, spool_full,
+  spool_error,
+};
+inline constexpr size_t kDropReasons = 9;
+
+struct Batch {
+  uint64_t id = 0;
+  std::vector<Message> events;  // read-only once handed to a worker
+  size_t bytes = 0;
+  std::atomic<bool> resolved{false};
+  bool try_resolve() { return !resolved.exchange(true); }
+};
+using BatchPtr = std::shared_ptr<Batch>;
+
+struct Buffer {
+  mutable std::mutex mu;
+  std::vector<Message> events;  // guarded by mu
+  size_t bytes = 0;             // guarded by mu
+};
+
+struct BatcherCounters {
+  std::atomic<uint64_t> enqueued{0}, inactive{0}, delivered{0}, batches_delivered{0},
+      retries{0}, failed_attempts{0}, spooled{0}, spooled_batches{0}, replayed{0},
+      replay_failures{0};
+  std::array<std::atomic<uint64_t>, kDropReasons> drops{};
+  std::atomic<uint64_t> latency_last_us{0}, latency_total_us{0}, latency_count{0},
+      latency_max_us{0};
+};
+
+// Approximate encoded size of a message, for the byte bounds (cheaper than encoding it).
+size_t approx_bytes(const Message& message) noexcept;
+
+}  // namespace detail
+
+class Batcher::Impl {
+ public:
+  Impl(std::shared_ptr<Sink> sink, BatcherOptions options);
+  ~Impl();
+
+  EnqueueStatus enqueue(Message&& message);
+  std::vector<Message> drain();
+  BatcherReport flush(std::chrono::milliseconds deadline);
+  BatcherReport close(std::chrono::milliseconds deadline);
+  BatcherStats stats() const;
+  std::vector<BufferInfo> buffers() const;
+  const BatcherOptions& options() const noexcept { return options_; }
+
+ private:
+  using time_point = Clock::time_point;
+
+  // --- bounds and overflow (batcher.cpp) ---
+  bool try_reserve(size_t bytes);
+  bool has_room(size_t bytes) const;
+  void release(size_t events, size_t bytes);
+  bool evict_oldest();
+  EnqueueStatus drop(detail::DropReason reason, EnqueueStatus status);
+
+  // --- batches and delivery (batcher_flush.cpp) ---
+  detail::BatchPtr take_batch_locked(detail::Buffer& buffer);  // buffer.mu held
+  void submit(detail::BatchPtr batch);                         // to the workers
+  void submit_all_buffers();
+  void worker_loop();
+  void process(const detail::BatchPtr& batch);  // attempts, retries, spool
+  WriteResult call_sink(const std::vector<Message>& events);
+  void resolve_undeliverable(const detail::BatchPtr& batch, detail::DropReason reason,
+                             const std::string& why);
+  void spool_or_drop(const std::vector<Message>& events, detail::DropReason reason,
+                     const std::string& why);
+  void finish(const detail::BatchPtr& batch);
+  void spool_leftovers();
+  void record_latency(time_point start, time_point end);
+  BatcherReport snapshot_report() const;
+
+  // --- background threads (batcher_background.cpp) ---
+  void timer_loop();
+  void replay_loop();
+  enum class ReplayOutcome { idle, failed, stopped };
+  ReplayOutcome replay_pending();
+  void kick_replayer();
+  void stop_background();
+
+  const BatcherOptions options_;
+  const std::shared_ptr<Sink> sink_;
+  const std::shared_ptr<Clock> clock_;
+  std::unique_ptr<detail::Spool> spool_;  // null without spool_dir
+  detail::BatcherCounters counters_;
+  RateLimiter loss_log_{10, std::chrono::seconds(10)};
+
+  std::vector<detail::Buffer> buffers_;
+  std::atomic<uint64_t> round_robin_{0};
+  std::atomic<uint64_t> next_batch_id_{1};
+  std::atomic<bool> closed_{false};
+
+  // Bounds: events and bytes not yet resolved.
+  std::atomic<uint64_t> queued_events_{0};
+  std::atomic<uint64_t> queued_bytes_{0};
+  std::mutex room_mu_;  // blocked enqueuers wait here
+  std::condition_variable room_cv_;
+  std::atomic<uint32_t> room_waiters_{0};
+
+  // Work handed to the flush workers.
+  mutable std::mutex work_mu_;
+  std::condition_variable work_cv_;  // workers: a batch is waiting, or stop
+  std::condition_variable done_cv_;  // flush/close: a batch was resolved
+  std::deque<detail::BatchPtr> pending_;              // guarded by work_mu_
+  std::map<uint64_t, detail::BatchPtr> inflight_;     // guarded by work_mu_
+  std::set<uint64_t> unresolved_;                     // guarded by work_mu_
+  bool stop_workers_ = false;                         // guarded by work_mu_
+  std::vector<std::thread> workers_;
+
+  // Retry waits; close() sets abandon_ at its deadline to end them.
+  std::mutex retry_mu_;
+  std::condition_variable retry_cv_;
+  std::atomic<bool> abandon_{false};
+  std::mutex rng_mu_;
+  detail::SplitMix64 retry_rng_;  // guarded by rng_mu_
+
+  // Timer thread: interval flushes and telemetry.
+  std::mutex timer_mu_;
+  std::condition_variable timer_cv_;
+  bool stop_timer_ = false;                // guarded by timer_mu_
+  detail::SplitMix64 jitter_rng_;          // timer thread (and the constructor)
+  std::vector<time_point> next_flush_;     // timer thread (and the constructor)
+  time_point next_telemetry_{};            // timer thread (and the constructor)
+  std::thread timer_;
+
+  // Replayer thread.
+  std::mutex replay_mu_;
+  std::condition_variable replay_cv_;
+  bool stop_replay_ = false;       // guarded by replay_mu_
+  bool replay_kick_ = false;       // guarded by replay_mu_
+  std::atomic<bool> replay_stopping_{false};
+  std::optional<detail::SpoolSegment> replay_segment_;  // replayer thread
+  size_t replay_index_ = 0;                             // replayer thread
+  std::thread replayer_;
+
+  std::mutex close_mu_;
+  std::optional<BatcherReport> close_report_;  // guarded by close_mu_
+};
+
+}  // namespace reqbus

@@ -1,0 +1,104 @@
+#pragma once
+// Spool: the Batcher's on-disk journal for batches that could not be delivered (retries
+// exhausted, a permanent sink error, close() at its deadline). Nothing the Batcher accepted is
+// lost while the disk holds: batches wait here and are replayed, oldest first, when the sink
+// recovers or the next process starts on the same directory.
+//
+// Layout (see analytics/spool_format.hpp): the directory holds append-only segment files
+// "<20-digit id>.seg", written in id order. A segment is a 12-byte header then records
+//   [u32 length][u32 crc32 of payload][payload]   (little-endian)
+// and a payload is one batch: [u32 count] then per message [u32 length][codec record].
+//
+// Durability: every append is write() + fdatasync() of its segment (and an fsync of the
+// directory when a segment is created), so an append that returned ok survives a crash.
+// That costs one disk flush per spooled batch — acceptable because the spool is only written
+// when the sink is failing. A crash mid-append leaves a torn tail; readers detect it (length
+// past the end of the file, or a CRC mismatch), count it, skip it, and keep every valid record
+// before it. A new process never appends to an old segment: it starts a new one.
+//
+// Bounds: a segment rotates once it would pass `segment_bytes`; the whole spool never passes
+// `max_bytes` — an append that would is refused (SpoolAppend::full) and the caller counts the
+// drop and says so loudly.
+//
+// Thread-safety: every method is safe from any thread; appends are serialised by one mutex.
+// read_oldest() and remove() are meant for one replaying thread.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "reqbus/message.hpp"
+
+namespace reqbus::detail {
+
+struct SpoolOptions {
+  std::string dir;                       // created if missing; must not be empty
+  size_t segment_bytes = 16 << 20;       // rotate a segment past this size (16 MiB); >= 4 KiB
+  size_t max_bytes = size_t{1} << 30;    // refuse appends past this total (1 GiB); >= segment
+  bool sync = true;                      // fdatasync every append (off only for benchmarks)
+};
+
+enum class SpoolAppend : uint8_t { ok, full, io_error };
+
+struct SpoolSegment {
+  uint64_t id = 0;
+  std::vector<std::vector<Message>> batches;  // valid records, in append order
+  uint64_t corrupt_records = 0;               // torn tail, bad CRC, undecodable payload
+};
+
+struct SpoolStats {
+  uint64_t segments = 0;         // segment files on disk now
+  uint64_t bytes = 0;            // their total size
+  uint64_t appended_batches = 0; // appends that returned ok (this process)
+  uint64_t corrupt_records = 0;  // records skipped by read_oldest() (this process)
+  uint64_t removed_segments = 0;
+};
+
+class Spool {
+ public:
+  // Creates the directory if needed and indexes the segments already there.
+  // Throws Error{storage} when the directory cannot be created or read.
+  explicit Spool(SpoolOptions options);
+  ~Spool();
+  Spool(const Spool&) = delete;
+  Spool& operator=(const Spool&) = delete;
+
+  // Appends one batch as one record and syncs it. On failure `error` (if given) says why.
+  [[nodiscard]] SpoolAppend append(const std::vector<Message>& batch, std::string* error = nullptr);
+
+  // Reads the oldest segment in full. If it is the segment being appended to, it is sealed
+  // first (the next append starts a new one), so a segment once read never changes.
+  // nullopt when the spool is empty.
+  std::optional<SpoolSegment> read_oldest();
+  // Deletes a segment returned by read_oldest() once all its batches are delivered.
+  void remove(uint64_t segment_id);
+
+  bool empty() const;
+  SpoolStats stats() const;
+  const std::string& dir() const noexcept { return options_.dir; }
+  // Path of a segment file (for tests and tools).
+  std::string segment_path(uint64_t segment_id) const;
+
+ private:
+  struct Segment {
+    uint64_t id = 0;
+    uint64_t bytes = 0;
+  };
+  bool open_new_segment_locked(std::string* error);
+  void seal_locked();
+
+  const SpoolOptions options_;
+  mutable std::mutex mu_;
+  std::vector<Segment> segments_;  // guarded by mu_; sorted by id, oldest first
+  uint64_t total_bytes_ = 0;       // guarded by mu_
+  uint64_t next_id_ = 1;           // guarded by mu_
+  int active_fd_ = -1;             // guarded by mu_; segments_.back() when >= 0
+  uint64_t appended_ = 0;          // guarded by mu_
+  uint64_t corrupt_ = 0;           // guarded by mu_
+  uint64_t removed_ = 0;           // guarded by mu_
+};
+
+}  // namespace reqbus::detail

@@ -1,0 +1,65 @@
+#pragma once
+// Counters a Batcher exports (read by the metrics endpoint), and the report flush() and close()
+// return. Totals since construction unless named *_depth or *_now.
+#include <chrono>
+#include <cstdint>
+
+namespace reqbus {
+
+// Events dropped, by reason. Every drop is also logged (rate-limited).
+struct BatcherDrops {
+  uint64_t newest = 0;             // refused: bound reached, Overflow::drop_newest
+  uint64_t oldest = 0;             // evicted: bound reached, Overflow::drop_oldest
+  uint64_t timeout = 0;            // bound reached for block_timeout, Overflow::block
+  uint64_t closed = 0;             // enqueued after close()
+  // The following happen only without a spool (or when the spool refuses):
+  uint64_t retries_exhausted = 0;  // no spool: retry_max_attempts failed
+  uint64_t permanent = 0;          // no spool: the sink said the batch can never succeed
+  uint64_t close_deadline = 0;     // no spool: still undelivered at close()'s deadline
+  uint64_t spool_full = 0;         // the spool reached spool_max_bytes
+  uint64_t spool_error = 0;        // the spool could not be written (disk error)
+
+  uint64_t total() const noexcept {
+    return newest + oldest + timeout + closed + retries_exhausted + permanent + close_deadline +
+           spool_full + spool_error;
+  }
+};
+
+struct BatcherStats {
+  uint64_t enqueued = 0;          // accepted by enqueue()
+  uint64_t inactive = 0;          // enqueue() calls ignored because active = false
+  uint64_t delivered = 0;         // events the sink stored (live batches)
+  uint64_t batches_delivered = 0;
+  uint64_t retries = 0;           // batch attempts after a failed one
+  uint64_t failed_attempts = 0;   // writes that returned retry/permanent or threw
+  uint64_t spooled = 0;           // events written to the spool
+  uint64_t spooled_batches = 0;
+  uint64_t replayed = 0;          // spooled events later stored by the sink
+  uint64_t replay_failures = 0;   // replay writes that failed (the batch stays spooled)
+  uint64_t spool_corrupt_records = 0;  // torn or corrupt spool records skipped (counted loss)
+  BatcherDrops dropped;
+
+  uint64_t queue_depth = 0;       // events in buffers, waiting batches and in-flight batches
+  uint64_t queue_bytes = 0;
+  uint64_t waiting_batches = 0;   // handed off, not yet picked by a worker
+  uint64_t inflight_batches = 0;  // being written or waiting for a retry
+  uint64_t spool_segments = 0;    // segment files now
+  uint64_t spool_bytes = 0;
+
+  // Duration of successful sink writes, on the Batcher's clock.
+  std::chrono::microseconds last_flush_latency{0};
+  std::chrono::microseconds avg_flush_latency{0};
+  std::chrono::microseconds max_flush_latency{0};
+};
+
+// What flush() or close() did. flush(): counts over the call; close(): totals since construction.
+struct BatcherReport {
+  uint64_t delivered = 0;
+  uint64_t retries = 0;
+  uint64_t spooled = 0;
+  BatcherDrops dropped;
+  bool deadline_reached = false;  // something was still undelivered at the deadline
+  std::chrono::milliseconds took{0};
+};
+
+}  // namespace reqbus
