@@ -1,0 +1,241 @@
+#include "node/live_stats.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "reqbus/user_agent.hpp"
+
+namespace reqbus::node {
+namespace {
+
+// Log-spaced latency buckets: 20 per decade from 0.01 ms to 100 s (+ under/overflow).
+constexpr int kPerDecade = 20;
+constexpr double kMinMs = 0.01;
+constexpr int kBuckets = 7 * kPerDecade + 2;
+
+int bucket_of(double ms) {
+  if (!(ms > kMinMs)) return 0;
+  const int b = 1 + int(std::floor(std::log10(ms / kMinMs) * kPerDecade));
+  return std::min(b, kBuckets - 1);
+}
+double bucket_mid_ms(int b) {  // geometric middle of the bucket
+  if (b == 0) return kMinMs;
+  return kMinMs * std::pow(10.0, (b - 0.5) / kPerDecade);
+}
+
+// A bounded key -> count table; keys past the bound are counted under "(other)".
+class BoundedTable {
+ public:
+  explicit BoundedTable(size_t max_keys) : max_keys_(max_keys) {}
+  void add(const std::string& key, uint64_t n = 1) {
+    auto it = counts_.find(key);
+    if (it != counts_.end()) {
+      it->second += n;
+    } else if (counts_.size() < max_keys_) {
+      counts_.emplace(key, n);
+    } else {
+      other_ += n;
+    }
+  }
+  nlohmann::json top(size_t n) const {
+    std::vector<std::pair<const std::string*, uint64_t>> rows;
+    rows.reserve(counts_.size());
+    for (const auto& [k, v] : counts_) rows.emplace_back(&k, v);
+    const size_t keep = std::min(n, rows.size());
+    std::partial_sort(rows.begin(), rows.begin() + long(keep), rows.end(),
+                      [](const auto& a, const auto& b) { return a.second > b.second || (a.second == b.second && *a.first < *b.first); });
+    nlohmann::json out = nlohmann::json::array();
+    for (size_t i = 0; i < keep; ++i) out.push_back({*rows[i].first, rows[i].second});
+    if (other_) out.push_back({"(other)", other_});
+    return out;
+  }
+
+ private:
+  size_t max_keys_;
+  std::unordered_map<std::string, uint64_t> counts_;
+  uint64_t other_ = 0;
+};
+
+struct PathLatency {
+  double sum_ms = 0;
+  double max_ms = 0;
+  uint64_t n = 0;
+};
+
+}  // namespace
+
+class LiveStats::Aggregate {
+ public:
+  explicit Aggregate(const LiveStatsOptions& o)
+      : o_(o), paths_(o.max_keys), referers_(o.max_keys), not_found_(o.max_keys),
+        series_(size_t(o.series_seconds)), latency_(size_t(o.latency_seconds)) {}
+
+  void add(const RequestLog& e, const VisitorId& visitor, int64_t now_s) {
+    ++total_;
+    const int64_t t = e.inserted_at > 0 ? e.inserted_at / 1000000 : now_s;
+    paths_.add(e.path);
+    if (!e.referer.empty()) referers_.add(e.referer);
+    if (e.status_code == 404) not_found_.add(e.path);
+    ++status_[e.status_code];
+    ++devices_[e.device_type.empty() ? "unknown" : e.device_type];
+    (is_bot(e.user_agent) || e.device_type == "bot" ? bots_ : humans_) += 1;
+    auto pl = slow_.find(e.path);
+    if (pl == slow_.end() && slow_.size() < o_.max_keys) pl = slow_.emplace(e.path, PathLatency{}).first;
+    if (pl != slow_.end()) {
+      pl->second.sum_ms += e.duration_ms;
+      pl->second.max_ms = std::max(pl->second.max_ms, e.duration_ms);
+      ++pl->second.n;
+    }
+    if (t <= now_s + 5 && t > now_s - o_.series_seconds) {
+      Second& s = slot(series_, t);
+      ++s.count;
+      if (e.status_code >= 500) ++s.errors5;
+      else if (e.status_code >= 400) ++s.errors4;
+    }
+    if (t <= now_s + 5 && t > now_s - o_.latency_seconds) ++slot(latency_, t).buckets[size_t(bucket_of(e.duration_ms))];
+    if (t > now_s - o_.visitor_seconds) {
+      auto it = visitors_.find(visitor);
+      if (it != visitors_.end()) {
+        it->second = std::max(it->second, t);
+      } else {
+        if (visitors_.size() >= o_.max_visitors) prune_visitors(now_s);
+        if (visitors_.size() < o_.max_visitors) visitors_.emplace(visitor, t);
+        else ++visitors_untracked_;  // bounded: counted, shown in the snapshot
+      }
+    }
+  }
+
+  nlohmann::json snapshot(int64_t now_s, size_t top_n) {
+    nlohmann::json j;
+    j["total"] = total_;
+    nlohmann::json series = nlohmann::json::array();
+    for (int64_t t = now_s - o_.series_seconds + 1; t <= now_s; ++t) {
+      const Second* s = find(series_, t);
+      series.push_back({t, s ? s->count : 0, s ? s->errors4 : 0, s ? s->errors5 : 0});
+    }
+    j["series"] = std::move(series);  // [unix second, requests, 4xx, 5xx]
+    std::array<uint64_t, kBuckets> hist{};
+    uint64_t n = 0;
+    for (int64_t t = now_s - o_.latency_seconds + 1; t <= now_s; ++t)
+      if (const Hist* h = find(latency_, t))
+        for (int b = 0; b < kBuckets; ++b) hist[size_t(b)] += h->buckets[size_t(b)], n += h->buckets[size_t(b)];
+    auto pct = [&](double q) -> double {
+      if (n == 0) return 0;
+      const uint64_t rank = uint64_t(std::ceil(q * double(n)));
+      uint64_t seen = 0;
+      for (int b = 0; b < kBuckets; ++b)
+        if ((seen += hist[size_t(b)]) >= rank) return bucket_mid_ms(b);
+      return bucket_mid_ms(kBuckets - 1);
+    };
+    j["latency_ms"] = {{"p50", pct(0.50)}, {"p95", pct(0.95)}, {"p99", pct(0.99)},
+                       {"samples", n}, {"window_s", o_.latency_seconds}, {"relative_error", 0.06}};
+    nlohmann::json status = nlohmann::json::object();
+    for (const auto& [code, c] : status_) status[std::to_string(code)] = c;
+    j["status"] = std::move(status);
+    j["top_paths"] = paths_.top(top_n);
+    j["top_referers"] = referers_.top(top_n);
+    j["not_found"] = not_found_.top(top_n);
+    nlohmann::json devices = nlohmann::json::object();
+    for (const auto& [d, c] : devices_) devices[d] = c;
+    j["devices"] = std::move(devices);
+    j["bots"] = bots_;
+    j["humans"] = humans_;
+    std::vector<std::pair<const std::string*, PathLatency>> slow;
+    for (const auto& [p, l] : slow_) slow.emplace_back(&p, l);
+    const size_t keep = std::min(top_n, slow.size());
+    std::partial_sort(slow.begin(), slow.begin() + long(keep), slow.end(), [](const auto& a, const auto& b) {
+      return a.second.sum_ms / double(a.second.n) > b.second.sum_ms / double(b.second.n);
+    });
+    nlohmann::json slowest = nlohmann::json::array();
+    for (size_t i = 0; i < keep; ++i)
+      slowest.push_back({*slow[i].first, slow[i].second.sum_ms / double(slow[i].second.n), slow[i].second.max_ms, slow[i].second.n});
+    j["slowest"] = std::move(slowest);  // [path, avg ms, max ms, requests]
+    prune_visitors(now_s);
+    j["visitors_active"] = visitors_.size();
+    j["visitors_untracked"] = visitors_untracked_;
+    j["visitors_window_s"] = o_.visitor_seconds;
+    return j;
+  }
+
+ private:
+  struct Second {
+    int64_t t = -1;
+    uint64_t count = 0, errors4 = 0, errors5 = 0;
+  };
+  struct Hist {
+    int64_t t = -1;
+    std::array<uint32_t, kBuckets> buckets{};
+  };
+  template <class S>
+  static S& slot(std::vector<S>& ring, int64_t t) {
+    S& s = ring[size_t(t) % ring.size()];
+    if (s.t != t) s = S{}, s.t = t;
+    return s;
+  }
+  template <class S>
+  static const S* find(const std::vector<S>& ring, int64_t t) {
+    const S& s = ring[size_t(t) % ring.size()];
+    return s.t == t ? &s : nullptr;
+  }
+  void prune_visitors(int64_t now_s) {
+    const int64_t cutoff = now_s - o_.visitor_seconds;
+    std::erase_if(visitors_, [&](const auto& kv) { return kv.second <= cutoff; });
+  }
+
+ public:
+  uint64_t total() const { return total_; }
+
+ private:
+
+  const LiveStatsOptions& o_;
+  uint64_t total_ = 0, bots_ = 0, humans_ = 0;
+  BoundedTable paths_, referers_, not_found_;
+  std::map<uint16_t, uint64_t> status_;
+  std::map<std::string, uint64_t> devices_;
+  std::unordered_map<std::string, PathLatency> slow_;
+  std::vector<Second> series_;
+  std::vector<Hist> latency_;
+  std::unordered_map<VisitorId, int64_t, VisitorIdHash> visitors_;
+  uint64_t visitors_untracked_ = 0;
+};
+
+LiveStats::LiveStats(LiveStatsOptions options)
+    : options_(std::move(options)), all_(std::make_unique<Aggregate>(options_)) {}
+LiveStats::~LiveStats() = default;
+
+void LiveStats::add(const RequestLog& e) {
+  const int64_t now_s = options_.clock->unix_us() / 1000000;
+  const int64_t t = e.inserted_at > 0 ? e.inserted_at / 1000000 : now_s;
+  const VisitorId visitor = visitors_.id(e.remote_ip, e.user_agent, t / 86400);
+  std::lock_guard lock(mu_);
+  all_->add(e, visitor, now_s);
+  auto it = nodes_.find(e.node_id);
+  if (it == nodes_.end() && nodes_.size() < max_nodes_)
+    it = nodes_.emplace(e.node_id, std::make_unique<Aggregate>(options_)).first;
+  if (it != nodes_.end()) it->second->add(e, visitor, now_s);
+}
+
+nlohmann::json LiveStats::snapshot(const std::string& node) const {
+  const int64_t now_s = options_.clock->unix_us() / 1000000;
+  std::lock_guard lock(mu_);
+  nlohmann::json j;
+  Aggregate* agg = all_.get();
+  if (!node.empty()) {
+    auto it = nodes_.find(node);
+    agg = it == nodes_.end() ? nullptr : it->second.get();
+  }
+  j = agg ? agg->snapshot(now_s, options_.top_n) : Aggregate(options_).snapshot(now_s, options_.top_n);
+  j["node"] = node;
+  j["now"] = now_s;
+  nlohmann::json nodes = nlohmann::json::array();
+  for (const auto& [id, _] : nodes_) nodes.push_back(id);
+  j["nodes"] = std::move(nodes);
+  return j;
+}
+
+uint64_t LiveStats::total() const {
+  std::lock_guard lock(mu_);
+  return all_->total();
+}
+
+}  // namespace reqbus::node
