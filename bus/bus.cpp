@@ -162,6 +162,9 @@ Subscription Bus::Impl::subscribe(SubscribeOptions o, Handler handler) {
     throw Error(ErrorCode::invalid_argument, "SubscribeOptions." + why);
   if (o.max_pending < 1) throw Error(ErrorCode::invalid_argument, "SubscribeOptions.max_pending: must be >= 1");
   if (o.rcv_hwm < 1) throw Error(ErrorCode::invalid_argument, "SubscribeOptions.rcv_hwm: must be >= 1");
+  // Held until the subscription is live, so close() never runs while a subscriber is half
+  // started (its threads and futures being created, its socket not yet connected).
+  std::lock_guard start_lock(subscribe_mu_);
   const uint64_t n = subscriber_count_.fetch_add(1);
   if (o.name.empty()) o.name = o.topic + "#" + std::to_string(n);
   if (!accepting_.load()) throw Error(ErrorCode::closed, "subscribe: bus '" + options.name + "' is closed");
@@ -196,6 +199,7 @@ CloseReport Bus::Impl::close(std::chrono::milliseconds budget) {
     }
   };
   {
+    std::lock_guard start_lock(subscribe_mu_);  // waits for a subscribe() in progress
     std::lock_guard lock(subs_mu_);
     accepting_ = false;
   }

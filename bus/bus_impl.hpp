@@ -78,6 +78,7 @@ class Bus::Impl {
   // Publisher-thread state.
   std::unordered_map<std::string, uint64_t> channel_seq_;  // envelope key -> next seq
 
+  std::mutex subscribe_mu_;  // serialises subscribe() with close()
   mutable std::mutex subs_mu_;
   std::vector<std::shared_ptr<detail::Subscriber>> subscribers_;  // guarded by subs_mu_
 

@@ -126,9 +126,12 @@ void Subscriber::reader_main(std::promise<void> started) {
                                          header.node_id);
     }
     received_ += batch.size();
-    for (Message& m : batch) {
-      deliver(m);
-      if (stop_.load(std::memory_order_relaxed)) break;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      deliver(batch[i]);
+      if (stop_.load(std::memory_order_relaxed)) {
+        dropped_close_ += batch.size() - i - 1;  // decoded, never queued: counted
+        break;
+      }
     }
   }
   pending_.close();  // pull readers drain what is left, then see the end
@@ -158,8 +161,6 @@ void Subscriber::deliver(Message& message) {
     }
     switch (out.result) {
       case PushResult::ok:
-        if (slow_.load(std::memory_order_relaxed) && pending_.size() < options_.max_pending / 2)
-          slow_ = false;
         return;
       case PushResult::dropped_newest:
         ++dropped_newest_;
@@ -186,6 +187,14 @@ void Subscriber::note_pending_full() {
                             to_string(options_.overflow) + ")");
 }
 
+// Called by the consumer (handler thread or next()) once it has taken and handled messages:
+// only then has a slow subscription recovered. (Clearing it on the producer side made it flap
+// while a handler was stuck holding the batch it had just popped.)
+void Subscriber::note_consumed() {
+  if (slow_.load(std::memory_order_relaxed) && pending_.size() < options_.max_pending / 2)
+    slow_ = false;
+}
+
 void Subscriber::handler_main() {
   std::vector<Message> batch;
   while (true) {
@@ -195,6 +204,10 @@ void Subscriber::handler_main() {
       continue;
     }
     for (size_t i = 0; i < n; ++i) {
+      if (stop_.load(std::memory_order_relaxed)) {  // close() passed its deadline
+        dropped_close_ += n - i;
+        return;
+      }
       try {
         handler_(batch[i]);
       } catch (...) {
@@ -203,6 +216,7 @@ void Subscriber::handler_main() {
       }
       ++delivered_;
     }
+    note_consumed();
   }
 }
 
@@ -219,6 +233,7 @@ size_t Subscriber::next_batch(std::vector<Message>& out, size_t max,
   const size_t n = pending_.pop(tmp, max, std::chrono::steady_clock::now() + timeout);
   for (size_t i = 0; i < n; ++i) out.push_back(std::move(tmp[i]));
   delivered_ += n;
+  if (n > 0) note_consumed();
   return n;
 }
 
@@ -241,7 +256,6 @@ SubscriptionStats Subscriber::stats() const {
 }
 
 bool Subscriber::finish(std::chrono::steady_clock::time_point deadline) {
-  draining_ = true;
   bool in_time = true;
   if (reader_done_.valid() &&
       reader_done_.wait_until(deadline) != std::future_status::ready) {
@@ -253,9 +267,13 @@ bool Subscriber::finish(std::chrono::steady_clock::time_point deadline) {
     // The handler thread drains the pending queue, then sees it closed; past the deadline
     // what is left is dropped and counted.
     in_time = false;
+    stop_ = true;
+    pending_.close();
     dropped_close_ += pending_.clear();
   }
-  join();
+  // A thread still inside a user handler cannot be interrupted: joining it here would make
+  // close(deadline) wait for the handler. It is joined later, by stop() or the destructor.
+  join_finished();
   return in_time;
 }
 
@@ -263,6 +281,15 @@ void Subscriber::stop() {
   stop_ = true;
   pending_.close();
   join();
+}
+
+void Subscriber::join_finished() {
+  std::lock_guard lock(join_mu_);
+  auto done = [](const std::future<void>& f) {
+    return f.valid() && f.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+  };
+  if (reader_.joinable() && done(reader_done_)) reader_.join();
+  if (handler_thread_.joinable() && done(handler_done_)) handler_thread_.join();
 }
 
 void Subscriber::join() {

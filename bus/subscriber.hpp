@@ -44,7 +44,8 @@ class Subscriber {
   SubscriptionStats stats() const;
 
   // Graceful end (Bus::close): the reader stops after the bus's close markers; waits for the
-  // threads until `deadline`, then aborts them. Returns false if the deadline was reached.
+  // threads until `deadline`, then tells them to stop and returns false. A thread still inside
+  // the user's handler is not waited for: it is joined by stop() or the destructor.
   bool finish(std::chrono::steady_clock::time_point deadline);
   // Immediate end (Subscription::close / destructor). Idempotent.
   void stop();
@@ -54,7 +55,9 @@ class Subscriber {
   void handler_main();
   void deliver(Message& message);
   void note_pending_full();
+  void note_consumed();
   void join();
+  void join_finished();  // joins only the threads that have already returned
 
   const SubscriberEnv env_;
   const SubscribeOptions options_;
@@ -68,7 +71,6 @@ class Subscriber {
   std::future<void> handler_done_;
   std::mutex join_mu_;
   std::atomic<bool> stop_{false};     // leave now
-  std::atomic<bool> draining_{false}; // the bus is closing: leave after its close markers
   std::atomic<bool> slow_{false};
   RateLimiter log_limit_;
 

@@ -20,6 +20,7 @@
 #include <msgpack.hpp>
 #include <mutex>
 #include <optional>
+#include <ostream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -29,6 +30,14 @@
 #include "reqbus/codec.hpp"
 
 extern char** environ;
+
+// Lets Boost.Test print these in failed assertions.
+namespace reqbus {
+inline std::ostream& operator<<(std::ostream& os, PublishStatus s) { return os << to_string(s); }
+inline std::ostream& operator<<(std::ostream& os, Overflow o) { return os << to_string(o); }
+inline std::ostream& operator<<(std::ostream& os, MessageKind k) { return os << to_string(k); }
+inline std::ostream& operator<<(std::ostream& os, codec::DecodeError e) { return os << codec::to_string(e); }
+}  // namespace reqbus
 
 namespace reqbus::test {
 
