@@ -161,7 +161,7 @@ struct SqliteSink::Impl {
     sqlite3_progress_handler(db, 1000, &Impl::on_progress, this);
     // sqlite3_open_v2 silently falls back to read-only when the file is not writable.
     if (sqlite3_db_readonly(db, "main") == 1)
-      throw DbError{SQLITE_READONLY, "database file is read-only: " + opt.path};
+      throw DbError{SQLITE_READONLY, "database file is read-only (cannot open it for writing)"};
     exec("PRAGMA journal_mode=WAL", "set journal_mode=WAL");
     exec(synchronous_pragma(opt.synchronous), "set synchronous");
     exec("PRAGMA cache_size=-" + std::to_string(opt.cache_size_kib), "set cache_size");
@@ -193,7 +193,7 @@ struct SqliteSink::Impl {
   void check_not_newer(int64_t version) {
     if (version > sc::latest_version())
       throw DbError{SQLITE_ERROR,
-                    "schema mismatch: " + opt.path + " has schema version " +
+                    "schema mismatch: the database has schema version " +
                         std::to_string(version) + ", newer than this reqbus knows (" +
                         std::to_string(sc::latest_version()) + ")",
                     true};
