@@ -72,6 +72,7 @@ class LiveStats::Aggregate {
 
   void add(const RequestLog& e, const VisitorId& visitor, int64_t now_s) {
     ++total_;
+    recent_[recent_next_++ % recent_.size()] = e;
     const int64_t t = e.inserted_at > 0 ? e.inserted_at / 1000000 : now_s;
     paths_.add(e.path);
     if (!e.referer.empty()) referers_.add(e.referer);
@@ -150,6 +151,14 @@ class LiveStats::Aggregate {
     for (size_t i = 0; i < keep; ++i)
       slowest.push_back({*slow[i].first, slow[i].second.sum_ms / double(slow[i].second.n), slow[i].second.max_ms, slow[i].second.n});
     j["slowest"] = std::move(slowest);  // [path, avg ms, max ms, requests]
+    nlohmann::json recent = nlohmann::json::array();
+    for (size_t i = 0; i < std::min<size_t>(recent_next_, recent_.size()); ++i) {
+      const RequestLog& r = recent_[(recent_next_ - 1 - i) % recent_.size()];
+      recent.push_back({{"method", r.method}, {"path", r.path}, {"status_code", r.status_code},
+                        {"duration_ms", r.duration_ms}, {"user_agent", r.user_agent},
+                        {"node_id", r.node_id}, {"inserted_at", r.inserted_at}});
+    }
+    j["recent"] = std::move(recent);  // newest first
     prune_visitors(now_s);
     j["visitors_active"] = visitors_.size();
     j["visitors_untracked"] = visitors_untracked_;
@@ -197,6 +206,8 @@ class LiveStats::Aggregate {
   std::vector<Hist> latency_;
   std::unordered_map<VisitorId, int64_t, VisitorIdHash> visitors_;
   uint64_t visitors_untracked_ = 0;
+  std::array<RequestLog, 20> recent_{};
+  size_t recent_next_ = 0;
 };
 
 LiveStats::LiveStats(LiveStatsOptions options)
