@@ -122,8 +122,14 @@ std::optional<DecodeError> parse(const char* data, size_t size, msgpack::object_
     out = msgpack::unpack(data, size, offset, reference, nullptr, limit);
   } catch (const msgpack::insufficient_bytes&) {
     return DecodeError::truncated;
+  } catch (const msgpack::depth_size_overflow&) {
+    return DecodeError::wrong_shape;  // nested deeper than any reqbus layout
+  } catch (const msgpack::map_size_overflow&) {
+    return DecodeError::wrong_shape;  // reqbus layouts have no maps
   } catch (const msgpack::size_overflow&) {
-    return DecodeError::wrong_shape;
+    // An array/str/bin/ext length larger than the bytes left: the data ends before what it
+    // declares, i.e. it is truncated (the limits are the input's own size).
+    return DecodeError::truncated;
   } catch (const std::exception&) {
     return DecodeError::not_msgpack;
   }

@@ -1,6 +1,8 @@
 // The receiver thread: owns the SUB socket connected to tcp peers and the inproc XPUB that
 // re-publishes their frames to this node's cluster-scope subscribers. Every frame from the
 // network is decoded and checked before it is forwarded; bad ones are dropped and counted.
+#include <algorithm>
+
 #include "bus/bus_impl.hpp"
 #include "bus/frame.hpp"
 #include "bus/gap_tracker.hpp"
@@ -54,7 +56,18 @@ void Bus::Impl::receiver_main(std::promise<void> started) {
     if (items[2].revents & ZMQ_POLLIN) {
       zmq::message_t event;
       while (monitor->recv(event, zmq::recv_flags::dontwait)) {
-        if (!event.more()) peer_disconnects_.fetch_add(1, std::memory_order_relaxed);
+        if (event.more()) continue;  // the event id; the last part is the endpoint
+        peer_disconnects_.fetch_add(1, std::memory_order_relaxed);
+        // After a protocol error (a frame past ZMQ_MAXMSGSIZE) libzmq ends the session for
+        // good instead of reconnecting: reconnect ourselves, or the peer is lost forever.
+        const std::string endpoint(static_cast<const char*>(event.data()), event.size());
+        if (std::find(options.peers.begin(), options.peers.end(), endpoint) != options.peers.end()) {
+          try {
+            peers->disconnect(endpoint);
+          } catch (const zmq::error_t&) {  // already gone: nothing to undo
+          }
+          peers->connect(endpoint);
+        }
       }
     }
     if (!(items[0].revents & ZMQ_POLLIN)) continue;
