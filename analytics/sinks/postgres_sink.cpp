@@ -58,10 +58,22 @@ bool wait_socket(PGconn* conn, bool for_write, Deadline deadline) {
   }
 }
 
-std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
+// libpq's messages span lines ("...failed: Connection refused\n\tIs the server running...");
+// a reason is one line.
+std::string one_line(std::string s) {
+  std::string out;
+  for (char ch : s) {
+    if (ch == '\n' || ch == '\t' || ch == '\r') {
+      if (!out.empty() && out.back() != ' ') out += ' ';
+    } else {
+      out += ch;
+    }
+  }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  return out;
 }
+
+void ignore_notice(void*, const PGresult*) {}  // "relation ... already exists, skipping"
 
 }  // namespace
 
@@ -123,13 +135,14 @@ struct PostgresSink::Impl {
       status = PQconnectPoll(c.conn);
     }
     if (PQstatus(c.conn) != CONNECTION_OK) {
-      std::string message = trim(PQerrorMessage(c.conn));
+      std::string message = one_line(PQerrorMessage(c.conn));
       c.close();
       return Failure{!is_permanent_connect_error(message), true, "postgres: connect: " + message};
     }
     if (c.ever_opened) reconnects.fetch_add(1, std::memory_order_relaxed);
     c.ever_opened = true;
     PQsetnonblocking(c.conn, 1);
+    PQsetNoticeReceiver(c.conn, ignore_notice, nullptr);
     if (options.statement_timeout.count() > 0) {
       std::string set = "SET statement_timeout = " + std::to_string(options.statement_timeout.count());
       if (auto failed = exec(c, deadline, set)) return failed;
@@ -179,7 +192,7 @@ struct PostgresSink::Impl {
   }
 
   Failure lost(Connection& c, const char* during) {
-    std::string message = trim(PQerrorMessage(c.conn));
+    std::string message = one_line(PQerrorMessage(c.conn));
     c.close();
     return Failure{true, true, std::string("postgres: connection lost during ") + during + ": " + message};
   }
@@ -195,7 +208,7 @@ struct PostgresSink::Impl {
     f.drop = PQstatus(c.conn) == CONNECTION_BAD || sqlstate.starts_with("08") ||
              sqlstate == "57P01" || sqlstate == "57P02" || sqlstate == "57P03";
     f.reason = "postgres " + (sqlstate.empty() ? std::string("error") : sqlstate) + ": " +
-               trim(PQresultErrorMessage(result));
+               one_line(PQresultErrorMessage(result));
     return f;
   }
 

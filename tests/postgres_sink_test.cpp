@@ -1,0 +1,448 @@
+// PostgresSink against a real PostgreSQL 15 server started for this binary (PostgresFixture).
+// Each test uses its own database, so tests do not see each other's rows.
+#include <boost/test/unit_test.hpp>
+
+#if __has_include(<libpq-fe.h>)
+#include <libpq-fe.h>
+#else
+#include <postgresql/libpq-fe.h>  // Debian's location when the include path lacks it
+#endif
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "reqbus/error.hpp"
+#include "reqbus/postgres_sink.hpp"
+#include "reqbus/uuid.hpp"
+#include "tests/support/postgres_server.hpp"
+
+using namespace std::chrono_literals;
+using reqbus::test::PostgresFixture;
+
+BOOST_TEST_GLOBAL_FIXTURE(PostgresFixture);
+
+namespace {
+
+using Row = std::vector<std::optional<std::string>>;
+
+// A plain libpq connection for checking what the sink stored.
+class Db {
+ public:
+  explicit Db(const std::string& conninfo) : conn_(PQconnectdb(conninfo.c_str())) {
+    BOOST_REQUIRE_MESSAGE(PQstatus(conn_) == CONNECTION_OK, PQerrorMessage(conn_));
+  }
+  ~Db() { PQfinish(conn_); }
+  std::vector<Row> query(const std::string& sql) {
+    PGresult* r = PQexecParams(conn_, sql.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0);
+    const ExecStatusType st = PQresultStatus(r);
+    BOOST_REQUIRE_MESSAGE(st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK,
+                          sql << ": " << PQresultErrorMessage(r));
+    std::vector<Row> rows;
+    for (int i = 0; i < PQntuples(r); ++i) {
+      Row row;
+      for (int j = 0; j < PQnfields(r); ++j) {
+        if (PQgetisnull(r, i, j)) {
+          row.emplace_back(std::nullopt);
+        } else {
+          row.emplace_back(std::string(PQgetvalue(r, i, j), PQgetlength(r, i, j)));
+        }
+      }
+      rows.push_back(std::move(row));
+    }
+    PQclear(r);
+    return rows;
+  }
+  std::string scalar(const std::string& sql) {
+    auto rows = query(sql);
+    BOOST_REQUIRE_EQUAL(rows.size(), 1u);
+    return rows[0].at(0).value_or("NULL");
+  }
+
+ private:
+  PGconn* conn_;
+};
+
+// A fresh database on the shared server, and its conninfo.
+std::string fresh_database(const std::string& name) {
+  auto& server = PostgresFixture::server();
+  server.create_database(name);
+  return server.conninfo(name);
+}
+
+reqbus::PostgresSinkOptions options_for(const std::string& conninfo) {
+  reqbus::PostgresSinkOptions o;
+  o.conninfo = conninfo;
+  o.clock = std::make_shared<reqbus::ManualClock>();
+  return o;
+}
+
+reqbus::Message request(int i, const std::string& node = "node-a") {
+  reqbus::Message m;
+  m.kind = reqbus::MessageKind::request_sent;
+  auto& r = m.request;
+  r.request_id = reqbus::uuid_v7_from(1'700'000'000'000 + i, 7, static_cast<uint64_t>(i));
+  r.method = i % 3 ? "GET" : "POST";
+  r.path = "/products/" + std::to_string(i);
+  r.status_code = static_cast<uint16_t>(200 + i % 5);
+  r.duration_ms = 1.25 + i;
+  r.user_agent = "Mozilla/5.0 (X11; Linux x86_64)";
+  r.remote_ip = "203.0.113." + std::to_string(i % 250);
+  r.referer = i % 2 ? "https://www.example.com/" : "";
+  r.device_type = "desktop";
+  r.session_id = "s-" + std::to_string(i / 10);
+  r.session_page_views = static_cast<uint32_t>(i % 10 + 1);
+  r.inserted_at = 1'700'000'000'000'000 + i;
+  r.node_id = node;
+  r.seq = static_cast<uint64_t>(i + 1);
+  return m;
+}
+
+reqbus::Message track(int i) {
+  reqbus::Message m;
+  m.kind = reqbus::MessageKind::track;
+  auto& e = m.analytics;
+  e.type = reqbus::AnalyticsType::track;
+  e.message_id = reqbus::uuid_v7_from(1'700'000'000'000 + i, 9, static_cast<uint64_t>(i));
+  e.user_id = "user-" + std::to_string(i);
+  e.timestamp = 1'700'000'000'000'000 + i;
+  e.event = "Order Completed";
+  e.properties_json = R"({"total":)" + std::to_string(i) + "}";
+  e.node_id = "node-a";
+  e.seq = static_cast<uint64_t>(1000 + i);
+  return m;
+}
+
+reqbus::Message identify(int i) {
+  reqbus::Message m;
+  m.kind = reqbus::MessageKind::identify;
+  auto& e = m.analytics;
+  e.type = reqbus::AnalyticsType::identify;
+  e.message_id = reqbus::uuid_v7_from(1'700'000'000'000 + i, 11, static_cast<uint64_t>(i));
+  e.user_id = "user-" + std::to_string(i);
+  e.timestamp = 1'700'000'000'000'000 + i;
+  e.email = "u" + std::to_string(i) + "@example.com";
+  e.timezone = "Europe/Berlin";
+  e.traits_json = R"({"plan":"pro"})";
+  e.node_id = "node-b";
+  e.seq = 7;
+  return m;
+}
+
+std::vector<reqbus::Message> requests(int first, int count, const std::string& node = "node-a") {
+  std::vector<reqbus::Message> out;
+  for (int i = first; i < first + count; ++i) out.push_back(request(i, node));
+  return out;
+}
+
+Row expected_row(const reqbus::RequestLog& r) {
+  char duration[64];
+  std::snprintf(duration, sizeof duration, "%.17g", r.duration_ms);
+  return {r.request_id, r.method, r.path, std::to_string(r.status_code), std::string(duration),
+          r.user_agent, r.remote_ip, r.referer, r.device_type, r.session_id,
+          std::to_string(r.session_page_views), std::to_string(r.inserted_at), r.node_id,
+          std::to_string(r.seq)};
+}
+
+std::vector<Row> stored_requests(Db& db) {
+  return db.query(
+      "SELECT request_id, method, path, status_code::text, "
+      "duration_ms::text, user_agent, remote_ip, "
+      "referer, device_type, session_id, session_page_views::text, inserted_at::text, node_id, "
+      "seq::text FROM requests ORDER BY request_id");
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(PostgresSinkTest)
+
+BOOST_AUTO_TEST_CASE(rejects_bad_options_at_construction) {
+  auto o = options_for("host=127.0.0.1 dbname=x");
+  o.connections = 0;
+  BOOST_CHECK_THROW(reqbus::PostgresSink{o}, reqbus::Error);
+  BOOST_CHECK_THROW(reqbus::PostgresSink{options_for("")}, reqbus::Error);
+  BOOST_CHECK_THROW(reqbus::PostgresSink{options_for("host=127.0.0.1 nonsense_option=1")},
+                    reqbus::Error);
+  reqbus::PostgresSink ok(options_for("host=db.internal port=6543 dbname=analytics password=secret"));
+  BOOST_CHECK_EQUAL(ok.name(), "postgres:db.internal:6543/analytics");
+}
+
+BOOST_AUTO_TEST_CASE(creates_schema_on_first_use) {
+  const auto conninfo = fresh_database("schema_first_use");
+  Db db(conninfo);
+  reqbus::PostgresSink sink(options_for(conninfo));
+  BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM pg_tables WHERE tablename = 'requests'"), "0");
+  auto result = sink.write(requests(0, 3), 10s);
+  BOOST_REQUIRE_MESSAGE(result.ok(), result.reason);
+  for (const char* table : {"requests", "events", "counters", "counter_flushes", "schema_migrations"}) {
+    BOOST_CHECK_EQUAL(db.scalar(std::string("SELECT count(*) FROM pg_tables WHERE tablename = '") +
+                                table + "'"),
+                      "1");
+  }
+  BOOST_CHECK_EQUAL(db.scalar("SELECT max(version) FROM schema_migrations"), "1");
+  BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM pg_indexes WHERE indexname = 'requests_inserted_at'"), "1");
+  // A second sink on the migrated database neither fails nor migrates again.
+  reqbus::PostgresSink again(options_for(conninfo));
+  BOOST_REQUIRE(again.write(requests(3, 1), 10s).ok());
+  BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM schema_migrations"), "1");
+}
+
+BOOST_AUTO_TEST_CASE(stores_a_mixed_batch_exactly) {
+  const auto conninfo = fresh_database("batch_exact");
+  reqbus::PostgresSink sink(options_for(conninfo));
+  std::vector<reqbus::Message> batch = requests(0, 200);
+  batch.push_back(track(1));
+  batch.push_back(identify(2));
+  std::reverse(batch.begin(), batch.end());  // order in the batch must not matter
+  auto result = sink.write(batch, 10s);
+  BOOST_REQUIRE_MESSAGE(result.ok(), result.reason);
+
+  Db db(conninfo);
+  auto rows = stored_requests(db);
+  BOOST_REQUIRE_EQUAL(rows.size(), 200u);
+  for (int i = 0; i < 200; ++i) {
+    const reqbus::RequestLog r = request(i).request;
+    Row expected = expected_row(r);
+    BOOST_TEST_CONTEXT("request " << i) {
+      for (size_t c = 0; c < expected.size(); ++c) {
+        if (c == 4) {  // duration_ms: compare as a number
+          BOOST_CHECK_CLOSE(std::stod(*rows[i][c]), r.duration_ms, 1e-12);
+        } else {
+          BOOST_CHECK_EQUAL(rows[i][c].value_or("NULL"), expected[c].value_or("NULL"));
+        }
+      }
+    }
+  }
+  auto events = db.query(
+      "SELECT message_id, type, user_id, timestamp::text, event, email, timezone, account_id, "
+      "name, traits, properties, node_id, seq::text FROM events ORDER BY type");
+  BOOST_REQUIRE_EQUAL(events.size(), 2u);
+  const auto id = identify(2).analytics;
+  BOOST_CHECK(events[0] == (Row{id.message_id, "identify", id.user_id, std::to_string(id.timestamp),
+                                "", id.email, id.timezone, "", "", id.traits_json, std::nullopt,
+                                "node-b", "7"}));
+  const auto tr = track(1).analytics;
+  BOOST_CHECK(events[1] == (Row{tr.message_id, "track", tr.user_id, std::to_string(tr.timestamp),
+                                tr.event, "", "", "", "", std::nullopt, tr.properties_json,
+                                "node-a", "1001"}));
+  auto stats = sink.stats();
+  BOOST_CHECK_EQUAL(stats.batches, 1u);
+  BOOST_CHECK_EQUAL(stats.rows_inserted, 202u);
+  BOOST_CHECK_EQUAL(stats.duplicates, 0u);
+  BOOST_CHECK_EQUAL(stats.errors, 0u);
+}
+
+BOOST_AUTO_TEST_CASE(stores_duplicates_once) {
+  const auto conninfo = fresh_database("duplicates");
+  reqbus::PostgresSink sink(options_for(conninfo));
+  BOOST_REQUIRE(sink.write(requests(0, 100), 10s).ok());
+  BOOST_REQUIRE(sink.write(requests(0, 100), 10s).ok());  // a replayed batch
+  auto overlapping = requests(50, 100);                   // half old, half new
+  overlapping.push_back(request(120));                    // a duplicate inside the batch
+  overlapping.push_back(track(5));
+  overlapping.push_back(track(5));
+  BOOST_REQUIRE(sink.write(overlapping, 10s).ok());
+  Db db(conninfo);
+  BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM requests"), "150");
+  BOOST_CHECK_EQUAL(db.scalar("SELECT count(DISTINCT request_id) FROM requests"), "150");
+  BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM events"), "1");
+  auto stats = sink.stats();
+  BOOST_CHECK_EQUAL(stats.rows_inserted, 151u);
+  BOOST_CHECK_EQUAL(stats.duplicates, 100u + 50u + 1u + 1u);
+}
+
+BOOST_AUTO_TEST_CASE(counter_flushes_are_applied_once) {
+  const auto conninfo = fresh_database("counters");
+  reqbus::PostgresSink sink(options_for(conninfo));
+  std::vector<reqbus::CounterFlush> flushes{
+      {"pages/home", 1000, "node-a", 5},
+      {"pages/home", 1000, "node-b", 7},
+      {"pages/cart", 1000, "node-a", 2},
+  };
+  BOOST_REQUIRE(sink.write_counters(flushes, 10s).ok());
+  BOOST_REQUIRE(sink.write_counters(flushes, 10s).ok());  // a retried flush
+  Db db(conninfo);
+  BOOST_CHECK_EQUAL(db.scalar("SELECT value FROM counters WHERE key = 'pages/home'"), "12");
+  BOOST_CHECK_EQUAL(db.scalar("SELECT value FROM counters WHERE key = 'pages/cart'"), "2");
+  // The next window adds; a batch mixing a replayed and a new flush adds only the new one.
+  BOOST_REQUIRE(sink.write_counters({{"pages/home", 2000, "node-a", 3}, flushes[0]}, 10s).ok());
+  BOOST_CHECK_EQUAL(db.scalar("SELECT value FROM counters WHERE key = 'pages/home'"), "15");
+  BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM counter_flushes"), "4");
+  BOOST_CHECK_EQUAL(db.scalar("SELECT updated_at FROM counters WHERE key = 'pages/home'"),
+                    std::to_string(reqbus::ManualClock().unix_us()));
+  auto stats = sink.stats();
+  BOOST_CHECK_EQUAL(stats.rows_inserted, 4u);
+  BOOST_CHECK_EQUAL(stats.duplicates, 4u);
+}
+
+BOOST_AUTO_TEST_CASE(hostile_strings_round_trip_byte_exact) {
+  const auto conninfo = fresh_database("hostile");
+  reqbus::PostgresSink sink(options_for(conninfo));
+  const std::vector<std::string> hostile = {
+      "tab\there", "new\nline", "cr\rlf\r\n", "back\\slash\\", "\\N", "\\.", "quote'\"`",
+      "comma,semi;pipe|", "{\"json\": [1, 2]}", "{a,b}", "NULL", "",
+      "unicode: \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80 \xe4\xb8\xad\xe6\x96\x87",
+      "$1 $$ dollar", "'); DROP TABLE requests; --", std::string(2000, '\\')};
+  std::vector<reqbus::Message> batch;
+  for (size_t i = 0; i < hostile.size(); ++i) {
+    reqbus::Message m = request(static_cast<int>(i));
+    m.request.path = "/" + hostile[i];
+    m.request.user_agent = hostile[i];
+    m.request.referer = hostile[hostile.size() - 1 - i];
+    m.request.session_id = hostile[i];
+    batch.push_back(m);
+    reqbus::Message e = track(static_cast<int>(i));
+    e.analytics.event = hostile[i];
+    e.analytics.properties_json = hostile[i].empty() ? "x" : hostile[i];
+    batch.push_back(e);
+  }
+  auto result = sink.write(batch, 10s);
+  BOOST_REQUIRE_MESSAGE(result.ok(), result.reason);
+  Db db(conninfo);
+  auto rows = db.query("SELECT path, user_agent, referer, session_id FROM requests ORDER BY request_id");
+  BOOST_REQUIRE_EQUAL(rows.size(), hostile.size());
+  auto events = db.query("SELECT event, properties FROM events ORDER BY message_id");
+  BOOST_REQUIRE_EQUAL(events.size(), hostile.size());
+  for (size_t i = 0; i < hostile.size(); ++i) {
+    BOOST_TEST_CONTEXT("string " << i) {
+      BOOST_CHECK(rows[i][0] == "/" + hostile[i]);
+      BOOST_CHECK(rows[i][1] == hostile[i]);
+      BOOST_CHECK(rows[i][2] == hostile[hostile.size() - 1 - i]);
+      BOOST_CHECK(rows[i][3] == hostile[i]);
+      BOOST_CHECK(events[i][0] == hostile[i]);
+      BOOST_CHECK(events[i][1] == (hostile[i].empty() ? "x" : hostile[i]));
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(bytes_text_cannot_hold_are_a_permanent_failure_of_the_whole_batch) {
+  const auto conninfo = fresh_database("invalid_text");
+  reqbus::PostgresSink sink(options_for(conninfo));
+  for (std::string bad : {std::string("nul\0byte", 8), std::string("latin1 \xe9t\xe9")}) {
+    auto batch = requests(0, 10);
+    batch[5].request.user_agent = bad;
+    auto result = sink.write(batch, 10s);
+    BOOST_CHECK(result.kind == reqbus::WriteResult::Kind::permanent);
+    BOOST_CHECK_MESSAGE(result.reason.find("22") != std::string::npos, result.reason);
+  }
+  Db db(conninfo);
+  BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM requests"), "0");  // all or nothing
+  BOOST_CHECK_EQUAL(sink.stats().errors, 2u);
+  BOOST_CHECK(sink.write(requests(0, 10), 10s).ok());  // the connection is still usable
+}
+
+BOOST_AUTO_TEST_CASE(missing_database_is_a_permanent_failure) {
+  reqbus::PostgresSink sink(options_for(PostgresFixture::server().conninfo("no_such_database")));
+  auto result = sink.write(requests(0, 1), 10s);
+  BOOST_CHECK(result.kind == reqbus::WriteResult::Kind::permanent);
+  BOOST_CHECK_MESSAGE(result.reason.find("does not exist") != std::string::npos, result.reason);
+}
+
+BOOST_AUTO_TEST_CASE(newer_schema_is_a_permanent_failure) {
+  const auto conninfo = fresh_database("newer_schema");
+  {
+    Db db(conninfo);
+    db.query("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT "
+             "NULL, description TEXT NOT NULL)");
+    db.query("INSERT INTO schema_migrations VALUES (99, 0, 'from the future')");
+  }
+  reqbus::PostgresSink sink(options_for(conninfo));
+  auto result = sink.write(requests(0, 1), 10s);
+  BOOST_CHECK(result.kind == reqbus::WriteResult::Kind::permanent);
+  BOOST_CHECK_MESSAGE(result.reason.find("99") != std::string::npos, result.reason);
+}
+
+BOOST_AUTO_TEST_CASE(a_server_that_never_answers_is_retried_within_the_timeout) {
+  // A listening socket that is never accepted: TCP connects, the startup packet gets no reply.
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  BOOST_REQUIRE_EQUAL(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  BOOST_REQUIRE_EQUAL(::listen(fd, 8), 0);
+  BOOST_REQUIRE_EQUAL(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  reqbus::PostgresSink sink(options_for("host=127.0.0.1 port=" + std::to_string(ntohs(addr.sin_port)) +
+                                        " dbname=x user=x sslmode=disable"));
+  const auto start = std::chrono::steady_clock::now();
+  auto result = sink.write(requests(0, 1), 300ms);
+  const auto took = std::chrono::steady_clock::now() - start;
+  ::close(fd);
+  BOOST_CHECK(result.kind == reqbus::WriteResult::Kind::retry);
+  BOOST_CHECK_MESSAGE(result.reason.find("timed out") != std::string::npos, result.reason);
+  BOOST_CHECK_GE(took, 300ms);
+  BOOST_CHECK_LT(took, 5s);
+}
+
+BOOST_AUTO_TEST_CASE(two_nodes_writing_overlapping_batches_store_each_event_once) {
+  const auto conninfo = fresh_database("two_nodes");
+  reqbus::PostgresSink node_a(options_for(conninfo));
+  reqbus::PostgresSink node_b(options_for(conninfo));
+  // Both create the schema at the same moment, then write overlapping batches from 2 threads each.
+  constexpr int kBatches = 20, kBatchSize = 500;
+  std::promise<void> go;
+  std::shared_future<void> started = go.get_future().share();
+  auto writer = [&](reqbus::PostgresSink& sink, int offset) {
+    return std::async(std::launch::async, [&sink, offset, started] {
+      started.wait();
+      std::vector<std::string> problems;
+      for (int b = 0; b < kBatches; ++b) {
+        auto r = sink.write(requests(offset + b * kBatchSize / 2, kBatchSize), 30s);
+        if (!r.ok()) problems.push_back(r.reason);
+      }
+      return problems;
+    });
+  };
+  auto a1 = writer(node_a, 0), a2 = writer(node_a, 100), b1 = writer(node_b, 0), b2 = writer(node_b, 50);
+  go.set_value();
+  for (auto* f : {&a1, &a2, &b1, &b2}) {
+    auto problems = f->get();
+    BOOST_CHECK_MESSAGE(problems.empty(), problems.size() << " failed writes, first: "
+                                                          << (problems.empty() ? "" : problems[0]));
+  }
+  // Distinct ids written: offsets 0..100 + (kBatches-1)*250 + 500.
+  const int expected = 100 + (kBatches - 1) * kBatchSize / 2 + kBatchSize;
+  Db db(conninfo);
+  BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM requests"), std::to_string(expected));
+  const auto a = node_a.stats(), b = node_b.stats();
+  BOOST_CHECK_EQUAL(a.rows_inserted + b.rows_inserted, static_cast<uint64_t>(expected));
+  BOOST_CHECK_EQUAL(a.rows_inserted + a.duplicates + b.rows_inserted + b.duplicates,
+                    4u * kBatches * kBatchSize);
+  BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM schema_migrations"), "1");
+}
+
+// Last: it stops and restarts the shared server.
+BOOST_AUTO_TEST_CASE(server_stopped_means_retry_later_and_restart_reconnects) {
+  const auto conninfo = fresh_database("restart");
+  reqbus::PostgresSink sink(options_for(conninfo));
+  BOOST_REQUIRE(sink.write(requests(0, 10), 10s).ok());
+  auto& server = PostgresFixture::server();
+  server.stop();
+  const auto start = std::chrono::steady_clock::now();
+  auto down = sink.write(requests(10, 10), 2s);
+  BOOST_CHECK(down.kind == reqbus::WriteResult::Kind::retry);
+  BOOST_TEST_MESSAGE("while stopped: " << down.reason);
+  BOOST_CHECK_LT(std::chrono::steady_clock::now() - start, 2500ms);
+  auto again = sink.write(requests(10, 10), 2s);  // refused: still retry, never a crash
+  BOOST_CHECK(again.kind == reqbus::WriteResult::Kind::retry);
+  server.start();
+  auto up = sink.write(requests(10, 10), 10s);
+  BOOST_REQUIRE_MESSAGE(up.ok(), up.reason);
+  Db db(conninfo);
+  BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM requests"), "20");
+  auto stats = sink.stats();
+  BOOST_CHECK_GE(stats.reconnects, 1u);
+  BOOST_CHECK_EQUAL(stats.errors, 2u);
+  BOOST_CHECK_EQUAL(stats.batches, 2u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
