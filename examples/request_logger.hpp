@@ -1,0 +1,322 @@
+#pragma once
+// RequestLogger: publishes one reqbus::RequestLog onto a Bus for every response a
+// cpp-httplib server writes. Used by examples/web_server.cpp and by `reqbus demo`.
+//
+// install(server) takes over three httplib hooks — pre-routing (stamps the start time),
+// post-routing (session cookie, before the headers go out) and the logger (called by httplib
+// after the response is written: measures duration_ms and publishes). A server that needs those
+// hooks for itself cannot use install() as is.
+//
+// Publishing never slows a response: it happens after the response is written, and
+// broadcast() returns a status instead of throwing; every non-ok status is counted in stats().
+// Give the Bus a drop policy (Overflow::drop_newest) so a full queue never blocks a server thread.
+//
+// Sessions: a random 128-bit id in a cookie; page views are counted per session in a map
+// bounded by max_sessions (least recently seen evicted, counted) with an idle expiry.
+//
+// Thread-safety: one RequestLogger may serve any number of httplib worker threads and servers;
+// stats() may be called from any thread. It must outlive the servers it is installed on, and
+// the Bus must outlive it.
+#include <httplib.h>
+
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "reqbus/bus.hpp"
+#include "reqbus/clock.hpp"
+#include "reqbus/error.hpp"
+
+namespace reqbus::examples {
+
+struct RequestLoggerOptions {
+  std::string topic = kDefaultTopic;           // bus topic the logs go to; default "requests"
+  std::string session_cookie = "reqbus_sid";   // cookie name carrying the session id
+  size_t max_sessions = 100'000;               // sessions remembered; least recently seen evicted
+  std::chrono::seconds session_idle{30 * 60};  // a session unseen this long starts over (30 min)
+  std::shared_ptr<Clock> clock = system_clock();  // durations, idle expiry and inserted_at
+};
+
+struct RequestLoggerStats {
+  uint64_t served = 0;            // responses written
+  uint64_t published = 0;         // broadcast() returned ok
+  uint64_t dropped_newest = 0;    // broadcast() refused: bus queue full (drop_newest)
+  uint64_t timed_out = 0;         // broadcast() timed out (block policy)
+  uint64_t closed = 0;            // broadcast() after the bus closed
+  uint64_t invalid = 0;           // rejected by validate() (not expected: fields are fitted)
+  uint64_t unparsed = 0;          // responses to requests without a method (bad request line)
+  uint64_t truncated = 0;         // field values cut to RequestLogLimits
+  uint64_t sessions_created = 0;
+  uint64_t sessions_evicted = 0;  // pushed out by max_sessions
+  uint64_t sessions_expired = 0;  // idle longer than session_idle
+  uint64_t sessions_live = 0;
+  uint64_t not_published() const { return dropped_newest + timed_out + closed + invalid + unparsed; }
+};
+
+// "bot", "tablet", "mobile" or "desktop", from a User-Agent header. An empty agent is a bot:
+// browsers always send one.
+inline std::string device_type_of(std::string_view user_agent);
+
+class RequestLogger {
+ public:
+  explicit RequestLogger(Bus& bus, RequestLoggerOptions options = {});
+  RequestLogger(const RequestLogger&) = delete;
+  RequestLogger& operator=(const RequestLogger&) = delete;
+
+  void install(httplib::Server& server);
+  RequestLoggerStats stats() const;
+
+ private:
+  // One request in progress on this thread: httplib runs pre-routing, post-routing and the
+  // logger of a request on the same worker thread, one request at a time.
+  struct InFlight {
+    bool started = false;
+    Clock::time_point start{};
+    std::string session_id;
+    uint32_t page_views = 0;
+  };
+  struct Session {
+    std::string id;
+    uint32_t page_views = 0;
+    Clock::time_point last_seen{};
+  };
+  static InFlight& in_flight();
+
+  void on_start();
+  void on_headers(const httplib::Request& req, httplib::Response& res);
+  void on_written(const httplib::Request& req, const httplib::Response& res);
+  // Counts a page view for the cookie's session, or starts a session. Returns the id; sets
+  // `fresh` when the client must be given a new cookie.
+  std::string touch_session(std::string_view cookie_id, uint32_t& page_views, bool& fresh);
+  std::string fit(std::string_view value, size_t limit);
+
+  Bus& bus_;
+  const RequestLoggerOptions options_;
+
+  mutable std::mutex sessions_mu_;
+  std::list<Session> lru_;  // most recently seen first; guarded by sessions_mu_
+  std::unordered_map<std::string_view, std::list<Session>::iterator> by_id_;  // guarded by sessions_mu_
+
+  std::atomic<uint64_t> served_{0}, published_{0}, dropped_newest_{0}, timed_out_{0}, closed_{0},
+      invalid_{0}, unparsed_{0}, truncated_{0}, sessions_created_{0}, sessions_evicted_{0},
+      sessions_expired_{0};
+};
+
+}  // namespace reqbus::examples
+
+// --- implementation (header-only, so `reqbus demo` can reuse it without another library) ----
+
+namespace reqbus::examples {
+namespace detail {
+
+inline bool contains_nocase(std::string_view haystack, std::string_view needle) {
+  if (needle.size() > haystack.size()) return false;
+  for (size_t i = 0; i + needle.size() <= haystack.size(); ++i) {
+    size_t k = 0;
+    while (k < needle.size() &&
+           std::tolower(static_cast<unsigned char>(haystack[i + k])) == needle[k])
+      ++k;
+    if (k == needle.size()) return true;
+  }
+  return false;
+}
+
+inline bool is_session_id(std::string_view s) {
+  if (s.size() != 32) return false;
+  for (char c : s)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
+}
+
+// The value of cookie `name` in a Cookie header ("a=1; name=value"), or "".
+inline std::string_view cookie_value(std::string_view header, std::string_view name) {
+  while (!header.empty()) {
+    const size_t end = header.find(';');
+    std::string_view pair = header.substr(0, end);
+    while (!pair.empty() && pair.front() == ' ') pair.remove_prefix(1);
+    if (pair.size() > name.size() && pair.substr(0, name.size()) == name && pair[name.size()] == '=')
+      return pair.substr(name.size() + 1);
+    if (end == std::string_view::npos) break;
+    header.remove_prefix(end + 1);
+  }
+  return {};
+}
+
+inline std::string random_session_id() {
+  thread_local std::mt19937_64 rng{std::random_device{}() ^
+                                   (uint64_t(std::random_device{}()) << 32)};
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id(32, '0');
+  for (int half = 0; half < 2; ++half) {
+    uint64_t bits = rng();
+    for (int i = 0; i < 16; ++i, bits >>= 4) id[size_t(half * 16 + i)] = kHex[bits & 15];
+  }
+  return id;
+}
+
+}  // namespace detail
+
+inline std::string device_type_of(std::string_view ua) {
+  using detail::contains_nocase;
+  if (ua.empty()) return "bot";
+  for (std::string_view bot : {"bot", "crawl", "spider", "slurp", "curl/", "wget/", "python-",
+                               "go-http-client", "headlesschrome", "scan", "httpclient", "java/",
+                               "libwww", "facebookexternalhit", "monitor"})
+    if (contains_nocase(ua, bot)) return "bot";
+  if (contains_nocase(ua, "ipad") || contains_nocase(ua, "tablet") || contains_nocase(ua, "kindle") ||
+      contains_nocase(ua, "silk/") || (contains_nocase(ua, "android") && !contains_nocase(ua, "mobile")))
+    return "tablet";
+  if (contains_nocase(ua, "mobi") || contains_nocase(ua, "iphone") || contains_nocase(ua, "ipod") ||
+      contains_nocase(ua, "windows phone"))
+    return "mobile";
+  return "desktop";
+}
+
+inline RequestLogger::RequestLogger(Bus& bus, RequestLoggerOptions options)
+    : bus_(bus), options_(std::move(options)) {
+  if (!options_.clock) throw Error(ErrorCode::invalid_argument, "RequestLoggerOptions.clock: null");
+  if (options_.max_sessions < 1)
+    throw Error(ErrorCode::invalid_argument, "RequestLoggerOptions.max_sessions: must be >= 1");
+  if (options_.session_cookie.empty())
+    throw Error(ErrorCode::invalid_argument, "RequestLoggerOptions.session_cookie: empty");
+}
+
+inline void RequestLogger::install(httplib::Server& server) {
+  server.set_pre_routing_handler([this](const httplib::Request&, httplib::Response&) {
+    on_start();
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  server.set_post_routing_handler(
+      [this](const httplib::Request& req, httplib::Response& res) { on_headers(req, res); });
+  server.set_logger(
+      [this](const httplib::Request& req, const httplib::Response& res) { on_written(req, res); });
+}
+
+inline RequestLogger::InFlight& RequestLogger::in_flight() {
+  thread_local InFlight current;
+  return current;
+}
+
+inline void RequestLogger::on_start() {
+  InFlight& f = in_flight();
+  f.started = true;
+  f.start = options_.clock->now();
+}
+
+inline void RequestLogger::on_headers(const httplib::Request& req, httplib::Response& res) {
+  InFlight& f = in_flight();
+  if (!f.started) {  // httplib answered before routing (e.g. a malformed request): time from here
+    f.started = true;
+    f.start = options_.clock->now();
+  }
+  if (req.method.empty()) return;  // not a request we can report (see on_written)
+  bool fresh = false;
+  const std::string cookies = req.get_header_value("Cookie");
+  f.session_id = touch_session(detail::cookie_value(cookies, options_.session_cookie),
+                               f.page_views, fresh);
+  if (fresh)
+    res.set_header("Set-Cookie", options_.session_cookie + "=" + f.session_id +
+                                     "; Path=/; HttpOnly; SameSite=Lax");
+}
+
+inline void RequestLogger::on_written(const httplib::Request& req, const httplib::Response& res) {
+  InFlight& f = in_flight();
+  const auto end = options_.clock->now();
+  served_.fetch_add(1, std::memory_order_relaxed);
+  if (req.method.empty()) {  // no request line to report; counted, not published
+    unparsed_.fetch_add(1, std::memory_order_relaxed);
+    f = InFlight{};
+    return;
+  }
+  RequestLog log;
+  log.method = fit(req.method, RequestLogLimits::method);
+  log.path = req.path.empty() ? std::string("/") : fit(req.path, RequestLogLimits::path);
+  log.status_code = uint16_t(res.status >= 100 && res.status <= 599 ? res.status : 500);
+  log.duration_ms = f.started ? std::chrono::duration<double, std::milli>(end - f.start).count() : 0.0;
+  log.user_agent = fit(req.get_header_value("User-Agent"), RequestLogLimits::user_agent);
+  log.remote_ip = fit(req.remote_addr, RequestLogLimits::remote_ip);
+  log.referer = fit(req.get_header_value("Referer"), RequestLogLimits::referer);
+  log.device_type = device_type_of(log.user_agent);
+  log.session_id = std::move(f.session_id);
+  log.session_page_views = f.page_views;
+  log.inserted_at = options_.clock->unix_us();  // completion time, not publish or flush time
+  f = InFlight{};
+
+  switch (bus_.broadcast(log, options_.topic)) {
+    case PublishStatus::ok: published_.fetch_add(1, std::memory_order_relaxed); break;
+    case PublishStatus::dropped_newest: dropped_newest_.fetch_add(1, std::memory_order_relaxed); break;
+    case PublishStatus::timed_out: timed_out_.fetch_add(1, std::memory_order_relaxed); break;
+    case PublishStatus::closed: closed_.fetch_add(1, std::memory_order_relaxed); break;
+    case PublishStatus::invalid: invalid_.fetch_add(1, std::memory_order_relaxed); break;
+  }
+}
+
+inline std::string RequestLogger::touch_session(std::string_view cookie_id, uint32_t& page_views,
+                                                bool& fresh) {
+  const auto now = options_.clock->now();
+  std::lock_guard lock(sessions_mu_);
+  if (detail::is_session_id(cookie_id)) {
+    if (auto it = by_id_.find(cookie_id); it != by_id_.end()) {
+      Session& s = *it->second;
+      if (now - s.last_seen <= options_.session_idle) {
+        s.last_seen = now;
+        page_views = ++s.page_views;
+        lru_.splice(lru_.begin(), lru_, it->second);
+        fresh = false;
+        return s.id;
+      }
+      sessions_expired_.fetch_add(1, std::memory_order_relaxed);
+      lru_.erase(it->second);
+      by_id_.erase(it);
+    }
+  }
+  while (lru_.size() >= options_.max_sessions) {
+    by_id_.erase(lru_.back().id);
+    lru_.pop_back();
+    sessions_evicted_.fetch_add(1, std::memory_order_relaxed);
+  }
+  lru_.push_front(Session{detail::random_session_id(), 1, now});
+  by_id_.emplace(lru_.front().id, lru_.begin());
+  sessions_created_.fetch_add(1, std::memory_order_relaxed);
+  page_views = 1;
+  fresh = true;
+  return lru_.front().id;
+}
+
+// Values longer than the RequestLog limit are cut there (never mid-way through a UTF-8
+// character) and counted: a web server logs what it can rather than nothing.
+inline std::string RequestLogger::fit(std::string_view value, size_t limit) {
+  if (value.size() <= limit) return std::string(value);
+  truncated_.fetch_add(1, std::memory_order_relaxed);
+  size_t cut = limit;
+  while (cut > 0 && (static_cast<unsigned char>(value[cut]) & 0xC0) == 0x80) --cut;
+  return std::string(value.substr(0, cut));
+}
+
+inline RequestLoggerStats RequestLogger::stats() const {
+  RequestLoggerStats s;
+  s.served = served_.load();
+  s.published = published_.load();
+  s.dropped_newest = dropped_newest_.load();
+  s.timed_out = timed_out_.load();
+  s.closed = closed_.load();
+  s.invalid = invalid_.load();
+  s.unparsed = unparsed_.load();
+  s.truncated = truncated_.load();
+  s.sessions_created = sessions_created_.load();
+  s.sessions_evicted = sessions_evicted_.load();
+  s.sessions_expired = sessions_expired_.load();
+  std::lock_guard lock(sessions_mu_);
+  s.sessions_live = lru_.size();
+  return s;
+}
+
+}  // namespace reqbus::examples
