@@ -36,7 +36,12 @@ namespace reqbus {
 inline std::ostream& operator<<(std::ostream& os, PublishStatus s) { return os << to_string(s); }
 inline std::ostream& operator<<(std::ostream& os, Overflow o) { return os << to_string(o); }
 inline std::ostream& operator<<(std::ostream& os, MessageKind k) { return os << to_string(k); }
-inline std::ostream& operator<<(std::ostream& os, codec::DecodeError e) { return os << codec::to_string(e); }
+namespace codec {
+inline std::ostream& operator<<(std::ostream& os, DecodeError e) { return os << to_string(e); }
+inline std::ostream& operator<<(std::ostream& os, const std::optional<DecodeError>& e) {
+  return e ? os << *e : os << "ok";
+}
+}  // namespace codec
 }  // namespace reqbus
 
 namespace reqbus::test {
