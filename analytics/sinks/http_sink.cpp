@@ -1,0 +1,93 @@
+// HttpSink: batches as JSON over HTTP (see include/reqbus/http_sink.hpp).
+#include "reqbus/http_sink.hpp"
+
+#include <ctime>
+
+#include "analytics/http_transport.hpp"
+#include "analytics/segment_json.hpp"
+#include "reqbus/error.hpp"
+
+namespace reqbus {
+namespace {
+
+using std::chrono::milliseconds;
+
+bool is_http_url(const std::string& url) {
+  return url.starts_with("http://") || url.starts_with("https://");
+}
+
+int64_t wall_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+HttpSink::HttpSink(HttpSinkOptions options)
+    : opts_(std::move(options)),
+      transport_(std::make_unique<http::HttpTransport>(opts_.max_idle_connections)) {
+  if (opts_.url.empty()) throw Error(ErrorCode::invalid_argument, "url: required");
+  if (!is_http_url(opts_.url))
+    throw Error(ErrorCode::invalid_argument, "url: \"" + opts_.url + "\" is not an http(s) URL");
+  if (!opts_.batch_url.empty() && !is_http_url(opts_.batch_url))
+    throw Error(ErrorCode::invalid_argument,
+                "batch_url: \"" + opts_.batch_url + "\" is not an http(s) URL");
+  if (opts_.connect_timeout.count() <= 0)
+    throw Error(ErrorCode::invalid_argument, "connect_timeout: must be positive");
+}
+
+HttpSink::~HttpSink() = default;
+
+std::string HttpSink::name() const { return "http:" + opts_.url; }
+
+WriteResult HttpSink::write(const std::vector<Message>& batch, milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::vector<RequestLog> logs;
+  std::vector<std::string> events;
+  for (const Message& m : batch) {
+    if (m.kind == MessageKind::request_sent) {
+      logs.push_back(m.request);
+      continue;
+    }
+    std::string json;
+    if (auto err = segment::append_json(json, m.analytics); !err.empty())
+      return WriteResult::failure("message " + m.analytics.message_id + ": " + err);
+    events.push_back(std::move(json));
+  }
+  if (!logs.empty()) {
+    WriteResult r = post(opts_.url, segment::request_logs_body(logs), deadline);
+    if (!r.ok()) return r;
+  }
+  if (!events.empty()) {
+    const std::string& url = opts_.batch_url.empty() ? opts_.url : opts_.batch_url;
+    return post(url, segment::batch_body(events, wall_us()), deadline);
+  }
+  return WriteResult::success();
+}
+
+WriteResult HttpSink::post(const std::string& url, const std::string& body,
+                           std::chrono::steady_clock::time_point deadline) {
+  const auto left = std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
+  if (left.count() <= 0) return WriteResult::retry_later("http: write timeout reached before " + url);
+  http::PostRequest request;
+  request.url = url;
+  request.body = body;
+  request.user_agent = opts_.user_agent;
+  request.bearer_token = opts_.bearer_token;
+  request.basic_user = opts_.write_key;
+  request.connect_timeout = std::min(opts_.connect_timeout, left);
+  request.total_timeout = left;
+  const http::PostResult result = transport_->post(request);
+  if (result.success()) return WriteResult::success();
+  std::string reason = http::describe(result, url);
+  if (result.outcome != http::PostResult::Outcome::response) return WriteResult::retry_later(std::move(reason));
+  if (result.status == 429 || result.status == 503) {
+    const auto after = http::parse_retry_after(result.retry_after, std::time(nullptr), opts_.max_retry_after);
+    return WriteResult::retry_later(std::move(reason), after.value_or(milliseconds(0)));
+  }
+  if (result.status >= 500) return WriteResult::retry_later(std::move(reason));
+  return WriteResult::failure(std::move(reason));
+}
+
+}  // namespace reqbus

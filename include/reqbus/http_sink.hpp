@@ -1,0 +1,62 @@
+#pragma once
+// HttpSink: writes a batch by POSTing it as JSON with libcurl.
+//   RequestLogs          -> POST url        a JSON array of objects with the schema's field names
+//                                           (the body `POST /v1/requests` of a reqbus node takes)
+//   identify/group/track -> POST batch_url  a Segment /v1/batch body {"batch":[...],"sentAt":...}
+// A batch holding both kinds is two POSTs (requests first). When the second fails the whole
+// write reports the failure and is retried — so the receiver must be idempotent, and it can be:
+// every RequestLog carries its request_id and every event its messageId, by which the receiver
+// deduplicates (a reqbus node stores each once).
+//
+// How responses map to WriteResult:
+//   2xx                                             -> ok
+//   429 or 503 (Retry-After honoured, capped)       -> retry_later(reason, retry_after)
+//   other 5xx, timeout, refused or dropped connection -> retry_later(reason)
+//   any other status (4xx, 3xx...)                  -> failure("HTTP 400 from <url>: <body snippet>")
+//   an event whose traits/properties are not JSON   -> failure (it can never be encoded)
+//
+// Thread-safety: write() is safe from any number of threads at once; each call uses its own curl
+// easy handle from a small pool (connections are kept alive between calls).
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "reqbus/sink.hpp"
+
+namespace reqbus {
+
+namespace http {
+class HttpTransport;
+}
+
+struct HttpSinkOptions {
+  std::string url;        // required: where RequestLog batches go ("http://host:7480/v1/requests")
+  std::string batch_url;  // where identify/group/track go; "" = url
+  std::string bearer_token;  // sent as "Authorization: Bearer <token>" when not empty
+  std::string write_key;     // sent as the basic-auth user name (Segment style) when not empty
+  // TCP connect bound; each write also stops at its own timeout (whichever is first).
+  std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::milliseconds max_retry_after{60'000};  // cap of an honoured Retry-After
+  size_t max_idle_connections = 4;  // curl handles (and their kept-alive connections) pooled
+  std::string user_agent = "reqbus-http-sink";
+};
+
+class HttpSink final : public Sink {
+ public:
+  // Throws reqbus::Error(invalid_argument) naming the field for a missing or non-http(s) URL.
+  explicit HttpSink(HttpSinkOptions options);
+  ~HttpSink() override;
+
+  WriteResult write(const std::vector<Message>& batch, std::chrono::milliseconds timeout) override;
+  std::string name() const override;  // "http:<url>"
+
+ private:
+  WriteResult post(const std::string& url, const std::string& body,
+                   std::chrono::steady_clock::time_point deadline);
+
+  const HttpSinkOptions opts_;
+  std::unique_ptr<http::HttpTransport> transport_;
+};
+
+}  // namespace reqbus
