@@ -1,0 +1,284 @@
+// Spool: the Batcher's on-disk journal, against real files in a temporary directory.
+#include <boost/test/unit_test.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "analytics/spool.hpp"
+#include "analytics/spool_format.hpp"
+#include "reqbus/error.hpp"
+#include "reqbus/uuid.hpp"
+#include "tests/support/temp_dir.hpp"
+
+using namespace reqbus;
+using namespace reqbus::detail;
+namespace fs = std::filesystem;
+
+namespace {
+
+Message request(int n, size_t path_bytes = 8) {
+  Message m;
+  m.kind = MessageKind::request_sent;
+  m.request.request_id = uuid_v7();
+  m.request.method = "GET";
+  m.request.path = "/p" + std::to_string(n) + std::string(path_bytes, 'x');
+  m.request.status_code = 200;
+  m.request.duration_ms = n;
+  m.request.inserted_at = 1'700'000'000'000'000 + n;
+  m.request.node_id = "node-a";
+  m.request.seq = static_cast<uint64_t>(n);
+  return m;
+}
+
+Message track(int n) {
+  Message m;
+  m.kind = MessageKind::track;
+  m.analytics.type = AnalyticsType::track;
+  m.analytics.message_id = uuid_v7();
+  m.analytics.user_id = "u" + std::to_string(n);
+  m.analytics.event = "clicked";
+  m.analytics.properties_json = R"({"n":)" + std::to_string(n) + "}";
+  m.analytics.timestamp = 1'700'000'000'000'000 + n;
+  return m;
+}
+
+std::vector<Message> batch_of(int first, int count, size_t path_bytes = 8) {
+  std::vector<Message> out;
+  for (int i = first; i < first + count; ++i) out.push_back(request(i, path_bytes));
+  return out;
+}
+
+bool same(const std::vector<Message>& a, const std::vector<Message>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i].kind != b[i].kind || !(a[i].request == b[i].request) || !(a[i].analytics == b[i].analytics))
+      return false;
+  }
+  return true;
+}
+
+std::vector<fs::path> segment_files(const test::TempDir& dir) {
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(dir.path() / "spool"))
+    if (e.path().extension() == ".seg") files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void write_file(const fs::path& path, const std::string& data) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << data;
+}
+
+SpoolOptions options_for(const test::TempDir& dir) {
+  SpoolOptions o;
+  o.dir = dir.sub("spool");
+  return o;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(spool_format_suite)
+
+BOOST_AUTO_TEST_CASE(crc32_matches_the_standard_check_value) {
+  const std::string check = "123456789";
+  BOOST_TEST(spool_format::crc32(check.data(), check.size()) == 0xCBF43926u);
+  BOOST_TEST(spool_format::crc32("", 0) == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(record_round_trips_both_message_kinds) {
+  std::vector<Message> batch = {request(1), track(2), request(3)};
+  std::string data = spool_format::segment_header();
+  spool_format::append_record(data, batch);
+  std::vector<std::vector<Message>> out;
+  BOOST_TEST(spool_format::parse_segment(data, out) == 0u);
+  BOOST_REQUIRE(out.size() == 1u);
+  BOOST_TEST(same(out[0], batch));
+}
+
+BOOST_AUTO_TEST_CASE(unknown_header_is_one_corrupt_record) {
+  std::string data = "NOTASPOOL---and some bytes";
+  std::vector<std::vector<Message>> out;
+  BOOST_TEST(spool_format::parse_segment(data, out) == 1u);
+  BOOST_TEST(out.empty());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(spool_suite)
+
+BOOST_AUTO_TEST_CASE(appends_read_back_in_order_and_remove_deletes_the_file) {
+  test::TempDir dir("reqbus-spool");
+  Spool spool(options_for(dir));
+  BOOST_TEST(spool.empty());
+  BOOST_TEST(!spool.read_oldest().has_value());
+  const auto b1 = batch_of(0, 3), b2 = batch_of(3, 1), b3 = batch_of(4, 5);
+  for (const auto* b : {&b1, &b2, &b3}) BOOST_REQUIRE(spool.append(*b) == SpoolAppend::ok);
+  BOOST_TEST(spool.stats().appended_batches == 3u);
+  auto segment = spool.read_oldest();
+  BOOST_REQUIRE(segment.has_value());
+  BOOST_TEST(segment->corrupt_records == 0u);
+  BOOST_REQUIRE(segment->batches.size() == 3u);
+  BOOST_TEST(same(segment->batches[0], b1));
+  BOOST_TEST(same(segment->batches[1], b2));
+  BOOST_TEST(same(segment->batches[2], b3));
+  BOOST_TEST(fs::exists(spool.segment_path(segment->id)));
+  spool.remove(segment->id);
+  BOOST_TEST(!fs::exists(spool.segment_path(segment->id)));
+  BOOST_TEST(spool.empty());
+  BOOST_TEST(spool.stats().bytes == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(reading_the_active_segment_seals_it) {
+  test::TempDir dir("reqbus-spool");
+  Spool spool(options_for(dir));
+  BOOST_REQUIRE(spool.append(batch_of(0, 2)) == SpoolAppend::ok);
+  auto first = spool.read_oldest();
+  BOOST_REQUIRE(first.has_value());
+  // Appends after the read go to a new segment, so the one being replayed never changes.
+  BOOST_REQUIRE(spool.append(batch_of(2, 2)) == SpoolAppend::ok);
+  BOOST_TEST(spool.stats().segments == 2u);
+  spool.remove(first->id);
+  auto second = spool.read_oldest();
+  BOOST_REQUIRE(second.has_value());
+  BOOST_TEST(second->id > first->id);
+  BOOST_REQUIRE(second->batches.size() == 1u);
+  BOOST_TEST(second->batches[0][0].request.seq == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(a_new_spool_on_the_same_dir_sees_old_segments_and_starts_a_new_one) {
+  test::TempDir dir("reqbus-spool");
+  const auto b1 = batch_of(0, 4);
+  {
+    Spool spool(options_for(dir));
+    BOOST_REQUIRE(spool.append(b1) == SpoolAppend::ok);
+  }
+  Spool spool(options_for(dir));
+  BOOST_TEST(spool.stats().segments == 1u);
+  BOOST_TEST(spool.stats().bytes == fs::file_size(segment_files(dir).at(0)));
+  BOOST_REQUIRE(spool.append(batch_of(4, 1)) == SpoolAppend::ok);
+  BOOST_TEST(segment_files(dir).size() == 2u);  // never appends to the last process's file
+  auto oldest = spool.read_oldest();
+  BOOST_REQUIRE(oldest.has_value());
+  BOOST_REQUIRE(oldest->batches.size() == 1u);
+  BOOST_TEST(same(oldest->batches[0], b1));
+}
+
+BOOST_AUTO_TEST_CASE(segments_rotate_at_the_size_limit_and_keep_order) {
+  test::TempDir dir("reqbus-spool");
+  SpoolOptions o = options_for(dir);
+  o.segment_bytes = 4096;
+  Spool spool(o);
+  for (int i = 0; i < 12; ++i) BOOST_REQUIRE(spool.append(batch_of(i, 1, 900)) == SpoolAppend::ok);
+  const auto files = segment_files(dir);
+  BOOST_TEST(files.size() >= 3u);
+  for (const auto& f : files) BOOST_TEST(fs::file_size(f) <= 4096u);
+  int next = 0;
+  while (auto segment = spool.read_oldest()) {
+    for (const auto& b : segment->batches) BOOST_TEST(b.at(0).request.seq == static_cast<uint64_t>(next++));
+    spool.remove(segment->id);
+  }
+  BOOST_TEST(next == 12);
+}
+
+BOOST_AUTO_TEST_CASE(past_max_bytes_an_append_is_refused_with_a_reason) {
+  test::TempDir dir("reqbus-spool");
+  SpoolOptions o = options_for(dir);
+  o.segment_bytes = 4096;
+  o.max_bytes = 8192;
+  Spool spool(o);
+  int ok = 0;
+  std::string error;
+  SpoolAppend result = SpoolAppend::ok;
+  for (int i = 0; i < 20 && result == SpoolAppend::ok; ++i) {
+    result = spool.append(batch_of(i, 1, 900), &error);
+    if (result == SpoolAppend::ok) ++ok;
+  }
+  BOOST_TEST((result == SpoolAppend::full));
+  BOOST_TEST(error.find("max_bytes") != std::string::npos);
+  BOOST_TEST(ok >= 6);
+  BOOST_TEST(spool.stats().bytes <= 8192u);
+  // Freeing space makes room again.
+  auto oldest = spool.read_oldest();
+  spool.remove(oldest->id);
+  BOOST_TEST((spool.append(batch_of(99, 1, 900)) == SpoolAppend::ok));
+}
+
+BOOST_AUTO_TEST_CASE(a_torn_tail_is_counted_and_the_records_before_it_survive) {
+  test::TempDir dir("reqbus-spool");
+  {
+    Spool spool(options_for(dir));
+    for (int i = 0; i < 3; ++i) BOOST_REQUIRE(spool.append(batch_of(i * 2, 2)) == SpoolAppend::ok);
+  }
+  const fs::path file = segment_files(dir).at(0);
+  fs::resize_file(file, fs::file_size(file) - 5);  // a crash in the middle of the last append
+  Spool spool(options_for(dir));
+  auto segment = spool.read_oldest();
+  BOOST_REQUIRE(segment.has_value());
+  BOOST_TEST(segment->corrupt_records == 1u);
+  BOOST_REQUIRE(segment->batches.size() == 2u);
+  BOOST_TEST(segment->batches[1][1].request.seq == 3u);
+  BOOST_TEST(spool.stats().corrupt_records == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_torn_record_header_is_counted) {
+  test::TempDir dir("reqbus-spool");
+  {
+    Spool spool(options_for(dir));
+    BOOST_REQUIRE(spool.append(batch_of(0, 2)) == SpoolAppend::ok);
+  }
+  const fs::path file = segment_files(dir).at(0);
+  write_file(file, read_file(file) + std::string("\x10\x00\x00", 3));  // 3 bytes of a header
+  Spool spool(options_for(dir));
+  auto segment = spool.read_oldest();
+  BOOST_TEST(segment->corrupt_records == 1u);
+  BOOST_TEST(segment->batches.size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_bad_crc_skips_only_that_record) {
+  test::TempDir dir("reqbus-spool");
+  std::vector<std::vector<Message>> written;
+  {
+    Spool spool(options_for(dir));
+    for (int i = 0; i < 3; ++i) {
+      written.push_back(batch_of(i * 10, 3));
+      BOOST_REQUIRE(spool.append(written.back()) == SpoolAppend::ok);
+    }
+  }
+  const fs::path file = segment_files(dir).at(0);
+  std::string data = read_file(file);
+  // Find the second record: header, then first record's [len][crc][payload].
+  const size_t first_len = spool_format::get_u32(data.data() + spool_format::kHeaderBytes);
+  const size_t second = spool_format::kHeaderBytes + spool_format::kRecordHeaderBytes + first_len;
+  data[second + spool_format::kRecordHeaderBytes + 20] ^= 0x5A;  // flip payload bits
+  write_file(file, data);
+  Spool spool(options_for(dir));
+  auto segment = spool.read_oldest();
+  BOOST_REQUIRE(segment.has_value());
+  BOOST_TEST(segment->corrupt_records == 1u);
+  BOOST_REQUIRE(segment->batches.size() == 2u);
+  BOOST_TEST(same(segment->batches[0], written[0]));
+  BOOST_TEST(same(segment->batches[1], written[2]));
+}
+
+BOOST_AUTO_TEST_CASE(bad_options_name_the_field) {
+  test::TempDir dir("reqbus-spool");
+  SpoolOptions o = options_for(dir);
+  o.segment_bytes = 10;
+  try {
+    Spool spool(o);
+    BOOST_FAIL("expected Error");
+  } catch (const Error& e) {
+    BOOST_TEST((e.code() == ErrorCode::invalid_argument));
+    BOOST_TEST(std::string(e.what()).find("segment_bytes") != std::string::npos);
+  }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
