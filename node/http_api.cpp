@@ -1,0 +1,294 @@
+#include "node/http_api.hpp"
+
+#include <httplib.h>
+#include <openssl/evp.h>
+
+#include <condition_variable>
+#include <mutex>
+
+#include "analytics/segment_json.hpp"
+#include "node/assets.hpp"
+#include "reqbus/error.hpp"
+#include "reqbus/log.hpp"
+
+namespace reqbus::node {
+namespace {
+
+constexpr size_t kMaxErrorsListed = 50;
+
+std::string basic_auth_user(const httplib::Request& req) {
+  const std::string header = req.get_header_value("Authorization");
+  if (header.rfind("Basic ", 0) != 0) return {};
+  const std::string b64 = header.substr(6);
+  if (b64.empty() || b64.size() > 4096) return {};
+  std::string decoded(b64.size(), '\0');
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(decoded.data()),
+                                reinterpret_cast<const unsigned char*>(b64.data()), int(b64.size()));
+  if (n < 0) return {};
+  size_t len = size_t(n);
+  for (size_t i = b64.size(); i > 0 && b64[i - 1] == '='; --i) --len;  // DecodeBlock keeps padding
+  decoded.resize(len);
+  return decoded.substr(0, decoded.find(':'));
+}
+
+void json_reply(httplib::Response& res, int status, const nlohmann::json& body) {
+  res.status = status;
+  res.set_content(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
+}
+
+nlohmann::json error_list(const std::vector<segment::ItemError>& errors) {
+  nlohmann::json list = nlohmann::json::array();
+  for (size_t i = 0; i < errors.size() && i < kMaxErrorsListed; ++i)
+    list.push_back({{"index", errors[i].index}, {"error", errors[i].message}});
+  return list;
+}
+
+}  // namespace
+
+class HttpApi::Impl {
+ public:
+  Impl(HttpApiOptions o, HttpApiHooks h) : options(std::move(o)), hooks(std::move(h)) {}
+
+  void routes();
+  bool authorized(const httplib::Request& req) const;
+  void post_requests(const httplib::Request& req, httplib::Response& res);
+  void post_batch(const httplib::Request& req, httplib::Response& res);
+  void stream(const httplib::Request& req, httplib::Response& res);
+  std::string own_metrics() const;
+
+  const HttpApiOptions options;
+  const HttpApiHooks hooks;
+  httplib::Server server;
+  std::thread thread;
+  int port = 0;
+  std::atomic<bool> stopping{false};
+  std::mutex stop_mu;
+  std::condition_variable stop_cv;
+  std::atomic<uint64_t> requests{0}, items_accepted{0}, items_rejected{0}, bodies_rejected{0},
+      unauthorized{0}, stream_clients{0};
+  RateLimiter log_limit;
+};
+
+bool HttpApi::Impl::authorized(const httplib::Request& req) const {
+  if (options.bearer_token.empty()) return true;
+  if (req.get_header_value("Authorization") == "Bearer " + options.bearer_token) return true;
+  return req.has_param("token") && req.get_param_value("token") == options.bearer_token;
+}
+
+void HttpApi::Impl::routes() {
+  server.new_task_queue = [this] { return new httplib::ThreadPool(size_t(options.threads)); };
+  server.set_payload_max_length(options.max_body_bytes);
+  server.set_read_timeout(10, 0);
+  server.set_write_timeout(10, 0);
+  server.set_logger([this](const httplib::Request&, const httplib::Response& res) {
+    requests.fetch_add(1, std::memory_order_relaxed);
+    if (res.status == 413 || res.status == 400) bodies_rejected.fetch_add(1, std::memory_order_relaxed);
+  });
+  server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    // /v1/batch authenticates by write key (Segment clients cannot send a bearer token).
+    if (req.path == "/healthz" || req.path == "/v1/batch" || authorized(req))
+      return httplib::Server::HandlerResponse::Unhandled;
+    unauthorized.fetch_add(1, std::memory_order_relaxed);
+    res.set_header("WWW-Authenticate", "Bearer");
+    json_reply(res, 401, {{"error", "missing or wrong bearer token"}});
+    return httplib::Server::HandlerResponse::Handled;
+  });
+  server.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    const char* what = res.status == 413 ? "request body too large" : res.status == 404 ? "not found" : "bad request";
+    json_reply(res, res.status, {{"error", what}});
+  });
+
+  server.Post("/v1/requests", [this](const httplib::Request& req, httplib::Response& res) { post_requests(req, res); });
+  server.Post("/v1/batch", [this](const httplib::Request& req, httplib::Response& res) { post_batch(req, res); });
+  server.Get("/api/stats", [this](const httplib::Request& req, httplib::Response& res) {
+    json_reply(res, 200, hooks.stats(req.get_param_value("node")));
+  });
+  server.Get("/api/stream", [this](const httplib::Request& req, httplib::Response& res) { stream(req, res); });
+  server.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content((hooks.metrics ? hooks.metrics() : std::string()) + own_metrics(),
+                    "text/plain; version=0.0.4; charset=utf-8");
+  });
+  server.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
+    const std::string why = hooks.health ? hooks.health() : std::string();
+    res.status = why.empty() ? 200 : 503;
+    res.set_content(why.empty() ? "ok\n" : why + "\n", "text/plain");
+  });
+  auto serve_asset = [](std::string_view name, httplib::Response& res) {
+    const Asset* a = find_asset(name);
+    if (!a) {
+      res.status = 404;
+      return;
+    }
+    res.set_content(a->data, a->size, std::string(a->content_type).c_str());
+    res.set_header("Cache-Control", "no-cache");
+    res.set_header("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'");
+    res.set_header("X-Content-Type-Options", "nosniff");
+  };
+  server.Get("/", [serve_asset](const httplib::Request&, httplib::Response& res) { serve_asset("index.html", res); });
+  server.Get(R"(/assets/([A-Za-z0-9_.\-]+))", [serve_asset](const httplib::Request& req, httplib::Response& res) {
+    serve_asset(req.matches[1].str(), res);
+  });
+}
+
+void HttpApi::Impl::post_requests(const httplib::Request& req, httplib::Response& res) {
+  segment::ParsedRequestLogs parsed;
+  size_t first = 0;
+  while (first < req.body.size() && std::isspace(static_cast<unsigned char>(req.body[first]))) ++first;
+  const bool array = first < req.body.size() && req.body[first] == '[';
+  segment::ParseLimits limits;
+  limits.max_body_bytes = options.max_body_bytes;
+  limits.max_items = 1'000'000;
+  if (array) {
+    if (auto why = segment::parse_request_logs(req.body, parsed, limits); !why.empty()) {
+      json_reply(res, 400, {{"error", why}});
+      return;
+    }
+  } else {  // NDJSON: each line stands alone
+    size_t index = 0, pos = 0;
+    while (pos < req.body.size()) {
+      size_t end = req.body.find('\n', pos);
+      if (end == std::string::npos) end = req.body.size();
+      std::string_view line(req.body.data() + pos, end - pos);
+      pos = end + 1;
+      while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
+      if (line.empty()) continue;
+      RequestLog log;
+      if (auto why = segment::parse_request_log(line, log); why.empty())
+        parsed.logs.push_back(std::move(log));
+      else
+        parsed.rejected.push_back({index, why});
+      ++index;
+    }
+    if (parsed.logs.empty() && parsed.rejected.empty()) {
+      json_reply(res, 400, {{"error", "empty body: send NDJSON or a JSON array of RequestLogs"}});
+      return;
+    }
+  }
+  size_t accepted = 0;
+  for (size_t i = 0; i < parsed.logs.size(); ++i) {
+    const PublishStatus s = hooks.publish_request(parsed.logs[i]);
+    if (s == PublishStatus::ok) {
+      ++accepted;
+    } else {
+      parsed.rejected.push_back({i, std::string("bus: ") + to_string(s)});
+    }
+  }
+  items_accepted += accepted;
+  items_rejected += parsed.rejected.size();
+  json_reply(res, 202, {{"accepted", accepted}, {"rejected", parsed.rejected.size()},
+                        {"errors", error_list(parsed.rejected)}});
+}
+
+void HttpApi::Impl::post_batch(const httplib::Request& req, httplib::Response& res) {
+  const std::string key = basic_auth_user(req);
+  const bool key_ok = options.write_keys.empty()
+                          ? true
+                          : std::find(options.write_keys.begin(), options.write_keys.end(), key) != options.write_keys.end();
+  if (!key_ok) {
+    unauthorized.fetch_add(1, std::memory_order_relaxed);
+    res.set_header("WWW-Authenticate", "Basic realm=\"reqbus\"");
+    json_reply(res, 401, {{"success", false}, {"error", "unknown write key"}});
+    return;
+  }
+  segment::ParsedBatch parsed;
+  segment::ParseLimits limits;
+  limits.max_body_bytes = options.max_body_bytes;
+  if (auto why = segment::parse_batch(req.body, parsed, limits); !why.empty()) {
+    json_reply(res, 400, {{"success", false}, {"error", why}});
+    return;
+  }
+  size_t accepted = 0;
+  for (size_t i = 0; i < parsed.events.size(); ++i) {
+    const PublishStatus s = hooks.publish_event(parsed.events[i]);
+    if (s == PublishStatus::ok) ++accepted;
+    else parsed.rejected.push_back({i, std::string("bus: ") + to_string(s)});
+  }
+  items_accepted += accepted;
+  items_rejected += parsed.rejected.size();
+  json_reply(res, 200, {{"success", true}, {"accepted", accepted}, {"rejected", parsed.rejected.size()},
+                        {"errors", error_list(parsed.rejected)}});
+}
+
+void HttpApi::Impl::stream(const httplib::Request& req, httplib::Response& res) {
+  if (stream_clients.fetch_add(1) >= options.max_stream_clients) {
+    stream_clients.fetch_sub(1);
+    json_reply(res, 503, {{"error", "too many stream clients"}});
+    return;
+  }
+  res.set_header("Cache-Control", "no-cache");
+  const std::string node = req.get_param_value("node");
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [this, node, first = true](size_t, httplib::DataSink& sink) mutable {
+        if (!first) {
+          std::unique_lock lock(stop_mu);
+          stop_cv.wait_for(lock, options.stream_interval, [this] { return stopping.load(); });
+        }
+        first = false;
+        if (stopping.load() || !sink.is_writable()) return false;
+        std::string event = "data: ";
+        event += hooks.stats(node).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        event += "\n\n";
+        return sink.write(event.data(), event.size());
+      },
+      [this](bool) { stream_clients.fetch_sub(1); });
+}
+
+std::string HttpApi::Impl::own_metrics() const {
+  std::string m;
+  auto line = [&m](const char* name, const char* help, uint64_t v, const char* type = "counter") {
+    m += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name + " " + std::to_string(v) + "\n";
+  };
+  line("reqbus_http_requests_total", "HTTP requests served.", requests.load());
+  line("reqbus_http_items_accepted_total", "Items published from request bodies.", items_accepted.load());
+  line("reqbus_http_items_rejected_total", "Invalid items rejected from request bodies.", items_rejected.load());
+  line("reqbus_http_bodies_rejected_total", "Request bodies refused with 400 or 413.", bodies_rejected.load());
+  line("reqbus_http_unauthorized_total", "Requests refused with 401.", unauthorized.load());
+  line("reqbus_http_stream_clients", "Connected live-stream clients.", stream_clients.load(), "gauge");
+  return m;
+}
+
+HttpApi::HttpApi(HttpApiOptions options, HttpApiHooks hooks)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(hooks))) {}
+HttpApi::~HttpApi() { stop(); }
+
+void HttpApi::start() {
+  impl_->routes();
+  const auto& o = impl_->options;
+  if (o.port == 0) {
+    impl_->port = impl_->server.bind_to_any_port(o.host.c_str());
+    if (impl_->port <= 0) throw Error(ErrorCode::transport, "http: cannot bind " + o.host + ":0");
+  } else {
+    if (!impl_->server.bind_to_port(o.host.c_str(), o.port))
+      throw Error(ErrorCode::transport, "http: cannot bind " + o.host + ":" + std::to_string(o.port));
+    impl_->port = o.port;
+  }
+  impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
+}
+
+int HttpApi::port() const noexcept { return impl_->port; }
+
+void HttpApi::stop() {
+  if (!impl_->thread.joinable()) return;
+  {
+    std::lock_guard lock(impl_->stop_mu);
+    impl_->stopping = true;
+  }
+  impl_->stop_cv.notify_all();
+  impl_->server.stop();
+  impl_->thread.join();
+}
+
+HttpApiStats HttpApi::stats() const {
+  HttpApiStats s;
+  s.requests = impl_->requests.load();
+  s.items_accepted = impl_->items_accepted.load();
+  s.items_rejected = impl_->items_rejected.load();
+  s.bodies_rejected = impl_->bodies_rejected.load();
+  s.unauthorized = impl_->unauthorized.load();
+  s.stream_clients = impl_->stream_clients.load();
+  return s;
+}
+
+}  // namespace reqbus::node

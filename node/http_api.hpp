@@ -1,0 +1,74 @@
+#pragma once
+// HttpApi: the node's HTTP server (cpp-httplib, a thread pool).
+//   POST /v1/requests   NDJSON or a JSON array of RequestLogs -> 202 {accepted, rejected, errors}
+//   POST /v1/batch      Segment HTTP Tracking API batch (identify/group/track); the write key is
+//                       the basic-auth user name -> 200 {"success": true, accepted, rejected}
+//   GET  /api/stats     live statistics (JSON); ?node= filters by node
+//   GET  /api/stream    the same, pushed once a second as Server-Sent Events
+//   GET  /metrics       Prometheus text format
+//   GET  /healthz       "ok" (200) or the reason (503)
+//   GET  /              the dashboard (embedded web assets under /assets/)
+// Bodies over max_body_bytes get 413; a bad body gets 400 with a message; invalid items in a
+// valid body are rejected one by one and do not stop the valid ones.
+// With a bearer token set, every route but /healthz needs `Authorization: Bearer <token>` (or
+// `?token=` for the browser's EventSource).
+// Thread-safety: start()/stop() from one thread; the hooks are called from server threads.
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "reqbus/analytics_event.hpp"
+#include "reqbus/bus.hpp"
+#include "reqbus/request_log.hpp"
+
+namespace reqbus::node {
+
+struct HttpApiOptions {
+  std::string host = "127.0.0.1";     // loopback unless configured otherwise
+  int port = 7480;                    // 0 = pick a free port (see HttpApi::port())
+  std::string bearer_token;           // "" = no authentication
+  std::vector<std::string> write_keys;  // accepted /v1/batch write keys; empty = any
+  size_t max_body_bytes = 8 << 20;    // bytes (8 MiB); larger bodies get 413
+  size_t max_stream_clients = 64;     // concurrent /api/stream clients; more get 503
+  int threads = 16;                   // server worker threads (each stream client holds one)
+  std::chrono::milliseconds stream_interval{1000};  // SSE push period
+};
+
+struct HttpApiHooks {
+  std::function<PublishStatus(const RequestLog&)> publish_request;
+  std::function<PublishStatus(const AnalyticsEvent&)> publish_event;
+  std::function<nlohmann::json(const std::string& node)> stats;
+  std::function<std::string()> metrics;  // Prometheus text of the node's components
+  std::function<std::string()> health;   // "" when healthy, else the reason
+};
+
+struct HttpApiStats {
+  uint64_t requests = 0;          // HTTP requests served
+  uint64_t items_accepted = 0;    // RequestLogs/events published from bodies
+  uint64_t items_rejected = 0;    // invalid items, each with a message
+  uint64_t bodies_rejected = 0;   // 400/413 bodies
+  uint64_t unauthorized = 0;      // 401s
+  uint64_t stream_clients = 0;    // connected now
+};
+
+class HttpApi {
+ public:
+  HttpApi(HttpApiOptions options, HttpApiHooks hooks);
+  ~HttpApi();
+  // Binds and starts serving; throws Error{transport} naming the address when it cannot bind.
+  void start();
+  int port() const noexcept;
+  void stop();
+  HttpApiStats stats() const;
+
+  class Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace reqbus::node

@@ -1,0 +1,249 @@
+#include "node/node.hpp"
+
+#include <filesystem>
+#include <mutex>
+#include <optional>
+
+#include "node/prometheus.hpp"
+#include "node/syslog_listener.hpp"
+#include "reqbus/batcher.hpp"
+#include "reqbus/error.hpp"
+#include "reqbus/postgres_sink.hpp"
+#include "reqbus/sqlite_sink.hpp"
+
+namespace reqbus::node {
+namespace {
+
+std::string day_of(int64_t unix_us) {
+  const int64_t days = unix_us / 86400000000LL;
+  // civil_from_days (Howard Hinnant)
+  const int64_t z = days + 719468, era = (z >= 0 ? z : z - 146096) / 146097;
+  const unsigned doe = unsigned(z - era * 146097);
+  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const unsigned mp = (5 * doy + 2) / 153, d = doy - (153 * mp + 2) / 5 + 1, m = mp < 10 ? mp + 3 : mp - 9;
+  const int64_t y = int64_t(yoe) + era * 400 + (m <= 2);
+  char buf[48];
+  std::snprintf(buf, sizeof(buf), "%04lld-%02u-%02u", static_cast<long long>(y), m % 100, d % 100);
+  return buf;
+}
+
+}  // namespace
+
+class Node::Impl {
+ public:
+  explicit Impl(NodeOptions o);
+  NodeReport close(std::chrono::milliseconds deadline);
+  void persist(const Message& m);
+
+  NodeOptions options;
+  std::string store_description;
+  std::shared_ptr<SqliteSink> sqlite;
+  std::shared_ptr<PostgresSink> postgres;
+  std::unique_ptr<Bus> bus;
+  std::unique_ptr<Batcher> batcher;
+  std::unique_ptr<StatBuffer> counters;
+  std::unique_ptr<LiveStats> live;
+  std::unique_ptr<HttpApi> http;
+  std::unique_ptr<SyslogListener> syslog;
+  Subscription persist_sub, live_sub;
+  std::atomic<uint64_t> batcher_refused{0};
+  std::mutex close_mu;
+  std::optional<NodeReport> report;
+};
+
+Node::Impl::Impl(NodeOptions o) : options(std::move(o)) {
+  // The store.
+  std::shared_ptr<Sink> sink;
+  std::shared_ptr<CounterSink> counter_sink;
+  const std::string& store = options.store;
+  if (store.rfind("sqlite:", 0) == 0) {
+    SqliteSinkOptions so;
+    so.path = store.substr(7);
+    if (so.path.empty()) throw Error(ErrorCode::invalid_argument, "store: sqlite: needs a path (sqlite:PATH)");
+    sqlite = std::make_shared<SqliteSink>(so);
+    sink = sqlite;
+    counter_sink = sqlite;
+    store_description = "sqlite:" + std::filesystem::absolute(so.path).string();
+  } else if (store.rfind("postgres:", 0) == 0) {
+    PostgresSinkOptions po;
+    po.conninfo = store.substr(9);
+    postgres = std::make_shared<PostgresSink>(po);
+    sink = postgres;
+    counter_sink = postgres;
+    store_description = "postgres (" + std::to_string(po.conninfo.size()) + "-byte conninfo)";
+  } else if (store != "none") {
+    throw Error(ErrorCode::invalid_argument, "store: '" + store + "' is not sqlite:PATH, postgres:CONNINFO or none");
+  }
+
+  bus = std::make_unique<Bus>(options.bus);
+  live = std::make_unique<LiveStats>(options.live);
+  if (sink) {
+    BatcherOptions bo = options.batcher;
+    bo.spool_dir = options.spool_dir;
+    batcher = std::make_unique<Batcher>(sink, bo);
+    StatBufferOptions co = options.counters;
+    co.node_id = bus->node_id();
+    counters = std::make_unique<StatBuffer>(counter_sink, co);
+    SubscribeOptions so;
+    so.scope = Scope::local_only;  // each node persists only what it published
+    so.name = "persist";
+    persist_sub = bus->subscribe(so, [this](const Message& m) { persist(m); });
+  }
+  SubscribeOptions lo;
+  lo.scope = Scope::cluster;  // the dashboard shows the whole cluster
+  lo.name = "live";
+  lo.overflow = Overflow::drop_oldest;  // a dashboard may lag; it must never slow the bus
+  lo.max_pending = 100000;
+  live_sub = bus->subscribe(lo, [this](const Message& m) {
+    if (m.kind == MessageKind::request_sent) live->add(m.request);
+  });
+
+  if (!options.syslog_listen.empty()) {
+    syslog = std::make_unique<SyslogListener>(options.syslog_listen,
+                                              [this](const RequestLog& r) { return bus->broadcast(r); });
+    syslog->start();
+  }
+}
+
+void Node::Impl::persist(const Message& m) {
+  if (batcher->enqueue(m) != EnqueueStatus::ok) batcher_refused.fetch_add(1, std::memory_order_relaxed);
+  if (m.kind != MessageKind::request_sent) {
+    (void)counters->increment("events:" + std::string(to_string(m.kind)) + ":" + day_of(m.analytics.timestamp));
+    return;
+  }
+  const RequestLog& r = m.request;
+  const std::string day = day_of(r.inserted_at);
+  // Refusals past max_keys are counted by the StatBuffer itself (stats().dropped).
+  (void)counters->increment("requests:" + day);
+  (void)counters->increment("status:" + std::to_string(r.status_code) + ":" + day);
+  (void)counters->increment("device:" + (r.device_type.empty() ? std::string("unknown") : r.device_type) + ":" + day);
+}
+
+NodeReport Node::Impl::close(std::chrono::milliseconds budget) {
+  std::lock_guard lock(close_mu);
+  if (report) return *report;
+  const auto deadline = std::chrono::steady_clock::now() + budget;
+  auto left = [&] {
+    return std::max(std::chrono::milliseconds(0), std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                      deadline - std::chrono::steady_clock::now()));
+  };
+  NodeReport r;
+  if (http) http->stop();  // intake first
+  if (syslog) {
+    syslog->stop();
+    r.syslog_received = syslog->received();
+    r.syslog_rejected = syslog->rejected();
+  }
+  r.bus = bus->close(left() / 3);  // delivers everything accepted to the Batcher/StatBuffer
+  if (batcher) r.batcher = batcher->close(left() * 2 / 3);
+  if (counters) r.counters = counters->close(std::chrono::steady_clock::now() + left());
+  r.deadline_reached = r.bus.deadline_reached || r.batcher.deadline_reached || r.counters.failed > 0;
+  report = r;
+  return r;
+}
+
+Node::Node(NodeOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
+  if (!impl_->options.http_enabled) return;
+  HttpApiHooks hooks;
+  hooks.publish_request = [this](const RequestLog& r) { return impl_->bus->broadcast(r); };
+  hooks.publish_event = [this](const AnalyticsEvent& e) { return impl_->bus->broadcast(e); };
+  hooks.stats = [this](const std::string& node) { return stats_json(node); };
+  hooks.metrics = [this] { return metrics(); };
+  impl_->http = std::make_unique<HttpApi>(impl_->options.http, std::move(hooks));
+  impl_->http->start();
+}
+
+Node::~Node() { close(impl_->options.close_timeout); }
+
+Bus& Node::bus() { return *impl_->bus; }
+LiveStats& Node::live() { return *impl_->live; }
+int Node::http_port() const { return impl_->http ? impl_->http->port() : 0; }
+const NodeOptions& Node::options() const { return impl_->options; }
+std::string Node::store_description() const { return impl_->store_description; }
+NodeReport Node::close(std::chrono::milliseconds deadline) { return impl_->close(deadline); }
+
+nlohmann::json Node::stats_json(const std::string& node_filter) const {
+  nlohmann::json j = impl_->live->snapshot(node_filter);
+  const BusStats b = impl_->bus->stats();
+  uint64_t dropped = b.dropped_newest + b.dropped_oldest + b.dropped_timeout + b.dropped_close_deadline;
+  uint64_t gaps = b.remote_gaps;
+  for (const auto& s : b.subscriptions) {
+    dropped += s.dropped_newest + s.dropped_oldest + s.dropped_close;
+    gaps += s.gaps;
+  }
+  j["self"] = impl_->bus->node_id();
+  j["published"] = b.published;
+  j["dropped"] = dropped + (impl_->batcher ? impl_->batcher->stats().dropped.total() : 0);
+  j["gaps"] = gaps;
+  if (impl_->batcher) {
+    const BatcherStats s = impl_->batcher->stats();
+    j["persisted"] = s.delivered + s.replayed;
+    j["spooled"] = s.spooled;
+  }
+  return j;
+}
+
+std::string Node::metrics() const {
+  PromWriter w;
+  const BusStats b = impl_->bus->stats();
+  w.counter("reqbus_bus_published_total", "Events accepted by broadcast().", double(b.published));
+  w.header("reqbus_bus_dropped_total", "Events the bus dropped, by reason.", "counter");
+  w.sample("reqbus_bus_dropped_total", "reason", "queue_full_newest", double(b.dropped_newest));
+  w.sample("reqbus_bus_dropped_total", "reason", "queue_full_oldest", double(b.dropped_oldest));
+  w.sample("reqbus_bus_dropped_total", "reason", "block_timeout", double(b.dropped_timeout));
+  w.sample("reqbus_bus_dropped_total", "reason", "closed", double(b.dropped_closed));
+  w.sample("reqbus_bus_dropped_total", "reason", "close_deadline", double(b.dropped_close_deadline));
+  w.sample("reqbus_bus_dropped_total", "reason", "invalid", double(b.rejected_invalid));
+  w.gauge("reqbus_bus_queue_depth", "Events waiting in the publish queue.", double(b.queue_depth));
+  w.counter("reqbus_bus_frames_sent_total", "Frames written to the local socket.", double(b.frames_sent));
+  w.counter("reqbus_bus_remote_events_total", "Events received from tcp peers.", double(b.remote_events));
+  w.counter("reqbus_bus_remote_gaps_total", "Events missing from peers' sequences at this node.", double(b.remote_gaps));
+  w.counter("reqbus_bus_peer_disconnects_total", "Peer connections closed.", double(b.peer_disconnects));
+  w.header("reqbus_bus_malformed_total", "Frames from peers dropped as malformed, by reason.", "counter");
+  for (size_t i = 0; i < b.malformed.size(); ++i)
+    w.sample("reqbus_bus_malformed_total", "reason", codec::to_string(codec::DecodeError(i)), double(b.malformed[i]));
+  w.header("reqbus_subscription_delivered_total", "Events delivered per subscription.", "counter");
+  for (const auto& s : b.subscriptions) w.sample("reqbus_subscription_delivered_total", "subscription", s.name, double(s.delivered));
+  w.header("reqbus_subscription_dropped_total", "Events a subscription dropped (pending queue full or close deadline).", "counter");
+  for (const auto& s : b.subscriptions)
+    w.sample("reqbus_subscription_dropped_total", "subscription", s.name, double(s.dropped_newest + s.dropped_oldest + s.dropped_close));
+  w.header("reqbus_subscription_gaps_total", "Events missing from origins' sequences, per subscription.", "counter");
+  for (const auto& s : b.subscriptions) w.sample("reqbus_subscription_gaps_total", "subscription", s.name, double(s.gaps));
+  w.header("reqbus_subscription_pending", "Events waiting in a subscription's queue.", "gauge");
+  for (const auto& s : b.subscriptions) w.sample("reqbus_subscription_pending", "subscription", s.name, double(s.pending_depth));
+  if (impl_->batcher) {
+    const BatcherStats s = impl_->batcher->stats();
+    w.counter("reqbus_batcher_enqueued_total", "Events accepted by the Batcher.", double(s.enqueued));
+    w.counter("reqbus_persisted_total", "Events stored by the sink (live batches and replays).", double(s.delivered + s.replayed));
+    w.counter("reqbus_batcher_retried_total", "Batch attempts after a failed one.", double(s.retries));
+    w.counter("reqbus_batcher_spooled_total", "Events written to the on-disk spool.", double(s.spooled));
+    w.counter("reqbus_batcher_replayed_total", "Spooled events later stored.", double(s.replayed));
+    w.counter("reqbus_batcher_refused_total", "Events the Batcher refused at enqueue.", double(impl_->batcher_refused.load()));
+    w.header("reqbus_batcher_dropped_total", "Events the Batcher dropped, by reason.", "counter");
+    w.sample("reqbus_batcher_dropped_total", "reason", "newest", double(s.dropped.newest));
+    w.sample("reqbus_batcher_dropped_total", "reason", "oldest", double(s.dropped.oldest));
+    w.sample("reqbus_batcher_dropped_total", "reason", "timeout", double(s.dropped.timeout));
+    w.sample("reqbus_batcher_dropped_total", "reason", "spool_full", double(s.dropped.spool_full));
+    w.sample("reqbus_batcher_dropped_total", "reason", "spool_error", double(s.dropped.spool_error));
+    w.sample("reqbus_batcher_dropped_total", "reason", "no_spool", double(s.dropped.retries_exhausted + s.dropped.permanent + s.dropped.close_deadline));
+    w.gauge("reqbus_batcher_queue_depth", "Events buffered or in flight in the Batcher.", double(s.queue_depth));
+    w.gauge("reqbus_spool_bytes", "Bytes in the spool.", double(s.spool_bytes));
+    w.gauge("reqbus_flush_latency_seconds", "Latency of the last successful sink write.", double(s.last_flush_latency.count()) / 1e6);
+    w.gauge("reqbus_flush_latency_avg_seconds", "Average latency of successful sink writes.", double(s.avg_flush_latency.count()) / 1e6);
+  }
+  if (impl_->counters) {
+    const StatBufferStats s = impl_->counters->stats();
+    w.counter("reqbus_counter_flushes_total", "Counter windows written.", double(s.flushes));
+    w.counter("reqbus_counter_flush_failures_total", "Failed counter flush attempts (retried).", double(s.flush_failures));
+    w.counter("reqbus_counter_dropped_total", "Increments refused (max_keys or closed).", double(s.dropped));
+    w.gauge("reqbus_counter_keys", "Counter keys in memory.", double(s.keys));
+  }
+  if (impl_->syslog) {
+    w.counter("reqbus_syslog_received_total", "Syslog datagrams received.", double(impl_->syslog->received()));
+    w.counter("reqbus_syslog_rejected_total", "Syslog datagrams rejected.", double(impl_->syslog->rejected()));
+  }
+  return w.text();
+}
+
+}  // namespace reqbus::node

@@ -1,0 +1,74 @@
+#pragma once
+// Node: one running reqbus node — what `reqbus serve` and `reqbus demo` run.
+//   Bus ── local_only subscription ──> Batcher ──> store (SQLite or PostgreSQL), with spool
+//      │                          └──> StatBuffer ──> the store's counters table
+//      └─ cluster subscription ──> LiveStats ──> HTTP API: dashboard, /api/stats, /metrics
+//   HTTP API (/v1/requests, /v1/batch) and the syslog listener publish onto the Bus.
+// Persistence subscribes local-only, so N nodes sharing one database store each event once;
+// writes are idempotent besides, so even a misconfigured cluster stores each event once.
+// Thread-safety: the accessors are safe from any thread; close() from one thread.
+#include <chrono>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "node/http_api.hpp"
+#include "node/live_stats.hpp"
+#include "reqbus/batcher_options.hpp"
+#include "reqbus/batcher_stats.hpp"
+#include "reqbus/bus.hpp"
+#include "reqbus/stat_buffer.hpp"
+
+namespace reqbus::node {
+
+struct NodeOptions {
+  BusOptions bus;                        // node id, tcp bind and peers, publish queue
+  std::string store = "sqlite:reqbus.db";  // "sqlite:PATH", "postgres:CONNINFO" or "none"
+  std::string spool_dir = "reqbus-spool";  // the Batcher's spool ("" = none: failures are drops)
+  BatcherOptions batcher;                // flush_at, intervals, retries (spool_dir set from above)
+  StatBufferOptions counters;            // interval, jitter, backoff, timeout
+  HttpApiOptions http;                   // listen address, token, body limits
+  bool http_enabled = true;
+  std::string syslog_listen;             // "127.0.0.1:5514": nginx `access_log syslog:server=`
+  LiveStatsOptions live;
+  std::chrono::milliseconds close_timeout{10000};
+};
+
+// What close() did, component by component.
+struct NodeReport {
+  CloseReport bus;
+  BatcherReport batcher;
+  StatBufferReport counters;
+  uint64_t syslog_received = 0, syslog_rejected = 0;
+  bool deadline_reached = false;
+};
+
+class Node {
+ public:
+  // Opens the store (creating the schema), starts every component; throws Error naming what
+  // failed (a bad store string, an unusable spool directory, a port in use).
+  explicit Node(NodeOptions options);
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  Bus& bus();
+  LiveStats& live();
+  int http_port() const;
+  const NodeOptions& options() const;
+  std::string store_description() const;  // "sqlite:/abs/path.db" (no passwords)
+
+  nlohmann::json stats_json(const std::string& node_filter = "") const;
+  std::string metrics() const;  // Prometheus text format
+
+  // Stops intake, drains the bus into the Batcher and StatBuffer, flushes them to the store
+  // (what cannot be written by the deadline is spooled), and reports. Idempotent.
+  NodeReport close(std::chrono::milliseconds deadline);
+
+  class Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace reqbus::node
