@@ -16,7 +16,8 @@
 //
 // Usage: bus_bench [--events N] [--runs N] [--json] [--quick] [--case NAME]...
 //   --case runs only the named case(s); ratios need their baseline case selected too.
-// Exit status: 0 when every case ran and reqbus lost nothing in-process; 1 otherwise. Targets
+// Exit status: 0 when every case ran and reqbus lost nothing in-process without saying so
+// (a broadcast() that returns timed_out is a counted drop); 1 otherwise. Targets
 // are reported (target_*, pass) but a miss does not fail the program: this machine is shared.
 #include <atomic>
 #include <cinttypes>
@@ -65,6 +66,7 @@ struct Throughput {
 struct CallCost {
   double p50 = 0, p90 = 0, p99 = 0, p999 = 0, max = 0;
   double over_2us_pct = 0;  // share of calls slower than the 2 us p99 target
+  double cold_p50 = 0, cold_p99 = 0, cold_over_2us_pct = 0;  // the first lap of the queue
   uint64_t not_ok = 0;
 };
 
@@ -223,6 +225,7 @@ int raw_child(const std::string& endpoint, uint64_t events, bool decode) {
 // --- reqbus -----------------------------------------------------------------------------------
 
 // Counts delivered request_sent events on the subscription's thread; probes are not counted.
+// The target can be lowered after publishing (to what broadcast() accepted).
 struct Counter {
   explicit Counter(uint64_t target) : target(target) {}
   void operator()(const Message& m) {
@@ -232,27 +235,32 @@ struct Counter {
       return;
     }
     const uint64_t n = count.fetch_add(1, std::memory_order_relaxed) + 1;
-    if (n == target) {
-      last_ns = now_ns();
-      done.set_value();
-    }
+    if ((n & 1023) == 0 || n == target.load(std::memory_order_relaxed))
+      last_ns.store(now_ns(), std::memory_order_relaxed);  // rate even if some never arrive
   }
-  const uint64_t target;
-  std::atomic<uint64_t> count{0}, probes{0};
-  uint64_t last_ns = 0;  // written before done is set
-  std::promise<void> done;
+  std::atomic<uint64_t> target;
+  std::atomic<uint64_t> count{0}, probes{0}, last_ns{0};
 };
 
 // Waits until the counter reaches its target or stops moving for kIdleTimeoutMs.
 void await_counter(Counter& counter) {
-  auto done = counter.done.get_future();
-  uint64_t last_seen = UINT64_MAX;
-  while (done.wait_for(std::chrono::milliseconds(kIdleTimeoutMs)) != std::future_status::ready) {
-    const uint64_t now = counter.count.load() + counter.probes.load();
-    if (now == last_seen) return;
-    last_seen = now;
+  uint64_t last_seen = UINT64_MAX, last_change = now_ns();
+  while (counter.count.load() < counter.target.load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));  // polling a benchmark counter
+    const uint64_t seen = counter.count.load() + counter.probes.load();
+    if (seen != last_seen) {
+      last_seen = seen;
+      last_change = now_ns();
+    } else if (now_ns() - last_change > uint64_t(kIdleTimeoutMs) * 1000000u) {
+      return;
+    }
   }
 }
+
+// The throughput cases measure lossless delivery, like raw ZeroMQ with XPUB_NODROP (which
+// waits forever): broadcast() may wait up to 10 s for room instead of the default 100 ms, so
+// a subscriber descheduled for a while on a loaded machine does not turn into timed-out drops.
+constexpr std::chrono::milliseconds kThroughputBlockTimeout{10000};
 
 uint64_t total_gaps(const BusStats& s) {
   uint64_t gaps = s.remote_gaps;
@@ -263,6 +271,7 @@ uint64_t total_gaps(const BusStats& s) {
 Throughput run_bus_inproc(const std::vector<RequestLog>& logs, uint64_t events) {
   BusOptions options;
   options.name = "bench-inproc";
+  options.block_timeout = kThroughputBlockTimeout;
   Bus bus(options);
   Counter counter(events);
   Subscription sub = bus.subscribe(SubscribeOptions{}, [&](const Message& m) { counter(m); });
@@ -272,12 +281,14 @@ Throughput run_bus_inproc(const std::vector<RequestLog>& logs, uint64_t events) 
   const uint64_t start = now_ns();
   for (uint64_t i = 0; i < events; ++i)
     if (bus.broadcast(logs[i % logs.size()]) != PublishStatus::ok) ++t.not_ok;
+  counter.target = events - t.not_ok;  // refused calls are counted drops, not awaited
   await_counter(counter);
   t.cpu_ns = double(cpu_now_ns() - cpu0);
   (void)bus.close();
   t.received = counter.count.load();
   t.gaps = total_gaps(bus.stats());
-  t.events_per_s = counter.last_ns > start ? double(t.received) * 1e9 / double(counter.last_ns - start) : 0;
+  const uint64_t last = counter.last_ns.load();
+  t.events_per_s = last > start ? double(t.received) * 1e9 / double(last - start) : 0;
   return t;
 }
 
@@ -285,6 +296,7 @@ Throughput run_bus_tcp(const std::vector<RequestLog>& logs, uint64_t events) {
   BusOptions options;
   options.name = "bench-pub";
   options.bind = "tcp://127.0.0.1:*";
+  options.block_timeout = kThroughputBlockTimeout;
   Bus bus(options);
   Child child({"--child", "bus", bus.bound_endpoint(), std::to_string(events)});
   RequestLog probe = logs.front();
@@ -321,23 +333,26 @@ int bus_child(const std::string& endpoint, uint64_t events) {
   await_counter(counter);
   (void)bus.close();
   write_line("done " + std::to_string(counter.count.load()) + " " + std::to_string(total_gaps(bus.stats())) +
-             " 0 " + std::to_string(counter.last_ns) + " " + std::to_string(cpu_now_ns()));
+             " 0 " + std::to_string(counter.last_ns.load()) + " " + std::to_string(cpu_now_ns()));
   return 0;
 }
 
 // Times every broadcast() call while a subscriber drains the bus. pace_ns = 0: back to back.
+// The first queue_max_events calls are timed apart ("cold"): each lands in a publish-queue slot
+// never used before, whose string has no capacity yet, so it allocates and the heap grows
+// (page faults). After one lap of the ring the slots' buffers are recycled: the steady state a
+// long-running server sees, reported as the case's value.
 CallCost run_broadcast_cost(const std::vector<RequestLog>& logs, uint64_t calls, uint64_t pace_ns) {
   BusOptions options;
   options.name = "bench-cost";
   Bus bus(options);
-  Counter counter(calls + 2000);
+  const uint64_t cold_calls = options.queue_max_events;
+  Counter counter(cold_calls + calls);
   Subscription sub = bus.subscribe(SubscribeOptions{}, [&](const Message& m) { counter(m); });
   CallCost c;
-  for (size_t i = 0; i < 2000; ++i)  // warm-up: thread-local scratch, queue slots, caches
-    if (bus.broadcast(logs[i % logs.size()]) != PublishStatus::ok) ++c.not_ok;
-  std::vector<uint32_t> ns(calls);
+  std::vector<uint32_t> cold(cold_calls), ns(calls);
   uint64_t next = now_ns();
-  for (uint64_t i = 0; i < calls; ++i) {
+  for (uint64_t i = 0; i < cold_calls + calls; ++i) {
     if (pace_ns) {
       next += pace_ns;
       while (now_ns() < next) {
@@ -346,18 +361,27 @@ CallCost run_broadcast_cost(const std::vector<RequestLog>& logs, uint64_t calls,
     const auto t0 = std::chrono::steady_clock::now();
     const PublishStatus st = bus.broadcast(logs[i % logs.size()]);
     const auto t1 = std::chrono::steady_clock::now();
-    ns[i] = uint32_t(std::min<int64_t>((t1 - t0).count(), UINT32_MAX));
+    const auto d = uint32_t(std::min<int64_t>((t1 - t0).count(), UINT32_MAX));
+    if (i < cold_calls)
+      cold[i] = d;
+    else
+      ns[i - cold_calls] = d;
     if (st != PublishStatus::ok) ++c.not_ok;
   }
   await_counter(counter);
   (void)bus.close();
+  auto over_2us = [](const std::vector<uint32_t>& v) {
+    return 100.0 * double(std::count_if(v.begin(), v.end(), [](uint32_t x) { return x > 2000; })) / double(v.size());
+  };
   c.p50 = percentile(ns, 50);
   c.p90 = percentile(ns, 90);
-  c.over_2us_pct = 100.0 * double(std::count_if(ns.begin(), ns.end(), [](uint32_t v) { return v > 2000; })) /
-                   double(ns.size());
   c.p99 = percentile(ns, 99);
   c.p999 = percentile(ns, 99.9);
   c.max = percentile(ns, 100);
+  c.over_2us_pct = over_2us(ns);
+  c.cold_p50 = percentile(cold, 50);
+  c.cold_p99 = percentile(cold, 99);
+  c.cold_over_2us_pct = over_2us(cold);
   return c;
 }
 
@@ -407,12 +431,15 @@ Result throughput_result(const std::string& name, const std::vector<Throughput>&
 
 Result cost_result(const std::string& name, const std::vector<CallCost>& runs, uint64_t calls,
                    double timer_ns) {
-  std::vector<double> p50, p90, p99, p999, mx, over;
+  std::vector<double> p50, p90, p99, p999, mx, over, cold50, cold99, cold_over;
   uint64_t not_ok = 0;
   for (const auto& c : runs) {
     p50.push_back(c.p50);
     p90.push_back(c.p90);
     over.push_back(c.over_2us_pct);
+    cold50.push_back(c.cold_p50);
+    cold99.push_back(c.cold_p99);
+    cold_over.push_back(c.cold_over_2us_pct);
     p99.push_back(c.p99);
     p999.push_back(c.p999);
     mx.push_back(c.max);
@@ -428,6 +455,9 @@ Result cost_result(const std::string& name, const std::vector<CallCost>& runs, u
       .add("p999", median(p999))
       .add("max", *std::max_element(mx.begin(), mx.end()))
       .add("over_2us_pct", median(over))
+      .add("cold_p50", median(cold50))
+      .add("cold_p99", median(cold99))
+      .add("cold_over_2us_pct", median(cold_over))
       .add("calls", double(calls))
       .add("runs", double(runs.size()))
       .add("timer_overhead_ns", timer_ns)
@@ -493,7 +523,7 @@ int run_parent(const CommonFlags& flags, const std::vector<std::string>& only) {
   const std::string load = load_average();
 
   std::vector<Result> results;
-  uint64_t bus_inproc_loss = 0;
+  uint64_t bus_inproc_loss = 0, bus_inproc_uncounted = 0;
   for (const CaseSpec& c : kThroughputCases) {
     auto it = tp.find(c.name);
     if (it == tp.end()) continue;
@@ -508,7 +538,10 @@ int run_parent(const CommonFlags& flags, const std::vector<std::string>& only) {
       r.add("ratio_vs_" + decode_name, median(v));
     }
     if (std::string_view(c.name) == "bus_inproc") {
-      for (const auto& t : it->second) bus_inproc_loss += t.sent - t.received;
+      for (const auto& t : it->second) {
+        bus_inproc_loss += t.sent - t.received;
+        bus_inproc_uncounted += t.sent - t.received - std::min(t.not_ok, t.sent - t.received);
+      }
       r.add("target_events_per_s", kTargetInprocEventsPerS).add("target_ratio", kTargetRatio);
       r.add("pass", r.value >= kTargetInprocEventsPerS && !(r.ratio < kTargetRatio) && bus_inproc_loss == 0);
     }
@@ -531,11 +564,10 @@ int run_parent(const CommonFlags& flags, const std::vector<std::string>& only) {
                 "runs; load average at the end: %s\n",
                 events, flags.runs, record_bytes, load.c_str());
   print_results(results, flags.json);
-  if (bus_inproc_loss != 0) {
-    std::fprintf(stderr, "bus_bench: reqbus lost %" PRIu64 " events in-process under the block policy\n",
-                 bus_inproc_loss);
-    return 1;
-  }
+  if (bus_inproc_loss != 0)
+    std::fprintf(stderr, "bus_bench: reqbus in-process: %" PRIu64 " events not delivered, %" PRIu64
+                 " of them not reported by broadcast()\n", bus_inproc_loss, bus_inproc_uncounted);
+  if (bus_inproc_uncounted != 0) return 1;  // a silent loss is a bug; a counted refusal is not
   return 0;
 }
 
