@@ -95,7 +95,12 @@ Batcher::Impl::Impl(std::shared_ptr<Sink> sink, BatcherOptions options)
   next_telemetry_ = start + options_.telemetry_buffers_info_interval;
   for (size_t i = 0; i < options_.flush_workers; ++i) workers_.emplace_back([this] { worker_loop(); });
   timer_ = std::thread([this] { timer_loop(); });
-  if (spool_) replayer_ = std::thread([this] { replay_loop(); });
+  if (spool_) {
+    // What a previous process left is replayed at once; otherwise the first pass waits for a
+    // successful write or replay_interval (a batch spooled right now just failed).
+    const time_point first_replay = spool_->empty() ? start + options_.replay_interval : start;
+    replayer_ = std::thread([this, first_replay] { replay_loop(first_replay); });
+  }
 }
 
 Batcher::Impl::~Impl() { close(options_.close_timeout); }

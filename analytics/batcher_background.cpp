@@ -59,8 +59,7 @@ void Batcher::Impl::kick_replayer() {
   replay_cv_.notify_one();
 }
 
-void Batcher::Impl::replay_loop() {
-  time_point next = clock_->now();  // at startup, replay what the last process left at once
+void Batcher::Impl::replay_loop(time_point next) {
   std::chrono::milliseconds backoff = options_.replay_interval;
   for (;;) {
     {

@@ -172,13 +172,13 @@ void Batcher::Impl::spool_or_drop(const std::vector<Message>& events, DropReason
 }
 
 void Batcher::Impl::finish(const BatchPtr& batch) {
+  release(batch->events.size(), batch->bytes);  // first: flush() returning sees the room
   {
     std::lock_guard lock(work_mu_);
     unresolved_.erase(batch->id);
     inflight_.erase(batch->id);
   }
   done_cv_.notify_all();
-  release(batch->events.size(), batch->bytes);
 }
 
 // close() at its deadline: everything not yet resolved goes to the spool, oldest batch first.
@@ -236,7 +236,6 @@ BatcherReport Batcher::Impl::snapshot_report() const {
 }
 
 BatcherReport Batcher::Impl::flush(std::chrono::milliseconds deadline) {
-  const BatcherReport before = snapshot_report();
   const time_point start = clock_->now();
   bool done = true;
   if (options_.active) {
@@ -247,16 +246,24 @@ BatcherReport Batcher::Impl::flush(std::chrono::milliseconds deadline) {
       return unresolved_.empty() || *unresolved_.begin() > target;
     });
   }
+  // Counts since the previous flush() (or construction), so nothing resolved between two
+  // calls — by a worker, before this call began — goes unreported.
   BatcherReport r = snapshot_report();
-  r.delivered -= before.delivered;
-  r.retries -= before.retries;
-  r.spooled -= before.spooled;
-  auto& a = r.dropped;
-  const auto& b = before.dropped;
-  a = {a.newest - b.newest, a.oldest - b.oldest, a.timeout - b.timeout, a.closed - b.closed,
-       a.retries_exhausted - b.retries_exhausted, a.permanent - b.permanent,
-       a.close_deadline - b.close_deadline, a.spool_full - b.spool_full,
-       a.spool_error - b.spool_error};
+  {
+    std::lock_guard lock(report_mu_);
+    const BatcherReport now = r;
+    const BatcherReport& b = report_base_;
+    r.delivered -= b.delivered;
+    r.retries -= b.retries;
+    r.spooled -= b.spooled;
+    auto& a = r.dropped;
+    const auto& d = b.dropped;
+    a = {a.newest - d.newest, a.oldest - d.oldest, a.timeout - d.timeout, a.closed - d.closed,
+         a.retries_exhausted - d.retries_exhausted, a.permanent - d.permanent,
+         a.close_deadline - d.close_deadline, a.spool_full - d.spool_full,
+         a.spool_error - d.spool_error};
+    report_base_ = now;
+  }
   r.deadline_reached = !done;
   r.took = std::chrono::duration_cast<std::chrono::milliseconds>(clock_->now() - start);
   return r;

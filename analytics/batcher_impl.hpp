@@ -105,7 +105,7 @@ class Batcher::Impl {
 
   // --- background threads (batcher_background.cpp) ---
   void timer_loop();
-  void replay_loop();
+  void replay_loop(time_point first);
   enum class ReplayOutcome { idle, failed, stopped };
   ReplayOutcome replay_pending();
   void kick_replayer();
@@ -165,6 +165,9 @@ class Batcher::Impl {
   std::optional<detail::SpoolSegment> replay_segment_;  // replayer thread
   size_t replay_index_ = 0;                             // replayer thread
   std::thread replayer_;
+
+  std::mutex report_mu_;
+  BatcherReport report_base_;  // guarded by report_mu_: totals at the last flush()
 
   std::mutex close_mu_;
   std::optional<BatcherReport> close_report_;  // guarded by close_mu_

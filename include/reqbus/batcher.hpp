@@ -60,6 +60,7 @@ class Batcher {
 
   // Hands every buffer to the workers and waits until everything enqueued before the call is
   // delivered, spooled or dropped, or until `deadline` (the batches keep retrying after it).
+  // The report counts what happened since the previous flush().
   BatcherReport flush(std::chrono::milliseconds deadline);
 
   // Stops accepting, flushes, and waits until `deadline` for delivery; whatever is still

@@ -52,7 +52,9 @@ struct BatcherStats {
   std::chrono::microseconds max_flush_latency{0};
 };
 
-// What flush() or close() did. flush(): counts over the call; close(): totals since construction.
+// What flush() or close() did. flush(): counts since the previous flush() (or construction),
+// so an outcome is reported even when a worker resolved it before flush() was called;
+// close(): totals since construction.
 struct BatcherReport {
   uint64_t delivered = 0;
   uint64_t retries = 0;

@@ -1,0 +1,682 @@
+// Batcher: each Mxpanel.Batcher behaviour, plus the spool that makes it lossless. Time is a
+// ManualClock; tests synchronise on the TestSink's conditions and on futures, never on sleeps.
+#include <boost/test/unit_test.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "analytics/batcher_impl.hpp"  // approx_bytes
+#include "analytics/batcher_timing.hpp"
+#include "analytics/spool.hpp"
+#include "analytics/spool_format.hpp"
+#include "reqbus/batcher.hpp"
+#include "reqbus/error.hpp"
+#include "reqbus/log.hpp"
+#include "reqbus/uuid.hpp"
+#include "tests/support/temp_dir.hpp"
+#include "tests/support/test_sink.hpp"
+
+using namespace reqbus;
+using namespace std::chrono_literals;
+using test::TestSink;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr auto kNever = std::chrono::hours(1);   // intervals a test does not want to fire
+constexpr auto kQuiet = 25ms;                     // real time given to prove nothing happens
+
+RequestLog request(uint64_t seq, size_t path_bytes = 4) {
+  RequestLog r;
+  r.request_id = uuid_v7();
+  r.method = "GET";
+  r.path = "/page/" + std::string(path_bytes, 'p');
+  r.status_code = 200;
+  r.duration_ms = 1.5;
+  r.inserted_at = 1'700'000'000'000'000 + static_cast<int64_t>(seq);
+  r.node_id = "node-a";
+  r.seq = seq;
+  return r;
+}
+
+Message message(uint64_t seq, size_t path_bytes = 4) {
+  Message m;
+  m.request = request(seq, path_bytes);
+  return m;
+}
+
+struct Rig {
+  std::shared_ptr<ManualClock> clock = std::make_shared<ManualClock>();
+  std::shared_ptr<TestSink> sink = std::make_shared<TestSink>(clock);
+  test::TempDir dir{"reqbus-batcher"};
+
+  // One buffer, one worker, nothing timed unless a test turns it on.
+  BatcherOptions options() const {
+    BatcherOptions o;
+    o.pool_size = 1;
+    o.flush_workers = 1;
+    o.flush_interval = kNever;
+    o.flush_jitter = 0ms;
+    o.flush_at = 1000;
+    o.replay_interval = kNever;
+    o.replay_max_backoff = kNever;
+    o.clock = clock;
+    o.seed = 1;
+    o.spool_sync = false;  // tmpfs-speed tests; fsync is exercised by spool_test's defaults
+    return o;
+  }
+  std::string spool() const { return dir.sub("spool"); }
+};
+
+int64_t ms_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count();
+}
+
+std::vector<uint64_t> seqs(const std::vector<Message>& messages) {
+  std::vector<uint64_t> out;
+  for (const Message& m : messages) out.push_back(m.request.seq);
+  return out;
+}
+
+std::vector<uint64_t> range(uint64_t first, uint64_t last) {  // [first, last)
+  std::vector<uint64_t> out;
+  for (uint64_t i = first; i < last; ++i) out.push_back(i);
+  return out;
+}
+
+// Collects log lines while alive.
+struct LogCapture {
+  std::mutex mu;
+  std::vector<std::string> lines;
+  LogCapture() {
+    set_log_sink([this](LogLevel, std::string_view line) {
+      std::lock_guard lock(mu);
+      lines.emplace_back(line);
+    });
+  }
+  ~LogCapture() { set_log_sink(nullptr); }
+  bool contains(const std::string& text) {
+    std::lock_guard lock(mu);
+    return std::any_of(lines.begin(), lines.end(),
+                       [&](const std::string& l) { return l.find(text) != std::string::npos; });
+  }
+};
+
+// Drives the manual clock until `future` is ready (for a close() whose deadline must pass).
+template <class T>
+T advance_until_ready(ManualClock& clock, std::future<T>& future, std::chrono::milliseconds step) {
+  for (int i = 0; i < 20000 && future.wait_for(1ms) != std::future_status::ready; ++i) clock.advance(step);
+  BOOST_REQUIRE(future.wait_for(0ms) == std::future_status::ready);
+  return future.get();
+}
+
+std::vector<fs::path> segment_files(const std::string& dir) {
+  std::vector<fs::path> files;
+  if (!fs::exists(dir)) return files;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().extension() == ".seg") files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(batcher_suite)
+
+BOOST_AUTO_TEST_CASE(enqueue_goes_round_robin_across_the_buffers) {
+  Rig rig;
+  BatcherOptions o = rig.options();
+  o.pool_size = 4;
+  Batcher batcher(rig.sink, o);
+  for (uint64_t i = 0; i < 10; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  const auto buffers = batcher.buffers();
+  BOOST_REQUIRE(buffers.size() == 4u);
+  const size_t expected[] = {3, 3, 2, 2};
+  for (size_t i = 0; i < 4; ++i) {
+    BOOST_TEST(buffers[i].index == i);
+    BOOST_TEST(buffers[i].events == expected[i]);
+  }
+  batcher.drain();
+  const auto batches = rig.sink->batches();
+  BOOST_REQUIRE(batches.size() == 4u);
+  BOOST_TEST(seqs(batches[0]) == (std::vector<uint64_t>{0, 4, 8}));
+  BOOST_TEST(seqs(batches[1]) == (std::vector<uint64_t>{1, 5, 9}));
+  BOOST_TEST(seqs(batches[2]) == (std::vector<uint64_t>{2, 6}));
+  BOOST_TEST(seqs(batches[3]) == (std::vector<uint64_t>{3, 7}));
+}
+
+BOOST_AUTO_TEST_CASE(flush_at_events_flushes_at_once) {
+  Rig rig;
+  BatcherOptions o = rig.options();
+  o.flush_at = 5;
+  Batcher batcher(rig.sink, o);
+  for (uint64_t i = 0; i < 4; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  BOOST_TEST(batcher.buffers()[0].events == 4u);
+  BOOST_TEST(rig.sink->call_count() == 0u);
+  BOOST_REQUIRE(batcher.enqueue(request(4)) == EnqueueStatus::ok);
+  BOOST_REQUIRE(rig.sink->wait_for_stored(5));  // the clock never moved
+  BOOST_TEST(seqs(rig.sink->batches().at(0)) == range(0, 5));
+  BOOST_TEST(!batcher.flush(1s).deadline_reached);
+  BOOST_TEST(batcher.stats().delivered == 5u);
+  BOOST_TEST(batcher.stats().batches_delivered == 1u);
+  BOOST_TEST(rig.sink->calls().at(0).timeout.count() == o.import_timeout.count());
+}
+
+BOOST_AUTO_TEST_CASE(interval_plus_seeded_jitter_flushes_on_the_clock) {
+  Rig rig;
+  BatcherOptions o = rig.options();
+  o.pool_size = 2;
+  o.flush_interval = 1000ms;
+  o.flush_jitter = 500ms;
+  o.seed = 42;
+  // The same generator the Batcher draws each buffer's first flush time from, in buffer order.
+  detail::SplitMix64 rng(detail::jitter_seed(o.seed));
+  const int64_t first[2] = {detail::flush_delay(o.flush_interval, o.flush_jitter, rng).count(),
+                            detail::flush_delay(o.flush_interval, o.flush_jitter, rng).count()};
+  for (int64_t d : first) BOOST_TEST((d >= 1000 && d <= 1500));
+  const auto start = rig.clock->now();
+  Batcher batcher(rig.sink, o);
+  BOOST_REQUIRE(batcher.enqueue(request(0)) == EnqueueStatus::ok);  // buffer 0
+  BOOST_REQUIRE(batcher.enqueue(request(1)) == EnqueueStatus::ok);  // buffer 1
+  const size_t early = first[0] <= first[1] ? 0 : 1;
+  const size_t late = 1 - early;
+
+  rig.clock->advance(std::chrono::milliseconds(first[early] - 1));
+  BOOST_TEST(!rig.sink->wait_for_calls(1, kQuiet));  // not one millisecond early
+  rig.clock->advance(1ms);
+  BOOST_REQUIRE(rig.sink->wait_for_calls(1));
+  BOOST_TEST(ms_between(start, rig.sink->calls()[0].at) == first[early]);
+  if (first[late] > first[early]) {
+    rig.clock->advance(std::chrono::milliseconds(first[late] - first[early]));
+  }
+  BOOST_REQUIRE(rig.sink->wait_for_calls(2));
+  BOOST_TEST(ms_between(start, rig.sink->calls()[1].at) == first[late]);
+  BOOST_REQUIRE(rig.sink->wait_for_stored(2));
+  const auto batches = rig.sink->batches();
+  std::set<uint64_t> flushed = {batches.at(0).at(0).request.seq, batches.at(1).at(0).request.seq};
+  BOOST_TEST(flushed == (std::set<uint64_t>{0, 1}));
+  BOOST_TEST(batches.at(0).at(0).request.seq == early);
+}
+
+BOOST_AUTO_TEST_CASE(a_batch_never_passes_max_batch_bytes) {
+  Rig rig;
+  BatcherOptions o = rig.options();
+  o.max_batch_bytes = 1024;
+  Batcher batcher(rig.sink, o);
+  const size_t each = detail::approx_bytes(message(0, 200));
+  BOOST_REQUIRE(each * 3 <= 1024);
+  BOOST_REQUIRE(each * 4 > 1024);
+  for (uint64_t i = 0; i < 10; ++i) BOOST_REQUIRE(batcher.enqueue(request(i, 200)) == EnqueueStatus::ok);
+  BOOST_REQUIRE(rig.sink->wait_for_stored(9));
+  BOOST_TEST(batcher.buffers()[0].events == 1u);
+  const auto batches = rig.sink->batches();
+  BOOST_REQUIRE(batches.size() == 3u);
+  for (size_t b = 0; b < 3; ++b) BOOST_TEST(seqs(batches[b]) == range(b * 3, b * 3 + 3));
+}
+
+BOOST_AUTO_TEST_CASE(drain_returns_exactly_the_processed_events) {
+  Rig rig;
+  BatcherOptions o = rig.options();
+  o.pool_size = 3;
+  Batcher batcher(rig.sink, o);
+  std::set<std::string> ids;
+  for (uint64_t i = 0; i < 7; ++i) {
+    RequestLog r = request(i);
+    ids.insert(r.request_id);
+    BOOST_REQUIRE(batcher.enqueue(r) == EnqueueStatus::ok);
+  }
+  const std::vector<Message> drained = batcher.drain();
+  BOOST_TEST(drained.size() == 7u);
+  std::set<std::string> drained_ids, stored_ids;
+  for (const Message& m : drained) drained_ids.insert(m.request.request_id);
+  for (const Message& m : rig.sink->stored()) stored_ids.insert(m.request.request_id);
+  BOOST_TEST((drained_ids == ids));
+  BOOST_TEST((stored_ids == ids));
+  BOOST_TEST(batcher.drain().empty());
+  BOOST_TEST(batcher.stats().delivered == 7u);
+  BOOST_TEST(batcher.stats().queue_depth == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(retries_follow_the_backoff_formula_then_spool) {
+  Rig rig;
+  rig.sink->set_default(WriteResult::retry_later("sink down"));
+  BatcherOptions o = rig.options();
+  o.flush_at = 3;
+  o.retry_max_attempts = 4;
+  o.retry_base_backoff = 100ms;
+  o.seed = 7;
+  o.spool_dir = rig.spool();
+  Batcher batcher(rig.sink, o);
+  for (uint64_t i = 0; i < 3; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  detail::SplitMix64 rng(detail::retry_seed(o.seed));
+  BOOST_REQUIRE(rig.sink->wait_for_calls(1));
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    const int64_t wait = detail::retry_wait(attempt, o.retry_base_backoff, 0ms, rng).count();
+    // attempt * base + random(1..base)
+    BOOST_TEST((wait >= attempt * 100 + 1 && wait <= attempt * 100 + 100));
+    rig.clock->advance(std::chrono::milliseconds(wait - 1));
+    BOOST_TEST(!rig.sink->wait_for_calls(attempt + 1, kQuiet));
+    rig.clock->advance(1ms);
+    BOOST_REQUIRE(rig.sink->wait_for_calls(attempt + 1));
+    const auto calls = rig.sink->calls();
+    BOOST_TEST(ms_between(calls[attempt - 1].at, calls[attempt].at) == wait);
+  }
+  const BatcherReport report = batcher.flush(1s);  // resolves once the 4th attempt fails
+  BOOST_TEST(!report.deadline_reached);
+  BOOST_TEST(report.spooled == 3u);
+  const BatcherStats stats = batcher.stats();
+  BOOST_TEST(rig.sink->call_count() == 4u);
+  BOOST_TEST(stats.retries == 3u);
+  BOOST_TEST(stats.failed_attempts == 4u);
+  BOOST_TEST(stats.spooled == 3u);
+  BOOST_TEST(stats.delivered == 0u);
+  BOOST_TEST(stats.dropped.total() == 0u);
+  BOOST_TEST(stats.spool_segments == 1u);
+  BOOST_TEST(stats.queue_depth == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(a_sinks_retry_after_is_a_floor) {
+  Rig rig;
+  rig.sink->push_result(WriteResult::retry_later("429", 5000ms));  // above the formula
+  rig.sink->push_result(WriteResult::retry_later("503", 1ms));     // below it: formula wins
+  BatcherOptions o = rig.options();
+  o.flush_at = 1;
+  o.retry_base_backoff = 100ms;
+  o.seed = 9;
+  Batcher batcher(rig.sink, o);
+  BOOST_REQUIRE(batcher.enqueue(request(0)) == EnqueueStatus::ok);
+  detail::SplitMix64 rng(detail::retry_seed(o.seed));
+  const int64_t w1 = detail::retry_wait(1, o.retry_base_backoff, 5000ms, rng).count();
+  const int64_t w2 = detail::retry_wait(2, o.retry_base_backoff, 1ms, rng).count();
+  BOOST_TEST(w1 == 5000);
+  BOOST_TEST((w2 >= 201 && w2 <= 300));
+  BOOST_REQUIRE(rig.sink->wait_for_calls(1));
+  rig.clock->advance(4999ms);
+  BOOST_TEST(!rig.sink->wait_for_calls(2, kQuiet));
+  rig.clock->advance(1ms);
+  BOOST_REQUIRE(rig.sink->wait_for_calls(2));
+  rig.clock->advance(std::chrono::milliseconds(w2));
+  BOOST_REQUIRE(rig.sink->wait_for_stored(1));
+  const auto calls = rig.sink->calls();
+  BOOST_TEST(ms_between(calls[0].at, calls[1].at) == 5000);
+  BOOST_TEST(ms_between(calls[1].at, calls[2].at) == w2);
+  BOOST_TEST(batcher.flush(1s).delivered == 1u);
+  BOOST_TEST(batcher.stats().retries == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(a_permanent_error_spools_without_retrying) {
+  Rig rig;
+  rig.sink->set_default(WriteResult::failure("schema mismatch"));
+  BatcherOptions o = rig.options();
+  o.flush_at = 2;
+  o.spool_dir = rig.spool();
+  std::vector<Message> sent;
+  {
+    Batcher batcher(rig.sink, o);
+    for (uint64_t i = 0; i < 2; ++i) {
+      sent.push_back(message(i));
+      BOOST_REQUIRE(batcher.enqueue(sent.back()) == EnqueueStatus::ok);
+    }
+    const BatcherReport report = batcher.flush(1s);
+    BOOST_TEST(report.spooled == 2u);
+    BOOST_TEST(report.retries == 0u);
+    BOOST_TEST(rig.sink->call_count() == 1u);
+    BOOST_TEST(batcher.close(1s).spooled == 2u);
+  }
+  detail::Spool spool({rig.spool()});
+  auto segment = spool.read_oldest();
+  BOOST_REQUIRE(segment.has_value());
+  BOOST_REQUIRE(segment->batches.size() == 1u);
+  BOOST_TEST(seqs(segment->batches[0]) == seqs(sent));
+  BOOST_TEST(segment->batches[0][0].request.request_id == sent[0].request.request_id);
+}
+
+BOOST_AUTO_TEST_CASE(without_a_spool_exhausted_retries_are_a_loud_counted_drop) {
+  Rig rig;
+  LogCapture logs;
+  rig.sink->set_default(WriteResult::retry_later("sink down"));
+  BatcherOptions o = rig.options();
+  o.flush_at = 4;
+  o.retry_max_attempts = 1;
+  Batcher batcher(rig.sink, o);
+  for (uint64_t i = 0; i < 4; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  const BatcherReport report = batcher.flush(1s);
+  BOOST_TEST(report.dropped.retries_exhausted == 4u);
+  BOOST_TEST(report.spooled == 0u);
+  BOOST_TEST(batcher.stats().dropped.retries_exhausted == 4u);
+  BOOST_TEST(logs.contains("DROPPED 4 events"));
+}
+
+BOOST_AUTO_TEST_CASE(telemetry_reports_every_buffer_at_its_interval) {
+  Rig rig;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::vector<BufferInfo>> reports;
+  BatcherOptions o = rig.options();
+  o.pool_size = 3;
+  o.telemetry_buffers_info_interval = 30000ms;
+  o.telemetry = [&](const std::vector<BufferInfo>& info) {
+    std::lock_guard lock(mu);
+    reports.push_back(info);
+    cv.notify_all();
+  };
+  auto wait_reports = [&](size_t n, std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mu);
+    return cv.wait_for(lock, timeout, [&] { return reports.size() >= n; });
+  };
+  Batcher batcher(rig.sink, o);
+  for (uint64_t i = 0; i < 5; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  const auto now = batcher.buffers();
+  rig.clock->advance(29999ms);
+  BOOST_TEST(!wait_reports(1, kQuiet));
+  rig.clock->advance(1ms);
+  BOOST_REQUIRE(wait_reports(1, 20s));
+  {
+    std::lock_guard lock(mu);
+    const auto& info = reports[0];
+    BOOST_REQUIRE(info.size() == 3u);
+    const size_t events[] = {2, 2, 1};
+    for (size_t i = 0; i < 3; ++i) {
+      BOOST_TEST(info[i].index == i);
+      BOOST_TEST(info[i].events == events[i]);
+      BOOST_TEST(info[i].bytes == now[i].bytes);
+      BOOST_TEST(info[i].bytes == events[i] * detail::approx_bytes(message(0)));
+    }
+  }
+  rig.clock->advance(30000ms);  // and again, every interval
+  BOOST_TEST(wait_reports(2, 20s));
+}
+
+BOOST_AUTO_TEST_CASE(inactive_is_a_counted_no_op) {
+  Rig rig;
+  BatcherOptions o = rig.options();
+  o.active = false;
+  o.flush_at = 1;
+  o.spool_dir = rig.spool();
+  Batcher batcher(rig.sink, o);
+  for (uint64_t i = 0; i < 10; ++i) BOOST_TEST((batcher.enqueue(request(i)) == EnqueueStatus::inactive));
+  BOOST_TEST(batcher.drain().empty());
+  const BatcherReport report = batcher.flush(1s);
+  BOOST_TEST(report.delivered == 0u);
+  const BatcherStats stats = batcher.stats();
+  BOOST_TEST(stats.inactive == 10u);
+  BOOST_TEST(stats.enqueued == 0u);
+  BOOST_TEST(stats.dropped.total() == 0u);
+  BOOST_TEST(rig.sink->call_count() == 0u);
+  BOOST_TEST(!fs::exists(rig.spool()));  // nothing touched the disk either
+}
+
+BOOST_AUTO_TEST_CASE(overflow_drop_newest_refuses_exactly_the_excess) {
+  Rig rig;
+  BatcherOptions o = rig.options();
+  o.max_queued_events = 10;
+  o.overflow = Overflow::drop_newest;
+  Batcher batcher(rig.sink, o);
+  size_t ok = 0, refused = 0;
+  for (uint64_t i = 0; i < 15; ++i) {
+    const EnqueueStatus s = batcher.enqueue(request(i));
+    ok += s == EnqueueStatus::ok;
+    refused += s == EnqueueStatus::dropped_newest;
+  }
+  BOOST_TEST(ok == 10u);
+  BOOST_TEST(refused == 5u);
+  BOOST_TEST(batcher.stats().dropped.newest == 5u);
+  BOOST_TEST(batcher.stats().queue_depth == 10u);
+  BOOST_TEST(seqs(batcher.drain()) == range(0, 10));
+  BOOST_TEST((batcher.enqueue(request(99)) == EnqueueStatus::ok));  // room again
+}
+
+BOOST_AUTO_TEST_CASE(overflow_drop_oldest_evicts_exactly_the_oldest) {
+  Rig rig;
+  BatcherOptions o = rig.options();
+  o.max_queued_events = 10;
+  o.overflow = Overflow::drop_oldest;
+  Batcher batcher(rig.sink, o);
+  for (uint64_t i = 0; i < 15; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  BOOST_TEST(batcher.stats().dropped.oldest == 5u);
+  BOOST_TEST(seqs(batcher.drain()) == range(5, 15));
+}
+
+BOOST_AUTO_TEST_CASE(overflow_drop_oldest_evicts_waiting_batches_but_never_one_being_written) {
+  Rig rig;
+  rig.sink->close_gate();
+  BatcherOptions o = rig.options();
+  o.flush_at = 4;
+  o.max_queued_events = 10;
+  o.overflow = Overflow::drop_oldest;
+  Batcher batcher(rig.sink, o);
+  for (uint64_t i = 0; i < 4; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  BOOST_REQUIRE(rig.sink->wait_for_calls(1));  // batch 0..3 is inside the sink
+  for (uint64_t i = 4; i < 13; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  // 4..7 waited for the worker, 8..11 too, 12 is buffered: 4, 5 and 6 were the oldest evictable.
+  BOOST_TEST(batcher.stats().dropped.oldest == 3u);
+  rig.sink->open_gate();
+  BOOST_TEST(!batcher.close(10s).deadline_reached);
+  std::vector<uint64_t> stored = seqs(rig.sink->stored());
+  std::sort(stored.begin(), stored.end());
+  BOOST_TEST(stored == (std::vector<uint64_t>{0, 1, 2, 3, 7, 8, 9, 10, 11, 12}));
+}
+
+BOOST_AUTO_TEST_CASE(overflow_block_times_out_on_the_clock) {
+  Rig rig;
+  BatcherOptions o = rig.options();
+  o.max_queued_events = 10;
+  o.overflow = Overflow::block;
+  o.block_timeout = 100ms;
+  Batcher batcher(rig.sink, o);
+  for (uint64_t i = 0; i < 10; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  auto blocked = std::async(std::launch::async, [&] { return batcher.enqueue(request(10)); });
+  BOOST_TEST((blocked.wait_for(kQuiet) == std::future_status::timeout));
+  rig.clock->advance(100ms);
+  BOOST_REQUIRE((blocked.wait_for(20s) == std::future_status::ready));
+  BOOST_TEST((blocked.get() == EnqueueStatus::timed_out));
+  BOOST_TEST(batcher.stats().dropped.timeout == 1u);
+  BOOST_TEST(seqs(batcher.drain()) == range(0, 10));
+}
+
+BOOST_AUTO_TEST_CASE(overflow_block_resumes_when_room_frees) {
+  Rig rig;
+  BatcherOptions o = rig.options();
+  o.max_queued_events = 10;
+  o.overflow = Overflow::block;
+  o.block_timeout = 100ms;
+  Batcher batcher(rig.sink, o);
+  for (uint64_t i = 0; i < 10; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  auto blocked = std::async(std::launch::async, [&] { return batcher.enqueue(request(10)); });
+  BOOST_TEST((blocked.wait_for(kQuiet) == std::future_status::timeout));
+  BOOST_TEST(batcher.drain().size() == 10u);  // frees the room
+  BOOST_REQUIRE((blocked.wait_for(20s) == std::future_status::ready));
+  BOOST_TEST((blocked.get() == EnqueueStatus::ok));
+  BOOST_TEST(batcher.stats().dropped.total() == 0u);
+  BOOST_TEST(seqs(batcher.drain()) == (std::vector<uint64_t>{10}));
+}
+
+BOOST_AUTO_TEST_CASE(enqueue_never_blocks_while_a_batch_is_in_the_sink_or_retrying) {
+  Rig rig;
+  rig.sink->close_gate();
+  rig.sink->set_default(WriteResult::retry_later("sink down"));
+  BatcherOptions o = rig.options();
+  o.flush_at = 5;
+  o.retry_base_backoff = 100ms;
+  Batcher batcher(rig.sink, o);
+  for (uint64_t i = 0; i < 5; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  BOOST_REQUIRE(rig.sink->wait_for_calls(1));  // the only worker hangs inside the sink
+  auto enqueue_many = [&](uint64_t first) {
+    return std::async(std::launch::async, [&batcher, first] {
+      size_t ok = 0;
+      for (uint64_t i = first; i < first + 1000; ++i) ok += batcher.enqueue(request(i)) == EnqueueStatus::ok;
+      return ok;
+    });
+  };
+  auto during_write = enqueue_many(5);
+  BOOST_REQUIRE((during_write.wait_for(20s) == std::future_status::ready));
+  BOOST_TEST(during_write.get() == 1000u);
+  rig.sink->open_gate();  // attempt 1 fails: the worker now waits for a backoff that the
+  BOOST_REQUIRE(rig.sink->wait_for_finished(1));  // manual clock never reaches
+  auto during_retry = enqueue_many(1005);
+  BOOST_REQUIRE((during_retry.wait_for(20s) == std::future_status::ready));
+  BOOST_TEST(during_retry.get() == 1000u);
+  BOOST_TEST(rig.sink->call_count() == 1u);
+  rig.sink->set_default(WriteResult::success());
+  rig.clock->advance(1s);  // past any first backoff
+  const BatcherReport report = batcher.close(kNever);
+  BOOST_TEST(report.delivered == 2005u);
+  BOOST_TEST(rig.sink->stored_count() == 2005u);
+  BOOST_TEST(report.dropped.total() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(close_at_its_deadline_spools_the_rest_and_a_new_batcher_replays_it_in_order) {
+  Rig rig;
+  rig.sink->set_default(WriteResult::retry_later("sink down"));
+  BatcherOptions o = rig.options();
+  o.flush_at = 3;
+  o.retry_max_attempts = 100;
+  o.retry_base_backoff = 10000ms;  // the deadline comes long before the first retry
+  o.spool_dir = rig.spool();
+  std::vector<Message> sent;
+  {
+    Batcher batcher(rig.sink, o);
+    for (uint64_t i = 0; i < 5; ++i) {
+      sent.push_back(message(i));
+      BOOST_REQUIRE(batcher.enqueue(sent.back()) == EnqueueStatus::ok);
+    }
+    BOOST_REQUIRE(rig.sink->wait_for_finished(1));  // 0..2 failed once and waits to retry
+    auto closing = std::async(std::launch::async, [&] { return batcher.close(1000ms); });
+    const BatcherReport report = advance_until_ready(*rig.clock, closing, 50ms);
+    BOOST_TEST(report.deadline_reached);
+    BOOST_TEST(report.spooled == 5u);
+    BOOST_TEST(report.delivered == 0u);
+    BOOST_TEST(report.dropped.total() == 0u);
+    BOOST_TEST((batcher.enqueue(request(99)) == EnqueueStatus::closed));
+    BOOST_TEST(batcher.stats().dropped.closed == 1u);
+  }
+  BOOST_TEST(rig.sink->stored_count() == 0u);
+  BOOST_TEST(segment_files(rig.spool()).size() == 1u);
+
+  // The next process: a healthy sink, the same spool directory.
+  auto sink2 = std::make_shared<TestSink>(rig.clock);
+  Batcher next(sink2, o);
+  BOOST_REQUIRE(sink2->wait_for_stored(5));
+  BOOST_TEST(seqs(sink2->stored()) == range(0, 5));
+  const auto batches = sink2->batches();
+  BOOST_REQUIRE(batches.size() == 2u);
+  BOOST_TEST(seqs(batches[0]) == range(0, 3));
+  BOOST_TEST(seqs(batches[1]) == range(3, 5));
+  BOOST_TEST(sink2->stored()[4].request.request_id == sent[4].request.request_id);
+  BOOST_TEST(!next.close(1s).deadline_reached);
+  BOOST_TEST(next.stats().replayed == 5u);
+  BOOST_TEST(segment_files(rig.spool()).empty());  // a fully replayed segment is deleted
+}
+
+BOOST_AUTO_TEST_CASE(the_spool_is_replayed_once_the_sink_recovers) {
+  Rig rig;
+  rig.sink->push_result(WriteResult::failure("maintenance"));  // first batch: spooled
+  BatcherOptions o = rig.options();
+  o.flush_at = 2;
+  o.spool_dir = rig.spool();
+  Batcher batcher(rig.sink, o);
+  for (uint64_t i = 0; i < 2; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  BOOST_TEST(batcher.flush(1s).spooled == 2u);
+  // A later successful write tells the replayer the sink is back.
+  for (uint64_t i = 2; i < 4; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  BOOST_REQUIRE(rig.sink->wait_for_stored(4));
+  BOOST_TEST(!batcher.close(1s).deadline_reached);
+  BOOST_TEST(batcher.stats().replayed == 2u);
+  BOOST_TEST(batcher.stats().spool_segments == 0u);
+  std::vector<uint64_t> stored = seqs(rig.sink->stored());
+  std::sort(stored.begin(), stored.end());
+  BOOST_TEST(stored == range(0, 4));
+}
+
+BOOST_AUTO_TEST_CASE(a_torn_or_corrupt_spool_is_counted_and_the_valid_batches_replayed) {
+  Rig rig;
+  std::vector<std::vector<Message>> written;
+  {
+    detail::Spool spool({rig.spool()});
+    for (uint64_t b = 0; b < 3; ++b) {
+      written.push_back({message(b * 2), message(b * 2 + 1)});
+      BOOST_REQUIRE(spool.append(written.back()) == detail::SpoolAppend::ok);
+    }
+  }
+  const fs::path file = segment_files(rig.spool()).at(0);
+  std::string data;
+  {
+    std::ifstream in(file, std::ios::binary);
+    data.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  namespace sf = detail::spool_format;
+  const size_t first_len = sf::get_u32(data.data() + sf::kHeaderBytes);
+  const size_t second = sf::kHeaderBytes + sf::kRecordHeaderBytes + first_len;
+  data[second + 4] ^= 0x01;  // corrupt the second record's CRC
+  data += std::string("\x40\x00\x00\x00\x12\x34", 6);  // and a torn record at the tail
+  {
+    std::ofstream out(file, std::ios::binary | std::ios::trunc);
+    out << data;
+  }
+  Batcher batcher(rig.sink, [&] {
+    BatcherOptions o = rig.options();
+    o.spool_dir = rig.spool();
+    return o;
+  }());
+  BOOST_REQUIRE(rig.sink->wait_for_stored(4));
+  BOOST_TEST(!batcher.close(1s).deadline_reached);
+  BOOST_TEST(seqs(rig.sink->stored()) == (std::vector<uint64_t>{0, 1, 4, 5}));
+  const BatcherStats stats = batcher.stats();
+  BOOST_TEST(stats.spool_corrupt_records == 2u);
+  BOOST_TEST(stats.replayed == 4u);
+  BOOST_TEST(segment_files(rig.spool()).empty());
+}
+
+BOOST_AUTO_TEST_CASE(debug_logs_each_flush) {
+  Rig rig;
+  LogCapture logs;
+  BatcherOptions o = rig.options();
+  o.debug = true;
+  o.flush_at = 2;
+  Batcher batcher(rig.sink, o);
+  for (uint64_t i = 0; i < 2; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  BOOST_TEST(batcher.flush(1s).delivered == 2u);
+  BOOST_TEST(logs.contains("batcher: flushed 2 events to test"));
+}
+
+BOOST_AUTO_TEST_CASE(a_throwing_sink_is_retried_like_a_failure) {
+  struct ThrowingSink : Sink {
+    int calls = 0;
+    WriteResult write(const std::vector<Message>&, std::chrono::milliseconds) override {
+      if (++calls == 1) throw std::runtime_error("boom");
+      return WriteResult::success();
+    }
+    std::string name() const override { return "throwing"; }
+  };
+  Rig rig;
+  auto sink = std::make_shared<ThrowingSink>();
+  BatcherOptions o = rig.options();
+  o.retry_base_backoff = 0ms;  // no wait: the retry follows at once
+  Batcher batcher(sink, o);
+  BOOST_REQUIRE(batcher.enqueue(request(0)) == EnqueueStatus::ok);
+  BOOST_TEST(batcher.flush(1s).delivered == 1u);
+  BOOST_TEST(batcher.stats().failed_attempts == 1u);
+  BOOST_TEST(sink->calls == 2);
+}
+
+BOOST_AUTO_TEST_CASE(bad_options_name_the_field) {
+  Rig rig;
+  BatcherOptions o = rig.options();
+  o.flush_at = 0;
+  try {
+    Batcher batcher(rig.sink, o);
+    BOOST_FAIL("expected Error");
+  } catch (const Error& e) {
+    BOOST_TEST((e.code() == ErrorCode::invalid_argument));
+    BOOST_TEST(std::string(e.what()).find("flush_at") != std::string::npos);
+  }
+  BOOST_CHECK_THROW(Batcher(nullptr, rig.options()), Error);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
