@@ -4,7 +4,9 @@
 // Also measured, to justify the sink's design: COPY (text) -> temp table -> INSERT ... SELECT
 // ... ON CONFLICT DO NOTHING in one transaction, the other idempotent bulk loader.
 //
-//   postgres_sink_bench [--events N] [--runs N] [--batch N] [--json] [--quick]
+//   postgres_sink_bench [--events N] [--runs N] [--batch N] [--no-fsync] [--json] [--quick]
+// --no-fsync starts the server with fsync/synchronous_commit off: what the loaders cost in CPU
+// and round trips alone, without the disk's commit latency.
 // Medians over runs; every run loads into freshly truncated tables.
 #include <libpq-fe.h>
 
@@ -178,9 +180,12 @@ int main(int argc, char** argv) {
   try {
     const CommonFlags flags = parse_common_flags(argc, argv, 20000);
     size_t batch = 1000;
+    bool durable = true;
     for (size_t i = 0; i < flags.rest.size(); ++i) {
       if (flags.rest[i] == "--batch" && i + 1 < flags.rest.size()) {
         batch = std::strtoul(flags.rest[++i].c_str(), nullptr, 10);
+      } else if (flags.rest[i] == "--no-fsync") {
+        durable = false;
       } else {
         throw std::invalid_argument("unknown argument: " + flags.rest[i]);
       }
@@ -188,7 +193,7 @@ int main(int argc, char** argv) {
     if (batch == 0) throw std::invalid_argument("--batch: expected a positive integer");
     test::PostgresServerOptions server_options;
     server_options.database = "bench";
-    server_options.durable = true;  // PostgreSQL's defaults: fsync on
+    server_options.durable = durable;  // default: PostgreSQL's defaults, fsync on
     test::PostgresServer server(server_options);
     const std::string conninfo = server.conninfo();
     const size_t n = flags.events;
@@ -243,7 +248,7 @@ int main(int argc, char** argv) {
     copy.add("batch", double(batch)).add("rows", double(n));
     results.push_back(copy);
     Result base{"pg_naive_autocommit", naive_median, "rows/s", "", std::nan(""), {}};
-    base.add("rows", double(naive_rows.size()));
+    base.add("rows", double(naive_rows.size())).add("fsync", durable);
     results.push_back(base);
     print_results(results, flags.json);
     return 0;

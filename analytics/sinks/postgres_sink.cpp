@@ -145,7 +145,11 @@ struct PostgresSink::Impl {
     PQsetNoticeReceiver(c.conn, ignore_notice, nullptr);
     if (options.statement_timeout.count() > 0) {
       std::string set = "SET statement_timeout = " + std::to_string(options.statement_timeout.count());
-      if (auto failed = exec(c, deadline, set)) return failed;
+      if (auto failed = exec(c, deadline, set)) {
+        c.close();  // never keep a connection without its statement_timeout
+        failed->drop = true;
+        return failed;
+      }
     }
     return {};
   }
