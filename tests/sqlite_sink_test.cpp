@@ -369,6 +369,26 @@ BOOST_AUTO_TEST_CASE(locked_database_is_retry_later_then_succeeds) {
   BOOST_TEST(sink.stats().errors == 0u);
 }
 
+BOOST_AUTO_TEST_CASE(locked_during_first_use_is_retry_later_then_migrates) {
+  TempDir dir;
+  const std::string path = dir.file("a.db");
+  Db other(path);  // another program owns the file and is writing when the sink first opens it
+  other.exec("PRAGMA journal_mode=WAL");
+  other.exec("BEGIN IMMEDIATE");
+  other.exec("CREATE TABLE someone_elses (x INTEGER)");
+
+  SqliteSink sink(options_for(path));
+  WriteResult r = sink.write(requests(5), 100ms);
+  BOOST_TEST_MESSAGE("locked at first use: " << r.reason);
+  BOOST_TEST(static_cast<int>(r.kind) == static_cast<int>(WriteResult::Kind::retry));
+  BOOST_TEST(r.reason.find("locked") != std::string::npos);
+
+  other.exec("COMMIT");
+  BOOST_REQUIRE(sink.write(requests(5), 5s).ok());
+  BOOST_TEST(other.count("requests") == 5);
+  BOOST_TEST(other.one("SELECT count(*) FROM schema_migrations") == "1");
+}
+
 BOOST_AUTO_TEST_CASE(hostile_and_unicode_strings_are_stored_verbatim) {
   TempDir dir;
   const std::string path = dir.file("a.db");

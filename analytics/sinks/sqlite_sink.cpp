@@ -80,7 +80,9 @@ struct SqliteSink::Impl {
   std::timed_mutex mu;  // guards everything below down to `deadline`
   sqlite3* db = nullptr;
   Stmt begin, commit, insert_request, insert_event, insert_flush, add_counter;
+  bool ready = false;            // opened, migrated and statements prepared
   Clock::time_point deadline{};  // of the write in progress; read by the progress handler
+  int busy_ms = 0;               // busy timeout of the write in progress
 
   std::atomic<uint64_t> batches{0}, rows_inserted{0}, duplicates{0}, flushes_applied{0},
       flushes_duplicate{0}, retries{0}, errors{0};
@@ -94,6 +96,7 @@ struct SqliteSink::Impl {
       s->reset();
     if (db) sqlite3_close_v2(db);
     db = nullptr;
+    ready = false;
   }
 
   [[noreturn]] void fail(int rc, const std::string& what) {
@@ -147,7 +150,8 @@ struct SqliteSink::Impl {
 
   // Opens the file, sets the pragmas, applies migrations and prepares the statements.
   void ensure_open() {
-    if (db) return;
+    if (ready) return;
+    close_connection();  // a half-opened connection (e.g. migration hit a lock) starts over
     int rc = sqlite3_open_v2(opt.path.c_str(), &db,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                              nullptr);
@@ -158,6 +162,7 @@ struct SqliteSink::Impl {
       throw DbError{rc, std::move(msg)};
     }
     sqlite3_extended_result_codes(db, 1);
+    sqlite3_busy_timeout(db, busy_ms);
     sqlite3_progress_handler(db, 1000, &Impl::on_progress, this);
     // sqlite3_open_v2 silently falls back to read-only when the file is not writable.
     if (sqlite3_db_readonly(db, "main") == 1)
@@ -180,6 +185,7 @@ struct SqliteSink::Impl {
     insert_flush = prepare(sc::insert_ignore_sql(sc::counter_flushes_table(), sc::Dialect::sqlite),
                            "prepare insert into counter_flushes");
     add_counter = prepare(sc::counter_add_sql(sc::Dialect::sqlite), "prepare counter upsert");
+    ready = true;
   }
 
   int64_t schema_version() {
@@ -286,9 +292,10 @@ struct SqliteSink::Impl {
                                       opt.retry_after);
     }
     deadline = opt.clock->now() + timeout;
+    busy_ms = static_cast<int>(std::min(opt.busy_timeout, timeout).count());
     try {
       ensure_open();
-      sqlite3_busy_timeout(db, static_cast<int>(std::min(opt.busy_timeout, timeout).count()));
+      sqlite3_busy_timeout(db, busy_ms);
       if (in_transaction) run(begin.get(), "begin transaction");
       body();
       if (in_transaction) run(commit.get(), "commit");
@@ -310,8 +317,8 @@ struct SqliteSink::Impl {
     if (primary == SQLITE_INTERRUPT)
       reason += " (the write's timeout of " + std::to_string(timeout.count()) + " ms passed)";
     const bool transient = !e.schema && is_transient(e.code);
-    // Keep the connection across lock contention; reopen after anything else.
-    if (primary != SQLITE_BUSY && primary != SQLITE_LOCKED) close_connection();
+    // Keep a ready connection across lock contention; reopen after anything else.
+    if (!ready || (primary != SQLITE_BUSY && primary != SQLITE_LOCKED)) close_connection();
     if (transient) {
       ++retries;
       return WriteResult::retry_later(std::move(reason), opt.retry_after);
