@@ -30,8 +30,11 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "reqbus/bus.hpp"
+#include "reqbus/client_ip.hpp"
+#include "reqbus/user_agent.hpp"
 #include "reqbus/clock.hpp"
 #include "reqbus/error.hpp"
 
@@ -43,6 +46,9 @@ struct RequestLoggerOptions {
   size_t max_sessions = 100'000;               // sessions remembered; least recently seen evicted
   std::chrono::seconds session_idle{30 * 60};  // a session unseen this long starts over (30 min)
   std::shared_ptr<Clock> clock = system_clock();  // durations, idle expiry and inserted_at
+  // Proxies whose X-Forwarded-For is believed (exact addresses). Empty: the TCP peer is the
+  // client, and X-Forwarded-For is ignored (anyone could forge it).
+  std::vector<std::string> trusted_proxies;
 };
 
 struct RequestLoggerStats {
@@ -61,9 +67,6 @@ struct RequestLoggerStats {
   uint64_t not_published() const { return dropped_newest + timed_out + closed + invalid + unparsed; }
 };
 
-// "bot", "tablet", "mobile" or "desktop", from a User-Agent header. An empty agent is a bot:
-// browsers always send one.
-inline std::string device_type_of(std::string_view user_agent);
 
 class RequestLogger {
  public:
@@ -117,17 +120,6 @@ class RequestLogger {
 namespace reqbus::examples {
 namespace detail {
 
-inline bool contains_nocase(std::string_view haystack, std::string_view needle) {
-  if (needle.size() > haystack.size()) return false;
-  for (size_t i = 0; i + needle.size() <= haystack.size(); ++i) {
-    size_t k = 0;
-    while (k < needle.size() &&
-           std::tolower(static_cast<unsigned char>(haystack[i + k])) == needle[k])
-      ++k;
-    if (k == needle.size()) return true;
-  }
-  return false;
-}
 
 inline bool is_session_id(std::string_view s) {
   if (s.size() != 32) return false;
@@ -163,22 +155,6 @@ inline std::string random_session_id() {
 }
 
 }  // namespace detail
-
-inline std::string device_type_of(std::string_view ua) {
-  using detail::contains_nocase;
-  if (ua.empty()) return "bot";
-  for (std::string_view bot : {"bot", "crawl", "spider", "slurp", "curl/", "wget/", "python-",
-                               "go-http-client", "headlesschrome", "scan", "httpclient", "java/",
-                               "libwww", "facebookexternalhit", "monitor"})
-    if (contains_nocase(ua, bot)) return "bot";
-  if (contains_nocase(ua, "ipad") || contains_nocase(ua, "tablet") || contains_nocase(ua, "kindle") ||
-      contains_nocase(ua, "silk/") || (contains_nocase(ua, "android") && !contains_nocase(ua, "mobile")))
-    return "tablet";
-  if (contains_nocase(ua, "mobi") || contains_nocase(ua, "iphone") || contains_nocase(ua, "ipod") ||
-      contains_nocase(ua, "windows phone"))
-    return "mobile";
-  return "desktop";
-}
 
 inline RequestLogger::RequestLogger(Bus& bus, RequestLoggerOptions options)
     : bus_(bus), options_(std::move(options)) {
@@ -242,9 +218,12 @@ inline void RequestLogger::on_written(const httplib::Request& req, const httplib
   log.status_code = uint16_t(res.status >= 100 && res.status <= 599 ? res.status : 500);
   log.duration_ms = f.started ? std::chrono::duration<double, std::milli>(end - f.start).count() : 0.0;
   log.user_agent = fit(req.get_header_value("User-Agent"), RequestLogLimits::user_agent);
-  log.remote_ip = fit(req.remote_addr, RequestLogLimits::remote_ip);
+  log.remote_ip = fit(client_ip(req.remote_addr, req.get_header_value("X-Forwarded-For"),
+                                options_.trusted_proxies),
+                      RequestLogLimits::remote_ip);
   log.referer = fit(req.get_header_value("Referer"), RequestLogLimits::referer);
-  log.device_type = device_type_of(log.user_agent);
+  log.device_type = to_string(classify_user_agent(log.user_agent));
+  if (log.device_type.empty()) log.device_type = "bot";  // browsers always send a user agent
   log.session_id = std::move(f.session_id);
   log.session_page_views = f.page_views;
   log.inserted_at = options_.clock->unix_us();  // completion time, not publish or flush time

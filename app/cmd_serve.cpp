@@ -1,0 +1,37 @@
+// reqbus serve: a long-lived node. SIGINT/SIGTERM: stop intake, drain, flush, report, exit 0.
+#include <cstdio>
+
+#include "app/commands.hpp"
+#include "app/node_flags.hpp"
+
+namespace reqbus::app {
+
+Run add_serve(CLI::App& app) {
+  auto flags = std::make_shared<NodeFlags>();
+  auto close_ms = std::make_shared<int>(10000);
+  flags->add_to(app, true);
+  app.add_option("--close-timeout-ms", *close_ms, "Deadline for the graceful shutdown")->check(CLI::NonNegativeNumber);
+  return [flags, close_ms]() -> int {
+    node::NodeOptions options;
+    flags->apply(options);
+    node::Node node(options);
+    std::printf("reqbus serve: node %s, store %s\n", node.bus().node_id().c_str(), node.store_description().c_str());
+    if (!options.bus.bind.empty()) std::printf("  bus: %s\n", node.bus().bound_endpoint().c_str());
+    for (const auto& p : options.bus.peers) std::printf("  peer: %s\n", p.c_str());
+    if (options.http_enabled)
+      std::printf("  dashboard: http://%s:%d/   metrics: /metrics   API: /v1/requests, /v1/batch\n",
+                  options.http.host.c_str(), node.http_port());
+    if (!options.syslog_listen.empty()) std::printf("  syslog: udp %s\n", options.syslog_listen.c_str());
+    std::fflush(stdout);
+    int sig = 0;
+    while ((sig = wait_for_signal(std::chrono::milliseconds(1000))) == 0) {
+    }
+    std::printf("reqbus serve: signal %d, shutting down\n", sig);
+    std::fflush(stdout);
+    const node::NodeReport report = node.close(std::chrono::milliseconds(*close_ms));
+    std::printf("reqbus serve: %s\n", describe(report).c_str());
+    return 0;
+  };
+}
+
+}  // namespace reqbus::app

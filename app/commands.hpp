@@ -1,0 +1,20 @@
+#pragma once
+// The `reqbus` program's subcommands. Each registers its flags on a CLI11 subcommand and
+// returns the function that runs it (exit status).
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace reqbus::app {
+
+using Run = std::function<int()>;
+
+Run add_demo(CLI::App& app);
+Run add_serve(CLI::App& app);
+
+// Blocks SIGINT and SIGTERM in the calling thread and in every thread it starts afterwards,
+// so that wait_for_signal() can take them synchronously. Call first thing in main().
+void block_shutdown_signals();
+// Waits up to `timeout` for SIGINT/SIGTERM; returns the signal number or 0.
+int wait_for_signal(std::chrono::milliseconds timeout);
+
+}  // namespace reqbus::app

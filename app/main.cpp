@@ -1,0 +1,72 @@
+// reqbus: the program. `reqbus --help` lists the subcommands; each has its own --help.
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+#include "app/commands.hpp"
+#include "reqbus/error.hpp"
+
+namespace reqbus::app {
+
+void block_shutdown_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);  // a closed HTTP client must not kill the node
+}
+
+int wait_for_signal(std::chrono::milliseconds timeout) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  timespec ts{time_t(timeout.count() / 1000), long(timeout.count() % 1000) * 1000000L};
+  const int sig = sigtimedwait(&set, nullptr, &ts);
+  return sig > 0 ? sig : 0;
+}
+
+}  // namespace reqbus::app
+
+int main(int argc, char** argv) {
+  using namespace reqbus::app;
+  block_shutdown_signals();
+  CLI::App app{"reqbus: an event bus for web request analytics (ZeroMQ + msgpack)", "reqbus"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "reqbus 0.1.0");
+  std::vector<std::pair<CLI::App*, Run>> commands;
+  auto add = [&](const char* name, const char* help, Run (*adder)(CLI::App&)) {
+    CLI::App* sub = app.add_subcommand(name, help);
+    commands.emplace_back(sub, adder(*sub));
+  };
+  add("demo", "Run a node, a web server and realistic traffic for a while; print what was stored", add_demo);
+  add("serve", "Run a long-lived node (TOML config and/or flags)", add_serve);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // One line naming the problem; --help has the rest.
+    std::string what = e.what();
+    for (char& c : what)
+      if (c == '\n') c = ' ';
+    std::fprintf(stderr, "reqbus: %s (see reqbus --help)\n", what.c_str());
+    return 2;
+  }
+  try {
+    for (auto& [sub, run] : commands)
+      if (sub->parsed()) return run();
+  } catch (const reqbus::Error& e) {
+    std::fprintf(stderr, "reqbus: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "reqbus: unexpected error: %s\n", e.what());
+    return 1;
+  }
+  return 2;
+}

@@ -1,0 +1,46 @@
+#include "app/node_flags.hpp"
+
+#include "node/config.hpp"
+#include "reqbus/error.hpp"
+
+namespace reqbus::app {
+
+void NodeFlags::add_to(CLI::App& app, bool with_config) {
+  if (with_config) app.add_option("-c,--config", config, "TOML configuration file (docs/CONFIG.md)")->check(CLI::ExistingFile);
+  app.add_option("--node-id", node_id, "This node's id (default: <hostname>-<pid>)");
+  app.add_option("--store", store, "sqlite:PATH, postgres:CONNINFO or none");
+  app.add_option("--bind", bind, "tcp endpoint serving peers, e.g. tcp://0.0.0.0:7400");
+  app.add_option("--peer", peers, "tcp endpoint of a peer node (repeatable)");
+  app.add_option("--http", http, "HTTP API and dashboard address HOST:PORT (default 127.0.0.1:7480; port 0 = any)");
+  app.add_option("--token", token, "Bearer token required by the HTTP API");
+  app.add_option("--syslog", syslog, "UDP HOST:PORT for nginx `access_log syslog:server=...`");
+  app.add_option("--spool-dir", spool_dir, "Directory of the on-disk spool (default reqbus-spool)");
+}
+
+void NodeFlags::apply(node::NodeOptions& o) const {
+  if (!config.empty())
+    if (auto e = node::apply_config_file(config, o); !e.empty()) throw Error(ErrorCode::invalid_argument, e);
+  if (node_id) o.bus.node_id = *node_id;
+  if (store) o.store = *store;
+  if (bind) o.bus.bind = *bind;
+  if (!peers.empty()) o.bus.peers = peers;
+  if (http)
+    if (auto e = node::parse_listen(*http, "--http", o.http.host, o.http.port); !e.empty())
+      throw Error(ErrorCode::invalid_argument, e);
+  if (token) o.http.bearer_token = *token;
+  if (syslog) o.syslog_listen = *syslog;
+  if (spool_dir) o.spool_dir = *spool_dir;
+}
+
+std::string describe(const node::NodeReport& r) {
+  auto n = [](uint64_t v) { return std::to_string(v); };
+  std::string s = "published " + n(r.bus.published) + ", delivered to subscribers " + n(r.bus.delivered) +
+                  ", persisted " + n(r.batcher.delivered) + ", spooled " + n(r.batcher.spooled) +
+                  ", dropped " + n(r.bus.dropped_newest + r.bus.dropped_oldest + r.bus.dropped_timeout +
+                                   r.bus.dropped_close_deadline + r.batcher.dropped.total()) +
+                  ", gaps " + n(r.bus.gaps) + ", counter windows " + n(r.counters.flushed);
+  if (r.deadline_reached) s += " (deadline reached: see the counts above)";
+  return s;
+}
+
+}  // namespace reqbus::app

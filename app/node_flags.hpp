@@ -1,0 +1,24 @@
+#pragma once
+// Flags shared by `serve` and `demo` that configure a node; applied over the TOML config.
+#include <CLI/CLI.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "node/node.hpp"
+
+namespace reqbus::app {
+
+struct NodeFlags {
+  std::string config;
+  std::optional<std::string> node_id, store, bind, http, token, syslog, spool_dir;
+  std::vector<std::string> peers;
+
+  void add_to(CLI::App& app, bool with_config);
+  // Loads the config file (if any) then applies the flags; throws Error naming the problem.
+  void apply(node::NodeOptions& options) const;
+};
+
+std::string describe(const node::NodeReport& report);
+
+}  // namespace reqbus::app
