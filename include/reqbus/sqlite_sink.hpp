@@ -11,8 +11,10 @@
 //   the write's own deadline passing                       -> retry_later(reason, retry_after)
 //   read-only file, corrupt file / not a database, a schema newer than this reqbus or with
 //   missing columns, a path that cannot be opened           -> failure(reason)
-// After any error other than BUSY/LOCKED the connection is closed and reopened by the next
-// write, so a repaired or replaced file is picked up.
+// A write still running when its timeout passes is interrupted (a progress handler checks the
+// clock every 1000 SQLite VM steps) and rolled back: retry_later. After any error other than
+// BUSY/LOCKED the connection is closed and reopened by the next write, so a repaired or
+// replaced file is picked up.
 //
 // Thread-safety: all methods are safe from any thread. One connection, guarded by a mutex:
 // concurrent writes are serialised (a writer waits for the mutex at most its timeout, then
@@ -42,7 +44,7 @@ struct SqliteSinkOptions {
   Synchronous synchronous = Synchronous::normal;
 
   // Upper bound on waiting for another connection's write lock (SQLite's busy timeout). Each
-  // write waits at most min(busy_timeout, the time left of its own timeout). Default 5000 ms.
+  // write waits at most min(busy_timeout, its own timeout). Default 5000 ms.
   std::chrono::milliseconds busy_timeout{5000};
 
   // The floor a retry_later result asks the caller to wait before retrying. Default 100 ms.
@@ -57,7 +59,7 @@ struct SqliteSinkOptions {
   int64_t max_database_bytes = 0;
 
   // Wall time for counters.updated_at and schema_migrations.applied_at, and the monotonic
-  // clock for write deadlines. Default: the system clock.
+  // clock for write deadlines. nullptr (default) = the system clock.
   std::shared_ptr<Clock> clock;
 };
 
