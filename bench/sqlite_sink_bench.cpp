@@ -149,7 +149,7 @@ double run_naive(const std::string& path, const std::vector<Message>& events) {
 int main(int argc, char** argv) {
   try {
     CommonFlags flags = parse_common_flags(argc, argv, 50'000);
-    size_t batch = 1000, naive_events = flags.quick ? 500 : 5000;
+    size_t batch = 1000, naive_events = flags.quick ? 200 : 5000;
     std::string dir_arg;
     SqliteSinkOptions sink_options;  // the documented defaults unless a flag below says otherwise
     for (size_t i = 0; i < flags.rest.size(); ++i) {
