@@ -66,7 +66,9 @@ struct BatcherOptions {
   bool spool_sync = true;                       // fdatasync each spooled batch
   // The replayer retries the oldest spooled batch after any successful write, and otherwise
   // every replay_interval (default 5000 ms), doubling after each failure up to
-  // replay_max_backoff (default 60000 ms). A new Batcher replays at once.
+  // replay_max_backoff (default 60000 ms). A new Batcher replays at once. A spooled batch is
+  // deleted only once the sink stored it: one the sink keeps refusing stays (logged, counted in
+  // replay_failures) and holds back the batches behind it, which keeps replay in order.
   std::chrono::milliseconds replay_interval{5000};
   std::chrono::milliseconds replay_max_backoff{60000};
 
