@@ -5,6 +5,7 @@
 
 #include "bus/bus_impl.hpp"
 #include "bus/frame.hpp"
+#include "bus/tsan.hpp"
 
 namespace reqbus {
 namespace {
@@ -15,8 +16,13 @@ constexpr size_t kDrainBatch = 1024;
 
 zmq::message_t to_message(std::string&& s) {
   auto* owned = new std::string(std::move(s));
+  detail::tsan_release(owned->data());  // readers and the deleter acquire it
   return zmq::message_t(owned->data(), owned->size(),
-                        [](void*, void* hint) { delete static_cast<std::string*>(hint); }, owned);
+                        [](void* data, void* hint) {
+                          detail::tsan_acquire(data);
+                          delete static_cast<std::string*>(hint);
+                        },
+                        owned);
 }
 
 }  // namespace

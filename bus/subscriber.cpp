@@ -3,6 +3,7 @@
 #include <string_view>
 
 #include "bus/frame.hpp"
+#include "bus/tsan.hpp"
 #include "reqbus/error.hpp"
 
 namespace reqbus::detail {
@@ -103,6 +104,7 @@ void Subscriber::reader_main(std::promise<void> started) {
       if (!socket->recv(extra)) break;
       body.move(extra);
     }
+    tsan_acquire(body.data());  // a zero-copy payload written by the publisher thread
     const std::string_view key_view(static_cast<const char*>(key.data()), key.size());
     if (key_view == kCloseKey) {
       if (++closes_seen >= expected_closes) break;  // the bus sent everything before this

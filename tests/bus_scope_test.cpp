@@ -115,6 +115,7 @@ BOOST_AUTO_TEST_CASE(broadcast_crosses_processes_local_broadcast_does_not) {
   BOOST_TEST(c_stats["gaps"] == 0u);
 
   // peer-b's own local_only subscription saw all of its own events.
+  BOOST_REQUIRE_EQUAL(peer_b.ask("wait_local_end peer-b 20000"), "end yes");
   auto b = fields(peer_b.ask("counts peer-b"));
   BOOST_TEST(b["local_g"] == 300u);
   BOOST_TEST(b["local_l"] == 200u);

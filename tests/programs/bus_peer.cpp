@@ -7,6 +7,7 @@
 //   publish G L                broadcast G and local_broadcast L events on "requests", then
 //                              broadcast the end marker "/end"               -> "published <ok>"
 //   wait_end NODE MS           wait for NODE's end marker (cluster sub)      -> "end yes|no"
+//   wait_local_end NODE MS     the same on the local_only subscription       -> "end yes|no"
 //   counts NODE                what its subscriptions saw from NODE:
 //                              "counts cluster_g=.. cluster_l=.. cluster_end=.. local_g=.. local_l=.. local_end=.."
 //   stats                      "stats malformed=.. remote_gaps=.. gaps=.."
@@ -100,13 +101,14 @@ int main(int argc, char** argv) {
     if (command == "probe") {
       const auto status = bus.broadcast(event("/probe"), "probe");
       std::cout << (status == PublishStatus::ok ? "ok" : to_string(status)) << std::endl;
-    } else if (command == "probed" || command == "wait_end") {
+    } else if (command == "probed" || command == "wait_end" || command == "wait_local_end") {
       std::string node;
       int ms = 0;
       in >> node >> ms;
       std::unique_lock lock(seen.mu);
       const bool yes = seen.cv.wait_for(lock, std::chrono::milliseconds(ms), [&] {
-        return command == "probed" ? seen.probes[node] > 0 : seen.cluster[node].end > 0;
+        if (command == "probed") return seen.probes[node] > 0;
+        return (command == "wait_end" ? seen.cluster : seen.local)[node].end > 0;
       });
       std::cout << (command == "probed" ? "probed " : "end ") << (yes ? "yes" : "no") << std::endl;
     } else if (command == "publish") {
