@@ -45,11 +45,12 @@ class Flags {
   }
 
   long num(const std::string& name, long fallback, long min, long max) {
-    const std::string text = str(name);
-    if (text.empty()) return fallback;
+    const auto values = all(name);
+    if (values.empty()) return fallback;
+    const std::string& text = values.back();
     char* end = nullptr;
     const long v = std::strtol(text.c_str(), &end, 10);
-    if (*end != '\0' || v < min || v > max)
+    if (text.empty() || *end != '\0' || v < min || v > max)
       fail("--" + name + ": '" + text + "' is not a number in " + std::to_string(min) + ".." +
            std::to_string(max));
     return v;

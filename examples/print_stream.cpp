@@ -1,5 +1,6 @@
 // print_stream: subscribes to a node over tcp and prints its live request stream, one line per
-// event: completion time, node, method, path, status, duration.
+// event: completion time, node, method, path, status, duration, device, session#page views and
+// client address.
 //
 //   print_stream --peer tcp://127.0.0.1:7400 [--peer ...] [--topic requests] [--count N]
 //
@@ -64,10 +65,12 @@ void print_event(const Message& m) {
     return;
   }
   const RequestLog& r = m.request;
-  std::printf("%s  %-16s %-6s %-40s %3u %9.2f ms  %-7s %s\n", clock_time(r.inserted_at).c_str(),
-              printable(r.node_id, 16).c_str(), printable(r.method, 7).c_str(),
-              printable(r.path, 40).c_str(), unsigned(r.status_code), r.duration_ms,
-              printable(r.device_type, 7).c_str(), printable(r.remote_ip, 40).c_str());
+  const std::string session =
+      r.session_id.empty() ? "-" : r.session_id.substr(0, 8) + "#" + std::to_string(r.session_page_views);
+  std::printf("%s  %-12s %-6s %-36s %3u %9.2f ms  %-7s %-13s %s\n", clock_time(r.inserted_at).c_str(),
+              printable(r.node_id, 12).c_str(), printable(r.method, 7).c_str(),
+              printable(r.path, 36).c_str(), unsigned(r.status_code), r.duration_ms,
+              printable(r.device_type, 7).c_str(), session.c_str(), printable(r.remote_ip, 40).c_str());
 }
 
 }  // namespace

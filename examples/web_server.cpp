@@ -75,6 +75,12 @@ int main(int argc, char** argv) {
     Bus bus(bus_options);
     RequestLogger logger(bus, logger_options);
     httplib::Server server;
+    // httplib's default sets SO_REUSEPORT, which lets a second server bind the same port and
+    // silently take half its connections. SO_REUSEADDR alone makes "port in use" an error.
+    server.set_socket_options([](socket_t sock) {
+      int yes = 1;
+      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    });
     install_demo_site(server);
     logger.install(server);
 
