@@ -157,7 +157,7 @@ StatBufferImpl::Found StatBufferImpl::resolve_locked(Shard& s, std::string_view 
 }
 
 // The increment saw state != armed: open a window, or move off a retired entry.
-IncrementResult StatBufferImpl::slow_path(std::string_view key, size_t hash, StatEntry& e, int64_t n) {
+IncrementResult StatBufferImpl::slow_path(std::string_view key, size_t hash, StatEntry& e, int64_t /*n: already in a cell*/) {
   Shard& s = shard_for(hash);
   std::unique_lock lock(s.mu);
   const uint8_t state = e.state.load();
@@ -166,12 +166,18 @@ IncrementResult StatBufferImpl::slow_path(std::string_view key, size_t hash, Sta
     arm_locked(e, opt_.clock->now());
     return IncrementResult::ok;
   }
-  // Retired: the flusher collected this entry before our add, so the add is ours to move.
-  // (No one reads a retired entry's cells again.)
+  // Retired (final): nothing collects this entry any more, so whatever is still in its cells
+  // was never flushed. Move it to the key's live entry. Every adder whose count is left here
+  // reaches this point (it saw kIdle or kRetired), and exchange() moves each unit once.
+  int64_t moved = 0;
+  for (auto& c : e.cells) moved += c->pending.exchange(0);
   IncrementResult why = IncrementResult::ok;
   Found f = resolve_locked(s, key, /*new_cell=*/true, why);
-  if (!f.entry) return refuse(why, n);
-  f.cell->pending.fetch_add(n);
+  if (!f.entry) {
+    refuse(why, moved);
+    return why;
+  }
+  f.cell->pending.fetch_add(moved);
   if (f.entry->state.load() == kIdle) arm_locked(*f.entry, opt_.clock->now());
   lock.unlock();
   t_cache.put(id_, hash, key, std::move(f.entry), f.cell);
@@ -220,7 +226,11 @@ IncrementResult StatBufferImpl::counter_slow(StatBuffer::Counter& c, int64_t n) 
     arm_locked(e, opt_.clock->now());
     return IncrementResult::ok;
   }
-  return refuse(IncrementResult::closed, n);  // a pinned entry retires only at close()
+  // A pinned entry retires only at close(): what close() did not collect is dropped, counted.
+  (void)n;
+  int64_t moved = 0;
+  for (auto& cell : e.cells) moved += cell->pending.exchange(0);
+  return refuse(IncrementResult::closed, moved);
 }
 
 void StatBufferImpl::unpin(StatEntry& e) {

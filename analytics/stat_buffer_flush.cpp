@@ -39,18 +39,15 @@ void StatBufferImpl::reschedule_locked(StatEntry& e, TimePoint now) {
   sched_cv_.notify_one();
 }
 
-// Evicts a key that has been idle `timeout` since its last flush. Dekker with increment():
-// retire first, then look at the cells; any count seen means an increment is on its way to
-// re-arm the key, so it stays.
+// Evicts a key that has been idle `timeout` since its last flush. Retiring is final: an
+// increment that lands on the retired entry afterwards (through a thread cache) sees kRetired
+// and moves its count to a fresh entry (see slow_path()), so nothing is lost or counted twice.
 bool StatBufferImpl::try_evict_locked(Shard& s, StatEntry& e) {
   const TimePoint now = opt_.clock->now();
   if (e.pins != 0 || e.failed || e.flushing.load() || e.flush_requested) return false;
   if (e.state.load() != kIdle || now < e.last_activity + opt_.timeout) return false;
+  if (e.peek() != 0) return false;  // an increment is on its way to open a window
   e.state.store(kRetired);
-  if (e.peek() != 0) {
-    e.state.store(kIdle);
-    return false;
-  }
   auto it = s.map.find(e.key);
   if (it != s.map.end() && it->second.get() == &e) s.map.erase(it);
   e.in_map = false;
