@@ -42,6 +42,9 @@ int main(int argc, char** argv) {
   };
   add("demo", "Run a node, a web server and realistic traffic for a while; print what was stored", add_demo);
   add("serve", "Run a long-lived node (TOML config and/or flags)", add_serve);
+  add("ingest", "Publish access-log lines (combined, nginx JSON, NDJSON) to a node", add_ingest);
+  add("tail", "Print a node's live stream as NDJSON", add_tail);
+  add("top", "Terminal dashboard of a node: requests/s, status codes, latency, top paths", add_top);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

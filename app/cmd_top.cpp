@@ -1,0 +1,103 @@
+// reqbus top: a terminal dashboard of a node, refreshed every second from its /api/stats.
+#include <httplib.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "app/commands.hpp"
+#include "node/config.hpp"
+#include "reqbus/error.hpp"
+
+namespace reqbus::app {
+namespace {
+
+struct TopFlags {
+  std::string node_addr = "127.0.0.1:7480";
+  std::string token;
+  std::string filter;  // a node id, "" = whole cluster
+  int iterations = 0;  // 0 = until interrupted
+  double interval_s = 1.0;
+};
+
+std::string cut(std::string s, size_t width) {
+  for (char& c : s)
+    if (static_cast<unsigned char>(c) < 0x20) c = '?';  // no terminal escapes from request fields
+  if (s.size() > width) s = s.substr(0, width - 1) + "~";
+  return s;
+}
+
+void render(const nlohmann::json& s, bool tty) {
+  std::string out;
+  if (tty) out += "\x1b[H\x1b[2J";
+  char line[512];
+  const nlohmann::json no_series = nlohmann::json::array();
+  const nlohmann::json& series = s.contains("series") ? s["series"] : no_series;
+  double rps = 0;
+  int n = 0;
+  for (size_t i = series.size() > 11 ? series.size() - 11 : 0; i + 1 < series.size(); ++i, ++n) rps += series[i][1].get<double>();
+  rps = n ? rps / n : 0;
+  const nlohmann::json no_latency = nlohmann::json::object();
+  const nlohmann::json& lat = s.contains("latency_ms") ? s["latency_ms"] : no_latency;
+  std::snprintf(line, sizeof(line), "reqbus top — node %s%s   requests/s %.1f   total %llu   dropped %llu\n",
+                s.value("self", std::string("?")).c_str(),
+                s.value("node", std::string()).empty() ? " (cluster)" : (" (filter " + s.value("node", std::string()) + ")").c_str(),
+                rps, (unsigned long long)s.value("total", 0ull), (unsigned long long)s.value("dropped", 0ull));
+  out += line;
+  std::snprintf(line, sizeof(line), "latency p50 %.2f  p95 %.2f  p99 %.2f ms   visitors (5 min) %llu   bots %llu / humans %llu\n\n",
+                lat.value("p50", 0.0), lat.value("p95", 0.0), lat.value("p99", 0.0),
+                (unsigned long long)s.value("visitors_active", 0ull), (unsigned long long)s.value("bots", 0ull),
+                (unsigned long long)s.value("humans", 0ull));
+  out += line;
+  out += "status codes: ";
+  const nlohmann::json empty = nlohmann::json::object();
+  const nlohmann::json& status = s.contains("status") ? s["status"] : empty;
+  for (auto it = status.begin(); it != status.end(); ++it)
+    out += it.key() + "=" + std::to_string(it.value().get<uint64_t>()) + "  ";
+  out += "\n\n  requests  top paths\n";
+  const nlohmann::json no_rows = nlohmann::json::array();
+  const nlohmann::json& paths = s.contains("top_paths") ? s["top_paths"] : no_rows;
+  for (const auto& row : paths) {
+    std::snprintf(line, sizeof(line), "  %8llu  %s\n", (unsigned long long)row[1].get<uint64_t>(), cut(row[0].get<std::string>(), 90).c_str());
+    out += line;
+  }
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+Run add_top(CLI::App& app) {
+  auto f = std::make_shared<TopFlags>();
+  app.add_option("--node-addr", f->node_addr, "The node's HTTP address HOST:PORT (default 127.0.0.1:7480)");
+  app.add_option("--token", f->token, "Bearer token, if the node requires one");
+  app.add_option("--filter", f->filter, "Show one origin node only");
+  app.add_option("--iterations", f->iterations, "Refresh this many times, then exit (0 = until Ctrl-C)")->check(CLI::NonNegativeNumber);
+  app.add_option("--interval", f->interval_s, "Seconds between refreshes (default 1)")->check(CLI::Range(0.1, 3600.0));
+  return [f]() -> int {
+    std::string host;
+    int port = 0;
+    if (auto e = node::parse_listen(f->node_addr, "--node-addr", host, port); !e.empty())
+      throw Error(ErrorCode::invalid_argument, e);
+    httplib::Client http(host, port);
+    http.set_connection_timeout(2, 0);
+    http.set_read_timeout(5, 0);
+    if (!f->token.empty()) http.set_bearer_token_auth(f->token.c_str());
+    const bool tty = ::isatty(STDOUT_FILENO);
+    for (int i = 0; f->iterations == 0 || i < f->iterations; ++i) {
+      std::string path = "/api/stats";
+      if (!f->filter.empty()) path += "?node=" + httplib::detail::encode_query_param(f->filter);
+      auto res = http.Get(path);
+      if (!res) throw Error(ErrorCode::transport, "top: cannot reach http://" + f->node_addr + ": " + httplib::to_string(res.error()));
+      if (res->status != 200) throw Error(ErrorCode::transport, "top: " + f->node_addr + " answered " + std::to_string(res->status));
+      auto json = nlohmann::json::parse(res->body, nullptr, false);
+      if (json.is_discarded() || !json.is_object()) throw Error(ErrorCode::decode, "top: /api/stats did not return a JSON object");
+      render(json, tty);
+      if (f->iterations && i + 1 >= f->iterations) break;
+      if (wait_for_signal(std::chrono::milliseconds(int64_t(f->interval_s * 1000))) != 0) break;
+    }
+    return 0;
+  };
+}
+
+}  // namespace reqbus::app
