@@ -14,6 +14,8 @@ PACKAGES=(
   nlohmann-json3-dev              # JSON
   libcpp-httplib-dev libssl-dev   # HTTP server (examples, node API); OpenSSL HMAC for visitor hashes
   libcli11-dev libtomlplusplus-dev  # command line and TOML config (the reqbus program)
+  chromium                        # headless browser for the dashboard test (tests/dashboard_test.cpp)
+  nginx                           # real web server whose access log the ingest test reads (tests/nginx_ingest_test.cpp)
   procps curl ca-certificates
 )
 
