@@ -201,7 +201,9 @@ void Client::Impl::deliver(Batch& batch) {
     request.user_agent = user_agent_;
     request.basic_user = opts_.api_key;
     request.connect_timeout = opts_.open_timeout;
-    request.total_timeout = opts_.open_timeout + opts_.read_timeout;
+    request.read_timeout = opts_.read_timeout;
+    // A backstop against a server that trickles bytes just inside read_timeout forever.
+    request.total_timeout = opts_.open_timeout + 2 * opts_.read_timeout;
     request.abort = &abort_;
     const http::PostResult result = transport_.post(request);
     if (result.success()) {

@@ -50,9 +50,32 @@ size_t on_header(char* data, size_t size, size_t count, void* user) {
   return n;
 }
 
-int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-  const auto* abort = static_cast<const std::atomic<bool>*>(user);
-  return abort != nullptr && abort->load() ? 1 : 0;
+// State of the progress callback: the caller's abort flag and the read timeout.
+struct Progress {
+  const std::atomic<bool>* abort = nullptr;
+  std::chrono::milliseconds read_timeout{0};
+  std::chrono::steady_clock::time_point last_activity = std::chrono::steady_clock::now();
+  curl_off_t last_down = 0, last_up = 0;
+  bool read_timed_out = false;
+};
+
+int on_progress(void* user, curl_off_t, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow) {
+  auto* p = static_cast<Progress*>(user);
+  if (p->abort != nullptr && p->abort->load()) return 1;
+  if (p->read_timeout.count() <= 0) return 0;
+  const auto now = std::chrono::steady_clock::now();
+  if (dlnow != p->last_down || ulnow != p->last_up) {
+    p->last_down = dlnow;
+    p->last_up = ulnow;
+    p->last_activity = now;
+    return 0;
+  }
+  const bool sent = ultotal > 0 && ulnow == ultotal;  // before that, connect/upload bounds apply
+  if (sent && now - p->last_activity > p->read_timeout) {
+    p->read_timed_out = true;
+    return 1;
+  }
+  return 0;
 }
 
 PostResult::Outcome classify(CURLcode code) {
@@ -176,10 +199,13 @@ PostResult HttpTransport::post(const PostRequest& req) {
   curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, &received);
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
-  if (req.abort != nullptr) {
+  Progress progress;
+  progress.abort = req.abort;
+  progress.read_timeout = req.read_timeout;
+  if (req.abort != nullptr || req.read_timeout.count() > 0) {
     curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(curl, CURLOPT_XFERINFODATA, const_cast<std::atomic<bool>*>(req.abort));
+    curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &progress);
   }
 
   const CURLcode code = curl_easy_perform(curl);
@@ -190,6 +216,11 @@ PostResult HttpTransport::post(const PostRequest& req) {
   } else {
     result.outcome = classify(code);
     result.error = error[0] != '\0' ? std::string(error) : std::string(curl_easy_strerror(code));
+    if (code == CURLE_ABORTED_BY_CALLBACK && progress.read_timed_out) {
+      result.outcome = PostResult::Outcome::timeout;
+      result.error = "no response within the read timeout (" +
+                     std::to_string(req.read_timeout.count()) + " ms)";
+    }
   }
   result.body = std::move(received.body);
   result.retry_after = std::move(received.retry_after);

@@ -25,6 +25,9 @@ struct PostRequest {
   std::string bearer_token;                       // "" = no Authorization: Bearer
   std::chrono::milliseconds connect_timeout{10'000};  // TCP connect
   std::chrono::milliseconds total_timeout{20'000};    // the whole request, connect included
+  // Once the body is sent: the longest wait for any response byte, and between bytes.
+  // 0 = only total_timeout applies. Checked from curl's progress callback (~ms granularity).
+  std::chrono::milliseconds read_timeout{0};
   const std::atomic<bool>* abort = nullptr;       // set to true to stop a transfer (~1 s latency)
 };
 

@@ -53,7 +53,7 @@ using ClientErrorHandler =
     std::function<void(const ClientError& error, const std::vector<AnalyticsEvent>& batch)>;
 
 struct ClientOptions {
-  std::string api_key;  // required: the write key, sent as the basic-auth user name (no password)
+  std::string api_key{};  // required: the write key, sent as the basic-auth user name (no password)
   // The collector. Default: a reqbus node on this machine (its default port). A trailing '/' is
   // removed; batches go to base_url + "/v1/batch".
   std::string base_url = "http://127.0.0.1:7480";
@@ -61,10 +61,10 @@ struct ClientOptions {
   std::chrono::milliseconds flush_interval{100};   // an event waits at most this long before a send
   uint32_t max_retries = 3;                        // retries after the first attempt (4 attempts)
   std::chrono::milliseconds open_timeout{10'000};  // TCP connect
-  // Waiting for the response. libcurl bounds the whole request, so one attempt takes at most
-  // open_timeout + read_timeout.
+  // Once the batch is sent: the longest wait for the response (and between its bytes). One
+  // attempt is further bounded by open_timeout + 2 × read_timeout in all.
   std::chrono::milliseconds read_timeout{10'000};
-  ClientErrorHandler on_error;                     // default: one warn log line per failed batch
+  ClientErrorHandler on_error{};                   // default: one warn log line per failed batch
 
   size_t max_queue = 10'000;                  // events held in memory, sent or not yet
   Overflow overflow = Overflow::drop_newest;  // when max_queue is reached; every drop is counted
@@ -75,7 +75,7 @@ struct ClientOptions {
   std::chrono::milliseconds max_retry_after{60'000};  // cap of an honoured Retry-After
   std::chrono::milliseconds close_timeout{10'000};  // deadline of the destructor's / exit's close
   bool close_at_exit = true;  // close (with close_timeout) from std::atexit if still open
-  std::shared_ptr<Clock> clock;  // nullptr = system_clock(); drives intervals, backoff, deadlines
+  std::shared_ptr<Clock> clock{};  // nullptr = system_clock(); drives intervals, backoff, deadlines
 };
 
 struct ClientStats {
@@ -114,7 +114,7 @@ struct [[nodiscard]] EnqueueResult {
 // Optional per-call fields; filled at enqueue when absent.
 struct CallOptions {
   int64_t timestamp_us = 0;  // when it happened, µs since the epoch; 0 = the clock's now
-  std::string message_id;    // idempotency key; "" = a new UUIDv7
+  std::string message_id{};  // idempotency key; "" = a new UUIDv7
 };
 
 class Client {

@@ -31,10 +31,10 @@ class HttpTransport;
 }
 
 struct HttpSinkOptions {
-  std::string url;        // required: where RequestLog batches go ("http://host:7480/v1/requests")
-  std::string batch_url;  // where identify/group/track go; "" = url
-  std::string bearer_token;  // sent as "Authorization: Bearer <token>" when not empty
-  std::string write_key;     // sent as the basic-auth user name (Segment style) when not empty
+  std::string url{};      // required: where RequestLog batches go ("http://host:7480/v1/requests")
+  std::string batch_url{};  // where identify/group/track go; "" = url
+  std::string bearer_token{};  // sent as "Authorization: Bearer <token>" when not empty
+  std::string write_key{};     // sent as the basic-auth user name (Segment style) when not empty
   // TCP connect bound; each write also stops at its own timeout (whichever is first).
   std::chrono::milliseconds connect_timeout{5000};
   std::chrono::milliseconds max_retry_after{60'000};  // cap of an honoured Retry-After

@@ -61,7 +61,14 @@ HttpTestServer::HttpTestServer() : server_(std::make_unique<httplib::Server>()) 
   port_ = server_->bind_to_any_port("127.0.0.1");
   if (port_ <= 0) throw std::runtime_error("HttpTestServer: cannot bind 127.0.0.1");
   thread_ = std::thread([this] { server_->listen_after_bind(); });
-  // listen_after_bind() accepts connections queued since bind, so the port is usable now.
+  // The port accepts connections from bind on, but httplib 0.11's stop() is a no-op until the
+  // listener thread has marked itself running (and has no wait_until_ready()), so wait for that
+  // here: a server destroyed right away must still be stoppable.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!server_->is_running()) {
+    if (std::chrono::steady_clock::now() > give_up) throw std::runtime_error("HttpTestServer: listener did not start");
+    std::this_thread::yield();
+  }
 }
 
 HttpTestServer::~HttpTestServer() {

@@ -1,0 +1,213 @@
+// HttpSink against a real local HTTP server: bodies, headers, and the fault matrix mapped to
+// WriteResult kinds.
+#include <boost/test/unit_test.hpp>
+#include <nlohmann/json.hpp>
+
+#include <future>
+#include <thread>
+
+#include "analytics/http_transport.hpp"
+#include "reqbus/error.hpp"
+#include "reqbus/http_sink.hpp"
+#include "tests/support/http_test_server.hpp"
+
+using namespace reqbus;
+using namespace std::chrono_literals;
+using reqbus::test::HttpTestServer;
+using reqbus::test::Reply;
+using nlohmann::json;
+
+namespace {
+
+Message request_message(int i) {
+  Message m;
+  m.kind = MessageKind::request_sent;
+  m.request.request_id = "req-" + std::to_string(i);
+  m.request.method = "GET";
+  m.request.path = "/p/" + std::to_string(i);
+  m.request.status_code = 200;
+  m.request.duration_ms = 1.5;
+  m.request.inserted_at = 1'700'000'000'000'000 + i;
+  return m;
+}
+
+Message track_message(int i) {
+  Message m;
+  m.kind = MessageKind::track;
+  m.analytics.type = AnalyticsType::track;
+  m.analytics.message_id = "msg-" + std::to_string(i);
+  m.analytics.user_id = "user-" + std::to_string(i);
+  m.analytics.event = "Clicked";
+  m.analytics.properties_json = R"({"i":)" + std::to_string(i) + "}";
+  m.analytics.timestamp = 1'700'000'000'000'000;
+  return m;
+}
+
+std::vector<Message> requests(int n) {
+  std::vector<Message> batch;
+  for (int i = 0; i < n; ++i) batch.push_back(request_message(i));
+  return batch;
+}
+
+struct Fixture {
+  HttpTestServer server;
+  HttpSink sink{{.url = server.base_url() + "/v1/requests",
+                 .batch_url = server.base_url() + "/v1/batch",
+                 .bearer_token = "tok-1",
+                 .write_key = "wk-1",
+                 .connect_timeout = 2000ms}};
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(HttpSinkTest)
+
+BOOST_FIXTURE_TEST_CASE(request_logs_post_as_a_json_array_with_bearer_token, Fixture) {
+  const WriteResult r = sink.write(requests(3), 5s);
+  BOOST_TEST(r.ok(), r.reason);
+  BOOST_REQUIRE_EQUAL(server.request_count(), 1u);
+  const auto req = server.request(0);
+  BOOST_TEST(req.method == "POST");
+  BOOST_TEST(req.path == "/v1/requests");
+  BOOST_TEST(req.header("Authorization") == "Bearer tok-1");
+  BOOST_TEST(req.header("Content-Type") == "application/json");
+  const json body = json::parse(req.body);
+  BOOST_REQUIRE(body.is_array());
+  BOOST_REQUIRE_EQUAL(body.size(), 3u);
+  BOOST_TEST(body[2]["request_id"] == "req-2");  // the receiver's idempotency key
+  BOOST_TEST(body[2]["path"] == "/p/2");
+  BOOST_TEST(body[2]["status_code"] == 200);
+  BOOST_TEST(body[2]["inserted_at"] == 1'700'000'000'000'002);
+}
+
+BOOST_FIXTURE_TEST_CASE(analytics_events_post_in_the_segment_shape, Fixture) {
+  const WriteResult r = sink.write({track_message(1), track_message(2)}, 5s);
+  BOOST_TEST(r.ok(), r.reason);
+  BOOST_REQUIRE_EQUAL(server.request_count(), 1u);
+  const auto req = server.request(0);
+  BOOST_TEST(req.path == "/v1/batch");
+  const json body = json::parse(req.body);
+  BOOST_REQUIRE_EQUAL(body["batch"].size(), 2u);
+  BOOST_TEST(body["batch"][0]["type"] == "track");
+  BOOST_TEST(body["batch"][0]["messageId"] == "msg-1");
+  BOOST_TEST(body["batch"][1]["properties"]["i"] == 2);
+  BOOST_TEST(body.contains("sentAt"));
+}
+
+BOOST_FIXTURE_TEST_CASE(a_mixed_batch_is_two_posts_requests_first, Fixture) {
+  const WriteResult r = sink.write({track_message(1), request_message(1)}, 5s);
+  BOOST_TEST(r.ok(), r.reason);
+  BOOST_REQUIRE_EQUAL(server.request_count(), 2u);
+  BOOST_TEST(server.request(0).path == "/v1/requests");
+  BOOST_TEST(server.request(1).path == "/v1/batch");
+  // The second POST failing fails the write, so the caller retries the whole batch.
+  server.push(Reply::ok());
+  server.push(Reply::status_code(500));
+  BOOST_TEST((sink.write({track_message(1), request_message(1)}, 5s).kind == WriteResult::Kind::retry));
+}
+
+BOOST_FIXTURE_TEST_CASE(status_429_and_503_honour_retry_after, Fixture) {
+  server.push(Reply::retry_after_seconds(429, "7"));
+  WriteResult r = sink.write(requests(1), 5s);
+  BOOST_TEST((r.kind == WriteResult::Kind::retry));
+  BOOST_TEST(r.retry_after.count() == 7000);
+  BOOST_TEST(r.reason.find("HTTP 429") != std::string::npos, r.reason);
+  server.push(Reply::retry_after_seconds(503, "2"));
+  r = sink.write(requests(1), 5s);
+  BOOST_TEST((r.kind == WriteResult::Kind::retry));
+  BOOST_TEST(r.retry_after.count() == 2000);
+  server.push(Reply::status_code(503));  // no Retry-After: retry with no floor
+  r = sink.write(requests(1), 5s);
+  BOOST_TEST((r.kind == WriteResult::Kind::retry));
+  BOOST_TEST(r.retry_after.count() == 0);
+}
+
+BOOST_FIXTURE_TEST_CASE(other_5xx_is_retry_later, Fixture) {
+  server.push(Reply::status_code(500, "database on fire"));
+  const WriteResult r = sink.write(requests(1), 5s);
+  BOOST_TEST((r.kind == WriteResult::Kind::retry));
+  BOOST_TEST(r.reason.find("HTTP 500") != std::string::npos, r.reason);
+  BOOST_TEST(r.reason.find("database on fire") != std::string::npos, r.reason);
+}
+
+BOOST_FIXTURE_TEST_CASE(status_4xx_is_a_permanent_failure_with_a_body_snippet, Fixture) {
+  server.push(Reply::status_code(400, R"({"error":"batch[0].userId: missing"})" + std::string(500, ' ')));
+  const WriteResult r = sink.write(requests(1), 5s);
+  BOOST_TEST((r.kind == WriteResult::Kind::permanent));
+  BOOST_TEST(r.reason.find("HTTP 400") != std::string::npos, r.reason);
+  BOOST_TEST(r.reason.find("userId: missing") != std::string::npos, r.reason);
+  BOOST_TEST(r.reason.size() < 400u);  // a snippet, not the whole body
+  server.push(Reply::status_code(401));
+  BOOST_TEST((sink.write(requests(1), 5s).kind == WriteResult::Kind::permanent));
+}
+
+BOOST_FIXTURE_TEST_CASE(a_hang_past_the_write_timeout_is_retry_later, Fixture) {
+  server.push(Reply::hang());
+  const auto start = std::chrono::steady_clock::now();
+  const WriteResult r = sink.write(requests(1), 300ms);
+  const auto took = std::chrono::steady_clock::now() - start;
+  BOOST_TEST((r.kind == WriteResult::Kind::retry));
+  BOOST_TEST(r.reason.find("timeout") != std::string::npos, r.reason);
+  BOOST_TEST(took < 5s);  // bounded by the write timeout, not by the server's hang
+  server.release_hangs();
+}
+
+BOOST_FIXTURE_TEST_CASE(a_dropped_connection_is_retry_later, Fixture) {
+  server.push(Reply::drop());
+  const WriteResult r = sink.write(requests(2), 5s);
+  BOOST_TEST((r.kind == WriteResult::Kind::retry), r.reason);
+  BOOST_TEST(r.reason.find("network error") != std::string::npos, r.reason);
+  BOOST_TEST(sink.write(requests(2), 5s).ok());  // the next write gets a fresh connection
+}
+
+BOOST_AUTO_TEST_CASE(a_refused_connection_is_retry_later) {
+  std::string url;
+  {
+    HttpTestServer gone;
+    url = gone.base_url() + "/v1/requests";
+  }
+  HttpSink sink({.url = url});
+  const WriteResult r = sink.write(requests(1), 5s);
+  BOOST_TEST((r.kind == WriteResult::Kind::retry));
+  BOOST_TEST(r.reason.find("connect failed") != std::string::npos, r.reason);
+}
+
+BOOST_FIXTURE_TEST_CASE(an_event_with_invalid_json_is_a_permanent_failure, Fixture) {
+  Message m = track_message(1);
+  m.analytics.properties_json = "{oops";
+  const WriteResult r = sink.write({m}, 5s);
+  BOOST_TEST((r.kind == WriteResult::Kind::permanent));
+  BOOST_TEST(r.reason.find("properties: invalid JSON") != std::string::npos, r.reason);
+  BOOST_TEST(server.request_count() == 0u);
+}
+
+BOOST_FIXTURE_TEST_CASE(concurrent_writes_all_arrive, Fixture) {
+  std::vector<std::future<WriteResult>> results;
+  for (int t = 0; t < 4; ++t)
+    results.push_back(std::async(std::launch::async, [&] { return sink.write(requests(5), 10s); }));
+  for (auto& f : results) BOOST_TEST(f.get().ok());
+  BOOST_TEST(server.request_count() == 4u);
+}
+
+BOOST_AUTO_TEST_CASE(bad_options_name_the_field) {
+  BOOST_CHECK_EXCEPTION(HttpSink({}), Error,
+                        [](const Error& e) { return std::string(e.what()) == "url: required"; });
+  BOOST_CHECK_EXCEPTION(HttpSink({.url = "ftp://x"}), Error, [](const Error& e) {
+    return std::string(e.what()).starts_with("url: \"ftp://x\"");
+  });
+  HttpSink ok({.url = "http://127.0.0.1:1/v1/requests"});
+  BOOST_TEST(ok.name() == "http:http://127.0.0.1:1/v1/requests");
+}
+
+BOOST_AUTO_TEST_CASE(retry_after_parses_seconds_and_http_dates) {
+  using http::parse_retry_after;
+  BOOST_TEST(parse_retry_after("120", 0).value().count() == 120'000);
+  BOOST_TEST(parse_retry_after("999999", 0).value().count() == 600'000);  // capped
+  // Sun, 06 Nov 1994 08:49:37 GMT = 784111777
+  BOOST_TEST(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", 784'111'767).value().count() == 10'000);
+  BOOST_TEST(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", 784'111'800).value().count() == 0);
+  BOOST_TEST(!parse_retry_after("", 0).has_value());
+  BOOST_TEST(!parse_retry_after("soon", 0).has_value());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
