@@ -15,6 +15,7 @@
 #include <unordered_set>
 
 #include "analytics/request_json.hpp"
+#include "analytics/sinks/timed_gate.hpp"
 #include "reqbus/error.hpp"
 #include "reqbus/log.hpp"
 
@@ -163,7 +164,7 @@ struct NdjsonSink::Impl {
 
   const NdjsonSinkOptions opt;
   const std::string name;
-  std::timed_mutex mu;  // guards fd and recent
+  detail::TimedGate gate;  // held while using fd and recent
   int fd = -1;
   RecentIds recent;
   std::atomic<uint64_t> batches{0}, lines{0}, duplicates{0}, replaced{0}, retries{0}, errors{0};
@@ -220,8 +221,8 @@ NdjsonSink::~NdjsonSink() = default;
 
 WriteResult NdjsonSink::write(const std::vector<Message>& batch, std::chrono::milliseconds timeout) {
   Impl& d = *impl_;
-  std::unique_lock<std::timed_mutex> lock(d.mu, std::defer_lock);
-  if (!lock.try_lock_for(timeout)) {
+  detail::TimedGate::Hold hold(d.gate, timeout);
+  if (!hold.acquired()) {
     ++d.retries;
     return WriteResult::retry_later(d.name + ": another write held the file for " +
                                         std::to_string(timeout.count()) + " ms",
@@ -260,7 +261,7 @@ WriteResult NdjsonSink::write(const std::vector<Message>& batch, std::chrono::mi
 std::string NdjsonSink::name() const { return impl_->name; }
 
 void NdjsonSink::reopen() {
-  std::lock_guard<std::timed_mutex> lock(impl_->mu);
+  detail::TimedGate::Hold hold(impl_->gate, std::chrono::hours(24));  // waits out a write
   impl_->close_file();
 }
 

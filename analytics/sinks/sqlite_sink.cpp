@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "analytics/sinks/schema.hpp"
+#include "analytics/sinks/timed_gate.hpp"
 #include "reqbus/error.hpp"
 #include "reqbus/log.hpp"
 
@@ -77,7 +78,7 @@ struct SqliteSink::Impl {
   const SqliteSinkOptions opt;
   const std::string name;
 
-  std::timed_mutex mu;  // guards everything below down to `deadline`
+  detail::TimedGate gate;  // held while using everything below down to `busy_ms`
   sqlite3* db = nullptr;
   Stmt begin, commit, insert_request, insert_event, insert_flush, add_counter;
   bool ready = false;            // opened, migrated and statements prepared
@@ -284,8 +285,8 @@ struct SqliteSink::Impl {
   // Locks the connection, opens it if needed, runs body(); turns every error into a result.
   template <class Body>
   WriteResult transact(ms timeout, bool in_transaction, Body&& body) {
-    std::unique_lock<std::timed_mutex> lock(mu, std::defer_lock);
-    if (!lock.try_lock_for(timeout)) {
+    detail::TimedGate::Hold hold(gate, timeout);
+    if (!hold.acquired()) {
       ++retries;
       return WriteResult::retry_later(name + ": another write held the connection for " +
                                           std::to_string(timeout.count()) + " ms",
@@ -394,7 +395,7 @@ WriteResult SqliteSink::open(ms timeout) {
 }
 
 void SqliteSink::close() {
-  std::lock_guard<std::timed_mutex> lock(impl_->mu);
+  detail::TimedGate::Hold hold(impl_->gate, std::chrono::hours(24));  // waits out a write
   impl_->close_connection();
 }
 
