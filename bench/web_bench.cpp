@@ -1,0 +1,294 @@
+// web_bench: the example web site (examples/demo_site.hpp) under wrk, with reqbus publishing one
+// RequestLog per request (examples/request_logger.hpp, as examples/web_server does) against the
+// same site without it, in the same run (issue 4 point 5: <= 3 % throughput, <= 5 % p99 cost).
+//
+//   web_bench [--runs N] [--duration S] [--threads N] [--connections N] [--nagle] [--json] [--quick]
+//
+// Each run starts this program again as a server child (`--serve off|publish`) on a free
+// loopback port, runs `wrk --latency -t2 -c32 -d10s` against it with bench/web_bench.lua (a mix
+// of the site's pages, products, search, 404s and a POST), and stops it. The server sets
+// TCP_NODELAY (--nagle: not, like examples/web_server; then every keep-alive response waits
+// ~40 ms for a delayed ACK and the run measures that). Runs alternate
+// off, publish, off, publish, ... so machine noise hits both alike; figures are medians, the
+// overhead is the median of the per-pair ratios.
+//   off      demo site only, no Bus, no RequestLogger hooks
+//   publish  demo site + RequestLogger on an in-process Bus (drop_newest, as web_server) with a
+//            local handler subscription counting every event — what a node or `reqbus demo`
+//            has in-process. The server child reports served/published/dropped at exit; a
+//            publish run fails if an event was dropped or not delivered.
+// wrk is not installed by this program: it exits 2 if wrk is not on PATH (Debian: apt-get
+// install wrk).
+#include <httplib.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench/bench_util.hpp"
+#include "examples/demo_site.hpp"
+#include "examples/request_logger.hpp"
+#include "reqbus/bus.hpp"
+
+using namespace reqbus;
+using namespace reqbus::bench;
+
+namespace {
+
+// --- server child -------------------------------------------------------------------------------
+
+int serve(const std::string& mode, bool nodelay) {
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+
+  std::unique_ptr<Bus> bus;
+  std::unique_ptr<examples::RequestLogger> logger;
+  Subscription sub;
+  std::atomic<uint64_t> delivered{0};
+  httplib::Server server;
+  server.set_socket_options([nodelay](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    // httplib writes a response's headers and body separately; without TCP_NODELAY (Linux
+    // passes it on to accepted sockets) every keep-alive response after the first waits for the
+    // client's delayed ACK, ~40 ms, and both variants measure that instead of the server.
+    if (nodelay) setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
+  });
+  examples::install_demo_site(server);
+  // How the driver stops this server once wrk is done (SIGTERM is taken by sigwait below).
+  server.Get("/__bench_stop", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("stopping\n", "text/plain");
+    kill(getpid(), SIGTERM);
+  });
+  if (mode == "publish") {
+    BusOptions bo;
+    bo.name = "web-bench";
+    bo.node_id = "web-bench";
+    bo.overflow = Overflow::drop_newest;  // as examples/web_server: never hold up a server thread
+    bus = std::make_unique<Bus>(bo);
+    SubscribeOptions so;
+    so.scope = Scope::local_only;
+    so.name = "count";
+    sub = bus->subscribe(so, [&](const Message&) { delivered.fetch_add(1, std::memory_order_relaxed); });
+    logger = std::make_unique<examples::RequestLogger>(*bus);
+    logger->install(server);
+  } else if (mode != "off") {
+    std::fprintf(stderr, "web_bench: --serve off|publish, not %s\n", mode.c_str());
+    return 2;
+  }
+  const int port = server.bind_to_any_port("127.0.0.1");
+  if (port <= 0) return 1;
+  write_line("port " + std::to_string(port));
+  std::thread http([&] { server.listen_after_bind(); });
+  int sig = 0;
+  sigwait(&stop, &sig);
+  server.stop();
+  http.join();
+  std::string report = "served ";
+  if (logger) {
+    const CloseReport r = bus->close(std::chrono::seconds(30));
+    sub.close();
+    const auto s = logger->stats();
+    report += std::to_string(s.served) + " published " + std::to_string(s.published) + " dropped " +
+              std::to_string(s.not_published()) + " delivered " + std::to_string(delivered.load()) +
+              (r.deadline_reached ? " deadline" : "");
+  } else {
+    report += "0 published 0 dropped 0 delivered 0";
+  }
+  write_line(report);
+  return 0;
+}
+
+// --- driver -------------------------------------------------------------------------------------
+
+struct WrkResult {
+  double requests_per_s = 0;
+  double p50_ms = 0, p99_ms = 0;
+  uint64_t requests = 0, errors = 0;
+};
+
+// "1.23ms" / "850.00us" / "2.01s" -> milliseconds.
+double to_ms(const std::string& v) {
+  const double x = std::strtod(v.c_str(), nullptr);
+  if (v.size() > 2 && v.substr(v.size() - 2) == "us") return x / 1000;
+  if (v.size() > 2 && v.substr(v.size() - 2) == "ms") return x;
+  if (!v.empty() && v.back() == 's') return x * 1000;
+  return x;
+}
+
+WrkResult run_wrk(const std::string& wrk, const std::string& script, int port, int threads,
+                  int connections, int seconds) {
+  const std::string cmd = wrk + " --latency -t" + std::to_string(threads) + " -c" +
+                          std::to_string(connections) + " -d" + std::to_string(seconds) + "s -s " + script +
+                          " http://127.0.0.1:" + std::to_string(port) + "/ 2>&1";
+  std::FILE* p = popen(cmd.c_str(), "r");
+  if (!p) throw std::runtime_error("cannot run wrk");
+  std::string out;
+  char buf[4096];
+  while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  if (pclose(p) != 0) throw std::runtime_error("wrk failed:\n" + out);
+  WrkResult r;
+  std::istringstream lines(out);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream f(line);
+    std::string a, b;
+    f >> a >> b;
+    if (a == "Requests/sec:") r.requests_per_s = std::strtod(b.c_str(), nullptr);
+    else if (a == "50%") r.p50_ms = to_ms(b);
+    else if (a == "99%") r.p99_ms = to_ms(b);
+    else if (line.find("requests in") != std::string::npos) r.requests = std::strtoull(a.c_str(), nullptr, 10);
+    else if (a == "Non-2xx") {}  // the mix has 404s and 401s on purpose
+    else if (a == "Socket" && b == "errors:") r.errors += 1;
+  }
+  if (r.requests_per_s <= 0 || r.p99_ms <= 0) throw std::runtime_error("cannot read wrk's output:\n" + out);
+  if (r.errors) std::fprintf(stderr, "web_bench: wrk reported socket errors:\n%s\n", out.c_str());
+  return r;
+}
+
+std::string find_on_path(const std::string& program) {
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path ? path : "/usr/bin:/bin");
+  for (std::string d; std::getline(dirs, d, ':');)
+    if (!d.empty() && access((d + "/" + program).c_str(), X_OK) == 0) return d + "/" + program;
+  return {};
+}
+
+// The script next to the source (bench/web_bench.lua); the build passes its path.
+#ifndef REQBUS_WEB_BENCH_LUA
+#define REQBUS_WEB_BENCH_LUA "bench/web_bench.lua"
+#endif
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc >= 3 && std::string(argv[1]) == "--serve")
+    return serve(argv[2], !(argc == 4 && std::string(argv[3]) == "--nagle"));
+  int duration = 10, threads = 2, connections = 32;
+  bool nagle = false;  // --nagle: leave TCP_NODELAY off, as examples/web_server does
+  CommonFlags common;
+  try {
+    const bool runs_given = [&] {
+      for (int i = 1; i < argc; ++i)
+        if (std::string(argv[i]) == "--runs") return true;
+      return false;
+    }();
+    common = parse_common_flags(argc, argv, 0);
+    if (!runs_given && !common.quick) common.runs = 5;
+    if (common.quick) duration = 3;
+    for (size_t i = 0; i < common.rest.size(); ++i) {
+      const std::string& a = common.rest[i];
+      auto number = [&]() {
+        if (i + 1 >= common.rest.size()) throw std::invalid_argument(a + ": missing value");
+        const int v = std::atoi(common.rest[++i].c_str());
+        if (v <= 0) throw std::invalid_argument(a + ": not a positive number");
+        return v;
+      };
+      if (a == "--duration") duration = number();
+      else if (a == "--threads") threads = number();
+      else if (a == "--connections") connections = number();
+      else if (a == "--nagle") nagle = true;
+      else throw std::invalid_argument("unknown argument " + a);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "web_bench: %s\nusage: web_bench [--runs N] [--duration S] [--threads N] "
+                         "[--connections N] [--json] [--quick]\n", e.what());
+    return 2;
+  }
+  const std::string wrk = find_on_path("wrk");
+  if (wrk.empty()) {
+    std::fprintf(stderr, "web_bench: wrk is not on PATH (Debian: apt-get install wrk)\n");
+    return 2;
+  }
+  const std::string script = REQBUS_WEB_BENCH_LUA;
+  if (access(script.c_str(), R_OK) != 0) {
+    std::fprintf(stderr, "web_bench: cannot read the wrk script %s\n", script.c_str());
+    return 2;
+  }
+
+  try {
+    std::vector<double> rps[2], p50[2], p99[2], rps_ratio, p99_ratio;
+    uint64_t served = 0, published = 0, delivered = 0, dropped = 0;
+    const char* modes[2] = {"off", "publish"};
+    for (int run = 0; run < common.runs; ++run) {
+      WrkResult pair[2];
+      for (int m = 0; m < 2; ++m) {
+        Child child(nagle ? std::vector<std::string>{"--serve", modes[m], "--nagle"}
+                          : std::vector<std::string>{"--serve", modes[m]});
+        const auto hello = child.read_line(30000);
+        if (!hello || hello->rfind("port ", 0) != 0) throw std::runtime_error("server child did not start");
+        const int port = std::atoi(hello->c_str() + 5);
+        pair[m] = run_wrk(wrk, script, port, threads, connections, duration);
+        httplib::Client stopper("127.0.0.1", port);
+        stopper.Get("/__bench_stop");
+        const auto report = child.read_line(60000);
+        if (child.wait() != 0 || !report) throw std::runtime_error(std::string(modes[m]) + " server failed");
+        if (m == 1) {
+          uint64_t s = 0, p = 0, d = 0, x = 0;
+          char extra[32] = {0};
+          const int n = std::sscanf(report->c_str(), "served %lu published %lu dropped %lu delivered %lu %31s",
+                                    &s, &p, &d, &x, extra);
+          if (n < 4 || d != 0 || p != x || p + 1 < s)
+            throw std::runtime_error("publish server lost events: " + *report);
+          served += s, published += p, dropped += d, delivered += x;
+        }
+        rps[m].push_back(pair[m].requests_per_s);
+        p50[m].push_back(pair[m].p50_ms);
+        p99[m].push_back(pair[m].p99_ms);
+      }
+      rps_ratio.push_back(pair[1].requests_per_s / pair[0].requests_per_s);
+      p99_ratio.push_back(pair[1].p99_ms / pair[0].p99_ms);
+      std::fprintf(stderr, "run %d/%d: off %.0f req/s p99 %.2f ms | publish %.0f req/s p99 %.2f ms | load %s\n",
+                   run + 1, common.runs, pair[0].requests_per_s, pair[0].p99_ms, pair[1].requests_per_s,
+                   pair[1].p99_ms, load_average().c_str());
+    }
+    const std::string load = load_average();
+    const std::string wrk_args = "--latency -t" + std::to_string(threads) + " -c" + std::to_string(connections) +
+                                 " -d" + std::to_string(duration) + "s";
+    std::vector<Result> results;
+    for (int m = 0; m < 2; ++m) {
+      Result r;
+      r.name = std::string("web_") + modes[m];
+      r.value = std::round(median(rps[m]));
+      r.unit = "req/s";
+      if (m == 1) {
+        r.baseline = "web_off";
+        r.ratio = median(rps_ratio);
+        r.add("throughput_overhead_pct", (1 - r.ratio) * 100).add("target_overhead_pct", 3.0)
+            .add("meets_target", (1 - r.ratio) * 100 <= 3.0);
+      }
+      r.add("tcp_nodelay", !nagle).add("min", std::round(*std::min_element(rps[m].begin(), rps[m].end())))
+          .add("max", std::round(*std::max_element(rps[m].begin(), rps[m].end())))
+          .add("p50_ms", median(p50[m])).add("p99_ms", median(p99[m])).add("runs", double(common.runs))
+          .add("wrk", wrk_args);
+      if (m == 1) r.add("served", double(served)).add("published", double(published))
+                      .add("delivered", double(delivered)).add("dropped", double(dropped));
+      results.push_back(r);
+    }
+    Result lat;
+    lat.name = "web_publish_p99";
+    lat.value = median(p99[1]);
+    lat.unit = "ms";
+    lat.baseline = "web_off_p99";
+    lat.ratio = median(p99_ratio);
+    lat.add("baseline_value", median(p99[0])).add("p99_overhead_pct", (lat.ratio - 1) * 100)
+        .add("target_overhead_pct", 5.0).add("meets_target", (lat.ratio - 1) * 100 <= 5.0);
+    results.push_back(lat);
+    for (auto& r : results) r.add("loadavg", load);
+    print_results(results, common.json);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "web_bench: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

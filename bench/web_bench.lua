@@ -1,0 +1,27 @@
+-- wrk script for bench/web_bench.cpp: a mix of the demo site's requests (examples/demo_site.hpp):
+-- home, product pages (some unknown ids -> 404), search (some without q -> 400), the login
+-- form and a failed login POST (401), and unknown paths (404). Realistic browser headers.
+local paths = {
+  "/", "/products/1", "/products/7", "/products/12", "/products/24", "/products/99",
+  "/api/search?q=shoe", "/api/search?q=bag", "/api/search", "/login", "/missing/page",
+  "/products/3", "/products/5", "/", "/products/18",
+}
+local agents = {
+  "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/119.0.0.0 Safari/537.36",
+  "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1",
+  "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+}
+local counter = 0
+
+request = function()
+  counter = counter + 1
+  local headers = {
+    ["User-Agent"] = agents[(counter % #agents) + 1],
+    ["Referer"] = "https://www.google.com/search?q=shop",
+  }
+  if counter % 20 == 0 then
+    headers["Content-Type"] = "application/x-www-form-urlencoded"
+    return wrk.format("POST", "/login", headers, "username=demo&password=wrong")
+  end
+  return wrk.format("GET", paths[(counter % #paths) + 1], headers)
+end
