@@ -214,7 +214,9 @@ inline void RequestLogger::on_written(const httplib::Request& req, const httplib
   }
   RequestLog log;
   log.method = fit(req.method, RequestLogLimits::method);
-  log.path = req.path.empty() ? std::string("/") : fit(req.path, RequestLogLimits::path);
+  // A request line httplib could not split has no path: "-", as in the combined log format,
+  // rather than a made-up "/" that would count towards the home page.
+  log.path = req.path.empty() ? std::string("-") : fit(req.path, RequestLogLimits::path);
   log.status_code = uint16_t(res.status >= 100 && res.status <= 599 ? res.status : 500);
   log.duration_ms = f.started ? std::chrono::duration<double, std::milli>(end - f.start).count() : 0.0;
   log.user_agent = fit(req.get_header_value("User-Agent"), RequestLogLimits::user_agent);
