@@ -13,6 +13,11 @@ constexpr int kPerDecade = 20;
 constexpr double kMinMs = 0.01;
 constexpr int kBuckets = 7 * kPerDecade + 2;
 
+// Events up to this far ahead of the local clock (a peer's clock running fast) still count in
+// the per-second rings, which hold that many extra slots so such an event never overwrites a
+// second that is still inside the window.
+constexpr int64_t kFutureSeconds = 5;
+
 int bucket_of(double ms) {
   if (!(ms > kMinMs)) return 0;
   const int b = 1 + int(std::floor(std::log10(ms / kMinMs) * kPerDecade));
@@ -68,7 +73,8 @@ class LiveStats::Aggregate {
  public:
   explicit Aggregate(const LiveStatsOptions& o)
       : o_(o), paths_(o.max_keys), referers_(o.max_keys), not_found_(o.max_keys),
-        series_(size_t(o.series_seconds)), latency_(size_t(o.latency_seconds)) {}
+        series_(size_t(o.series_seconds + kFutureSeconds + 1)),
+        latency_(size_t(o.latency_seconds + kFutureSeconds + 1)) {}
 
   void add(const RequestLog& e, const VisitorId& visitor, int64_t now_s) {
     ++total_;
@@ -87,13 +93,13 @@ class LiveStats::Aggregate {
       pl->second.max_ms = std::max(pl->second.max_ms, e.duration_ms);
       ++pl->second.n;
     }
-    if (t <= now_s + 5 && t > now_s - o_.series_seconds) {
+    if (t <= now_s + kFutureSeconds && t > now_s - o_.series_seconds) {
       Second& s = slot(series_, t);
       ++s.count;
       if (e.status_code >= 500) ++s.errors5;
       else if (e.status_code >= 400) ++s.errors4;
     }
-    if (t <= now_s + 5 && t > now_s - o_.latency_seconds) ++slot(latency_, t).buckets[size_t(bucket_of(e.duration_ms))];
+    if (t <= now_s + kFutureSeconds && t > now_s - o_.latency_seconds) ++slot(latency_, t).buckets[size_t(bucket_of(e.duration_ms))];
     if (t > now_s - o_.visitor_seconds) {
       auto it = visitors_.find(visitor);
       if (it != visitors_.end()) {

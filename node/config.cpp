@@ -1,0 +1,225 @@
+#include "node/config.hpp"
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+namespace reqbus::node {
+namespace {
+
+struct Reader {
+  const toml::table& table;
+  std::string prefix;  // "bus." for keys of [bus]
+  std::string error;
+
+  std::string key(std::string_view k) const { return prefix + std::string(k); }
+  std::string where(const toml::node& n) const {
+    return n.source().begin ? std::to_string(n.source().begin.line) + ": " : std::string();
+  }
+  bool fail(const toml::node& n, std::string_view k, const std::string& what) {
+    if (error.empty()) error = where(n) + key(k) + ": " + what;
+    return false;
+  }
+  void string(std::string_view k, std::string& out) {
+    if (const toml::node* n = table.get(k)) {
+      if (auto v = n->value<std::string>(); v && n->is_string()) out = *v;
+      else fail(*n, k, "must be a string");
+    }
+  }
+  template <class Int>
+  void integer(std::string_view k, Int& out, int64_t min, int64_t max) {
+    if (const toml::node* n = table.get(k)) {
+      if (!n->is_integer()) {
+        fail(*n, k, "must be an integer");
+        return;
+      }
+      const int64_t v = *n->value<int64_t>();
+      if (v < min || v > max) fail(*n, k, "must be in " + std::to_string(min) + ".." + std::to_string(max));
+      else out = Int(v);
+    }
+  }
+  void millis(std::string_view k, std::chrono::milliseconds& out, int64_t max = 86'400'000) {
+    int64_t v = out.count();
+    integer(k, v, 0, max);
+    out = std::chrono::milliseconds(v);
+  }
+  void boolean(std::string_view k, bool& out) {
+    if (const toml::node* n = table.get(k)) {
+      if (n->is_boolean()) out = *n->value<bool>();
+      else fail(*n, k, "must be true or false");
+    }
+  }
+  void strings(std::string_view k, std::vector<std::string>& out) {
+    if (const toml::node* n = table.get(k)) {
+      const toml::array* a = n->as_array();
+      if (!a) {
+        fail(*n, k, "must be an array of strings");
+        return;
+      }
+      out.clear();
+      for (const toml::node& e : *a) {
+        if (!e.is_string()) {
+          fail(e, k, "must be an array of strings");
+          return;
+        }
+        out.push_back(*e.value<std::string>());
+      }
+    }
+  }
+  // A "HOST:PORT" string; the error keeps the line like every other.
+  void listen(std::string_view k, std::string& host, int& port) {
+    std::string v;
+    string(k, v);
+    if (v.empty() || !error.empty()) return;
+    if (auto e = parse_listen(v, key(k), host, port); !e.empty()) {
+      const toml::node* n = table.get(k);
+      error = where(*n) + e;
+    }
+  }
+  void overflow(std::string_view k, Overflow& out) {
+    std::string v;
+    string(k, v);
+    if (v.empty()) return;
+    if (v == "block") out = Overflow::block;
+    else if (v == "drop_newest") out = Overflow::drop_newest;
+    else if (v == "drop_oldest") out = Overflow::drop_oldest;
+    else fail(*table.get(k), k, "must be \"block\", \"drop_newest\" or \"drop_oldest\"");
+  }
+  // Unknown keys are errors: a typo must not silently fall back to a default.
+  void only(std::initializer_list<std::string_view> known) {
+    const std::set<std::string_view> allowed(known);
+    for (const auto& [k, n] : table)
+      if (!allowed.count(k.str())) fail(n, k.str(), "unknown key");
+  }
+  const toml::table* sub(std::string_view k) {
+    const toml::node* n = table.get(k);
+    if (!n) return nullptr;
+    if (!n->is_table()) {
+      fail(*n, k, "must be a table ([" + std::string(k) + "])");
+      return nullptr;
+    }
+    return n->as_table();
+  }
+};
+
+}  // namespace
+
+std::string parse_listen(std::string_view value, std::string_view key, std::string& host, int& port) {
+  const size_t colon = value.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return std::string(key) + ": '" + std::string(value) + "' is not HOST:PORT";
+  int p = -1;
+  try {
+    size_t used = 0;
+    p = std::stoi(std::string(value.substr(colon + 1)), &used);
+    if (used != value.size() - colon - 1) p = -1;
+  } catch (...) {
+  }
+  if (p < 0 || p > 65535) return std::string(key) + ": port in '" + std::string(value) + "' is not 0..65535";
+  host = std::string(value.substr(0, colon));
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  port = p;
+  return {};
+}
+
+std::string apply_config(std::string_view text, std::string_view source_name, NodeOptions& o) {
+  toml::table root;
+  try {
+    root = toml::parse(text, source_name);
+  } catch (const toml::parse_error& e) {
+    return std::string(source_name) + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description());
+  }
+  std::string error;
+  auto done = [&](Reader& r) {
+    if (error.empty() && !r.error.empty()) error = std::string(source_name) + ":" + r.error;
+  };
+  Reader top{root, "", {}};
+  top.only({"node_id", "store", "spool_dir", "bus", "http", "batcher", "counters", "syslog"});
+  top.string("node_id", o.bus.node_id);
+  top.string("store", o.store);
+  top.string("spool_dir", o.spool_dir);
+  if (const toml::table* t = top.sub("bus")) {
+    Reader r{*t, "bus.", {}};
+    r.only({"name", "bind", "peers", "queue_max_events", "queue_max_bytes", "overflow", "block_timeout_ms",
+            "max_events_per_frame", "inproc_hwm", "tcp_hwm", "max_message_bytes"});
+    r.string("name", o.bus.name);
+    r.string("bind", o.bus.bind);
+    r.strings("peers", o.bus.peers);
+    r.integer("queue_max_events", o.bus.queue_max_events, 1, 1LL << 30);
+    r.integer("queue_max_bytes", o.bus.queue_max_bytes, 65536, 1LL << 40);
+    r.overflow("overflow", o.bus.overflow);
+    r.millis("block_timeout_ms", o.bus.block_timeout);
+    r.integer("max_events_per_frame", o.bus.max_events_per_frame, 1, 4096);
+    r.integer("inproc_hwm", o.bus.inproc_hwm, 1, 1 << 24);
+    r.integer("tcp_hwm", o.bus.tcp_hwm, 0, 1 << 24);
+    r.integer("max_message_bytes", o.bus.max_message_bytes, 4096, 1LL << 30);
+    done(r);
+  }
+  if (const toml::table* t = top.sub("http")) {
+    Reader r{*t, "http.", {}};
+    r.only({"enabled", "listen", "token", "write_keys", "max_body_bytes", "threads"});
+    r.boolean("enabled", o.http_enabled);
+    r.listen("listen", o.http.host, o.http.port);
+    r.string("token", o.http.bearer_token);
+    r.strings("write_keys", o.http.write_keys);
+    r.integer("max_body_bytes", o.http.max_body_bytes, 1024, 1LL << 32);
+    r.integer("threads", o.http.threads, 2, 1024);
+    done(r);
+  }
+  if (const toml::table* t = top.sub("batcher")) {
+    Reader r{*t, "batcher.", {}};
+    r.only({"pool_size", "flush_at", "flush_interval_ms", "flush_jitter_ms", "max_batch_bytes", "flush_workers",
+            "retry_max_attempts", "retry_base_backoff_ms", "import_timeout_ms", "max_queued_events", "overflow",
+            "active", "debug"});
+    r.integer("pool_size", o.batcher.pool_size, 1, 1024);
+    r.integer("flush_at", o.batcher.flush_at, 1, 1 << 20);
+    r.millis("flush_interval_ms", o.batcher.flush_interval);
+    r.millis("flush_jitter_ms", o.batcher.flush_jitter);
+    r.integer("max_batch_bytes", o.batcher.max_batch_bytes, 1024, 1LL << 32);
+    r.integer("flush_workers", o.batcher.flush_workers, 1, 256);
+    r.integer("retry_max_attempts", o.batcher.retry_max_attempts, 1, 1000);
+    r.millis("retry_base_backoff_ms", o.batcher.retry_base_backoff);
+    r.millis("import_timeout_ms", o.batcher.import_timeout);
+    r.integer("max_queued_events", o.batcher.max_queued_events, 1, 1LL << 32);
+    r.overflow("overflow", o.batcher.overflow);
+    r.boolean("active", o.batcher.active);
+    r.boolean("debug", o.batcher.debug);
+    done(r);
+  }
+  if (const toml::table* t = top.sub("counters")) {
+    Reader r{*t, "counters.", {}};
+    r.only({"interval_ms", "jitter_ms", "backoff_ms", "timeout_ms", "max_keys"});
+    r.millis("interval_ms", o.counters.interval);
+    r.millis("jitter_ms", o.counters.jitter);
+    r.millis("backoff_ms", o.counters.backoff);
+    r.millis("timeout_ms", o.counters.timeout);
+    r.integer("max_keys", o.counters.max_keys, 1, 1LL << 32);
+    done(r);
+  }
+  if (const toml::table* t = top.sub("syslog")) {
+    Reader r{*t, "syslog.", {}};
+    r.only({"listen"});
+    std::string host;  // checked here so a typo stops the node with the line, not at bind time
+    int port = 0;
+    r.listen("listen", host, port);
+    if (r.error.empty()) r.string("listen", o.syslog_listen);
+    done(r);
+  }
+  done(top);
+  return error;
+}
+
+std::string apply_config_file(const std::string& path, NodeOptions& options) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return path + ": is a directory, not a config file";
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return path + ": cannot open the config file";
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return path + ": cannot read the config file";
+  if (text.str().size() > (1 << 20)) return path + ": config file larger than 1 MiB";
+  return apply_config(text.str(), path, options);
+}
+
+}  // namespace reqbus::node

@@ -1,0 +1,269 @@
+// node::apply_config / apply_config_file / parse_listen: every documented key parses into
+// NodeOptions; unknown keys, wrong types, out-of-range values and TOML syntax errors are refused
+// with one message naming the file, the line and the key.
+#include <boost/test/unit_test.hpp>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "node/config.hpp"
+#include "tests/support/temp_dir.hpp"
+
+using namespace reqbus;
+using namespace reqbus::node;
+
+namespace {
+
+// Every key, each set to a value different from its default.
+const char* kEveryKey = R"(node_id   = "web-7"
+store     = "postgres:host=db dbname=reqbus"
+spool_dir = "/var/spool/reqbus"
+
+[bus]
+name                 = "edge"
+bind                 = "tcp://0.0.0.0:7401"
+peers                = ["tcp://10.0.0.2:7400", "tcp://10.0.0.3:7400"]
+queue_max_events     = 1000
+queue_max_bytes      = 1048576
+overflow             = "drop_oldest"
+block_timeout_ms     = 250
+max_events_per_frame = 32
+inproc_hwm           = 128
+tcp_hwm              = 0
+max_message_bytes    = 65536
+
+[http]
+enabled        = false
+listen         = "[::1]:9090"
+token          = "s3cret"
+write_keys     = ["wk1", "wk2"]
+max_body_bytes = 2048
+threads        = 4
+
+[batcher]
+pool_size             = 3
+flush_at              = 250
+flush_interval_ms     = 1500
+flush_jitter_ms       = 10
+max_batch_bytes       = 4096
+flush_workers         = 5
+retry_max_attempts    = 7
+retry_base_backoff_ms = 20
+import_timeout_ms     = 900
+max_queued_events     = 777
+overflow              = "drop_newest"
+active                = false
+debug                 = true
+
+[counters]
+interval_ms = 1234
+jitter_ms   = 56
+backoff_ms  = 789
+timeout_ms  = 4321
+max_keys    = 99
+
+[syslog]
+listen = "127.0.0.1:5514"
+)";
+
+std::string apply(const std::string& text, NodeOptions& o) { return apply_config(text, "cfg.toml", o); }
+
+std::string error_of(const std::string& text) {
+  NodeOptions o;
+  return apply(text, o);
+}
+
+bool contains(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
+
+// The ```toml block of docs/CONFIG.md.
+std::string documented_example() {
+  std::ifstream in(std::filesystem::path(__FILE__).parent_path().parent_path() / "docs" / "CONFIG.md");
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string doc = text.str();
+  const size_t start = doc.find("```toml\n");
+  if (start == std::string::npos) return {};
+  const size_t end = doc.find("```", start + 8);
+  return doc.substr(start + 8, end - start - 8);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(Config)
+
+BOOST_AUTO_TEST_CASE(every_key_parses_into_the_options) {
+  NodeOptions o;
+  BOOST_REQUIRE_EQUAL(apply(kEveryKey, o), "");
+  BOOST_TEST(o.bus.node_id == "web-7");
+  BOOST_TEST(o.store == "postgres:host=db dbname=reqbus");
+  BOOST_TEST(o.spool_dir == "/var/spool/reqbus");
+
+  BOOST_TEST(o.bus.name == "edge");
+  BOOST_TEST(o.bus.bind == "tcp://0.0.0.0:7401");
+  BOOST_TEST(o.bus.peers == (std::vector<std::string>{"tcp://10.0.0.2:7400", "tcp://10.0.0.3:7400"}),
+             boost::test_tools::per_element());
+  BOOST_TEST(o.bus.queue_max_events == 1000u);
+  BOOST_TEST(o.bus.queue_max_bytes == 1048576u);
+  BOOST_TEST((o.bus.overflow == Overflow::drop_oldest));
+  BOOST_TEST(o.bus.block_timeout.count() == 250);
+  BOOST_TEST(o.bus.max_events_per_frame == 32u);
+  BOOST_TEST(o.bus.inproc_hwm == 128);
+  BOOST_TEST(o.bus.tcp_hwm == 0);
+  BOOST_TEST(o.bus.max_message_bytes == 65536u);
+
+  BOOST_TEST(!o.http_enabled);
+  BOOST_TEST(o.http.host == "::1");
+  BOOST_TEST(o.http.port == 9090);
+  BOOST_TEST(o.http.bearer_token == "s3cret");
+  BOOST_TEST(o.http.write_keys == (std::vector<std::string>{"wk1", "wk2"}), boost::test_tools::per_element());
+  BOOST_TEST(o.http.max_body_bytes == 2048u);
+  BOOST_TEST(o.http.threads == 4);
+
+  BOOST_TEST(o.batcher.pool_size == 3u);
+  BOOST_TEST(o.batcher.flush_at == 250u);
+  BOOST_TEST(o.batcher.flush_interval.count() == 1500);
+  BOOST_TEST(o.batcher.flush_jitter.count() == 10);
+  BOOST_TEST(o.batcher.max_batch_bytes == 4096u);
+  BOOST_TEST(o.batcher.flush_workers == 5u);
+  BOOST_TEST(o.batcher.retry_max_attempts == 7);
+  BOOST_TEST(o.batcher.retry_base_backoff.count() == 20);
+  BOOST_TEST(o.batcher.import_timeout.count() == 900);
+  BOOST_TEST(o.batcher.max_queued_events == 777u);
+  BOOST_TEST((o.batcher.overflow == Overflow::drop_newest));
+  BOOST_TEST(!o.batcher.active);
+  BOOST_TEST(o.batcher.debug);
+
+  BOOST_TEST(o.counters.interval.count() == 1234);
+  BOOST_TEST(o.counters.jitter.count() == 56);
+  BOOST_TEST(o.counters.backoff.count() == 789);
+  BOOST_TEST(o.counters.timeout.count() == 4321);
+  BOOST_TEST(o.counters.max_keys == 99u);
+
+  BOOST_TEST(o.syslog_listen == "127.0.0.1:5514");
+}
+
+BOOST_AUTO_TEST_CASE(the_documented_example_parses_and_keeps_the_defaults) {
+  const std::string example = documented_example();
+  BOOST_REQUIRE(contains(example, "[batcher]"));
+  NodeOptions o;
+  BOOST_REQUIRE_EQUAL(apply(example, o), "");
+  const NodeOptions defaults;
+  BOOST_TEST(o.bus.queue_max_events == defaults.bus.queue_max_events);
+  BOOST_TEST(o.bus.tcp_hwm == defaults.bus.tcp_hwm);
+  BOOST_TEST(o.http.max_body_bytes == defaults.http.max_body_bytes);
+  BOOST_TEST(o.http.port == defaults.http.port);
+  BOOST_TEST(o.http.host == defaults.http.host);
+  BOOST_TEST(o.batcher.flush_at == defaults.batcher.flush_at);
+  BOOST_TEST(o.batcher.flush_interval.count() == defaults.batcher.flush_interval.count());
+  BOOST_TEST(o.counters.max_keys == defaults.counters.max_keys);
+}
+
+BOOST_AUTO_TEST_CASE(an_empty_document_changes_nothing) {
+  NodeOptions o;
+  BOOST_REQUIRE_EQUAL(apply("# nothing here\n", o), "");
+  const NodeOptions defaults;
+  BOOST_TEST(o.store == defaults.store);
+  BOOST_TEST(o.http.port == defaults.http.port);
+  BOOST_TEST(o.bus.peers.empty());
+}
+
+BOOST_AUTO_TEST_CASE(unknown_keys_are_named_with_file_and_line) {
+  BOOST_TEST(error_of("node_id = \"a\"\nstroe = \"sqlite:x\"\n") == "cfg.toml:2: stroe: unknown key");
+  BOOST_TEST(error_of("[bus]\nname = \"x\"\ntcp_hmw = 5\n") == "cfg.toml:3: bus.tcp_hmw: unknown key");
+  BOOST_TEST(error_of("[http]\n\nport = 80\n") == "cfg.toml:3: http.port: unknown key");
+  // A whole unknown table.
+  BOOST_TEST(error_of("[live]\nseries_seconds = 60\n") == "cfg.toml:1: live: unknown key");
+}
+
+BOOST_AUTO_TEST_CASE(wrong_types_are_named_with_file_and_line) {
+  BOOST_TEST(error_of("[bus]\ntcp_hwm = \"many\"\n") == "cfg.toml:2: bus.tcp_hwm: must be an integer");
+  BOOST_TEST(error_of("[bus]\ntcp_hwm = 1.5\n") == "cfg.toml:2: bus.tcp_hwm: must be an integer");
+  BOOST_TEST(error_of("node_id = 5\n") == "cfg.toml:1: node_id: must be a string");
+  BOOST_TEST(error_of("[bus]\npeers = \"tcp://a:1\"\n") == "cfg.toml:2: bus.peers: must be an array of strings");
+  BOOST_TEST(error_of("[bus]\npeers = [\"tcp://a:1\", 7]\n") == "cfg.toml:2: bus.peers: must be an array of strings");
+  BOOST_TEST(error_of("[http]\nenabled = \"yes\"\n") == "cfg.toml:2: http.enabled: must be true or false");
+  BOOST_TEST(error_of("bus = 3\n") == "cfg.toml:1: bus: must be a table ([bus])");
+  BOOST_TEST(error_of("[batcher]\noverflow = \"spill\"\n") ==
+             "cfg.toml:2: batcher.overflow: must be \"block\", \"drop_newest\" or \"drop_oldest\"");
+}
+
+BOOST_AUTO_TEST_CASE(out_of_range_values_are_named_with_file_and_line) {
+  BOOST_TEST(error_of("[http]\nthreads = 1\n") == "cfg.toml:2: http.threads: must be in 2..1024");
+  BOOST_TEST(error_of("[bus]\ntcp_hwm = -1\n") == "cfg.toml:2: bus.tcp_hwm: must be in 0..16777216");
+  BOOST_TEST(error_of("[bus]\nqueue_max_bytes = 100\n") == "cfg.toml:2: bus.queue_max_bytes: must be in 65536..1099511627776");
+  BOOST_TEST(error_of("[batcher]\nflush_interval_ms = -5\n") == "cfg.toml:2: batcher.flush_interval_ms: must be in 0..86400000");
+  BOOST_TEST(error_of("[counters]\nmax_keys = 0\n") == "cfg.toml:2: counters.max_keys: must be in 1..4294967296");
+}
+
+BOOST_AUTO_TEST_CASE(a_bad_listen_address_names_file_line_and_key) {
+  const std::string e = error_of("[http]\nthreads = 4\nlisten = \"localhost\"\n");
+  BOOST_TEST(e == "cfg.toml:3: http.listen: 'localhost' is not HOST:PORT");
+  const std::string p = error_of("[http]\nlisten = \"127.0.0.1:99999\"\n");
+  BOOST_TEST(p == "cfg.toml:2: http.listen: port in '127.0.0.1:99999' is not 0..65535");
+  const std::string s = error_of("[syslog]\nlisten = \"udp-host\"\n");
+  BOOST_TEST(s == "cfg.toml:2: syslog.listen: 'udp-host' is not HOST:PORT");
+}
+
+BOOST_AUTO_TEST_CASE(toml_syntax_errors_name_file_and_line) {
+  const std::string e = error_of("node_id = \"a\"\n[bus\nname = \"x\"\n");
+  BOOST_TEST(e.rfind("cfg.toml:2: ", 0) == 0, e);
+  const std::string unterminated = error_of("[http]\ntoken = \"abc\n");
+  BOOST_TEST(unterminated.rfind("cfg.toml:2: ", 0) == 0, unterminated);
+  const std::string duplicate = error_of("store = \"none\"\nstore = \"none\"\n");
+  BOOST_TEST(duplicate.rfind("cfg.toml:2: ", 0) == 0, duplicate);
+  // One line: the message goes on a single stderr line.
+  BOOST_TEST(e.find('\n') == std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(the_first_error_is_reported_and_nothing_is_silently_ignored) {
+  NodeOptions o;
+  const std::string e = apply("store = \"none\"\n[bus]\ntcp_hwm = \"x\"\n", o);
+  BOOST_TEST(e == "cfg.toml:3: bus.tcp_hwm: must be an integer");
+}
+
+BOOST_AUTO_TEST_CASE(files_are_read_and_missing_ones_are_named) {
+  test::TempDir dir;
+  const std::string path = dir.sub("node.toml");
+  {
+    std::ofstream out(path);
+    out << "node_id = \"from-file\"\n[http]\nlisten = \"127.0.0.1:0\"\n";
+  }
+  NodeOptions o;
+  BOOST_REQUIRE_EQUAL(apply_config_file(path, o), "");
+  BOOST_TEST(o.bus.node_id == "from-file");
+  BOOST_TEST(o.http.port == 0);
+
+  const std::string missing = apply_config_file(dir.sub("nope.toml"), o);
+  BOOST_TEST(missing == dir.sub("nope.toml") + ": cannot open the config file");
+  // A directory is not a config file (it must not read as an empty, valid document).
+  const std::string directory = apply_config_file(dir.str(), o);
+  BOOST_TEST(directory.rfind(dir.str() + ": ", 0) == 0, directory);
+
+  {
+    std::ofstream out(path);
+    out << "\n\n[batcher]\nflush_at = 0\n";
+  }
+  BOOST_TEST(apply_config_file(path, o) == path + ":4: batcher.flush_at: must be in 1..1048576");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(ParseListen)
+
+BOOST_AUTO_TEST_CASE(host_and_port) {
+  std::string host;
+  int port = -1;
+  BOOST_TEST(parse_listen("0.0.0.0:7480", "--http", host, port) == "");
+  BOOST_TEST(host == "0.0.0.0");
+  BOOST_TEST(port == 7480);
+  BOOST_TEST(parse_listen("[::1]:0", "--http", host, port) == "");
+  BOOST_TEST(host == "::1");
+  BOOST_TEST(port == 0);
+  BOOST_TEST(parse_listen(":80", "--http", host, port) == "--http: ':80' is not HOST:PORT");
+  BOOST_TEST(parse_listen("host:", "--http", host, port) == "--http: port in 'host:' is not 0..65535");
+  BOOST_TEST(parse_listen("host:8o", "--http", host, port) == "--http: port in 'host:8o' is not 0..65535");
+  BOOST_TEST(parse_listen("host:-1", "--http", host, port) == "--http: port in 'host:-1' is not 0..65535");
+  BOOST_TEST(host == "::1");  // unchanged by a refused value
+}
+
+BOOST_AUTO_TEST_SUITE_END()
