@@ -6,6 +6,7 @@
 // (reqbus uses one); close()/wake()/size() from any thread.
 #include <chrono>
 #include <condition_variable>
+#include <algorithm>
 #include <cstddef>
 #include <mutex>
 #include <utility>
@@ -27,8 +28,12 @@ class BoundedQueue {
  public:
   using Clock = std::chrono::steady_clock;
 
+  // The ring starts small and doubles up to max_items as needed, so a large bound costs
+  // memory only when it is used.
   BoundedQueue(size_t max_items, size_t max_bytes)
-      : slots_(max_items), sizes_(max_items, 0), max_bytes_(max_bytes) {}
+      : max_items_(max_items), max_bytes_(max_bytes) {
+    grow_to(std::min<size_t>(max_items_, 64));
+  }
 
   // Swaps `item` into the queue; on return `item` holds a recycled value (or, when the push
   // failed, its own value untouched). `bytes` is the item's weight against max_bytes.
@@ -48,6 +53,7 @@ class BoundedQueue {
       if (!woke) return {PushResult::timed_out, 0};
     }
     if (closed_) return {PushResult::closed, outcome.evicted};
+    if (count_ == slots_.size()) grow_to(std::min(max_items_, slots_.size() * 2));
     const size_t tail = (head_ + count_) % slots_.size();
     std::swap(slots_[tail], item);
     sizes_[tail] = bytes;
@@ -114,11 +120,24 @@ class BoundedQueue {
     std::lock_guard lock(mu_);
     return bytes_;
   }
-  size_t capacity() const { return slots_.size(); }
+  size_t capacity() const { return max_items_; }
 
  private:
+  // Re-lays the ring out from index 0 in a larger vector; items keep their order.
+  void grow_to(size_t n) {
+    std::vector<T> slots(n);
+    std::vector<size_t> sizes(n, 0);
+    for (size_t i = 0; i < count_; ++i) {
+      const size_t from = (head_ + i) % slots_.size();
+      std::swap(slots[i], slots_[from]);
+      sizes[i] = sizes_[from];
+    }
+    slots_.swap(slots);
+    sizes_.swap(sizes);
+    head_ = 0;
+  }
   bool fits(size_t bytes) const {
-    if (count_ == slots_.size()) return false;
+    if (count_ == max_items_) return false;
     return count_ == 0 || bytes_ + bytes <= max_bytes_;  // one oversized item still fits alone
   }
   void evict_head() {
@@ -131,8 +150,9 @@ class BoundedQueue {
   mutable std::mutex mu_;
   std::condition_variable not_empty_;
   std::condition_variable not_full_;
-  std::vector<T> slots_;       // guarded by mu_
+  std::vector<T> slots_;       // guarded by mu_; grows up to max_items_
   std::vector<size_t> sizes_;  // guarded by mu_
+  const size_t max_items_;
   const size_t max_bytes_;
   size_t head_ = 0;            // guarded by mu_
   size_t count_ = 0;           // guarded by mu_

@@ -64,17 +64,14 @@ std::optional<codec::DecodeError> decode_frame(const char* data, size_t size, si
       !codec::detail::read_uint(f[3], header.first_seq) || f[4].type != msgpack::type::ARRAY)
     return DecodeError::wrong_shape;
   const msgpack::object_array& records = f[4].via.array;
-  header.count = records.size;
-  const size_t base = out.size();
-  out.resize(base + records.size);
+  header.count = 0;
+  if (out.size() < records.size) out.resize(records.size);
   for (uint32_t i = 0; i < records.size; ++i) {
-    Message& m = out[base + i];
-    if (auto error = codec::detail::decode_record(records.ptr[i], m)) {
-      out.resize(base + i);
-      return error;
-    }
+    Message& m = out[i];
+    if (auto error = codec::detail::decode_record(records.ptr[i], m)) return error;
     if (m.kind == MessageKind::request_sent && m.request.node_id.empty())
       m.request.node_id = header.node_id;  // v1 records carry no node_id
+    header.count = i + 1;
   }
   return std::nullopt;
 }

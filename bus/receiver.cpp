@@ -98,7 +98,6 @@ void Bus::Impl::receiver_main(std::promise<void> started) {
         reject(codec::DecodeError::wrong_shape, " (bad envelope key)");
         continue;
       }
-      scratch.clear();
       if (auto error = detail::decode_frame(static_cast<const char*>(parts[1].data()),
                                             parts[1].size(), options.max_message_bytes, header,
                                             scratch)) {

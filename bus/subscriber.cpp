@@ -110,7 +110,6 @@ void Subscriber::reader_main(std::promise<void> started) {
       if (++closes_seen >= expected_closes) break;  // the bus sent everything before this
       continue;
     }
-    batch.clear();
     auto error = decode_frame(static_cast<const char*>(body.data()), body.size(),
                               env_.max_message_bytes * 2, header, batch);
     if (error) {  // local frames are ours and the receiver validated remote ones: a bug
@@ -127,11 +126,12 @@ void Subscriber::reader_main(std::promise<void> started) {
                                          std::to_string(missing) + " events missing from " +
                                          header.node_id);
     }
-    received_ += batch.size();
-    for (size_t i = 0; i < batch.size(); ++i) {
+    const size_t n = header.count;  // batch[0..n): reused frame after frame
+    received_ += n;
+    for (size_t i = 0; i < n; ++i) {
       deliver(batch[i]);
       if (stop_.load(std::memory_order_relaxed)) {
-        dropped_close_ += batch.size() - i - 1;  // decoded, never queued: counted
+        dropped_close_ += n - i - 1;  // decoded, never queued: counted
         break;
       }
     }

@@ -1,8 +1,11 @@
 #include "node/http_api.hpp"
 
 #include <httplib.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <sys/socket.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <mutex>
 
@@ -43,6 +46,25 @@ nlohmann::json error_list(const std::vector<segment::ItemError>& errors) {
   return list;
 }
 
+// The body indices of the `valid` items a parser kept, given the ones it rejected: the valid
+// items are the others, in order. So a later (bus) rejection names the item the client sent.
+std::vector<size_t> valid_item_indices(size_t valid, const std::vector<segment::ItemError>& rejected) {
+  std::vector<bool> is_rejected(valid + rejected.size(), false);
+  for (const auto& e : rejected)
+    if (e.index < is_rejected.size()) is_rejected[e.index] = true;
+  std::vector<size_t> out;
+  out.reserve(valid);
+  for (size_t i = 0; i < is_rejected.size() && out.size() < valid; ++i)
+    if (!is_rejected[i]) out.push_back(i);
+  while (out.size() < valid) out.push_back(out.empty() ? 0 : out.back() + 1);
+  return out;
+}
+
+void sort_by_index(std::vector<segment::ItemError>& errors) {
+  std::stable_sort(errors.begin(), errors.end(),
+                   [](const segment::ItemError& a, const segment::ItemError& b) { return a.index < b.index; });
+}
+
 }  // namespace
 
 class HttpApi::Impl {
@@ -69,14 +91,26 @@ class HttpApi::Impl {
   RateLimiter log_limit;
 };
 
+// Constant-time comparison, so the token cannot be guessed byte by byte from response times.
+bool same_secret(const std::string& given, const std::string& secret) {
+  return given.size() == secret.size() && CRYPTO_memcmp(given.data(), secret.data(), secret.size()) == 0;
+}
+
 bool HttpApi::Impl::authorized(const httplib::Request& req) const {
   if (options.bearer_token.empty()) return true;
-  if (req.get_header_value("Authorization") == "Bearer " + options.bearer_token) return true;
-  return req.has_param("token") && req.get_param_value("token") == options.bearer_token;
+  if (same_secret(req.get_header_value("Authorization"), "Bearer " + options.bearer_token)) return true;
+  return req.has_param("token") && same_secret(req.get_param_value("token"), options.bearer_token);
 }
 
 void HttpApi::Impl::routes() {
   server.new_task_queue = [this] { return new httplib::ThreadPool(size_t(options.threads)); };
+  // httplib's default socket option is SO_REUSEPORT alone, which lets a second node bind the
+  // same port and silently take part of its connections; SO_REUSEADDR makes a port in use an
+  // error at start() (and still allows a quick restart over TIME_WAIT connections).
+  server.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   server.set_payload_max_length(options.max_body_bytes);
   server.set_read_timeout(10, 0);
   server.set_write_timeout(10, 0);
@@ -139,11 +173,13 @@ void HttpApi::Impl::post_requests(const httplib::Request& req, httplib::Response
   segment::ParseLimits limits;
   limits.max_body_bytes = options.max_body_bytes;
   limits.max_items = 1'000'000;
+  std::vector<size_t> item_index;  // parsed.logs[i] is item item_index[i] of the body
   if (array) {
     if (auto why = segment::parse_request_logs(req.body, parsed, limits); !why.empty()) {
       json_reply(res, 400, {{"error", why}});
       return;
     }
+    item_index = valid_item_indices(parsed.logs.size(), parsed.rejected);
   } else {  // NDJSON: each line stands alone
     size_t index = 0, pos = 0;
     while (pos < req.body.size()) {
@@ -154,9 +190,10 @@ void HttpApi::Impl::post_requests(const httplib::Request& req, httplib::Response
       while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
       if (line.empty()) continue;
       RequestLog log;
-      if (auto why = segment::parse_request_log(line, log); why.empty())
+      if (auto why = segment::parse_request_log(line, log); why.empty()) {
         parsed.logs.push_back(std::move(log));
-      else
+        item_index.push_back(index);
+      } else
         parsed.rejected.push_back({index, why});
       ++index;
     }
@@ -171,9 +208,10 @@ void HttpApi::Impl::post_requests(const httplib::Request& req, httplib::Response
     if (s == PublishStatus::ok) {
       ++accepted;
     } else {
-      parsed.rejected.push_back({i, std::string("bus: ") + to_string(s)});
+      parsed.rejected.push_back({item_index[i], std::string("bus: ") + to_string(s)});
     }
   }
+  sort_by_index(parsed.rejected);
   items_accepted += accepted;
   items_rejected += parsed.rejected.size();
   json_reply(res, 202, {{"accepted", accepted}, {"rejected", parsed.rejected.size()},
@@ -198,12 +236,14 @@ void HttpApi::Impl::post_batch(const httplib::Request& req, httplib::Response& r
     json_reply(res, 400, {{"success", false}, {"error", why}});
     return;
   }
+  const std::vector<size_t> item_index = valid_item_indices(parsed.events.size(), parsed.rejected);
   size_t accepted = 0;
   for (size_t i = 0; i < parsed.events.size(); ++i) {
     const PublishStatus s = hooks.publish_event(parsed.events[i]);
     if (s == PublishStatus::ok) ++accepted;
-    else parsed.rejected.push_back({i, std::string("bus: ") + to_string(s)});
+    else parsed.rejected.push_back({item_index[i], std::string("bus: ") + to_string(s)});
   }
+  sort_by_index(parsed.rejected);
   items_accepted += accepted;
   items_rejected += parsed.rejected.size();
   json_reply(res, 200, {{"success", true}, {"accepted", accepted}, {"rejected", parsed.rejected.size()},
@@ -211,7 +251,10 @@ void HttpApi::Impl::post_batch(const httplib::Request& req, httplib::Response& r
 }
 
 void HttpApi::Impl::stream(const httplib::Request& req, httplib::Response& res) {
-  if (stream_clients.fetch_add(1) >= options.max_stream_clients) {
+  // Each stream client holds a server thread for as long as it stays; at most half of the
+  // threads may be held so, or a few dashboards would leave none for /v1/requests.
+  const size_t max_streams = std::min(options.max_stream_clients, std::max<size_t>(1, size_t(options.threads) / 2));
+  if (stream_clients.fetch_add(1) >= max_streams) {
     stream_clients.fetch_sub(1);
     json_reply(res, 503, {{"error", "too many stream clients"}});
     return;
