@@ -4,7 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build.sh
-if [ -x build/reqbus ]; then
-  exec build/reqbus demo "$@"
-fi
-exec build/examples/inproc_quickstart "$@"
+exec build/reqbus demo "$@"
