@@ -16,6 +16,7 @@ PACKAGES=(
   libcli11-dev libtomlplusplus-dev  # command line and TOML config (the reqbus program)
   chromium                        # headless browser for the dashboard test (tests/dashboard_test.cpp)
   nginx                           # real web server whose access log the ingest test reads (tests/nginx_ingest_test.cpp)
+  clang libclang-rt-14-dev        # libFuzzer + sanitizer runtimes (fuzz/, the fuzz stage of .ci/run)
   procps curl ca-certificates
 )
 
