@@ -73,8 +73,9 @@ class HttpApi::Impl {
 
   void routes();
   bool authorized(const httplib::Request& req) const;
-  void post_requests(const httplib::Request& req, httplib::Response& res);
-  void post_batch(const httplib::Request& req, httplib::Response& res);
+  void reply_too_large(httplib::Response& res) const;
+  void post_requests(const std::string& body, httplib::Response& res);
+  void post_batch(const httplib::Request& req, const std::string& body, httplib::Response& res);
   void stream(const httplib::Request& req, httplib::Response& res);
   std::string own_metrics() const;
 
@@ -102,6 +103,10 @@ bool HttpApi::Impl::authorized(const httplib::Request& req) const {
   return req.has_param("token") && same_secret(req.get_param_value("token"), options.bearer_token);
 }
 
+void HttpApi::Impl::reply_too_large(httplib::Response& res) const {
+  json_reply(res, 413, {{"error", "request body too large (max " + std::to_string(options.max_body_bytes) + " bytes)"}});
+}
+
 void HttpApi::Impl::routes() {
   server.new_task_queue = [this] { return new httplib::ThreadPool(size_t(options.threads)); };
   // httplib's default socket option is SO_REUSEPORT alone, which lets a second node bind the
@@ -119,6 +124,13 @@ void HttpApi::Impl::routes() {
     if (res.status == 413 || res.status == 400) bodies_rejected.fetch_add(1, std::memory_order_relaxed);
   });
   server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    // A declared length over the limit is refused before any of the body is read.
+    if (req.has_header("Content-Length") &&
+        req.get_header_value<uint64_t>("Content-Length") > uint64_t(options.max_body_bytes)) {
+      res.set_header("Connection", "close");
+      reply_too_large(res);
+      return httplib::Server::HandlerResponse::Handled;
+    }
     // /v1/batch authenticates by write key (Segment clients cannot send a bearer token).
     if (req.path == "/healthz" || req.path == "/v1/batch" || authorized(req))
       return httplib::Server::HandlerResponse::Unhandled;
@@ -133,8 +145,34 @@ void HttpApi::Impl::routes() {
     json_reply(res, res.status, {{"error", what}});
   });
 
-  server.Post("/v1/requests", [this](const httplib::Request& req, httplib::Response& res) { post_requests(req, res); });
-  server.Post("/v1/batch", [this](const httplib::Request& req, httplib::Response& res) { post_batch(req, res); });
+  // The bodies are read here rather than by httplib: it enforces max_body_bytes on a
+  // Content-Length, but reads a chunked body of any size into memory.
+  auto read_body = [this](const httplib::ContentReader& reader, std::string& body, httplib::Response& res) {
+    bool too_large = false;
+    const bool complete = reader([&](const char* data, size_t n) {
+      if (body.size() + n > options.max_body_bytes) {
+        too_large = true;
+        return false;  // stop reading; the connection is closed after the answer
+      }
+      body.append(data, n);
+      return true;
+    });
+    if (complete) return true;
+    // A body cut short (the client went away, or sent less than its Content-Length) is refused
+    // whole: publishing the lines that did arrive would store part of a request.
+    res.set_header("Connection", "close");
+    if (too_large || res.status == 413) reply_too_large(res);
+    else json_reply(res, 400, {{"error", "incomplete request body"}});
+    return false;
+  };
+  server.Post("/v1/requests", [this, read_body](const httplib::Request&, httplib::Response& res, const httplib::ContentReader& reader) {
+    std::string body;
+    if (read_body(reader, body, res)) post_requests(body, res);
+  });
+  server.Post("/v1/batch", [this, read_body](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+    std::string body;
+    if (read_body(reader, body, res)) post_batch(req, body, res);
+  });
   server.Get("/api/stats", [this](const httplib::Request& req, httplib::Response& res) {
     json_reply(res, 200, hooks.stats(req.get_param_value("node")));
   });
@@ -165,27 +203,27 @@ void HttpApi::Impl::routes() {
   });
 }
 
-void HttpApi::Impl::post_requests(const httplib::Request& req, httplib::Response& res) {
+void HttpApi::Impl::post_requests(const std::string& body, httplib::Response& res) {
   segment::ParsedRequestLogs parsed;
   size_t first = 0;
-  while (first < req.body.size() && std::isspace(static_cast<unsigned char>(req.body[first]))) ++first;
-  const bool array = first < req.body.size() && req.body[first] == '[';
+  while (first < body.size() && std::isspace(static_cast<unsigned char>(body[first]))) ++first;
+  const bool array = first < body.size() && body[first] == '[';
   segment::ParseLimits limits;
   limits.max_body_bytes = options.max_body_bytes;
   limits.max_items = 1'000'000;
   std::vector<size_t> item_index;  // parsed.logs[i] is item item_index[i] of the body
   if (array) {
-    if (auto why = segment::parse_request_logs(req.body, parsed, limits); !why.empty()) {
+    if (auto why = segment::parse_request_logs(body, parsed, limits); !why.empty()) {
       json_reply(res, 400, {{"error", why}});
       return;
     }
     item_index = valid_item_indices(parsed.logs.size(), parsed.rejected);
   } else {  // NDJSON: each line stands alone
     size_t index = 0, pos = 0;
-    while (pos < req.body.size()) {
-      size_t end = req.body.find('\n', pos);
-      if (end == std::string::npos) end = req.body.size();
-      std::string_view line(req.body.data() + pos, end - pos);
+    while (pos < body.size()) {
+      size_t end = body.find('\n', pos);
+      if (end == std::string::npos) end = body.size();
+      std::string_view line(body.data() + pos, end - pos);
       pos = end + 1;
       while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
       if (line.empty()) continue;
@@ -218,7 +256,7 @@ void HttpApi::Impl::post_requests(const httplib::Request& req, httplib::Response
                         {"errors", error_list(parsed.rejected)}});
 }
 
-void HttpApi::Impl::post_batch(const httplib::Request& req, httplib::Response& res) {
+void HttpApi::Impl::post_batch(const httplib::Request& req, const std::string& body, httplib::Response& res) {
   const std::string key = basic_auth_user(req);
   const bool key_ok = options.write_keys.empty()
                           ? true
@@ -232,7 +270,7 @@ void HttpApi::Impl::post_batch(const httplib::Request& req, httplib::Response& r
   segment::ParsedBatch parsed;
   segment::ParseLimits limits;
   limits.max_body_bytes = options.max_body_bytes;
-  if (auto why = segment::parse_batch(req.body, parsed, limits); !why.empty()) {
+  if (auto why = segment::parse_batch(body, parsed, limits); !why.empty()) {
     json_reply(res, 400, {{"success", false}, {"error", why}});
     return;
   }

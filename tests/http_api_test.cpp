@@ -1,0 +1,689 @@
+// The node's HTTP API, served by a real node::Node (SQLite store in a temp dir) on an ephemeral
+// 127.0.0.1 port, driven with httplib::Client, and with raw sockets for requests that a client
+// library would not send (truncated bodies, truncated headers, lying Content-Length).
+#include <arpa/inet.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <future>
+#include <boost/test/unit_test.hpp>
+#include <map>
+#include <regex>
+#include <set>
+
+#include "node/node.hpp"
+#include "tests/support/temp_dir.hpp"
+
+using namespace reqbus;
+using namespace reqbus::node;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::atomic<int> g_bus_counter{0};
+
+struct NodeFixture {
+  test::TempDir dir{"reqbus-http-api"};
+  std::unique_ptr<Node> node;
+  Subscription sub;
+
+  explicit NodeFixture(const std::function<void(NodeOptions&)>& configure = {}) {
+    NodeOptions o;
+    o.bus.name = "http-api-" + std::to_string(g_bus_counter++);
+    o.bus.node_id = "api-node";
+    o.store = "sqlite:" + dir.sub("api.db");
+    o.spool_dir = dir.sub("spool");
+    o.batcher.flush_interval = 100ms;
+    o.batcher.flush_jitter = 0ms;
+    o.http.host = "127.0.0.1";
+    o.http.port = 0;
+    o.http.threads = 4;
+    o.http.max_body_bytes = 64 * 1024;
+    o.http.stream_interval = 200ms;
+    if (configure) configure(o);
+    node = std::make_unique<Node>(o);
+    SubscribeOptions so;
+    so.name = "test";
+    sub = node->bus().subscribe(so);  // live when it returns: sees everything published after
+  }
+  ~NodeFixture() {
+    sub.close();
+    node->close(10s);
+  }
+
+  httplib::Client client() const {
+    httplib::Client c("127.0.0.1", node->http_port());
+    c.set_connection_timeout(5, 0);
+    c.set_read_timeout(10, 0);
+    return c;
+  }
+
+  // Reads `n` messages from the test subscription (fails the test at the deadline).
+  std::vector<Message> receive(size_t n, std::chrono::milliseconds timeout = 10s) {
+    std::vector<Message> got;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (got.size() < n && std::chrono::steady_clock::now() < deadline)
+      sub.next_batch(got, n - got.size(), 100ms);
+    BOOST_REQUIRE_EQUAL(got.size(), n);
+    return got;
+  }
+  // Nothing more arrives: a barrier message published after the request must come next.
+  void expect_nothing_more() {
+    RequestLog barrier;
+    barrier.method = "GET";
+    barrier.path = "/barrier";
+    barrier.status_code = 200;
+    BOOST_REQUIRE(node->bus().broadcast(barrier) == PublishStatus::ok);
+    const auto next = receive(1);
+    BOOST_TEST(next[0].request.path == "/barrier");
+  }
+  uint64_t published() const { return node->bus().stats().published; }
+};
+
+nlohmann::json json_of(const httplib::Result& res) {
+  BOOST_REQUIRE(res);
+  auto j = nlohmann::json::parse(res->body, nullptr, false);
+  BOOST_REQUIRE_MESSAGE(!j.is_discarded(), "not JSON: " << res->body);
+  return j;
+}
+
+std::string request_line(const std::string& path, int status, const std::string& extra = "") {
+  return R"({"method":"GET","path":")" + path + R"(","status_code":)" + std::to_string(status) +
+         R"(,"duration_ms":1.5,"user_agent":"test-agent","remote_ip":"192.0.2.9")" + extra + "}";
+}
+
+bool contains(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
+
+// A raw TCP connection to the node, for requests httplib::Client will not send.
+class RawConnection {
+ public:
+  explicit RawConnection(int port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    BOOST_REQUIRE(fd_ >= 0);
+    timeval tv{15, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(uint16_t(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    BOOST_REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  }
+  ~RawConnection() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  void send(const std::string& data) {
+    BOOST_REQUIRE_EQUAL(::send(fd_, data.data(), data.size(), MSG_NOSIGNAL), ssize_t(data.size()));
+  }
+  void shutdown_write() { ::shutdown(fd_, SHUT_WR); }
+  // Reads until the server closes the connection (or the 15 s receive timeout); returns what
+  // was received. `closed` tells whether it ended by EOF/reset rather than by the timeout.
+  // Reads until `needle` has arrived (or the connection ends / 15 s pass).
+  std::string read_until(const std::string& needle) {
+    std::string got;
+    char buf[4096];
+    while (got.find(needle) == std::string::npos) {
+      const ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
+      if (n <= 0) break;
+      got.append(buf, size_t(n));
+    }
+    return got;
+  }
+  std::string read_to_end(bool& closed) {
+    std::string got;
+    char buf[4096];
+    for (;;) {
+      const ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
+      if (n > 0) {
+        got.append(buf, size_t(n));
+        continue;
+      }
+      closed = n == 0 || errno == ECONNRESET;
+      return got;
+    }
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// Parses Prometheus text: metric family -> TYPE, and sample name{labels} -> value. Fails the
+// test on a line that is not valid exposition format.
+struct PromText {
+  std::map<std::string, std::string> types;
+  std::map<std::string, double> samples;
+
+  explicit PromText(const std::string& text) {
+    static const std::regex sample(R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*",?)*\})? (-?[0-9.eE+-]+|NaN|[+-]Inf)$)");
+    static const std::regex type(R"(^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$)");
+    static const std::regex help(R"(^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) .*$)");
+    std::set<std::string> helped;
+    BOOST_REQUIRE(!text.empty() && text.back() == '\n');
+    std::istringstream in(text);
+    std::string line;
+    while (std::getline(in, line)) {
+      std::smatch m;
+      if (std::regex_match(line, m, type)) {
+        BOOST_TEST_REQUIRE(types.count(m[1]) == 0u, "TYPE twice for " << m[1]);
+        types[m[1]] = m[2];
+      } else if (std::regex_match(line, m, help)) {
+        BOOST_TEST_REQUIRE(helped.insert(m[1]).second, "HELP twice for " << m[1]);
+      } else if (std::regex_match(line, m, sample)) {
+        const std::string name = m[1];
+        BOOST_TEST_REQUIRE(types.count(name) == 1u, "sample before its TYPE: " << line);
+        const std::string key = line.substr(0, line.rfind(' '));
+        BOOST_TEST_REQUIRE(samples.count(key) == 0u, "duplicate sample: " << line);
+        samples[key] = std::stod(m[5]);
+      } else {
+        BOOST_FAIL("not Prometheus text format: '" << line << "'");
+      }
+    }
+  }
+  double value(const std::string& key) const {
+    auto it = samples.find(key);
+    BOOST_TEST_REQUIRE((it != samples.end()), "no sample " << key);
+    return it->second;
+  }
+};
+
+// Polls `pred` every 20 ms until it holds or `timeout` passes (the brief's accepted form of
+// waiting on another component's state: a condition with a deadline, not a fixed sleep).
+bool poll_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 10s) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(20ms);
+  }
+  return true;
+}
+
+// Waits for a condition on the /api/stats JSON.
+bool poll_stats(httplib::Client& c, const std::function<bool(const nlohmann::json&)>& pred,
+                std::chrono::milliseconds timeout = 10s) {
+  return poll_until(
+      [&] {
+        auto res = c.Get("/api/stats");
+        if (!res || res->status != 200) return false;
+        auto j = nlohmann::json::parse(res->body, nullptr, false);
+        return !j.is_discarded() && pred(j);
+      },
+      timeout);
+}
+
+std::string str(const nlohmann::json& j) { return j.is_string() ? j.get<std::string>() : j.dump(); }
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(HttpApiRequests)
+
+BOOST_AUTO_TEST_CASE(ndjson_publishes_valid_lines_and_rejects_invalid_ones_by_field) {
+  NodeFixture f;
+  auto c = f.client();
+  const std::string body = request_line("/a", 200) + "\n" +
+                           R"({"method":"GET","path":"/bad-status","status_code":"200"})" + "\n" +
+                           request_line("/b", 404) + "\r\n" +
+                           "\n" +
+                           R"({"method":"GET","status_code":200})" + "\n" +
+                           "{not json\n" +
+                           request_line("/c", 500, R"(,"referer":"https://example.org/")");  // no final newline
+  auto res = c.Post("/v1/requests", body, "application/x-ndjson");
+  BOOST_REQUIRE(res);
+  BOOST_TEST(res->status == 202);
+  const auto j = json_of(res);
+  BOOST_TEST(j["accepted"] == 3);
+  BOOST_TEST(j["rejected"] == 3);
+  BOOST_REQUIRE(j["errors"].size() == 3u);
+  BOOST_TEST(j["errors"][0]["index"] == 1);
+  BOOST_TEST(contains(str(j["errors"][0]["error"]), "status_code"), j["errors"][0]);
+  BOOST_TEST(j["errors"][1]["index"] == 3);
+  BOOST_TEST(contains(str(j["errors"][1]["error"]), "path"), j["errors"][1]);
+  BOOST_TEST(j["errors"][2]["index"] == 4);
+
+  const auto got = f.receive(3);
+  std::multiset<std::string> paths;
+  for (const auto& m : got) {
+    BOOST_TEST((m.kind == MessageKind::request_sent));
+    BOOST_TEST(m.request.node_id == "api-node");
+    BOOST_TEST(!m.request.request_id.empty());
+    paths.insert(m.request.path + " " + std::to_string(m.request.status_code));
+  }
+  BOOST_TEST((paths == std::multiset<std::string>{"/a 200", "/b 404", "/c 500"}));
+  f.expect_nothing_more();
+}
+
+BOOST_AUTO_TEST_CASE(a_json_array_publishes_valid_items_and_rejects_invalid_ones) {
+  NodeFixture f;
+  auto c = f.client();
+  const std::string body = "  [" + request_line("/x", 200) + "," + R"({"method":"GET","path":"/y","status_code":700})" +
+                           ",\"not an object\"," + request_line("/z", 302) + "," +
+                           R"({"method":"GET","path":"/w","status_code":200,"duration_ms":"slow"})" + "]";
+  auto res = c.Post("/v1/requests", body, "application/json");
+  BOOST_REQUIRE(res);
+  BOOST_TEST(res->status == 202);
+  const auto j = json_of(res);
+  BOOST_TEST(j["accepted"] == 2);
+  BOOST_TEST(j["rejected"] == 3);
+  BOOST_REQUIRE(j["errors"].size() == 3u);
+  BOOST_TEST(j["errors"][0]["index"] == 1);
+  BOOST_TEST(contains(str(j["errors"][0]["error"]), "status_code"), j["errors"][0]);
+  BOOST_TEST(j["errors"][1]["index"] == 2);
+  BOOST_TEST(j["errors"][2]["index"] == 4);
+  BOOST_TEST(contains(str(j["errors"][2]["error"]), "duration_ms"), j["errors"][2]);
+  const auto got = f.receive(2);
+  BOOST_TEST(got[0].request.path == "/x");
+  BOOST_TEST(got[1].request.path == "/z");
+  f.expect_nothing_more();
+}
+
+BOOST_AUTO_TEST_CASE(bad_bodies_get_400_and_publish_nothing) {
+  NodeFixture f;
+  auto c = f.client();
+  const uint64_t before = f.published();
+  for (const std::string& body : {std::string(""), std::string("\n\n  \r\n"), std::string("[{\"method\":"),
+                                 std::string("[1,2"), std::string("[] trailing")}) {
+    auto res = c.Post("/v1/requests", body, "application/json");
+    BOOST_REQUIRE(res);
+    BOOST_TEST(res->status == 400, "body '" << body << "' -> " << res->status);
+    const auto j = json_of(res);
+    BOOST_TEST(!j.value("error", std::string()).empty(), res->body);
+  }
+  // A non-object line is an item error, not a body error.
+  auto res = c.Post("/v1/requests", "42\n", "application/x-ndjson");
+  BOOST_TEST(res->status == 202);
+  BOOST_TEST(json_of(res)["rejected"] == 1);
+  BOOST_TEST(json_of(res)["accepted"] == 0);
+  BOOST_TEST(f.published() == before);
+  // Invalid UTF-8 inside a string is refused, never stored as garbage.
+  auto utf8 = c.Post("/v1/requests", std::string(R"({"method":"GET","path":"/)") + "\xff\xfe" + R"(","status_code":200})",
+                     "application/x-ndjson");
+  BOOST_REQUIRE(utf8);
+  BOOST_TEST(utf8->status == 202);
+  BOOST_TEST(json_of(utf8)["rejected"] == 1);
+  BOOST_TEST(f.published() == before);
+}
+
+BOOST_AUTO_TEST_CASE(oversized_bodies_get_413) {
+  NodeFixture f;  // max_body_bytes = 64 KiB
+  auto c = f.client();
+  std::string body;
+  while (body.size() <= 64 * 1024) body += request_line("/big", 200) + "\n";
+  auto res = c.Post("/v1/requests", body, "application/x-ndjson");
+  BOOST_REQUIRE(res);
+  BOOST_TEST(res->status == 413);
+  // A body just under the limit is fine.
+  std::string fits;
+  while (fits.size() + 200 < 64 * 1024) fits += request_line("/fits", 200) + "\n";
+  auto ok = c.Post("/v1/requests", fits, "application/x-ndjson");
+  BOOST_REQUIRE(ok);
+  BOOST_TEST(ok->status == 202);
+
+  // A declared length far over the limit is refused at once, without waiting for the bytes.
+  RawConnection raw(f.node->http_port());
+  raw.send("POST /v1/requests HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           "Content-Length: 1000000000000\r\n\r\n[");
+  bool closed = false;
+  const auto asked = std::chrono::steady_clock::now();
+  const std::string answer = raw.read_until("bytes)\"}");
+  BOOST_TEST((std::chrono::steady_clock::now() - asked < 5s));
+  BOOST_TEST(answer.rfind("HTTP/1.1 413", 0) == 0, answer);
+  // The client is told to go away: the unread body must not be taken for a next request.
+  BOOST_TEST(contains(answer, "Connection: close\r\n"), answer);
+  // The same over chunked transfer encoding.
+  RawConnection chunked(f.node->http_port());
+  std::string big(70 * 1024, 'x');
+  char size_hex[32];
+  std::snprintf(size_hex, sizeof(size_hex), "%zx", big.size());
+  chunked.send(std::string("POST /v1/requests HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n") + size_hex +
+               "\r\n" + big + "\r\n0\r\n\r\n");
+  const std::string chunked_answer = chunked.read_to_end(closed);
+  BOOST_TEST(chunked_answer.rfind("HTTP/1.1 413", 0) == 0, chunked_answer.substr(0, 200));
+  BOOST_TEST(f.node->bus().stats().published == f.published());
+}
+
+BOOST_AUTO_TEST_CASE(truncated_requests_do_not_crash_or_publish_and_the_server_keeps_serving) {
+  NodeFixture f;
+  const int port = f.node->http_port();
+  const uint64_t before = f.published();
+  {  // Body shorter than its Content-Length, then the client goes away.
+    RawConnection raw(port);
+    raw.send("POST /v1/requests HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: 5000\r\n\r\n" +
+             request_line("/truncated", 200) + "\n" + R"({"method":"GET","pa)");
+    raw.shutdown_write();
+    bool closed = false;
+    const std::string answer = raw.read_to_end(closed);
+    BOOST_TEST(closed);
+    BOOST_TEST(!contains(answer, "202"), answer);
+  }
+  {  // Headers cut in the middle.
+    RawConnection raw(port);
+    raw.send("POST /v1/requests HTTP/1.1\r\nHost: x\r\nContent-Le");
+    raw.shutdown_write();
+    bool closed = false;
+    raw.read_to_end(closed);
+    BOOST_TEST(closed);
+  }
+  {  // Garbage instead of HTTP.
+    RawConnection raw(port);
+    raw.send(std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11) + "\r\n\r\n");
+    raw.shutdown_write();
+    bool closed = false;
+    const std::string answer = raw.read_to_end(closed);
+    BOOST_TEST(closed);
+    BOOST_TEST((answer.empty() || answer.rfind("HTTP/1.1 400", 0) == 0), answer);
+  }
+  // A client that sends half its headers and then just sits there does not block others.
+  RawConnection idle(port);
+  idle.send("GET /healthz HTTP/1.1\r\nHo");
+  auto c = f.client();
+  for (int i = 0; i < 3; ++i) {
+    auto res = c.Get("/healthz");
+    BOOST_REQUIRE(res);
+    BOOST_TEST(res->status == 200);
+  }
+  auto res = c.Post("/v1/requests", request_line("/after", 200), "application/x-ndjson");
+  BOOST_REQUIRE(res);
+  BOOST_TEST(res->status == 202);
+  const auto got = f.receive(1);
+  BOOST_TEST(got[0].request.path == "/after");  // the truncated line was never published
+  BOOST_TEST(f.published() == before + 1);
+}
+
+BOOST_AUTO_TEST_CASE(wrong_method_and_unknown_route) {
+  NodeFixture f;
+  auto c = f.client();
+  auto get = c.Get("/v1/requests");
+  BOOST_REQUIRE(get);
+  BOOST_TEST((get->status == 404 || get->status == 405));
+  auto unknown = c.Get("/no/such/route");
+  BOOST_REQUIRE(unknown);
+  BOOST_TEST(unknown->status == 404);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(HttpApiBatch)
+
+const char* kSegmentBatch = R"({
+  "batch": [
+    {"type": "identify", "userId": "u-1", "messageId": "m-identify-1", "timestamp": "2024-05-01T10:00:00.000Z",
+     "traits": {"email": "ada@example.org", "plan": "pro"}, "context": {"library": {"name": "analytics-python"}}},
+    {"type": "group", "userId": "u-1", "groupId": "acme", "traits": {"name": "Acme Inc", "seats": 12}},
+    {"type": "track", "userId": "u-1", "event": "Order Completed", "properties": {"total": 30.5},
+     "anonymousId": "a-9", "integrations": {"All": true}},
+    {"type": "track", "userId": "u-1", "properties": {"total": 1}}
+  ],
+  "sentAt": "2024-05-01T10:00:01.000Z"
+})";
+
+std::string basic(const std::string& user) {
+  httplib::Headers h = {httplib::make_basic_authentication_header(user, "")};
+  return h.begin()->second;
+}
+
+BOOST_AUTO_TEST_CASE(segment_batches_with_a_write_key_are_published) {
+  NodeFixture f([](NodeOptions& o) { o.http.write_keys = {"wk-live"}; });
+  auto c = f.client();
+  c.set_basic_auth("wk-live", "");
+  auto res = c.Post("/v1/batch", kSegmentBatch, "application/json");
+  BOOST_REQUIRE(res);
+  BOOST_TEST(res->status == 200);
+  const auto j = json_of(res);
+  BOOST_TEST(j["success"] == true);
+  BOOST_TEST(j["accepted"] == 3);
+  BOOST_TEST(j["rejected"] == 1);
+  BOOST_REQUIRE(j["errors"].size() == 1u);
+  BOOST_TEST(j["errors"][0]["index"] == 3);
+  BOOST_TEST(contains(str(j["errors"][0]["error"]), "event"), j["errors"][0]);
+
+  const auto got = f.receive(3);
+  BOOST_TEST((got[0].kind == MessageKind::identify));
+  BOOST_TEST(got[0].analytics.user_id == "u-1");
+  BOOST_TEST(got[0].analytics.email == "ada@example.org");
+  BOOST_TEST(got[0].analytics.message_id == "m-identify-1");
+  BOOST_TEST((got[1].kind == MessageKind::group));
+  BOOST_TEST(got[1].analytics.account_id == "acme");
+  BOOST_TEST(got[1].analytics.name == "Acme Inc");
+  BOOST_TEST((got[2].kind == MessageKind::track));
+  BOOST_TEST(got[2].analytics.event == "Order Completed");
+  BOOST_TEST(nlohmann::json::parse(got[2].analytics.properties_json)["total"] == 30.5);
+  f.expect_nothing_more();
+}
+
+BOOST_AUTO_TEST_CASE(unknown_or_missing_write_keys_get_401) {
+  NodeFixture f([](NodeOptions& o) { o.http.write_keys = {"wk-live"}; });
+  auto c = f.client();
+  const uint64_t before = f.published();
+  auto none = c.Post("/v1/batch", kSegmentBatch, "application/json");
+  BOOST_REQUIRE(none);
+  BOOST_TEST(none->status == 401);
+  httplib::Headers wrong = {{"Authorization", basic("wk-other")}};
+  auto bad = c.Post("/v1/batch", wrong, kSegmentBatch, "application/json");
+  BOOST_REQUIRE(bad);
+  BOOST_TEST(bad->status == 401);
+  BOOST_TEST(json_of(bad)["success"] == false);
+  httplib::Headers garbage = {{"Authorization", "Basic !!!not-base64"}};
+  auto junk = c.Post("/v1/batch", garbage, kSegmentBatch, "application/json");
+  BOOST_REQUIRE(junk);
+  BOOST_TEST(junk->status == 401);
+  BOOST_TEST(f.published() == before);
+}
+
+BOOST_AUTO_TEST_CASE(any_write_key_when_none_configured_and_bad_batches_get_400) {
+  NodeFixture f;
+  auto c = f.client();
+  c.set_basic_auth("whatever", "");
+  auto res = c.Post("/v1/batch", kSegmentBatch, "application/json");
+  BOOST_REQUIRE(res);
+  BOOST_TEST(res->status == 200);
+  BOOST_TEST(json_of(res)["accepted"] == 3);
+  f.receive(3);
+  for (const char* body : {"", "{", "[]", R"({"batch": 5})", R"({"batch": [], "sentAt": 7})"}) {
+    auto r = c.Post("/v1/batch", body, "application/json");
+    BOOST_REQUIRE(r);
+    BOOST_TEST(r->status == 400, "body '" << body << "' -> " << r->status << " " << r->body);
+  }
+  f.expect_nothing_more();
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(HttpApiAuth)
+
+BOOST_AUTO_TEST_CASE(a_bearer_token_guards_every_route_but_healthz) {
+  NodeFixture f([](NodeOptions& o) { o.http.bearer_token = "t0ken"; });
+  auto c = f.client();
+  for (const char* path : {"/api/stats", "/metrics", "/", "/assets/dashboard.js", "/api/stream"}) {
+    auto res = c.Get(path);
+    BOOST_REQUIRE(res);
+    BOOST_TEST(res->status == 401, path);
+  }
+  auto post = c.Post("/v1/requests", request_line("/p", 200), "application/x-ndjson");
+  BOOST_TEST(post->status == 401);
+  httplib::Headers wrong = {{"Authorization", "Bearer t0ke"}};
+  BOOST_TEST(c.Get("/api/stats", wrong)->status == 401);
+  BOOST_TEST(c.Get("/healthz")->status == 200);
+
+  c.set_bearer_token_auth("t0ken");
+  BOOST_TEST(c.Get("/api/stats")->status == 200);
+  BOOST_TEST(c.Get("/metrics")->status == 200);
+  auto ok = c.Post("/v1/requests", request_line("/p", 200), "application/x-ndjson");
+  BOOST_TEST(ok->status == 202);
+  BOOST_TEST(f.receive(1)[0].request.path == "/p");
+
+  // ?token= is accepted (the browser's EventSource cannot set headers).
+  httplib::Client browser("127.0.0.1", f.node->http_port());
+  std::string first;
+  auto stream = browser.Get("/api/stream?token=t0ken", [&](const char* data, size_t n) {
+    first.append(data, n);
+    return first.find("\n\n") == std::string::npos;
+  });
+  BOOST_TEST(first.rfind("data: ", 0) == 0, first.substr(0, 100));
+  BOOST_TEST(browser.Get("/api/stream?token=wrong")->status == 401);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(HttpApiRead)
+
+BOOST_AUTO_TEST_CASE(metrics_are_valid_prometheus_text_with_the_node_counters) {
+  NodeFixture f;
+  auto c = f.client();
+  std::string body;
+  for (int i = 0; i < 25; ++i) body += request_line("/m" + std::to_string(i % 3), 200) + "\n";
+  BOOST_TEST(c.Post("/v1/requests", body, "application/x-ndjson")->status == 202);
+  f.receive(25);
+  // Wait until the Batcher has stored them (flush interval 100 ms).
+  BOOST_REQUIRE(poll_stats(c, [](const nlohmann::json& j) { return j.value("persisted", 0) == 25; }));
+
+  auto res = c.Get("/metrics");
+  BOOST_REQUIRE(res);
+  BOOST_TEST(res->status == 200);
+  BOOST_TEST(contains(res->get_header_value("Content-Type"), "text/plain"));
+  const PromText m(res->body);
+  BOOST_TEST(m.types.at("reqbus_bus_published_total") == "counter");
+  BOOST_TEST(m.value("reqbus_bus_published_total") == 25);
+  for (const char* reason : {"queue_full_newest", "queue_full_oldest", "block_timeout", "closed", "close_deadline", "invalid"})
+    BOOST_TEST(m.value(std::string("reqbus_bus_dropped_total{reason=\"") + reason + "\"}") == 0);
+  BOOST_TEST(m.value("reqbus_bus_remote_gaps_total") == 0);
+  BOOST_TEST(m.value("reqbus_subscription_gaps_total{subscription=\"persist\"}") == 0);
+  BOOST_TEST(m.value("reqbus_persisted_total") == 25);
+  BOOST_TEST(m.types.at("reqbus_bus_queue_depth") == "gauge");
+  BOOST_TEST(m.value("reqbus_bus_queue_depth") >= 0);
+  BOOST_TEST(m.value("reqbus_batcher_queue_depth") == 0);
+  BOOST_TEST(m.value("reqbus_flush_latency_seconds") > 0);
+  BOOST_TEST(m.value("reqbus_flush_latency_seconds") < 30);
+  BOOST_TEST(m.value("reqbus_batcher_retried_total") == 0);
+  BOOST_TEST(m.value("reqbus_batcher_spooled_total") == 0);
+  BOOST_TEST(m.value("reqbus_subscription_delivered_total{subscription=\"persist\"}") == 25);
+  BOOST_TEST(m.value("reqbus_http_items_accepted_total") == 25);
+  BOOST_TEST(m.types.count("reqbus_batcher_dropped_total") == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(stats_count_what_was_published_with_a_node_filter) {
+  NodeFixture f;
+  auto c = f.client();
+  std::string body;
+  for (int i = 0; i < 10; ++i) body += request_line(i < 4 ? "/missing" : "/", i < 4 ? 404 : 200) + "\n";
+  BOOST_TEST(c.Post("/v1/requests", body, "application/x-ndjson")->status == 202);
+  BOOST_REQUIRE(poll_stats(c, [](const nlohmann::json& j) { return j.value("total", 0) == 10; }));
+  const auto j = json_of(c.Get("/api/stats"));
+  BOOST_TEST(j["status"]["404"] == 4);
+  BOOST_TEST(j["status"]["200"] == 6);
+  BOOST_TEST(j["self"] == "api-node");
+  BOOST_TEST(j["published"] == 10);
+  BOOST_TEST(json_of(c.Get("/api/stats?node=api-node"))["total"] == 10);
+  BOOST_TEST(json_of(c.Get("/api/stats?node=elsewhere"))["total"] == 0);
+}
+
+BOOST_AUTO_TEST_CASE(healthz_dashboard_and_assets) {
+  NodeFixture f;
+  auto c = f.client();
+  auto health = c.Get("/healthz");
+  BOOST_REQUIRE(health);
+  BOOST_TEST(health->status == 200);
+  BOOST_TEST(health->body == "ok\n");
+
+  auto page = c.Get("/");
+  BOOST_REQUIRE(page);
+  BOOST_TEST(page->status == 200);
+  BOOST_TEST(contains(page->get_header_value("Content-Type"), "text/html"));
+  BOOST_TEST(contains(page->body, "<html"));
+  BOOST_TEST(contains(page->body, "uPlot.iife.min.js"));
+  BOOST_TEST(!page->get_header_value("Content-Security-Policy").empty());
+
+  auto uplot = c.Get("/assets/uPlot.iife.min.js");
+  BOOST_REQUIRE(uplot);
+  BOOST_TEST(uplot->status == 200);
+  BOOST_TEST(contains(uplot->get_header_value("Content-Type"), "javascript"));
+  BOOST_TEST(uplot->body.size() > 10000u);
+  BOOST_TEST(contains(uplot->body, "uPlot"));
+  BOOST_TEST(c.Get("/assets/dashboard.js")->status == 200);
+  BOOST_TEST(c.Get("/assets/nope.js")->status == 404);
+  BOOST_TEST(c.Get("/assets/../CMakeLists.txt")->status == 404);
+  BOOST_TEST(c.Get("/assets/%2e%2e%2fCMakeLists.txt")->status == 404);
+}
+
+BOOST_AUTO_TEST_CASE(the_stream_sends_a_data_line_promptly_and_then_every_interval) {
+  NodeFixture f;
+  httplib::Client c("127.0.0.1", f.node->http_port());
+  c.set_read_timeout(5, 0);
+  std::string received;
+  std::vector<std::chrono::steady_clock::duration> at;
+  const auto start = std::chrono::steady_clock::now();
+  auto res = c.Get("/api/stream", [&](const char* data, size_t n) {
+    received.append(data, n);
+    size_t events = 0;
+    for (size_t p = 0; (p = received.find("\n\n", p)) != std::string::npos; p += 2) ++events;
+    while (at.size() < events) at.push_back(std::chrono::steady_clock::now() - start);
+    return events < 2;
+  });
+  BOOST_REQUIRE(at.size() >= 2u);
+  BOOST_TEST(std::chrono::duration_cast<std::chrono::milliseconds>(at[0]).count() < 1500);
+  BOOST_TEST(received.rfind("data: ", 0) == 0);
+  const std::string first = received.substr(6, received.find("\n\n") - 6);
+  const auto j = nlohmann::json::parse(first, nullptr, false);
+  BOOST_REQUIRE(!j.is_discarded());
+  BOOST_TEST(j.contains("series"));
+  BOOST_TEST(j["self"] == "api-node");
+  // The client went away: the server notices and frees the slot.
+  auto stream_clients = [&] {
+    auto m = c.Get("/metrics");
+    return m ? PromText(m->body).value("reqbus_http_stream_clients") : -1.0;
+  };
+  BOOST_TEST(poll_until([&] { return stream_clients() == 0; }));
+}
+
+BOOST_AUTO_TEST_CASE(stream_clients_cannot_take_every_server_thread) {
+  NodeFixture f;  // 4 server threads
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> readers;
+  std::vector<std::promise<void>> started(2);
+  for (int i = 0; i < 2; ++i)
+    readers.emplace_back([&, i] {
+      httplib::Client c("127.0.0.1", f.node->http_port());
+      c.set_read_timeout(30, 0);
+      bool first = true;
+      c.Get("/api/stream", [&](const char*, size_t) {
+        if (first) started[size_t(i)].set_value();
+        first = false;
+        return !stop.load();
+      });
+    });
+  for (auto& s : started) BOOST_REQUIRE(s.get_future().wait_for(5s) == std::future_status::ready);
+  auto c = f.client();
+  c.set_read_timeout(5, 0);
+  // Past the limit, a stream is refused at once instead of taking a thread...
+  auto refused = c.Get("/api/stream");
+  BOOST_REQUIRE(refused);
+  BOOST_TEST(refused->status == 503);
+  // ...and the API still answers.
+  auto res = c.Post("/v1/requests", request_line("/while-streaming", 200), "application/x-ndjson");
+  BOOST_REQUIRE(res);
+  BOOST_TEST(res->status == 202);
+  BOOST_TEST(f.receive(1)[0].request.path == "/while-streaming");
+  stop = true;
+  for (auto& t : readers) t.join();
+}
+
+BOOST_AUTO_TEST_CASE(closing_the_node_ends_open_streams) {
+  NodeFixture f;
+  std::promise<void> first_event;
+  std::atomic<bool> signalled{false};
+  std::thread reader([&] {
+    httplib::Client c("127.0.0.1", f.node->http_port());
+    c.set_read_timeout(30, 0);
+    c.Get("/api/stream", [&](const char*, size_t) {
+      if (!signalled.exchange(true)) first_event.set_value();
+      return true;
+    });
+  });
+  BOOST_REQUIRE(first_event.get_future().wait_for(5s) == std::future_status::ready);
+  const auto start = std::chrono::steady_clock::now();
+  f.node->close(10s);
+  reader.join();
+  BOOST_TEST((std::chrono::steady_clock::now() - start < 5s));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
