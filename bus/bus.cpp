@@ -39,8 +39,28 @@ BusOptions checked(BusOptions o) {
   if (o.max_frame_bytes + 4096 > o.max_message_bytes) fail("max_frame_bytes: must leave 4 KiB under max_message_bytes");
   if (o.close_timeout.count() < 0) fail("close_timeout: negative");
   if (!o.bind.empty() && o.bind.rfind("tcp://", 0) != 0) fail("bind: must be a tcp:// endpoint");
-  for (const auto& peer : o.peers)
-    if (peer.rfind("tcp://", 0) != 0) fail("peers: '" + peer + "' is not a tcp:// endpoint");
+  for (const auto* list : {&o.peers, &o.publish_to})
+    for (const auto& peer : *list)
+      if (peer.rfind("tcp://", 0) != 0)
+        fail(std::string(list == &o.peers ? "peers" : "publish_to") + ": '" + peer.substr(0, 80) + "' is not a tcp:// endpoint");
+  if (o.peer_state_interval.count() < 1) fail("peer_state_interval: must be >= 1 ms");
+  const bool tcp = !o.bind.empty() || !o.peers.empty() || !o.publish_to.empty();
+  const bool curve = !o.curve_secret_key.empty();
+  if (curve && o.insecure_plaintext) fail("insecure_plaintext: set together with curve_secret_key; choose one");
+  if (tcp && !curve && !o.insecure_plaintext)
+    fail("curve_secret_key: tcp needs CURVE keys (`reqbus keygen`), or insecure_plaintext = true for plain tcp");
+  if (curve) {
+    if (!detail::valid_z85_key(o.curve_secret_key)) fail("curve_secret_key: not 40 characters of Z85");
+    const std::string derived = detail::curve_public_of(o.curve_secret_key);
+    if (o.curve_public_key.empty()) o.curve_public_key = derived;
+    else if (o.curve_public_key != derived) fail("curve_public_key: does not belong to curve_secret_key");
+    if (!o.bind.empty() && o.curve_allowed_clients.empty())
+      fail("curve_allowed_clients: empty, so every client of `bind` would be refused");
+    for (const auto& key : o.curve_allowed_clients)
+      if (!detail::valid_z85_key(key)) fail("curve_allowed_clients: '" + key.substr(0, 60) + "' is not 40 characters of Z85");
+  } else if (!o.curve_public_key.empty() || !o.curve_allowed_clients.empty()) {
+    fail("curve_secret_key: curve_public_key/curve_allowed_clients are set but the secret key is not");
+  }
   return o;
 }
 
@@ -73,16 +93,35 @@ void encode_published(std::string& out, const AnalyticsEvent& e, const std::stri
                                   e.timestamp ? e.timestamp : now_us(), node, seq);
 }
 
+std::vector<detail::PeerEndpoint> parse_peers(const BusOptions& o, const std::vector<std::string>& list,
+                                              const char* field) {
+  std::vector<detail::PeerEndpoint> out;
+  for (const auto& entry : list) out.push_back(detail::parse_peer(entry, !o.curve_secret_key.empty(), field));
+  return out;
+}
+
 }  // namespace
 
 Bus::Impl::Impl(BusOptions opts)
     : options(checked(std::move(opts))),
       epoch(random_epoch()),
+      curve(!options.curve_secret_key.empty()),
+      keys{options.curve_secret_key, options.curve_public_key},
+      peers(parse_peers(options, options.peers, "peers")),
+      uplinks(parse_peers(options, options.publish_to, "publish_to")),
       context_(1),
       local_endpoint_(make_endpoint(options, epoch, "local")),
       remote_endpoint_(options.peers.empty() ? "" : make_endpoint(options, epoch, "remote")),
       queue_(options.queue_max_events, options.queue_max_bytes) {
   context_.set(zmq::ctxopt::blocky, 0);  // never hang in zmq_ctx_term on lingering sockets
+  const bool tcp = !options.bind.empty() || !peers.empty() || !uplinks.empty();
+  if (tcp && !curve)
+    log(LogLevel::warn, "bus '" + options.name + "': insecure_plaintext: tcp traffic is neither authenticated nor "
+                        "encrypted; anyone who can reach " + (options.bind.empty() ? std::string("the peers") : options.bind) +
+                        " can read and inject events (docs/CLUSTER.md)");
+  // The ZAP handler must be bound before the CURVE server socket: without one libzmq admits everybody.
+  if (curve && !options.bind.empty())
+    zap_ = std::make_unique<detail::ZapHandler>(context_, options.curve_allowed_clients, "bus '" + options.name + "'");
   start_thread(publisher_, publisher_done_, &Impl::publisher_main);
   if (!remote_endpoint_.empty()) {
     try {
@@ -215,6 +254,7 @@ CloseReport Bus::Impl::close(std::chrono::milliseconds budget) {
     subs = subscribers_;
   }
   for (auto& s : subs) late |= !s->finish(deadline);
+  if (zap_) zap_->stop();
   context_.shutdown();
 
   const BusStats s = stats();
@@ -254,6 +294,9 @@ BusStats Bus::Impl::stats() const {
   s.remote_events = remote_events_.load();
   s.remote_gaps = remote_gaps_.load();
   s.peer_disconnects = peer_disconnects_.load();
+  s.auth_refused = zap_ ? zap_->refused() : 0;
+  s.handshake_failures = handshake_failures_.load();
+  s.echoes_ignored = echoes_ignored_.load();
   for (size_t i = 0; i < malformed_.size(); ++i) s.malformed[i] = malformed_[i].load();
   std::lock_guard lock(subs_mu_);
   for (const auto& sub : subscribers_) s.subscriptions.push_back(sub->stats());

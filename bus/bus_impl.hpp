@@ -11,6 +11,7 @@
 #include <zmq.hpp>
 
 #include "bus/bounded_queue.hpp"
+#include "bus/curve.hpp"
 #include "bus/ready_board.hpp"
 #include "bus/subscriber.hpp"
 #include "reqbus/bus.hpp"
@@ -38,13 +39,17 @@ class Bus::Impl {
 
   const BusOptions options;
   const uint64_t epoch;
+  const bool curve;                                // tcp sockets use CURVE
+  const detail::CurveKeys keys;                    // this node's, when curve
+  const std::vector<detail::PeerEndpoint> peers;   // parsed options.peers
+  const std::vector<detail::PeerEndpoint> uplinks; // parsed options.publish_to
   std::string bound_endpoint;  // set before the constructor returns
 
  private:
   // publisher.cpp
   void publisher_main(std::promise<void> started);
   void publish_batch(std::vector<PendingEvent>& batch, size_t n, zmq::socket_t& local,
-                     zmq::socket_t* tcp);
+                     zmq::socket_t* tcp, zmq::socket_t* uplink);
   bool send_blocking(zmq::socket_t& socket, zmq::message_t& key, zmq::message_t& body);
   void drain_subscriptions(zmq::socket_t& xpub);
   // receiver.cpp
@@ -55,6 +60,7 @@ class Bus::Impl {
   void retire(const std::shared_ptr<detail::Subscriber>& subscriber);
 
   zmq::context_t context_;
+  std::unique_ptr<detail::ZapHandler> zap_;  // when binding with CURVE; started first
   const std::string local_endpoint_;
   const std::string remote_endpoint_;  // "" without peers
   detail::BoundedQueue<PendingEvent> queue_;
@@ -72,7 +78,7 @@ class Bus::Impl {
   std::atomic<uint64_t> published_{0}, dropped_newest_{0}, dropped_oldest_{0},
       dropped_timeout_{0}, dropped_closed_{0}, dropped_close_deadline_{0}, rejected_invalid_{0},
       frames_sent_{0}, events_sent_{0}, remote_frames_{0}, remote_events_{0}, remote_gaps_{0},
-      peer_disconnects_{0};
+      peer_disconnects_{0}, handshake_failures_{0}, echoes_ignored_{0};
   std::array<std::atomic<uint64_t>, codec::kDecodeErrorCount> malformed_{};
 
   // Publisher-thread state.

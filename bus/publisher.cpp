@@ -28,7 +28,7 @@ zmq::message_t to_message(std::string&& s) {
 }  // namespace
 
 void Bus::Impl::publisher_main(std::promise<void> started) {
-  std::optional<zmq::socket_t> local, tcp;
+  std::optional<zmq::socket_t> local, tcp, uplink;
   try {
     local.emplace(context_, zmq::socket_type::xpub);
     local->set(zmq::sockopt::xpub_nodrop, 1);  // wait (bounded) instead of dropping silently
@@ -39,8 +39,20 @@ void Bus::Impl::publisher_main(std::promise<void> started) {
       tcp.emplace(context_, zmq::socket_type::pub);
       tcp->set(zmq::sockopt::sndhwm, options.tcp_hwm);
       tcp->set(zmq::sockopt::linger, 1000);  // let queued frames reach peers at close
+      if (curve) detail::make_curve_server(*tcp, keys);
       tcp->bind(options.bind);
       bound_endpoint = tcp->get(zmq::sockopt::last_endpoint);
+    }
+    if (!uplinks.empty()) {  // a forwarder's frontend: we are its CURVE client
+      uplink.emplace(context_, zmq::socket_type::pub);
+      uplink->set(zmq::sockopt::sndhwm, options.tcp_hwm);
+      uplink->set(zmq::sockopt::linger, 1000);
+      uplink->set(zmq::sockopt::reconnect_ivl, 100);
+      uplink->set(zmq::sockopt::reconnect_ivl_max, 5000);
+      for (const auto& u : uplinks) {
+        if (curve) detail::make_curve_client(*uplink, keys, u.server_key);
+        uplink->connect(u.endpoint);
+      }
     }
     started.set_value();
   } catch (...) {
@@ -53,7 +65,7 @@ void Bus::Impl::publisher_main(std::promise<void> started) {
     const size_t n = queue_.pop(batch, kDrainBatch, std::chrono::steady_clock::now() + kIdleWait);
     drain_subscriptions(*local);
     if (n > 0) {
-      publish_batch(batch, n, *local, tcp ? &*tcp : nullptr);
+      publish_batch(batch, n, *local, tcp ? &*tcp : nullptr, uplink ? &*uplink : nullptr);
     } else if (queue_.closed_and_empty()) {
       break;
     }
@@ -65,7 +77,7 @@ void Bus::Impl::publisher_main(std::promise<void> started) {
 }
 
 void Bus::Impl::publish_batch(std::vector<PendingEvent>& batch, size_t n, zmq::socket_t& local,
-                              zmq::socket_t* tcp) {
+                              zmq::socket_t* tcp, zmq::socket_t* uplink) {
   size_t i = 0;
   std::string payload, key;
   while (i < n) {
@@ -90,12 +102,13 @@ void Bus::Impl::publish_batch(std::vector<PendingEvent>& batch, size_t n, zmq::s
     zmq::message_t key_msg(key.data(), key.size());
     zmq::message_t body = to_message(std::move(payload));
     payload = std::string();
-    if (tcp && first.scope == detail::kScopeCluster) {
+    for (zmq::socket_t* out : {tcp, uplink}) {
+      if (!out || first.scope != detail::kScopeCluster) continue;
       // PUB never blocks: past tcp_hwm ZeroMQ drops, and peers count the gap.
       zmq::message_t tcp_key(key.data(), key.size()), tcp_body;
       tcp_body.copy(body);  // shares the buffer (reference counted)
-      tcp->send(tcp_key, zmq::send_flags::sndmore);
-      tcp->send(tcp_body, zmq::send_flags::none);
+      out->send(tcp_key, zmq::send_flags::sndmore);
+      out->send(tcp_body, zmq::send_flags::none);
     }
     if (send_blocking(local, key_msg, body)) {
       frames_sent_.fetch_add(1, std::memory_order_relaxed);

@@ -2,12 +2,34 @@
 // re-publishes their frames to this node's cluster-scope subscribers. Every frame from the
 // network is decoded and checked before it is forwarded; bad ones are dropped and counted.
 #include <algorithm>
+#include <cstring>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "bus/bus_impl.hpp"
 #include "bus/frame.hpp"
 #include "bus/gap_tracker.hpp"
 
 namespace reqbus {
+namespace {
+
+constexpr int kMonitoredEvents = ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                                 ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+
+// Writes `text` to `path` atomically (temp file + rename): a crash leaves the old or the new file.
+bool write_state(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    if (!out.flush()) return false;
+  }
+  return std::rename(tmp.c_str(), path.c_str()) == 0;
+}
+
+}  // namespace
 
 void Bus::Impl::receiver_main(std::promise<void> started) {
   std::optional<zmq::socket_t> peers, remote, monitor;
@@ -21,11 +43,14 @@ void Bus::Impl::receiver_main(std::promise<void> started) {
     peers->set(zmq::sockopt::reconnect_ivl_max, 5000);  // backoff when a peer stays down
     peers->set(zmq::sockopt::subscribe, "");
     const std::string monitor_endpoint = remote_endpoint_ + "-monitor";
-    if (zmq_socket_monitor(peers->handle(), monitor_endpoint.c_str(), ZMQ_EVENT_DISCONNECTED) != 0)
+    if (zmq_socket_monitor(peers->handle(), monitor_endpoint.c_str(), kMonitoredEvents) != 0)
       throw zmq::error_t();
     monitor.emplace(context_, zmq::socket_type::pair);
     monitor->connect(monitor_endpoint);
-    for (const auto& peer : options.peers) peers->connect(peer);
+    for (const auto& peer : this->peers) {
+      if (curve) detail::make_curve_client(*peers, keys, peer.server_key);
+      peers->connect(peer.endpoint);
+    }
 
     remote.emplace(context_, zmq::socket_type::xpub);
     remote->set(zmq::sockopt::xpub_nodrop, 1);
@@ -39,6 +64,26 @@ void Bus::Impl::receiver_main(std::promise<void> started) {
   }
 
   detail::GapTracker gaps;
+  if (!options.peer_state_file.empty()) {
+    std::ifstream in(options.peer_state_file, std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    try {
+      const size_t n = gaps.load(text.str());
+      if (n) log(LogLevel::info, "bus '" + options.name + "': resumed " + std::to_string(n) +
+                                     " peer channels from " + options.peer_state_file);
+    } catch (const std::exception&) {
+      log(LogLevel::warn, "bus '" + options.name + "': ignored a malformed " + options.peer_state_file);
+    }
+  }
+  auto next_state_save = std::chrono::steady_clock::now() + options.peer_state_interval;
+  bool state_dirty = false;
+  auto save_state = [&] {
+    if (options.peer_state_file.empty() || !state_dirty) return;
+    if (!write_state(options.peer_state_file, gaps.save()))
+      bad_input_log_.log(LogLevel::warn, "bus '" + options.name + "': cannot write " + options.peer_state_file);
+    state_dirty = false;
+  };
   detail::FrameHeader header;
   std::vector<Message> scratch;
   auto reject = [&](codec::DecodeError why, std::string_view detail_text) {
@@ -53,19 +98,36 @@ void Bus::Impl::receiver_main(std::promise<void> started) {
                                {monitor->handle(), 0, ZMQ_POLLIN, 0}};
     zmq::poll(items, 3, std::chrono::milliseconds(100));
     if (items[1].revents & ZMQ_POLLIN) drain_subscriptions(*remote);
+    if (std::chrono::steady_clock::now() >= next_state_save) {
+      save_state();
+      next_state_save = std::chrono::steady_clock::now() + options.peer_state_interval;
+    }
     if (items[2].revents & ZMQ_POLLIN) {
       zmq::message_t event;
+      uint16_t event_id = 0;
       while (monitor->recv(event, zmq::recv_flags::dontwait)) {
-        if (event.more()) continue;  // the event id; the last part is the endpoint
+        if (event.more()) {  // the event id (uint16) and value; the last part is the endpoint
+          if (event.size() >= 2) std::memcpy(&event_id, event.data(), 2);
+          continue;
+        }
+        if (event_id != ZMQ_EVENT_DISCONNECTED) {  // a failed CURVE handshake: wrong key or refused
+          handshake_failures_.fetch_add(1, std::memory_order_relaxed);
+          bad_input_log_.log(LogLevel::warn, "bus '" + options.name + "': CURVE handshake with " + event.to_string() +
+                                                 " failed (wrong server key in peers, or our key is not on its allow-list)");
+          continue;
+        }
         peer_disconnects_.fetch_add(1, std::memory_order_relaxed);
         // After a protocol error (a frame past ZMQ_MAXMSGSIZE) libzmq ends the session for
         // good instead of reconnecting: reconnect ourselves, or the peer is lost forever.
-        const std::string endpoint(static_cast<const char*>(event.data()), event.size());
-        if (std::find(options.peers.begin(), options.peers.end(), endpoint) != options.peers.end()) {
+        const std::string endpoint = event.to_string();
+        const auto peer = std::find_if(this->peers.begin(), this->peers.end(),
+                                       [&](const detail::PeerEndpoint& p) { return p.endpoint == endpoint; });
+        if (peer != this->peers.end()) {
           try {
             peers->disconnect(endpoint);
           } catch (const zmq::error_t&) {  // already gone: nothing to undo
           }
+          if (curve) detail::make_curve_client(*peers, keys, peer->server_key);
           peers->connect(endpoint);
         }
       }
@@ -104,13 +166,19 @@ void Bus::Impl::receiver_main(std::promise<void> started) {
         reject(*error, "");
         continue;
       }
+      if (header.node_id == options.node_id) {  // our own frame, back through a forwarder
+        echoes_ignored_.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
       remote_frames_.fetch_add(1, std::memory_order_relaxed);
+      state_dirty = true;
       remote_events_.fetch_add(header.count, std::memory_order_relaxed);
       remote_gaps_.fetch_add(gaps.observe(header.node_id, key, header.epoch, header.first_seq, header.count),
                              std::memory_order_relaxed);
       if (!send_blocking(*remote, parts[0], parts[1])) break;
     }
   }
+  save_state();
   zmq::message_t key(detail::kCloseKey.data(), detail::kCloseKey.size()), body;
   if (!abort_.load()) send_blocking(*remote, key, body);
   zmq_socket_monitor(peers->handle(), nullptr, 0);

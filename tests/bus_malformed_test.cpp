@@ -26,6 +26,7 @@ struct PeerFixture {
     BusOptions o;
     o.node_id = "under-test";
     o.peers = {peer.endpoint()};
+    o.insecure_plaintext = true;  // the raw peer speaks plain tcp
     o.max_frame_bytes = 1024;
     o.max_message_bytes = 8192;  // ZeroMQ's hard limit is 2x: 16384
     bus = std::make_unique<Bus>(o);

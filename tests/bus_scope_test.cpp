@@ -53,6 +53,7 @@ BOOST_AUTO_TEST_CASE(broadcast_crosses_processes_local_broadcast_does_not) {
   options.node_id = "parent";
   options.bind = "tcp://127.0.0.1:*";
   options.peers = {endpoint_b};
+  options.insecure_plaintext = true;
   Bus bus(options);
   BOOST_REQUIRE(bus.bound_endpoint().rfind("tcp://127.0.0.1:", 0) == 0);
   ChildProcess peer_c({peer, "--node", "peer-c", "--peer", bus.bound_endpoint()});

@@ -19,8 +19,32 @@ struct BusOptions {
   std::string node_id;
   // tcp endpoint to bind for peers ("tcp://127.0.0.1:7400"); empty = this node serves no peers.
   std::string bind;
-  // tcp endpoints of peer nodes to receive their cluster broadcasts from.
+  // tcp endpoints of peer nodes (or of a `reqbus forward` backend) to receive their cluster
+  // broadcasts from. With CURVE each entry names the server's public key after a '#':
+  // "tcp://10.0.0.2:7400#<40-char Z85 public key>"; plain "tcp://host:port" only when
+  // insecure_plaintext.
   std::vector<std::string> peers;
+  // tcp endpoints this node's publisher *connects* to, same form as `peers`: the frontend of a
+  // `reqbus forward` forwarder, so that nodes need not know each other (docs/CLUSTER.md).
+  std::vector<std::string> publish_to;
+
+  // --- security (docs/CLUSTER.md): ZeroMQ CURVE on every tcp socket ---
+  // Keys are 40-character Z85 text, as `reqbus keygen` prints them.
+  std::string curve_secret_key;  // this node's secret key; required for any tcp use
+  std::string curve_public_key;  // this node's public key; "" = derived from the secret key
+  // Public keys of the clients (peer nodes, `reqbus tail`, forwarders) allowed to connect to
+  // `bind`. A ZAP handler refuses every other key at the handshake: such a client receives
+  // nothing; each refusal is counted (BusStats::auth_refused) and logged at a limited rate.
+  // Must be non-empty when binding with CURVE.
+  std::vector<std::string> curve_allowed_clients;
+  // Plain tcp: no authentication, no encryption, a warning at start. Default false: tcp
+  // without CURVE keys is an error.
+  bool insecure_plaintext = false;
+  // Where the receiver keeps each origin's last sequence seen, so that a node restarted after a
+  // crash counts what it missed while down as remote_gaps (docs/CLUSTER.md: the window).
+  // "" (default) = not kept: a restarted node only sees new gaps.
+  std::string peer_state_file;
+  std::chrono::milliseconds peer_state_interval{500};  // how often it is rewritten (if changed)
 
   // --- the publish queue between broadcast() callers and the publisher thread ---
   size_t queue_max_events = 65536;         // events; must be >= 1

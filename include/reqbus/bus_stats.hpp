@@ -45,6 +45,9 @@ struct BusStats {
   uint64_t remote_events = 0;
   uint64_t remote_gaps = 0;      // events missing from a peer's sequence at this node
   uint64_t peer_disconnects = 0; // tcp peer connections closed (incl. ZeroMQ's size limit)
+  uint64_t auth_refused = 0;     // clients refused by the ZAP allow-list at `bind`
+  uint64_t handshake_failures = 0;  // our connections to peers that failed the CURVE handshake
+  uint64_t echoes_ignored = 0;   // frames of our own that came back (through a forwarder)
   std::array<uint64_t, codec::kDecodeErrorCount> malformed{};  // by codec::DecodeError
   std::vector<SubscriptionStats> subscriptions;
 };

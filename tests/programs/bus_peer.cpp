@@ -1,6 +1,8 @@
 // bus_peer: a reqbus node in its own process, driven by tests/bus_scope_test.cpp over a line
 // protocol on stdin/stdout.
-//   bus_peer --node ID [--peer tcp://...]...
+//   bus_peer --node ID [--peer tcp://...]... [--secret Z85 --allow Z85...]
+// Plain tcp (insecure_plaintext) unless --secret is given; then peers are "tcp://...#serverkey"
+// and --allow lists the client keys its bound endpoint admits.
 // It binds tcp://127.0.0.1:* and prints "ready <endpoint>", then answers one line per command:
 //   probe                      broadcast one event on topic "probe"          -> "ok"
 //   probed NODE MS             did a probe from NODE arrive (waits <= MS ms)  -> "probed yes|no"
@@ -63,11 +65,14 @@ int main(int argc, char** argv) {
     const std::string flag = argv[i];
     if (flag == "--node") options.node_id = argv[i + 1];
     else if (flag == "--peer") options.peers.push_back(argv[i + 1]);
+    else if (flag == "--secret") options.curve_secret_key = argv[i + 1];
+    else if (flag == "--allow") options.curve_allowed_clients.push_back(argv[i + 1]);
     else {
       std::cerr << "bus_peer: unknown flag " << flag << "\n";
       return 2;
     }
   }
+  options.insecure_plaintext = options.curve_secret_key.empty();
   Bus bus(options);
   Seen seen;
   SubscribeOptions cluster_options;
@@ -132,7 +137,8 @@ int main(int argc, char** argv) {
       for (uint64_t m : s.malformed) malformed += m;
       for (const auto& sub : s.subscriptions) gaps += sub.gaps;
       std::cout << "stats malformed=" << malformed << " remote_gaps=" << s.remote_gaps
-                << " gaps=" << gaps << std::endl;
+                << " gaps=" << gaps << " remote_events=" << s.remote_events << " auth_refused=" << s.auth_refused
+                << " handshake_failures=" << s.handshake_failures << std::endl;
     } else if (command == "quit") {
       break;
     } else {
