@@ -17,6 +17,9 @@
 #include "reqbus/log.hpp"
 
 namespace reqbus::app {
+
+std::string http_error_text(httplib::Error e);  // cmd_top.cpp
+
 namespace {
 
 struct IngestFlags {
@@ -68,7 +71,7 @@ class Sender {
       if (attempt) std::this_thread::sleep_for(std::chrono::milliseconds(200 * attempt));  // backoff
       auto res = http_->Post("/v1/requests", body_, "application/x-ndjson");
       if (!res) {
-        why = "cannot reach http://" + f_.node_addr + " (" + httplib::to_string(res.error()) + ")";
+        why = "cannot reach http://" + f_.node_addr + " (" + http_error_text(res.error()) + ")";
         continue;
       }
       if (res->status == 202) {

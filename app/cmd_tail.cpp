@@ -34,12 +34,13 @@ Run add_tail(CLI::App& app) {
   app.add_option("--path", f->path_prefix, "Only paths starting with this prefix");
   app.add_option("--status", f->status, "Only this status (404) or class (5xx)")
       ->check([](const std::string& s) -> std::string {
-        const bool code = s.size() == 3 && std::isdigit((unsigned char)s[0]) &&
+        // HTTP status codes are 100..599: classes 1xx..5xx.
+        const bool code = s.size() == 3 && s[0] >= '1' && s[0] <= '5' &&
                           ((std::isdigit((unsigned char)s[1]) && std::isdigit((unsigned char)s[2])) || (s[1] == 'x' && s[2] == 'x'));
-        return code ? "" : "--status must be a code like 404 or a class like 5xx";
+        return code ? "" : "'" + s + "' is not a status code (100..599, like 404) or class (1xx..5xx)";
       });
   app.add_option("--node", f->node, "Only events from this origin node");
-  app.add_option("-n,--limit", f->limit, "Exit after printing this many events")->check(CLI::NonNegativeNumber);
+  app.add_option("-n,--limit", f->limit, "Exit after printing this many events")->check(CLI::Range(int64_t(0), int64_t(1) << 62));
   return [f]() -> int {
     BusOptions bo;
     bo.name = "tail";

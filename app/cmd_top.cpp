@@ -67,12 +67,23 @@ void render(const nlohmann::json& s, bool tty) {
 
 }  // namespace
 
+// httplib names its errors tersely ("Connection"); say what happened.
+std::string http_error_text(httplib::Error e) {
+  switch (e) {
+    case httplib::Error::Connection: return "connection refused or unreachable";
+    case httplib::Error::ConnectionTimeout: return "connection timed out";
+    case httplib::Error::Read: return "the connection broke while reading the answer";
+    case httplib::Error::Write: return "the connection broke while sending";
+    default: return "HTTP error " + httplib::to_string(e);
+  }
+}
+
 Run add_top(CLI::App& app) {
   auto f = std::make_shared<TopFlags>();
   app.add_option("--node-addr", f->node_addr, "The node's HTTP address HOST:PORT (default 127.0.0.1:7480)");
   app.add_option("--token", f->token, "Bearer token, if the node requires one");
   app.add_option("--filter", f->filter, "Show one origin node only");
-  app.add_option("--iterations", f->iterations, "Refresh this many times, then exit (0 = until Ctrl-C)")->check(CLI::NonNegativeNumber);
+  app.add_option("--iterations", f->iterations, "Refresh this many times, then exit (0 = until Ctrl-C)")->check(CLI::Range(0, 1 << 30));
   app.add_option("--interval", f->interval_s, "Seconds between refreshes (default 1)")->check(CLI::Range(0.1, 3600.0));
   return [f]() -> int {
     std::string host;
@@ -88,7 +99,7 @@ Run add_top(CLI::App& app) {
       std::string path = "/api/stats";
       if (!f->filter.empty()) path += "?node=" + httplib::detail::encode_query_param(f->filter);
       auto res = http.Get(path);
-      if (!res) throw Error(ErrorCode::transport, "top: cannot reach http://" + f->node_addr + ": " + httplib::to_string(res.error()));
+      if (!res) throw Error(ErrorCode::transport, "top: cannot reach http://" + f->node_addr + ": " + http_error_text(res.error()));
       if (res->status != 200) throw Error(ErrorCode::transport, "top: " + f->node_addr + " answered " + std::to_string(res->status));
       auto json = nlohmann::json::parse(res->body, nullptr, false);
       if (json.is_discarded() || !json.is_object()) throw Error(ErrorCode::decode, "top: /api/stats did not return a JSON object");
