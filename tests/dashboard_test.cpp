@@ -230,5 +230,24 @@ BOOST_AUTO_TEST_CASE(chart_draws_and_screenshot) {
   BOOST_TEST_MESSAGE("screenshot: " << file);
 }
 
+// A connected dashboard holds a server thread in its event stream; shutting the node down must
+// end that stream promptly (not wait for the browser), and the page must notice.
+BOOST_AUTO_TEST_CASE(node_closes_promptly_with_a_dashboard_connected) {
+  publish(request("/", 200), 5);
+  Page page(browser);
+  page.navigate(url);
+  BOOST_REQUIRE_MESSAGE(page.wait_for("document.getElementById('total').textContent === '5'", 20s), "no render" << diagnose(page));
+  const auto start = std::chrono::steady_clock::now();
+  const auto report = node.close(5000ms);
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+  BOOST_TEST(!report.deadline_reached);
+  // The browser also keeps idle keep-alive connections (it fetched the page and its assets);
+  // a server that waits out its keep-alive timeout (cpp-httplib's default is 5 s) on them
+  // spends the close() budget the Batcher needs to flush.
+  BOOST_TEST(took.count() < 3000, "close() took " << took.count() << " ms with a dashboard connected");
+  BOOST_TEST(page.wait_for("document.getElementById('conn').textContent !== 'live'", 10s),
+             "the page still shows 'live' after the node closed" << diagnose(page));
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
