@@ -139,6 +139,17 @@ BOOST_AUTO_TEST_CASE(numbers_change_as_events_are_published) {
   BOOST_TEST(contains(rows(page, "top-paths"), "/new-path|15"));
   BOOST_TEST(text(page, "bots") == "2 / 40");
   BOOST_TEST(page.events("Runtime.exceptionThrown").empty(), "uncaught exceptions in the page" << diagnose(page));
+
+  // The per-node filter lists this node; choosing it reconnects the stream filtered by node.
+  const std::string self = node.bus().node_id();
+  BOOST_TEST(page.evaluate("[...document.querySelectorAll('#node-filter option')].map(o => o.value).join(',')").get<std::string>() ==
+             "," + self);
+  page.evaluate("(() => { const s = document.getElementById('node-filter'); s.value = '" + self +
+                "'; s.dispatchEvent(new Event('change')); })()");
+  BOOST_TEST(page.wait_for("new URLSearchParams(location.search).get('node') === '" + self + "'", 5s));
+  publish(request("/after-filter", 200));
+  BOOST_TEST(page.wait_for("document.getElementById('total').textContent === '43'", 20s),
+             "the filtered stream did not follow" << diagnose(page));
 }
 
 BOOST_AUTO_TEST_CASE(request_fields_are_shown_as_text_never_run) {
