@@ -19,6 +19,7 @@
 #include <string_view>
 
 #include "analytics/sinks/postgres_detail.hpp"
+#include "analytics/sinks/timed_gate.hpp"
 #include "analytics/sinks/schema.hpp"
 #include "reqbus/error.hpp"
 
@@ -88,7 +89,7 @@ struct PostgresSink::Impl {
                                  // belongs to its lessee alone
   std::vector<size_t> free_slots;  // guarded by pool_mu
 
-  std::timed_mutex schema_mu;
+  detail::TimedGate schema_gate;  // not std::timed_mutex: TSan misreads its try_lock_for
   std::atomic<bool> schema_ready{false};
 
   std::atomic<uint64_t> batches{0}, rows_inserted{0}, duplicates{0}, errors{0}, reconnects{0};
@@ -219,8 +220,9 @@ struct PostgresSink::Impl {
   // --- schema -------------------------------------------------------------------------------
   std::optional<Failure> ensure_schema(Connection& c, Deadline deadline) {
     if (!options.create_schema || schema_ready.load(std::memory_order_acquire)) return {};
-    std::unique_lock lock(schema_mu, deadline);
-    if (!lock.owns_lock()) return Failure{true, false, "postgres: timed out waiting for the schema"};
+    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now());
+    detail::TimedGate::Hold hold(schema_gate, std::max(wait, std::chrono::milliseconds(0)));
+    if (!hold.acquired()) return Failure{true, false, "postgres: timed out waiting for the schema"};
     if (schema_ready.load(std::memory_order_acquire)) return {};
     auto failed = migrate(c, deadline);
     if (failed && c.conn) (void)exec(c, deadline, "ROLLBACK");
