@@ -4,6 +4,7 @@
 
 #include "analytics/request_json.hpp"
 #include "app/commands.hpp"
+#include "node/config.hpp"
 #include "reqbus/bus.hpp"
 #include "reqbus/error.hpp"
 
@@ -17,6 +18,8 @@ struct TailFlags {
   std::string status;  // "404", "5xx", "4xx"
   std::string node;
   int64_t limit = 0;   // stop after this many lines (0 = until interrupted)
+  std::string curve_secret;  // docs/CLUSTER.md: key or `reqbus keygen --out` file
+  bool insecure = false;
 };
 
 bool status_matches(const std::string& filter, uint16_t code) {
@@ -39,6 +42,8 @@ Run add_tail(CLI::App& app) {
                           ((std::isdigit((unsigned char)s[1]) && std::isdigit((unsigned char)s[2])) || (s[1] == 'x' && s[2] == 'x'));
         return code ? "" : "'" + s + "' is not a status code (100..599, like 404) or class (1xx..5xx)";
       });
+  app.add_option("--curve-secret", f->curve_secret, "Our CURVE secret key or key file (its public key must be on the node's allow-list)");
+  app.add_flag("--insecure", f->insecure, "Plain tcp (the node runs with --insecure)");
   app.add_option("--node", f->node, "Only events from this origin node");
   app.add_option("-n,--limit", f->limit, "Exit after printing this many events")->check(CLI::Range(int64_t(0), int64_t(1) << 62));
   return [f]() -> int {
@@ -46,6 +51,10 @@ Run add_tail(CLI::App& app) {
     bo.name = "tail";
     bo.node_id = "tail-" + std::to_string(::getpid());
     bo.peers = f->peers;
+    bo.insecure_plaintext = f->insecure;
+    if (!f->curve_secret.empty())
+      if (auto e = node::read_curve_key(f->curve_secret, "secret_key", "--curve-secret", bo.curve_secret_key); !e.empty())
+        throw Error(ErrorCode::invalid_argument, e);
     Bus bus(bo);
     SubscribeOptions so;
     so.topic = f->topic;

@@ -44,6 +44,8 @@ int main(int argc, char** argv) {
   add("serve", "Run a long-lived node (TOML config and/or flags)", add_serve);
   add("ingest", "Publish access-log lines (combined, nginx JSON, NDJSON) to a node", add_ingest);
   add("tail", "Print a node's live stream as NDJSON", add_tail);
+  add("keygen", "Print a new CURVE key pair for a node (docs/CLUSTER.md)", add_keygen);
+  add("forward", "Run a forwarder: nodes publish to and subscribe at one endpoint instead of a full mesh", add_forward);
   add("top", "Terminal dashboard of a node: requests/s, status codes, latency, top paths", add_top);
   try {
     app.parse(argc, argv);

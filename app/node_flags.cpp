@@ -11,6 +11,11 @@ void NodeFlags::add_to(CLI::App& app, bool with_config) {
   app.add_option("--store", store, "sqlite:PATH, postgres:CONNINFO or none");
   app.add_option("--bind", bind, "tcp endpoint serving peers, e.g. tcp://0.0.0.0:7400");
   app.add_option("--peer", peers, "tcp endpoint of a peer node (repeatable)");
+  app.add_option("--curve-secret", curve_secret, "This node's CURVE secret key, or a `reqbus keygen --out` file");
+  app.add_option("--allow", allow, "Public key (or key file) of a client allowed to connect to --bind (repeatable)");
+  app.add_option("--publish-to", publish_to, "Forwarder frontend to publish to, tcp://HOST:PORT#serverkey (repeatable)");
+  app.add_option("--peer-state-file", peer_state_file, "Keep peers' last sequence here to count what a restart missed");
+  app.add_flag("--insecure", insecure, "Plain tcp between nodes: no authentication, no encryption");
   app.add_option("--http", http, "HTTP API and dashboard address HOST:PORT (default 127.0.0.1:7480; port 0 = any)");
   app.add_option("--token", token, "Bearer token required by the HTTP API");
   app.add_option("--syslog", syslog, "UDP HOST:PORT for nginx `access_log syslog:server=...`");
@@ -24,6 +29,20 @@ void NodeFlags::apply(node::NodeOptions& o) const {
   if (store) o.store = *store;
   if (bind) o.bus.bind = *bind;
   if (!peers.empty()) o.bus.peers = peers;
+  if (!publish_to.empty()) o.bus.publish_to = publish_to;
+  if (peer_state_file) o.bus.peer_state_file = *peer_state_file;
+  if (curve_secret)
+    if (auto e = node::read_curve_key(*curve_secret, "secret_key", "--curve-secret", o.bus.curve_secret_key); !e.empty())
+      throw Error(ErrorCode::invalid_argument, e);
+  if (!allow.empty()) {
+    o.bus.curve_allowed_clients.clear();
+    for (const auto& a : allow) {
+      std::string key;
+      if (auto e = node::read_curve_key(a, "public_key", "--allow", key); !e.empty()) throw Error(ErrorCode::invalid_argument, e);
+      o.bus.curve_allowed_clients.push_back(key);
+    }
+  }
+  if (insecure) o.bus.insecure_plaintext = true;
   if (http)
     if (auto e = node::parse_listen(*http, "--http", o.http.host, o.http.port); !e.empty())
       throw Error(ErrorCode::invalid_argument, e);

@@ -13,6 +13,10 @@ struct NodeFlags {
   std::string config;
   std::optional<std::string> node_id, store, bind, http, token, syslog, spool_dir;
   std::vector<std::string> peers;
+  // docs/CLUSTER.md: CURVE keys (a key or a `reqbus keygen --out` file), allow-list, plaintext.
+  std::optional<std::string> curve_secret, peer_state_file;
+  std::vector<std::string> allow, publish_to;
+  bool insecure = false;
 
   void add_to(CLI::App& app, bool with_config);
   // Loads the config file (if any) then applies the flags; throws Error naming the problem.

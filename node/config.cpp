@@ -123,6 +123,36 @@ std::string parse_listen(std::string_view value, std::string_view key, std::stri
   return {};
 }
 
+std::string read_curve_key(const std::string& key_or_file, std::string_view which, std::string_view key,
+                           std::string& out) {
+  auto z85 = [](std::string_view v) {
+    static constexpr std::string_view alphabet =
+        "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
+    return v.size() == 40 && v.find_first_not_of(alphabet) == std::string_view::npos;
+  };
+  if (z85(key_or_file)) {
+    out = key_or_file;
+    return {};
+  }
+  std::ifstream in(key_or_file, std::ios::binary);
+  if (!in) return std::string(key) + ": '" + key_or_file.substr(0, 80) + "' is neither a 40-character Z85 key nor a readable file";
+  std::string line;
+  while (std::getline(in, line)) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (z85(line)) {
+      out = line;
+      return {};
+    }
+    const size_t q = line.find('"');
+    if (line.rfind(std::string(which), 0) == 0 && q != std::string::npos && line.size() >= q + 42 && line[q + 41] == '"' &&
+        z85(std::string_view(line).substr(q + 1, 40))) {
+      out = line.substr(q + 1, 40);
+      return {};
+    }
+  }
+  return std::string(key) + ": " + key_or_file + " holds no " + std::string(which) + " (see `reqbus keygen`)";
+}
+
 std::string apply_config(std::string_view text, std::string_view source_name, NodeOptions& o) {
   toml::table root;
   try {
@@ -135,17 +165,19 @@ std::string apply_config(std::string_view text, std::string_view source_name, No
     if (error.empty() && !r.error.empty()) error = std::string(source_name) + ":" + r.error;
   };
   Reader top{root, "", {}};
-  top.only({"node_id", "store", "spool_dir", "bus", "http", "batcher", "counters", "syslog"});
+  top.only({"node_id", "store", "spool_dir", "bus", "http", "batcher", "counters", "syslog", "security"});
   top.string("node_id", o.bus.node_id);
   top.string("store", o.store);
   top.string("spool_dir", o.spool_dir);
   if (const toml::table* t = top.sub("bus")) {
     Reader r{*t, "bus.", {}};
-    r.only({"name", "bind", "peers", "queue_max_events", "queue_max_bytes", "overflow", "block_timeout_ms",
+    r.only({"name", "bind", "peers", "publish_to", "peer_state_file", "queue_max_events", "queue_max_bytes", "overflow", "block_timeout_ms",
             "max_events_per_frame", "inproc_hwm", "tcp_hwm", "max_message_bytes"});
     r.string("name", o.bus.name);
     r.string("bind", o.bus.bind);
     r.strings("peers", o.bus.peers);
+    r.strings("publish_to", o.bus.publish_to);
+    r.string("peer_state_file", o.bus.peer_state_file);
     r.integer("queue_max_events", o.bus.queue_max_events, 1, 1LL << 30);
     r.integer("queue_max_bytes", o.bus.queue_max_bytes, 65536, 1LL << 40);
     r.overflow("overflow", o.bus.overflow);
@@ -154,6 +186,37 @@ std::string apply_config(std::string_view text, std::string_view source_name, No
     r.integer("inproc_hwm", o.bus.inproc_hwm, 1, 1 << 24);
     r.integer("tcp_hwm", o.bus.tcp_hwm, 0, 1 << 24);
     r.integer("max_message_bytes", o.bus.max_message_bytes, 4096, 1LL << 30);
+    done(r);
+  }
+  if (const toml::table* t = top.sub("security")) {  // docs/CLUSTER.md
+    Reader r{*t, "security.", {}};
+    r.only({"secret_key", "secret_key_file", "allowed_clients", "insecure_plaintext"});
+    std::string secret, file;
+    std::vector<std::string> allowed;
+    r.string("secret_key", secret);
+    r.string("secret_key_file", file);
+    r.strings("allowed_clients", allowed);
+    r.boolean("insecure_plaintext", o.bus.insecure_plaintext);
+    if (r.error.empty() && !secret.empty() && !file.empty())
+      r.fail(*t->get("secret_key"), "secret_key", "set both secret_key and secret_key_file; choose one");
+    if (r.error.empty() && !secret.empty())
+      if (auto e = read_curve_key(secret, "secret_key", "security.secret_key", o.bus.curve_secret_key); !e.empty() ||
+          secret.size() != 40)
+        r.fail(*t->get("secret_key"), "secret_key", "must be a 40-character Z85 key");
+    if (r.error.empty() && !file.empty())
+      if (auto e = read_curve_key(file, "secret_key", "security.secret_key_file", o.bus.curve_secret_key); !e.empty())
+        r.error = r.where(*t->get("secret_key_file")) + e;
+    if (r.error.empty() && t->get("allowed_clients")) {
+      o.bus.curve_allowed_clients.clear();
+      for (const auto& a : allowed) {
+        std::string key;
+        if (auto e = read_curve_key(a, "public_key", "security.allowed_clients", key); !e.empty()) {
+          r.error = r.where(*t->get("allowed_clients")) + e;
+          break;
+        }
+        o.bus.curve_allowed_clients.push_back(key);
+      }
+    }
     done(r);
   }
   if (const toml::table* t = top.sub("http")) {
