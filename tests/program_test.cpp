@@ -1,0 +1,460 @@
+// The `reqbus` program end to end, as separate processes: --help, bad flags and bad config (one
+// line on stderr, non-zero exit), `demo` (the database holds the rows it reported), and
+// `serve` + `ingest` + `tail` on loopback (each accepted line stored exactly once, also when
+// ingested twice; `ingest --follow` across a rotation).
+#include <signal.h>
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <boost/test/unit_test.hpp>
+#include <filesystem>
+#include <fstream>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+
+#include "tests/support/process.hpp"
+#include "tests/support/temp_dir.hpp"
+
+using namespace reqbus::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Result {
+  std::optional<int> status;
+  std::string out, err;
+};
+
+Result run(const std::vector<std::string>& args, std::chrono::milliseconds timeout = 30s) {
+  Process p(reqbus_binary(), args);
+  p.close_stdin();
+  Result r;
+  r.status = p.wait(timeout);
+  r.out = p.out();
+  r.err = p.err();
+  return r;
+}
+
+bool contains(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
+
+std::string joined(const std::vector<std::string>& args) {
+  std::string s;
+  for (const auto& a : args) s += (s.empty() ? "" : " ") + a;
+  return s;
+}
+
+// A failure the user made: exactly one line on stderr that names the problem; non-zero exit.
+void expect_one_line_error(const std::vector<std::string>& args, const std::string& names) {
+  const Result r = run(args);
+  BOOST_TEST_CONTEXT("reqbus " << joined(args) << "\nstderr: " << r.err) {
+    BOOST_REQUIRE(r.status.has_value());
+    BOOST_TEST(*r.status != 0);
+    BOOST_TEST(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+    BOOST_TEST((!r.err.empty() && r.err.back() == '\n'));
+    BOOST_TEST(contains(r.err, names));
+  }
+}
+
+void write_file(const std::string& path, const std::string& text, std::ios::openmode mode = std::ios::trunc) {
+  std::ofstream out(path, std::ios::binary | std::ios::out | mode);
+  out << text;
+  BOOST_REQUIRE(out.good());
+}
+
+// Read-only queries on a SQLite file.
+class Db {
+ public:
+  explicit Db(const std::string& path) {
+    BOOST_REQUIRE_MESSAGE(sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK,
+                          "cannot open " << path);
+  }
+  ~Db() { sqlite3_close(db_); }
+  std::vector<std::vector<std::string>> rows(const std::string& sql) {
+    sqlite3_stmt* st = nullptr;
+    BOOST_REQUIRE_MESSAGE(sqlite3_prepare_v2(db_, sql.c_str(), -1, &st, nullptr) == SQLITE_OK, sqlite3_errmsg(db_));
+    std::vector<std::vector<std::string>> out;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      std::vector<std::string> row;
+      for (int i = 0; i < sqlite3_column_count(st); ++i) {
+        const auto* t = sqlite3_column_text(st, i);
+        row.emplace_back(t ? reinterpret_cast<const char*>(t) : "");
+      }
+      out.push_back(std::move(row));
+    }
+    sqlite3_finalize(st);
+    return out;
+  }
+  int64_t scalar(const std::string& sql) { return std::stoll(rows(sql).at(0).at(0)); }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+// Polls `pred` every 20 ms until it holds or `timeout` passes (waiting on another process's
+// state: a condition with a deadline).
+bool poll_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(20ms);
+  }
+  return true;
+}
+
+// `reqbus serve` on ephemeral loopback ports, learnt from what it prints.
+class Served {
+ public:
+  Served(const TempDir& dir, const std::string& name)
+      : db(dir.sub(name + ".db")),
+        process(reqbus_binary(), {"serve", "--node-id", name, "--store", "sqlite:" + db, "--bind", "tcp://127.0.0.1:*", "--insecure",
+                                  "--http", "127.0.0.1:0", "--spool-dir", dir.sub(name + "-spool")}) {
+    static const std::regex dashboard(R"(dashboard: http://127\.0\.0\.1:(\d+)/)");
+    static const std::regex bus(R"(bus: (tcp://127\.0\.0\.1:\d+))");
+    std::smatch m;
+    BOOST_REQUIRE_MESSAGE(process.wait_for_stdout("dashboard:", 30s), "serve did not start: " << process.err());
+    const std::string out = process.out();
+    BOOST_REQUIRE(std::regex_search(out, m, dashboard));
+    http_port = std::stoi(m[1]);
+    BOOST_REQUIRE(std::regex_search(out, m, bus));
+    endpoint = m[1];
+    httplib::Client c = client();
+    BOOST_REQUIRE(poll_until([&] {
+      auto res = c.Get("/healthz");
+      return res && res->status == 200;
+    }, 20s));
+  }
+  httplib::Client client() const {
+    httplib::Client c("127.0.0.1", http_port);
+    c.set_connection_timeout(5, 0);
+    c.set_read_timeout(10, 0);
+    return c;
+  }
+  std::string addr() const { return "127.0.0.1:" + std::to_string(http_port); }
+  uint64_t live_total() const {
+    auto c = client();
+    auto res = c.Get("/api/stats");
+    if (!res || res->status != 200) return 0;
+    return nlohmann::json::parse(res->body).value("total", uint64_t(0));
+  }
+  // SIGTERM: a graceful shutdown that must exit 0.
+  void stop() {
+    process.signal(SIGTERM);
+    const auto status = process.wait(60s);
+    BOOST_REQUIRE_MESSAGE(status.has_value(), "serve did not stop: " << process.out());
+    BOOST_TEST(*status == 0, process.err());
+    BOOST_TEST(contains(process.out(), "shutting down"));
+  }
+
+  std::string db;
+  Process process;
+  int http_port = 0;
+  std::string endpoint;
+};
+
+// A combined-format line.
+std::string combined(const std::string& ip, const std::string& path, int status, int second = 0) {
+  char time[64];
+  std::snprintf(time, sizeof(time), "14/Nov/2023:22:13:%02d +0000", second % 60);
+  return ip + " - - [" + time + "] \"GET " + path + "?utm=x HTTP/1.1\" " + std::to_string(status) +
+         " 512 \"https://ref.example/\" \"Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0\" 0.012\n";
+}
+
+struct Counts {
+  uint64_t lines = 0, accepted = 0, rejected = 0, unparsable = 0;
+};
+
+// ingest's final line: "reqbus ingest: N lines (R/s), A accepted, J rejected by the node, U unparsable".
+Counts ingest_counts(const std::string& err) {
+  static const std::regex final_line(
+      R"(reqbus ingest: (\d+) lines \([^)]*\), (\d+) accepted, (\d+) rejected by the node, (\d+) unparsable\n$)");
+  std::smatch m;
+  Counts c;
+  BOOST_REQUIRE_MESSAGE(std::regex_search(err, m, final_line), "no final count line in: " << err);
+  c.lines = std::stoull(m[1]);
+  c.accepted = std::stoull(m[2]);
+  c.rejected = std::stoull(m[3]);
+  c.unparsable = std::stoull(m[4]);
+  return c;
+}
+
+// "path status" of every NDJSON line of a tail's stdout whose path starts with `prefix`.
+std::multiset<std::string> tailed(const std::string& out, const std::string& prefix) {
+  std::multiset<std::string> got;
+  // Only complete lines: the pipe may have delivered part of the last one so far.
+  for (const auto& line : split_lines(std::string_view(out).substr(0, out.rfind('\n') + 1))) {
+    const auto j = nlohmann::json::parse(line, nullptr, false);
+    BOOST_REQUIRE_MESSAGE(j.is_object(), "tail printed a line that is not a JSON object: " << line);
+    const std::string path = j.value("path", std::string());
+    if (path.rfind(prefix, 0) == 0) got.insert(path + " " + std::to_string(j.value("status_code", 0)));
+  }
+  return got;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(ProgramCli)
+
+BOOST_AUTO_TEST_CASE(help_for_the_program_and_every_subcommand_exits_0) {
+  const Result top = run({"--help"});
+  BOOST_REQUIRE(top.status.has_value());
+  BOOST_TEST(*top.status == 0);
+  for (const char* sub : {"demo", "serve", "ingest", "tail", "top"}) BOOST_TEST(contains(top.out, sub), sub);
+  for (const char* sub : {"demo", "serve", "ingest", "tail", "top"}) {
+    const Result r = run({sub, "--help"});
+    BOOST_TEST_CONTEXT(sub) {
+      BOOST_REQUIRE(r.status.has_value());
+      BOOST_TEST(*r.status == 0);
+      BOOST_TEST(contains(r.out, "--"));
+      BOOST_TEST(r.err.empty());
+    }
+  }
+  const Result version = run({"--version"});
+  BOOST_TEST(*version.status == 0);
+  BOOST_TEST(contains(version.out, "reqbus"));
+}
+
+BOOST_AUTO_TEST_CASE(bad_flags_give_one_line_naming_the_problem) {
+  expect_one_line_error({}, "subcommand");
+  expect_one_line_error({"demo", "--bogus"}, "--bogus");
+  expect_one_line_error({"demo", "--rate", "-1"}, "--rate");
+  expect_one_line_error({"demo", "--duration", "soon"}, "--duration");
+  TempDir dir;
+  expect_one_line_error({"demo", "--http", "no-port", "--db", dir.sub("d.db")}, "--http");
+  expect_one_line_error({"tail"}, "--peer");
+  expect_one_line_error({"tail", "--peer", "tcp://127.0.0.1:1", "--status", "7xx"}, "--status");
+  expect_one_line_error({"tail", "--peer", "tcp://127.0.0.1:1", "--status", "99"}, "--status");
+  expect_one_line_error({"tail", "--peer", "tcp://127.0.0.1:1", "-n", "-3"}, "--limit");
+  expect_one_line_error({"ingest", "--format", "xml"}, "--format");
+  expect_one_line_error({"ingest", "--batch", "0"}, "--batch");
+  expect_one_line_error({"ingest", "/no/such/access.log"}, "/no/such/access.log");
+  expect_one_line_error({"ingest", "-", "--follow"}, "--follow");
+  expect_one_line_error({"ingest", "--node-addr", "nowhere", "/dev/null"}, "--node-addr");
+  expect_one_line_error({"top", "--interval", "0"}, "--interval");
+  // Nothing listens on port 1: one line saying it cannot reach the node.
+  expect_one_line_error({"top", "--node-addr", "127.0.0.1:1", "--iterations", "1"}, "127.0.0.1:1");
+}
+
+// Known failure: app/main.cpp answers "A subcommand is required" without naming the word it did
+// not recognise (the fix is described in the apptest report). Remove the decorator once fixed.
+BOOST_AUTO_TEST_CASE(an_unknown_subcommand_is_named, *boost::unit_test::expected_failures(1)) {
+  expect_one_line_error({"frobnicate"}, "frobnicate");
+}
+
+BOOST_AUTO_TEST_CASE(bad_config_gives_one_line_naming_file_line_and_key) {
+  TempDir dir;
+  // serve with harmless defaults for whatever `more` does not set itself.
+  auto serve = [&](const std::vector<std::string>& more) {
+    std::vector<std::string> args{"serve"};
+    args.insert(args.end(), more.begin(), more.end());
+    auto set = [&](const std::string& flag, const std::string& value) {
+      if (std::find(more.begin(), more.end(), flag) == more.end()) args.insert(args.end(), {flag, value});
+    };
+    set("--store", "sqlite:" + dir.sub("c.db"));
+    set("--spool-dir", dir.sub("spool"));
+    set("--http", "127.0.0.1:0");
+    return args;
+  };
+  const std::string unknown = dir.sub("unknown.toml"), type = dir.sub("type.toml"), syntax = dir.sub("syntax.toml"),
+                    range = dir.sub("range.toml");
+  write_file(unknown, "node_id = \"n\"\n[bus]\nqueue_max_event = 5\n");
+  write_file(type, "[http]\nthreads = \"four\"\n");
+  write_file(syntax, "node_id = \"n\"\nstore = \n");
+  write_file(range, "[batcher]\n\nflush_at = 0\n");
+  expect_one_line_error(serve({"--config", unknown}), unknown + ":3: bus.queue_max_event: unknown key");
+  expect_one_line_error(serve({"--config", type}), type + ":2: http.threads: must be an integer");
+  expect_one_line_error(serve({"--config", syntax}), syntax + ":2: ");
+  expect_one_line_error(serve({"--config", range}), range + ":3: batcher.flush_at: must be in");
+  expect_one_line_error(serve({"--config", dir.sub("missing.toml")}), dir.sub("missing.toml"));
+  expect_one_line_error(serve({"--store", "mysql:x"}), "mysql:x");
+  expect_one_line_error(serve({"--store", "sqlite:"}), "sqlite:");
+  expect_one_line_error(serve({"--bind", "not-an-endpoint"}), "bind");
+  expect_one_line_error(serve({"--http", "127.0.0.1:70000"}), "--http");
+  write_file(dir.sub("a-file"), "x");
+  expect_one_line_error(serve({"--spool-dir", dir.sub("a-file") + "/spool"}), "spool");
+}
+
+BOOST_AUTO_TEST_CASE(a_port_in_use_is_one_line_naming_the_address) {
+  TempDir dir;
+  httplib::Server holder;  // holds a port for the duration of the test
+  const int port = holder.bind_to_any_port("127.0.0.1");
+  BOOST_REQUIRE(port > 0);
+  const std::string addr = "127.0.0.1:" + std::to_string(port);
+  expect_one_line_error({"serve", "--store", "sqlite:" + dir.sub("p.db"), "--spool-dir", dir.sub("spool"), "--http", addr},
+                        addr);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(ProgramDemo)
+
+BOOST_AUTO_TEST_CASE(demo_exits_0_and_the_database_holds_the_rows_it_reported) {
+  TempDir dir;
+  const std::string db = dir.sub("d.db");
+  const Result r = run({"demo", "--duration", "3", "--http", "127.0.0.1:0", "--db", db}, 90s);
+  BOOST_TEST_CONTEXT("stdout:\n" << r.out << "\nstderr:\n" << r.err) {
+    BOOST_REQUIRE(r.status.has_value());
+    BOOST_REQUIRE_EQUAL(*r.status, 0);
+    std::smatch m;
+    BOOST_REQUIRE(std::regex_search(r.out, m, std::regex(R"(events published on the bus +(\d+))")));
+    const int64_t published = std::stoll(m[1]);
+    BOOST_REQUIRE(std::regex_search(r.out, m, std::regex(R"(rows persisted for this run +(\d+))")));
+    const int64_t reported = std::stoll(m[1]);
+    BOOST_TEST(published > 100);  // 3 s of traffic
+    BOOST_TEST(reported == published);
+    BOOST_TEST(contains(r.out, "live dashboard: http://127.0.0.1:"));
+    BOOST_TEST(contains(r.out, "latency p50 / p95 / p99"));
+    BOOST_TEST(contains(r.out, std::filesystem::absolute(db).string()));
+    BOOST_TEST(!contains(r.out, "NOTE:"));
+
+    Db sqlite(db);
+    BOOST_TEST(sqlite.scalar("SELECT count(*) FROM requests") == reported);
+    BOOST_TEST(sqlite.scalar("SELECT count(DISTINCT request_id) FROM requests") == reported);
+    // Realistic traffic: many paths, several status classes, bots and humans.
+    BOOST_TEST(sqlite.scalar("SELECT count(DISTINCT path) FROM requests") > 10);
+    BOOST_TEST(sqlite.scalar("SELECT count(DISTINCT status_code / 100) FROM requests") >= 3);
+    BOOST_TEST(sqlite.scalar("SELECT count(*) FROM requests WHERE device_type = 'bot'") > 0);
+  }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(ProgramServe)
+
+BOOST_AUTO_TEST_CASE(serve_ingest_tail_store_each_accepted_line_once) {
+  TempDir dir;
+  Served node(dir, "srv");
+
+  // Tails: everything; only 4xx under /site/; and one that stops after 2 lines.
+  // Plain tcp on loopback (--insecure); CURVE between nodes is the bus tests' subject.
+  Process all(reqbus_binary(), {"tail", "--insecure", "--peer", node.endpoint});
+  Process errors(reqbus_binary(), {"tail", "--insecure", "--peer", node.endpoint, "--status", "4xx", "--path", "/site/"});
+  Process two(reqbus_binary(), {"tail", "--insecure", "--peer", node.endpoint, "-n", "2"});
+  for (Process* t : {&all, &errors, &two}) BOOST_REQUIRE(t->wait_for_stderr("subscribed", 20s));
+  // The tcp subscription becomes live asynchronously: publish probes until every tail shows one.
+  auto c = node.client();
+  int probes = 0;
+  auto saw_probe = [](Process& p) { return contains(p.out(), "/site/probe/"); };
+  BOOST_REQUIRE(poll_until([&] {
+    const std::string probe = R"({"method":"GET","path":"/site/probe/)" + std::to_string(probes++) + R"(","status_code":404})";
+    auto res = c.Post("/v1/requests", probe, "application/x-ndjson");
+    BOOST_REQUIRE(res && res->status == 202);
+    return saw_probe(all) && saw_probe(errors) && !two.running();
+  }, 30s));
+  BOOST_TEST_MESSAGE("tails live after " << probes << " probes");
+  BOOST_REQUIRE(two.wait(10s).value_or(-1) == 0);
+  BOOST_TEST(split_lines(two.out()).size() == 2u);
+  BOOST_TEST(tailed(two.out(), "/site/probe/").size() == 2u);
+
+  // A combined log: M good lines, 3 it cannot parse, a blank one.
+  constexpr int M = 150;
+  std::string log;
+  std::multiset<std::string> expected, expected_4xx;
+  const int statuses[] = {200, 200, 404, 500, 301, 403, 200};
+  for (int i = 0; i < M; ++i) {
+    const std::string path = "/site/page/" + std::to_string(i);
+    const int status = statuses[i % 7];
+    log += combined("192.0.2." + std::to_string(i % 50), path, status, i);
+    expected.insert(path + " " + std::to_string(status));
+    if (status / 100 == 4) expected_4xx.insert(path + " " + std::to_string(status));
+    if (i == 10) log += "this is not an access log line\n";
+    if (i == 20) log += "\n";
+    if (i == 30) log += "192.0.2.1 - - [14/Nov/2023:99:99:99 +0000] \"GET /bad-time HTTP/1.1\" 200 1 \"-\" \"-\"\n";
+  }
+  log += "192.0.2.1 - - [14/Nov/2023:22:13:20 +0000] \"GET /cut";  // truncated last line, no newline
+  const std::string file = dir.sub("access.log");
+  write_file(file, log);
+
+  for (int round = 1; round <= 2; ++round) {
+    const Result ingest = run({"ingest", file, "--node-addr", node.addr(), "--batch", "40"}, 60s);
+    BOOST_TEST_CONTEXT("ingest round " << round << ": " << ingest.err) {
+      BOOST_REQUIRE(ingest.status.has_value());
+      BOOST_TEST(*ingest.status == 0);
+      const Counts n = ingest_counts(ingest.err);
+      BOOST_TEST(n.lines == uint64_t(M + 4));
+      BOOST_TEST(n.accepted == uint64_t(M));
+      BOOST_TEST(n.rejected == 0u);
+      BOOST_TEST(n.unparsable == 3u);
+    }
+    // Every accepted line reaches the tails (the bus publishes each ingest; the store dedupes).
+    BOOST_REQUIRE_MESSAGE(all.wait_for_output([&](const std::string& out, const std::string&) {
+      return tailed(out, "/site/page/").size() >= size_t(round * M);
+    }, 30s), "tail saw " << tailed(all.out(), "/site/page/").size() << " of " << round * M);
+  }
+  std::multiset<std::string> twice = expected;
+  twice.insert(expected.begin(), expected.end());
+  BOOST_TEST((tailed(all.out(), "/site/page/") == twice));
+  std::multiset<std::string> twice_4xx = expected_4xx;
+  twice_4xx.insert(expected_4xx.begin(), expected_4xx.end());
+  BOOST_REQUIRE(errors.wait_for_output(
+      [&](const std::string& out, const std::string&) { return tailed(out, "/site/page/").size() >= twice_4xx.size(); },
+      30s));
+  BOOST_TEST((tailed(errors.out(), "/site/page/") == twice_4xx));
+  for (const auto& line : tailed(errors.out(), "")) BOOST_TEST(line.substr(line.size() - 3, 1) == "4", line);
+
+  for (Process* t : {&all, &errors}) {
+    t->signal(SIGTERM);
+    BOOST_TEST(t->wait(10s).value_or(-1) == 0);
+    BOOST_TEST(contains(t->err(), ", 0 missing (gaps)"), t->err());
+  }
+  node.stop();
+
+  // Each accepted line stored once, with what the log said.
+  Db db(node.db);
+  BOOST_TEST(db.scalar("SELECT count(*) FROM requests WHERE path LIKE '/site/page/%'") == M);
+  BOOST_TEST(db.scalar("SELECT count(DISTINCT request_id) FROM requests WHERE path LIKE '/site/page/%'") == M);
+  std::multiset<std::string> stored;
+  for (const auto& row : db.rows("SELECT path, status_code, remote_ip, referer FROM requests WHERE path LIKE '/site/page/%'")) {
+    stored.insert(row[0] + " " + row[1]);
+    BOOST_TEST(row[2].rfind("192.0.2.", 0) == 0u);
+    BOOST_TEST(row[3] == "https://ref.example/");
+  }
+  BOOST_TEST((stored == expected));
+  BOOST_TEST(db.scalar("SELECT count(*) FROM requests WHERE path LIKE '/site/probe/%'") == probes);
+}
+
+BOOST_AUTO_TEST_CASE(ingest_follow_reads_across_a_rotation) {
+  TempDir dir;
+  Served node(dir, "rot");
+  const std::string file = dir.sub("access.log");
+  std::string first;
+  for (int i = 0; i < 20; ++i) first += combined("198.51.100.1", "/rot/old/" + std::to_string(i), 200, i);
+  write_file(file, first);
+
+  Process follow(reqbus_binary(), {"ingest", file, "--follow", "--node-addr", node.addr(), "--batch", "5"});
+  BOOST_REQUIRE_MESSAGE(poll_until([&] { return node.live_total() == 20; }, 30s), follow.err());
+
+  // logrotate's "create" mode: rename, the writer finishes a line into the old file, a new file.
+  std::filesystem::rename(file, file + ".1");
+  std::string late;
+  for (int i = 20; i < 23; ++i) late += combined("198.51.100.1", "/rot/old/" + std::to_string(i), 200, i);
+  write_file(file + ".1", late, std::ios::app);
+  std::string fresh;
+  for (int i = 0; i < 7; ++i) fresh += combined("198.51.100.2", "/rot/new/" + std::to_string(i), 404, i);
+  write_file(file, fresh);
+  BOOST_REQUIRE_MESSAGE(poll_until([&] { return node.live_total() == 30; }, 30s),
+                        "live total " << node.live_total() << "; " << follow.err());
+  // The new file keeps growing, a line at a time.
+  write_file(file, combined("198.51.100.2", "/rot/new/7", 404, 7), std::ios::app);
+  write_file(file, combined("198.51.100.2", "/rot/new/8", 404, 8), std::ios::app);
+  BOOST_REQUIRE(poll_until([&] { return node.live_total() == 32; }, 30s));
+
+  follow.signal(SIGTERM);
+  const auto status = follow.wait(20s);
+  BOOST_REQUIRE(status.has_value());
+  BOOST_TEST(*status == 0);
+  const Counts n = ingest_counts(follow.err());
+  BOOST_TEST(n.accepted == 32u);
+  BOOST_TEST(n.unparsable == 0u);
+  BOOST_TEST(node.live_total() == 32u);
+  node.stop();
+
+  Db db(node.db);
+  BOOST_TEST(db.scalar("SELECT count(*) FROM requests") == 32);
+  BOOST_TEST(db.scalar("SELECT count(DISTINCT request_id) FROM requests") == 32);
+  BOOST_TEST(db.scalar("SELECT count(DISTINCT path) FROM requests WHERE path LIKE '/rot/old/%'") == 23);
+  BOOST_TEST(db.scalar("SELECT count(DISTINCT path) FROM requests WHERE path LIKE '/rot/new/%'") == 9);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
