@@ -118,6 +118,9 @@ void HttpApi::Impl::routes() {
   });
   server.set_payload_max_length(options.max_body_bytes);
   server.set_read_timeout(10, 0);
+  // httplib's stop() waits out idle keep-alive connections (5 s by default); a browser keeps one
+  // open, and that would eat the node's whole shutdown deadline.
+  server.set_keep_alive_timeout(1);
   server.set_write_timeout(10, 0);
   server.set_logger([this](const httplib::Request&, const httplib::Response& res) {
     requests.fetch_add(1, std::memory_order_relaxed);
@@ -346,6 +349,10 @@ void HttpApi::start() {
     impl_->port = o.port;
   }
   impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
+  // httplib 0.11's stop() is a no-op until the listener runs: wait for it, so that a stop()
+  // right after start() cannot leave the thread blocked in accept() forever.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!impl_->server.is_running() && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
 }
 
 int HttpApi::port() const noexcept { return impl_->port; }

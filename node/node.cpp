@@ -159,6 +159,7 @@ Node::~Node() { close(impl_->options.close_timeout); }
 Bus& Node::bus() { return *impl_->bus; }
 LiveStats& Node::live() { return *impl_->live; }
 int Node::http_port() const { return impl_->http ? impl_->http->port() : 0; }
+int Node::syslog_port() const { return impl_->syslog ? impl_->syslog->port() : 0; }
 const NodeOptions& Node::options() const { return impl_->options; }
 std::string Node::store_description() const { return impl_->store_description; }
 NodeReport Node::close(std::chrono::milliseconds deadline) { return impl_->close(deadline); }
@@ -200,6 +201,8 @@ std::string Node::metrics() const {
   w.counter("reqbus_bus_remote_events_total", "Events received from tcp peers.", double(b.remote_events));
   w.counter("reqbus_bus_remote_gaps_total", "Events missing from peers' sequences at this node.", double(b.remote_gaps));
   w.counter("reqbus_bus_peer_disconnects_total", "Peer connections closed.", double(b.peer_disconnects));
+  w.counter("reqbus_bus_auth_refused_total", "Clients refused by the CURVE allow-list (ZAP) at bind.", double(b.auth_refused));
+  w.counter("reqbus_bus_handshake_failures_total", "Connections to peers that failed the CURVE handshake.", double(b.handshake_failures));
   w.header("reqbus_bus_malformed_total", "Frames from peers dropped as malformed, by reason.", "counter");
   for (size_t i = 0; i < b.malformed.size(); ++i)
     w.sample("reqbus_bus_malformed_total", "reason", codec::to_string(codec::DecodeError(i)), double(b.malformed[i]));

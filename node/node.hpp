@@ -55,6 +55,7 @@ class Node {
   Bus& bus();
   LiveStats& live();
   int http_port() const;
+  int syslog_port() const;  // the UDP port bound for syslog (0 when disabled)
   const NodeOptions& options() const;
   std::string store_description() const;  // "sqlite:/abs/path.db" (no passwords)
 
