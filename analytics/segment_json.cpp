@@ -200,6 +200,9 @@ std::string event_from_json(const Json& j, const std::string& prefix, AnalyticsE
   if (auto err = read_object(context, "reqbus", prefix + "context.", ours); !err.empty()) return err;
   if (auto err = read_string(ours, "nodeId", prefix + "context.reqbus.", e.node_id, false); !err.empty()) return err;
   if (auto err = read_uint(ours, "seq", prefix + "context.reqbus.", e.seq, false); !err.empty()) return err;
+  // A sequence number belongs to its node; encoding writes both or neither, so a seq without
+  // a nodeId would be lost on the next hop (found by fuzz/http_body_fuzz.cpp).
+  if (e.node_id.empty() && e.seq != 0) return prefix + "context.reqbus.seq: given without context.reqbus.nodeId";
   if (auto err = validate(e); !err.empty()) return prefix + err;
   out = std::move(e);
   return {};
