@@ -6,7 +6,7 @@
 //
 // Duration: 6 s per policy x REQBUS_RELIABILITY_SCALE (default 1; 10 = the 60 s run recorded in
 // docs/RELIABILITY.md). RSS budget: REQBUS_RSS_BUDGET_MB of growth over the starting RSS
-// (default 96 MiB; ASan adds its quarantine, so 512 MiB there).
+// (default 96 MiB; 512 MiB under ASan's quarantine or TSan's shadow memory).
 #include <unistd.h>
 
 #include <atomic>
@@ -36,8 +36,8 @@ double reliability_scale() {
   return v > 0 ? v : 1.0;
 }
 
-#if defined(__SANITIZE_ADDRESS__)
-constexpr size_t kDefaultBudgetMb = 512;
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr size_t kDefaultBudgetMb = 512;  // ASan's quarantine, TSan's shadow memory
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
 constexpr size_t kDefaultBudgetMb = 512;
