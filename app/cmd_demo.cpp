@@ -112,7 +112,7 @@ Run add_demo(CLI::App& app) {
   app.add_option("--db", f->db, "SQLite file to store into (default reqbus-demo.db)");
   app.add_option("--http", f->http, "Dashboard address HOST:PORT (default 127.0.0.1:7480; busy -> any free port)");
   app.add_option("--rate", f->rate, "Requests per second to generate (default 1500; 0 = as fast as possible)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0.0, 1e7));
   app.add_option("--clients", f->clients, "Concurrent HTTP clients (default 4)")->check(CLI::Range(1, 256));
   app.add_flag("--keep", f->keep, "Keep the rows of earlier runs in --db (default: start from an empty file)");
   return [f]() -> int {

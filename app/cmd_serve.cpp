@@ -10,7 +10,7 @@ Run add_serve(CLI::App& app) {
   auto flags = std::make_shared<NodeFlags>();
   auto close_ms = std::make_shared<int>(10000);
   flags->add_to(app, true);
-  app.add_option("--close-timeout-ms", *close_ms, "Deadline for the graceful shutdown")->check(CLI::NonNegativeNumber);
+  app.add_option("--close-timeout-ms", *close_ms, "Deadline for the graceful shutdown")->check(CLI::Range(0, 3600000));
   return [flags, close_ms]() -> int {
     node::NodeOptions options;
     flags->apply(options);

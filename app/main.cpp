@@ -58,6 +58,11 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     // One line naming the problem; --help has the rest.
     std::string what = e.what();
+    if (argc > 1 && argv[1][0] != '-') {
+      bool known = false;
+      for (auto& [sub, run] : commands) known |= sub->get_name() == argv[1];
+      if (!known) what = std::string("unknown subcommand '") + argv[1] + "'";
+    }
     for (char& c : what)
       if (c == '\n') c = ' ';
     std::fprintf(stderr, "reqbus: %s (see reqbus --help)\n", what.c_str());

@@ -14,11 +14,16 @@ VisitorId VisitorHasher::id(std::string_view ip, std::string_view user_agent, in
   std::array<unsigned char, 32> salt;
   {
     std::lock_guard lock(mu_);
-    if (unix_day != day_) {
-      if (RAND_bytes(salt_.data(), int(salt_.size())) != 1) throw std::runtime_error("RAND_bytes failed");
-      day_ = unix_day;
+    auto it = salts_.find(unix_day);
+    if (it == salts_.end()) {
+      std::array<unsigned char, 32> fresh;
+      if (RAND_bytes(fresh.data(), int(fresh.size())) != 1) throw std::runtime_error("RAND_bytes failed");
+      it = salts_.emplace(unix_day, fresh).first;
+      while (salts_.size() > kDaysKept) salts_.erase(salts_.begin());  // forget the oldest day
+      it = salts_.find(unix_day);
+      if (it == salts_.end()) return VisitorId{};  // older than every day kept: not counted
     }
-    salt = salt_;
+    salt = it->second;
   }
   std::string message;
   message.reserve(ip.size() + 1 + user_agent.size());

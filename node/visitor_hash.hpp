@@ -5,6 +5,7 @@
 // Thread-safety: id() is safe from any thread.
 #include <array>
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <string_view>
 
@@ -24,9 +25,11 @@ class VisitorHasher {
   VisitorId id(std::string_view ip, std::string_view user_agent, int64_t unix_day);
 
  private:
+  // One salt per day, for the last few days: late events from yesterday (a peer around
+  // midnight) hash with yesterday's salt instead of flipping today's.
+  static constexpr size_t kDaysKept = 3;
   std::mutex mu_;
-  int64_t day_ = -1;                  // guarded by mu_
-  std::array<unsigned char, 32> salt_{};  // guarded by mu_
+  std::map<int64_t, std::array<unsigned char, 32>> salts_;  // guarded by mu_
 };
 
 }  // namespace reqbus::node
