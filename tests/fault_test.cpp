@@ -601,6 +601,8 @@ BOOST_AUTO_TEST_CASE(a_stuck_dashboard_does_not_slow_persistence_and_its_drops_a
   BOOST_REQUIRE(poll_until([&] { return sqlite_counts(db, "stuck").rows >= n; }, 60s));
   const double persist_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
+  // The stuck subscription's reader keeps receiving (and dropping) on its own thread.
+  BOOST_REQUIRE(poll_until([&] { return stuck_sub.stats().received == n; }, 30s));
   const SubscriptionStats st = stuck_sub.stats();
   BOOST_TEST_MESSAGE("stuck subscriber: " << n << " events persisted in " << persist_s << " s; the stuck one received "
                      << st.received << ", delivered " << st.delivered << ", dropped_oldest " << st.dropped_oldest

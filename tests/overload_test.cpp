@@ -145,25 +145,26 @@ struct OverloadResult {
 };
 
 OverloadResult run_overload(Overflow policy, std::chrono::milliseconds duration) {
-  // The sink: 100-event batches at 20 ms each on 2 workers, i.e. at most ~10 000 events/s.
+  // The sink: 50-event batches at 20 ms each on 2 workers, i.e. at most ~5 000 events/s, so even
+  // a sanitizer-slowed publisher outruns it and overflows the (small) queues.
   auto sink = std::make_shared<SlowSink>(20ms);
   RssSampler rss;
 
   BusOptions bo;
   bo.name = std::string("overload-") + to_string(policy);
   bo.node_id = "overload";
-  bo.queue_max_events = 20000;
+  bo.queue_max_events = 5000;
   bo.overflow = policy;
   bo.block_timeout = 20ms;
   Bus bus(bo);
 
   BatcherOptions bat;
   bat.pool_size = 2;
-  bat.flush_at = 100;
+  bat.flush_at = 50;
   bat.flush_interval = 50ms;
   bat.flush_jitter = 10ms;
   bat.flush_workers = 2;
-  bat.max_queued_events = 20000;
+  bat.max_queued_events = 5000;
   bat.overflow = policy;
   bat.block_timeout = 20ms;
   bat.seed = 42;
@@ -172,7 +173,7 @@ OverloadResult run_overload(Overflow policy, std::chrono::milliseconds duration)
   SubscribeOptions so;
   so.scope = Scope::local_only;
   so.name = "persist";
-  so.max_pending = 20000;
+  so.max_pending = 5000;
   so.overflow = policy;
   std::atomic<uint64_t> refused_by_batcher{0};
   Subscription sub = bus.subscribe(so, [&](const Message& m) {
