@@ -17,6 +17,8 @@
 #include <regex>
 #include <sstream>
 
+#include "reqbus/codec.hpp"
+#include "tests/support/bus_fixtures.hpp"
 #include "tests/support/postgres_server.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/spawned_process.hpp"
@@ -278,6 +280,49 @@ BOOST_AUTO_TEST_CASE(three_nodes_one_postgres_kill_and_rejoin) {
   BOOST_TEST(scalar(conninfo, "SELECT count(DISTINCT path) FROM requests WHERE path LIKE '/e/%'") == int64_t(3 * n_events));
   for (const auto& n : names)
     BOOST_TEST(scalar(conninfo, "SELECT count(*) FROM requests WHERE path LIKE '/e/" + n + "/%'") == int64_t(n_events));
+}
+
+// An older peer (wire v1 frames of v1 records, the PhoenixAnalytics field set) behind CURVE:
+// a `reqbus serve` node shows its events under the frame's node id, and does not store them
+// (persistence is local-only: the origin stores its own).
+BOOST_AUTO_TEST_CASE(node_reads_an_older_peer_over_curve) {
+  PostgresServer& pg = PostgresFixture::server();
+  pg.create_database("cluster_v1");
+  const std::string conninfo = pg.conninfo("cluster_v1");
+  TempDir dir("reqbus-cluster-v1");
+  char old_pub[41], old_secret[41];
+  BOOST_REQUIRE(zmq_curve_keypair(old_pub, old_secret) == 0);
+  const Keys node_keys = make_keys(dir, "node");
+  zmq::context_t context(1);
+  zmq::socket_t old(context, zmq::socket_type::pub);
+  old.set(zmq::sockopt::curve_server, 1);
+  old.set(zmq::sockopt::curve_secretkey, std::string(old_secret));
+  old.bind("tcp://127.0.0.1:*");
+  const std::string endpoint = old.get(zmq::sockopt::last_endpoint);
+  Node node;
+  node.name = "reader";
+  node.args = {"serve", "--node-id", "reader", "--store", "postgres:" + conninfo, "--http", "127.0.0.1:0",
+               "--curve-secret", node_keys.file, "--spool-dir", dir.sub("spool"),
+               "--peer", endpoint + "#" + old_pub};
+  node.start();
+  uint64_t seq = 0;
+  BOOST_REQUIRE(poll_until([&] {
+    reqbus::RequestLog r = sample_log("/v1/" + std::to_string(seq));
+    r.inserted_at = 1700000000000000;
+    std::string v1;
+    reqbus::codec::append_v1(v1, r);
+    const std::string key = envelope("requests"), body = frame_payload({v1}, "old-node", 7, seq++);
+    old.send(zmq::buffer(key), zmq::send_flags::sndmore);
+    old.send(zmq::buffer(body), zmq::send_flags::none);
+    return node.seen_from("old-node") >= 1;
+  }, 20s));
+  const auto s = node.stats();
+  BOOST_TEST(s.value("gaps", uint64_t(0)) <= seq);  // frames sent before the handshake were missed
+  BOOST_TEST(s.value("persisted", uint64_t(1)) == 0u);
+  node.process->signal(SIGTERM);
+  BOOST_REQUIRE(node.process->wait(30s).value_or(-1) == 0);
+  if (scalar(conninfo, "SELECT count(*) FROM pg_tables WHERE tablename = 'requests'") > 0)
+    BOOST_TEST(scalar(conninfo, "SELECT count(*) FROM requests") == 0);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
