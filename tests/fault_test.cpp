@@ -239,18 +239,24 @@ void run_outage(node::NodeOptions options, const std::function<RowCounts()>& cou
   feeder.stop();
   const uint64_t published = feeder.published();
   const auto recover_start = std::chrono::steady_clock::now();
-  const bool all = poll_until([&] { return count().rows >= published; }, 120s);
+  auto metric_of = [](const std::string& metrics, const std::string& name) -> double {
+    const std::regex re("\n" + name + " ([0-9.e+]+)");
+    std::smatch m;
+    return std::regex_search(metrics, m, re) ? std::stod(m[1]) : -1;
+  };
+  // The replayed counter moves just after the rows are committed: wait for both.
+  const bool all = poll_until([&] {
+    if (count().rows < published) return false;
+    const std::string m = node.metrics();
+    return metric_of(m, "reqbus_batcher_replayed_total") == metric_of(m, "reqbus_batcher_spooled_total");
+  }, 120s);
   const double recover_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - recover_start).count();
   const nlohmann::json stats = node.stats_json();
   const std::string metrics = node.metrics();
   const node::NodeReport report = node.close(30s);
   const RowCounts rows = count();
 
-  auto metric = [&](const std::string& name) -> double {
-    const std::regex re("\n" + name + " ([0-9.e+]+)");
-    std::smatch m;
-    return std::regex_search(metrics, m, re) ? std::stod(m[1]) : -1;
-  };
+  auto metric = [&](const std::string& name) { return metric_of(metrics, name); };
   const double spooled = metric("reqbus_batcher_spooled_total");
   const double replayed = metric("reqbus_batcher_replayed_total");
   const double retried = metric("reqbus_batcher_retried_total");
