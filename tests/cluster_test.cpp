@@ -282,6 +282,42 @@ BOOST_AUTO_TEST_CASE(three_nodes_one_postgres_kill_and_rejoin) {
     BOOST_TEST(scalar(conninfo, "SELECT count(*) FROM requests WHERE path LIKE '/e/" + n + "/%'") == int64_t(n_events));
 }
 
+// Two nodes that know only a `reqbus forward` forwarder (CURVE both ways): each sees the
+// other's events exactly once and never its own twice (the echo is dropped and counted).
+BOOST_AUTO_TEST_CASE(nodes_meet_through_a_forwarder) {
+  TempDir dir("reqbus-cluster-fwd");
+  const Keys fwd_keys = make_keys(dir, "fwd"), a_keys = make_keys(dir, "a"), b_keys = make_keys(dir, "b");
+  const int front = free_tcp_port(), back = free_tcp_port();
+  const std::string front_ep = "tcp://127.0.0.1:" + std::to_string(front) + "#" + fwd_keys.pub;
+  const std::string back_ep = "tcp://127.0.0.1:" + std::to_string(back) + "#" + fwd_keys.pub;
+  Process forwarder(reqbus_binary(), {"forward", "--frontend", "tcp://127.0.0.1:" + std::to_string(front), "--backend",
+                                      "tcp://127.0.0.1:" + std::to_string(back), "--curve-secret", fwd_keys.file,
+                                      "--allow", a_keys.pub, "--allow", b_keys.pub});
+  BOOST_REQUIRE_MESSAGE(forwarder.wait_for_stdout("reqbus forward: frontend", 20s), forwarder.err());
+  std::map<std::string, Node> nodes;
+  for (const auto& [n, k] : std::map<std::string, Keys>{{"a", a_keys}, {"b", b_keys}}) {
+    Node& node = nodes[n];
+    node.name = n;
+    node.args = {"serve", "--node-id", n, "--store", "none", "--http", "127.0.0.1:0", "--curve-secret", k.file,
+                 "--publish-to", front_ep, "--peer", back_ep};
+    node.start();
+  }
+  const std::vector<Node*> both = {&nodes["a"], &nodes["b"]};
+  const Views base = connect_and_settle(both);
+  for (Node* n : both) n->publish(300, 25);
+  BOOST_REQUIRE(poll_until([&] {
+    const Views now = views(both);
+    for (Node* v : both)
+      for (Node* o : both)
+        if (now.at(v->name).at(o->name) != base.at(v->name).at(o->name) + 300) return false;
+    return true;
+  }, 30s));
+  for (Node* n : both) BOOST_TEST(n->metric("reqbus_bus_remote_gaps_total ") == "0");
+  forwarder.signal(SIGTERM);
+  BOOST_REQUIRE(forwarder.wait(10s).value_or(-1) == 0);
+  BOOST_TEST(forwarder.out().find("0 refused") != std::string::npos, forwarder.out());
+}
+
 // An older peer (wire v1 frames of v1 records, the PhoenixAnalytics field set) behind CURVE:
 // a `reqbus serve` node shows its events under the frame's node id, and does not store them
 // (persistence is local-only: the origin stores its own).
