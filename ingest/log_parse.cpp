@@ -74,13 +74,17 @@ bool tz_offset(std::string_view z, int64_t& seconds) noexcept {
 
 // Reads a double-quoted field starting at s[pos] == '"'; handles backslash escapes by keeping
 // them verbatim (nginx writes \x22 for quotes inside, Apache writes \").
+// On failure `pos` is left where it was: a backslash as the last byte would otherwise step past
+// the end, and the next token()'s substr would throw out_of_range out of parse() (found by
+// fuzz/log_line_fuzz.cpp: one unterminated "\ in a syslog datagram terminated the process).
 bool quoted(std::string_view s, size_t& pos, std::string_view& out) noexcept {
   if (pos >= s.size() || s[pos] != '"') return false;
-  const size_t start = ++pos;
-  while (pos < s.size() && s[pos] != '"') pos += s[pos] == '\\' ? 2 : 1;
-  if (pos >= s.size()) return false;
-  out = s.substr(start, pos - start);
-  ++pos;
+  const size_t start = pos + 1;
+  size_t end = start;
+  while (end < s.size() && s[end] != '"') end += s[end] == '\\' ? 2 : 1;
+  if (end >= s.size()) return false;
+  out = s.substr(start, end - start);
+  pos = end + 1;
   return true;
 }
 
