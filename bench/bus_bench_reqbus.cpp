@@ -85,6 +85,7 @@ Throughput run_bus_tcp(const std::vector<RequestLog>& logs, uint64_t events) {
   BusOptions options;
   options.name = "bench-pub";
   options.bind = "tcp://127.0.0.1:*";
+  options.insecure_plaintext = true;  // loopback benchmark; CURVE is cluster_bench's subject
   options.block_timeout = kThroughputBlockTimeout;
   Bus bus(options);
   Child child({"--child", "bus", bus.bound_endpoint(), std::to_string(events)});
@@ -106,6 +107,7 @@ int bus_child(const std::string& endpoint, uint64_t events) {
   BusOptions options;
   options.name = "bench-sub";
   options.peers = {endpoint};
+  options.insecure_plaintext = true;
   Bus bus(options);
   Counter counter(events);
   std::atomic<bool> ready{false};

@@ -126,6 +126,7 @@ int run_publisher(Channel& parent, uint64_t events, int tcp_hwm, std::chrono::se
   options.name = "fanout-pub";
   options.node_id = "fanout-publisher";
   options.bind = "tcp://127.0.0.1:*";
+  options.insecure_plaintext = true;  // loopback demo; docs/CLUSTER.md sets up CURVE
   if (tcp_hwm > 0) options.tcp_hwm = tcp_hwm;
   Bus bus(options);
   parent.send("endpoint " + bus.bound_endpoint());
@@ -175,6 +176,7 @@ int run_subscriber(Channel& parent, const std::string& endpoint, int index, uint
   options.name = "fanout-sub";
   options.node_id = "fanout-sub-" + std::to_string(index);
   options.peers = {endpoint};
+  options.insecure_plaintext = true;
   Bus bus(options);
 
   // The handler runs on the subscription's thread; `seen` is read only after close() joins it.

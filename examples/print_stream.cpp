@@ -81,6 +81,7 @@ int main(int argc, char** argv) {
   BusOptions options;
   options.name = "print_stream";
   options.peers = flags.all("peer");
+  options.insecure_plaintext = true;  // examples speak plain tcp; docs/CLUSTER.md sets up CURVE
   options.node_id = flags.str("node-id");
   SubscribeOptions sub_options;
   sub_options.topic = flags.str("topic", kDefaultTopic);

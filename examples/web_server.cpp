@@ -57,6 +57,7 @@ int main(int argc, char** argv) {
   bus_options.name = "web";
   bus_options.node_id = flags.str("node-id");
   bus_options.bind = flags.str("bind");
+  bus_options.insecure_plaintext = true;  // examples speak plain tcp; docs/CLUSTER.md sets up CURVE
   // A full publish queue must never hold up a server thread: refuse the event and count it.
   bus_options.overflow = Overflow::drop_newest;
   RequestLoggerOptions logger_options;

@@ -17,6 +17,7 @@ PACKAGES=(
   chromium                        # headless browser for the dashboard test (tests/dashboard_test.cpp)
   nginx                           # real web server whose access log the ingest test reads (tests/nginx_ingest_test.cpp)
   clang libclang-rt-14-dev        # libFuzzer + sanitizer runtimes (fuzz/, the fuzz stage of .ci/run)
+  redis-server libhiredis-dev      # Redis pub/sub, the baseline of bench/cluster_bench.cpp
   procps curl ca-certificates
 )
 
