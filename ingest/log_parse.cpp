@@ -1,6 +1,7 @@
 #include "ingest/log_parse.hpp"
 
 #include <charconv>
+#include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -170,6 +171,8 @@ std::string parse_nginx_json(const nlohmann::json& o, RequestLog& out) {
   } else if (const auto* t2 = find(o, "time_local"); t2 && t2->is_string()) {
     if (!parse_clf_time(t2->get_ref<const std::string&>(), out.inserted_at)) return "time_local: not [dd/Mon/yyyy:hh:mm:ss zone]";
   } else if (json_number(find(o, "msec"), msec)) {
+    // Converting a double outside int64's range is undefined behaviour (UBSan, log_line_fuzz).
+    if (!(std::fabs(msec) < 9.2e12)) return "msec: not a time in seconds since the epoch";
     out.inserted_at = int64_t(msec * 1e6);
   }
   return {};
