@@ -283,6 +283,9 @@ void Subscriber::stop() {
   stop_ = true;
   pending_.close();
   join();
+  // In handler mode nobody will take what is still queued: count it. (In pull mode it stays
+  // readable through next().)
+  if (handler_) dropped_close_ += pending_.clear();
 }
 
 void Subscriber::join_finished() {
