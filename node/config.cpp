@@ -130,7 +130,8 @@ std::string read_curve_key(const std::string& key_or_file, std::string_view whic
         "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
     return v.size() == 40 && v.find_first_not_of(alphabet) == std::string_view::npos;
   };
-  if (z85(key_or_file)) {
+  std::error_code ec;  // a 40-character path can also be valid Z85: an existing file wins
+  if (z85(key_or_file) && !std::filesystem::is_regular_file(key_or_file, ec)) {
     out = key_or_file;
     return {};
   }

@@ -6,6 +6,9 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <fstream>
+
+#include "node/config.hpp"
 #include "reqbus/bus.hpp"
 #include "reqbus/error.hpp"
 #include "reqbus/log.hpp"
@@ -218,6 +221,37 @@ BOOST_AUTO_TEST_CASE(restarted_node_counts_what_it_missed_from_its_state_file) {
   const BusStats s = b.stats();
   BOOST_TEST(s.remote_gaps >= 37u);
   BOOST_TEST(s.remote_gaps <= 37u + 200u);  // 10 s of 50 ms probes at most
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(SecurityConfig)
+
+BOOST_AUTO_TEST_CASE(security_table_reads_key_files_and_allow_list) {
+  const KeyPair node, peer;
+  TempDir dir("reqbus-curve-config");
+  const std::string key_file = dir.sub("node.key"), peer_file = dir.sub("peer.pub");
+  std::ofstream(key_file) << "# comment\npublic_key = \"" << node.pub << "\"\nsecret_key = \"" << node.secret << "\"\n";
+  std::ofstream(peer_file) << "public_key = \"" << peer.pub << "\"\n";
+  node::NodeOptions o;
+  const std::string text = "[bus]\npeer_state_file = \"p.state\"\npublish_to = [\"tcp://f:1#" + peer.pub +
+                           "\"]\n[security]\nsecret_key_file = \"" + key_file + "\"\nallowed_clients = [\"" + peer_file +
+                           "\", \"" + node.pub + "\"]\n";
+  BOOST_TEST(node::apply_config(text, "c.toml", o) == "");
+  BOOST_TEST(o.bus.curve_secret_key == node.secret);
+  BOOST_TEST(o.bus.curve_allowed_clients == (std::vector<std::string>{peer.pub, node.pub}), boost::test_tools::per_element());
+  BOOST_TEST(o.bus.peer_state_file == "p.state");
+  BOOST_TEST(o.bus.publish_to.size() == 1u);
+  BOOST_TEST(!o.bus.insecure_plaintext);
+
+  node::NodeOptions bad;
+  BOOST_TEST(node::apply_config("[security]\nsecret = 1\n", "c.toml", bad) == "c.toml:2: security.secret: unknown key");
+  BOOST_TEST(node::apply_config("[security]\nsecret_key_file = \"" + peer_file + "\"\n", "c.toml", bad).find("holds no secret_key") !=
+             std::string::npos);
+  BOOST_TEST(node::apply_config("[security]\nallowed_clients = [\"nope\"]\n", "c.toml", bad).find("security.allowed_clients") !=
+             std::string::npos);
+  BOOST_TEST(node::apply_config("[security]\ninsecure_plaintext = true\n", "c.toml", bad) == "");
+  BOOST_TEST(bad.bus.insecure_plaintext);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
