@@ -15,7 +15,7 @@
 namespace reqbus {
 namespace {
 
-constexpr int kMonitoredEvents = ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+constexpr int kMonitoredEvents = ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
                                  ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
 
 // Writes `text` to `path` atomically (temp file + rename): a crash leaves the old or the new file.
@@ -28,6 +28,15 @@ bool write_state(const std::string& path, const std::string& text) {
   }
   return std::rename(tmp.c_str(), path.c_str()) == 0;
 }
+
+// Our own reconnects (below) back off like ZeroMQ's: immediately after a first disconnect, then
+// 100 ms doubling to 5 s while the peer keeps dropping us before a handshake succeeds (a peer
+// that refuses our key, or keeps closing on a protocol error), so a refused node does not spin.
+struct Reconnect {
+  std::chrono::steady_clock::time_point next_allowed{};
+  std::chrono::milliseconds backoff{100};
+  bool pending = false;
+};
 
 }  // namespace
 
@@ -76,6 +85,7 @@ void Bus::Impl::receiver_main(std::promise<void> started) {
       log(LogLevel::warn, "bus '" + options.name + "': ignored a malformed " + options.peer_state_file);
     }
   }
+  std::unordered_map<std::string, Reconnect> reconnects;  // by endpoint
   auto next_state_save = std::chrono::steady_clock::now() + options.peer_state_interval;
   bool state_dirty = false;
   auto save_state = [&] {
@@ -110,6 +120,10 @@ void Bus::Impl::receiver_main(std::promise<void> started) {
           if (event.size() >= 2) std::memcpy(&event_id, event.data(), 2);
           continue;
         }
+        if (event_id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+          reconnects[event.to_string()].backoff = std::chrono::milliseconds(100);
+          continue;
+        }
         if (event_id != ZMQ_EVENT_DISCONNECTED) {  // a failed CURVE handshake: wrong key or refused
           handshake_failures_.fetch_add(1, std::memory_order_relaxed);
           bad_input_log_.log(LogLevel::warn, "bus '" + options.name + "': CURVE handshake with " + event.to_string() +
@@ -120,17 +134,25 @@ void Bus::Impl::receiver_main(std::promise<void> started) {
         // After a protocol error (a frame past ZMQ_MAXMSGSIZE) libzmq ends the session for
         // good instead of reconnecting: reconnect ourselves, or the peer is lost forever.
         const std::string endpoint = event.to_string();
-        const auto peer = std::find_if(this->peers.begin(), this->peers.end(),
-                                       [&](const detail::PeerEndpoint& p) { return p.endpoint == endpoint; });
-        if (peer != this->peers.end()) {
-          try {
-            peers->disconnect(endpoint);
-          } catch (const zmq::error_t&) {  // already gone: nothing to undo
-          }
-          if (curve) detail::make_curve_client(*peers, keys, peer->server_key);
-          peers->connect(endpoint);
-        }
+        if (std::none_of(this->peers.begin(), this->peers.end(),
+                         [&](const detail::PeerEndpoint& p) { return p.endpoint == endpoint; }))
+          continue;
+        reconnects[endpoint].pending = true;
       }
+    }
+    const auto now = std::chrono::steady_clock::now();
+    for (const auto& peer : this->peers) {
+      Reconnect& r = reconnects[peer.endpoint];
+      if (!r.pending || now < r.next_allowed) continue;
+      r.pending = false;
+      r.next_allowed = now + r.backoff;
+      r.backoff = std::min(r.backoff * 2, std::chrono::milliseconds(5000));
+      try {
+        peers->disconnect(peer.endpoint);
+      } catch (const zmq::error_t&) {  // already gone: nothing to undo
+      }
+      if (curve) detail::make_curve_client(*peers, keys, peer.server_key);
+      peers->connect(peer.endpoint);
     }
     if (!(items[0].revents & ZMQ_POLLIN)) continue;
 
