@@ -3,6 +3,7 @@
 
 #include "app/commands.hpp"
 #include "app/node_flags.hpp"
+#include "bus/curve.hpp"
 
 namespace reqbus::app {
 
@@ -18,6 +19,14 @@ Run add_serve(CLI::App& app) {
     std::printf("reqbus serve: node %s, store %s\n", node.bus().node_id().c_str(), node.store_description().c_str());
     if (!options.bus.bind.empty()) std::printf("  bus: %s\n", node.bus().bound_endpoint().c_str());
     for (const auto& p : options.bus.peers) std::printf("  peer: %s\n", p.c_str());
+    if (!options.bus.bind.empty() || !options.bus.peers.empty()) {
+      if (options.bus.insecure_plaintext)
+        std::printf("  security: PLAIN TCP (--insecure): not authenticated, not encrypted\n");
+      else
+        std::printf("  security: CURVE, public key %s, %zu allowed client key(s)\n",
+                    detail::curve_public_of(options.bus.curve_secret_key).c_str(),
+                    options.bus.curve_allowed_clients.size());
+    }
     if (options.http_enabled)
       std::printf("  dashboard: http://%s:%d/   metrics: /metrics   API: /v1/requests, /v1/batch\n",
                   options.http.host.c_str(), node.http_port());
