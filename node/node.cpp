@@ -72,7 +72,9 @@ Node::Impl::Impl(NodeOptions o) : options(std::move(o)) {
     sink = postgres;
     counter_sink = postgres;
     store_description = "postgres (" + std::to_string(po.conninfo.size()) + "-byte conninfo)";
-  } else if (store != "none") {
+  } else if (store == "none") {
+    store_description = "none (nothing is persisted)";
+  } else {
     throw Error(ErrorCode::invalid_argument, "store: '" + store + "' is not sqlite:PATH, postgres:CONNINFO or none");
   }
 
