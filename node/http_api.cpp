@@ -12,7 +12,6 @@
 #include "analytics/segment_json.hpp"
 #include "node/assets.hpp"
 #include "reqbus/error.hpp"
-#include "reqbus/log.hpp"
 
 namespace reqbus::node {
 namespace {
@@ -89,7 +88,6 @@ class HttpApi::Impl {
   std::condition_variable stop_cv;
   std::atomic<uint64_t> requests{0}, items_accepted{0}, items_rejected{0}, bodies_rejected{0},
       unauthorized{0}, stream_clients{0};
-  RateLimiter log_limit;
 };
 
 // Constant-time comparison, so the token cannot be guessed byte by byte from response times.
