@@ -255,6 +255,9 @@ BatcherStats Batcher::Impl::stats() const {
   s.failed_attempts = counters_.failed_attempts.load();
   s.spooled = totals.spooled;
   s.spooled_batches = counters_.spooled_batches.load();
+  s.spooled_while_down = counters_.spooled_while_down.load();
+  s.breaker_opened = counters_.breaker_opened.load();
+  s.sink_down = sink_down_.load();
   s.replayed = counters_.replayed.load();
   s.replay_failures = counters_.replay_failures.load();
   s.dropped = totals.dropped;

@@ -42,9 +42,9 @@ void Batcher::Impl::timer_loop() {
       try {
         options_.telemetry(buffers());
       } catch (const std::exception& e) {
-        loss_log_.log(LogLevel::warn, std::string("batcher: telemetry callback threw: ") + e.what());
+        spool_log_.log(LogLevel::warn, std::string("batcher: telemetry callback threw: ") + e.what());
       } catch (...) {
-        loss_log_.log(LogLevel::warn, "batcher: telemetry callback threw");
+        spool_log_.log(LogLevel::warn, "batcher: telemetry callback threw");
       }
       next_telemetry_ = next_after(next_telemetry_, options_.telemetry_buffers_info_interval, now);
     }
@@ -88,7 +88,12 @@ Batcher::Impl::ReplayOutcome Batcher::Impl::replay_pending() {
     if (!replay_segment_) {
       replay_segment_ = spool_->read_oldest();
       replay_index_ = 0;
-      if (!replay_segment_) return ReplayOutcome::idle;
+      if (!replay_segment_) {
+        // Nothing spooled to probe with (the failing batch may still be retrying, or the spool
+        // refused it): let the next live batch be the probe.
+        close_breaker("the spool is empty, so the next live batch probes the sink");
+        return ReplayOutcome::idle;
+      }
       if (replay_segment_->corrupt_records > 0) {
         loss_log_.log(LogLevel::error,
                       "batcher: spool segment " + spool_->segment_path(replay_segment_->id) +
@@ -103,12 +108,13 @@ Batcher::Impl::ReplayOutcome Batcher::Impl::replay_pending() {
       const WriteResult result = call_sink(batch);
       if (!result.ok()) {
         ++counters_.replay_failures;
-        loss_log_.log(LogLevel::warn, "batcher: replay of " + std::to_string(batch.size()) +
+        spool_log_.log(LogLevel::warn, "batcher: replay of " + std::to_string(batch.size()) +
                                           " spooled events to " + sink_->name() +
                                           " failed (they stay spooled): " + result.reason);
         return ReplayOutcome::failed;
       }
       counters_.replayed += batch.size();
+      close_breaker("a replayed batch was stored");
       std::vector<Message>().swap(batches[replay_index_]);  // free it as we go
       ++replay_index_;
     }

@@ -90,6 +90,12 @@ void Batcher::Impl::record_latency(time_point start, time_point end) {
 // Writes the batch, retrying with backoff, until it is delivered, spooled or dropped — or until
 // close() abandons it at its deadline (close() then spools it; see spool_leftovers()).
 void Batcher::Impl::process(const BatchPtr& batch) {
+  if (spool_ && sink_down_.load() && spool_while_down(batch)) return;
+  struct EndProbe {  // however this returns, the batch is no longer the probe
+    Impl* self;
+    uint64_t id;
+    ~EndProbe() { self->end_probe(id); }
+  } end_probe_on_return{this, batch->id};
   for (int attempt = 1;; ++attempt) {
     if (batch->resolved.load()) return;
     const time_point start = clock_->now();
@@ -106,6 +112,7 @@ void Batcher::Impl::process(const BatchPtr& batch) {
                                  std::to_string(attempt) + ", " + std::to_string(micros(end - start)) + " us)");
       }
       finish(batch);
+      close_breaker("a live batch was stored");
       if (spool_ && !spool_->empty()) kick_replayer();  // the sink works: replay the spool
       return;
     }
@@ -114,6 +121,9 @@ void Batcher::Impl::process(const BatchPtr& batch) {
       resolve_undeliverable(batch, DropReason::permanent, result.reason);
       return;
     }
+    // One batch at a time retries against a failing sink (the probe); any other that fails
+    // meanwhile is made durable in the spool instead of holding a worker and memory.
+    if (!open_breaker(batch->id, result.reason) && spool_ && spool_while_down(batch)) return;
     if (attempt >= options_.retry_max_attempts) {
       resolve_undeliverable(batch, DropReason::retries_exhausted, result.reason);
       return;
@@ -154,7 +164,7 @@ void Batcher::Impl::spool_or_drop(const std::vector<Message>& events, DropReason
       case detail::SpoolAppend::ok:
         counters_.spooled += events.size();
         ++counters_.spooled_batches;
-        loss_log_.log(LogLevel::warn, "batcher: spooled " + what);
+        spool_log_.log(LogLevel::warn, "batcher: spooled " + what);
         return;
       case detail::SpoolAppend::full:
         reason = DropReason::spool_full;
@@ -169,6 +179,51 @@ void Batcher::Impl::spool_or_drop(const std::vector<Message>& events, DropReason
   }
   counters_.drops[static_cast<size_t>(reason)] += events.size();
   loss_log_.log(LogLevel::error, "batcher: DROPPED " + what + ": no spool_dir configured");
+}
+
+// The breaker is open: make the batch durable now rather than queue it behind a failing sink.
+// If the spool refuses it (full, disk error), the batch is written to the sink as usual instead
+// — the sink may be back — so the breaker never turns a spool problem into a drop by itself.
+bool Batcher::Impl::spool_while_down(const BatchPtr& batch) {
+  std::string error;
+  const detail::SpoolAppend outcome = spool_->append(batch->events, &error);
+  if (outcome != detail::SpoolAppend::ok) {
+    loss_log_.log(LogLevel::error, "batcher: " + sink_->name() + " is down and the spool refused " +
+                                       std::to_string(batch->events.size()) +
+                                       " events (" + error + "); writing them to the sink instead");
+    return false;
+  }
+  // A close() that reached its deadline may have spooled this batch too: a harmless duplicate
+  // in the spool (writes are idempotent); count it once.
+  if (batch->try_resolve()) {
+    counters_.spooled += batch->events.size();
+    counters_.spooled_while_down += batch->events.size();
+    ++counters_.spooled_batches;
+    finish(batch);
+  }
+  return true;
+}
+
+bool Batcher::Impl::open_breaker(uint64_t batch_id, const std::string& why) {
+  uint64_t none = 0;
+  const bool probing = probe_batch_.compare_exchange_strong(none, batch_id) || none == batch_id;
+  if (sink_down_.exchange(true)) return probing;
+  ++counters_.breaker_opened;
+  if (spool_) {
+    spool_log_.log(LogLevel::warn, "batcher: a write to " + sink_->name() + " failed (" + why +
+                                       "); new batches go straight to the spool until a write succeeds");
+  }
+  return probing;
+}
+
+void Batcher::Impl::end_probe(uint64_t batch_id) {
+  uint64_t expected = batch_id;
+  probe_batch_.compare_exchange_strong(expected, 0);
+}
+
+void Batcher::Impl::close_breaker(const char* why) {
+  if (!sink_down_.exchange(false)) return;
+  if (spool_) spool_log_.log(LogLevel::info, std::string("batcher: ") + why + "; writing live batches to " + sink_->name() + " again");
 }
 
 void Batcher::Impl::finish(const BatchPtr& batch) {

@@ -52,8 +52,8 @@ struct Buffer {
 
 struct BatcherCounters {
   std::atomic<uint64_t> enqueued{0}, inactive{0}, delivered{0}, batches_delivered{0},
-      retries{0}, failed_attempts{0}, spooled{0}, spooled_batches{0}, replayed{0},
-      replay_failures{0};
+      retries{0}, failed_attempts{0}, spooled{0}, spooled_batches{0}, spooled_while_down{0},
+      replayed{0}, replay_failures{0}, breaker_opened{0};
   std::array<std::atomic<uint64_t>, kDropReasons> drops{};
   std::atomic<uint64_t> latency_last_us{0}, latency_total_us{0}, latency_count{0},
       latency_max_us{0};
@@ -98,6 +98,12 @@ class Batcher::Impl {
                              const std::string& why);
   void spool_or_drop(const std::vector<Message>& events, detail::DropReason reason,
                      const std::string& why);
+  bool spool_while_down(const detail::BatchPtr& batch);  // true: the batch is resolved
+  // Opens the breaker (if closed) after `batch_id` failed; true if that batch is the probe,
+  // the one batch that keeps retrying while the breaker is open.
+  bool open_breaker(uint64_t batch_id, const std::string& why);
+  void end_probe(uint64_t batch_id);
+  void close_breaker(const char* why);
   void finish(const detail::BatchPtr& batch);
   void spool_leftovers();
   void record_latency(time_point start, time_point end);
@@ -116,7 +122,16 @@ class Batcher::Impl {
   const std::shared_ptr<Clock> clock_;
   std::unique_ptr<detail::Spool> spool_;  // null without spool_dir
   detail::BatcherCounters counters_;
+  // Separate limits, so that a burst of "spooled" warnings never hides a DROPPED error.
+  RateLimiter spool_log_{10, std::chrono::seconds(10)};
   RateLimiter loss_log_{10, std::chrono::seconds(10)};
+  // The circuit breaker: open (true) from the first failed write until a write succeeds. While
+  // it is open and a spool is configured, new batches go straight to the spool (durable at
+  // once) instead of waiting in memory behind the failing ones; the batch that failed first
+  // keeps retrying (the probe), the replayer keeps trying the spool, and either one's success
+  // closes it. Without a spool, batches retry as usual.
+  std::atomic<bool> sink_down_{false};
+  std::atomic<uint64_t> probe_batch_{0};  // id of the batch retrying as the probe; 0 = none
 
   std::vector<detail::Buffer> buffers_;
   std::atomic<uint64_t> round_robin_{0};

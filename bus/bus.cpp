@@ -30,6 +30,8 @@ BusOptions checked(BusOptions o) {
   if (o.node_id.size() > RequestLogLimits::node_id) fail("node_id: longer than 64 bytes");
   if (o.queue_max_events < 1) fail("queue_max_events: must be >= 1");
   if (o.queue_max_bytes < (64 << 10)) fail("queue_max_bytes: must be >= 65536");
+  if (o.publish_linger < std::chrono::microseconds::zero() || o.publish_linger > std::chrono::seconds(1))
+    fail("publish_linger: must be 0..1 s");
   if (o.block_timeout.count() < 0) fail("block_timeout: negative");
   if (o.max_events_per_frame < 1 || o.max_events_per_frame > 4096) fail("max_events_per_frame: must be 1..4096");
   if (o.max_frame_bytes < 1024) fail("max_frame_bytes: must be >= 1024");
@@ -113,6 +115,8 @@ Bus::Impl::Impl(BusOptions opts)
       local_endpoint_(make_endpoint(options, epoch, "local")),
       remote_endpoint_(options.peers.empty() ? "" : make_endpoint(options, epoch, "remote")),
       queue_(options.queue_max_events, options.queue_max_bytes) {
+  if (options.publish_linger > std::chrono::microseconds::zero())
+    queue_.set_lazy_wake(options.publish_linger, options.max_events_per_frame, std::chrono::milliseconds(5));
   context_.set(zmq::ctxopt::blocky, 0);  // never hang in zmq_ctx_term on lingering sockets
   const bool tcp = !options.bind.empty() || !peers.empty() || !uplinks.empty();
   if (tcp && !curve)

@@ -183,6 +183,7 @@ nlohmann::json Node::stats_json(const std::string& node_filter) const {
     const BatcherStats s = impl_->batcher->stats();
     j["persisted"] = s.delivered + s.replayed;
     j["spooled"] = s.spooled;
+    j["store_down"] = s.sink_down;
   }
   return j;
 }
@@ -224,6 +225,9 @@ std::string Node::metrics() const {
     w.counter("reqbus_batcher_retried_total", "Batch attempts after a failed one.", double(s.retries));
     w.counter("reqbus_batcher_spooled_total", "Events written to the on-disk spool.", double(s.spooled));
     w.counter("reqbus_batcher_replayed_total", "Spooled events later stored.", double(s.replayed));
+    w.counter("reqbus_batcher_spooled_while_down_total", "Events sent straight to the spool while the store was failing.", double(s.spooled_while_down));
+    w.counter("reqbus_batcher_breaker_opened_total", "Times a failed store write opened the circuit breaker.", double(s.breaker_opened));
+    w.gauge("reqbus_store_down", "1 while the store is failing (breaker open: new batches go to the spool).", s.sink_down ? 1.0 : 0.0);
     w.counter("reqbus_batcher_refused_total", "Events the Batcher refused at enqueue.", double(impl_->batcher_refused.load()));
     w.header("reqbus_batcher_dropped_total", "Events the Batcher dropped, by reason.", "counter");
     w.sample("reqbus_batcher_dropped_total", "reason", "newest", double(s.dropped.newest));

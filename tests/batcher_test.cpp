@@ -9,6 +9,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "analytics/batcher_impl.hpp"  // approx_bytes
@@ -592,6 +593,77 @@ BOOST_AUTO_TEST_CASE(the_spool_is_replayed_once_the_sink_recovers) {
   std::vector<uint64_t> stored = seqs(rig.sink->stored());
   std::sort(stored.begin(), stored.end());
   BOOST_TEST(stored == range(0, 4));
+}
+
+// The circuit breaker: once a write fails, the failing batch keeps retrying (the probe) and
+// every other batch goes straight to the spool — durable at once, not waiting in memory where a
+// crash would lose it. The probe's success closes the breaker and the spool replays.
+BOOST_AUTO_TEST_CASE(while_the_sink_is_down_other_batches_go_straight_to_the_spool) {
+  Rig rig;
+  rig.sink->set_default(WriteResult::retry_later("store down"));
+  BatcherOptions o = rig.options();
+  o.flush_workers = 2;
+  o.flush_at = 2;
+  o.retry_base_backoff = 100ms;
+  o.spool_dir = rig.spool();
+  Batcher batcher(rig.sink, o);
+  for (uint64_t i = 0; i < 2; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  BOOST_REQUIRE(rig.sink->wait_for_finished(1));  // the probe failed and waits for its backoff
+  for (int i = 0; i < 20000 && !batcher.stats().sink_down; ++i) std::this_thread::sleep_for(1ms);
+  BOOST_REQUIRE(batcher.stats().sink_down);
+  // Ten more batches while the manual clock holds the probe: the other worker spools each one
+  // without an attempt.
+  for (uint64_t i = 2; i < 22; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  BatcherStats stats;
+  for (int i = 0; i < 20000; ++i) {
+    stats = batcher.stats();
+    if (stats.spooled == 20u) break;
+    std::this_thread::sleep_for(1ms);  // polling a condition, not timing anything
+  }
+  BOOST_TEST(stats.spooled == 20u);
+  BOOST_TEST(stats.spooled_while_down == 20u);
+  BOOST_TEST(stats.sink_down);
+  BOOST_TEST(stats.breaker_opened == 1u);
+  BOOST_TEST(stats.queue_depth == 2u);  // only the probe is in memory
+  BOOST_TEST(rig.sink->call_count() == 1u);
+  BOOST_TEST(stats.dropped.total() == 0u);
+
+  rig.sink->set_default(WriteResult::success());
+  rig.clock->advance(1s);  // the probe's retry succeeds, closes the breaker, kicks the replayer
+  BOOST_REQUIRE(rig.sink->wait_for_stored(22));
+  for (uint64_t i = 22; i < 24; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  BOOST_REQUIRE(rig.sink->wait_for_stored(24));  // live batches reach the sink again
+  const BatcherReport report = batcher.close(1s);
+  BOOST_TEST(!report.deadline_reached);
+  stats = batcher.stats();
+  BOOST_TEST(!stats.sink_down);
+  BOOST_TEST(stats.replayed == 20u);
+  BOOST_TEST(stats.delivered == 4u);
+  BOOST_TEST(stats.spool_segments == 0u);
+  BOOST_TEST(rig.sink->duplicates() == 0u);
+  std::vector<uint64_t> stored = seqs(rig.sink->stored());
+  std::sort(stored.begin(), stored.end());
+  BOOST_TEST(stored == range(0, 24));
+}
+
+// Without a spool there is nowhere safer than memory: batches retry as before, none is dropped
+// for the breaker's sake.
+BOOST_AUTO_TEST_CASE(without_a_spool_the_breaker_changes_nothing) {
+  Rig rig;
+  rig.sink->push_result(WriteResult::retry_later("blip"));
+  BatcherOptions o = rig.options();
+  o.flush_workers = 2;
+  o.flush_at = 2;
+  Batcher batcher(rig.sink, o);
+  for (uint64_t i = 0; i < 6; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  rig.clock->advance(1s);
+  BOOST_REQUIRE(rig.sink->wait_for_stored(4));
+  rig.clock->advance(1s);
+  const BatcherReport report = batcher.close(kNever);
+  BOOST_TEST(report.delivered == 6u);
+  BOOST_TEST(report.spooled == 0u);
+  BOOST_TEST(report.dropped.total() == 0u);
+  BOOST_TEST(!batcher.stats().sink_down);
 }
 
 BOOST_AUTO_TEST_CASE(a_torn_or_corrupt_spool_is_counted_and_the_valid_batches_replayed) {

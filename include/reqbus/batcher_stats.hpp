@@ -34,6 +34,8 @@ struct BatcherStats {
   uint64_t failed_attempts = 0;   // writes that returned retry/permanent or threw
   uint64_t spooled = 0;           // events written to the spool
   uint64_t spooled_batches = 0;
+  uint64_t spooled_while_down = 0;  // of spooled: sent straight to the spool, breaker open
+  uint64_t breaker_opened = 0;    // times a failed write opened the circuit breaker
   uint64_t replayed = 0;          // spooled events later stored by the sink
   uint64_t replay_failures = 0;   // replay writes that failed (the batch stays spooled)
   uint64_t spool_corrupt_records = 0;  // torn or corrupt spool records skipped (counted loss)
@@ -45,6 +47,9 @@ struct BatcherStats {
   uint64_t inflight_batches = 0;  // being written or waiting for a retry
   uint64_t spool_segments = 0;    // segment files now
   uint64_t spool_bytes = 0;
+  // The circuit breaker is open now: a write failed and none has succeeded since. With a
+  // spool, new batches then go straight to it (see BatcherOptions::spool_dir).
+  bool sink_down = false;
 
   // Duration of successful sink writes, on the Batcher's clock.
   std::chrono::microseconds last_flush_latency{0};
