@@ -64,6 +64,8 @@ SqliteSinkOptions validated(SqliteSinkOptions o) {
   if (o.busy_timeout.count() < 0) bad("busy_timeout: negative");
   if (o.retry_after.count() < 0) bad("retry_after: negative");
   if (o.cache_size_kib < 0) bad("cache_size_kib: negative");
+  if (o.page_size < 512 || o.page_size > 65536 || (o.page_size & (o.page_size - 1)) != 0)
+    bad("page_size: must be a power of two from 512 to 65536");
   if (o.max_database_bytes < 0) bad("max_database_bytes: negative");
   if (!o.clock) o.clock = system_clock();
   return o;
@@ -168,6 +170,8 @@ struct SqliteSink::Impl {
     // sqlite3_open_v2 silently falls back to read-only when the file is not writable.
     if (sqlite3_db_readonly(db, "main") == 1)
       throw DbError{SQLITE_READONLY, "database file is read-only (cannot open it for writing)"};
+    // Only takes effect while the file is still empty, i.e. before WAL mode and the schema.
+    exec("PRAGMA page_size=" + std::to_string(opt.page_size), "set page_size");
     exec("PRAGMA journal_mode=WAL", "set journal_mode=WAL");
     exec(synchronous_pragma(opt.synchronous), "set synchronous");
     exec("PRAGMA cache_size=-" + std::to_string(opt.cache_size_kib), "set cache_size");
