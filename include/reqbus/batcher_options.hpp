@@ -60,6 +60,10 @@ struct BatcherOptions {
   // Directory of the on-disk spool. Empty = no spool: a batch that exhausts its retries, gets
   // a permanent error, or is left at close()'s deadline is then DROPPED — counted under its
   // reason and logged as an error. Default empty.
+  // With a spool, a failed write also opens a circuit breaker: the failing batch keeps retrying
+  // (the probe) and every other batch goes straight to the spool — durable at once instead of
+  // waiting in memory, where a crash would lose it — until a write or a replay succeeds
+  // (BatcherStats::sink_down, spooled_while_down).
   std::string spool_dir;
   size_t spool_segment_bytes = 16 << 20;        // rotate segment files at 16 MiB
   size_t spool_max_bytes = size_t{1} << 30;     // past 1 GiB, spooling is a counted drop
