@@ -115,6 +115,7 @@ Bus::Impl::Impl(BusOptions opts)
       local_endpoint_(make_endpoint(options, epoch, "local")),
       remote_endpoint_(options.peers.empty() ? "" : make_endpoint(options, epoch, "remote")),
       queue_(options.queue_max_events, options.queue_max_bytes) {
+  closed_.name = "(closed)";
   if (options.publish_linger > std::chrono::microseconds::zero())
     queue_.set_lazy_wake(options.publish_linger, options.max_events_per_frame, std::chrono::milliseconds(5));
   context_.set(zmq::ctxopt::blocky, 0);  // never hang in zmq_ctx_term on lingering sockets
@@ -223,6 +224,7 @@ Subscription Bus::Impl::subscribe(SubscribeOptions o, Handler handler) {
   {
     std::lock_guard lock(subs_mu_);
     if (!accepting_.load()) throw Error(ErrorCode::closed, "subscribe: bus '" + options.name + "' is closed");
+    prune_finished();
     subscribers_.push_back(subscriber);
   }
   subscriber->start(std::to_string(epoch) + "." + std::to_string(n));
@@ -297,14 +299,35 @@ BusStats Bus::Impl::stats() const {
   s.remote_frames = remote_frames_.load();
   s.remote_events = remote_events_.load();
   s.remote_gaps = remote_gaps_.load();
+  s.remote_rejected_events = remote_rejected_events_.load();
   s.peer_disconnects = peer_disconnects_.load();
   s.auth_refused = zap_ ? zap_->refused() : 0;
   s.handshake_failures = handshake_failures_.load();
   s.echoes_ignored = echoes_ignored_.load();
   for (size_t i = 0; i < malformed_.size(); ++i) s.malformed[i] = malformed_[i].load();
   std::lock_guard lock(subs_mu_);
+  prune_finished();
   for (const auto& sub : subscribers_) s.subscriptions.push_back(sub->stats());
+  if (closed_count_ > 0) s.subscriptions.push_back(closed_);
+  s.subscriptions_closed = closed_count_;
   return s;
+}
+
+void Bus::Impl::prune_finished() const {
+  std::erase_if(subscribers_, [this](const std::shared_ptr<detail::Subscriber>& sub) {
+    if (!sub->finished()) return false;
+    const SubscriptionStats f = sub->stats();  // final: nothing changes a finished subscriber
+    closed_.received += f.received;
+    closed_.delivered += f.delivered;
+    closed_.dropped_newest += f.dropped_newest;
+    closed_.dropped_oldest += f.dropped_oldest;
+    closed_.dropped_close += f.dropped_close;
+    closed_.gaps += f.gaps;
+    closed_.handler_errors += f.handler_errors;
+    closed_.malformed += f.malformed;
+    ++closed_count_;
+    return true;
+  });
 }
 
 // --- Bus: forwards to Impl ---------------------------------------------------------------
@@ -363,12 +386,16 @@ const char* to_string(Scope s) noexcept { return s == Scope::local_only ? "local
 Subscription::Subscription(std::shared_ptr<detail::Subscriber> impl) : impl_(std::move(impl)) {}
 Subscription& Subscription::operator=(Subscription&& other) noexcept {
   if (this != &other) {
-    close();
+    if (impl_) impl_->stop(/*discard_pending=*/true);
     impl_ = std::move(other.impl_);
   }
   return *this;
 }
-Subscription::~Subscription() { close(); }
+// Nobody can read what a destroyed (or replaced) Subscription left queued: it is counted as
+// dropped_close, and the bus may forget the subscriber.
+Subscription::~Subscription() {
+  if (impl_) impl_->stop(/*discard_pending=*/true);
+}
 std::optional<Message> Subscription::next(std::chrono::milliseconds t) {
   return impl_ ? impl_->next(t) : std::nullopt;
 }

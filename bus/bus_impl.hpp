@@ -57,7 +57,9 @@ class Bus::Impl {
 
   void start_thread(std::thread& thread, std::future<void>& done,
                     void (Impl::*main)(std::promise<void>));
-  void retire(const std::shared_ptr<detail::Subscriber>& subscriber);
+  // Folds the subscribers whose counters are final into closed_ and forgets them, so a
+  // program that subscribes and closes over and over does not grow. Requires subs_mu_.
+  void prune_finished() const;
 
   zmq::context_t context_;
   std::unique_ptr<detail::ZapHandler> zap_;  // when binding with CURVE; started first
@@ -78,7 +80,7 @@ class Bus::Impl {
   std::atomic<uint64_t> published_{0}, dropped_newest_{0}, dropped_oldest_{0},
       dropped_timeout_{0}, dropped_closed_{0}, dropped_close_deadline_{0}, rejected_invalid_{0},
       frames_sent_{0}, events_sent_{0}, remote_frames_{0}, remote_events_{0}, remote_gaps_{0},
-      peer_disconnects_{0}, handshake_failures_{0}, echoes_ignored_{0};
+      peer_disconnects_{0}, handshake_failures_{0}, echoes_ignored_{0}, remote_rejected_events_{0};
   std::array<std::atomic<uint64_t>, codec::kDecodeErrorCount> malformed_{};
 
   // Publisher-thread state.
@@ -86,7 +88,10 @@ class Bus::Impl {
 
   std::mutex subscribe_mu_;  // serialises subscribe() with close()
   mutable std::mutex subs_mu_;
-  std::vector<std::shared_ptr<detail::Subscriber>> subscribers_;  // guarded by subs_mu_
+  // Pruned by stats() too, hence mutable.
+  mutable std::vector<std::shared_ptr<detail::Subscriber>> subscribers_;  // guarded by subs_mu_
+  mutable SubscriptionStats closed_;       // guarded by subs_mu_: sums of pruned subscribers
+  mutable uint64_t closed_count_ = 0;      // guarded by subs_mu_
 
   std::mutex close_mu_;
   std::optional<CloseReport> close_report_;  // guarded by close_mu_

@@ -48,6 +48,7 @@ void append_frame_header(std::string& out, std::string_view node_id, uint64_t ep
 std::optional<codec::DecodeError> decode_frame(const char* data, size_t size, size_t max_bytes,
                                                FrameHeader& header, std::vector<Message>& out) {
   using codec::DecodeError;
+  header.declared = 0;
   if (size > max_bytes) return DecodeError::oversized;
   msgpack::object_handle handle;
   if (auto error = codec::detail::parse(data, size, handle)) return error;
@@ -65,6 +66,7 @@ std::optional<codec::DecodeError> decode_frame(const char* data, size_t size, si
     return DecodeError::wrong_shape;
   const msgpack::object_array& records = f[4].via.array;
   header.count = 0;
+  header.declared = records.size;
   if (out.size() < records.size) out.resize(records.size);
   for (uint32_t i = 0; i < records.size; ++i) {
     Message& m = out[i];

@@ -26,6 +26,7 @@ struct FrameHeader {
   uint64_t epoch = 0;      // random per Bus instance: a restarted node starts a new sequence
   uint64_t first_seq = 0;  // channel sequence of the first record; the next frame continues it
   uint32_t count = 0;      // records in the frame
+  uint32_t declared = 0;   // records the frame says it holds; 0 until the header above is read
 };
 
 // "" when `topic` is a valid topic name, else the reason.
@@ -42,7 +43,8 @@ void append_frame_header(std::string& out, std::string_view node_id, uint64_t ep
 // Decodes a payload into out[0..header.count). `out` is grown when a frame is larger than any
 // before and never shrunk, so its Messages (and their strings' capacity) are reused frame after
 // frame instead of being allocated and freed per event. Records in the v1 layout get node_id
-// from the header. On error header.count is the number of records decoded before it.
+// from the header. On error header.count is the number of records decoded before it, and
+// header.declared is 0 unless the header (node_id, epoch, first_seq, record count) was read.
 std::optional<codec::DecodeError> decode_frame(const char* data, size_t size, size_t max_bytes,
                                                FrameHeader& header, std::vector<Message>& out);
 

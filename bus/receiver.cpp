@@ -11,6 +11,7 @@
 #include "bus/bus_impl.hpp"
 #include "bus/frame.hpp"
 #include "bus/gap_tracker.hpp"
+#include "bus/skip_notice.hpp"
 
 namespace reqbus {
 namespace {
@@ -186,6 +187,19 @@ void Bus::Impl::receiver_main(std::promise<void> started) {
                                             parts[1].size(), options.max_message_bytes, header,
                                             scratch)) {
         reject(*error, "");
+        // When the header was readable the frame's events are counted here, as rejected, and
+        // neither this node's gap tracker nor its subscribers' may count them again as missing.
+        if (header.declared > 0 && header.node_id != options.node_id) {
+          remote_rejected_events_.fetch_add(header.declared, std::memory_order_relaxed);
+          remote_gaps_.fetch_add(gaps.observe(header.node_id, key, header.epoch, header.first_seq, header.declared),
+                                 std::memory_order_relaxed);
+          state_dirty = true;
+          const std::string notice_key = detail::envelope_key(topic, detail::kScopeSkipped);
+          const std::string notice = detail::encode_skip(header);
+          zmq::message_t notice_key_msg(notice_key.data(), notice_key.size());
+          zmq::message_t notice_msg(notice.data(), notice.size());
+          if (!send_blocking(*remote, notice_key_msg, notice_msg)) break;
+        }
         continue;
       }
       if (header.node_id == options.node_id) {  // our own frame, back through a forwarder

@@ -3,6 +3,7 @@
 #include <string_view>
 
 #include "bus/frame.hpp"
+#include "bus/skip_notice.hpp"
 #include "bus/tsan.hpp"
 #include "reqbus/error.hpp"
 
@@ -110,6 +111,20 @@ void Subscriber::reader_main(std::promise<void> started) {
       if (++closes_seen >= expected_closes) break;  // the bus sent everything before this
       continue;
     }
+    auto note_gap = [&](uint64_t missing) {
+      if (!missing) return;
+      gaps_ += missing;
+      log_limit_.log(LogLevel::warn, "subscriber '" + options_.name + "': " + std::to_string(missing) +
+                                         " events missing from " + header.node_id);
+    };
+    if (key_view.back() == kScopeSkipped) {  // the receiver rejected (and counted) a peer frame
+      if (decode_skip(static_cast<const char*>(body.data()), body.size(), header))
+        note_gap(gaps.observe(header.node_id, std::string_view(&kScopeCluster, 1), header.epoch,
+                              header.first_seq, header.count));
+      else
+        ++malformed_;
+      continue;
+    }
     auto error = decode_frame(static_cast<const char*>(body.data()), body.size(),
                               env_.max_message_bytes * 2, header, batch);
     if (error) {  // local frames are ours and the receiver validated remote ones: a bug
@@ -119,19 +134,17 @@ void Subscriber::reader_main(std::promise<void> started) {
       continue;
     }
     const char scope = key_view.back();
-    if (const uint64_t missing = gaps.observe(header.node_id, std::string_view(&scope, 1),
-                                              header.epoch, header.first_seq, header.count)) {
-      gaps_ += missing;
-      log_limit_.log(LogLevel::warn, "subscriber '" + options_.name + "': " +
-                                         std::to_string(missing) + " events missing from " +
-                                         header.node_id);
-    }
+    note_gap(gaps.observe(header.node_id, std::string_view(&scope, 1), header.epoch,
+                          header.first_seq, header.count));
     const size_t n = header.count;  // batch[0..n): reused frame after frame
+    in_hand_ += n;  // before received_: a snapshot may count an event twice, never lose it
     received_ += n;
     for (size_t i = 0; i < n; ++i) {
-      deliver(batch[i]);
+      deliver(batch[i]);  // counts the event delivered, queued or dropped
+      in_hand_.fetch_sub(1, std::memory_order_relaxed);
       if (stop_.load(std::memory_order_relaxed)) {
         dropped_close_ += n - i - 1;  // decoded, never queued: counted
+        in_hand_ -= n - i - 1;
         break;
       }
     }
@@ -168,7 +181,8 @@ void Subscriber::deliver(Message& message) {
         ++dropped_newest_;
         note_pending_full();
         return;
-      case PushResult::closed:
+      case PushResult::closed:  // stop() or finish() closed the queue: nobody will take it
+        ++dropped_close_;
         return;
       case PushResult::timed_out:  // block policy: never drop; keep waiting unless stopping
         note_pending_full();
@@ -205,9 +219,11 @@ void Subscriber::handler_main() {
       if (pending_.closed_and_empty() || stop_.load()) return;
       continue;
     }
+    in_hand_ += n;  // off the queue, not yet handled: still visible in stats()
     for (size_t i = 0; i < n; ++i) {
-      if (stop_.load(std::memory_order_relaxed)) {  // close() passed its deadline
+      if (stop_.load(std::memory_order_relaxed)) {  // close(), or Bus::close past its deadline
         dropped_close_ += n - i;
+        in_hand_ -= n - i;
         return;
       }
       try {
@@ -217,6 +233,7 @@ void Subscriber::handler_main() {
         log_limit_.log(LogLevel::error, "subscriber '" + options_.name + "': handler threw");
       }
       ++delivered_;
+      in_hand_.fetch_sub(1, std::memory_order_relaxed);
     }
     note_consumed();
   }
@@ -253,6 +270,7 @@ SubscriptionStats Subscriber::stats() const {
   s.handler_errors = handler_errors_.load();
   s.malformed = malformed_.load();
   s.pending_depth = pending_.size();
+  s.in_hand = in_hand_.load();
   s.slow = slow_.load();
   return s;
 }
@@ -279,14 +297,20 @@ bool Subscriber::finish(std::chrono::steady_clock::time_point deadline) {
   return in_time;
 }
 
-void Subscriber::stop() {
+void Subscriber::stop(bool discard_pending) {
   stop_ = true;
   pending_.close();
   join();
   // In handler mode nobody will take what is still queued: count it. (In pull mode it stays
-  // readable through next().)
-  if (handler_) dropped_close_ += pending_.clear();
+  // readable through next() while the Subscription exists.)
+  if (handler_ || discard_pending) dropped_close_ += pending_.clear();
+  if (discard_pending) released_ = true;
+  stopped_ = true;
 }
+
+// Pull mode waits for release: while the Subscription exists, next() may still be moving
+// events from the queue into delivered.
+bool Subscriber::finished() const { return stopped_.load() && (handler_ || released_.load()); }
 
 void Subscriber::join_finished() {
   std::lock_guard lock(join_mu_);

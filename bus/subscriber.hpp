@@ -47,8 +47,13 @@ class Subscriber {
   // threads until `deadline`, then tells them to stop and returns false. A thread still inside
   // the user's handler is not waited for: it is joined by stop() or the destructor.
   bool finish(std::chrono::steady_clock::time_point deadline);
-  // Immediate end (Subscription::close / destructor). Idempotent.
-  void stop();
+  // Immediate end (Subscription::close / destructor). Idempotent. In handler mode what is still
+  // queued is counted as dropped_close; in pull mode it stays readable through next(), unless
+  // `discard_pending` (the Subscription is gone, so no one can read it): then it is counted too.
+  void stop(bool discard_pending = false);
+  // True once the counters are final (stop() has returned; in pull mode, stop(true) has): the
+  // bus may fold them into its totals and forget this subscriber.
+  bool finished() const;
 
  private:
   void reader_main(std::promise<void> started);
@@ -71,11 +76,16 @@ class Subscriber {
   std::future<void> handler_done_;
   std::mutex join_mu_;
   std::atomic<bool> stop_{false};     // leave now
+  std::atomic<bool> stopped_{false};  // stop() has joined the threads and counted the rest
+  std::atomic<bool> released_{false};  // stop(true): the pending queue was discarded
   std::atomic<bool> slow_{false};
   RateLimiter log_limit_;
 
   std::atomic<uint64_t> received_{0}, delivered_{0}, dropped_newest_{0}, dropped_oldest_{0},
       gaps_{0}, handler_errors_{0}, malformed_{0}, dropped_close_{0};
+  // Received, and held by the reader (a decoded frame not yet queued or handled) or by the
+  // handler thread (the batch it popped) right now: neither delivered, dropped nor pending.
+  std::atomic<uint64_t> in_hand_{0};
 };
 
 }  // namespace reqbus::detail

@@ -239,4 +239,29 @@ BOOST_FIXTURE_TEST_CASE(missing_sequence_numbers_are_counted_exactly_and_a_new_e
   BOOST_TEST(report.gaps == 12u);
 }
 
+BOOST_FIXTURE_TEST_CASE(a_rejected_frame_is_counted_once_and_not_again_as_a_gap, PeerFixture) {
+  auto send_valid = [&](uint64_t first, uint32_t count) {
+    peer.send(envelope("requests"), valid_frame("mixed", 3, first, count));
+  };
+  send_valid(0, 2);  // 0,1
+  // 2,3,4: one record has status 999, so the receiver rejects the whole frame
+  peer.send(envelope("requests"), frame_payload({record_of(sample_log("/ok")), record_with_status(999),
+                                                 record_of(sample_log("/ok"))},
+                                                "mixed", 3, 2));
+  send_valid(5, 1);  // in sequence after the rejected frame
+  send_valid(8, 1);  // 6,7 really missing: 2
+  BOOST_REQUIRE(requests.wait_for([](const Message& m) { return m.request.path == "/remote/8"; }, 20s));
+  const BusStats s = bus->stats();
+  BOOST_TEST(s.malformed[size_t(DecodeError::invalid_field)] == 1u);
+  BOOST_TEST(malformed_total() == 1u);
+  BOOST_TEST(s.remote_rejected_events == 3u);
+  BOOST_TEST(s.remote_gaps == 2u);  // not 5: the rejected frame's events are not "missing"
+  const SubscriptionStats sub = requests_sub.stats();
+  BOOST_TEST(sub.received == 4u);
+  BOOST_TEST(sub.gaps == 2u);
+  BOOST_TEST(sub.malformed == 0u);
+  BOOST_TEST(probe_sub.stats().gaps == 0u);
+  BOOST_TEST(bus->close(10s).gaps == 2u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -49,6 +49,25 @@ std::vector<Message> drain(Subscription& sub) {
   return out;
 }
 
+// Polls a condition (another thread's progress) with a bounded wait between checks.
+template <class Pred>
+bool poll_until(Pred pred, std::chrono::milliseconds budget) {
+  const auto deadline = std::chrono::steady_clock::now() + budget;
+  std::mutex mu;
+  std::condition_variable never;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::unique_lock lock(mu);
+    never.wait_for(lock, 2ms);
+  }
+  return true;
+}
+
+// Where every received event is now: the invariant each SubscriptionStats keeps.
+uint64_t accounted(const SubscriptionStats& s) {
+  return s.delivered + s.dropped_newest + s.dropped_oldest + s.dropped_close + s.pending_depth + s.in_hand;
+}
+
 // Captures log lines for the duration of a test.
 struct LogCapture {
   std::mutex mu;
@@ -597,6 +616,110 @@ BOOST_AUTO_TEST_CASE(destructor_closes_and_delivers) {
   }
   BOOST_TEST(handled.load() == 1000u);
   BOOST_TEST(sub.stats().delivered == 1000u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(bus_subscription_accounting)
+
+BOOST_AUTO_TEST_CASE(a_stuck_handlers_batch_is_in_hand_and_close_counts_what_is_left) {
+  Bus bus;
+  Latch latch;
+  std::atomic<uint64_t> handled{0};
+  SubscribeOptions so;
+  so.name = "stuck";
+  so.overflow = Overflow::drop_oldest;
+  so.max_pending = 1000;
+  auto sub = bus.subscribe(so, [&](const Message&) {
+    latch.wait();
+    ++handled;
+  });
+  constexpr uint64_t kEvents = 20'000;
+  for (uint64_t i = 0; i < kEvents; ++i) BOOST_REQUIRE(bus.broadcast(sample_log("/s")) == PublishStatus::ok);
+  BOOST_REQUIRE(poll_until([&] { return sub.stats().received == kEvents; }, 20s));
+
+  // Live, while the handler is stuck in its first call: the batch its thread popped is in hand.
+  SubscriptionStats st = sub.stats();
+  BOOST_TEST(st.delivered == 0u);
+  BOOST_TEST(st.pending_depth == 1000u);
+  BOOST_TEST(st.in_hand >= 1u);
+  BOOST_TEST(st.in_hand <= 64u);
+  BOOST_TEST(st.dropped_oldest > 0u);
+  BOOST_TEST(st.received == accounted(st));
+
+  // Unblocked and closed at once: what the handler did not reach is dropped_close, not pending.
+  latch.open();
+  sub.close();
+  st = sub.stats();
+  BOOST_TEST(st.pending_depth == 0u);
+  BOOST_TEST(st.in_hand == 0u);
+  BOOST_TEST(st.received == accounted(st));
+  BOOST_TEST(st.delivered + st.dropped_close + st.dropped_oldest == kEvents);
+  BOOST_TEST(handled.load() == st.delivered);
+}
+
+BOOST_AUTO_TEST_CASE(close_counts_the_event_a_blocked_reader_was_queuing) {
+  Bus bus;
+  SubscribeOptions so;
+  so.name = "full";
+  so.overflow = Overflow::block;  // pull mode, nobody reading: the reader waits on a full queue
+  so.max_pending = 10;
+  auto sub = bus.subscribe(so);
+  for (int i = 0; i < 100; ++i) BOOST_REQUIRE(bus.broadcast(sample_log("/b")) == PublishStatus::ok);
+  BOOST_REQUIRE(poll_until([&] {
+    const auto s = sub.stats();
+    return s.pending_depth == 10 && s.received > 10;
+  }, 20s));
+  SubscriptionStats st = sub.stats();
+  BOOST_TEST(st.in_hand == st.received - 10);  // decoded, waiting for room
+  BOOST_TEST(st.received == accounted(st));
+
+  sub.close();  // the reader's push fails with "closed": that event must be counted too
+  st = sub.stats();
+  BOOST_TEST(st.in_hand == 0u);
+  BOOST_TEST(st.pending_depth == 10u);  // pull mode: still readable
+  BOOST_TEST(st.received == accounted(st));
+  BOOST_TEST(st.dropped_close == st.received - 10);
+}
+
+BOOST_AUTO_TEST_CASE(closed_subscriptions_are_pruned_and_their_counts_kept) {
+  Bus bus;
+  auto live = bus.subscribe({});
+  constexpr int kRounds = 30;
+  for (int i = 0; i < kRounds; ++i) {
+    Collector got;
+    SubscribeOptions so;
+    so.name = "round-" + std::to_string(i);
+    auto sub = bus.subscribe(so, got.handler());
+    BOOST_REQUIRE(bus.broadcast(sample_log("/p")) == PublishStatus::ok);
+    BOOST_REQUIRE(got.wait_for_count(1, 20s));
+    sub.close();
+  }
+  // A pull subscription destroyed with 3 events unread: they are counted as dropped_close.
+  {
+    auto pull = bus.subscribe({});
+    for (int i = 0; i < 3; ++i) BOOST_REQUIRE(bus.broadcast(sample_log("/u")) == PublishStatus::ok);
+    BOOST_REQUIRE(poll_until([&] { return pull.stats().pending_depth == 3; }, 20s));
+  }
+
+  BusStats s = bus.stats();
+  BOOST_REQUIRE_EQUAL(s.subscriptions.size(), 2u);  // "live" and the "(closed)" totals
+  BOOST_TEST(s.subscriptions_closed == uint64_t(kRounds + 1));
+  const SubscriptionStats& closed = s.subscriptions.back();
+  BOOST_TEST(closed.name == "(closed)");
+  BOOST_TEST(closed.received == uint64_t(kRounds + 3));
+  BOOST_TEST(closed.delivered == uint64_t(kRounds));
+  BOOST_TEST(closed.dropped_close == 3u);
+  BOOST_TEST(closed.received == accounted(closed));
+  BOOST_TEST(s.subscriptions.front().received == uint64_t(kRounds + 3));
+
+  // Subscribing again prunes too, and the totals stay in the close report.
+  { auto once = bus.subscribe({}, [](const Message&) {}); }
+  BOOST_TEST(bus.stats().subscriptions_closed == uint64_t(kRounds + 2));
+  BOOST_TEST(drain(live).size() == size_t(kRounds + 3));
+  const CloseReport report = bus.close(10s);
+  BOOST_TEST(report.delivered == uint64_t(kRounds + kRounds + 3));
+  BOOST_TEST(report.dropped_close_deadline == 3u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

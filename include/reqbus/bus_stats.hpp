@@ -12,6 +12,10 @@
 
 namespace reqbus {
 
+// For every subscription, received = delivered + dropped_newest + dropped_oldest +
+// dropped_close + pending_depth + in_hand. Exact when the subscription is idle, stuck in its
+// handler, or closed; while events flow a snapshot may be off by the few events moving between
+// two counters as they are read.
 struct SubscriptionStats {
   std::string name;
   std::string topic;
@@ -20,11 +24,14 @@ struct SubscriptionStats {
   uint64_t delivered = 0;       // events handed to the handler or returned by next()
   uint64_t dropped_newest = 0;  // refused: pending queue full (drop_newest)
   uint64_t dropped_oldest = 0;  // evicted: pending queue full (drop_oldest)
-  uint64_t dropped_close = 0;   // decoded but not queued when close() hit its deadline
+  uint64_t dropped_close = 0;   // received but never delivered: the subscription was closed
+                                // (or Bus::close hit its deadline) before it was handled/read
   uint64_t gaps = 0;            // events missing from an origin's sequence (lost upstream)
   uint64_t handler_errors = 0;  // handler calls that threw
   uint64_t malformed = 0;       // frames that failed to decode (never expected locally)
   uint64_t pending_depth = 0;   // events waiting now
+  uint64_t in_hand = 0;         // events received and held by the subscription's threads now
+                                // (a frame being queued, the batch the handler is working on)
   bool slow = false;            // pending queue is (or was recently) full
 };
 
@@ -48,8 +55,16 @@ struct BusStats {
   uint64_t auth_refused = 0;     // clients refused by the ZAP allow-list at `bind`
   uint64_t handshake_failures = 0;  // our connections to peers that failed the CURVE handshake
   uint64_t echoes_ignored = 0;   // frames of our own that came back (through a forwarder)
-  std::array<uint64_t, codec::kDecodeErrorCount> malformed{};  // by codec::DecodeError
+  std::array<uint64_t, codec::kDecodeErrorCount> malformed{};  // frames, by codec::DecodeError
+  // Events in those frames, when the frame said whose they were and how many (its header was
+  // readable): counted here once, and never again as remote_gaps or subscription gaps.
+  uint64_t remote_rejected_events = 0;
+  // One entry per subscription. Closed subscriptions are forgotten once their counters are
+  // final (handler mode: after close(); pull mode: when the Subscription is destroyed, which
+  // counts what it left unread as dropped_close); their counters are summed into one last
+  // entry named "(closed)", so sums over `subscriptions` never go backwards.
   std::vector<SubscriptionStats> subscriptions;
+  uint64_t subscriptions_closed = 0;  // how many are folded into the "(closed)" entry
 };
 
 // What close() did.
