@@ -91,6 +91,18 @@ std::vector<uint64_t> range(uint64_t first, uint64_t last) {  // [first, last)
   return out;
 }
 
+// The seqs of every distinct event the sink stored, sorted.
+std::vector<uint64_t> stored_seqs(const TestSink& sink) {
+  std::vector<uint64_t> out = seqs(sink.stored());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Enqueues request(first) .. request(last - 1); each must be accepted.
+void enqueue_range(Batcher& batcher, uint64_t first, uint64_t last) {
+  for (uint64_t i = first; i < last; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+}
+
 // Collects log lines while alive.
 struct LogCapture {
   std::mutex mu;
@@ -135,7 +147,7 @@ BOOST_AUTO_TEST_CASE(enqueue_goes_round_robin_across_the_buffers) {
   BatcherOptions o = rig.options();
   o.pool_size = 4;
   Batcher batcher(rig.sink, o);
-  for (uint64_t i = 0; i < 10; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  enqueue_range(batcher, 0, 10);
   const auto buffers = batcher.buffers();
   BOOST_REQUIRE(buffers.size() == 4u);
   const size_t expected[] = {3, 3, 2, 2};
@@ -157,7 +169,7 @@ BOOST_AUTO_TEST_CASE(flush_at_events_flushes_at_once) {
   BatcherOptions o = rig.options();
   o.flush_at = 5;
   Batcher batcher(rig.sink, o);
-  for (uint64_t i = 0; i < 4; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  enqueue_range(batcher, 0, 4);
   BOOST_TEST(batcher.buffers()[0].events == 4u);
   BOOST_TEST(rig.sink->call_count() == 0u);
   BOOST_REQUIRE(batcher.enqueue(request(4)) == EnqueueStatus::ok);
@@ -254,7 +266,7 @@ BOOST_AUTO_TEST_CASE(retries_follow_the_backoff_formula_then_spool) {
   o.seed = 7;
   o.spool_dir = rig.spool();
   Batcher batcher(rig.sink, o);
-  for (uint64_t i = 0; i < 3; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  enqueue_range(batcher, 0, 3);
   detail::SplitMix64 rng(detail::retry_seed(o.seed));
   BOOST_REQUIRE(rig.sink->wait_for_calls(1));
   for (int attempt = 1; attempt <= 3; ++attempt) {
@@ -346,7 +358,7 @@ BOOST_AUTO_TEST_CASE(without_a_spool_exhausted_retries_are_a_loud_counted_drop) 
   o.flush_at = 4;
   o.retry_max_attempts = 1;
   Batcher batcher(rig.sink, o);
-  for (uint64_t i = 0; i < 4; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  enqueue_range(batcher, 0, 4);
   const BatcherReport report = batcher.flush(1s);
   BOOST_TEST(report.dropped.retries_exhausted == 4u);
   BOOST_TEST(report.spooled == 0u);
@@ -372,7 +384,7 @@ BOOST_AUTO_TEST_CASE(telemetry_reports_every_buffer_at_its_interval) {
     return cv.wait_for(lock, timeout, [&] { return reports.size() >= n; });
   };
   Batcher batcher(rig.sink, o);
-  for (uint64_t i = 0; i < 5; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  enqueue_range(batcher, 0, 5);
   const auto now = batcher.buffers();
   rig.clock->advance(29999ms);
   BOOST_TEST(!wait_reports(1, kQuiet));
@@ -439,7 +451,7 @@ BOOST_AUTO_TEST_CASE(overflow_drop_oldest_evicts_exactly_the_oldest) {
   o.max_queued_events = 10;
   o.overflow = Overflow::drop_oldest;
   Batcher batcher(rig.sink, o);
-  for (uint64_t i = 0; i < 15; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  enqueue_range(batcher, 0, 15);
   BOOST_TEST(batcher.stats().dropped.oldest == 5u);
   BOOST_TEST(seqs(batcher.drain()) == range(5, 15));
 }
@@ -452,9 +464,9 @@ BOOST_AUTO_TEST_CASE(overflow_drop_oldest_evicts_waiting_batches_but_never_one_b
   o.max_queued_events = 10;
   o.overflow = Overflow::drop_oldest;
   Batcher batcher(rig.sink, o);
-  for (uint64_t i = 0; i < 4; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  enqueue_range(batcher, 0, 4);
   BOOST_REQUIRE(rig.sink->wait_for_calls(1));  // batch 0..3 is inside the sink
-  for (uint64_t i = 4; i < 13; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  enqueue_range(batcher, 4, 13);
   // 4..7 waited for the worker, 8..11 too, 12 is buffered: 4, 5 and 6 were the oldest evictable.
   BOOST_TEST(batcher.stats().dropped.oldest == 3u);
   rig.sink->open_gate();
@@ -471,7 +483,7 @@ BOOST_AUTO_TEST_CASE(overflow_block_times_out_on_the_clock) {
   o.overflow = Overflow::block;
   o.block_timeout = 100ms;
   Batcher batcher(rig.sink, o);
-  for (uint64_t i = 0; i < 10; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  enqueue_range(batcher, 0, 10);
   auto blocked = std::async(std::launch::async, [&] { return batcher.enqueue(request(10)); });
   BOOST_TEST((blocked.wait_for(kQuiet) == std::future_status::timeout));
   rig.clock->advance(100ms);
@@ -488,7 +500,7 @@ BOOST_AUTO_TEST_CASE(overflow_block_resumes_when_room_frees) {
   o.overflow = Overflow::block;
   o.block_timeout = 100ms;
   Batcher batcher(rig.sink, o);
-  for (uint64_t i = 0; i < 10; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  enqueue_range(batcher, 0, 10);
   auto blocked = std::async(std::launch::async, [&] { return batcher.enqueue(request(10)); });
   BOOST_TEST((blocked.wait_for(kQuiet) == std::future_status::timeout));
   BOOST_TEST(batcher.drain().size() == 10u);  // frees the room
@@ -506,7 +518,7 @@ BOOST_AUTO_TEST_CASE(enqueue_never_blocks_while_a_batch_is_in_the_sink_or_retryi
   o.flush_at = 5;
   o.retry_base_backoff = 100ms;
   Batcher batcher(rig.sink, o);
-  for (uint64_t i = 0; i < 5; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  enqueue_range(batcher, 0, 5);
   BOOST_REQUIRE(rig.sink->wait_for_calls(1));  // the only worker hangs inside the sink
   auto enqueue_many = [&](uint64_t first) {
     return std::async(std::launch::async, [&batcher, first] {
@@ -582,17 +594,15 @@ BOOST_AUTO_TEST_CASE(the_spool_is_replayed_once_the_sink_recovers) {
   o.flush_at = 2;
   o.spool_dir = rig.spool();
   Batcher batcher(rig.sink, o);
-  for (uint64_t i = 0; i < 2; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  enqueue_range(batcher, 0, 2);
   BOOST_TEST(batcher.flush(1s).spooled == 2u);
   // A later successful write tells the replayer the sink is back.
-  for (uint64_t i = 2; i < 4; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  enqueue_range(batcher, 2, 4);
   BOOST_REQUIRE(rig.sink->wait_for_stored(4));
   BOOST_TEST(!batcher.close(1s).deadline_reached);
   BOOST_TEST(batcher.stats().replayed == 2u);
   BOOST_TEST(batcher.stats().spool_segments == 0u);
-  std::vector<uint64_t> stored = seqs(rig.sink->stored());
-  std::sort(stored.begin(), stored.end());
-  BOOST_TEST(stored == range(0, 4));
+  BOOST_TEST(stored_seqs(*rig.sink) == range(0, 4));
 }
 
 // The circuit breaker: once a write fails, the failing batch keeps retrying (the probe) and
@@ -607,13 +617,13 @@ BOOST_AUTO_TEST_CASE(while_the_sink_is_down_other_batches_go_straight_to_the_spo
   o.retry_base_backoff = 100ms;
   o.spool_dir = rig.spool();
   Batcher batcher(rig.sink, o);
-  for (uint64_t i = 0; i < 2; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  enqueue_range(batcher, 0, 2);
   BOOST_REQUIRE(rig.sink->wait_for_finished(1));  // the probe failed and waits for its backoff
   for (int i = 0; i < 20000 && !batcher.stats().sink_down; ++i) std::this_thread::sleep_for(1ms);
   BOOST_REQUIRE(batcher.stats().sink_down);
   // Ten more batches while the manual clock holds the probe: the other worker spools each one
   // without an attempt.
-  for (uint64_t i = 2; i < 22; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  enqueue_range(batcher, 2, 22);
   BatcherStats stats;
   for (int i = 0; i < 20000; ++i) {
     stats = batcher.stats();
@@ -631,7 +641,7 @@ BOOST_AUTO_TEST_CASE(while_the_sink_is_down_other_batches_go_straight_to_the_spo
   rig.sink->set_default(WriteResult::success());
   rig.clock->advance(1s);  // the probe's retry succeeds, closes the breaker, kicks the replayer
   BOOST_REQUIRE(rig.sink->wait_for_stored(22));
-  for (uint64_t i = 22; i < 24; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  enqueue_range(batcher, 22, 24);
   BOOST_REQUIRE(rig.sink->wait_for_stored(24));  // live batches reach the sink again
   const BatcherReport report = batcher.close(1s);
   BOOST_TEST(!report.deadline_reached);
@@ -641,9 +651,7 @@ BOOST_AUTO_TEST_CASE(while_the_sink_is_down_other_batches_go_straight_to_the_spo
   BOOST_TEST(stats.delivered == 4u);
   BOOST_TEST(stats.spool_segments == 0u);
   BOOST_TEST(rig.sink->duplicates() == 0u);
-  std::vector<uint64_t> stored = seqs(rig.sink->stored());
-  std::sort(stored.begin(), stored.end());
-  BOOST_TEST(stored == range(0, 24));
+  BOOST_TEST(stored_seqs(*rig.sink) == range(0, 24));
 }
 
 // Without a spool there is nowhere safer than memory: batches retry as before, none is dropped
@@ -655,7 +663,7 @@ BOOST_AUTO_TEST_CASE(without_a_spool_the_breaker_changes_nothing) {
   o.flush_workers = 2;
   o.flush_at = 2;
   Batcher batcher(rig.sink, o);
-  for (uint64_t i = 0; i < 6; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  enqueue_range(batcher, 0, 6);
   rig.clock->advance(1s);
   BOOST_REQUIRE(rig.sink->wait_for_stored(4));
   rig.clock->advance(1s);
@@ -712,7 +720,7 @@ BOOST_AUTO_TEST_CASE(debug_logs_each_flush) {
   o.debug = true;
   o.flush_at = 2;
   Batcher batcher(rig.sink, o);
-  for (uint64_t i = 0; i < 2; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  enqueue_range(batcher, 0, 2);
   BOOST_TEST(batcher.flush(1s).delivered == 2u);
   BOOST_TEST(logs.contains("batcher: flushed 2 events to test"));
 }
