@@ -73,8 +73,8 @@ bool tz_offset(std::string_view z, int64_t& seconds) noexcept {
   return true;
 }
 
-// Reads a double-quoted field starting at s[pos] == '"'; handles backslash escapes by keeping
-// them verbatim (nginx writes \x22 for quotes inside, Apache writes \").
+// Finds the double-quoted field starting at s[pos] == '"'; `out` is its text still escaped (a
+// backslash escapes the next byte, so Apache's \" does not end the field; unescape() decodes).
 // On failure `pos` is left where it was: a backslash as the last byte would otherwise step past
 // the end, and the next token()'s substr would throw out_of_range out of parse() (found by
 // fuzz/log_line_fuzz.cpp: one unterminated "\ in a syslog datagram terminated the process).
@@ -87,6 +87,61 @@ bool quoted(std::string_view s, size_t& pos, std::string_view& out) noexcept {
   out = s.substr(start, end - start);
   pos = end + 1;
   return true;
+}
+
+int hex_digit(char c) noexcept {
+  if (c >= '0' && c <= '9') return c - '0';
+  if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') return (c | 0x20) - 'a' + 10;
+  return -1;
+}
+
+// Decodes the escapes web servers write inside quoted fields into `out` (replacing it):
+//   nginx (log_format escape=default): \xHH for '"', '\\' and bytes < 0x20 or >= 0x7f;
+//   Apache (mod_log_config): \" and \\, \b \n \r \t \v, and \xHH for other control bytes.
+// Anything else after a backslash (\q, \x2 at the end, \xZZ) is kept as written, and so is
+// \x00: a NUL byte cannot be stored in a PostgreSQL TEXT column, the literal text can.
+// Each escape is 2 or 4 bytes for 1, so the result is never longer than `raw`: the field
+// limits (validate()) apply to the decoded value and no decoding can push a field past them.
+void unescape(std::string_view raw, std::string& out) {
+  out.clear();
+  out.reserve(raw.size());
+  size_t i = 0;
+  for (;;) {
+    const size_t backslash = raw.find('\\', i);
+    if (backslash == std::string_view::npos) break;
+    out.append(raw.substr(i, backslash - i));
+    i = backslash + 1;  // past the backslash; now decode what follows, if we know it
+    if (i >= raw.size()) {
+      out.push_back('\\');
+      break;
+    }
+    char decoded = 0;
+    size_t length = 1;
+    switch (raw[i]) {
+      case '"': decoded = '"'; break;
+      case '\\': decoded = '\\'; break;
+      case 'b': decoded = '\b'; break;
+      case 'n': decoded = '\n'; break;
+      case 'r': decoded = '\r'; break;
+      case 't': decoded = '\t'; break;
+      case 'v': decoded = '\v'; break;
+      case 'x':
+        if (i + 2 < raw.size()) {
+          const int hi = hex_digit(raw[i + 1]), lo = hex_digit(raw[i + 2]);
+          if (hi >= 0 && lo >= 0) decoded = char(hi * 16 + lo);
+          length = 3;
+        }
+        break;
+      default: break;
+    }
+    if (decoded == 0) {  // unknown or malformed: keep the backslash; what follows is plain text
+      out.push_back('\\');
+      continue;
+    }
+    out.push_back(decoded);
+    i += length;
+  }
+  out.append(raw.substr(i));
 }
 
 std::string_view token(std::string_view s, size_t& pos) noexcept {
@@ -277,7 +332,8 @@ std::string LineParser::parse_combined(std::string_view line, RequestLog& out) {
   while (pos < line.size() && line[pos] == ' ') ++pos;
   std::string_view request;
   if (!quoted(line, pos, request)) return "request: missing \"METHOD target PROTOCOL\"";
-  if (auto e = split_request(request, out); !e.empty()) return e;
+  unescape(request, request_scratch_);
+  if (auto e = split_request(request_scratch_, out); !e.empty()) return e;
   while (pos < line.size() && line[pos] == ' ') ++pos;
   const std::string_view status = token(line, pos);
   unsigned code = 0;
@@ -287,9 +343,9 @@ std::string LineParser::parse_combined(std::string_view line, RequestLog& out) {
   token(line, pos);  // body bytes
   std::string_view referer, agent;
   if (quoted(line, pos, referer)) {
-    out.referer.assign(dash_empty(referer));
+    unescape(dash_empty(referer), out.referer);
     while (pos < line.size() && line[pos] == ' ') ++pos;
-    if (quoted(line, pos, agent)) out.user_agent.assign(dash_empty(agent));
+    if (quoted(line, pos, agent)) unescape(dash_empty(agent), out.user_agent);
     while (pos < line.size() && line[pos] == ' ') ++pos;
   }
   // Optional $request_time (seconds, e.g. 0.012) right after the user agent.

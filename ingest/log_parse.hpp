@@ -4,6 +4,7 @@
 //   nginx_json  nginx `log_format ... escape=json '{...}'` with nginx variable names as keys
 //   ndjson  reqbus's own RequestLog JSON (analytics/request_json.hpp)
 // and the RFC 3164 envelope nginx puts around lines it sends with `access_log syslog:...`.
+// Escapes inside the quoted fields of combined lines (nginx \xHH, Apache \" and \\) are decoded.
 // Paths are stored without their query string. Lines that cannot be parsed are reported with
 // a reason, never guessed at.
 // Thread-safety: LineParser holds a small cache; use one per thread. The free functions are pure.
@@ -41,6 +42,7 @@ class LineParser {
   LogFormat format_;
   std::string cached_time_text_;  // combined logs repeat the same second many times
   int64_t cached_time_us_ = 0;
+  std::string request_scratch_;  // the decoded request line, reused between lines
 };
 
 // A stable 64-bit id for a source name (file path, "stdin", peer address).
