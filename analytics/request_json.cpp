@@ -1,5 +1,8 @@
 #include "analytics/request_json.hpp"
 
+#include <algorithm>
+#include <string_view>
+
 namespace reqbus::json {
 namespace {
 
@@ -31,21 +34,81 @@ std::string read_int(const json& o, const char* key, Int& out, int64_t min, int6
   return {};
 }
 
+// Length of the well-formed UTF-8 sequence starting at s[i] (RFC 3629: no overlong forms, no
+// surrogates, nothing past U+10FFFF), or 0 when s[i] does not start one.
+size_t utf8_sequence(std::string_view s, size_t i) noexcept {
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = byte(i);
+  if (c < 0x80) return 1;
+  size_t n = 0;
+  unsigned char lo = 0x80, hi = 0xBF;  // the range of the second byte
+  if (c >= 0xC2 && c <= 0xDF) n = 2;
+  else if (c == 0xE0) n = 3, lo = 0xA0;
+  else if (c >= 0xE1 && c <= 0xEF) n = 3, hi = c == 0xED ? 0x9F : 0xBF;
+  else if (c == 0xF0) n = 4, lo = 0x90;
+  else if (c >= 0xF1 && c <= 0xF3) n = 4;
+  else if (c == 0xF4) n = 4, hi = 0x8F;
+  else return 0;
+  if (i + n > s.size() || byte(i + 1) < lo || byte(i + 1) > hi) return 0;
+  for (size_t k = 2; k < n; ++k)
+    if (byte(i + k) < 0x80 || byte(i + k) > 0xBF) return 0;
+  return n;
+}
+
+bool valid_utf8(std::string_view s) noexcept {
+  for (size_t i = 0, n = 0; i < s.size(); i += n)
+    if ((n = utf8_sequence(s, i)) == 0) return false;
+  return true;
+}
+
+// A field as a JSON string. JSON is UTF-8, so each byte of `s` that is not part of a valid
+// UTF-8 sequence becomes U+FFFD, as nlohmann's error_handler_t::replace would write it. That
+// character takes 3 bytes: a field of invalid bytes near its limit would come out up to 3x its
+// limit, and reading our own NDJSON back (from_json -> validate) would refuse the whole event.
+// So a replaced field is cut to `limit` bytes, on a character boundary: the operator keeps the
+// event, with the field that was already unrecoverable shortened. Valid UTF-8 is never changed
+// (a valid field over its limit is the validator's business, not silently cut here).
+json field(const std::string& s, size_t limit, bool& replaced) {
+  if (valid_utf8(s)) return s;
+  replaced = true;
+  static constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD
+  std::string out;
+  out.reserve(std::min(limit, s.size() * kReplacement.size()));
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = utf8_sequence(s, i);
+    const std::string_view piece = n ? std::string_view(s).substr(i, n) : kReplacement;
+    if (out.size() + piece.size() > limit) break;
+    out += piece;
+    i += n ? n : 1;
+  }
+  return out;
+}
+
 }  // namespace
 
-json to_json(const RequestLog& r) {
-  return json{{"request_id", r.request_id},   {"method", r.method},
-              {"path", r.path},               {"status_code", r.status_code},
-              {"duration_ms", r.duration_ms}, {"user_agent", r.user_agent},
-              {"remote_ip", r.remote_ip},     {"referer", r.referer},
-              {"device_type", r.device_type}, {"session_id", r.session_id},
-              {"session_page_views", r.session_page_views},
-              {"inserted_at", r.inserted_at}, {"node_id", r.node_id},
-              {"seq", r.seq}};
+json to_json(const RequestLog& r, bool* replaced) {
+  using L = RequestLogLimits;
+  bool bad = false;
+  json j{{"request_id", field(r.request_id, L::request_id, bad)},
+         {"method", field(r.method, L::method, bad)},
+         {"path", field(r.path, L::path, bad)},
+         {"status_code", r.status_code},
+         {"duration_ms", r.duration_ms},
+         {"user_agent", field(r.user_agent, L::user_agent, bad)},
+         {"remote_ip", field(r.remote_ip, L::remote_ip, bad)},
+         {"referer", field(r.referer, L::referer, bad)},
+         {"device_type", field(r.device_type, L::device_type, bad)},
+         {"session_id", field(r.session_id, L::session_id, bad)},
+         {"session_page_views", r.session_page_views},
+         {"inserted_at", r.inserted_at},
+         {"node_id", field(r.node_id, L::node_id, bad)},
+         {"seq", r.seq}};
+  if (replaced) *replaced = bad;
+  return j;
 }
 
 void append_ndjson(std::string& out, const RequestLog& r) {
-  // `replace` keeps invalid UTF-8 from throwing: hostile bytes become U+FFFD.
+  // to_json() already made every string valid UTF-8; `replace` is only a second guard.
   out += to_json(r).dump(-1, ' ', false, json::error_handler_t::replace);
 }
 

@@ -11,7 +11,12 @@
 
 namespace reqbus::json {
 
-nlohmann::json to_json(const RequestLog& log);
+// JSON strings are UTF-8: in a field that is not valid UTF-8, each byte outside a valid sequence
+// becomes U+FFFD (3 bytes), and the field is then cut to its RequestLogLimits limit on a
+// character boundary, so that what reqbus writes is always accepted back by from_json()
+// (NDJSON sink or `reqbus tail` -> `reqbus ingest --format ndjson`). Valid UTF-8 is kept as is.
+// *replaced (when given) says whether any field was replaced.
+nlohmann::json to_json(const RequestLog& log, bool* replaced = nullptr);
 // One line of NDJSON (no trailing newline), escaped so any byte sequence stays valid JSON.
 void append_ndjson(std::string& out, const RequestLog& log);
 

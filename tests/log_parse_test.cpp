@@ -1,5 +1,6 @@
 #include <boost/test/unit_test.hpp>
 
+#include "analytics/request_json.hpp"
 #include "ingest/log_parse.hpp"
 
 using namespace reqbus;
@@ -65,6 +66,76 @@ BOOST_AUTO_TEST_CASE(bad_lines_give_reasons) {
   BOOST_TEST(p.parse(R"(1.2.3.4 - - [01/Jan/2024:00:00:00 +0000] "GET /unterminated)", 1, 0, r).rfind("request:", 0) == 0u);
 }
 
+// nginx's default `log_format combined` (escape=default) writes '"', '\' and bytes < 0x20 or
+// >= 0x7f in $request, $http_referer and $http_user_agent as \xHH.
+BOOST_AUTO_TEST_CASE(combined_decodes_nginx_hex_escapes) {
+  LineParser p(LogFormat::combined);
+  RequestLog r;
+  const std::string line =
+      R"(198.51.100.23 - - [14/Nov/2023:22:13:20 +0000] "GET /files/a\x22b\x5Cc.txt?x=\x22y\x22 HTTP/1.1" 200 612 "https://example.com/search?q=\x22reqbus\x22" "Mozilla/5.0 (X11; Linux x86_64) \x22quoted\x22 caf\xC3\xA9\x09tab" 0.004)";
+  BOOST_TEST(p.parse(line, 1, 0, r) == "");
+  BOOST_TEST(r.method == "GET");
+  BOOST_TEST(r.path == "/files/a\"b\\c.txt");
+  BOOST_TEST(r.referer == "https://example.com/search?q=\"reqbus\"");
+  BOOST_TEST(r.user_agent == "Mozilla/5.0 (X11; Linux x86_64) \"quoted\" caf\xC3\xA9\ttab");
+  BOOST_TEST(r.status_code == 200);
+  BOOST_TEST(r.duration_ms == 4.0, boost::test_tools::tolerance(1e-9));
+  // A probe that sends raw bytes as its request line: nginx logs them escaped, we decode them
+  // and still refuse the line for what it is.
+  BOOST_TEST(p.parse(R"(198.51.100.23 - - [14/Nov/2023:22:13:20 +0000] "\x16\x03\x01\x02\x00\x01" 400 157 "-" "-")", 1, 0, r)
+                 .rfind("request:", 0) == 0u);
+}
+
+// Apache's mod_log_config writes \" and \\ (and \n, \t, ... for control bytes).
+BOOST_AUTO_TEST_CASE(combined_decodes_apache_backslash_escapes) {
+  LineParser p(LogFormat::combined);
+  RequestLog r;
+  const std::string line =
+      R"(192.0.2.4 - - [01/Jan/2024:00:00:00 +0000] "GET /a\"b HTTP/1.1" 200 10 "-" "curl \"7.88\" C:\\agent\tx")";
+  BOOST_TEST(p.parse(line, 1, 0, r) == "");
+  BOOST_TEST(r.path == "/a\"b");
+  BOOST_TEST(r.referer == "");
+  BOOST_TEST(r.user_agent == "curl \"7.88\" C:\\agent\tx");
+}
+
+BOOST_AUTO_TEST_CASE(combined_keeps_malformed_escapes_as_written) {
+  LineParser p(LogFormat::combined);
+  RequestLog r;
+  const std::string head = R"(192.0.2.4 - - [01/Jan/2024:00:00:00 +0000] "GET / HTTP/1.1" 200 10 "-" )";
+  const std::pair<const char*, const char*> cases[] = {
+      {R"("ua \x2")", R"(ua \x2)"},          // too short at the end
+      {R"("ua \xZZ end")", R"(ua \xZZ end)"},  // not hex
+      {R"("ua \x4")", R"(ua \x4)"},
+      {R"("\x")", R"(\x)"},
+      {R"("ua \q")", R"(ua \q)"},            // unknown escape
+      {R"("nul \x00 kept")", R"(nul \x00 kept)"},  // a NUL byte could not be stored in PostgreSQL
+      {R"("\x4\x22")", "\\x4\""},            // malformed, then a good one
+      {R"("\\x22")", R"(\x22)"},             // an escaped backslash, then plain text
+  };
+  for (const auto& [field, expected] : cases) {
+    BOOST_TEST_CONTEXT(field) {
+      BOOST_TEST(p.parse(head + field, 1, 0, r) == "");
+      BOOST_TEST(r.user_agent == expected);
+    }
+  }
+  // Unterminated: a trailing backslash escapes the closing quote.
+  BOOST_TEST(p.parse(head + R"("ua \")", 1, 0, r) == "");
+  BOOST_TEST(r.user_agent == "");
+  BOOST_TEST(p.parse(R"(192.0.2.4 - - [01/Jan/2024:00:00:00 +0000] "GET /\")", 1, 0, r).rfind("request:", 0) == 0u);
+}
+
+// Limits apply to the decoded value: 4 bytes of "\x22" are 1 byte of user agent.
+BOOST_AUTO_TEST_CASE(combined_field_limits_apply_after_decoding) {
+  LineParser p(LogFormat::combined);
+  RequestLog r;
+  const std::string head = R"(192.0.2.4 - - [01/Jan/2024:00:00:00 +0000] "GET / HTTP/1.1" 200 10 "-" ")";
+  std::string escaped;
+  for (size_t i = 0; i < RequestLogLimits::user_agent; ++i) escaped += "\\x22";
+  BOOST_TEST(p.parse(head + escaped + "\"", 1, 0, r) == "");
+  BOOST_TEST(r.user_agent == std::string(RequestLogLimits::user_agent, '"'));
+  BOOST_TEST(p.parse(head + escaped + "\\x22\"", 1, 0, r) == "user_agent: 1025 bytes exceeds the limit of 1024");
+}
+
 BOOST_AUTO_TEST_CASE(nginx_json_escape_json) {
   LineParser p;
   RequestLog r;
@@ -89,6 +160,51 @@ BOOST_AUTO_TEST_CASE(reqbus_ndjson) {
   BOOST_TEST(r.inserted_at == 5);
   BOOST_TEST(p.parse(R"({"method":"GET","path":"/x","status_code":"201"})", 1, 0, r) == "status_code: must be an integer");
   BOOST_TEST(p.parse(R"({"method":"GET","path":"/x"})", 1, 0, r) == "status_code: missing");
+}
+
+// What reqbus writes as NDJSON (sink, `reqbus tail`) must be accepted back by `reqbus ingest
+// --format ndjson`, also when a field is invalid UTF-8 (from a combined log's \xHH bytes, say):
+// each bad byte becomes U+FFFD (3 bytes), cut back to the field's limit on a character boundary.
+BOOST_AUTO_TEST_CASE(ndjson_round_trip_of_invalid_utf8_at_the_limit) {
+  RequestLog r;
+  r.method = "GET";
+  r.path = "/";
+  r.status_code = 200;
+  r.user_agent = std::string(RequestLogLimits::user_agent, '\xff');
+  r.remote_ip = std::string(RequestLogLimits::remote_ip, '\xa2');
+  r.referer = std::string(RequestLogLimits::referer - 1, 'a') + '\xff';  // one bad byte at the end
+  r.session_id = "caf\xC3\xA9";  // valid UTF-8 is kept as it is
+  BOOST_REQUIRE(validate(r) == "");
+  bool replaced = false;
+  (void)json::to_json(r, &replaced);
+  BOOST_TEST(replaced);
+  std::string line;
+  json::append_ndjson(line, r);
+  LineParser p(LogFormat::ndjson);
+  RequestLog back;
+  BOOST_TEST(p.parse(line, 1, 0, back) == "");
+  std::string fffd_341;
+  for (int i = 0; i < 341; ++i) fffd_341 += "\xEF\xBF\xBD";  // 1023 bytes: a 342nd would not fit
+  BOOST_TEST(back.user_agent == fffd_341);
+  BOOST_TEST(back.remote_ip.size() == 63u);  // 21 x U+FFFD
+  BOOST_TEST(back.referer == std::string(RequestLogLimits::referer - 1, 'a'));
+  BOOST_TEST(back.session_id == r.session_id);
+
+  // Truncated, overlong, surrogate and out-of-range sequences: every byte of them is replaced.
+  const std::string R = "\xEF\xBF\xBD";
+  r.user_agent = "a\xE2\x9C" "b\xC0\xAF" "\xED\xA0\x80" "\xF4\x90\x80\x80" "\xE2\x9C\x93\xF0\x9F\x8E\x89";
+  r.referer = "ok";
+  line.clear();
+  json::append_ndjson(line, r);
+  BOOST_TEST(p.parse(line, 1, 0, back) == "");
+  BOOST_TEST(back.user_agent == "a" + R + R + "b" + R + R + R + R + R + R + R + R + R + "\xE2\x9C\x93\xF0\x9F\x8E\x89");
+  BOOST_TEST(back.referer == "ok");
+
+  // Valid UTF-8 is never cut, and reports nothing.
+  r = back;
+  replaced = true;
+  (void)json::to_json(r, &replaced);
+  BOOST_TEST(!replaced);
 }
 
 BOOST_AUTO_TEST_CASE(syslog_envelope) {

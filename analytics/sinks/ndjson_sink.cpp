@@ -118,13 +118,14 @@ bool is_transient_errno(int err) {
 
 std::string to_ndjson(const Message& m, bool* replaced) {
   Json j;
+  bool request_replaced = false;  // to_json() replaces a request's invalid UTF-8 itself
   if (m.kind == MessageKind::request_sent) {
-    j = reqbus::json::to_json(m.request);
+    j = reqbus::json::to_json(m.request, &request_replaced);
   } else {
     j = event_to_json(m.analytics);
   }
   j["kind"] = to_string(m.kind);
-  if (replaced) *replaced = false;
+  if (replaced) *replaced = request_replaced;
   try {
     return j.dump();
   } catch (const Json::type_error&) {  // invalid UTF-8: JSON cannot carry raw bytes
