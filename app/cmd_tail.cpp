@@ -1,5 +1,10 @@
 // reqbus tail: subscribe to a node's bus over tcp and print its live stream as NDJSON,
 // optionally filtered by path prefix, status and origin node.
+// A node that refuses us (wrong CURVE key) or is not there looks the same as a quiet one from
+// here: the bus retries by itself and the node has no heartbeat. So after --warn-after without
+// any event tail says once, on stderr, what to check, and keeps waiting; with --timeout it gives
+// up (exit 1) when no event came in time.
+#include <chrono>
 #include <cstdio>
 
 #include "analytics/request_json.hpp"
@@ -20,7 +25,29 @@ struct TailFlags {
   int64_t limit = 0;   // stop after this many lines (0 = until interrupted)
   std::string curve_secret;  // docs/CLUSTER.md: key or `reqbus keygen --out` file
   bool insecure = false;
+  double warn_after_s = 5;  // say once on stderr that nothing came yet (0 = never)
+  double timeout_s = 0;     // exit 1 when no event came within this (0 = keep waiting)
 };
+
+// "tcp://a:1, tcp://b:2": the peers without their "#serverkey".
+std::string endpoints(const std::vector<std::string>& peers) {
+  std::string s;
+  for (const auto& p : peers) s += (s.empty() ? "" : ", ") + p.substr(0, p.find('#'));
+  return s;
+}
+
+// Why nothing may have come, from what the bus knows: CURVE handshakes it saw fail, or nothing.
+std::string hint(const TailFlags& f, uint64_t handshake_failures) {
+  if (handshake_failures > 0)
+    return std::to_string(handshake_failures) + " CURVE handshake(s) failed: is the server key after '#' in --peer " +
+           "right, and is our public key on the node's allow-list?";
+  if (f.insecure) return "is the node running, on that address, with --insecure?";
+  return "is the node running, and does it allow this key?";
+}
+
+std::chrono::steady_clock::duration seconds(double s) {
+  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(s));
+}
 
 bool status_matches(const std::string& filter, uint16_t code) {
   if (filter.empty()) return true;
@@ -46,6 +73,12 @@ Run add_tail(CLI::App& app) {
   app.add_flag("--insecure", f->insecure, "Plain tcp (the node runs with --insecure)");
   app.add_option("--node", f->node, "Only events from this origin node");
   app.add_option("-n,--limit", f->limit, "Exit after printing this many events")->check(CLI::Range(int64_t(0), int64_t(1) << 62));
+  app.add_option("--warn-after", f->warn_after_s,
+                 "Seconds without any event before saying once on stderr what to check (default 5; 0 = never)")
+      ->check(CLI::Range(0.0, 86400.0));
+  app.add_option("--timeout", f->timeout_s,
+                 "Exit with status 1 if no event arrives within this many seconds (default 0: keep waiting)")
+      ->check(CLI::Range(0.0, 86400.0));
   return [f]() -> int {
     BusOptions bo;
     bo.name = "tail";
@@ -65,10 +98,29 @@ Run add_tail(CLI::App& app) {
     int64_t printed = 0;
     std::vector<Message> batch;
     std::string line;
+    // Any event counts, also one the filters hide: it shows the node is there and lets us in.
+    bool heard = false, warned = false;
+    const auto start = std::chrono::steady_clock::now();
     while (f->limit == 0 || printed < f->limit) {
       if (wait_for_signal(std::chrono::milliseconds(0)) != 0) break;
       batch.clear();
       sub.next_batch(batch, 256, std::chrono::milliseconds(200));
+      heard = heard || !batch.empty();
+      if (!heard) {
+        const auto waited = std::chrono::steady_clock::now() - start;
+        if (f->timeout_s > 0 && waited >= seconds(f->timeout_s)) {
+          const std::string why = hint(*f, bus.stats().handshake_failures);
+          bus.close(std::chrono::milliseconds(1000));
+          std::fprintf(stderr, "reqbus tail: no events from %s within --timeout %gs; %s\n", endpoints(f->peers).c_str(),
+                       f->timeout_s, why.c_str());
+          return 1;
+        }
+        if (!warned && f->warn_after_s > 0 && waited >= seconds(f->warn_after_s)) {
+          warned = true;
+          std::fprintf(stderr, "reqbus tail: no events from %s after %gs; %s (still trying)\n",
+                       endpoints(f->peers).c_str(), f->warn_after_s, hint(*f, bus.stats().handshake_failures).c_str());
+        }
+      }
       for (const Message& m : batch) {
         if (m.kind != MessageKind::request_sent) continue;
         const RequestLog& r = m.request;

@@ -285,6 +285,53 @@ BOOST_AUTO_TEST_CASE(a_port_in_use_is_one_line_naming_the_address) {
                         addr);
 }
 
+// A node that is not there, or that refuses our CURVE key, looks to `tail` like a quiet one (the
+// bus keeps retrying): tail says so once on stderr and keeps trying; --timeout makes it give up.
+BOOST_AUTO_TEST_CASE(tail_says_once_when_nothing_comes_and_gives_up_at_its_timeout) {
+  const std::string nowhere = "tcp://127.0.0.1:1";  // nothing listens on port 1
+  Process waiting(reqbus_binary(), {"tail", "--insecure", "--peer", nowhere, "--warn-after", "0.2"});
+  BOOST_REQUIRE_MESSAGE(waiting.wait_for_stderr("no events from " + nowhere, 20s), waiting.err());
+  BOOST_TEST(contains(waiting.err(), "is the node running"), waiting.err());
+  BOOST_TEST(!waiting.wait(1s).has_value());  // still trying after the warning
+  waiting.signal(SIGTERM);
+  BOOST_REQUIRE(waiting.wait(10s).value_or(-1) == 0);
+  const std::string err = waiting.err();
+  size_t warnings = 0;
+  for (size_t at = err.find("no events from"); at != std::string::npos; at = err.find("no events from", at + 1)) ++warnings;
+  BOOST_TEST(warnings == 1u, err);
+
+  const Result gave_up = run({"tail", "--insecure", "--peer", nowhere, "--timeout", "0.5"});
+  BOOST_REQUIRE(gave_up.status.has_value());
+  BOOST_TEST(*gave_up.status == 1);
+  BOOST_TEST(contains(gave_up.err, "reqbus tail: no events from " + nowhere + " within --timeout 0.5s"), gave_up.err);
+  expect_one_line_error({"tail", "--peer", nowhere, "--timeout", "-1"}, "--timeout");
+
+  // A CURVE node whose allow-list does not hold our key: the message says the handshake failed.
+  TempDir dir;
+  const auto public_key = [&](const std::string& name) {
+    const Result r = run({"keygen", "--out", dir.sub(name + ".key")});
+    static const std::regex key(R"re(public_key = "([^"]+)")re");
+    std::smatch m;
+    BOOST_REQUIRE_MESSAGE(r.status == 0 && std::regex_search(r.out, m, key), "keygen: " << r.err);
+    return std::string(m[1]);
+  };
+  const std::string node_key = public_key("node"), allowed = public_key("allowed");
+  (void)public_key("stranger");
+  Process node(reqbus_binary(), {"serve", "--node-id", "curve", "--store", "none", "--bind", "tcp://127.0.0.1:*", "--curve-secret",
+                                 dir.sub("node.key"), "--allow", allowed, "--http", "127.0.0.1:0", "--spool-dir", dir.sub("spool")});
+  BOOST_REQUIRE_MESSAGE(node.wait_for_stdout("dashboard:", 30s), "serve did not start: " << node.err());
+  static const std::regex bus(R"(bus: (tcp://127\.0\.0\.1:\d+))");
+  std::smatch m;
+  const std::string out = node.out();
+  BOOST_REQUIRE(std::regex_search(out, m, bus));
+  const std::string endpoint = m[1];
+  const Result refused = run({"tail", "--curve-secret", dir.sub("stranger.key"), "--peer", endpoint + "#" + node_key, "--timeout", "2"});
+  BOOST_REQUIRE(refused.status.has_value());
+  BOOST_TEST(*refused.status == 1);
+  BOOST_TEST(contains(refused.err, "reqbus tail: no events from " + endpoint + " within --timeout 2s"), refused.err);
+  BOOST_TEST(contains(refused.err, "CURVE handshake(s) failed"), refused.err);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(ProgramDemo)
