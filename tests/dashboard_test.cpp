@@ -209,9 +209,35 @@ BOOST_AUTO_TEST_CASE(chart_draws_and_screenshot) {
     }
   }
   Page page(browser);
+  // uPlot draws axis labels on the canvas, left to right: record every HH:MM:SS label with its
+  // extent, one list per redraw (a label left of the previous one starts the next redraw).
+  page.add_init_script(
+      "window.__xDraws = [];"
+      "const fillText = CanvasRenderingContext2D.prototype.fillText;"
+      "CanvasRenderingContext2D.prototype.fillText = function (text, x, y, ...rest) {"
+      "  if (/^\\d\\d:\\d\\d:\\d\\d$/.test(text)) {"
+      "    const draws = window.__xDraws, last = draws[draws.length - 1];"
+      "    if (!last || x <= last[last.length - 1].x) draws.push([]);"
+      "    draws[draws.length - 1].push({ text, x, w: this.measureText(text).width, align: this.textAlign });"
+      "  }"
+      "  return fillText.call(this, text, x, y, ...rest);"
+      "};");
   page.navigate(url);
   BOOST_REQUIRE_MESSAGE(page.wait_for("document.getElementById('total').textContent === '" + std::to_string(published) + "'", 20s),
                         "the page never showed " << published << " requests" << diagnose(page));
+  // The x-axis labels of the last redraw are HH:MM:SS and do not overlap.
+  BOOST_REQUIRE_MESSAGE(page.wait_for("window.__xDraws.length > 0", 10s), "no HH:MM:SS x-axis labels were drawn");
+  const auto labels = page.evaluate("window.__xDraws[window.__xDraws.length - 1]");
+  BOOST_TEST_MESSAGE("x-axis labels: " << labels.dump());
+  BOOST_TEST(labels.size() >= 3u, labels.dump());
+  const auto half = [](const nlohmann::json& l) { return l["align"] == "center" ? l["w"].get<double>() / 2 : 0.0; };
+  for (size_t i = 1; i < labels.size(); ++i) {
+    const auto& a = labels[i - 1];
+    const auto& b = labels[i];
+    const double right_of_a = a["x"].get<double>() + a["w"].get<double>() - half(a);
+    const double left_of_b = b["x"].get<double>() - half(b);
+    BOOST_TEST(left_of_b - right_of_a > 0, a["text"] << " and " << b["text"] << " overlap: " << labels.dump());
+  }
   BOOST_TEST(page.evaluate("document.querySelectorAll('#chart .uplot canvas').length").get<int>() == 1);
   BOOST_TEST(page.evaluate("document.querySelector('#chart canvas').width").get<int>() >= 300);
   BOOST_TEST(contains(page.evaluate("document.querySelector('#chart .u-legend').textContent").get<std::string>(), "requests/s"));

@@ -31,6 +31,15 @@
     rows.forEach((r) => map(table, r));
   }
 
+  // x-axis labels: HH:MM:SS (local time) at every tick, and ticks at least 70 px apart, so
+  // labels about 50 px wide never overlap at any chart width (uPlot's default time format has
+  // an am/pm suffix and a 50 px minimum spacing). uPlot draws them on the canvas: text only.
+  const pad2 = (n) => String(n).padStart(2, "0");
+  const clockLabels = (u, splits) => splits.map((t) => {
+    const d = new Date(t * 1000);
+    return `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
+  });
+
   function makeChart() {
     const el = $("chart");
     const opts = {
@@ -38,7 +47,8 @@
       scales: { x: { time: true } },
       series: [ {}, { label: "requests/s", stroke: "#5aa9ff", fill: "rgba(90,169,255,0.15)" },
                 { label: "4xx/s", stroke: "#ffc861" }, { label: "5xx/s", stroke: "#ff6b6b" } ],
-      axes: [ { stroke: "#8a96ad", grid: { stroke: "#222b40" } }, { stroke: "#8a96ad", grid: { stroke: "#222b40" } } ],
+      axes: [ { stroke: "#8a96ad", grid: { stroke: "#222b40" }, space: 70, values: clockLabels },
+              { stroke: "#8a96ad", grid: { stroke: "#222b40" } } ],
     };
     chart = new uPlot(opts, [[], [], [], []], el);
     window.addEventListener("resize", () => chart.setSize({ width: Math.max(300, el.clientWidth - 10), height: 240 }));
