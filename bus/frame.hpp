@@ -1,6 +1,7 @@
 #pragma once
 // Frames: the two-part ZeroMQ messages reqbus sends (docs/WIRE.md).
 //   part 1, the envelope key:  <topic> NUL <scope>   scope 'L' (local-only) or 'G' (cluster)
+//                              (inproc only, receiver -> subscribers: 'S', bus/skip_notice.hpp)
 //                              or a control key: 0x01 <name>
 //   part 2, the payload:       msgpack [wire_version, node_id, epoch, first_seq, [record...]]
 // Subscribers subscribe to "<topic>\0", a prefix that matches both scopes of that topic only.

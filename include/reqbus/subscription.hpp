@@ -3,7 +3,8 @@
 // In handler mode the handler runs on the subscription's own worker thread, one message at a
 // time, in publish order per origin. In pull mode, next()/next_batch() return messages.
 // Thread-safety: next()/next_batch() may be called from one consumer thread at a time;
-// stats() and close() from any thread. Move-only. Destroying it unsubscribes (close()).
+// stats() and close() from any thread. Move-only. Destroying it unsubscribes (close()); what a
+// pull-mode subscription left unread is then counted as dropped_close.
 #include <chrono>
 #include <cstddef>
 #include <memory>
