@@ -6,6 +6,7 @@
 
 #include <boost/test/unit_test.hpp>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -289,6 +290,48 @@ BOOST_AUTO_TEST_CASE(mixed_batch_stored_exactly) {
   BOOST_TEST(s.batches == 1u);
   BOOST_TEST(s.rows_inserted == 4u);
   BOOST_TEST(s.duplicates == 0u);
+}
+
+// Runs of requests go 32 rows per INSERT statement: every column of every row lands in its own
+// place, across full statements, the single-row remainder, an event between two runs, and rows
+// that are already stored.
+BOOST_AUTO_TEST_CASE(requests_in_multi_row_statements_keep_every_column) {
+  TempDir dir;
+  const std::string path = dir.file("a.db");
+  SqliteSink sink(options_for(path));
+  std::vector<Message> first = requests(40);
+  BOOST_REQUIRE(sink.write(first, 5s).ok());
+
+  std::vector<Message> batch = first;  // 40 already stored ...
+  for (Message& m : requests(30, 40)) batch.push_back(std::move(m));  // ... 30 new
+  AnalyticsEvent t;
+  t.type = AnalyticsType::track;
+  t.message_id = uuid_v7();
+  t.user_id = "u";
+  t.event = "e";
+  t.timestamp = 1;
+  batch.insert(batch.begin() + 33, msg(t));  // splits the requests into runs of 33 and 37
+  for (Message& m : requests(5, 70)) batch.push_back(std::move(m));
+  BOOST_REQUIRE(sink.write(batch, 5s).ok());
+
+  Db db(path);
+  BOOST_TEST(db.count("requests") == 75);
+  BOOST_TEST(db.count("events") == 1);
+  for (const Message& m : batch) {
+    if (m.kind != MessageKind::request_sent) continue;
+    const RequestLog& r = m.request;
+    char duration[32];
+    std::snprintf(duration, sizeof duration, "%.15g", r.duration_ms);
+    std::vector<std::optional<std::string>> expected{
+        r.request_id, r.method, r.path, std::to_string(r.status_code), std::string(duration),
+        r.user_agent, r.remote_ip, r.referer, r.device_type, r.session_id,
+        std::to_string(r.session_page_views), std::to_string(r.inserted_at), r.node_id,
+        std::to_string(r.seq)};
+    BOOST_TEST(stored_request(db, r.request_id) == expected, boost::test_tools::per_element());
+  }
+  auto s = sink.stats();
+  BOOST_TEST(s.rows_inserted == 40u + 36u);
+  BOOST_TEST(s.duplicates == 40u);
 }
 
 BOOST_AUTO_TEST_CASE(duplicate_batch_is_stored_once) {
