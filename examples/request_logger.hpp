@@ -17,6 +17,10 @@
 // Thread-safety: one RequestLogger may serve any number of httplib worker threads and servers;
 // stats() may be called from any thread. It must outlive the servers it is installed on, and
 // the Bus must outlive it.
+//
+// Cost per request (web_bench): no heap allocation once the session map is full — the least
+// recently seen session's nodes are reused for the new one, headers are read in place, and
+// the RequestLog is a per-thread scratch whose strings keep their capacity.
 #include <httplib.h>
 
 #include <atomic>
@@ -80,10 +84,12 @@ class RequestLogger {
  private:
   // One request in progress on this thread: httplib runs pre-routing, post-routing and the
   // logger of a request on the same worker thread, one request at a time.
+  static constexpr size_t kSessionIdSize = 32;  // 128 random bits in lowercase hex
   struct InFlight {
     bool started = false;
+    bool has_session = false;
     Clock::time_point start{};
-    std::string session_id;
+    char session_id[kSessionIdSize];  // valid when has_session
     uint32_t page_views = 0;
   };
   struct Session {
@@ -96,10 +102,10 @@ class RequestLogger {
   void on_start();
   void on_headers(const httplib::Request& req, httplib::Response& res);
   void on_written(const httplib::Request& req, const httplib::Response& res);
-  // Counts a page view for the cookie's session, or starts a session. Returns the id; sets
-  // `fresh` when the client must be given a new cookie.
-  std::string touch_session(std::string_view cookie_id, uint32_t& page_views, bool& fresh);
-  std::string fit(std::string_view value, size_t limit);
+  // Counts a page view for the cookie's session, or starts a session. Copies the id into
+  // `id`; returns true when the client must be given a new cookie.
+  bool touch_session(std::string_view cookie_id, char (&id)[kSessionIdSize], uint32_t& page_views);
+  void fit(std::string& out, std::string_view value, size_t limit);
 
   Bus& bus_;
   const RequestLoggerOptions options_;
@@ -142,16 +148,22 @@ inline std::string_view cookie_value(std::string_view header, std::string_view n
   return {};
 }
 
-inline std::string random_session_id() {
+// Writes 32 random lowercase hex digits (128 bits) to `id`.
+inline void random_session_id(char* id) {
   thread_local std::mt19937_64 rng{std::random_device{}() ^
                                    (uint64_t(std::random_device{}()) << 32)};
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string id(32, '0');
   for (int half = 0; half < 2; ++half) {
     uint64_t bits = rng();
-    for (int i = 0; i < 16; ++i, bits >>= 4) id[size_t(half * 16 + i)] = kHex[bits & 15];
+    for (int i = 0; i < 16; ++i, bits >>= 4) id[half * 16 + i] = kHex[bits & 15];
   }
-  return id;
+}
+
+// The first value of header `name`, read in place ("" if absent). Request::get_header_value
+// returns a copy. Header names up to 15 bytes fit std::string's small buffer: no allocation.
+inline std::string_view header(const httplib::Request& req, const std::string& name) {
+  const auto range = req.headers.equal_range(name);
+  return range.first == range.second ? std::string_view{} : std::string_view(range.first->second);
 }
 
 }  // namespace detail
@@ -194,13 +206,19 @@ inline void RequestLogger::on_headers(const httplib::Request& req, httplib::Resp
     f.start = options_.clock->now();
   }
   if (req.method.empty()) return;  // not a request we can report (see on_written)
-  bool fresh = false;
-  const std::string cookies = req.get_header_value("Cookie");
-  f.session_id = touch_session(detail::cookie_value(cookies, options_.session_cookie),
-                               f.page_views, fresh);
-  if (fresh)
-    res.set_header("Set-Cookie", options_.session_cookie + "=" + f.session_id +
-                                     "; Path=/; HttpOnly; SameSite=Lax");
+  static const std::string kCookie = "Cookie", kSetCookie = "Set-Cookie";
+  const bool fresh = touch_session(
+      detail::cookie_value(detail::header(req, kCookie), options_.session_cookie), f.session_id,
+      f.page_views);
+  f.has_session = true;
+  if (fresh) {
+    static constexpr std::string_view kAttributes = "; Path=/; HttpOnly; SameSite=Lax";
+    std::string cookie;
+    cookie.reserve(options_.session_cookie.size() + 1 + kSessionIdSize + kAttributes.size());
+    cookie.append(options_.session_cookie).append(1, '=').append(f.session_id, kSessionIdSize)
+        .append(kAttributes);
+    res.set_header(kSetCookie, cookie);
+  }
 }
 
 inline void RequestLogger::on_written(const httplib::Request& req, const httplib::Response& res) {
@@ -212,23 +230,31 @@ inline void RequestLogger::on_written(const httplib::Request& req, const httplib
     f = InFlight{};
     return;
   }
-  RequestLog log;
-  log.method = fit(req.method, RequestLogLimits::method);
+  static const std::string kUserAgent = "User-Agent", kForwardedFor = "X-Forwarded-For",
+                           kReferer = "Referer";
+  // Per-thread scratch: every field is assigned below, and the strings keep their capacity
+  // from one request to the next (broadcast() encodes it and keeps no reference).
+  thread_local RequestLog log;
+  log.request_id.clear();  // made by the bus
+  fit(log.method, req.method, RequestLogLimits::method);
   // A request line httplib could not split has no path: "-", as in the combined log format,
   // rather than a made-up "/" that would count towards the home page.
-  log.path = req.path.empty() ? std::string("-") : fit(req.path, RequestLogLimits::path);
+  if (req.path.empty()) log.path.assign(1, '-');
+  else fit(log.path, req.path, RequestLogLimits::path);
   log.status_code = uint16_t(res.status >= 100 && res.status <= 599 ? res.status : 500);
   log.duration_ms = f.started ? std::chrono::duration<double, std::milli>(end - f.start).count() : 0.0;
-  log.user_agent = fit(req.get_header_value("User-Agent"), RequestLogLimits::user_agent);
-  log.remote_ip = fit(client_ip(req.remote_addr, req.get_header_value("X-Forwarded-For"),
-                                options_.trusted_proxies),
-                      RequestLogLimits::remote_ip);
-  log.referer = fit(req.get_header_value("Referer"), RequestLogLimits::referer);
-  log.device_type = to_string(classify_user_agent(log.user_agent));
-  if (log.device_type.empty()) log.device_type = "bot";  // browsers always send a user agent
-  log.session_id = std::move(f.session_id);
+  fit(log.user_agent, detail::header(req, kUserAgent), RequestLogLimits::user_agent);
+  fit(log.remote_ip,
+      client_ip(req.remote_addr, detail::header(req, kForwardedFor), options_.trusted_proxies),
+      RequestLogLimits::remote_ip);
+  fit(log.referer, detail::header(req, kReferer), RequestLogLimits::referer);
+  const char* device = to_string(classify_user_agent(log.user_agent));
+  log.device_type.assign(*device ? device : "bot");  // browsers always send a user agent
+  log.session_id.assign(f.session_id, f.has_session ? kSessionIdSize : 0);
   log.session_page_views = f.page_views;
   log.inserted_at = options_.clock->unix_us();  // completion time, not publish or flush time
+  log.node_id.clear();  // set by the bus
+  log.seq = 0;
   f = InFlight{};
 
   switch (bus_.broadcast(log, options_.topic)) {
@@ -240,8 +266,8 @@ inline void RequestLogger::on_written(const httplib::Request& req, const httplib
   }
 }
 
-inline std::string RequestLogger::touch_session(std::string_view cookie_id, uint32_t& page_views,
-                                                bool& fresh) {
+inline bool RequestLogger::touch_session(std::string_view cookie_id, char (&id)[kSessionIdSize],
+                                         uint32_t& page_views) {
   const auto now = options_.clock->now();
   std::lock_guard lock(sessions_mu_);
   if (detail::is_session_id(cookie_id)) {
@@ -251,35 +277,48 @@ inline std::string RequestLogger::touch_session(std::string_view cookie_id, uint
         s.last_seen = now;
         page_views = ++s.page_views;
         lru_.splice(lru_.begin(), lru_, it->second);
-        fresh = false;
-        return s.id;
+        s.id.copy(id, kSessionIdSize);
+        return false;
       }
       sessions_expired_.fetch_add(1, std::memory_order_relaxed);
       lru_.erase(it->second);
       by_id_.erase(it);
     }
   }
-  while (lru_.size() >= options_.max_sessions) {
-    by_id_.erase(lru_.back().id);
-    lru_.pop_back();
-    sessions_evicted_.fetch_add(1, std::memory_order_relaxed);
-  }
-  lru_.push_front(Session{detail::random_session_id(), 1, now});
-  by_id_.emplace(lru_.front().id, lru_.begin());
   sessions_created_.fetch_add(1, std::memory_order_relaxed);
   page_views = 1;
-  fresh = true;
-  return lru_.front().id;
+  if (lru_.size() >= options_.max_sessions) {
+    // Full: the least recently seen session is evicted and its list and map nodes become the
+    // new session's (no allocation, and the lock is held for less time than free + malloc).
+    sessions_evicted_.fetch_add(1, std::memory_order_relaxed);
+    const auto victim = std::prev(lru_.end());
+    auto node = by_id_.extract(std::string_view(victim->id));
+    detail::random_session_id(victim->id.data());  // same length: the key's storage is reused
+    victim->page_views = 1;
+    victim->last_seen = now;
+    lru_.splice(lru_.begin(), lru_, victim);
+    node.key() = victim->id;
+    by_id_.insert(std::move(node));
+  } else {
+    lru_.push_front(Session{std::string(kSessionIdSize, '0'), 1, now});
+    detail::random_session_id(lru_.front().id.data());
+    by_id_.emplace(lru_.front().id, lru_.begin());
+  }
+  lru_.front().id.copy(id, kSessionIdSize);
+  return true;
 }
 
 // Values longer than the RequestLog limit are cut there (never mid-way through a UTF-8
 // character) and counted: a web server logs what it can rather than nothing.
-inline std::string RequestLogger::fit(std::string_view value, size_t limit) {
-  if (value.size() <= limit) return std::string(value);
+inline void RequestLogger::fit(std::string& out, std::string_view value, size_t limit) {
+  if (value.size() <= limit) {
+    out.assign(value);
+    return;
+  }
   truncated_.fetch_add(1, std::memory_order_relaxed);
   size_t cut = limit;
   while (cut > 0 && (static_cast<unsigned char>(value[cut]) & 0xC0) == 0x80) --cut;
-  return std::string(value.substr(0, cut));
+  out.assign(value.substr(0, cut));
 }
 
 inline RequestLoggerStats RequestLogger::stats() const {

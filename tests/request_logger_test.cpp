@@ -1,0 +1,205 @@
+// examples/request_logger.hpp: a real cpp-httplib server on a loopback port with a
+// RequestLogger publishing onto a real in-process Bus; requests from httplib::Client; session
+// time on a ManualClock. Covers the RequestLog fields, the session cookie, page views, the
+// bounded LRU (eviction reuses the oldest session's storage), idle expiry and truncation.
+#include <boost/test/unit_test.hpp>
+#include <httplib.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "examples/request_logger.hpp"
+#include "tests/support/bus_fixtures.hpp"
+
+using namespace reqbus;
+using namespace reqbus::test;
+
+namespace {
+
+struct LoggedServer {
+  explicit LoggedServer(size_t max_sessions = 100'000) {
+    BusOptions bo;
+    bo.name = "request-logger-test";
+    bo.node_id = "logger-node";
+    bo.overflow = Overflow::drop_newest;
+    bus = std::make_unique<Bus>(bo);
+    SubscribeOptions so;
+    so.scope = Scope::local_only;
+    sub = bus->subscribe(so, logs.handler());
+    examples::RequestLoggerOptions lo;
+    lo.clock = clock;
+    lo.max_sessions = max_sessions;
+    lo.session_idle = std::chrono::seconds(60);
+    logger = std::make_unique<examples::RequestLogger>(*bus, lo);
+    server.Get("/", [](const httplib::Request&, httplib::Response& res) { res.set_content("home", "text/plain"); });
+    server.Get("/missing", [](const httplib::Request&, httplib::Response& res) { res.status = 404; });
+    logger->install(server);
+    port = server.bind_to_any_port("127.0.0.1");
+    BOOST_REQUIRE(port > 0);
+    thread = std::thread([this] { server.listen_after_bind(); });
+  }
+  ~LoggedServer() {
+    server.stop();
+    thread.join();
+    sub.close();
+  }
+
+  struct Reply {
+    int status = 0;
+    std::string set_cookie;  // the session id from Set-Cookie, "" if none
+    RequestLog log;          // what the logger published for this request
+  };
+  // One request (a new connection each time); waits for its RequestLog.
+  Reply get(const std::string& path, const httplib::Headers& headers = {}) {
+    const size_t before = logs.size();
+    httplib::Client client("127.0.0.1", port);
+    const auto res = client.Get(path, headers);
+    BOOST_REQUIRE(res);
+    BOOST_REQUIRE(logs.wait_for_count(before + 1, std::chrono::seconds(10)));
+    Reply r;
+    r.status = res->status;
+    const std::string cookie = res->get_header_value("Set-Cookie");
+    const std::string prefix = "reqbus_sid=";
+    if (!cookie.empty()) {
+      BOOST_REQUIRE_EQUAL(cookie.rfind(prefix, 0), 0u);
+      r.set_cookie = cookie.substr(prefix.size(), 32);
+      BOOST_CHECK_EQUAL(cookie.substr(prefix.size() + 32), "; Path=/; HttpOnly; SameSite=Lax");
+    }
+    r.log = logs.messages().at(before).request;
+    return r;
+  }
+  Reply get_with_session(const std::string& path, const std::string& id) {
+    return get(path, {{"Cookie", "theme=dark; reqbus_sid=" + id}});
+  }
+
+  std::shared_ptr<ManualClock> clock = std::make_shared<ManualClock>();
+  std::unique_ptr<Bus> bus;
+  Collector logs;
+  Subscription sub;
+  std::unique_ptr<examples::RequestLogger> logger;
+  httplib::Server server;
+  int port = 0;
+  std::thread thread;
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(RequestLogger)
+
+BOOST_AUTO_TEST_CASE(publishes_one_log_per_response_with_a_new_session) {
+  LoggedServer s;
+  const auto r = s.get("/", {{"User-Agent", "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1_1 like Mac OS X) Mobile"},
+                             {"Referer", "https://www.example.com/from"}});
+  BOOST_CHECK_EQUAL(r.status, 200);
+  BOOST_REQUIRE_EQUAL(r.set_cookie.size(), 32u);
+  BOOST_CHECK(examples::detail::is_session_id(r.set_cookie));
+  BOOST_CHECK_EQUAL(r.log.method, "GET");
+  BOOST_CHECK_EQUAL(r.log.path, "/");
+  BOOST_CHECK_EQUAL(r.log.status_code, 200);
+  BOOST_CHECK_EQUAL(r.log.device_type, "mobile");
+  BOOST_CHECK_EQUAL(r.log.referer, "https://www.example.com/from");
+  BOOST_CHECK_EQUAL(r.log.remote_ip, "127.0.0.1");
+  BOOST_CHECK_EQUAL(r.log.session_id, r.set_cookie);
+  BOOST_CHECK_EQUAL(r.log.session_page_views, 1u);
+  BOOST_CHECK_EQUAL(r.log.node_id, "logger-node");
+  BOOST_CHECK_EQUAL(r.log.request_id.size(), 36u);
+  BOOST_CHECK_EQUAL(r.log.inserted_at, s.clock->unix_us());
+
+  // The next response on (possibly) the same worker thread carries none of this one's fields.
+  const auto next = s.get("/missing", {{"User-Agent", "-"}});
+  BOOST_CHECK_EQUAL(next.log.status_code, 404);
+  BOOST_CHECK_EQUAL(next.log.path, "/missing");
+  BOOST_CHECK_EQUAL(next.log.user_agent, "-");
+  BOOST_CHECK_EQUAL(next.log.device_type, "bot");  // no user agent ("-"): not a browser
+  BOOST_CHECK_EQUAL(next.log.referer, "");
+  BOOST_CHECK_NE(next.log.session_id, r.log.session_id);
+  BOOST_CHECK_NE(next.log.request_id, r.log.request_id);
+  BOOST_CHECK_EQUAL(next.log.session_page_views, 1u);
+
+  const auto st = s.logger->stats();
+  BOOST_CHECK_EQUAL(st.served, 2u);
+  BOOST_CHECK_EQUAL(st.published, 2u);
+  BOOST_CHECK_EQUAL(st.sessions_created, 2u);
+  BOOST_CHECK_EQUAL(st.sessions_live, 2u);
+  BOOST_CHECK_EQUAL(st.not_published(), 0u);
+}
+
+BOOST_AUTO_TEST_CASE(the_cookie_counts_page_views_in_its_session) {
+  LoggedServer s;
+  const std::string id = s.get("/").set_cookie;
+  for (uint32_t views = 2; views <= 4; ++views) {
+    const auto r = s.get_with_session("/", id);
+    BOOST_CHECK_EQUAL(r.set_cookie, "");  // known session: no new cookie
+    BOOST_CHECK_EQUAL(r.log.session_id, id);
+    BOOST_CHECK_EQUAL(r.log.session_page_views, views);
+  }
+  // A cookie that is not a session id of ours starts a new session.
+  const auto forged = s.get_with_session("/", "not-a-session-id");
+  BOOST_CHECK_EQUAL(forged.set_cookie.size(), 32u);
+  BOOST_CHECK_NE(forged.set_cookie, id);
+  BOOST_CHECK_EQUAL(s.logger->stats().sessions_created, 2u);
+}
+
+BOOST_AUTO_TEST_CASE(least_recently_seen_session_is_evicted_when_full) {
+  LoggedServer s(2);
+  const std::string a = s.get("/").set_cookie;
+  const std::string b = s.get("/").set_cookie;
+  BOOST_CHECK_EQUAL(s.get_with_session("/", a).log.session_page_views, 2u);  // a is now newest
+  const std::string c = s.get("/").set_cookie;                              // evicts b
+  BOOST_CHECK_EQUAL(s.logger->stats().sessions_evicted, 1u);
+  BOOST_CHECK_EQUAL(s.logger->stats().sessions_live, 2u);
+
+  const auto a_again = s.get_with_session("/", a);
+  BOOST_CHECK_EQUAL(a_again.set_cookie, "");
+  BOOST_CHECK_EQUAL(a_again.log.session_page_views, 3u);
+  const auto c_again = s.get_with_session("/", c);
+  BOOST_CHECK_EQUAL(c_again.set_cookie, "");
+  BOOST_CHECK_EQUAL(c_again.log.session_page_views, 2u);
+
+  // b was evicted: it starts over (and evicts a, now the least recently seen).
+  const auto b_again = s.get_with_session("/", b);
+  BOOST_REQUIRE_EQUAL(b_again.set_cookie.size(), 32u);
+  BOOST_CHECK_NE(b_again.set_cookie, b);
+  BOOST_CHECK_EQUAL(b_again.log.session_page_views, 1u);
+  BOOST_CHECK_EQUAL(s.get_with_session("/", a).log.session_page_views, 1u);  // a evicted in turn (evicts c)
+  BOOST_CHECK_EQUAL(s.get_with_session("/", b_again.set_cookie).log.session_page_views, 2u);
+  BOOST_CHECK_EQUAL(s.get_with_session("/", c).set_cookie.size(), 32u);  // c was evicted
+
+  const auto st = s.logger->stats();
+  BOOST_CHECK_EQUAL(st.sessions_live, 2u);
+  BOOST_CHECK_EQUAL(st.sessions_created, 6u);  // a, b, c, b', a', c'
+  BOOST_CHECK_EQUAL(st.sessions_evicted, 4u);
+  BOOST_CHECK_EQUAL(st.sessions_expired, 0u);
+}
+
+BOOST_AUTO_TEST_CASE(an_idle_session_starts_over) {
+  LoggedServer s;
+  const std::string id = s.get("/").set_cookie;
+  s.clock->advance(std::chrono::seconds(60));  // exactly the idle limit: still the same session
+  BOOST_CHECK_EQUAL(s.get_with_session("/", id).log.session_page_views, 2u);
+  s.clock->advance(std::chrono::seconds(61));
+  const auto r = s.get_with_session("/", id);
+  BOOST_CHECK_EQUAL(r.set_cookie.size(), 32u);
+  BOOST_CHECK_NE(r.set_cookie, id);
+  BOOST_CHECK_EQUAL(r.log.session_id, r.set_cookie);
+  BOOST_CHECK_EQUAL(r.log.session_page_views, 1u);
+  const auto st = s.logger->stats();
+  BOOST_CHECK_EQUAL(st.sessions_expired, 1u);
+  BOOST_CHECK_EQUAL(st.sessions_live, 1u);
+}
+
+BOOST_AUTO_TEST_CASE(long_values_are_cut_and_counted) {
+  LoggedServer s;
+  const std::string agent = "Mozilla/5.0 " + std::string(2000, 'x');
+  const auto r = s.get("/", {{"User-Agent", agent}, {"Referer", "https://r.example/"}});
+  BOOST_CHECK_EQUAL(r.log.user_agent, agent.substr(0, RequestLogLimits::user_agent));
+  BOOST_CHECK_EQUAL(r.log.referer, "https://r.example/");
+  BOOST_CHECK_EQUAL(s.logger->stats().truncated, 1u);
+  const auto next = s.get("/", {{"User-Agent", "curl/8.0"}});
+  BOOST_CHECK_EQUAL(next.log.user_agent, "curl/8.0");
+  BOOST_CHECK_EQUAL(next.log.device_type, "bot");
+  BOOST_CHECK_EQUAL(s.logger->stats().truncated, 1u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
