@@ -2,7 +2,8 @@
 // RequestLog per request (examples/request_logger.hpp, as examples/web_server does) against the
 // same site without it, in the same run (issue 4 point 5: <= 3 % throughput, <= 5 % p99 cost).
 //
-//   web_bench [--runs N] [--duration S] [--threads N] [--connections N] [--nagle] [--json] [--quick]
+//   web_bench [--runs N] [--duration S] [--threads N] [--connections N] [--nagle]
+//             [--linger-us N] [--json] [--quick]
 //
 // Each run starts this program again as a server child (`--serve off|publish`) on a free
 // loopback port, runs `wrk --latency -t2 -c32 -d10s` against it with bench/web_bench.lua (a mix
@@ -10,7 +11,11 @@
 // TCP_NODELAY (--nagle: not, like examples/web_server; then every keep-alive response waits
 // ~40 ms for a delayed ACK and the run measures that). Runs alternate
 // off, publish, off, publish, ... so machine noise hits both alike; figures are medians, the
-// overhead is the median of the per-pair ratios.
+// overhead is the median of the per-pair ratios. Each server child also reports the CPU time it
+// used (getrusage, all its threads); cpu_us_per_request (server CPU / requests wrk completed)
+// is far less noisy than req/s on a shared machine, and its publish/off ratio is the cost of
+// publishing in the server's own CPU, bus threads included.
+// --linger-us N sets BusOptions::publish_linger in publish mode (default: the BusOptions default).
 //   off      demo site only, no Bus, no RequestLogger hooks
 //   publish  demo site + RequestLogger on an in-process Bus (drop_newest, as web_server) with a
 //            local handler subscription counting every event — what a node or `reqbus demo`
@@ -22,6 +27,7 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 #include <atomic>
@@ -45,7 +51,13 @@ namespace {
 
 // --- server child -------------------------------------------------------------------------------
 
-int serve(const std::string& mode, bool nodelay) {
+double cpu_seconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+int serve(const std::string& mode, bool nodelay, int linger_us) {
   sigset_t stop;
   sigemptyset(&stop);
   sigaddset(&stop, SIGTERM);
@@ -76,6 +88,7 @@ int serve(const std::string& mode, bool nodelay) {
     bo.name = "web-bench";
     bo.node_id = "web-bench";
     bo.overflow = Overflow::drop_newest;  // as examples/web_server: never hold up a server thread
+    if (linger_us >= 0) bo.publish_linger = std::chrono::microseconds(linger_us);
     bus = std::make_unique<Bus>(bo);
     SubscribeOptions so;
     so.scope = Scope::local_only;
@@ -89,13 +102,16 @@ int serve(const std::string& mode, bool nodelay) {
   }
   const int port = server.bind_to_any_port("127.0.0.1");
   if (port <= 0) return 1;
+  const double cpu_at_start = cpu_seconds();  // leaves out start-up (and the bus's, below)
   write_line("port " + std::to_string(port));
   std::thread http([&] { server.listen_after_bind(); });
   int sig = 0;
   sigwait(&stop, &sig);
   server.stop();
   http.join();
-  std::string report = "served ";
+  // Before close(): the bus has delivered every event by then (checked by the driver).
+  const double cpu = cpu_seconds() - cpu_at_start;
+  std::string report = "cpu " + std::to_string(cpu) + " served ";
   if (logger) {
     const CloseReport r = bus->close(std::chrono::seconds(30));
     sub.close();
@@ -172,9 +188,16 @@ std::string find_on_path(const std::string& program) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc >= 3 && std::string(argv[1]) == "--serve")
-    return serve(argv[2], !(argc == 4 && std::string(argv[3]) == "--nagle"));
-  int duration = 10, threads = 2, connections = 32;
+  if (argc >= 3 && std::string(argv[1]) == "--serve") {  // --serve MODE [--nagle] [--linger-us N]
+    bool nodelay = true;
+    int linger_us = -1;
+    for (int i = 3; i < argc; ++i) {
+      if (std::string(argv[i]) == "--nagle") nodelay = false;
+      else if (std::string(argv[i]) == "--linger-us" && i + 1 < argc) linger_us = std::atoi(argv[++i]);
+    }
+    return serve(argv[2], nodelay, linger_us);
+  }
+  int duration = 10, threads = 2, connections = 32, linger_us = -1;
   bool nagle = false;  // --nagle: leave TCP_NODELAY off, as examples/web_server does
   CommonFlags common;
   try {
@@ -198,11 +221,12 @@ int main(int argc, char** argv) {
       else if (a == "--threads") threads = number();
       else if (a == "--connections") connections = number();
       else if (a == "--nagle") nagle = true;
+      else if (a == "--linger-us") linger_us = i + 1 < common.rest.size() ? std::atoi(common.rest[++i].c_str()) : -1;
       else throw std::invalid_argument("unknown argument " + a);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "web_bench: %s\nusage: web_bench [--runs N] [--duration S] [--threads N] "
-                         "[--connections N] [--json] [--quick]\n", e.what());
+                         "[--connections N] [--nagle] [--linger-us N] [--json] [--quick]\n", e.what());
     return 2;
   }
   const std::string wrk = find_on_path("wrk");
@@ -217,14 +241,16 @@ int main(int argc, char** argv) {
   }
 
   try {
-    std::vector<double> rps[2], p50[2], p99[2], rps_ratio, p99_ratio;
+    std::vector<double> rps[2], p50[2], p99[2], cpu_us[2], rps_ratio, p99_ratio, cpu_ratio;
     uint64_t served = 0, published = 0, delivered = 0, dropped = 0;
     const char* modes[2] = {"off", "publish"};
     for (int run = 0; run < common.runs; ++run) {
       WrkResult pair[2];
       for (int m = 0; m < 2; ++m) {
-        Child child(nagle ? std::vector<std::string>{"--serve", modes[m], "--nagle"}
-                          : std::vector<std::string>{"--serve", modes[m]});
+        std::vector<std::string> args{"--serve", modes[m]};
+        if (nagle) args.push_back("--nagle");
+        if (linger_us >= 0) args.insert(args.end(), {"--linger-us", std::to_string(linger_us)});
+        Child child(args);
         const auto hello = child.read_line(30000);
         if (!hello || hello->rfind("port ", 0) != 0) throw std::runtime_error("server child did not start");
         const int port = std::atoi(hello->c_str() + 5);
@@ -233,24 +259,28 @@ int main(int argc, char** argv) {
         stopper.Get("/__bench_stop");
         const auto report = child.read_line(60000);
         if (child.wait() != 0 || !report) throw std::runtime_error(std::string(modes[m]) + " server failed");
+        double cpu = 0;
+        uint64_t s = 0, p = 0, d = 0, x = 0;
+        char extra[32] = {0};
+        const int n = std::sscanf(report->c_str(), "cpu %lf served %lu published %lu dropped %lu delivered %lu %31s",
+                                  &cpu, &s, &p, &d, &x, extra);
+        if (n < 5) throw std::runtime_error("cannot read the server's report: " + *report);
         if (m == 1) {
-          uint64_t s = 0, p = 0, d = 0, x = 0;
-          char extra[32] = {0};
-          const int n = std::sscanf(report->c_str(), "served %lu published %lu dropped %lu delivered %lu %31s",
-                                    &s, &p, &d, &x, extra);
-          if (n < 4 || d != 0 || p != x || p + 1 < s)
-            throw std::runtime_error("publish server lost events: " + *report);
+          if (d != 0 || p != x || p + 1 < s) throw std::runtime_error("publish server lost events: " + *report);
           served += s, published += p, dropped += d, delivered += x;
         }
+        cpu_us[m].push_back(cpu * 1e6 / double(std::max<uint64_t>(1, pair[m].requests)));
         rps[m].push_back(pair[m].requests_per_s);
         p50[m].push_back(pair[m].p50_ms);
         p99[m].push_back(pair[m].p99_ms);
       }
       rps_ratio.push_back(pair[1].requests_per_s / pair[0].requests_per_s);
       p99_ratio.push_back(pair[1].p99_ms / pair[0].p99_ms);
-      std::fprintf(stderr, "run %d/%d: off %.0f req/s p99 %.2f ms | publish %.0f req/s p99 %.2f ms | load %s\n",
-                   run + 1, common.runs, pair[0].requests_per_s, pair[0].p99_ms, pair[1].requests_per_s,
-                   pair[1].p99_ms, load_average().c_str());
+      cpu_ratio.push_back(cpu_us[1].back() / cpu_us[0].back());
+      std::fprintf(stderr, "run %d/%d: off %.0f req/s p99 %.2f ms %.1f us cpu/req | publish %.0f req/s p99 %.2f ms "
+                   "%.1f us cpu/req | load %s\n",
+                   run + 1, common.runs, pair[0].requests_per_s, pair[0].p99_ms, cpu_us[0].back(),
+                   pair[1].requests_per_s, pair[1].p99_ms, cpu_us[1].back(), load_average().c_str());
     }
     const std::string load = load_average();
     const std::string wrk_args = "--latency -t" + std::to_string(threads) + " -c" + std::to_string(connections) +
@@ -269,8 +299,12 @@ int main(int argc, char** argv) {
       }
       r.add("tcp_nodelay", !nagle).add("min", std::round(*std::min_element(rps[m].begin(), rps[m].end())))
           .add("max", std::round(*std::max_element(rps[m].begin(), rps[m].end())))
-          .add("p50_ms", median(p50[m])).add("p99_ms", median(p99[m])).add("runs", double(common.runs))
+          .add("p50_ms", median(p50[m])).add("p99_ms", median(p99[m]))
+          .add("cpu_us_per_request", median(cpu_us[m])).add("runs", double(common.runs))
           .add("wrk", wrk_args);
+      if (m == 1) r.add("cpu_overhead_pct", (median(cpu_ratio) - 1) * 100)
+                      .add("publish_linger_us", linger_us >= 0 ? double(linger_us)
+                                                               : double(BusOptions{}.publish_linger.count()));
       if (m == 1) r.add("served", double(served)).add("published", double(published))
                       .add("delivered", double(delivered)).add("dropped", double(dropped));
       results.push_back(r);
