@@ -159,11 +159,23 @@ inline void random_session_id(char* id) {
   }
 }
 
-// The first value of header `name`, read in place ("" if absent). Request::get_header_value
-// returns a copy. Header names up to 15 bytes fit std::string's small buffer: no allocation.
-inline std::string_view header(const httplib::Request& req, const std::string& name) {
-  const auto range = req.headers.equal_range(name);
-  return range.first == range.second ? std::string_view{} : std::string_view(range.first->second);
+// ASCII case-insensitive equality, as httplib compares header names.
+inline bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const char x = char(a[i] | 0x20);
+    if (a[i] != b[i] && (x != char(b[i] | 0x20) || x < 'a' || x > 'z')) return false;
+  }
+  return true;
+}
+
+// The first value of header `name`, read in place ("" if absent), as get_header_value finds
+// it. A scan of the few headers comparing lengths first: get_header_value copies the value,
+// and the headers map's own lookup calls ::tolower for every character it compares.
+inline std::string_view header(const httplib::Request& req, std::string_view name) {
+  for (const auto& [key, value] : req.headers)
+    if (iequals(key, name)) return value;
+  return {};
 }
 
 }  // namespace detail
@@ -206,9 +218,9 @@ inline void RequestLogger::on_headers(const httplib::Request& req, httplib::Resp
     f.start = options_.clock->now();
   }
   if (req.method.empty()) return;  // not a request we can report (see on_written)
-  static const std::string kCookie = "Cookie", kSetCookie = "Set-Cookie";
+  static const std::string kSetCookie = "Set-Cookie";
   const bool fresh = touch_session(
-      detail::cookie_value(detail::header(req, kCookie), options_.session_cookie), f.session_id,
+      detail::cookie_value(detail::header(req, "Cookie"), options_.session_cookie), f.session_id,
       f.page_views);
   f.has_session = true;
   if (fresh) {
@@ -230,8 +242,6 @@ inline void RequestLogger::on_written(const httplib::Request& req, const httplib
     f = InFlight{};
     return;
   }
-  static const std::string kUserAgent = "User-Agent", kForwardedFor = "X-Forwarded-For",
-                           kReferer = "Referer";
   // Per-thread scratch: every field is assigned below, and the strings keep their capacity
   // from one request to the next (broadcast() encodes it and keeps no reference).
   thread_local RequestLog log;
@@ -243,11 +253,11 @@ inline void RequestLogger::on_written(const httplib::Request& req, const httplib
   else fit(log.path, req.path, RequestLogLimits::path);
   log.status_code = uint16_t(res.status >= 100 && res.status <= 599 ? res.status : 500);
   log.duration_ms = f.started ? std::chrono::duration<double, std::milli>(end - f.start).count() : 0.0;
-  fit(log.user_agent, detail::header(req, kUserAgent), RequestLogLimits::user_agent);
+  fit(log.user_agent, detail::header(req, "User-Agent"), RequestLogLimits::user_agent);
   fit(log.remote_ip,
-      client_ip(req.remote_addr, detail::header(req, kForwardedFor), options_.trusted_proxies),
+      client_ip(req.remote_addr, detail::header(req, "X-Forwarded-For"), options_.trusted_proxies),
       RequestLogLimits::remote_ip);
-  fit(log.referer, detail::header(req, kReferer), RequestLogLimits::referer);
+  fit(log.referer, detail::header(req, "Referer"), RequestLogLimits::referer);
   const char* device = to_string(classify_user_agent(log.user_agent));
   log.device_type.assign(*device ? device : "bot");  // browsers always send a user agent
   log.session_id.assign(f.session_id, f.has_session ? kSessionIdSize : 0);

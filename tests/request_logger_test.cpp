@@ -189,6 +189,22 @@ BOOST_AUTO_TEST_CASE(an_idle_session_starts_over) {
   BOOST_CHECK_EQUAL(st.sessions_live, 1u);
 }
 
+BOOST_AUTO_TEST_CASE(header_names_match_in_any_case) {
+  BOOST_CHECK(examples::detail::iequals("User-Agent", "user-AGENT"));
+  BOOST_CHECK(!examples::detail::iequals("User-Agent", "User-Agent2"));
+  BOOST_CHECK(!examples::detail::iequals("X-Forwarded-For", "X-Forwarded\rFor"));
+  BOOST_CHECK(!examples::detail::iequals("[", "{"));  // 0x5B | 0x20 == 0x7B, but not letters
+  LoggedServer s;
+  const auto r = s.get("/", {{"USER-AGENT", "Mozilla/5.0 (iPad; CPU OS 17_1 like Mac OS X)"},
+                             {"referer", "https://lower.example/"}});
+  BOOST_CHECK_EQUAL(r.log.user_agent, "Mozilla/5.0 (iPad; CPU OS 17_1 like Mac OS X)");
+  BOOST_CHECK_EQUAL(r.log.device_type, "tablet");
+  BOOST_CHECK_EQUAL(r.log.referer, "https://lower.example/");
+  const auto again = s.get("/", {{"cookie", "reqbus_sid=" + r.set_cookie}});
+  BOOST_CHECK_EQUAL(again.set_cookie, "");
+  BOOST_CHECK_EQUAL(again.log.session_page_views, 2u);
+}
+
 BOOST_AUTO_TEST_CASE(long_values_are_cut_and_counted) {
   LoggedServer s;
   const std::string agent = "Mozilla/5.0 " + std::string(2000, 'x');
