@@ -18,24 +18,22 @@
 // stats() may be called from any thread. It must outlive the servers it is installed on, and
 // the Bus must outlive it.
 //
-// Cost per request (web_bench): no heap allocation once the session map is full — the least
-// recently seen session's nodes are reused for the new one, headers are read in place, and
-// the RequestLog is a per-thread scratch whose strings keep their capacity.
+// Cost per request (web_bench): no heap allocation for sessions (flat SessionTable, ~40 bytes a
+// session), headers are read in place, and the RequestLog is a per-thread scratch whose
+// strings keep their capacity.
 #include <httplib.h>
 
 #include <atomic>
 #include <cctype>
 #include <chrono>
 #include <cstdint>
-#include <list>
 #include <memory>
 #include <mutex>
-#include <random>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
+#include "examples/session_table.hpp"
 #include "reqbus/bus.hpp"
 #include "reqbus/client_ip.hpp"
 #include "reqbus/user_agent.hpp"
@@ -47,7 +45,8 @@ namespace reqbus::examples {
 struct RequestLoggerOptions {
   std::string topic = kDefaultTopic;           // bus topic the logs go to; default "requests"
   std::string session_cookie = "reqbus_sid";   // cookie name carrying the session id
-  size_t max_sessions = 100'000;               // sessions remembered; least recently seen evicted
+  size_t max_sessions = 100'000;               // sessions remembered (1..2^30, ~40 bytes each);
+                                               // least recently seen evicted
   std::chrono::seconds session_idle{30 * 60};  // a session unseen this long starts over (30 min)
   std::shared_ptr<Clock> clock = system_clock();  // durations, idle expiry and inserted_at
   // Proxies whose X-Forwarded-For is believed (exact addresses). Empty: the TCP peer is the
@@ -84,18 +83,13 @@ class RequestLogger {
  private:
   // One request in progress on this thread: httplib runs pre-routing, post-routing and the
   // logger of a request on the same worker thread, one request at a time.
-  static constexpr size_t kSessionIdSize = 32;  // 128 random bits in lowercase hex
+  static constexpr size_t kSessionIdSize = SessionTable::kTextSize;  // 128 bits in lowercase hex
   struct InFlight {
     bool started = false;
     bool has_session = false;
     Clock::time_point start{};
     char session_id[kSessionIdSize];  // valid when has_session
     uint32_t page_views = 0;
-  };
-  struct Session {
-    std::string id;
-    uint32_t page_views = 0;
-    Clock::time_point last_seen{};
   };
   static InFlight& in_flight();
 
@@ -111,8 +105,7 @@ class RequestLogger {
   const RequestLoggerOptions options_;
 
   mutable std::mutex sessions_mu_;
-  std::list<Session> lru_;  // most recently seen first; guarded by sessions_mu_
-  std::unordered_map<std::string_view, std::list<Session>::iterator> by_id_;  // guarded by sessions_mu_
+  SessionTable sessions_;  // guarded by sessions_mu_
 
   std::atomic<uint64_t> served_{0}, published_{0}, dropped_newest_{0}, timed_out_{0}, closed_{0},
       invalid_{0}, unparsed_{0}, truncated_{0}, sessions_created_{0}, sessions_evicted_{0},
@@ -128,10 +121,8 @@ namespace detail {
 
 
 inline bool is_session_id(std::string_view s) {
-  if (s.size() != 32) return false;
-  for (char c : s)
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  return true;
+  SessionTable::Id id;
+  return SessionTable::parse(s, id);
 }
 
 // The value of cookie `name` in a Cookie header ("a=1; name=value"), or "".
@@ -146,17 +137,6 @@ inline std::string_view cookie_value(std::string_view header, std::string_view n
     header.remove_prefix(end + 1);
   }
   return {};
-}
-
-// Writes 32 random lowercase hex digits (128 bits) to `id`.
-inline void random_session_id(char* id) {
-  thread_local std::mt19937_64 rng{std::random_device{}() ^
-                                   (uint64_t(std::random_device{}()) << 32)};
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (int half = 0; half < 2; ++half) {
-    uint64_t bits = rng();
-    for (int i = 0; i < 16; ++i, bits >>= 4) id[half * 16 + i] = kHex[bits & 15];
-  }
 }
 
 // ASCII case-insensitive equality, as httplib compares header names.
@@ -181,10 +161,10 @@ inline std::string_view header(const httplib::Request& req, std::string_view nam
 }  // namespace detail
 
 inline RequestLogger::RequestLogger(Bus& bus, RequestLoggerOptions options)
-    : bus_(bus), options_(std::move(options)) {
+    : bus_(bus), options_(std::move(options)), sessions_(options_.max_sessions) {
   if (!options_.clock) throw Error(ErrorCode::invalid_argument, "RequestLoggerOptions.clock: null");
-  if (options_.max_sessions < 1)
-    throw Error(ErrorCode::invalid_argument, "RequestLoggerOptions.max_sessions: must be >= 1");
+  if (options_.max_sessions < 1 || options_.max_sessions > SessionTable::kMaxCapacity)
+    throw Error(ErrorCode::invalid_argument, "RequestLoggerOptions.max_sessions: must be 1..2^30");
   if (options_.session_cookie.empty())
     throw Error(ErrorCode::invalid_argument, "RequestLoggerOptions.session_cookie: empty");
 }
@@ -279,42 +259,25 @@ inline void RequestLogger::on_written(const httplib::Request& req, const httplib
 inline bool RequestLogger::touch_session(std::string_view cookie_id, char (&id)[kSessionIdSize],
                                          uint32_t& page_views) {
   const auto now = options_.clock->now();
+  SessionTable::Id cookie;
+  const bool has_cookie = SessionTable::parse(cookie_id, cookie);
   std::lock_guard lock(sessions_mu_);
-  if (detail::is_session_id(cookie_id)) {
-    if (auto it = by_id_.find(cookie_id); it != by_id_.end()) {
-      Session& s = *it->second;
-      if (now - s.last_seen <= options_.session_idle) {
-        s.last_seen = now;
-        page_views = ++s.page_views;
-        lru_.splice(lru_.begin(), lru_, it->second);
-        s.id.copy(id, kSessionIdSize);
+  if (has_cookie) {
+    if (const uint32_t s = sessions_.find(cookie); s != SessionTable::npos) {
+      if (now - sessions_.last_seen(s) <= options_.session_idle) {
+        page_views = sessions_.touch(s, now);
+        SessionTable::format(sessions_.id(s), id);
         return false;
       }
       sessions_expired_.fetch_add(1, std::memory_order_relaxed);
-      lru_.erase(it->second);
-      by_id_.erase(it);
+      sessions_.erase(s);
     }
   }
   sessions_created_.fetch_add(1, std::memory_order_relaxed);
+  uint32_t s = 0;
+  if (sessions_.insert(now, s)) sessions_evicted_.fetch_add(1, std::memory_order_relaxed);
   page_views = 1;
-  if (lru_.size() >= options_.max_sessions) {
-    // Full: the least recently seen session is evicted and its list and map nodes become the
-    // new session's (no allocation, and the lock is held for less time than free + malloc).
-    sessions_evicted_.fetch_add(1, std::memory_order_relaxed);
-    const auto victim = std::prev(lru_.end());
-    auto node = by_id_.extract(std::string_view(victim->id));
-    detail::random_session_id(victim->id.data());  // same length: the key's storage is reused
-    victim->page_views = 1;
-    victim->last_seen = now;
-    lru_.splice(lru_.begin(), lru_, victim);
-    node.key() = victim->id;
-    by_id_.insert(std::move(node));
-  } else {
-    lru_.push_front(Session{std::string(kSessionIdSize, '0'), 1, now});
-    detail::random_session_id(lru_.front().id.data());
-    by_id_.emplace(lru_.front().id, lru_.begin());
-  }
-  lru_.front().id.copy(id, kSessionIdSize);
+  SessionTable::format(sessions_.id(s), id);
   return true;
 }
 
@@ -345,7 +308,7 @@ inline RequestLoggerStats RequestLogger::stats() const {
   s.sessions_evicted = sessions_evicted_.load();
   s.sessions_expired = sessions_expired_.load();
   std::lock_guard lock(sessions_mu_);
-  s.sessions_live = lru_.size();
+  s.sessions_live = sessions_.size();
   return s;
 }
 

@@ -1,0 +1,118 @@
+// examples/session_table.hpp: the RequestLogger's flat LRU session table, checked against a
+// std::list + std::map model through random inserts, touches, erases and evictions (small
+// capacities, so probe runs wrap around the bucket array and deletions shift entries back).
+#include <boost/test/unit_test.hpp>
+
+#include <chrono>
+#include <list>
+#include <map>
+#include <random>
+#include <utility>
+
+#include "examples/session_table.hpp"
+
+using reqbus::examples::SessionTable;
+
+namespace {
+
+using Key = std::pair<uint64_t, uint64_t>;
+Key key(const SessionTable::Id& id) { return {id.hi, id.lo}; }
+
+struct Model {
+  std::list<Key> lru;  // most recently seen first
+  std::map<Key, uint32_t> views;
+};
+
+void check_same(const SessionTable& t, const Model& m) {
+  BOOST_REQUIRE_EQUAL(t.size(), m.views.size());
+  for (const auto& [k, views] : m.views) {
+    const uint32_t s = t.find(SessionTable::Id{k.first, k.second});
+    BOOST_REQUIRE(s != SessionTable::npos);
+    BOOST_REQUIRE_EQUAL(t.page_views(s), views);
+  }
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(SessionTableSuite)
+
+BOOST_AUTO_TEST_CASE(text_form_round_trips) {
+  const SessionTable::Id id{0x0123456789abcdefull, 0xfedcba9876543210ull};
+  char text[SessionTable::kTextSize];
+  SessionTable::format(id, text);
+  BOOST_CHECK_EQUAL(std::string_view(text, sizeof text), "0123456789abcdeffedcba9876543210");
+  SessionTable::Id back;
+  BOOST_REQUIRE(SessionTable::parse(std::string_view(text, sizeof text), back));
+  BOOST_CHECK(back == id);
+  BOOST_CHECK(!SessionTable::parse("0123456789ABCDEFfedcba9876543210", back));  // upper case
+  BOOST_CHECK(!SessionTable::parse("0123456789abcdeffedcba987654321", back));   // 31 digits
+  BOOST_CHECK(!SessionTable::parse("0123456789abcdeffedcba987654321g", back));
+  BOOST_CHECK(!SessionTable::parse("", back));
+}
+
+BOOST_AUTO_TEST_CASE(full_table_evicts_the_least_recently_seen) {
+  SessionTable t(3);
+  const SessionTable::TimePoint now{};
+  uint32_t a, b, c, d;
+  BOOST_CHECK(!t.insert(now, a));
+  BOOST_CHECK(!t.insert(now, b));
+  BOOST_CHECK(!t.insert(now, c));
+  const auto id_a = t.id(a), id_b = t.id(b);
+  BOOST_CHECK_EQUAL(t.touch(a, now + std::chrono::seconds(1)), 2u);
+  BOOST_CHECK(t.last_seen(a) == now + std::chrono::seconds(1));
+  BOOST_CHECK(t.insert(now, d));  // evicts b, the least recently seen
+  BOOST_CHECK_EQUAL(t.size(), 3u);
+  BOOST_CHECK(t.find(id_b) == SessionTable::npos);
+  BOOST_CHECK_EQUAL(t.find(id_a), a);
+  BOOST_CHECK_EQUAL(t.page_views(d), 1u);
+  t.erase(c);
+  BOOST_CHECK_EQUAL(t.size(), 2u);
+  uint32_t e;
+  BOOST_CHECK(!t.insert(now, e));  // room again: nothing evicted
+  BOOST_CHECK(t.insert(now, e));   // full: a (touched before d was made) goes
+  BOOST_CHECK(t.find(id_a) == SessionTable::npos);
+}
+
+BOOST_AUTO_TEST_CASE(agrees_with_a_list_and_map_model) {
+  std::mt19937 rng(12345);
+  const SessionTable::TimePoint now{};
+  for (size_t capacity : {1u, 2u, 7u, 8u, 9u, 64u, 300u}) {
+    SessionTable t(capacity);
+    Model m;
+    for (int step = 0; step < 20000; ++step) {
+      const int op = int(rng() % 10);
+      if (op < 5 || m.views.empty()) {  // insert
+        uint32_t s;
+        const bool evicted = t.insert(now, s);
+        BOOST_REQUIRE_EQUAL(evicted, m.views.size() == capacity);
+        if (evicted) {
+          m.views.erase(m.lru.back());
+          m.lru.pop_back();
+        }
+        m.lru.push_front(key(t.id(s)));
+        m.views[key(t.id(s))] = 1;
+      } else {
+        auto it = m.lru.begin();
+        std::advance(it, rng() % m.lru.size());
+        const Key k = *it;
+        const uint32_t s = t.find(SessionTable::Id{k.first, k.second});
+        BOOST_REQUIRE(s != SessionTable::npos);
+        if (op < 8) {  // touch
+          BOOST_REQUIRE_EQUAL(t.touch(s, now), ++m.views[k]);
+          m.lru.erase(it);
+          m.lru.push_front(k);
+        } else {  // erase (idle expiry)
+          t.erase(s);
+          m.lru.erase(it);
+          m.views.erase(k);
+          BOOST_REQUIRE(t.find(SessionTable::Id{k.first, k.second}) == SessionTable::npos);
+        }
+      }
+      if (step % 97 == 0) check_same(t, m);
+    }
+    check_same(t, m);
+    BOOST_CHECK(t.find(SessionTable::Id{1, 2}) == SessionTable::npos);
+  }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
