@@ -137,10 +137,10 @@ void Subscriber::reader_main(std::promise<void> started) {
     note_gap(gaps.observe(header.node_id, std::string_view(&scope, 1), header.epoch,
                           header.first_seq, header.count));
     const size_t n = header.count;  // batch[0..n): reused frame after frame
-    in_hand_ += n;  // before received_: a snapshot may count an event twice, never lose it
+    in_hand_ += n;  // until deliver() has counted each one delivered, queued or dropped
     received_ += n;
     for (size_t i = 0; i < n; ++i) {
-      deliver(batch[i]);  // counts the event delivered, queued or dropped
+      deliver(batch[i]);
       in_hand_.fetch_sub(1, std::memory_order_relaxed);
       if (stop_.load(std::memory_order_relaxed)) {
         dropped_close_ += n - i - 1;  // decoded, never queued: counted
