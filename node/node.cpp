@@ -203,6 +203,7 @@ std::string Node::metrics() const {
   w.counter("reqbus_bus_frames_sent_total", "Frames written to the local socket.", double(b.frames_sent));
   w.counter("reqbus_bus_remote_events_total", "Events received from tcp peers.", double(b.remote_events));
   w.counter("reqbus_bus_remote_gaps_total", "Events missing from peers' sequences at this node.", double(b.remote_gaps));
+  w.counter("reqbus_bus_remote_rejected_events_total", "Events in frames from peers that were rejected (counted once, not as gaps).", double(b.remote_rejected_events));
   w.counter("reqbus_bus_peer_disconnects_total", "Peer connections closed.", double(b.peer_disconnects));
   w.counter("reqbus_bus_auth_refused_total", "Clients refused by the CURVE allow-list (ZAP) at bind.", double(b.auth_refused));
   w.counter("reqbus_bus_handshake_failures_total", "Connections to peers that failed the CURVE handshake.", double(b.handshake_failures));
@@ -218,6 +219,8 @@ std::string Node::metrics() const {
   for (const auto& s : b.subscriptions) w.sample("reqbus_subscription_gaps_total", "subscription", s.name, double(s.gaps));
   w.header("reqbus_subscription_pending", "Events waiting in a subscription's queue.", "gauge");
   for (const auto& s : b.subscriptions) w.sample("reqbus_subscription_pending", "subscription", s.name, double(s.pending_depth));
+  w.header("reqbus_subscription_in_hand", "Events a subscription's handler or reader is processing now.", "gauge");
+  for (const auto& s : b.subscriptions) w.sample("reqbus_subscription_in_hand", "subscription", s.name, double(s.in_hand));
   if (impl_->batcher) {
     const BatcherStats s = impl_->batcher->stats();
     w.counter("reqbus_batcher_enqueued_total", "Events accepted by the Batcher.", double(s.enqueued));
