@@ -1,4 +1,5 @@
 // Bus API: options validation, broadcast (the caller-side hot path), subscribe, close, stats.
+#include <algorithm>
 #include <unistd.h>
 
 #include <random>
@@ -117,7 +118,8 @@ Bus::Impl::Impl(BusOptions opts)
       queue_(options.queue_max_events, options.queue_max_bytes) {
   closed_.name = "(closed)";
   if (options.publish_linger > std::chrono::microseconds::zero())
-    queue_.set_lazy_wake(options.publish_linger, options.max_events_per_frame, std::chrono::milliseconds(5));
+    queue_.set_lazy_wake(options.publish_linger, options.max_events_per_frame,
+                         std::max<std::chrono::microseconds>(std::chrono::milliseconds(5), 4 * options.publish_linger));
   context_.set(zmq::ctxopt::blocky, 0);  // never hang in zmq_ctx_term on lingering sockets
   const bool tcp = !options.bind.empty() || !peers.empty() || !uplinks.empty();
   if (tcp && !curve)

@@ -54,9 +54,12 @@ struct BusOptions {
   // While events keep coming, the publisher thread gathers them for up to publish_linger
   // before sending, unless max_events_per_frame are already waiting: broadcast() then never
   // has to wake a thread (no system call on the caller's side) and frames carry more events.
-  // The cost is up to this much extra latency; after 5 ms without events the publisher sleeps
-  // until the next broadcast wakes it. Default 200 us; 0 = wake it for every event.
-  std::chrono::microseconds publish_linger{200};
+  // The cost is up to this much extra latency while traffic is steady; after 5 ms (or 4x the
+  // linger) without events the publisher sleeps until the next broadcast wakes it at once.
+  // Default 2 ms: each publisher wake-up costs ~12 us of CPU across the publisher and
+  // subscriber threads, so at 200 us a busy web server paid ~10 us per request for them and
+  // at 2 ms ~1 us (bench/web_bench --linger-us; docs/BENCHMARKS.md). 0 = wake for every event.
+  std::chrono::microseconds publish_linger{2000};
 
   // --- framing and transport ---
   size_t max_events_per_frame = 64;        // events coalesced into one ZeroMQ message; 1..4096
