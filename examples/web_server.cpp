@@ -82,6 +82,9 @@ int main(int argc, char** argv) {
       int yes = 1;
       setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
     });
+    // httplib writes a response's headers and body in separate send()s: without TCP_NODELAY
+    // every keep-alive response after the first waits ~40 ms for the client's delayed ACK.
+    server.set_tcp_nodelay(true);
     install_demo_site(server);
     logger.install(server);
 

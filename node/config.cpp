@@ -173,7 +173,7 @@ std::string apply_config(std::string_view text, std::string_view source_name, No
   if (const toml::table* t = top.sub("bus")) {
     Reader r{*t, "bus.", {}};
     r.only({"name", "bind", "peers", "publish_to", "peer_state_file", "queue_max_events", "queue_max_bytes", "overflow", "block_timeout_ms",
-            "max_events_per_frame", "inproc_hwm", "tcp_hwm", "max_message_bytes"});
+            "publish_linger_us", "max_events_per_frame", "inproc_hwm", "tcp_hwm", "max_message_bytes"});
     r.string("name", o.bus.name);
     r.string("bind", o.bus.bind);
     r.strings("peers", o.bus.peers);
@@ -183,6 +183,9 @@ std::string apply_config(std::string_view text, std::string_view source_name, No
     r.integer("queue_max_bytes", o.bus.queue_max_bytes, 65536, 1LL << 40);
     r.overflow("overflow", o.bus.overflow);
     r.millis("block_timeout_ms", o.bus.block_timeout);
+    int64_t linger_us = o.bus.publish_linger.count();
+    r.integer("publish_linger_us", linger_us, 0, 1'000'000);
+    o.bus.publish_linger = std::chrono::microseconds(linger_us);
     r.integer("max_events_per_frame", o.bus.max_events_per_frame, 1, 4096);
     r.integer("inproc_hwm", o.bus.inproc_hwm, 1, 1 << 24);
     r.integer("tcp_hwm", o.bus.tcp_hwm, 0, 1 << 24);

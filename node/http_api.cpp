@@ -114,6 +114,7 @@ void HttpApi::Impl::routes() {
     int yes = 1;
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
   });
+  server.set_tcp_nodelay(true);  // headers and body go out in separate send()s: no delayed-ACK wait
   server.set_payload_max_length(options.max_body_bytes);
   server.set_read_timeout(10, 0);
   // httplib's stop() waits out idle keep-alive connections (5 s by default); a browser keeps one

@@ -27,6 +27,7 @@ queue_max_events     = 1000
 queue_max_bytes      = 1048576
 overflow             = "drop_oldest"
 block_timeout_ms     = 250
+publish_linger_us    = 500
 max_events_per_frame = 32
 inproc_hwm           = 128
 tcp_hwm              = 0
@@ -106,6 +107,7 @@ BOOST_AUTO_TEST_CASE(every_key_parses_into_the_options) {
   BOOST_TEST(o.bus.queue_max_bytes == 1048576u);
   BOOST_TEST((o.bus.overflow == Overflow::drop_oldest));
   BOOST_TEST(o.bus.block_timeout.count() == 250);
+  BOOST_TEST(o.bus.publish_linger.count() == 500);
   BOOST_TEST(o.bus.max_events_per_frame == 32u);
   BOOST_TEST(o.bus.inproc_hwm == 128);
   BOOST_TEST(o.bus.tcp_hwm == 0);
