@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "analytics/segment_json.hpp"
+#include "bus/thread_name.hpp"
 #include "reqbus/log.hpp"
 #include "reqbus/uuid.hpp"
 
@@ -40,7 +41,10 @@ Client::Impl::Impl(ClientOptions options)
       clock_(opts_.clock ? opts_.clock : system_clock()),
       url_(trim_slashes(opts_.base_url) + "/v1/batch"),
       user_agent_(std::string("reqbus/") + REQBUS_VERSION_STRING) {
-  worker_ = std::thread([this] { run(); });
+  worker_ = std::thread([this] {
+    detail::name_this_thread("rb-client");
+    run();
+  });
 }
 
 Client::Impl::~Impl() {

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "analytics/stat_buffer_impl.hpp"
+#include "bus/thread_name.hpp"
 #include "reqbus/error.hpp"
 
 namespace reqbus {
@@ -92,7 +93,12 @@ StatBufferImpl::StatBufferImpl(StatBuffer::FlushHandler handler, std::shared_ptr
     throw Error(ErrorCode::invalid_argument, "StatBuffer: handle_flush or sink must be set");
   }
   workers_.reserve(opt_.flush_workers);
-  for (size_t i = 0; i < opt_.flush_workers; ++i) workers_.emplace_back([this] { worker_loop(); });
+  for (size_t i = 0; i < opt_.flush_workers; ++i) {
+    workers_.emplace_back([this] {
+      detail::name_this_thread("rb-stat-flush");
+      worker_loop();
+    });
+  }
 }
 
 StatBufferImpl::~StatBufferImpl() { close(opt_.clock->now() + opt_.close_timeout); }

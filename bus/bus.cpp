@@ -5,6 +5,7 @@
 #include <random>
 
 #include "bus/bus_impl.hpp"
+#include "bus/thread_name.hpp"
 #include "bus/codec_detail.hpp"
 #include "bus/frame.hpp"
 #include "reqbus/error.hpp"
@@ -129,10 +130,10 @@ Bus::Impl::Impl(BusOptions opts)
   // The ZAP handler must be bound before the CURVE server socket: without one libzmq admits everybody.
   if (curve && !options.bind.empty())
     zap_ = std::make_unique<detail::ZapHandler>(context_, options.curve_allowed_clients, "bus '" + options.name + "'");
-  start_thread(publisher_, publisher_done_, &Impl::publisher_main);
+  start_thread(publisher_, publisher_done_, &Impl::publisher_main, "rb-publisher");
   if (!remote_endpoint_.empty()) {
     try {
-      start_thread(receiver_, receiver_done_, &Impl::receiver_main);
+      start_thread(receiver_, receiver_done_, &Impl::receiver_main, "rb-receiver");
     } catch (...) {
       close(std::chrono::milliseconds(0));
       throw;
@@ -143,12 +144,13 @@ Bus::Impl::Impl(BusOptions opts)
 Bus::Impl::~Impl() { close(options.close_timeout); }
 
 void Bus::Impl::start_thread(std::thread& thread, std::future<void>& done,
-                             void (Impl::*main)(std::promise<void>)) {
+                             void (Impl::*main)(std::promise<void>), const char* name) {
   std::promise<void> started;
   auto started_future = started.get_future();
   std::promise<void> finished;
   done = finished.get_future();
-  thread = std::thread([this, main, s = std::move(started), f = std::move(finished)]() mutable {
+  thread = std::thread([this, main, name, s = std::move(started), f = std::move(finished)]() mutable {
+    detail::name_this_thread(name);
     (this->*main)(std::move(s));
     f.set_value();
   });

@@ -56,7 +56,7 @@ class Bus::Impl {
   void receiver_main(std::promise<void> started);
 
   void start_thread(std::thread& thread, std::future<void>& done,
-                    void (Impl::*main)(std::promise<void>));
+                    void (Impl::*main)(std::promise<void>), const char* name);
   // Folds the subscribers whose counters are final into closed_ and forgets them, so a
   // program that subscribes and closes over and over does not grow. Requires subs_mu_.
   void prune_finished() const;

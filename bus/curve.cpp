@@ -1,5 +1,6 @@
 // CURVE keys, "endpoint#key" peers, and the ZAP handler (see bus/curve.hpp).
 #include "bus/curve.hpp"
+#include "bus/thread_name.hpp"
 
 #include "reqbus/error.hpp"
 
@@ -68,7 +69,10 @@ ZapHandler::ZapHandler(zmq::context_t& context, const std::vector<std::string>& 
   }
   std::promise<void> started;
   auto ready = started.get_future();
-  thread_ = std::thread([this, s = std::move(started)]() mutable { run(std::move(s)); });
+  thread_ = std::thread([this, s = std::move(started)]() mutable {
+    detail::name_this_thread("rb-zap");
+    run(std::move(s));
+  });
   try {
     ready.get();
   } catch (const zmq::error_t& e) {

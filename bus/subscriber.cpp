@@ -4,6 +4,7 @@
 
 #include "bus/frame.hpp"
 #include "bus/skip_notice.hpp"
+#include "bus/thread_name.hpp"
 #include "bus/tsan.hpp"
 #include "reqbus/error.hpp"
 
@@ -31,6 +32,7 @@ void Subscriber::start(const std::string& ready_token) {
   std::promise<void> done;
   reader_done_ = done.get_future();
   reader_ = std::thread([this, p = std::move(started), d = std::move(done)]() mutable {
+    detail::name_this_thread("rb-sub-read");
     reader_main(std::move(p));
     d.set_value();
   });
@@ -44,6 +46,7 @@ void Subscriber::start(const std::string& ready_token) {
     std::promise<void> handler_done;
     handler_done_ = handler_done.get_future();
     handler_thread_ = std::thread([this, d = std::move(handler_done)]() mutable {
+      detail::name_this_thread("rb-sub-handler");
       handler_main();
       d.set_value();
     });

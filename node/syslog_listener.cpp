@@ -9,6 +9,7 @@
 #include <cstring>
 #include <random>
 
+#include "bus/thread_name.hpp"
 #include "ingest/log_parse.hpp"
 #include "reqbus/error.hpp"
 
@@ -45,7 +46,10 @@ void SyslogListener::start() {
   socklen_t len = sizeof(addr);
   getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
   port_ = ntohs(addr.sin_port);
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    detail::name_this_thread("rb-syslog");
+    run();
+  });
 }
 
 void SyslogListener::stop() {
