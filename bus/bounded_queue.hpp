@@ -60,6 +60,7 @@ class BoundedQueue {
         continue;
       }
       ++producers_waiting_;
+      if (consumer_waiting_) not_empty_.notify_one();  // a napping consumer must make room now
       const bool woke = not_full_.wait_until(lock, deadline, [&] { return closed_ || fits(bytes); });
       --producers_waiting_;
       if (!woke) return {PushResult::timed_out, 0};
@@ -86,7 +87,7 @@ class BoundedQueue {
       if (nap_ > Clock::duration::zero() && now - last_item_ < idle_) {
         consumer_napping_ = true;
         not_empty_.wait_until(lock, std::min(deadline, now + nap_),
-                              [&] { return count_ >= wake_batch_ || closed_ || wake_; });
+                              [&] { return count_ >= wake_batch_ || producers_waiting_ > 0 || closed_ || wake_; });
         consumer_napping_ = false;
       } else {
         not_empty_.wait_until(lock, deadline, [&] { return count_ > 0 || closed_ || wake_; });

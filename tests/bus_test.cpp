@@ -420,6 +420,30 @@ BOOST_AUTO_TEST_CASE(drop_oldest_evicts_and_counts) {
   BOOST_TEST(report.dropped_newest + report.dropped_timeout + report.dropped_close_deadline == 0u);
 }
 
+// publish_linger lets the publisher nap until max_events_per_frame events wait; a queue bound
+// below that must not leave blocked publishers waiting out the nap (1 s here, 10x their
+// block_timeout): a publisher that finds the queue full wakes the publisher thread.
+BOOST_AUTO_TEST_CASE(a_queue_smaller_than_a_frame_never_waits_for_the_linger) {
+  BusOptions options;
+  options.name = "tiny-queue";
+  options.queue_max_events = 8;         // < max_events_per_frame (64)
+  options.publish_linger = std::chrono::seconds(1);
+  options.block_timeout = 100ms;
+  Bus bus(options);
+  std::atomic<uint64_t> handled{0};
+  Subscription sub = bus.subscribe({}, [&](const Message&) { handled.fetch_add(1); });
+  RequestLog log;
+  log.method = "GET";
+  log.path = "/";
+  log.status_code = 200;
+  uint64_t not_ok = 0;
+  for (int i = 0; i < 2000; ++i) not_ok += bus.broadcast(log) != PublishStatus::ok;
+  BOOST_TEST(not_ok == 0u);
+  const CloseReport report = bus.close(30s);
+  BOOST_TEST(report.published == 2000u);
+  BOOST_TEST(handled.load() == 2000u);
+}
+
 BOOST_AUTO_TEST_CASE(block_times_out_after_block_timeout_and_counts) {
   StalledBus s(Overflow::block, 2ms);
   auto counts = s.publish(50);
