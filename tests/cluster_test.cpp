@@ -134,6 +134,14 @@ Views views(const std::vector<Node*>& nodes) {
   return v;
 }
 
+// "viewer<-origin=count ..." for failure messages.
+std::string describe(const Views& v) {
+  std::string out;
+  for (const auto& [viewer, row] : v)
+    for (const auto& [origin, count] : row) out += viewer + "<-" + origin + "=" + std::to_string(count) + " ";
+  return out;
+}
+
 // Probes from every node until every node has seen one from every other since `since`, then
 // waits until the views stop moving: the mesh is up and nothing is in flight.
 Views connect_and_settle(const std::vector<Node*>& nodes) {
@@ -146,13 +154,17 @@ Views connect_and_settle(const std::vector<Node*>& nodes) {
         if (now.at(viewer->name).at(origin->name) <= before.at(viewer->name).at(origin->name)) return false;
     return true;
   }, 30s), "the cluster did not connect");
+  // Settled = unchanged over 10 consecutive polls (>= 0.5 s): a probe still in flight (up to a
+  // publish_linger per hop, much more under TSan on a busy machine) must not land after the
+  // base the caller compares against.
   Views last = views(nodes);
+  int unchanged = 0;
   BOOST_REQUIRE(poll_until([&] {
     Views now = views(nodes);
-    const bool same = now == last;
+    unchanged = now == last ? unchanged + 1 : 0;
     last = std::move(now);
-    return same;
-  }, 10s));
+    return unchanged >= 10;
+  }, 20s));
   return last;
 }
 
@@ -305,13 +317,13 @@ BOOST_AUTO_TEST_CASE(nodes_meet_through_a_forwarder) {
   const std::vector<Node*> both = {&nodes["a"], &nodes["b"]};
   const Views base = connect_and_settle(both);
   for (Node* n : both) n->publish(300, 25);
-  BOOST_REQUIRE(poll_until([&] {
+  BOOST_REQUIRE_MESSAGE(poll_until([&] {
     const Views now = views(both);
     for (Node* v : both)
       for (Node* o : both)
         if (now.at(v->name).at(o->name) != base.at(v->name).at(o->name) + 300) return false;
     return true;
-  }, 30s));
+  }, 30s), "expected base + 300 everywhere; base " << describe(base) << "now " << describe(views(both)));
   for (Node* n : both) BOOST_TEST(n->metric("reqbus_bus_remote_gaps_total ") == "0");
   forwarder.signal(SIGTERM);
   BOOST_REQUIRE(forwarder.wait(10s).value_or(-1) == 0);
