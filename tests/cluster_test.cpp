@@ -142,6 +142,22 @@ std::string describe(const Views& v) {
   return out;
 }
 
+// Polls (30 s at most) until every node in `nodes` has seen exactly added_from(origin) more
+// events from each origin in `nodes` (itself included) than in `base`.
+template <class AddedFrom>
+bool views_reach_each(const std::vector<Node*>& nodes, const Views& base, AddedFrom added_from) {
+  return poll_until([&] {
+    const Views now = views(nodes);
+    for (Node* v : nodes)
+      for (Node* o : nodes)
+        if (now.at(v->name).at(o->name) != base.at(v->name).at(o->name) + added_from(*o)) return false;
+    return true;
+  }, std::chrono::seconds(30));
+}
+bool views_reach(const std::vector<Node*>& nodes, const Views& base, uint64_t added) {
+  return views_reach_each(nodes, base, [added](const Node&) { return added; });
+}
+
 // Probes from every node until every node has seen one from every other since `since`, then
 // waits until the views stop moving: the mesh is up and nothing is in flight.
 Views connect_and_settle(const std::vector<Node*>& nodes) {
@@ -207,13 +223,7 @@ BOOST_AUTO_TEST_CASE(three_nodes_one_postgres_kill_and_rejoin) {
   // Phase 1: everybody publishes; every view sees every event.
   Views base = connect_and_settle(all);
   for (Node* n : all) n->publish(kPhase, per_request.at(n->name));
-  BOOST_REQUIRE(poll_until([&] {
-    const Views now = views(all);
-    for (Node* v : all)
-      for (Node* o : all)
-        if (now.at(v->name).at(o->name) != base.at(v->name).at(o->name) + kPhase) return false;
-    return true;
-  }, 30s));
+  BOOST_REQUIRE(views_reach(all, base, kPhase));
   // n2 has stored what it published, and its peer state file holds everything it received.
   BOOST_REQUIRE(poll_until([&] {
     const auto s = n2.stats();
@@ -243,13 +253,7 @@ BOOST_AUTO_TEST_CASE(three_nodes_one_postgres_kill_and_rejoin) {
   const std::vector<Node*> survivors = {&n1, &n3};
   base = views(survivors);
   for (Node* n : survivors) n->publish(kPhase, per_request.at(n->name));
-  BOOST_REQUIRE(poll_until([&] {
-    const Views now = views(survivors);
-    for (Node* v : survivors)
-      for (Node* o : survivors)
-        if (now.at(v->name).at(o->name) != base.at(v->name).at(o->name) + kPhase) return false;
-    return true;
-  }, 30s));
+  BOOST_REQUIRE(views_reach(survivors, base, kPhase));
 
   // n2 restarts with the same keys and state file and rejoins.
   n2.start();
@@ -270,15 +274,7 @@ BOOST_AUTO_TEST_CASE(three_nodes_one_postgres_kill_and_rejoin) {
   // Phase 3: everybody publishes the rest; every view (n2's too) sees all of it.
   n2.publish(2 * kPhase, per_request.at("n2"));
   for (Node* n : survivors) n->publish(kPhase, per_request.at(n->name));
-  BOOST_REQUIRE(poll_until([&] {
-    const Views now = views(all);
-    for (Node* v : all)
-      for (Node* o : all) {
-        const uint64_t expect = o == &n2 ? 2 * kPhase : kPhase;
-        if (now.at(v->name).at(o->name) != base.at(v->name).at(o->name) + expect) return false;
-      }
-    return true;
-  }, 30s));
+  BOOST_REQUIRE(views_reach_each(all, base, [&](const Node& o) { return &o == &n2 ? 2 * kPhase : kPhase; }));
   BOOST_TEST(intruder.out().empty(), "the intruder printed: " << intruder.out().substr(0, 300));
   intruder.signal(SIGTERM);
 
@@ -317,13 +313,7 @@ BOOST_AUTO_TEST_CASE(nodes_meet_through_a_forwarder) {
   const std::vector<Node*> both = {&nodes["a"], &nodes["b"]};
   const Views base = connect_and_settle(both);
   for (Node* n : both) n->publish(300, 25);
-  BOOST_REQUIRE_MESSAGE(poll_until([&] {
-    const Views now = views(both);
-    for (Node* v : both)
-      for (Node* o : both)
-        if (now.at(v->name).at(o->name) != base.at(v->name).at(o->name) + 300) return false;
-    return true;
-  }, 30s), "expected base + 300 everywhere; base " << describe(base) << "now " << describe(views(both)));
+  BOOST_REQUIRE_MESSAGE(views_reach(both, base, 300), "expected base + 300 everywhere; base " << describe(base) << "now " << describe(views(both)));
   for (Node* n : both) BOOST_TEST(n->metric("reqbus_bus_remote_gaps_total ") == "0");
   forwarder.signal(SIGTERM);
   BOOST_REQUIRE(forwarder.wait(10s).value_or(-1) == 0);

@@ -126,6 +126,17 @@ Message msg(AnalyticsEvent e) {
   return m;
 }
 
+// A minimal track event with a fresh message id.
+AnalyticsEvent track_event() {
+  AnalyticsEvent t;
+  t.type = AnalyticsType::track;
+  t.message_id = uuid_v7();
+  t.user_id = "u";
+  t.event = "e";
+  t.timestamp = 1;
+  return t;
+}
+
 std::vector<Message> requests(int n, int first = 0) {
   std::vector<Message> batch;
   for (int i = first; i < first + n; ++i) batch.push_back(msg(request(i)));
@@ -304,13 +315,7 @@ BOOST_AUTO_TEST_CASE(requests_in_multi_row_statements_keep_every_column) {
 
   std::vector<Message> batch = first;  // 40 already stored ...
   for (Message& m : requests(30, 40)) batch.push_back(std::move(m));  // ... 30 new
-  AnalyticsEvent t;
-  t.type = AnalyticsType::track;
-  t.message_id = uuid_v7();
-  t.user_id = "u";
-  t.event = "e";
-  t.timestamp = 1;
-  batch.insert(batch.begin() + 33, msg(t));  // splits the requests into runs of 33 and 37
+  batch.insert(batch.begin() + 33, msg(track_event()));  // splits the requests into runs of 33 and 37
   for (Message& m : requests(5, 70)) batch.push_back(std::move(m));
   BOOST_REQUIRE(sink.write(batch, 5s).ok());
 
@@ -339,13 +344,7 @@ BOOST_AUTO_TEST_CASE(duplicate_batch_is_stored_once) {
   const std::string path = dir.file("a.db");
   SqliteSink sink(options_for(path));
   std::vector<Message> batch = requests(100);
-  AnalyticsEvent t;
-  t.type = AnalyticsType::track;
-  t.message_id = uuid_v7();
-  t.user_id = "u";
-  t.event = "e";
-  t.timestamp = 1;
-  batch.push_back(msg(t));
+  batch.push_back(msg(track_event()));
 
   BOOST_REQUIRE(sink.write(batch, 5s).ok());
   BOOST_REQUIRE(sink.write(batch, 5s).ok());  // a replay of the same batch
