@@ -90,6 +90,9 @@ void Batcher::Impl::record_latency(time_point start, time_point end) {
 // Writes the batch, retrying with backoff, until it is delivered, spooled or dropped — or until
 // close() abandons it at its deadline (close() then spools it; see spool_leftovers()).
 void Batcher::Impl::process(const BatchPtr& batch) {
+  // Past close()'s deadline spool_leftovers() spools every unresolved batch in id order; a
+  // worker spooling one of them on its own could put it ahead of an older one.
+  if (abandon_.load()) return;
   if (spool_ && sink_down_.load() && spool_while_down(batch)) return;
   struct EndProbe {  // however this returns, the batch is no longer the probe
     Impl* self;
