@@ -35,6 +35,8 @@ void validate(const std::shared_ptr<Sink>& sink, const BatcherOptions& o) {
   if (o.flush_jitter < milliseconds(0)) bad("BatcherOptions.flush_jitter: must be >= 0");
   if (o.flush_at < 1) bad("BatcherOptions.flush_at: must be >= 1");
   if (o.max_batch_bytes < 1024) bad("BatcherOptions.max_batch_bytes: must be >= 1024");
+  if (o.coalesce_max_events > 0 && o.coalesce_max_bytes < o.max_batch_bytes)
+    bad("BatcherOptions.coalesce_max_bytes: must be >= max_batch_bytes");
   if (o.flush_workers < 1) bad("BatcherOptions.flush_workers: must be >= 1");
   if (o.retry_max_attempts < 1) bad("BatcherOptions.retry_max_attempts: must be >= 1");
   if (o.retry_base_backoff < milliseconds(0)) bad("BatcherOptions.retry_base_backoff: must be >= 0");
@@ -263,6 +265,7 @@ BatcherStats Batcher::Impl::stats() const {
   s.inactive = counters_.inactive.load();
   s.delivered = totals.delivered;
   s.batches_delivered = counters_.batches_delivered.load();
+  s.batches_coalesced = counters_.batches_coalesced.load();
   s.retries = totals.retries;
   s.failed_attempts = counters_.failed_attempts.load();
   s.spooled = totals.spooled;

@@ -1,5 +1,6 @@
 // Batcher delivery: flush workers, the attempt/retry/spool cycle, drain(), flush() and close().
 #include <algorithm>
+#include <iterator>
 #include <string>
 
 #include "analytics/batcher_impl.hpp"
@@ -61,10 +62,41 @@ void Batcher::Impl::worker_loop() {
       if (pending_.empty()) return;  // stopping, and nothing left
       batch = std::move(pending_.front());
       pending_.pop_front();
+      if (options_.coalesce_max_events > 0 && !pending_.empty()) coalesce_locked(batch);
       inflight_.emplace(batch->id, batch);
     }
     process(batch);
   }
+}
+
+// The sink is behind: merges the batches waiting after `batch` into it, as many as fit in the
+// coalesce bounds. The merged batch keeps the smallest id of its parts and their events in id
+// order; the other ids leave unresolved_, so flush() and close() wait on the merged one.
+void Batcher::Impl::coalesce_locked(BatchPtr& batch) {
+  size_t events = batch->events.size(), bytes = batch->bytes, take = 0;
+  for (; take < pending_.size(); ++take) {
+    const detail::Batch& next = *pending_[take];
+    if (events + next.events.size() > options_.coalesce_max_events ||
+        bytes + next.bytes > options_.coalesce_max_bytes)
+      break;
+    events += next.events.size();
+    bytes += next.bytes;
+  }
+  if (take == 0) return;
+  std::vector<BatchPtr> parts{batch};
+  parts.insert(parts.end(), pending_.begin(), pending_.begin() + static_cast<ptrdiff_t>(take));
+  pending_.erase(pending_.begin(), pending_.begin() + static_cast<ptrdiff_t>(take));
+  std::sort(parts.begin(), parts.end(), [](const BatchPtr& a, const BatchPtr& b) { return a->id < b->id; });
+  auto merged = std::make_shared<detail::Batch>();
+  merged->id = parts.front()->id;
+  merged->bytes = bytes;
+  merged->events.reserve(events);
+  for (const BatchPtr& part : parts) {
+    std::move(part->events.begin(), part->events.end(), std::back_inserter(merged->events));
+    if (part->id != merged->id) unresolved_.erase(part->id);
+  }
+  counters_.batches_coalesced += take;
+  batch = std::move(merged);
 }
 
 WriteResult Batcher::Impl::call_sink(const std::vector<Message>& events) {

@@ -53,7 +53,7 @@ struct Buffer {
 struct BatcherCounters {
   std::atomic<uint64_t> enqueued{0}, inactive{0}, delivered{0}, batches_delivered{0},
       retries{0}, failed_attempts{0}, spooled{0}, spooled_batches{0}, spooled_while_down{0},
-      replayed{0}, replay_failures{0}, breaker_opened{0};
+      replayed{0}, replay_failures{0}, breaker_opened{0}, batches_coalesced{0};
   std::array<std::atomic<uint64_t>, kDropReasons> drops{};
   std::atomic<uint64_t> latency_last_us{0}, latency_total_us{0}, latency_count{0},
       latency_max_us{0};
@@ -91,6 +91,7 @@ class Batcher::Impl {
   detail::BatchPtr take_batch_locked(detail::Buffer& buffer);  // buffer.mu held
   void submit(detail::BatchPtr batch);                         // to the workers
   void submit_all_buffers();
+  void coalesce_locked(detail::BatchPtr& batch);  // work_mu_ held
   void worker_loop();
   void process(const detail::BatchPtr& batch);  // attempts, retries, spool
   WriteResult call_sink(const std::vector<Message>& events);

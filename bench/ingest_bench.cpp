@@ -2,7 +2,7 @@
 // the same run (issue 4 point 5).
 //
 //   ingest_bench [--lines N] [--runs N] [--json] [--quick] [--log FILE] [--keep-log]
-//                [--flush-at N] [--dir DIR]
+//                [--flush-at N] [--coalesce N] [--dir DIR]
 //
 // It writes a realistic combined-format log with $request_time (bench/combined_log_gen.hpp,
 // fixed seed; 1,000,000 lines ≈ 200 MiB) into a temporary directory, then, run after run, in
@@ -14,7 +14,10 @@
 //                  local_only handler subscription counts every event; timed until close()
 //                  has delivered everything; received must equal parsed (zero loss)
 //   e2e_sqlite     parse -> Bus -> local_only subscription -> Batcher -> SqliteSink (WAL, the
-//                  sink's defaults) on a fresh file; timed until Batcher::close() returns;
+//                  sink's defaults) on a fresh file, the Batcher as `reqbus serve` has it
+//                  (flush_at 100, coalesce_max_events 10000; --flush-at, --coalesce change
+//                  them; --coalesce 0 is the seed's one write per batch); timed until
+//                  Batcher::close() returns;
 //                  `SELECT count(*) FROM requests` must equal the parsed lines
 // Results are lines/s, medians over runs; ratio = median of the per-run ratios to goaccess.
 // The program installs nothing: it exits 2 with a message if goaccess is not on PATH, and 1 if
@@ -62,6 +65,7 @@ struct Options {
   std::string log;       // existing log to use instead of generating one
   bool keep_log = false;
   size_t flush_at = BatcherOptions{}.flush_at;
+  size_t coalesce = 10000;  // BatcherOptions::coalesce_max_events, as `reqbus serve` sets it
   std::string dir = "/tmp";
 };
 
@@ -275,7 +279,7 @@ int64_t count_rows(const std::string& db_path) {
   return rows;
 }
 
-Sample run_e2e_sqlite(const std::string& log, const std::string& dir, int run, size_t flush_at,
+Sample run_e2e_sqlite(const std::string& log, const std::string& dir, int run, const Options& opt,
                       uint64_t& db_bytes) {
   const std::string db_path = dir + "/e2e-" + std::to_string(run) + ".db";
   const std::string spool = dir + "/spool-" + std::to_string(run);
@@ -284,7 +288,8 @@ Sample run_e2e_sqlite(const std::string& log, const std::string& dir, int run, s
   auto sink = std::make_shared<SqliteSink>(sink_options);
   if (auto r = sink->open(30s); !r.ok()) fail("SqliteSink open: " + r.reason);  // schema, off the clock
   BatcherOptions bo;
-  bo.flush_at = flush_at;
+  bo.flush_at = opt.flush_at;
+  bo.coalesce_max_events = opt.coalesce;
   bo.spool_dir = spool;
   bo.block_timeout = 30s;  // lossless back-pressure, as for the bus
   auto batcher = std::make_unique<Batcher>(sink, bo);
@@ -349,6 +354,11 @@ Options parse_options(int argc, char** argv) {
       const std::string v = value();
       o.flush_at = std::strtoull(v.c_str(), nullptr, 10);
       if (o.flush_at == 0) throw std::invalid_argument("--flush-at: not a positive number: " + v);
+    } else if (a == "--coalesce") {
+      const std::string v = value();
+      char* end = nullptr;
+      o.coalesce = std::strtoull(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0') throw std::invalid_argument("--coalesce: not a number: " + v);
     } else {
       throw std::invalid_argument("unknown argument " + a);
     }
@@ -391,7 +401,7 @@ int main(int argc, char** argv) {
     opt = parse_options(argc, argv);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ingest_bench: %s\nusage: ingest_bench [--lines N] [--runs N] [--json] [--quick] "
-                         "[--log FILE] [--keep-log] [--flush-at N] [--dir DIR]\n", e.what());
+                         "[--log FILE] [--keep-log] [--flush-at N] [--coalesce N] [--dir DIR]\n", e.what());
     return 2;
   }
   const std::string goaccess = find_on_path("goaccess");
@@ -428,7 +438,7 @@ int main(int argc, char** argv) {
       publish.push_back(run_parse_publish(log, run));  // first: also warms the page cache
       go.push_back(run_goaccess(goaccess, log, dir, publish.back().lines));
       parse.push_back(run_parse_only(log));
-      e2e.push_back(run_e2e_sqlite(log, dir, run, opt.flush_at, db_bytes));
+      e2e.push_back(run_e2e_sqlite(log, dir, run, opt, db_bytes));
       std::fprintf(stderr,
                    "run %d/%d: goaccess %.0f lines/s (%.1f s) | parse_only %.0f | parse_publish %.0f (%.1fx) | "
                    "e2e_sqlite %.0f (%.1fx) | load %s\n",
@@ -447,7 +457,7 @@ int main(int argc, char** argv) {
     results.push_back(summarise("parse_publish", publish, go, 10));
     results.back().add("lost", 0.0);
     results.push_back(summarise("e2e_sqlite", e2e, go, 4));
-    results.back().add("flush_at", double(opt.flush_at)).add("db_mib", double(db_bytes) / 1048576.0);
+    results.back().add("flush_at", double(opt.flush_at)).add("coalesce_max_events", double(opt.coalesce)).add("db_mib", double(db_bytes) / 1048576.0);
     for (auto& r : results) r.add("loadavg", load);
     print_results(results, opt.json);
   } catch (const std::exception& e) {

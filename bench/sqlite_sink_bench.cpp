@@ -8,9 +8,12 @@
 // path, bus -> Batcher -> SQLite (pipeline_bus_batcher_sqlite, baseline: the sink alone).
 //
 //   sqlite_sink_bench [--events N] [--naive-events N] [--batch N] [--runs N] [--dir PATH]
-//                     [--json] [--quick]
+//                     [--pipeline-only] [--flush-at N] [--coalesce N] [--json] [--quick]
 // Defaults: 1,000,000 events in batches of 1000, naive baseline on 5,000 events (at ~1k rows/s
 // it would take minutes on more), 5 runs, medians; every run uses a fresh database file.
+// --pipeline-only runs just bus -> Batcher -> SQLite (for profiling that path alone); its
+// Batcher has flush_at 1000 and coalesce_max_events 10000 (`reqbus serve`'s) unless
+// --flush-at / --coalesce say otherwise.
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -149,18 +152,24 @@ double run_naive(const std::string& path, const std::vector<Message>& events) {
 }
 
 // bus -> Batcher -> SQLite, the node's persistence path end to end: broadcast() on this thread,
-// a local_only subscription whose handler enqueues into a Batcher (2 buffers, flush_at 1000,
-// 2 flush workers) writing through SqliteSink. Timed from the first broadcast until close()
+// a local_only subscription whose handler enqueues into a Batcher (2 buffers, 2 flush workers,
+// PipelineOptions) writing through SqliteSink. Timed from the first broadcast until close()
 // has stored everything; the row count is checked.
+struct PipelineOptions {
+  size_t flush_at = 1000;
+  size_t coalesce = 10000;
+};
+
 double run_pipeline(const std::string& path, const std::vector<RequestLog>& logs,
-                    SqliteSinkOptions sink_options) {
+                    SqliteSinkOptions sink_options, const PipelineOptions& po) {
   remove_db(path);
   sink_options.path = path;
   auto sink = std::make_shared<SqliteSink>(sink_options);
   check(sink->open(std::chrono::seconds(30)).ok(), "open sink");
   BatcherOptions bo;
   bo.pool_size = 2;
-  bo.flush_at = 1000;
+  bo.flush_at = po.flush_at;
+  bo.coalesce_max_events = po.coalesce;
   bo.flush_workers = 2;
   Batcher batcher(sink, bo);
   BusOptions options;
@@ -198,6 +207,8 @@ int main(int argc, char** argv) {
     CommonFlags flags = parse_common_flags(argc, argv, 50'000);
     size_t batch = 1000, naive_events = flags.quick ? 200 : 5000;
     std::string dir_arg;
+    bool pipeline_only = false;
+    PipelineOptions pipeline_options;
     SqliteSinkOptions sink_options;  // the documented defaults unless a flag below says otherwise
     for (size_t i = 0; i < flags.rest.size(); ++i) {
       const std::string& a = flags.rest[i];
@@ -208,6 +219,9 @@ int main(int argc, char** argv) {
       if (a == "--batch") batch = std::stoul(value());
       else if (a == "--naive-events") naive_events = std::stoul(value());
       else if (a == "--dir") dir_arg = value();
+      else if (a == "--pipeline-only") pipeline_only = true;
+      else if (a == "--flush-at") pipeline_options.flush_at = std::stoul(value());
+      else if (a == "--coalesce") pipeline_options.coalesce = std::stoul(value());
       else if (a == "--synchronous") {
         const std::string v = value();
         check(v == "off" || v == "normal" || v == "full", "--synchronous: off, normal or full");
@@ -217,14 +231,15 @@ int main(int argc, char** argv) {
       }
       else throw std::invalid_argument("unknown argument: " + a);
     }
-    check(batch > 0 && naive_events > 0, "--batch and --naive-events must be positive");
+    check(batch > 0 && naive_events > 0 && pipeline_options.flush_at > 0,
+          "--batch, --naive-events and --flush-at must be positive");
 
     // On disk: /var/tmp is not a tmpfs on usual systems (where fsync would cost nothing).
     std::string tmpl = (dir_arg.empty() ? fs::path("/var/tmp") : fs::path(dir_arg)).string() +
                        "/reqbus-sqlite-bench-XXXXXX";
     check(::mkdtemp(tmpl.data()) != nullptr, "mkdtemp in " + tmpl);
     const fs::path dir = tmpl;
-    const std::vector<Message> events = make_messages(flags.events);
+    const std::vector<Message> events = pipeline_only ? std::vector<Message>{} : make_messages(flags.events);
     const std::vector<Message> naive(events.begin(),
                                      events.begin() + std::min(naive_events, events.size()));
 
@@ -232,7 +247,12 @@ int main(int argc, char** argv) {
 
     std::vector<double> sink_rates, replay_rates, naive_rates, sink_cpu, pipeline_rates;
     for (int run = 0; run < flags.runs; ++run) {
-      pipeline_rates.push_back(run_pipeline((dir / "pipeline.db").string(), logs, sink_options));
+      pipeline_rates.push_back(run_pipeline((dir / "pipeline.db").string(), logs, sink_options, pipeline_options));
+      if (pipeline_only) {
+        if (!flags.json)
+          std::fprintf(stderr, "run %d: bus->Batcher->SQLite %.0f events/s\n", run + 1, pipeline_rates.back());
+        continue;
+      }
       SinkRun r = run_sink((dir / "sink.db").string(), events, batch, sink_options);
       sink_rates.push_back(r.rows_per_s);
       replay_rates.push_back(r.replay_rows_per_s);
@@ -248,9 +268,28 @@ int main(int argc, char** argv) {
     std::error_code ec;
     fs::remove_all(dir, ec);
 
+    std::vector<Result> results;
+    const double pipeline = median(pipeline_rates);
+    auto pipeline_result = [&](double sink) {
+      return Result{"pipeline_bus_batcher_sqlite", pipeline, "events/s", sink > 0 ? "sqlite_sink_batched" : "",
+                    sink > 0 ? ratio(pipeline, sink) : std::nan(""), {}}
+          .add("events", double(logs.size()))
+          .add("runs", double(flags.runs))
+          .add("min", *std::min_element(pipeline_rates.begin(), pipeline_rates.end()))
+          .add("max", *std::max_element(pipeline_rates.begin(), pipeline_rates.end()))
+          .add("flush_at", double(pipeline_options.flush_at))
+          .add("coalesce_max_events", double(pipeline_options.coalesce))
+          .add("target_events_per_s", 250000.0)
+          .add("pass", pipeline >= 250000.0)
+          .add("load_average", load_average());
+    };
+    if (pipeline_only) {
+      results.push_back(pipeline_result(0));
+      print_results(results, flags.json);
+      return 0;
+    }
     const double sink = median(sink_rates), replay = median(replay_rates),
                  base = median(naive_rates);
-    std::vector<Result> results;
     results.push_back(Result{"sqlite_naive_autocommit", base, "rows/s", "", std::nan(""), {}}
                           .add("rows", double(naive.size()))
                           .add("runs", double(flags.runs))
@@ -272,16 +311,7 @@ int main(int argc, char** argv) {
                              "sqlite_sink_batched", ratio(replay, sink), {}}
                           .add("rows", double(events.size()))
                           .add("batch", double(batch)));
-    const double pipeline = median(pipeline_rates);
-    results.push_back(Result{"pipeline_bus_batcher_sqlite", pipeline, "events/s",
-                             "sqlite_sink_batched", ratio(pipeline, sink), {}}
-                          .add("events", double(logs.size()))
-                          .add("runs", double(flags.runs))
-                          .add("min", *std::min_element(pipeline_rates.begin(), pipeline_rates.end()))
-                          .add("max", *std::max_element(pipeline_rates.begin(), pipeline_rates.end()))
-                          .add("flush_at", 1000.0)
-                          .add("target_events_per_s", 250000.0)
-                          .add("pass", pipeline >= 250000.0));
+    results.push_back(pipeline_result(sink));
     print_results(results, flags.json);
     return 0;
   } catch (const std::exception& e) {

@@ -237,7 +237,7 @@ std::string apply_config(std::string_view text, std::string_view source_name, No
   if (const toml::table* t = top.sub("batcher")) {
     Reader r{*t, "batcher.", {}};
     r.only({"pool_size", "flush_at", "flush_interval_ms", "flush_jitter_ms", "max_batch_bytes", "flush_workers",
-            "retry_max_attempts", "retry_base_backoff_ms", "import_timeout_ms", "max_queued_events", "overflow",
+            "coalesce_max_events", "retry_max_attempts", "retry_base_backoff_ms", "import_timeout_ms", "max_queued_events", "overflow",
             "active", "debug"});
     r.integer("pool_size", o.batcher.pool_size, 1, 1024);
     r.integer("flush_at", o.batcher.flush_at, 1, 1 << 20);
@@ -245,6 +245,7 @@ std::string apply_config(std::string_view text, std::string_view source_name, No
     r.millis("flush_jitter_ms", o.batcher.flush_jitter);
     r.integer("max_batch_bytes", o.batcher.max_batch_bytes, 1024, 1LL << 32);
     r.integer("flush_workers", o.batcher.flush_workers, 1, 256);
+    r.integer("coalesce_max_events", o.batcher.coalesce_max_events, 0, 1 << 24);
     r.integer("retry_max_attempts", o.batcher.retry_max_attempts, 1, 1000);
     r.millis("retry_base_backoff_ms", o.batcher.retry_base_backoff);
     r.millis("import_timeout_ms", o.batcher.import_timeout);

@@ -21,11 +21,19 @@
 
 namespace reqbus::node {
 
+// The Batcher options a node starts from: the seed's defaults, plus coalescing — a node's
+// store is a database, where a few big transactions beat many small ones when it falls behind.
+inline BatcherOptions default_node_batcher_options() {
+  BatcherOptions o;
+  o.coalesce_max_events = 10000;
+  return o;
+}
+
 struct NodeOptions {
   BusOptions bus;                        // node id, tcp bind and peers, publish queue
   std::string store = "sqlite:reqbus.db";  // "sqlite:PATH", "postgres:CONNINFO" or "none"
   std::string spool_dir = "reqbus-spool";  // the Batcher's spool ("" = none: failures are drops)
-  BatcherOptions batcher;                // flush_at, intervals, retries (spool_dir set from above)
+  BatcherOptions batcher = default_node_batcher_options();  // spool_dir set from above
   StatBufferOptions counters;            // interval, jitter, backoff, timeout
   HttpApiOptions http;                   // listen address, token, body limits
   bool http_enabled = true;

@@ -544,6 +544,67 @@ BOOST_AUTO_TEST_CASE(enqueue_never_blocks_while_a_batch_is_in_the_sink_or_retryi
   BOOST_TEST(report.dropped.total() == 0u);
 }
 
+BOOST_AUTO_TEST_CASE(a_sink_that_falls_behind_gets_the_waiting_batches_in_one_write) {
+  Rig rig;
+  rig.sink->close_gate();
+  BatcherOptions o = rig.options();
+  o.pool_size = 2;  // two buffers cut batches whose ids interleave
+  o.flush_at = 10;
+  o.coalesce_max_events = 35;
+  Batcher batcher(rig.sink, o);
+  enqueue_range(batcher, 0, 19);               // buffer 0 cuts batch 1 (the even seqs 0..18)
+  BOOST_REQUIRE(rig.sink->wait_for_calls(1));  // the only worker holds it in the sink
+  enqueue_range(batcher, 19, 80);              // seven more batches wait behind it
+  rig.sink->open_gate();
+  const BatcherReport report = batcher.close(kNever);
+  BOOST_TEST(report.delivered == 80u);
+  BOOST_TEST(report.dropped.total() == 0u);
+  // After the first write, waiting batches are merged oldest first while they fit in 35 events:
+  // three of 10, then the last three.
+  std::vector<size_t> sizes;
+  for (const auto& call : rig.sink->calls()) sizes.push_back(call.events);
+  BOOST_TEST(sizes == (std::vector<size_t>{10, 30, 30, 10}), boost::test_tools::per_element());
+  // Each write holds its batches in batch order: the events of a buffer stay in order.
+  const auto batches = rig.sink->batches();
+  std::vector<uint64_t> all;
+  for (const auto& b : batches) for (uint64_t s : seqs(b)) all.push_back(s);
+  BOOST_TEST(all.size() == 80u);
+  std::vector<uint64_t> even, odd;  // buffer 0 got the even seqs, buffer 1 the odd ones
+  for (uint64_t s : all) (s % 2 ? odd : even).push_back(s);
+  BOOST_TEST(std::is_sorted(even.begin(), even.end()));
+  BOOST_TEST(std::is_sorted(odd.begin(), odd.end()));
+  const BatcherStats stats = batcher.stats();
+  BOOST_TEST(stats.batches_delivered == 4u);
+  BOOST_TEST(stats.batches_coalesced == 4u);  // 8 batches in 4 writes
+}
+
+BOOST_AUTO_TEST_CASE(a_merged_write_that_fails_retries_and_spools_as_one) {
+  Rig rig;
+  rig.sink->close_gate();
+  rig.sink->fail_after(1, WriteResult::retry_later("sink down"));
+  BatcherOptions o = rig.options();
+  o.flush_at = 10;
+  o.coalesce_max_events = 1000;
+  o.retry_max_attempts = 1;
+  o.spool_dir = rig.spool();
+  Batcher batcher(rig.sink, o);
+  enqueue_range(batcher, 0, 10);
+  BOOST_REQUIRE(rig.sink->wait_for_calls(1));
+  enqueue_range(batcher, 10, 50);  // four batches wait, merged into the next write
+  rig.sink->open_gate();           // the first write succeeds, the merged one fails
+  BOOST_REQUIRE(rig.sink->wait_for_finished(2));
+  const BatcherReport report = batcher.close(kNever);
+  BOOST_TEST(report.delivered == 10u);
+  BOOST_TEST(report.spooled == 40u);  // nothing lost, nothing counted twice
+  BOOST_TEST(report.dropped.total() == 0u);
+  BOOST_TEST(batcher.stats().spooled_batches == 1u);  // the merged write is one spool record
+  // A new Batcher replays the spool in order once the sink works.
+  rig.sink->set_default(WriteResult::success());
+  Batcher again(rig.sink, o);
+  BOOST_REQUIRE(rig.sink->wait_for_stored(50));
+  BOOST_TEST(seqs(rig.sink->stored()) == range(0, 50), boost::test_tools::per_element());
+}
+
 BOOST_AUTO_TEST_CASE(close_at_its_deadline_spools_the_rest_and_a_new_batcher_replays_it_in_order) {
   Rig rig;
   rig.sink->set_default(WriteResult::retry_later("sink down"));
@@ -757,6 +818,12 @@ BOOST_AUTO_TEST_CASE(bad_options_name_the_field) {
     BOOST_TEST(std::string(e.what()).find("flush_at") != std::string::npos);
   }
   BOOST_CHECK_THROW(Batcher(nullptr, rig.options()), Error);
+  o = rig.options();
+  o.coalesce_max_events = 100;
+  o.coalesce_max_bytes = 1024;  // below max_batch_bytes: a batch could never be merged
+  BOOST_CHECK_EXCEPTION(Batcher(rig.sink, o), Error, [](const Error& e) {
+    return std::string(e.what()).find("coalesce_max_bytes") != std::string::npos;
+  });
 }
 
 BOOST_AUTO_TEST_SUITE_END()

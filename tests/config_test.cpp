@@ -48,6 +48,7 @@ flush_interval_ms     = 1500
 flush_jitter_ms       = 10
 max_batch_bytes       = 4096
 flush_workers         = 5
+coalesce_max_events   = 0
 retry_max_attempts    = 7
 retry_base_backoff_ms = 20
 import_timeout_ms     = 900
@@ -127,6 +128,7 @@ BOOST_AUTO_TEST_CASE(every_key_parses_into_the_options) {
   BOOST_TEST(o.batcher.flush_jitter.count() == 10);
   BOOST_TEST(o.batcher.max_batch_bytes == 4096u);
   BOOST_TEST(o.batcher.flush_workers == 5u);
+  BOOST_TEST(o.batcher.coalesce_max_events == 0u);  // the node's default is 10000
   BOOST_TEST(o.batcher.retry_max_attempts == 7);
   BOOST_TEST(o.batcher.retry_base_backoff.count() == 20);
   BOOST_TEST(o.batcher.import_timeout.count() == 900);
@@ -156,6 +158,7 @@ BOOST_AUTO_TEST_CASE(the_documented_example_parses_and_keeps_the_defaults) {
   BOOST_TEST(o.http.port == defaults.http.port);
   BOOST_TEST(o.http.host == defaults.http.host);
   BOOST_TEST(o.batcher.flush_at == defaults.batcher.flush_at);
+  BOOST_TEST(o.batcher.coalesce_max_events == 10000u);
   BOOST_TEST(o.batcher.flush_interval.count() == defaults.batcher.flush_interval.count());
   BOOST_TEST(o.counters.max_keys == defaults.counters.max_keys);
 }

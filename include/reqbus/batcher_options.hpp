@@ -50,6 +50,16 @@ struct BatcherOptions {
   // The timeout passed to Sink::write for each attempt. Default 30000 ms.
   std::chrono::milliseconds import_timeout{30000};
 
+  // When a flush worker takes a batch and more are already waiting (the sink is behind), it
+  // merges them, oldest first, into one write of at most coalesce_max_events events and
+  // coalesce_max_bytes approximate bytes (the first batch is always taken whole). A database
+  // stores one 5,000-row transaction far faster than fifty of 100 rows; an HTTP API with a
+  // per-request limit wants it off. Idle or keeping up, batches are written as they are cut.
+  // 0 = off: every batch is written as cut, as in the seeds. Default 0 (`reqbus serve` uses
+  // 10000 for its database stores; see docs/CONFIG.md).
+  size_t coalesce_max_events = 0;
+  size_t coalesce_max_bytes = size_t{16} << 20;  // default 16 MiB
+
   // --- bounds: events in buffers + waiting batches + batches being written or retried ---
   size_t max_queued_events = 1 << 20;        // default 1 Mi events; >= 1
   size_t max_queued_bytes = size_t{256} << 20;  // default 256 MiB; >= max_batch_bytes

@@ -29,7 +29,8 @@ struct BatcherStats {
   uint64_t enqueued = 0;          // accepted by enqueue()
   uint64_t inactive = 0;          // enqueue() calls ignored because active = false
   uint64_t delivered = 0;         // events the sink stored (live batches)
-  uint64_t batches_delivered = 0;
+  uint64_t batches_delivered = 0;  // successful sink writes (a coalesced write counts once)
+  uint64_t batches_coalesced = 0;  // batches merged into an older one's write (coalesce_max_events)
   uint64_t retries = 0;           // batch attempts after a failed one
   uint64_t failed_attempts = 0;   // writes that returned retry/permanent or threw
   uint64_t spooled = 0;           // events written to the spool
