@@ -160,8 +160,13 @@ struct PipelineOptions {
   size_t coalesce = 10000;
 };
 
-double run_pipeline(const std::string& path, const std::vector<RequestLog>& logs,
-                    SqliteSinkOptions sink_options, const PipelineOptions& po) {
+struct PipelineRun {
+  double events_per_s = 0;
+  double cpu_us_per_event = 0;  // every thread of the process
+};
+
+PipelineRun run_pipeline(const std::string& path, const std::vector<RequestLog>& logs,
+                         SqliteSinkOptions sink_options, const PipelineOptions& po) {
   remove_db(path);
   sink_options.path = path;
   auto sink = std::make_shared<SqliteSink>(sink_options);
@@ -183,7 +188,7 @@ double run_pipeline(const std::string& path, const std::vector<RequestLog>& logs
   Subscription sub = bus.subscribe(so, [&](const Message& m) {
     if (batcher.enqueue(m) != EnqueueStatus::ok) refused.fetch_add(1, std::memory_order_relaxed);
   });
-  const uint64_t t0 = now_ns();
+  const uint64_t t0 = now_ns(), cpu0 = cpu_now_ns();
   for (const RequestLog& log : logs) {
     PublishStatus st;
     while ((st = bus.broadcast(log)) == PublishStatus::timed_out) {  // back-pressure: try again
@@ -193,11 +198,13 @@ double run_pipeline(const std::string& path, const std::vector<RequestLog>& logs
   const CloseReport bus_report = bus.close(std::chrono::seconds(60));
   check(!bus_report.deadline_reached, "bus close deadline");
   const BatcherReport report = batcher.close(std::chrono::seconds(60));
-  const double rate = double(logs.size()) / (double(now_ns() - t0) / 1e9);
+  PipelineRun run;
+  run.events_per_s = double(logs.size()) / (double(now_ns() - t0) / 1e9);
+  run.cpu_us_per_event = double(cpu_now_ns() - cpu0) / 1e3 / double(logs.size());
   check(refused.load() == 0 && report.dropped.total() == 0 && report.spooled == 0,
         "pipeline dropped or spooled events");
   check(count_rows(path) == int64_t(logs.size()), "row count after the pipeline run");
-  return rate;
+  return run;
 }
 
 }  // namespace
@@ -245,12 +252,15 @@ int main(int argc, char** argv) {
 
     const std::vector<RequestLog> logs = sample_request_logs(flags.events);
 
-    std::vector<double> sink_rates, replay_rates, naive_rates, sink_cpu, pipeline_rates;
+    std::vector<double> sink_rates, replay_rates, naive_rates, sink_cpu, pipeline_rates, pipeline_cpu;
     for (int run = 0; run < flags.runs; ++run) {
-      pipeline_rates.push_back(run_pipeline((dir / "pipeline.db").string(), logs, sink_options, pipeline_options));
+      const PipelineRun p = run_pipeline((dir / "pipeline.db").string(), logs, sink_options, pipeline_options);
+      pipeline_rates.push_back(p.events_per_s);
+      pipeline_cpu.push_back(p.cpu_us_per_event);
       if (pipeline_only) {
         if (!flags.json)
-          std::fprintf(stderr, "run %d: bus->Batcher->SQLite %.0f events/s\n", run + 1, pipeline_rates.back());
+          std::fprintf(stderr, "run %d: bus->Batcher->SQLite %.0f events/s (%.2f us CPU/event)\n",
+                       run + 1, p.events_per_s, p.cpu_us_per_event);
         continue;
       }
       SinkRun r = run_sink((dir / "sink.db").string(), events, batch, sink_options);
@@ -277,6 +287,7 @@ int main(int argc, char** argv) {
           .add("runs", double(flags.runs))
           .add("min", *std::min_element(pipeline_rates.begin(), pipeline_rates.end()))
           .add("max", *std::max_element(pipeline_rates.begin(), pipeline_rates.end()))
+          .add("cpu_us_per_event", median(pipeline_cpu))
           .add("flush_at", double(pipeline_options.flush_at))
           .add("coalesce_max_events", double(pipeline_options.coalesce))
           .add("target_events_per_s", 250000.0)
