@@ -1,6 +1,10 @@
 -- wrk script for bench/web_bench.cpp: a mix of the demo site's requests (examples/demo_site.hpp):
 -- home, product pages (some unknown ids -> 404), search (some without q -> 400), the login
 -- form and a failed login POST (401), and unknown paths (404). Realistic browser headers.
+-- Visitors behave like browsers: 1 request in 10 is a new visitor (no cookie); the others return
+-- with a session cookie the server set earlier (a per-thread jar of the last 64). Until the jar
+-- has cookies — always, against a server that sets none — a returning visitor sends a stale
+-- cookie of the same size, so both server variants parse the same request bytes.
 local paths = {
   "/", "/products/1", "/products/7", "/products/12", "/products/24", "/products/99",
   "/api/search?q=shoe", "/api/search?q=bag", "/api/search", "/login", "/missing/page",
@@ -12,6 +16,16 @@ local agents = {
   "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
 }
 local counter = 0
+local jar, jar_next = {}, 1
+local stale = "reqbus_sid=00000000000000000000000000000000"
+
+response = function(status, headers, body)
+  local cookie = headers["Set-Cookie"]
+  if cookie then
+    jar[jar_next] = cookie:match("^[^;]*")
+    jar_next = (jar_next % 64) + 1
+  end
+end
 
 request = function()
   counter = counter + 1
@@ -19,6 +33,9 @@ request = function()
     ["User-Agent"] = agents[(counter % #agents) + 1],
     ["Referer"] = "https://www.google.com/search?q=shop",
   }
+  if counter % 10 ~= 0 then
+    headers["Cookie"] = jar[(counter % 64) + 1] or stale
+  end
   if counter % 20 == 0 then
     headers["Content-Type"] = "application/x-www-form-urlencoded"
     return wrk.format("POST", "/login", headers, "username=demo&password=wrong")

@@ -158,6 +158,25 @@ inline std::string_view header(const httplib::Request& req, std::string_view nam
   return {};
 }
 
+// The three headers a RequestLog takes, in one scan of the headers (first value of each).
+struct LoggedHeaders {
+  std::string_view user_agent, referer, forwarded_for;
+};
+inline LoggedHeaders logged_headers(const httplib::Request& req) {
+  LoggedHeaders h;
+  for (const auto& [key, value] : req.headers) {
+    std::string_view* slot = nullptr;
+    switch (key.size()) {  // compare lengths first: most headers are none of the three
+      case 10: if (iequals(key, "User-Agent")) slot = &h.user_agent; break;
+      case 7: if (iequals(key, "Referer")) slot = &h.referer; break;
+      case 15: if (iequals(key, "X-Forwarded-For")) slot = &h.forwarded_for; break;
+      default: break;
+    }
+    if (slot && slot->empty()) *slot = value;
+  }
+  return h;
+}
+
 }  // namespace detail
 
 inline RequestLogger::RequestLogger(Bus& bus, RequestLoggerOptions options)
@@ -233,11 +252,11 @@ inline void RequestLogger::on_written(const httplib::Request& req, const httplib
   else fit(log.path, req.path, RequestLogLimits::path);
   log.status_code = uint16_t(res.status >= 100 && res.status <= 599 ? res.status : 500);
   log.duration_ms = f.started ? std::chrono::duration<double, std::milli>(end - f.start).count() : 0.0;
-  fit(log.user_agent, detail::header(req, "User-Agent"), RequestLogLimits::user_agent);
-  fit(log.remote_ip,
-      client_ip(req.remote_addr, detail::header(req, "X-Forwarded-For"), options_.trusted_proxies),
+  const detail::LoggedHeaders headers = detail::logged_headers(req);
+  fit(log.user_agent, headers.user_agent, RequestLogLimits::user_agent);
+  fit(log.remote_ip, client_ip(req.remote_addr, headers.forwarded_for, options_.trusted_proxies),
       RequestLogLimits::remote_ip);
-  fit(log.referer, detail::header(req, "Referer"), RequestLogLimits::referer);
+  fit(log.referer, headers.referer, RequestLogLimits::referer);
   const char* device = to_string(classify_user_agent(log.user_agent));
   log.device_type.assign(*device ? device : "bot");  // browsers always send a user agent
   log.session_id.assign(f.session_id, f.has_session ? kSessionIdSize : 0);
