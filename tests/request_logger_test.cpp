@@ -18,7 +18,7 @@ using namespace reqbus::test;
 namespace {
 
 struct LoggedServer {
-  explicit LoggedServer(size_t max_sessions = 100'000) {
+  explicit LoggedServer(size_t max_sessions = 100'000, std::vector<std::string> trusted_proxies = {}) {
     BusOptions bo;
     bo.name = "request-logger-test";
     bo.node_id = "logger-node";
@@ -31,6 +31,7 @@ struct LoggedServer {
     lo.clock = clock;
     lo.max_sessions = max_sessions;
     lo.session_idle = std::chrono::seconds(60);
+    lo.trusted_proxies = std::move(trusted_proxies);
     logger = std::make_unique<examples::RequestLogger>(*bus, lo);
     server.Get("/", [](const httplib::Request&, httplib::Response& res) { res.set_content("home", "text/plain"); });
     server.Get("/missing", [](const httplib::Request&, httplib::Response& res) { res.status = 404; });
@@ -86,6 +87,23 @@ struct LoggedServer {
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(RequestLogger)
+
+BOOST_AUTO_TEST_CASE(header_names_match_in_any_case_and_x_forwarded_for_only_from_a_trusted_proxy) {
+  const httplib::Headers headers{{"user-agent", "Mozilla/5.0 (Windows NT 10.0) Chrome/120"},
+                                 {"REFERER", "https://ref.example/"},
+                                 {"x-forwarded-for", "203.0.113.7, 10.0.0.2"}};
+  {
+    LoggedServer direct;  // no trusted proxy: the TCP peer is the client, the header is ignored
+    const auto r = direct.get("/", headers);
+    BOOST_CHECK_EQUAL(r.log.user_agent, "Mozilla/5.0 (Windows NT 10.0) Chrome/120");
+    BOOST_CHECK_EQUAL(r.log.referer, "https://ref.example/");
+    BOOST_CHECK_EQUAL(r.log.remote_ip, "127.0.0.1");
+  }
+  LoggedServer proxied(100'000, {"127.0.0.1"});
+  const auto r = proxied.get("/", headers);
+  BOOST_CHECK_EQUAL(r.log.remote_ip, "10.0.0.2");  // the address the trusted proxy saw
+  BOOST_CHECK_EQUAL(r.log.device_type, "desktop");
+}
 
 BOOST_AUTO_TEST_CASE(publishes_one_log_per_response_with_a_new_session) {
   LoggedServer s;
