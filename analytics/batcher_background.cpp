@@ -71,9 +71,18 @@ void Batcher::Impl::replay_loop(time_point next) {
     const ReplayOutcome outcome = replay_pending();
     if (outcome == ReplayOutcome::stopped) return;
     if (outcome == ReplayOutcome::failed) {
+      if (const int left = fast_probes_.fetch_sub(1); left > 0) {
+        // The spool holds the probe handed over by a worker: retry at the pace that batch had.
+        std::lock_guard lock(rng_mu_);
+        const int attempt = std::max(1, options_.retry_max_attempts - left + 1);
+        next = clock_->now() + detail::retry_wait(attempt, options_.retry_base_backoff, {}, retry_rng_);
+        continue;
+      }
+      fast_probes_ = 0;
       next = clock_->now() + backoff;
       backoff = std::min(backoff * 2, options_.replay_max_backoff);
     } else {
+      fast_probes_ = 0;
       backoff = options_.replay_interval;
       next = clock_->now() + options_.replay_interval;
     }

@@ -137,16 +137,19 @@ void Batcher::Impl::process(const BatchPtr& batch) {
     const WriteResult result = call_sink(batch->events);
     const time_point end = clock_->now();
     if (result.ok()) {
-      if (!batch->try_resolve()) return;  // close() spooled it meanwhile; the copy is harmless
-      counters_.delivered += batch->events.size();
-      ++counters_.batches_delivered;
-      record_latency(start, end);
-      if (options_.debug) {
-        log(LogLevel::debug, "batcher: flushed " + std::to_string(batch->events.size()) +
-                                 " events to " + sink_->name() + " (attempt " +
-                                 std::to_string(attempt) + ", " + std::to_string(micros(end - start)) + " us)");
+      // Not resolved here if close() or a probe handoff spooled it meanwhile: the spooled copy
+      // is a harmless duplicate (writes are idempotent), and the sink works all the same.
+      if (batch->try_resolve()) {
+        counters_.delivered += batch->events.size();
+        ++counters_.batches_delivered;
+        record_latency(start, end);
+        if (options_.debug) {
+          log(LogLevel::debug, "batcher: flushed " + std::to_string(batch->events.size()) +
+                                   " events to " + sink_->name() + " (attempt " +
+                                   std::to_string(attempt) + ", " + std::to_string(micros(end - start)) + " us)");
+        }
+        finish(batch);
       }
-      finish(batch);
       close_breaker("a live batch was stored");
       if (spool_ && !spool_->empty()) kick_replayer();  // the sink works: replay the spool
       return;
@@ -184,6 +187,7 @@ void Batcher::Impl::process(const BatchPtr& batch) {
 
 void Batcher::Impl::resolve_undeliverable(const BatchPtr& batch, DropReason reason,
                                           const std::string& why) {
+  std::lock_guard order(spool_order_mu_);  // see hand_probe_to_spool_locked()
   if (!batch->try_resolve()) return;
   spool_or_drop(batch->events, reason, why);
   finish(batch);
@@ -220,6 +224,8 @@ void Batcher::Impl::spool_or_drop(const std::vector<Message>& events, DropReason
 // If the spool refuses it (full, disk error), the batch is written to the sink as usual instead
 // — the sink may be back — so the breaker never turns a spool problem into a drop by itself.
 bool Batcher::Impl::spool_while_down(const BatchPtr& batch) {
+  std::lock_guard order(spool_order_mu_);
+  hand_probe_to_spool_locked(batch->id);
   std::string error;
   const detail::SpoolAppend outcome = spool_->append(batch->events, &error);
   if (outcome != detail::SpoolAppend::ok) {
@@ -237,6 +243,35 @@ bool Batcher::Impl::spool_while_down(const BatchPtr& batch) {
     finish(batch);
   }
   return true;
+}
+
+// A newer batch is about to be spooled while the probe (older) still waits to retry: the probe
+// goes into the spool first, so that replay keeps batch order, and the replayer takes over
+// probing. Every other path that spools a batch resolves it under spool_order_mu_ too, so the
+// probe can only be resolved meanwhile by its own successful write — and then the copy
+// spooled here is a harmless duplicate (writes are idempotent).
+void Batcher::Impl::hand_probe_to_spool_locked(uint64_t newer_id) {
+  const uint64_t probe = probe_batch_.load();
+  if (probe == 0 || probe >= newer_id) return;
+  BatchPtr batch;
+  {
+    std::lock_guard lock(work_mu_);
+    if (auto it = inflight_.find(probe); it != inflight_.end()) batch = it->second;
+  }
+  if (!batch || batch->resolved.load()) return;
+  std::string error;
+  if (spool_->append(batch->events, &error) != detail::SpoolAppend::ok) return;  // it keeps retrying
+  if (batch->try_resolve()) {
+    counters_.spooled += batch->events.size();
+    ++counters_.spooled_batches;
+    finish(batch);
+  }
+  {
+    std::lock_guard lock(retry_mu_);  // its worker stops waiting for the next attempt
+  }
+  retry_cv_.notify_all();
+  fast_probes_ = options_.retry_max_attempts;
+  kick_replayer();
 }
 
 bool Batcher::Impl::open_breaker(uint64_t batch_id, const std::string& why) {

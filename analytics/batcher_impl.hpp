@@ -2,8 +2,9 @@
 // Batcher::Impl: the state shared by enqueue() (batcher.cpp), the flush workers, drain, flush
 // and close (batcher_flush.cpp), and the timer and replayer threads (batcher_background.cpp).
 //
-// Locks, in the order they may nest: Buffer::mu -> work_mu_. room_mu_, retry_mu_, timer_mu_,
-// replay_mu_ and rng_mu_ never nest with another lock.
+// Locks, in the order they may nest: Buffer::mu -> work_mu_; spool_order_mu_ -> work_mu_,
+// room_mu_, retry_mu_, replay_mu_ (each taken alone, and released, inside it). Otherwise
+// room_mu_, retry_mu_, timer_mu_, replay_mu_ and rng_mu_ never nest with another lock.
 // An event is counted in queued_events_/queued_bytes_ from enqueue until its batch is resolved
 // (delivered, spooled or dropped); a Batch is resolved exactly once (Batch::try_resolve), by a
 // worker, by drain(), or by close() at its deadline.
@@ -100,6 +101,7 @@ class Batcher::Impl {
   void spool_or_drop(const std::vector<Message>& events, detail::DropReason reason,
                      const std::string& why);
   bool spool_while_down(const detail::BatchPtr& batch);  // true: the batch is resolved
+  void hand_probe_to_spool_locked(uint64_t newer_id);    // spool_order_mu_ held
   // Opens the breaker (if closed) after `batch_id` failed; true if that batch is the probe,
   // the one batch that keeps retrying while the breaker is open.
   bool open_breaker(uint64_t batch_id, const std::string& why);
@@ -133,6 +135,11 @@ class Batcher::Impl {
   // closes it. Without a spool, batches retry as usual.
   std::atomic<bool> sink_down_{false};
   std::atomic<uint64_t> probe_batch_{0};  // id of the batch retrying as the probe; 0 = none
+  // The spool keeps batch order: workers spool under this lock, and a batch spooled while the
+  // breaker is open first hands the older probe to the spool (the replayer then probes, at the
+  // retry pace for fast_probes_ more attempts, then at replay_interval).
+  std::mutex spool_order_mu_;
+  std::atomic<int> fast_probes_{0};
 
   std::vector<detail::Buffer> buffers_;
   std::atomic<uint64_t> round_robin_{0};

@@ -668,8 +668,10 @@ BOOST_AUTO_TEST_CASE(the_spool_is_replayed_once_the_sink_recovers) {
 
 // The circuit breaker: once a write fails, the failing batch keeps retrying (the probe) and
 // every other batch goes straight to the spool — durable at once, not waiting in memory where a
-// crash would lose it. The probe's success closes the breaker and the spool replays.
-BOOST_AUTO_TEST_CASE(while_the_sink_is_down_other_batches_go_straight_to_the_spool) {
+// crash would lose it. The first batch spooled that way takes the older probe into the spool
+// ahead of it, so replay keeps batch order, and the replayer probes from then on at the retry
+// pace. Its first success closes the breaker and replays the rest.
+BOOST_AUTO_TEST_CASE(while_the_sink_is_down_other_batches_go_straight_to_the_spool_behind_the_probe) {
   Rig rig;
   rig.sink->set_default(WriteResult::retry_later("store down"));
   BatcherOptions o = rig.options();
@@ -682,37 +684,76 @@ BOOST_AUTO_TEST_CASE(while_the_sink_is_down_other_batches_go_straight_to_the_spo
   BOOST_REQUIRE(rig.sink->wait_for_finished(1));  // the probe failed and waits for its backoff
   for (int i = 0; i < 20000 && !batcher.stats().sink_down; ++i) std::this_thread::sleep_for(1ms);
   BOOST_REQUIRE(batcher.stats().sink_down);
-  // Ten more batches while the manual clock holds the probe: the other worker spools each one
-  // without an attempt.
+  // Ten more batches while the manual clock holds the probe: none is written; the first takes
+  // the probe into the spool ahead of itself.
   enqueue_range(batcher, 2, 22);
   BatcherStats stats;
   for (int i = 0; i < 20000; ++i) {
     stats = batcher.stats();
-    if (stats.spooled == 20u) break;
+    if (stats.spooled == 22u) break;
     std::this_thread::sleep_for(1ms);  // polling a condition, not timing anything
   }
-  BOOST_TEST(stats.spooled == 20u);
-  BOOST_TEST(stats.spooled_while_down == 20u);
+  BOOST_TEST(stats.spooled == 22u);
+  BOOST_TEST(stats.spooled_while_down == 20u);  // the probe was tried; the others were not
   BOOST_TEST(stats.sink_down);
   BOOST_TEST(stats.breaker_opened == 1u);
-  BOOST_TEST(stats.queue_depth == 2u);  // only the probe is in memory
-  BOOST_TEST(rig.sink->call_count() == 1u);
+  BOOST_TEST(stats.queue_depth == 0u);  // nothing waits in memory
   BOOST_TEST(stats.dropped.total() == 0u);
 
+  // The sink recovers; the replayer's next probe (at most a few retry waits away) succeeds.
   rig.sink->set_default(WriteResult::success());
-  rig.clock->advance(1s);  // the probe's retry succeeds, closes the breaker, kicks the replayer
-  BOOST_REQUIRE(rig.sink->wait_for_stored(22));
+  for (int i = 0; i < 2000 && rig.sink->stored_count() < 22; ++i) {
+    rig.clock->advance(100ms);
+    rig.sink->wait_for_stored(22, 2ms);
+  }
+  BOOST_REQUIRE_EQUAL(rig.sink->stored_count(), 22u);
+  const std::vector<uint64_t> first = seqs(rig.sink->stored());
+  BOOST_TEST((std::vector<uint64_t>(first.begin(), first.begin() + 2)) == range(0, 2),
+             boost::test_tools::per_element());  // the probe's events replay first
   enqueue_range(batcher, 22, 24);
   BOOST_REQUIRE(rig.sink->wait_for_stored(24));  // live batches reach the sink again
   const BatcherReport report = batcher.close(1s);
   BOOST_TEST(!report.deadline_reached);
   stats = batcher.stats();
   BOOST_TEST(!stats.sink_down);
-  BOOST_TEST(stats.replayed == 20u);
-  BOOST_TEST(stats.delivered == 4u);
+  BOOST_TEST(stats.replayed == 22u);
+  BOOST_TEST(stats.delivered == 2u);
   BOOST_TEST(stats.spool_segments == 0u);
   BOOST_TEST(rig.sink->duplicates() == 0u);
   BOOST_TEST(stored_seqs(*rig.sink) == range(0, 24));
+}
+
+// Batches arrive one at a time, each spooled before the next is cut, so the spool's order is
+// the batches' order: the probe, which would have exhausted its retries after newer batches
+// were spooled (and so landed behind them), is replayed before them.
+BOOST_AUTO_TEST_CASE(replay_keeps_batch_order_across_a_long_outage) {
+  Rig rig;
+  rig.sink->set_default(WriteResult::retry_later("store down"));
+  BatcherOptions o = rig.options();
+  o.flush_workers = 2;
+  o.flush_at = 3;
+  o.retry_base_backoff = 100ms;
+  o.retry_max_attempts = 2;
+  o.spool_dir = rig.spool();
+  {
+    Batcher batcher(rig.sink, o);
+    enqueue_range(batcher, 0, 3);
+    BOOST_REQUIRE(rig.sink->wait_for_finished(1));
+    for (int i = 0; i < 20000 && !batcher.stats().sink_down; ++i) std::this_thread::sleep_for(1ms);
+    for (uint64_t b = 1; b < 6; ++b) {  // one batch at a time, each spooled before the next
+      enqueue_range(batcher, 3 * b, 3 * b + 3);
+      for (int i = 0; i < 20000 && batcher.stats().spooled < 3 * (b + 1); ++i) std::this_thread::sleep_for(1ms);
+    }
+    for (int i = 0; i < 200; ++i) rig.clock->advance(100ms);  // the replayer's probes all fail
+    const BatcherReport report = batcher.close(1s);
+    BOOST_TEST(report.spooled == 18u);
+    BOOST_TEST(report.dropped.total() == 0u);
+  }
+  rig.sink->set_default(WriteResult::success());
+  Batcher again(rig.sink, o);  // replays at start
+  BOOST_REQUIRE(rig.sink->wait_for_stored(18));
+  BOOST_TEST(seqs(rig.sink->stored()) == range(0, 18), boost::test_tools::per_element());
+  BOOST_TEST(rig.sink->duplicates() == 0u);
 }
 
 // Without a spool there is nowhere safer than memory: batches retry as before, none is dropped

@@ -373,8 +373,9 @@ struct Served {
 // or the spool has them; a SIGKILL loses exactly those. The test scrapes those depths from
 // /metrics right after the last 202 and kills at once: lost <= in memory at the kill.
 // That is about flush_interval + jitter of traffic, also while the store is failing: the
-// Batcher's circuit breaker sends every batch but the probe straight to the spool, so the
-// in-memory backlog does not grow with the outage (see docs/RELIABILITY.md).
+// Batcher's circuit breaker sends every batch straight to the spool (the failed probe too, once
+// the next batch is spooled), so the in-memory backlog does not grow with the outage (see
+// docs/RELIABILITY.md).
 BOOST_AUTO_TEST_CASE(sigkill_with_store_locked_then_restart_replays_the_spool_without_duplicates) {
   TempDir dir("fault-kill");
   const std::string db = dir.sub("store.db"), spool = dir.sub("spool");

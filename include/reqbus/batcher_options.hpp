@@ -73,7 +73,9 @@ struct BatcherOptions {
   // With a spool, a failed write also opens a circuit breaker: the failing batch keeps retrying
   // (the probe) and every other batch goes straight to the spool — durable at once instead of
   // waiting in memory, where a crash would lose it — until a write or a replay succeeds
-  // (BatcherStats::sink_down, spooled_while_down).
+  // (BatcherStats::sink_down, spooled_while_down). The first batch spooled that way takes the
+  // older probe into the spool ahead of itself, so replay keeps batch order; the replayer then
+  // probes, at the probe's retry pace for retry_max_attempts attempts, then as below.
   std::string spool_dir;
   size_t spool_segment_bytes = 16 << 20;        // rotate segment files at 16 MiB
   size_t spool_max_bytes = size_t{1} << 30;     // past 1 GiB, spooling is a counted drop
