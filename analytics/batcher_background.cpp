@@ -110,10 +110,9 @@ Batcher::Impl::ReplayOutcome Batcher::Impl::replay_pending() {
                           " torn or corrupt record(s)");
       }
     }
-    auto& batches = replay_segment_->batches;
-    while (replay_index_ < batches.size()) {
+    while (replay_index_ < replay_segment_->size()) {
       if (replay_stopping_.load()) return ReplayOutcome::stopped;
-      const std::vector<Message>& batch = batches[replay_index_];
+      const std::vector<Message> batch = replay_segment_->batch(replay_index_);
       const WriteResult result = call_sink(batch);
       if (!result.ok()) {
         ++counters_.replay_failures;
@@ -124,7 +123,6 @@ Batcher::Impl::ReplayOutcome Batcher::Impl::replay_pending() {
       }
       counters_.replayed += batch.size();
       close_breaker("a replayed batch was stored");
-      std::vector<Message>().swap(batches[replay_index_]);  // free it as we go
       ++replay_index_;
     }
     spool_->remove(replay_segment_->id);

@@ -179,8 +179,8 @@ std::optional<SpoolSegment> Spool::read_oldest() {
   SpoolSegment segment;
   segment.id = id;
   std::ifstream in(segment_path(id), std::ios::binary);
-  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  segment.corrupt_records = spool_format::parse_segment(data, segment.batches);
+  segment.data.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  segment.corrupt_records = spool_format::index_segment(segment.data, segment.records);
   std::lock_guard lock(mu_);
   corrupt_ += segment.corrupt_records;
   return segment;

@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "analytics/spool_format.hpp"
 #include "reqbus/message.hpp"
 
 namespace reqbus::detail {
@@ -43,10 +44,20 @@ struct SpoolOptions {
 
 enum class SpoolAppend : uint8_t { ok, full, io_error };
 
+// A segment read for replay: its bytes and where its valid records are. Batches are decoded
+// one at a time (batch(i)), so replaying a 16 MiB segment holds the file and one batch, not
+// every batch decoded at once.
 struct SpoolSegment {
   uint64_t id = 0;
-  std::vector<std::vector<Message>> batches;  // valid records, in append order
-  uint64_t corrupt_records = 0;               // torn tail, bad CRC, undecodable payload
+  std::string data;                                // the segment file
+  std::vector<spool_format::RecordSpan> records;  // valid records, in append order
+  uint64_t corrupt_records = 0;                    // torn tail, bad CRC, undecodable payload
+  size_t size() const { return records.size(); }
+  std::vector<Message> batch(size_t i) const {
+    std::vector<Message> out;
+    spool_format::decode_record(data, records.at(i), out);  // validated by read_oldest()
+    return out;
+  }
 };
 
 struct SpoolStats {

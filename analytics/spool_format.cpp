@@ -83,7 +83,7 @@ void append_record(std::string& out, const std::vector<Message>& batch) {
   std::memcpy(out.data() + start, prefix.data(), kRecordHeaderBytes);
 }
 
-uint64_t parse_segment(std::string_view data, std::vector<std::vector<Message>>& batches) {
+uint64_t index_segment(std::string_view data, std::vector<RecordSpan>& records) {
   if (data.size() < kHeaderBytes || std::memcmp(data.data(), kMagic, sizeof kMagic) != 0 ||
       get_u32(data.data() + sizeof kMagic) > kVersion) {
     return data.empty() ? 0 : 1;  // an empty file is a segment created but never written
@@ -103,8 +103,22 @@ uint64_t parse_segment(std::string_view data, std::vector<std::vector<Message>>&
       ++corrupt;
       continue;
     }
-    batches.push_back(std::move(batch));
-    batch = {};
+    records.push_back({size_t(payload - data.data()), len});
+  }
+  return corrupt;
+}
+
+bool decode_record(std::string_view data, RecordSpan span, std::vector<Message>& batch) {
+  if (span.offset > data.size() || span.size > data.size() - span.offset) return false;
+  return decode_payload(data.data() + span.offset, span.size, batch);
+}
+
+uint64_t parse_segment(std::string_view data, std::vector<std::vector<Message>>& batches) {
+  std::vector<RecordSpan> records;
+  const uint64_t corrupt = index_segment(data, records);
+  for (const RecordSpan& span : records) {
+    batches.emplace_back();
+    decode_record(data, span, batches.back());  // index_segment() decoded it once already
   }
   return corrupt;
 }

@@ -28,10 +28,21 @@ std::string segment_header();
 // Appends one framed record holding `batch` to `out`.
 void append_record(std::string& out, const std::vector<Message>& batch);
 
-// Parses the records of a whole segment file. Valid batches go to `batches`; returns how many
-// records were corrupt (bad header counts as one; a torn tail as one; each bad CRC or
-// undecodable payload as one). A bad CRC with a plausible length is skipped and reading goes
-// on after it; a length running past the end of the data ends the segment.
+// Where one valid record's payload lies in a segment's data.
+struct RecordSpan {
+  size_t offset = 0;
+  size_t size = 0;
+};
+
+// Checks the records of a whole segment file: the spans of the valid ones go to `records`
+// (each payload's CRC matched and it decoded); returns how many records were corrupt (bad
+// header counts as one; a torn tail as one; each bad CRC or undecodable payload as one). A bad
+// CRC with a plausible length is skipped and reading goes on after it; a length running past
+// the end of the data ends the segment. Keeps no decoded batch: see decode_record().
+uint64_t index_segment(std::string_view data, std::vector<RecordSpan>& records);
+// Decodes the record at `span` (one that index_segment() found valid) into `batch`.
+bool decode_record(std::string_view data, RecordSpan span, std::vector<Message>& batch);
+// index_segment() and every valid record decoded, in order (tests, small segments).
 uint64_t parse_segment(std::string_view data, std::vector<std::vector<Message>>& batches);
 
 }  // namespace reqbus::detail::spool_format

@@ -345,9 +345,9 @@ BOOST_AUTO_TEST_CASE(a_permanent_error_spools_without_retrying) {
   detail::Spool spool({rig.spool()});
   auto segment = spool.read_oldest();
   BOOST_REQUIRE(segment.has_value());
-  BOOST_REQUIRE(segment->batches.size() == 1u);
-  BOOST_TEST(seqs(segment->batches[0]) == seqs(sent));
-  BOOST_TEST(segment->batches[0][0].request.request_id == sent[0].request.request_id);
+  BOOST_REQUIRE(segment->size() == 1u);
+  BOOST_TEST(seqs(segment->batch(0)) == seqs(sent));
+  BOOST_TEST(segment->batch(0)[0].request.request_id == sent[0].request.request_id);
 }
 
 BOOST_AUTO_TEST_CASE(without_a_spool_exhausted_retries_are_a_loud_counted_drop) {

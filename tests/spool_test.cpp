@@ -125,10 +125,10 @@ BOOST_AUTO_TEST_CASE(appends_read_back_in_order_and_remove_deletes_the_file) {
   auto segment = spool.read_oldest();
   BOOST_REQUIRE(segment.has_value());
   BOOST_TEST(segment->corrupt_records == 0u);
-  BOOST_REQUIRE(segment->batches.size() == 3u);
-  BOOST_TEST(same(segment->batches[0], b1));
-  BOOST_TEST(same(segment->batches[1], b2));
-  BOOST_TEST(same(segment->batches[2], b3));
+  BOOST_REQUIRE(segment->size() == 3u);
+  BOOST_TEST(same(segment->batch(0), b1));
+  BOOST_TEST(same(segment->batch(1), b2));
+  BOOST_TEST(same(segment->batch(2), b3));
   BOOST_TEST(fs::exists(spool.segment_path(segment->id)));
   spool.remove(segment->id);
   BOOST_TEST(!fs::exists(spool.segment_path(segment->id)));
@@ -149,8 +149,8 @@ BOOST_AUTO_TEST_CASE(reading_the_active_segment_seals_it) {
   auto second = spool.read_oldest();
   BOOST_REQUIRE(second.has_value());
   BOOST_TEST(second->id > first->id);
-  BOOST_REQUIRE(second->batches.size() == 1u);
-  BOOST_TEST(second->batches[0][0].request.seq == 2u);
+  BOOST_REQUIRE(second->size() == 1u);
+  BOOST_TEST(second->batch(0)[0].request.seq == 2u);
 }
 
 BOOST_AUTO_TEST_CASE(a_new_spool_on_the_same_dir_sees_old_segments_and_starts_a_new_one) {
@@ -167,8 +167,8 @@ BOOST_AUTO_TEST_CASE(a_new_spool_on_the_same_dir_sees_old_segments_and_starts_a_
   BOOST_TEST(segment_files(dir).size() == 2u);  // never appends to the last process's file
   auto oldest = spool.read_oldest();
   BOOST_REQUIRE(oldest.has_value());
-  BOOST_REQUIRE(oldest->batches.size() == 1u);
-  BOOST_TEST(same(oldest->batches[0], b1));
+  BOOST_REQUIRE(oldest->size() == 1u);
+  BOOST_TEST(same(oldest->batch(0), b1));
 }
 
 BOOST_AUTO_TEST_CASE(segments_rotate_at_the_size_limit_and_keep_order) {
@@ -182,7 +182,8 @@ BOOST_AUTO_TEST_CASE(segments_rotate_at_the_size_limit_and_keep_order) {
   for (const auto& f : files) BOOST_TEST(fs::file_size(f) <= 4096u);
   int next = 0;
   while (auto segment = spool.read_oldest()) {
-    for (const auto& b : segment->batches) BOOST_TEST(b.at(0).request.seq == static_cast<uint64_t>(next++));
+    for (size_t i = 0; i < segment->size(); ++i)
+      BOOST_TEST(segment->batch(i).at(0).request.seq == static_cast<uint64_t>(next++));
     spool.remove(segment->id);
   }
   BOOST_TEST(next == 12);
@@ -223,8 +224,8 @@ BOOST_AUTO_TEST_CASE(a_torn_tail_is_counted_and_the_records_before_it_survive) {
   auto segment = spool.read_oldest();
   BOOST_REQUIRE(segment.has_value());
   BOOST_TEST(segment->corrupt_records == 1u);
-  BOOST_REQUIRE(segment->batches.size() == 2u);
-  BOOST_TEST(segment->batches[1][1].request.seq == 3u);
+  BOOST_REQUIRE(segment->size() == 2u);
+  BOOST_TEST(segment->batch(1)[1].request.seq == 3u);
   BOOST_TEST(spool.stats().corrupt_records == 1u);
 }
 
@@ -239,7 +240,7 @@ BOOST_AUTO_TEST_CASE(a_torn_record_header_is_counted) {
   Spool spool(options_for(dir));
   auto segment = spool.read_oldest();
   BOOST_TEST(segment->corrupt_records == 1u);
-  BOOST_TEST(segment->batches.size() == 1u);
+  BOOST_TEST(segment->size() == 1u);
 }
 
 BOOST_AUTO_TEST_CASE(a_bad_crc_skips_only_that_record) {
@@ -263,9 +264,9 @@ BOOST_AUTO_TEST_CASE(a_bad_crc_skips_only_that_record) {
   auto segment = spool.read_oldest();
   BOOST_REQUIRE(segment.has_value());
   BOOST_TEST(segment->corrupt_records == 1u);
-  BOOST_REQUIRE(segment->batches.size() == 2u);
-  BOOST_TEST(same(segment->batches[0], written[0]));
-  BOOST_TEST(same(segment->batches[1], written[2]));
+  BOOST_REQUIRE(segment->size() == 2u);
+  BOOST_TEST(same(segment->batch(0), written[0]));
+  BOOST_TEST(same(segment->batch(1), written[2]));
 }
 
 BOOST_AUTO_TEST_CASE(bad_options_name_the_field) {
