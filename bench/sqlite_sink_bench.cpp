@@ -11,9 +11,9 @@
 //                     [--pipeline-only] [--flush-at N] [--coalesce N] [--json] [--quick]
 // Defaults: 1,000,000 events in batches of 1000, naive baseline on 5,000 events (at ~1k rows/s
 // it would take minutes on more), 5 runs, medians; every run uses a fresh database file.
-// --pipeline-only runs just bus -> Batcher -> SQLite (for profiling that path alone); its
-// Batcher has flush_at 1000 and coalesce_max_events 10000 (`reqbus serve`'s) unless
-// --flush-at / --coalesce say otherwise.
+// --pipeline-only runs just bus -> Batcher -> SQLite (for profiling that path alone). The
+// pipeline's Batcher has flush_at 1000 and coalesce_max_events 10000 (as `reqbus serve`, whose
+// flush_at is the seed's 100) unless --flush-at / --coalesce say otherwise.
 #include <sqlite3.h>
 #include <unistd.h>
 
