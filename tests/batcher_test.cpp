@@ -138,6 +138,28 @@ std::vector<fs::path> segment_files(const std::string& dir) {
   return files;
 }
 
+// Polls stats() (1 ms apart, at most 20 s) until `pred` holds; returns the last snapshot.
+template <class Pred>
+BatcherStats stats_when(const Batcher& batcher, Pred pred) {
+  BatcherStats s = batcher.stats();
+  for (int i = 0; i < 20000 && !pred(s); ++i) {
+    std::this_thread::sleep_for(1ms);  // polling a condition, not timing anything
+    s = batcher.stats();
+  }
+  return s;
+}
+
+// A sink that fails every write, two workers, a spool: the circuit breaker's setting.
+BatcherOptions outage_options(Rig& rig, size_t flush_at) {
+  rig.sink->set_default(WriteResult::retry_later("store down"));
+  BatcherOptions o = rig.options();
+  o.flush_workers = 2;
+  o.flush_at = flush_at;
+  o.retry_base_backoff = 100ms;
+  o.spool_dir = rig.spool();
+  return o;
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(batcher_suite)
@@ -673,26 +695,15 @@ BOOST_AUTO_TEST_CASE(the_spool_is_replayed_once_the_sink_recovers) {
 // pace. Its first success closes the breaker and replays the rest.
 BOOST_AUTO_TEST_CASE(while_the_sink_is_down_other_batches_go_straight_to_the_spool_behind_the_probe) {
   Rig rig;
-  rig.sink->set_default(WriteResult::retry_later("store down"));
-  BatcherOptions o = rig.options();
-  o.flush_workers = 2;
-  o.flush_at = 2;
-  o.retry_base_backoff = 100ms;
-  o.spool_dir = rig.spool();
+  const BatcherOptions o = outage_options(rig, 2);
   Batcher batcher(rig.sink, o);
   enqueue_range(batcher, 0, 2);
   BOOST_REQUIRE(rig.sink->wait_for_finished(1));  // the probe failed and waits for its backoff
-  for (int i = 0; i < 20000 && !batcher.stats().sink_down; ++i) std::this_thread::sleep_for(1ms);
-  BOOST_REQUIRE(batcher.stats().sink_down);
+  BOOST_REQUIRE(stats_when(batcher, [](const BatcherStats& s) { return s.sink_down; }).sink_down);
   // Ten more batches while the manual clock holds the probe: none is written; the first takes
   // the probe into the spool ahead of itself.
   enqueue_range(batcher, 2, 22);
-  BatcherStats stats;
-  for (int i = 0; i < 20000; ++i) {
-    stats = batcher.stats();
-    if (stats.spooled == 22u) break;
-    std::this_thread::sleep_for(1ms);  // polling a condition, not timing anything
-  }
+  BatcherStats stats = stats_when(batcher, [](const BatcherStats& s) { return s.spooled == 22u; });
   BOOST_TEST(stats.spooled == 22u);
   BOOST_TEST(stats.spooled_while_down == 20u);  // the probe was tried; the others were not
   BOOST_TEST(stats.sink_down);
@@ -728,21 +739,16 @@ BOOST_AUTO_TEST_CASE(while_the_sink_is_down_other_batches_go_straight_to_the_spo
 // were spooled (and so landed behind them), is replayed before them.
 BOOST_AUTO_TEST_CASE(replay_keeps_batch_order_across_a_long_outage) {
   Rig rig;
-  rig.sink->set_default(WriteResult::retry_later("store down"));
-  BatcherOptions o = rig.options();
-  o.flush_workers = 2;
-  o.flush_at = 3;
-  o.retry_base_backoff = 100ms;
+  BatcherOptions o = outage_options(rig, 3);
   o.retry_max_attempts = 2;
-  o.spool_dir = rig.spool();
   {
     Batcher batcher(rig.sink, o);
     enqueue_range(batcher, 0, 3);
     BOOST_REQUIRE(rig.sink->wait_for_finished(1));
-    for (int i = 0; i < 20000 && !batcher.stats().sink_down; ++i) std::this_thread::sleep_for(1ms);
+    stats_when(batcher, [](const BatcherStats& s) { return s.sink_down; });
     for (uint64_t b = 1; b < 6; ++b) {  // one batch at a time, each spooled before the next
       enqueue_range(batcher, 3 * b, 3 * b + 3);
-      for (int i = 0; i < 20000 && batcher.stats().spooled < 3 * (b + 1); ++i) std::this_thread::sleep_for(1ms);
+      stats_when(batcher, [b](const BatcherStats& s) { return s.spooled >= 3 * (b + 1); });
     }
     for (int i = 0; i < 200; ++i) rig.clock->advance(100ms);  // the replayer's probes all fail
     const BatcherReport report = batcher.close(1s);
