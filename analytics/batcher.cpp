@@ -96,24 +96,14 @@ Batcher::Impl::Impl(std::shared_ptr<Sink> sink, BatcherOptions options)
   for (size_t i = 0; i < buffers_.size(); ++i)
     next_flush_.push_back(start + detail::flush_delay(options_.flush_interval, options_.flush_jitter, jitter_rng_));
   next_telemetry_ = start + options_.telemetry_buffers_info_interval;
-  for (size_t i = 0; i < options_.flush_workers; ++i) {
-    workers_.emplace_back([this] {
-      detail::name_this_thread("rb-batch-flush");
-      worker_loop();
-    });
-  }
-  timer_ = std::thread([this] {
-    detail::name_this_thread("rb-batch-timer");
-    timer_loop();
-  });
+  for (size_t i = 0; i < options_.flush_workers; ++i)
+    workers_.push_back(detail::named_thread("rb-batch-flush", [this] { worker_loop(); }));
+  timer_ = detail::named_thread("rb-batch-timer", [this] { timer_loop(); });
   if (spool_) {
     // What a previous process left is replayed at once; otherwise the first pass waits for a
     // successful write or replay_interval (a batch spooled right now just failed).
     const time_point first_replay = spool_->empty() ? start + options_.replay_interval : start;
-    replayer_ = std::thread([this, first_replay] {
-      detail::name_this_thread("rb-batch-replay");
-      replay_loop(first_replay);
-    });
+    replayer_ = detail::named_thread("rb-batch-replay", [this, first_replay] { replay_loop(first_replay); });
   }
 }
 

@@ -41,10 +41,7 @@ Client::Impl::Impl(ClientOptions options)
       clock_(opts_.clock ? opts_.clock : system_clock()),
       url_(trim_slashes(opts_.base_url) + "/v1/batch"),
       user_agent_(std::string("reqbus/") + REQBUS_VERSION_STRING) {
-  worker_ = std::thread([this] {
-    detail::name_this_thread("rb-client");
-    run();
-  });
+  worker_ = detail::named_thread("rb-client", [this] { run(); });
 }
 
 Client::Impl::~Impl() {

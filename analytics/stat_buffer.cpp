@@ -93,12 +93,8 @@ StatBufferImpl::StatBufferImpl(StatBuffer::FlushHandler handler, std::shared_ptr
     throw Error(ErrorCode::invalid_argument, "StatBuffer: handle_flush or sink must be set");
   }
   workers_.reserve(opt_.flush_workers);
-  for (size_t i = 0; i < opt_.flush_workers; ++i) {
-    workers_.emplace_back([this] {
-      detail::name_this_thread("rb-stat-flush");
-      worker_loop();
-    });
-  }
+  for (size_t i = 0; i < opt_.flush_workers; ++i)
+    workers_.push_back(detail::named_thread("rb-stat-flush", [this] { worker_loop(); }));
 }
 
 StatBufferImpl::~StatBufferImpl() { close(opt_.clock->now() + opt_.close_timeout); }

@@ -149,8 +149,7 @@ void Bus::Impl::start_thread(std::thread& thread, std::future<void>& done,
   auto started_future = started.get_future();
   std::promise<void> finished;
   done = finished.get_future();
-  thread = std::thread([this, main, name, s = std::move(started), f = std::move(finished)]() mutable {
-    detail::name_this_thread(name);
+  thread = detail::named_thread(name, [this, main, s = std::move(started), f = std::move(finished)]() mutable {
     (this->*main)(std::move(s));
     f.set_value();
   });

@@ -69,10 +69,7 @@ ZapHandler::ZapHandler(zmq::context_t& context, const std::vector<std::string>& 
   }
   std::promise<void> started;
   auto ready = started.get_future();
-  thread_ = std::thread([this, s = std::move(started)]() mutable {
-    detail::name_this_thread("rb-zap");
-    run(std::move(s));
-  });
+  thread_ = detail::named_thread("rb-zap", [this, s = std::move(started)]() mutable { run(std::move(s)); });
   try {
     ready.get();
   } catch (const zmq::error_t& e) {

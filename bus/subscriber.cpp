@@ -31,8 +31,7 @@ void Subscriber::start(const std::string& ready_token) {
   auto started_future = started.get_future();
   std::promise<void> done;
   reader_done_ = done.get_future();
-  reader_ = std::thread([this, p = std::move(started), d = std::move(done)]() mutable {
-    detail::name_this_thread("rb-sub-read");
+  reader_ = detail::named_thread("rb-sub-read", [this, p = std::move(started), d = std::move(done)]() mutable {
     reader_main(std::move(p));
     d.set_value();
   });
@@ -45,8 +44,7 @@ void Subscriber::start(const std::string& ready_token) {
   if (handler_ && !inline_handler_) {
     std::promise<void> handler_done;
     handler_done_ = handler_done.get_future();
-    handler_thread_ = std::thread([this, d = std::move(handler_done)]() mutable {
-      detail::name_this_thread("rb-sub-handler");
+    handler_thread_ = detail::named_thread("rb-sub-handler", [this, d = std::move(handler_done)]() mutable {
       handler_main();
       d.set_value();
     });

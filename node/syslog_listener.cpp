@@ -46,10 +46,7 @@ void SyslogListener::start() {
   socklen_t len = sizeof(addr);
   getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
   port_ = ntohs(addr.sin_port);
-  thread_ = std::thread([this] {
-    detail::name_this_thread("rb-syslog");
-    run();
-  });
+  thread_ = detail::named_thread("rb-syslog", [this] { run(); });
 }
 
 void SyslogListener::stop() {
