@@ -284,44 +284,87 @@ BOOST_AUTO_TEST_CASE(counter_flushes_are_applied_once) {
   BOOST_CHECK_EQUAL(stats.duplicates, 4u);
 }
 
+// Both loaders: binary COPY (a batch of one kind) and INSERT ... unnest (copy = false).
 BOOST_AUTO_TEST_CASE(hostile_strings_round_trip_byte_exact) {
-  const auto conninfo = fresh_database("hostile");
-  reqbus::PostgresSink sink(options_for(conninfo));
   const std::vector<std::string> hostile = {
       "tab\there", "new\nline", "cr\rlf\r\n", "back\\slash\\", "\\N", "\\.", "quote'\"`",
       "comma,semi;pipe|", "{\"json\": [1, 2]}", "{a,b}", "NULL", "",
       "unicode: \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80 \xe4\xb8\xad\xe6\x96\x87",
-      "$1 $$ dollar", "'); DROP TABLE requests; --", std::string(2000, '\\')};
-  std::vector<reqbus::Message> batch;
-  for (size_t i = 0; i < hostile.size(); ++i) {
-    reqbus::Message m = request(static_cast<int>(i));
-    m.request.path = "/" + hostile[i];
-    m.request.user_agent = hostile[i];
-    m.request.referer = hostile[hostile.size() - 1 - i];
-    m.request.session_id = hostile[i];
-    batch.push_back(m);
-    reqbus::Message e = track(static_cast<int>(i));
-    e.analytics.event = hostile[i];
-    e.analytics.properties_json = hostile[i].empty() ? "x" : hostile[i];
-    batch.push_back(e);
-  }
-  auto result = sink.write(batch, 10s);
-  BOOST_REQUIRE_MESSAGE(result.ok(), result.reason);
-  Db db(conninfo);
-  auto rows = db.query("SELECT path, user_agent, referer, session_id FROM requests ORDER BY request_id");
-  BOOST_REQUIRE_EQUAL(rows.size(), hostile.size());
-  auto events = db.query("SELECT event, properties FROM events ORDER BY message_id");
-  BOOST_REQUIRE_EQUAL(events.size(), hostile.size());
-  for (size_t i = 0; i < hostile.size(); ++i) {
-    BOOST_TEST_CONTEXT("string " << i) {
-      BOOST_CHECK(rows[i][0] == "/" + hostile[i]);
-      BOOST_CHECK(rows[i][1] == hostile[i]);
-      BOOST_CHECK(rows[i][2] == hostile[hostile.size() - 1 - i]);
-      BOOST_CHECK(rows[i][3] == hostile[i]);
-      BOOST_CHECK(events[i][0] == hostile[i]);
-      BOOST_CHECK(events[i][1] == (hostile[i].empty() ? "x" : hostile[i]));
+      "$1 $$ dollar", "'); DROP TABLE requests; --", std::string(2000, '\\'), "PGCOPY\n\\377\r\n"};
+  for (const bool copy : {true, false}) {
+    BOOST_TEST_CONTEXT("copy " << copy) {
+      const auto conninfo = fresh_database(copy ? "hostile_copy" : "hostile_insert");
+      auto options = options_for(conninfo);
+      options.copy = copy;
+      reqbus::PostgresSink sink(options);
+      std::vector<reqbus::Message> request_batch, event_batch;
+      for (size_t i = 0; i < hostile.size(); ++i) {
+        reqbus::Message m = request(static_cast<int>(i));
+        m.request.path = "/" + hostile[i];
+        m.request.user_agent = hostile[i];
+        m.request.referer = hostile[hostile.size() - 1 - i];
+        m.request.session_id = hostile[i];
+        request_batch.push_back(m);
+        reqbus::Message e = track(static_cast<int>(i));
+        e.analytics.event = hostile[i];
+        e.analytics.properties_json = hostile[i].empty() ? "x" : hostile[i];
+        event_batch.push_back(e);
+      }
+      for (const auto* batch : {&request_batch, &event_batch}) {
+        auto result = sink.write(*batch, 10s);
+        BOOST_REQUIRE_MESSAGE(result.ok(), result.reason);
+      }
+      BOOST_CHECK_EQUAL(sink.stats().copies, copy ? 2u : 0u);
+      Db db(conninfo);
+      auto rows = db.query("SELECT path, user_agent, referer, session_id FROM requests ORDER BY request_id");
+      BOOST_REQUIRE_EQUAL(rows.size(), hostile.size());
+      auto events = db.query("SELECT event, properties, traits FROM events ORDER BY message_id");
+      BOOST_REQUIRE_EQUAL(events.size(), hostile.size());
+      for (size_t i = 0; i < hostile.size(); ++i) {
+        BOOST_TEST_CONTEXT("string " << i) {
+          BOOST_CHECK(rows[i][0] == "/" + hostile[i]);
+          BOOST_CHECK(rows[i][1] == hostile[i]);
+          BOOST_CHECK(rows[i][2] == hostile[hostile.size() - 1 - i]);
+          BOOST_CHECK(rows[i][3] == hostile[i]);
+          BOOST_CHECK(events[i][0] == hostile[i]);
+          BOOST_CHECK(events[i][1] == (hostile[i].empty() ? "x" : hostile[i]));
+          BOOST_CHECK(!events[i][2].has_value());  // "" in a JSON column is NULL
+        }
+      }
     }
   }
+}
+
+// COPY cannot skip a stored row: the server aborts it, and the batch is loaded by the INSERT.
+BOOST_AUTO_TEST_CASE(a_batch_holding_a_stored_row_falls_back_from_copy_to_insert) {
+  const auto conninfo = fresh_database("copy_fallback");
+  reqbus::PostgresSink sink(options_for(conninfo));
+  BOOST_REQUIRE(sink.write(requests(0, 100), 10s).ok());
+  auto stats = sink.stats();
+  BOOST_CHECK_EQUAL(stats.copies, 1u);
+  BOOST_CHECK_EQUAL(stats.rows_inserted, 100u);
+
+  auto result = sink.write(requests(50, 100), 10s);  // half stored already
+  BOOST_REQUIRE_MESSAGE(result.ok(), result.reason);
+  stats = sink.stats();
+  BOOST_CHECK_EQUAL(stats.copies, 1u);
+  BOOST_CHECK_EQUAL(stats.copy_fallbacks, 1u);
+  BOOST_CHECK_EQUAL(stats.rows_inserted, 150u);
+  BOOST_CHECK_EQUAL(stats.duplicates, 50u);
+  BOOST_CHECK_EQUAL(stats.errors, 0u);
+  Db db(conninfo);
+  BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM requests"), "150");
+
+  // The next 16 writes skip COPY (replays come in runs); the 17th uses it again.
+  for (int i = 0; i < 16; ++i) BOOST_REQUIRE(sink.write(requests(150 + i, 1), 10s).ok());
+  BOOST_CHECK_EQUAL(sink.stats().copies, 1u);
+  BOOST_REQUIRE(sink.write(requests(166, 10), 10s).ok());
+  stats = sink.stats();
+  BOOST_CHECK_EQUAL(stats.copies, 2u);
+  BOOST_CHECK_EQUAL(stats.rows_inserted, 176u);
+  BOOST_CHECK_EQUAL(stats.batches, 19u);
+  BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM requests"), "176");
+  BOOST_CHECK_EQUAL(db.scalar("SELECT count(DISTINCT request_id) FROM requests"), "176");
 }
 
 BOOST_AUTO_TEST_CASE(bytes_text_cannot_hold_are_a_permanent_failure_of_the_whole_batch) {

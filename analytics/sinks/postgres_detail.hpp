@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,17 @@ struct EncodedBatch {
 };
 
 EncodedBatch encode_batch(const std::vector<Message>& batch);
+
+// The rows of a batch of one kind in COPY's binary format, sorted by primary key as above.
+struct CopyData {
+  bool requests = true;  // into requests, else into events
+  uint64_t rows = 0;
+  std::string bytes;
+};
+// nullopt when the batch is empty or holds both kinds (those go through insert_both_sql()).
+std::optional<CopyData> encode_copy(const std::vector<Message>& batch);
+// COPY <table> (<columns>) FROM STDIN (FORMAT binary)
+std::string copy_sql(const schema::Table& table);
 // Parameters of counter_flush_sql(): key[], window_start[], node_id[], count[], updated_at.
 ParamSet encode_counter_flushes(const std::vector<CounterFlush>& flushes, int64_t now_us);
 // a's parameters followed by b's.

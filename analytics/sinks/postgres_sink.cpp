@@ -30,6 +30,11 @@ using namespace postgres_detail;
 using SteadyClock = std::chrono::steady_clock;
 using Deadline = SteadyClock::time_point;
 
+// A COPY that met a row stored already; the batch is loaded again with ON CONFLICT DO NOTHING.
+const std::string kUniqueViolation = "23505";
+// After such a fallback, this many writes go straight to INSERT ... ON CONFLICT.
+constexpr int64_t kCopyPauseWrites = 16;
+
 // Arbitrary constant for pg_advisory_xact_lock: serialises schema migrations across nodes.
 constexpr int64_t kMigrationLockId = 0x7265716275730001;  // "reqbus" + 1
 
@@ -81,7 +86,7 @@ void ignore_notice(void*, const PGresult*) {}  // "relation ... already exists, 
 struct PostgresSink::Impl {
   PostgresSinkOptions options;
   std::string name;
-  std::string sql_requests, sql_events, sql_both, sql_counters;
+  std::string sql_requests, sql_events, sql_both, sql_counters, sql_copy_requests, sql_copy_events;
 
   std::mutex pool_mu;
   std::condition_variable pool_cv;
@@ -92,13 +97,20 @@ struct PostgresSink::Impl {
   detail::TimedGate schema_gate;  // not std::timed_mutex: TSan misreads its try_lock_for
   std::atomic<bool> schema_ready{false};
 
-  std::atomic<uint64_t> batches{0}, rows_inserted{0}, duplicates{0}, errors{0}, reconnects{0};
+  std::atomic<uint64_t> batches{0}, rows_inserted{0}, duplicates{0}, errors{0}, reconnects{0},
+      copies{0}, copy_fallbacks{0};
+  // Writes left that skip COPY after one found a duplicate: replays tend to come in runs.
+  std::atomic<int64_t> copy_pause{0};
 
   // The outcome of one attempt; `drop` closes the connection (lost, timed out, unknown state).
   struct Failure {
+    Failure() = default;
+    Failure(bool transient_, bool drop_, std::string reason_)
+        : transient(transient_), drop(drop_), reason(std::move(reason_)) {}
     bool transient = true;
     bool drop = false;
     std::string reason;
+    std::string sqlstate;  // the server's, when it reported the error
   };
   using Results = std::vector<PgResult>;
 
@@ -158,16 +170,29 @@ struct PostgresSink::Impl {
   // --- running statements -------------------------------------------------------------------
   // Sends with `send` (a PQsend* call) and collects every result before the deadline.
   template <typename Send>
-  std::optional<Failure> run(Connection& c, Deadline deadline, Send&& send, Results* out) {
-    PGconn* conn = c.conn;
-    if (!send(conn)) return lost(c, "send");
+  std::optional<Failure> run(Connection& c, Deadline deadline, Send&& send, Results* out,
+                             bool until_copy_in = false) {
+    if (!send(c.conn)) return lost(c, "send");
+    if (auto failed = flush_out(c, deadline)) return failed;
+    return collect(c, deadline, out, until_copy_in);
+  }
+
+  // Pushes libpq's output buffer to the server.
+  std::optional<Failure> flush_out(Connection& c, Deadline deadline) {
     for (;;) {
-      int flushed = PQflush(conn);
-      if (flushed == 0) break;
+      const int flushed = PQflush(c.conn);
+      if (flushed == 0) return {};
       if (flushed < 0) return lost(c, "send");
-      if (!wait_socket(conn, true, deadline)) return timed_out(c);
-      if (!PQconsumeInput(conn)) return lost(c, "receive");
+      if (!wait_socket(c.conn, true, deadline)) return timed_out(c);
+      if (!PQconsumeInput(c.conn)) return lost(c, "receive");
     }
+  }
+
+  // Reads results until libpq has none left (or, with `until_copy_in`, until the server asks
+  // for COPY data); the first error is returned once the connection is idle again.
+  std::optional<Failure> collect(Connection& c, Deadline deadline, Results* out,
+                                 bool until_copy_in = false) {
+    PGconn* conn = c.conn;
     std::optional<Failure> first_error;
     for (;;) {
       while (PQisBusy(conn)) {
@@ -177,18 +202,50 @@ struct PostgresSink::Impl {
       PgResult result(PQgetResult(conn));
       if (!result) break;
       ExecStatusType st = PQresultStatus(result.get());
+      if (st == PGRES_COPY_IN && until_copy_in && !first_error) return {};
       if (st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR || st == PGRES_BAD_RESPONSE) {
         if (!first_error) first_error = classify(c, result.get());
+      } else if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
+        return lost(c, "an unexpected COPY");  // never sent by us: the state is unknown
       } else if (out) {
         out->push_back(std::move(result));
       }
     }
     if (!first_error && PQstatus(conn) == CONNECTION_BAD) return lost(c, "receive");
+    if (!first_error && until_copy_in) return lost(c, "COPY (the server did not ask for data)");
     if (first_error && (first_error->drop || PQstatus(conn) == CONNECTION_BAD)) {
       first_error->drop = true;
       c.close();
     }
     return first_error;
+  }
+
+  // COPY ... FROM STDIN with `data` as its whole input; `out` receives the final result.
+  std::optional<Failure> copy_in(Connection& c, Deadline deadline, const std::string& sql,
+                                 const std::string& data, Results* out) {
+    if (auto failed = run(c, deadline, [&](PGconn* conn) { return PQsendQuery(conn, sql.c_str()); },
+                          nullptr, true)) {
+      return failed;
+    }
+    constexpr size_t kChunk = 256 * 1024;
+    for (size_t at = 0; at < data.size();) {
+      const int n = static_cast<int>(std::min(kChunk, data.size() - at));
+      const int rc = PQputCopyData(c.conn, data.data() + at, n);
+      if (rc < 0) return lost(c, "COPY");
+      if (rc == 1) {
+        at += static_cast<size_t>(n);
+      } else if (auto failed = flush_out(c, deadline)) {  // 0: libpq's buffer is full
+        return failed;
+      }
+    }
+    for (;;) {
+      const int rc = PQputCopyEnd(c.conn, nullptr);
+      if (rc < 0) return lost(c, "COPY");
+      if (rc == 1) break;
+      if (auto failed = flush_out(c, deadline)) return failed;
+    }
+    if (auto failed = flush_out(c, deadline)) return failed;
+    return collect(c, deadline, out);
   }
 
   std::optional<Failure> exec(Connection& c, Deadline deadline, const std::string& sql,
@@ -214,6 +271,7 @@ struct PostgresSink::Impl {
              sqlstate == "57P01" || sqlstate == "57P02" || sqlstate == "57P03";
     f.reason = "postgres " + (sqlstate.empty() ? std::string("error") : sqlstate) + ": " +
                one_line(PQresultErrorMessage(result));
+    f.sqlstate = std::move(sqlstate);
     return f;
   }
 
@@ -324,6 +382,54 @@ struct PostgresSink::Impl {
                                  lengths.data(), formats.data(), 0);
     }, out);
   }
+
+  // --- the two ways a batch is loaded ---------------------------------------------------------
+  // True (and one write fewer left to pause) while writes skip COPY after a fallback.
+  bool copy_paused() {
+    int64_t left = copy_pause.load(std::memory_order_relaxed);
+    while (left > 0 && !copy_pause.compare_exchange_weak(left, left - 1, std::memory_order_relaxed)) {
+    }
+    return left > 0;
+  }
+
+  // Binary COPY straight into the table: all or nothing, like every statement here.
+  std::optional<Failure> copy(Connection& c, Deadline deadline, const CopyData& data) {
+    Results results;
+    auto failed = copy_in(c, deadline, data.requests ? sql_copy_requests : sql_copy_events,
+                          data.bytes, &results);
+    if (failed) return failed;
+    copies.fetch_add(1, std::memory_order_relaxed);
+    const uint64_t copied =
+        results.empty() ? 0 : std::strtoull(PQcmdTuples(results.back().get()), nullptr, 10);
+    rows_inserted.fetch_add(copied, std::memory_order_relaxed);
+    return {};
+  }
+
+  // INSERT ... SELECT * FROM unnest(...) ON CONFLICT DO NOTHING, both kinds in one statement.
+  std::optional<Failure> insert(Connection& c, Deadline deadline, const EncodedBatch& encoded) {
+    Results results;
+    uint64_t inserted = 0;
+    if (encoded.events.rows == 0 || encoded.requests.rows == 0) {
+      const bool requests = encoded.events.rows == 0;
+      const ParamSet& params = requests ? encoded.requests : encoded.events;
+      auto failed = execute(c, deadline, requests ? kInsertRequests : kInsertEvents,
+                            requests ? sql_requests : sql_events, params, &results);
+      if (failed) return failed;
+      if (!results.empty()) inserted = std::strtoull(PQcmdTuples(results.back().get()), nullptr, 10);
+    } else {
+      ParamSet both = concat(encoded.requests, encoded.events);
+      auto failed = execute(c, deadline, kInsertBoth, sql_both, both, &results);
+      if (failed) return failed;
+      if (!results.empty() && PQntuples(results.back().get()) == 1) {
+        inserted = std::strtoull(PQgetvalue(results.back().get(), 0, 0), nullptr, 10) +
+                   std::strtoull(PQgetvalue(results.back().get(), 0, 1), nullptr, 10);
+      }
+    }
+    const uint64_t total = encoded.requests.rows + encoded.events.rows;
+    rows_inserted.fetch_add(inserted, std::memory_order_relaxed);
+    duplicates.fetch_add(total - std::min(inserted, total), std::memory_order_relaxed);
+    return {};
+  }
 };
 
 PostgresSink::PostgresSink(PostgresSinkOptions options) : impl_(std::make_unique<Impl>()) {
@@ -347,6 +453,8 @@ PostgresSink::PostgresSink(PostgresSinkOptions options) : impl_(std::make_unique
   impl_->sql_events = insert_unnest_sql(schema::events_table(), 1, false);
   impl_->sql_both = insert_both_sql();
   impl_->sql_counters = counter_flush_sql();
+  impl_->sql_copy_requests = copy_sql(schema::requests_table());
+  impl_->sql_copy_events = copy_sql(schema::events_table());
 }
 
 PostgresSink::~PostgresSink() {
@@ -362,38 +470,34 @@ PostgresSinkStats PostgresSink::stats() const noexcept {
   s.duplicates = impl_->duplicates.load(std::memory_order_relaxed);
   s.errors = impl_->errors.load(std::memory_order_relaxed);
   s.reconnects = impl_->reconnects.load(std::memory_order_relaxed);
+  s.copies = impl_->copies.load(std::memory_order_relaxed);
+  s.copy_fallbacks = impl_->copy_fallbacks.load(std::memory_order_relaxed);
   return s;
 }
 
 WriteResult PostgresSink::write(const std::vector<Message>& batch, std::chrono::milliseconds timeout) {
   const Deadline deadline = SteadyClock::now() + timeout;
-  // Encoding happens before a connection is leased, so the pool is held only for the I/O.
-  EncodedBatch encoded = encode_batch(batch);
-  if (encoded.requests.rows == 0 && encoded.events.rows == 0) return WriteResult::success();
   Impl& impl = *impl_;
+  // Encoding happens before a connection is leased, so the pool is held only for the I/O.
+  std::optional<CopyData> copy;
+  if (impl.options.copy && !impl.copy_paused()) copy = encode_copy(batch);
+  std::optional<EncodedBatch> encoded;
+  if (!copy) {
+    encoded = encode_batch(batch);
+    if (encoded->requests.rows == 0 && encoded->events.rows == 0) return WriteResult::success();
+  }
   return impl.with_connection(deadline, [&](Connection& c) -> std::optional<Impl::Failure> {
-    Impl::Results results;
-    uint64_t inserted = 0;
-    if (encoded.events.rows == 0 || encoded.requests.rows == 0) {
-      const bool requests = encoded.events.rows == 0;
-      const ParamSet& params = requests ? encoded.requests : encoded.events;
-      auto failed = impl.execute(c, deadline, requests ? kInsertRequests : kInsertEvents,
-                                 requests ? impl.sql_requests : impl.sql_events, params, &results);
-      if (failed) return failed;
-      if (!results.empty()) inserted = std::strtoull(PQcmdTuples(results.back().get()), nullptr, 10);
-    } else {
-      ParamSet both = concat(encoded.requests, encoded.events);
-      auto failed = impl.execute(c, deadline, kInsertBoth, impl.sql_both, both, &results);
-      if (failed) return failed;
-      if (!results.empty() && PQntuples(results.back().get()) == 1) {
-        inserted = std::strtoull(PQgetvalue(results.back().get(), 0, 0), nullptr, 10) +
-                   std::strtoull(PQgetvalue(results.back().get(), 0, 1), nullptr, 10);
-      }
+    if (copy) {
+      auto failed = impl.copy(c, deadline, *copy);
+      if (!failed) return {};
+      if (failed->sqlstate != kUniqueViolation) return failed;
+      // A row of the batch is stored already (a replay, a retried write that had committed):
+      // the COPY rolled back as a whole; load the batch again skipping what is there.
+      impl.copy_fallbacks.fetch_add(1, std::memory_order_relaxed);
+      impl.copy_pause.store(kCopyPauseWrites, std::memory_order_relaxed);
+      encoded = encode_batch(batch);
     }
-    const uint64_t total = encoded.requests.rows + encoded.events.rows;
-    impl.rows_inserted.fetch_add(inserted, std::memory_order_relaxed);
-    impl.duplicates.fetch_add(total - std::min(inserted, total), std::memory_order_relaxed);
-    return {};
+    return impl.insert(c, deadline, *encoded);
   });
 }
 

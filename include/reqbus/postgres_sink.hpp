@@ -2,13 +2,16 @@
 // PostgresSink: stores batches of RequestLogs and identify/group/track events, and counter
 // flushes, in PostgreSQL through libpq.
 //
-// Loading: each batch is one statement per table kind, `INSERT ... SELECT * FROM unnest($1, ...)
-// ON CONFLICT DO NOTHING`, with every column sent as one binary array parameter: one round
-// trip, one implicit transaction, no temp table, and no text escaping at all (hostile bytes in
-// a field travel as a length-prefixed value). A batch holding both kinds is one statement with
-// two data-modifying CTEs, so it is still all or nothing. bench/postgres_sink_bench.cpp measures
-// it against COPY -> temp table -> INSERT ... ON CONFLICT (1.4x faster on one connection, 2.1x
-// on two, on the 2-core reference machine) and one INSERT per event.
+// Loading: a batch of one kind (only RequestLogs, or only identify/group/track events) is sent
+// as one binary `COPY <table> FROM STDIN (FORMAT binary)`: PostgreSQL's fastest loader, one
+// implicit transaction, no text escaping (every field travels length-prefixed). COPY cannot skip
+// rows already stored, so when one is (a replayed or retried batch), the server aborts the whole
+// COPY with unique_violation and the batch is loaded again by `INSERT ... SELECT * FROM
+// unnest($1, ...) ON CONFLICT DO NOTHING`, every column one binary array parameter; the next 16
+// writes then go straight to that statement, as replays come in runs. A batch holding both
+// kinds is one such INSERT with two data-modifying CTEs, so it is still all or nothing.
+// bench/postgres_sink_bench.cpp measures both loaders against COPY -> temp table -> INSERT ...
+// ON CONFLICT and against one INSERT per event (docs/BENCHMARKS.md).
 // Idempotent: a request_id / message_id already stored is skipped and counted as a duplicate.
 // Counters: a flush is inserted into counter_flushes keyed by (key, window_start, node_id);
 // only flushes that were new are added to `counters`, in the same statement.
@@ -50,6 +53,10 @@ struct PostgresSinkOptions {
   std::chrono::milliseconds statement_timeout{30000};
   // Create or migrate the schema on first use. Default true. false: the tables must exist.
   bool create_schema = true;
+  // Load single-kind batches with binary COPY, falling back to INSERT ... ON CONFLICT DO
+  // NOTHING for a batch holding a row stored already. Default true. false: always the INSERT
+  // (for a role without COPY rights on a pooler that does not pass COPY through).
+  bool copy = true;
   // Wall-clock source for counters.updated_at. Default: system_clock().
   std::shared_ptr<Clock> clock;
 };
@@ -60,6 +67,8 @@ struct PostgresSinkStats {
   uint64_t duplicates = 0;     // rows and counter flushes skipped as already stored
   uint64_t errors = 0;         // calls that returned retry_later or failure
   uint64_t reconnects = 0;     // connections opened again after one was lost or dropped
+  uint64_t copies = 0;         // batches loaded by COPY
+  uint64_t copy_fallbacks = 0; // COPYs aborted by a row stored already, then loaded by INSERT
 };
 
 class PostgresSink final : public Sink, public CounterSink {
