@@ -162,6 +162,49 @@ BOOST_AUTO_TEST_CASE(a_hand_written_v2_record_follows_the_documented_layout) {
   BOOST_TEST(m.request.seq == 7u);
 }
 
+// Other msgpack libraries may write a non-negative integer in a signed encoding (int8..int64):
+// it is the same number.
+BOOST_AUTO_TEST_CASE(integers_in_signed_encodings_decode) {
+  const std::string bytes = packed([](auto& p) {
+    p.pack_array(16);
+    p.pack_int8(1);
+    p.pack_int16(2);
+    p.pack(std::string("id"));
+    p.pack(std::string("GET"));
+    p.pack(std::string("/x"));
+    p.pack_int32(503);
+    p.pack_float(2.5f);
+    p.pack(std::string("ua"));
+    p.pack(std::string("10.0.0.1"));
+    p.pack(std::string(""));
+    p.pack(std::string("bot"));
+    p.pack(std::string("s"));
+    p.pack_int64(3);
+    p.pack_int64(1'700'000'000'000'000);
+    p.pack(std::string("n"));
+    p.pack_int64(9);
+  });
+  Message m;
+  BOOST_REQUIRE(!decode(bytes, m).has_value());
+  BOOST_TEST(m.request.status_code == 503);
+  BOOST_TEST(m.request.duration_ms == 2.5);
+  BOOST_TEST(m.request.session_page_views == 3u);
+  BOOST_TEST(m.request.inserted_at == 1'700'000'000'000'000);
+  BOOST_TEST(m.request.seq == 9u);
+  // ...but a negative number where an unsigned one belongs is no status code.
+  const std::string negative_status = packed([](auto& p) {
+    p.pack_array(16);
+    p.pack(1);
+    p.pack(2);
+    p.pack(std::string("id"));
+    p.pack(std::string("GET"));
+    p.pack(std::string("/x"));
+    p.pack_int32(-200);
+    for (int i = 0; i < 10; ++i) p.pack_nil();
+  });
+  BOOST_TEST(decode(negative_status, m) == DecodeError::wrong_shape);
+}
+
 BOOST_AUTO_TEST_CASE(newer_record_versions_are_unknown_version) {
   Message m;
   const std::string request_v3 = packed([](auto& p) {
