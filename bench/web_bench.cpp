@@ -3,7 +3,7 @@
 // same site without it, in the same run (issue 4 point 5: <= 3 % throughput, <= 5 % p99 cost).
 //
 //   web_bench [--runs N] [--duration S] [--threads N] [--connections N] [--nagle]
-//             [--linger-us N] [--json] [--quick]
+//             [--linger-us N] [--frame-events N] [--json] [--quick]
 //
 // Each run starts this program again as a server child (`--serve off|publish`) on a free
 // loopback port, runs `wrk --latency -t2 -c32 -d10s` against it with bench/web_bench.lua (a mix
@@ -15,7 +15,8 @@
 // used (getrusage, all its threads); cpu_us_per_request (server CPU / requests wrk completed)
 // is far less noisy than req/s on a shared machine, and its publish/off ratio is the cost of
 // publishing in the server's own CPU, bus threads included.
-// --linger-us N sets BusOptions::publish_linger in publish mode (default: the BusOptions default).
+// --linger-us N sets BusOptions::publish_linger in publish mode, --frame-events N
+// BusOptions::max_events_per_frame (default: the BusOptions defaults).
 //   off      demo site only, no Bus, no RequestLogger hooks
 //   publish  demo site + RequestLogger on an in-process Bus (drop_newest, as web_server) with a
 //            local handler subscription counting every event — what a node or `reqbus demo`
@@ -57,7 +58,7 @@ double cpu_seconds() {
   return double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
-int serve(const std::string& mode, bool nodelay, int linger_us) {
+int serve(const std::string& mode, bool nodelay, int linger_us, int frame_events) {
   sigset_t stop;
   sigemptyset(&stop);
   sigaddset(&stop, SIGTERM);
@@ -89,6 +90,7 @@ int serve(const std::string& mode, bool nodelay, int linger_us) {
     bo.node_id = "web-bench";
     bo.overflow = Overflow::drop_newest;  // as examples/web_server: never hold up a server thread
     if (linger_us >= 0) bo.publish_linger = std::chrono::microseconds(linger_us);
+    if (frame_events > 0) bo.max_events_per_frame = size_t(frame_events);
     bus = std::make_unique<Bus>(bo);
     SubscribeOptions so;
     so.scope = Scope::local_only;
@@ -188,16 +190,17 @@ std::string find_on_path(const std::string& program) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc >= 3 && std::string(argv[1]) == "--serve") {  // --serve MODE [--nagle] [--linger-us N]
+  if (argc >= 3 && std::string(argv[1]) == "--serve") {  // --serve MODE [--nagle] [--linger-us N] [--frame-events N]
     bool nodelay = true;
-    int linger_us = -1;
+    int linger_us = -1, frame_events = -1;
     for (int i = 3; i < argc; ++i) {
       if (std::string(argv[i]) == "--nagle") nodelay = false;
       else if (std::string(argv[i]) == "--linger-us" && i + 1 < argc) linger_us = std::atoi(argv[++i]);
+      else if (std::string(argv[i]) == "--frame-events" && i + 1 < argc) frame_events = std::atoi(argv[++i]);
     }
-    return serve(argv[2], nodelay, linger_us);
+    return serve(argv[2], nodelay, linger_us, frame_events);
   }
-  int duration = 10, threads = 2, connections = 32, linger_us = -1;
+  int duration = 10, threads = 2, connections = 32, linger_us = -1, frame_events = -1;
   bool nagle = false;  // --nagle: leave TCP_NODELAY off, as examples/web_server does
   CommonFlags common;
   try {
@@ -222,11 +225,12 @@ int main(int argc, char** argv) {
       else if (a == "--connections") connections = number();
       else if (a == "--nagle") nagle = true;
       else if (a == "--linger-us") linger_us = i + 1 < common.rest.size() ? std::atoi(common.rest[++i].c_str()) : -1;
+      else if (a == "--frame-events") frame_events = number();
       else throw std::invalid_argument("unknown argument " + a);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "web_bench: %s\nusage: web_bench [--runs N] [--duration S] [--threads N] "
-                         "[--connections N] [--nagle] [--linger-us N] [--json] [--quick]\n", e.what());
+                         "[--connections N] [--nagle] [--linger-us N] [--frame-events N] [--json] [--quick]\n", e.what());
     return 2;
   }
   const std::string wrk = find_on_path("wrk");
@@ -250,6 +254,7 @@ int main(int argc, char** argv) {
         std::vector<std::string> args{"--serve", modes[m]};
         if (nagle) args.push_back("--nagle");
         if (linger_us >= 0) args.insert(args.end(), {"--linger-us", std::to_string(linger_us)});
+        if (frame_events > 0) args.insert(args.end(), {"--frame-events", std::to_string(frame_events)});
         Child child(args);
         const auto hello = child.read_line(30000);
         if (!hello || hello->rfind("port ", 0) != 0) throw std::runtime_error("server child did not start");
@@ -304,7 +309,9 @@ int main(int argc, char** argv) {
           .add("wrk", wrk_args);
       if (m == 1) r.add("cpu_overhead_pct", (median(cpu_ratio) - 1) * 100)
                       .add("publish_linger_us", linger_us >= 0 ? double(linger_us)
-                                                               : double(BusOptions{}.publish_linger.count()));
+                                                               : double(BusOptions{}.publish_linger.count()))
+                      .add("max_events_per_frame", frame_events > 0 ? double(frame_events)
+                                                                    : double(BusOptions{}.max_events_per_frame));
       if (m == 1) r.add("served", double(served)).add("published", double(published))
                       .add("delivered", double(delivered)).add("dropped", double(dropped));
       results.push_back(r);
