@@ -188,12 +188,26 @@ BOOST_AUTO_TEST_CASE(creates_schema_on_first_use) {
                                 table + "'"),
                       "1");
   }
-  BOOST_CHECK_EQUAL(db.scalar("SELECT max(version) FROM schema_migrations"), "1");
-  BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM pg_indexes WHERE indexname = 'requests_inserted_at'"), "1");
+  BOOST_CHECK_EQUAL(db.scalar("SELECT max(version) FROM schema_migrations"), "2");
+  const std::string index_kind =
+      "SELECT a.amname FROM pg_class c JOIN pg_am a ON a.oid = c.relam "
+      "WHERE c.relname = 'requests_inserted_at'";
+  BOOST_CHECK_EQUAL(db.scalar(index_kind), "brin");
   // A second sink on the migrated database neither fails nor migrates again.
   reqbus::PostgresSink again(options_for(conninfo));
   BOOST_REQUIRE(again.write(requests(3, 1), 10s).ok());
-  BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM schema_migrations"), "1");
+  BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM schema_migrations"), "2");
+
+  // A database left at version 1 (a B-tree on inserted_at) is migrated on first use.
+  db.query("DELETE FROM schema_migrations WHERE version = 2");
+  db.query("DROP INDEX requests_inserted_at");
+  db.query("CREATE INDEX requests_inserted_at ON requests (inserted_at)");
+  BOOST_CHECK_EQUAL(db.scalar(index_kind), "btree");
+  reqbus::PostgresSink upgrading(options_for(conninfo));
+  BOOST_REQUIRE(upgrading.write(requests(4, 1), 10s).ok());
+  BOOST_CHECK_EQUAL(db.scalar(index_kind), "brin");
+  BOOST_CHECK_EQUAL(db.scalar("SELECT max(version) FROM schema_migrations"), "2");
+  BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM requests"), "5");
 }
 
 BOOST_AUTO_TEST_CASE(stores_a_mixed_batch_exactly) {
@@ -460,7 +474,7 @@ BOOST_AUTO_TEST_CASE(two_nodes_writing_overlapping_batches_store_each_event_once
   BOOST_CHECK_EQUAL(a.rows_inserted + b.rows_inserted, static_cast<uint64_t>(expected));
   BOOST_CHECK_EQUAL(a.rows_inserted + a.duplicates + b.rows_inserted + b.duplicates,
                     4u * kBatches * kBatchSize);
-  BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM schema_migrations"), "1");
+  BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM schema_migrations"), "2");
 }
 
 // Last: it stops and restarts the shared server.
