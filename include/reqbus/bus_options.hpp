@@ -56,13 +56,15 @@ struct BusOptions {
   // has to wake a thread (no system call on the caller's side) and frames carry more events.
   // The cost is up to this much extra latency while traffic is steady; after 5 ms (or 4x the
   // linger) without events the publisher sleeps until the next broadcast wakes it at once.
-  // Default 2 ms: each publisher wake-up costs ~12 us of CPU across the publisher and
-  // subscriber threads, so at 200 us a busy web server paid ~10 us per request for them and
-  // at 2 ms ~1 us (bench/web_bench --linger-us; docs/BENCHMARKS.md). 0 = wake for every event.
-  std::chrono::microseconds publish_linger{2000};
+  // Default 5 ms (with 256 events a frame): a wake-up of the publisher and of each subscriber
+  // costs tens of microseconds of CPU on a 2-vCPU VM, so the fewer the better. A busy web
+  // server paid ~10 us per request for the bus threads at 200 us, 1.2-1.6 us at 2 ms / 64,
+  // 0.7-1.0 us at 5 ms / 256 (bench/web_bench --linger-us --frame-events; docs/BENCHMARKS.md).
+  // 5 ms is nothing to a dashboard or a database writer. 0 = wake for every event.
+  std::chrono::microseconds publish_linger{5000};
 
   // --- framing and transport ---
-  size_t max_events_per_frame = 64;        // events coalesced into one ZeroMQ message; 1..4096
+  size_t max_events_per_frame = 256;       // events coalesced into one ZeroMQ message; 1..4096
   size_t max_frame_bytes = 256 << 10;      // soft cap on one frame's encoded records (256 KiB)
   int inproc_hwm = 256;                    // frames queued per local subscriber before the
                                            // publisher waits (XPUB_NODROP: local is lossless)
