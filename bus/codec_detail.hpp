@@ -1,6 +1,5 @@
 #pragma once
-// Private to bus/: msgpack encoding helpers shared by the record codec and the frame codec
-// (decoding: bus/record_reader.hpp).
+// Private to bus/: msgpack helpers shared by the record codec and the frame codec.
 #include <msgpack.hpp>
 #include <optional>
 #include <string>
@@ -17,11 +16,21 @@ struct StringWriter {
 };
 using Packer = msgpack::packer<StringWriter>;
 
+// Decodes one record from an already-parsed msgpack object.
+std::optional<DecodeError> decode_record(const msgpack::object& record, Message& out);
+
+// Parses exactly one msgpack object filling [data, data + size), referencing (not copying)
+// strings in `data`. Returns the error class when it fails.
+std::optional<DecodeError> parse(const char* data, size_t size, msgpack::object_handle& out);
+
 // Encoders with the fields the bus fills at publish passed separately, so the caller's event
 // is never copied or modified.
 void append_request_log(std::string& out, const RequestLog& r, std::string_view request_id,
                         int64_t inserted_at, std::string_view node_id, uint64_t seq);
 void append_analytics(std::string& out, const AnalyticsEvent& e, std::string_view message_id,
                       int64_t timestamp, std::string_view node_id, uint64_t seq);
+
+bool read_string(const msgpack::object& o, std::string& out);
+bool read_uint(const msgpack::object& o, uint64_t& out);
 
 }  // namespace reqbus::codec::detail

@@ -1,7 +1,6 @@
 #include "bus/frame.hpp"
 
 #include "bus/codec_detail.hpp"
-#include "bus/record_reader.hpp"
 
 namespace reqbus::detail {
 
@@ -48,10 +47,35 @@ void append_frame_header(std::string& out, std::string_view node_id, uint64_t ep
 
 std::optional<codec::DecodeError> decode_frame(const char* data, size_t size, size_t max_bytes,
                                                FrameHeader& header, std::vector<Message>& out) {
-  header.count = 0;
+  using codec::DecodeError;
   header.declared = 0;
-  if (size > max_bytes) return codec::DecodeError::oversized;
-  return codec::detail::RecordReader(size, header, out).run(data);
+  if (size > max_bytes) return DecodeError::oversized;
+  msgpack::object_handle handle;
+  if (auto error = codec::detail::parse(data, size, handle)) return error;
+  const msgpack::object& root = handle.get();
+  if (root.type != msgpack::type::ARRAY || root.via.array.size < 1) return DecodeError::wrong_shape;
+  const msgpack::object* f = root.via.array.ptr;
+  uint64_t version = 0;
+  if (!codec::detail::read_uint(f[0], version)) return DecodeError::wrong_shape;
+  if (version == 0 || version > codec::kWireVersion) return DecodeError::unknown_version;
+  if (root.via.array.size != 5) return DecodeError::wrong_shape;
+  if (!codec::detail::read_string(f[1], header.node_id) || header.node_id.empty() ||
+      header.node_id.size() > RequestLogLimits::node_id ||
+      !codec::detail::read_uint(f[2], header.epoch) ||
+      !codec::detail::read_uint(f[3], header.first_seq) || f[4].type != msgpack::type::ARRAY)
+    return DecodeError::wrong_shape;
+  const msgpack::object_array& records = f[4].via.array;
+  header.count = 0;
+  header.declared = records.size;
+  if (out.size() < records.size) out.resize(records.size);
+  for (uint32_t i = 0; i < records.size; ++i) {
+    Message& m = out[i];
+    if (auto error = codec::detail::decode_record(records.ptr[i], m)) return error;
+    if (m.kind == MessageKind::request_sent && m.request.node_id.empty())
+      m.request.node_id = header.node_id;  // v1 records carry no node_id
+    header.count = i + 1;
+  }
+  return std::nullopt;
 }
 
 }  // namespace reqbus::detail
