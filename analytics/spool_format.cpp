@@ -113,14 +113,4 @@ bool decode_record(std::string_view data, RecordSpan span, std::vector<Message>&
   return decode_payload(data.data() + span.offset, span.size, batch);
 }
 
-uint64_t parse_segment(std::string_view data, std::vector<std::vector<Message>>& batches) {
-  std::vector<RecordSpan> records;
-  const uint64_t corrupt = index_segment(data, records);
-  for (const RecordSpan& span : records) {
-    batches.emplace_back();
-    decode_record(data, span, batches.back());  // index_segment() decoded it once already
-  }
-  return corrupt;
-}
-
 }  // namespace reqbus::detail::spool_format

@@ -42,7 +42,5 @@ struct RecordSpan {
 uint64_t index_segment(std::string_view data, std::vector<RecordSpan>& records);
 // Decodes the record at `span` (one that index_segment() found valid) into `batch`.
 bool decode_record(std::string_view data, RecordSpan span, std::vector<Message>& batch);
-// index_segment() and every valid record decoded, in order (tests, small segments).
-uint64_t parse_segment(std::string_view data, std::vector<std::vector<Message>>& batches);
 
 }  // namespace reqbus::detail::spool_format
