@@ -11,6 +11,7 @@
 #include "app/node_flags.hpp"
 #include "app/traffic.hpp"
 #include "node/config.hpp"
+#include "examples/bind_server.hpp"
 #include "examples/demo_site.hpp"
 #include "examples/request_logger.hpp"
 #include "reqbus/error.hpp"
@@ -154,7 +155,7 @@ Run add_demo(CLI::App& app) {
     });
     logger.install(web);
     web.set_tcp_nodelay(true);
-    const int web_port = web.bind_to_any_port("127.0.0.1");
+    const int web_port = examples::bind_server(web, "127.0.0.1", 0);
     if (web_port <= 0) throw Error(ErrorCode::transport, "demo: cannot bind the web server");
     std::thread web_thread([&] { web.listen_after_bind(); });
 

@@ -25,7 +25,6 @@
 // wrk is not installed by this program: it exits 2 if wrk is not on PATH (Debian: apt-get
 // install wrk).
 #include <httplib.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -41,6 +40,7 @@
 #include <vector>
 
 #include "bench/bench_util.hpp"
+#include "examples/bind_server.hpp"
 #include "examples/demo_site.hpp"
 #include "examples/request_logger.hpp"
 #include "reqbus/bus.hpp"
@@ -70,14 +70,10 @@ int serve(const std::string& mode, bool nodelay, int linger_us, int frame_events
   Subscription sub;
   std::atomic<uint64_t> delivered{0};
   httplib::Server server;
-  server.set_socket_options([nodelay](socket_t sock) {
-    int yes = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-    // httplib writes a response's headers and body separately; without TCP_NODELAY (Linux
-    // passes it on to accepted sockets) every keep-alive response after the first waits for the
-    // client's delayed ACK, ~40 ms, and both variants measure that instead of the server.
-    if (nodelay) setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
-  });
+  // httplib writes a response's headers and body separately; without TCP_NODELAY every
+  // keep-alive response after the first waits for the client's delayed ACK, ~40 ms, and both
+  // variants measure that instead of the server.
+  server.set_tcp_nodelay(nodelay);
   examples::install_demo_site(server);
   // How the driver stops this server once wrk is done (SIGTERM is taken by sigwait below).
   server.Get("/__bench_stop", [](const httplib::Request&, httplib::Response& res) {
@@ -102,7 +98,7 @@ int serve(const std::string& mode, bool nodelay, int linger_us, int frame_events
     std::fprintf(stderr, "web_bench: --serve off|publish, not %s\n", mode.c_str());
     return 2;
   }
-  const int port = server.bind_to_any_port("127.0.0.1");
+  const int port = examples::bind_server(server, "127.0.0.1", 0);  // full accept backlog
   if (port <= 0) return 1;
   const double cpu_at_start = cpu_seconds();  // leaves out start-up (and the bus's, below)
   write_line("port " + std::to_string(port));

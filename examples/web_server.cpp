@@ -17,6 +17,7 @@
 #include <ctime>
 #include <thread>
 
+#include "examples/bind_server.hpp"
 #include "examples/demo_site.hpp"
 #include "examples/flags.hpp"
 #include "examples/request_logger.hpp"
@@ -76,20 +77,13 @@ int main(int argc, char** argv) {
     Bus bus(bus_options);
     RequestLogger logger(bus, logger_options);
     httplib::Server server;
-    // httplib's default sets SO_REUSEPORT, which lets a second server bind the same port and
-    // silently take half its connections. SO_REUSEADDR alone makes "port in use" an error.
-    server.set_socket_options([](socket_t sock) {
-      int yes = 1;
-      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-    });
     // httplib writes a response's headers and body in separate send()s: without TCP_NODELAY
     // every keep-alive response after the first waits ~40 ms for the client's delayed ACK.
     server.set_tcp_nodelay(true);
     install_demo_site(server);
     logger.install(server);
 
-    const int bound_port = port == 0 ? server.bind_to_any_port(host)
-                                     : (server.bind_to_port(host, port) ? port : -1);
+    const int bound_port = bind_server(server, host, port);  // SO_REUSEADDR, full backlog
     if (bound_port <= 0) {
       std::fprintf(stderr, "web_server: cannot listen on %s:%d\n", host.c_str(), port);
       return 1;

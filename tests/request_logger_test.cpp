@@ -1,14 +1,22 @@
 // examples/request_logger.hpp: a real cpp-httplib server on a loopback port with a
 // RequestLogger publishing onto a real in-process Bus; requests from httplib::Client; session
 // time on a ManualClock. Covers the RequestLog fields, the session cookie, page views, the
-// bounded LRU (eviction reuses the oldest session's storage), idle expiry and truncation.
+// bounded LRU (eviction reuses the oldest session's storage), idle expiry and truncation; and
+// examples/bind_server.hpp's accept backlog.
 #include <boost/test/unit_test.hpp>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <thread>
 
+#include "examples/bind_server.hpp"
 #include "examples/request_logger.hpp"
 #include "tests/support/bus_fixtures.hpp"
 
@@ -237,3 +245,48 @@ BOOST_AUTO_TEST_CASE(long_values_are_cut_and_counted) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// examples/bind_server.hpp: httplib 0.11 listens with a backlog of 5; bind_server() raises it.
+// Nobody accepts here (listen_after_bind() is not running), so every handshake that completes
+// waits in the accept queue; with a backlog of 5 the kernel drops the SYNs of all but ~6 clients
+// and they stay unconnected.
+BOOST_AUTO_TEST_CASE(bind_server_queues_a_burst_of_connections_beyond_httplibs_backlog) {
+  httplib::Server server;
+  const int port = examples::bind_server(server, "127.0.0.1", 0);
+  BOOST_REQUIRE(port > 0);
+  constexpr int kClients = 64;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(uint16_t(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::vector<pollfd> clients;
+  for (int i = 0; i < kClients; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    BOOST_REQUIRE(fd >= 0);
+    const int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+    BOOST_REQUIRE(rc == 0 || errno == EINPROGRESS);
+    clients.push_back(pollfd{fd, POLLOUT, 0});
+  }
+  int connected = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (connected < kClients && std::chrono::steady_clock::now() < deadline) {
+    ::poll(clients.data(), clients.size(), 100);
+    for (auto& c : clients) {
+      if (c.fd < 0 || !(c.revents & (POLLOUT | POLLERR | POLLHUP))) continue;
+      int error = 0;
+      socklen_t len = sizeof error;
+      ::getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &error, &len);
+      BOOST_CHECK_EQUAL(error, 0);
+      ++connected;
+      ::close(c.fd);  // closed sockets leave poll() alone (negative fd)
+      c.fd = -1;
+    }
+  }
+  for (auto& c : clients)
+    if (c.fd >= 0) ::close(c.fd);
+  BOOST_CHECK_EQUAL(connected, kClients);
+
+  // SO_REUSEADDR, not httplib's SO_REUSEPORT: a second server cannot take the same port.
+  httplib::Server second;
+  BOOST_CHECK_EQUAL(examples::bind_server(second, "127.0.0.1", port), -1);
+}
