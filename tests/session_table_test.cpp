@@ -1,6 +1,6 @@
 // examples/session_table.hpp: the RequestLogger's flat LRU session table, checked against a
 // std::list + std::map model through random inserts, touches, erases and evictions (small
-// capacities, so probe runs wrap around the bucket array and deletions shift entries back).
+// capacities, so slots are reused many times); ids a client may forge.
 #include <boost/test/unit_test.hpp>
 
 #include <chrono>
@@ -113,6 +113,29 @@ BOOST_AUTO_TEST_CASE(agrees_with_a_list_and_map_model) {
     check_same(t, m);
     BOOST_CHECK(t.find(SessionTable::Id{1, 2}) == SessionTable::npos);
   }
+}
+
+// The low 32 bits of an id name its slot; whatever a cookie says, only the live session's own
+// id matches, and an index past the table is refused rather than read.
+BOOST_AUTO_TEST_CASE(forged_stale_and_out_of_range_ids_are_not_found) {
+  const SessionTable::TimePoint now{};
+  SessionTable t(2);
+  uint32_t a = 0, b = 0, c = 0;
+  t.insert(now, a);
+  t.insert(now, b);
+  const SessionTable::Id id_a = t.id(a), id_b = t.id(b);
+  BOOST_CHECK_EQUAL(uint32_t(id_a.lo), a);
+  BOOST_CHECK(t.find(SessionTable::Id{id_a.hi ^ 1, id_a.lo}) == SessionTable::npos);  // right slot, wrong id
+  BOOST_CHECK(t.find(SessionTable::Id{id_a.hi, id_a.lo ^ (uint64_t(1) << 40)}) == SessionTable::npos);
+  BOOST_CHECK(t.find(SessionTable::Id{id_a.hi, (id_a.lo & ~uint64_t(UINT32_MAX)) | 7}) == SessionTable::npos);
+  BOOST_CHECK(t.find(SessionTable::Id{id_a.hi, id_a.lo | UINT32_MAX}) == SessionTable::npos);
+  t.erase(a);  // expired: its slot is free, and its old id must not match before reuse either
+  BOOST_CHECK(t.find(id_a) == SessionTable::npos);
+  t.insert(now, c);  // reuses a's slot with a new id
+  BOOST_CHECK_EQUAL(c, a);
+  BOOST_CHECK(t.find(id_a) == SessionTable::npos);
+  BOOST_CHECK(t.find(t.id(c)) == c);
+  BOOST_CHECK(t.find(id_b) == b);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
