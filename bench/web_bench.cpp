@@ -9,9 +9,11 @@
 // loopback port, runs `wrk --latency -t2 -c32 -d10s` against it with bench/web_bench.lua (a mix
 // of the site's pages, products, search, 404s and a POST), and stops it. The server sets
 // TCP_NODELAY (--nagle: not, like examples/web_server; then every keep-alive response waits
-// ~40 ms for a delayed ACK and the run measures that). Runs alternate
-// off, publish, off, publish, ... so machine noise hits both alike; figures are medians, the
-// overhead is the median of the per-pair ratios. Each server child also reports the CPU time it
+// ~40 ms for a delayed ACK and the run measures that). Runs come in pairs, in the order
+// off, publish, publish, off, off, publish, ... (ABBA), so machine noise hits both alike and a
+// drift over time favours neither; figures are medians, the overhead is the median of the
+// per-pair ratios. The server listens with a full accept backlog (examples/bind_server.hpp):
+// with httplib's own backlog of 5 the kernel dropped SYNs and p99 measured retransmits. Each server child also reports the CPU time it
 // used (getrusage, all its threads); cpu_us_per_request (server CPU / requests wrk completed)
 // is far less noisy than req/s on a shared machine, and its publish/off ratio is the cost of
 // publishing in the server's own CPU, bus threads included.
@@ -246,7 +248,8 @@ int main(int argc, char** argv) {
     const char* modes[2] = {"off", "publish"};
     for (int run = 0; run < common.runs; ++run) {
       WrkResult pair[2];
-      for (int m = 0; m < 2; ++m) {
+      for (int k = 0; k < 2; ++k) {
+        const int m = run % 2 == 0 ? k : 1 - k;  // ABBA
         std::vector<std::string> args{"--serve", modes[m]};
         if (nagle) args.push_back("--nagle");
         if (linger_us >= 0) args.insert(args.end(), {"--linger-us", std::to_string(linger_us)});
