@@ -57,23 +57,25 @@ struct BusOptions {
   // The cost is up to this much extra latency while traffic is steady; after 4x the linger
   // (at least 5 ms) without events the publisher sleeps until the next broadcast wakes it at
   // once, so a lone event is not delayed.
-  // Default 20 ms (with 1024 events a frame): every frame wakes the publisher and each
+  // Default 20 ms (with up to 256 events a frame): every frame wakes the publisher and each
   // subscriber's reader, and a wake-up costs tens of microseconds of CPU on a 2-vCPU VM; the
   // bus threads' cost per request is about that times frames/s over requests/s. A busy web
   // server (bench/web_bench, ~20k req/s) paid ~10 us a request in bus threads at 200 us,
-  // 1.2-1.6 us at 2 ms / 64, 1.25-1.5 us at 5 ms / 256 and 0.67-0.72 us at 20 ms / 1024
-  // (docs/BENCHMARKS.md). 20 ms is nothing to a dashboard refreshing every second or to a
-  // database writer flushing every few seconds. 0 = wake for every event.
+  // 1.2-1.6 us at 2 ms / 64, 1.25-1.5 us at 5 ms / 256 and 0.76-0.80 us at 20 ms / 256
+  // (per-thread CPU; docs/BENCHMARKS.md). Frames of 1024 cut the bus threads to 0.5-0.7 us
+  // but made the whole server slower (web_bench A/B: median 0.95x the req/s of 5 ms / 256,
+  // some pairs 0.76x), so frames stay at 256. 20 ms is nothing to a dashboard refreshing
+  // every second or to a database writer flushing every few seconds. 0 = wake for every event.
   std::chrono::microseconds publish_linger{20000};
 
   // --- framing and transport ---
-  size_t max_events_per_frame = 1024;      // events coalesced into one ZeroMQ message; 1..4096
+  size_t max_events_per_frame = 256;       // events coalesced into one ZeroMQ message; 1..4096
   size_t max_frame_bytes = 256 << 10;      // soft cap on one frame's encoded records (256 KiB)
-  // ZeroMQ bounds its pipes in frames, so these bounds in events scale with the frame size:
-  // 64 full frames are 65,536 events (what 256 frames of 256 were before the frame grew).
-  int inproc_hwm = 64;                     // frames queued per local subscriber before the
+  // ZeroMQ bounds its pipes in frames, so these bounds in events scale with the frame size
+  // (256 full frames of 256 are 65,536 events); raise max_events_per_frame, lower these.
+  int inproc_hwm = 256;                    // frames queued per local subscriber before the
                                            // publisher waits (XPUB_NODROP: local is lossless)
-  int tcp_hwm = 2500;                      // frames queued per tcp peer; beyond it ZeroMQ drops,
+  int tcp_hwm = 10000;                     // frames queued per tcp peer; beyond it ZeroMQ drops,
                                            // and peers count the loss as sequence gaps
   size_t max_message_bytes = 1 << 20;      // frames from peers larger than this are dropped and
                                            // counted; past 2x ZeroMQ disconnects the peer
@@ -96,7 +98,7 @@ struct SubscribeOptions {
   size_t max_pending = 65536;          // events; must be >= 1
   // block: never drop (the bus slows its publishers instead); drop_*: shed load here and count it.
   Overflow overflow = Overflow::block;
-  int rcv_hwm = 64;                    // frames buffered in the ZeroMQ socket (up to 1024 events each)
+  int rcv_hwm = 256;                   // frames buffered in the ZeroMQ socket
   // How long subscribe() waits for the subscription to be live (events published after it
   // returns are guaranteed to be seen).
   std::chrono::milliseconds ready_timeout{5000};
