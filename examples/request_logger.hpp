@@ -107,7 +107,9 @@ class RequestLogger {
   mutable std::mutex sessions_mu_;
   SessionTable sessions_;  // guarded by sessions_mu_
 
-  std::atomic<uint64_t> served_{0}, published_{0}, dropped_newest_{0}, timed_out_{0}, closed_{0},
+  // One counter per outcome, one increment per response: `served` is their sum, so a request
+  // writes one shared cache line here, not two.
+  std::atomic<uint64_t> published_{0}, dropped_newest_{0}, timed_out_{0}, closed_{0},
       invalid_{0}, unparsed_{0}, truncated_{0}, sessions_created_{0}, sessions_evicted_{0},
       sessions_expired_{0};
 };
@@ -235,7 +237,6 @@ inline void RequestLogger::on_headers(const httplib::Request& req, httplib::Resp
 inline void RequestLogger::on_written(const httplib::Request& req, const httplib::Response& res) {
   InFlight& f = in_flight();
   const auto end = options_.clock->now();
-  served_.fetch_add(1, std::memory_order_relaxed);
   if (req.method.empty()) {  // no request line to report; counted, not published
     unparsed_.fetch_add(1, std::memory_order_relaxed);
     f = InFlight{};
@@ -315,7 +316,6 @@ inline void RequestLogger::fit(std::string& out, std::string_view value, size_t 
 
 inline RequestLoggerStats RequestLogger::stats() const {
   RequestLoggerStats s;
-  s.served = served_.load();
   s.published = published_.load();
   s.dropped_newest = dropped_newest_.load();
   s.timed_out = timed_out_.load();
@@ -323,6 +323,7 @@ inline RequestLoggerStats RequestLogger::stats() const {
   s.invalid = invalid_.load();
   s.unparsed = unparsed_.load();
   s.truncated = truncated_.load();
+  s.served = s.published + s.not_published();  // every response lands in exactly one outcome
   s.sessions_created = sessions_created_.load();
   s.sessions_evicted = sessions_evicted_.load();
   s.sessions_expired = sessions_expired_.load();
