@@ -81,20 +81,21 @@ int64_t now_us() {
 }
 
 // Encodes the published form of an event: the caller's object is never modified.
+// A missing id is a UUIDv7 of the event's own time (one clock read per event, not two).
 void encode_published(std::string& out, const RequestLog& r, const std::string& node, uint64_t seq) {
   char id[36];
   const bool need_id = r.request_id.empty();
-  if (need_id) uuid_v7_into(id);
-  codec::detail::append_request_log(out, r, need_id ? std::string_view(id, 36) : r.request_id,
-                                    r.inserted_at ? r.inserted_at : now_us(), node, seq);
+  const int64_t at = r.inserted_at ? r.inserted_at : now_us();
+  if (need_id) uuid_v7_into(id, at / 1000);
+  codec::detail::append_request_log(out, r, need_id ? std::string_view(id, 36) : r.request_id, at, node, seq);
 }
 
 void encode_published(std::string& out, const AnalyticsEvent& e, const std::string& node, uint64_t seq) {
   char id[36];
   const bool need_id = e.message_id.empty();
-  if (need_id) uuid_v7_into(id);
-  codec::detail::append_analytics(out, e, need_id ? std::string_view(id, 36) : e.message_id,
-                                  e.timestamp ? e.timestamp : now_us(), node, seq);
+  const int64_t at = e.timestamp ? e.timestamp : now_us();
+  if (need_id) uuid_v7_into(id, at / 1000);
+  codec::detail::append_analytics(out, e, need_id ? std::string_view(id, 36) : e.message_id, at, node, seq);
 }
 
 std::vector<detail::PeerEndpoint> parse_peers(const BusOptions& o, const std::vector<std::string>& list,

@@ -65,6 +65,7 @@ int64_t now_ms() {
 }  // namespace
 
 void uuid_v7_into(char out[36]) { format(now_ms(), out); }
+void uuid_v7_into(char out[36], int64_t unix_ms) { format(unix_ms, out); }
 
 std::string uuid_v7_at(int64_t unix_ms) {
   std::string s(36, '\0');

@@ -98,7 +98,9 @@ class RequestLogger {
   void on_written(const httplib::Request& req, const httplib::Response& res);
   // Counts a page view for the cookie's session, or starts a session. Copies the id into
   // `id`; returns true when the client must be given a new cookie.
-  bool touch_session(std::string_view cookie_id, char (&id)[kSessionIdSize], uint32_t& page_views);
+  // `now` is the request's start (the clock is read once for both).
+  bool touch_session(std::string_view cookie_id, Clock::time_point now, char (&id)[kSessionIdSize],
+                     uint32_t& page_views);
   void fit(std::string& out, std::string_view value, size_t limit);
 
   Bus& bus_;
@@ -221,7 +223,7 @@ inline void RequestLogger::on_headers(const httplib::Request& req, httplib::Resp
   if (req.method.empty()) return;  // not a request we can report (see on_written)
   static const std::string kSetCookie = "Set-Cookie";
   const bool fresh = touch_session(
-      detail::cookie_value(detail::header(req, "Cookie"), options_.session_cookie), f.session_id,
+      detail::cookie_value(detail::header(req, "Cookie"), options_.session_cookie), f.start, f.session_id,
       f.page_views);
   f.has_session = true;
   if (fresh) {
@@ -276,9 +278,8 @@ inline void RequestLogger::on_written(const httplib::Request& req, const httplib
   }
 }
 
-inline bool RequestLogger::touch_session(std::string_view cookie_id, char (&id)[kSessionIdSize],
-                                         uint32_t& page_views) {
-  const auto now = options_.clock->now();
+inline bool RequestLogger::touch_session(std::string_view cookie_id, Clock::time_point now,
+                                         char (&id)[kSessionIdSize], uint32_t& page_views) {
   SessionTable::Id cookie;
   const bool has_cookie = SessionTable::parse(cookie_id, cookie);
   std::lock_guard lock(sessions_mu_);

@@ -14,7 +14,8 @@ std::string uuid_v7_at(int64_t unix_ms);
 // A UUIDv7 whose random bits are given: the same (unix_ms, bits) always makes the same id.
 // Ingest uses it so re-reading the same log line yields the same request_id (idempotent).
 std::string uuid_v7_from(int64_t unix_ms, uint64_t bits_hi, uint64_t bits_lo);
-// Writes 36 characters to out (no terminator).
+// Writes 36 characters to out (no terminator): now, or for a given time (ms since the epoch).
 void uuid_v7_into(char out[36]);
+void uuid_v7_into(char out[36], int64_t unix_ms);
 
 }  // namespace reqbus
