@@ -216,7 +216,10 @@ int main(int argc, char** argv) {
     }();
     common = parse_common_flags(argc, argv, 0);
     if (!runs_given && !common.quick) common.runs = 40;
-    if (common.quick) common.runs = runs_given ? common.runs : 2, duration = 1;
+    if (common.quick) {
+      duration = 1;
+      if (!runs_given) common.runs = 2;
+    }
     for (size_t i = 0; i < common.rest.size(); ++i) {
       const std::string& a = common.rest[i];
       auto number = [&]() {

@@ -1,6 +1,7 @@
 #pragma once
 // bind_server: binds a cpp-httplib server's listening socket the way a loaded web server needs
-// it, for listen_after_bind(). Used by examples/web_server, bench/web_bench and `reqbus demo`.
+// it, for listen_after_bind(). Used by examples/web_server, bench/web_bench, `reqbus demo` and
+// the node's HTTP API (node/http_api.cpp).
 //
 // - SO_REUSEADDR instead of httplib's default SO_REUSEPORT, which lets a second server bind the
 //   same port and silently take part of its connections: a port in use is an error here (and a

@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "analytics/segment_json.hpp"
+#include "examples/bind_server.hpp"
 #include "node/assets.hpp"
 #include "reqbus/error.hpp"
 
@@ -83,7 +84,6 @@ class HttpApi::Impl {
   httplib::Server server;
   std::thread thread;
   int port = 0;
-  socket_t listening = INVALID_SOCKET;  // the listening socket, seen by routes()'s socket option callback
   std::atomic<bool> stopping{false};
   std::mutex stop_mu;
   std::condition_variable stop_cv;
@@ -108,14 +108,6 @@ void HttpApi::Impl::reply_too_large(httplib::Response& res) const {
 
 void HttpApi::Impl::routes() {
   server.new_task_queue = [this] { return new httplib::ThreadPool(size_t(options.threads)); };
-  // httplib's default socket option is SO_REUSEPORT alone, which lets a second node bind the
-  // same port and silently take part of its connections; SO_REUSEADDR makes a port in use an
-  // error at start() (and still allows a quick restart over TIME_WAIT connections).
-  server.set_socket_options([this](socket_t sock) {
-    int yes = 1;
-    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-    listening = sock;  // httplib tries addresses in turn; the last one is the one that bound
-  });
   server.set_tcp_nodelay(true);  // headers and body go out in separate send()s: no delayed-ACK wait
   server.set_payload_max_length(options.max_body_bytes);
   server.set_read_timeout(10, 0);
@@ -341,19 +333,12 @@ HttpApi::~HttpApi() { stop(); }
 void HttpApi::start() {
   impl_->routes();
   const auto& o = impl_->options;
-  if (o.port == 0) {
-    impl_->port = impl_->server.bind_to_any_port(o.host.c_str());
-    if (impl_->port <= 0) throw Error(ErrorCode::transport, "http: cannot bind " + o.host + ":0");
-  } else {
-    if (!impl_->server.bind_to_port(o.host.c_str(), o.port))
-      throw Error(ErrorCode::transport, "http: cannot bind " + o.host + ":" + std::to_string(o.port));
-    impl_->port = o.port;
-  }
-  // httplib 0.11 listens with a backlog of 5 (compiled into libcpp-httplib): a burst of clients
-  // (log shippers reconnecting, a load test) gets SYNs dropped and waits 200 ms to 1 s for a
-  // retransmit. listen() again on the listening socket only raises the backlog (Linux); the
-  // kernel caps it at net.core.somaxconn. examples/bind_server.hpp does the same.
-  if (impl_->listening != INVALID_SOCKET) ::listen(impl_->listening, SOMAXCONN);
+  // SO_REUSEADDR, not httplib's SO_REUSEPORT (a second node could silently take part of this
+  // one's connections), and a full accept backlog instead of httplib's 5 (a burst of log
+  // shippers reconnecting would wait 200 ms-1 s for SYN retransmits): see bind_server.hpp.
+  impl_->port = examples::bind_server(impl_->server, o.host, o.port);
+  if (impl_->port <= 0)
+    throw Error(ErrorCode::transport, "http: cannot bind " + o.host + ":" + std::to_string(o.port));
   impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
   // httplib 0.11's stop() is a no-op until the listener runs: wait for it, so that a stop()
   // right after start() cannot leave the thread blocked in accept() forever.
