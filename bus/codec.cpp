@@ -24,6 +24,19 @@ bool read_uint(const msgpack::object& o, uint64_t& out) {
   return true;
 }
 
+bool read_string(const WireField& f, std::string& out) {
+  if (f.type == WireField::Type::str) out.assign(f.str);
+  else if (f.type == WireField::Type::nil) out.clear();
+  else return false;
+  return true;
+}
+
+bool read_uint(const WireField& f, uint64_t& out) {
+  if (f.type != WireField::Type::uint) return false;
+  out = f.u;
+  return true;
+}
+
 namespace {
 
 bool read_int(const msgpack::object& o, int64_t& out) {
@@ -39,6 +52,12 @@ bool read_int(const msgpack::object& o, int64_t& out) {
   return false;
 }
 
+bool read_int(const WireField& f, int64_t& out) {  // WireReader leaves negative integers to msgpack-c
+  if (f.type != WireField::Type::uint || f.u > uint64_t(std::numeric_limits<int64_t>::max())) return false;
+  out = int64_t(f.u);
+  return true;
+}
+
 bool read_double(const msgpack::object& o, double& out) {
   switch (o.type) {
     case msgpack::type::FLOAT32:
@@ -49,8 +68,18 @@ bool read_double(const msgpack::object& o, double& out) {
   }
 }
 
-std::optional<DecodeError> decode_request_log(const msgpack::object* f, uint32_t n,
-                                              uint64_t version, RequestLog& r) {
+bool read_double(const WireField& f, double& out) {
+  if (f.type == WireField::Type::float64) out = f.d;
+  else if (f.type == WireField::Type::uint) out = double(f.u);
+  else return false;
+  return true;
+}
+
+// The record decoders work on an array of fields, from msgpack-c's object tree (Field =
+// msgpack::object) or from WireReader (Field = WireField).
+template <class Field>
+std::optional<DecodeError> decode_request_log(const Field* f, uint32_t n, uint64_t version,
+                                              RequestLog& r) {
   // v1 has 14 elements (kind, version, 12 PhoenixAnalytics fields); v2 adds node_id and seq.
   const uint32_t expected = version == 1 ? 14 : 16;
   if (n != expected) return DecodeError::wrong_shape;
@@ -73,8 +102,8 @@ std::optional<DecodeError> decode_request_log(const msgpack::object* f, uint32_t
   return std::nullopt;
 }
 
-std::optional<DecodeError> decode_analytics(const msgpack::object* f, uint32_t n,
-                                            AnalyticsEvent& e) {
+template <class Field>
+std::optional<DecodeError> decode_analytics(const Field* f, uint32_t n, AnalyticsEvent& e) {
   if (n != 14) return DecodeError::wrong_shape;
   bool ok = read_string(f[2], e.message_id) && read_string(f[3], e.user_id) &&
             read_int(f[4], e.timestamp) && read_string(f[5], e.event) &&
@@ -87,12 +116,9 @@ std::optional<DecodeError> decode_analytics(const msgpack::object* f, uint32_t n
   return std::nullopt;
 }
 
-}  // namespace
-
-std::optional<DecodeError> decode_record(const msgpack::object& o, Message& out) {
-  if (o.type != msgpack::type::ARRAY || o.via.array.size < 2) return DecodeError::wrong_shape;
-  const msgpack::object* f = o.via.array.ptr;
-  const uint32_t n = o.via.array.size;
+template <class Field>
+std::optional<DecodeError> decode_fields(const Field* f, uint32_t n, Message& out) {
+  if (n < 2) return DecodeError::wrong_shape;
   uint64_t kind = 0, version = 0;
   if (!read_uint(f[0], kind) || !read_uint(f[1], version)) return DecodeError::wrong_shape;
   switch (kind) {
@@ -110,6 +136,23 @@ std::optional<DecodeError> decode_record(const msgpack::object& o, Message& out)
     default:
       return DecodeError::wrong_shape;
   }
+}
+
+}  // namespace
+
+std::optional<DecodeError> decode_record(const msgpack::object& o, Message& out) {
+  if (o.type != msgpack::type::ARRAY) return DecodeError::wrong_shape;
+  return decode_fields(o.via.array.ptr, o.via.array.size, out);
+}
+
+bool decode_record(WireReader& in, Message& out) {
+  constexpr uint32_t kMaxFields = 16;  // the longest record layout
+  WireField f[kMaxFields];
+  uint32_t n = 0;
+  if (!in.array(n) || n > kMaxFields) return false;
+  for (uint32_t i = 0; i < n; ++i)
+    if (!in.field(f[i])) return false;
+  return !decode_fields(f, n, out);
 }
 
 std::optional<DecodeError> parse(const char* data, size_t size, msgpack::object_handle& out) {
@@ -153,25 +196,27 @@ const char* to_string(DecodeError error) noexcept {
 
 namespace {
 
-void pack_sv(detail::Packer& p, std::string_view s) {
-  p.pack_str(uint32_t(s.size()));
-  p.pack_str_body(s.data(), uint32_t(s.size()));
+constexpr size_t kPrefix = detail::WireWriter::kMaxPrefix;
+
+void write_request_log_fields(detail::WireWriter& w, const RequestLog& r, std::string_view request_id,
+                              int64_t inserted_at) {
+  w.str(request_id);
+  w.str(r.method);
+  w.str(r.path);
+  w.uint(r.status_code);
+  w.float64(r.duration_ms);
+  w.str(r.user_agent);
+  w.str(r.remote_ip);
+  w.str(r.referer);
+  w.str(r.device_type);
+  w.str(r.session_id);
+  w.uint(r.session_page_views);
+  w.int64(inserted_at);
 }
 
-void pack_request_log_fields(detail::Packer& p, const RequestLog& r, std::string_view request_id,
-                             int64_t inserted_at) {
-  pack_sv(p, request_id);
-  p.pack(r.method);
-  p.pack(r.path);
-  p.pack_uint16(r.status_code);
-  p.pack_double(r.duration_ms);
-  p.pack(r.user_agent);
-  p.pack(r.remote_ip);
-  p.pack(r.referer);
-  p.pack(r.device_type);
-  p.pack(r.session_id);
-  p.pack_uint32(r.session_page_views);
-  p.pack_int64(inserted_at);
+size_t request_log_bound(const RequestLog& r, std::string_view request_id, std::string_view node_id) {
+  return request_id.size() + r.method.size() + r.path.size() + r.user_agent.size() + r.remote_ip.size() +
+         r.referer.size() + r.device_type.size() + r.session_id.size() + node_id.size() + 17 * kPrefix;
 }
 
 }  // namespace
@@ -180,35 +225,37 @@ namespace detail {
 
 void append_request_log(std::string& out, const RequestLog& r, std::string_view request_id,
                         int64_t inserted_at, std::string_view node_id, uint64_t seq) {
-  StringWriter w{out};
-  Packer p(w);
-  p.pack_array(16);
-  p.pack_uint8(uint8_t(MessageKind::request_sent));
-  p.pack_uint8(uint8_t(kRequestLogVersion));
-  pack_request_log_fields(p, r, request_id, inserted_at);
-  pack_sv(p, node_id);
-  p.pack_uint64(seq);
+  WireWriter w(out, request_log_bound(r, request_id, node_id));
+  w.array(16);
+  w.uint(uint8_t(MessageKind::request_sent));
+  w.uint(kRequestLogVersion);
+  write_request_log_fields(w, r, request_id, inserted_at);
+  w.str(node_id);
+  w.uint(seq);
+  w.finish();
 }
 
 void append_analytics(std::string& out, const AnalyticsEvent& e, std::string_view message_id,
                       int64_t timestamp, std::string_view node_id, uint64_t seq) {
-  StringWriter w{out};
-  Packer p(w);
-  p.pack_array(14);
-  p.pack_uint8(uint8_t(e.type));
-  p.pack_uint8(uint8_t(kAnalyticsVersion));
-  pack_sv(p, message_id);
-  p.pack(e.user_id);
-  p.pack_int64(timestamp);
-  p.pack(e.event);
-  p.pack(e.email);
-  p.pack(e.timezone);
-  p.pack(e.account_id);
-  p.pack(e.name);
-  p.pack(e.traits_json);
-  p.pack(e.properties_json);
-  pack_sv(p, node_id);
-  p.pack_uint64(seq);
+  WireWriter w(out, message_id.size() + e.user_id.size() + e.event.size() + e.email.size() +
+                        e.timezone.size() + e.account_id.size() + e.name.size() + e.traits_json.size() +
+                        e.properties_json.size() + node_id.size() + 15 * kPrefix);
+  w.array(14);
+  w.uint(uint8_t(e.type));
+  w.uint(kAnalyticsVersion);
+  w.str(message_id);
+  w.str(e.user_id);
+  w.int64(timestamp);
+  w.str(e.event);
+  w.str(e.email);
+  w.str(e.timezone);
+  w.str(e.account_id);
+  w.str(e.name);
+  w.str(e.traits_json);
+  w.str(e.properties_json);
+  w.str(node_id);
+  w.uint(seq);
+  w.finish();
 }
 
 }  // namespace detail
@@ -218,12 +265,12 @@ void append(std::string& out, const RequestLog& r) {
 }
 
 void append_v1(std::string& out, const RequestLog& r) {
-  detail::StringWriter w{out};
-  detail::Packer p(w);
-  p.pack_array(14);
-  p.pack_uint8(uint8_t(MessageKind::request_sent));
-  p.pack_uint8(1);
-  pack_request_log_fields(p, r, r.request_id, r.inserted_at);
+  detail::WireWriter w(out, request_log_bound(r, r.request_id, {}));
+  w.array(14);
+  w.uint(uint8_t(MessageKind::request_sent));
+  w.uint(1);
+  write_request_log_fields(w, r, r.request_id, r.inserted_at);
+  w.finish();
 }
 
 void append(std::string& out, const AnalyticsEvent& e) {
@@ -238,6 +285,9 @@ void append(std::string& out, const Message& m) {
 }
 
 std::optional<DecodeError> decode(const char* data, size_t size, Message& out) {
+  detail::WireReader in(data, size);
+  if (detail::decode_record(in, out) && in.at_end()) return std::nullopt;
+  // Not the writer's own forms, or not valid: msgpack-c decodes it or names the error.
   msgpack::object_handle handle;
   if (auto error = detail::parse(data, size, handle)) return error;
   return detail::decode_record(handle.get(), out);

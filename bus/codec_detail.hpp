@@ -5,19 +5,16 @@
 #include <string>
 #include <string_view>
 
+#include "bus/wire_io.hpp"
 #include "reqbus/codec.hpp"
 
 namespace reqbus::codec::detail {
 
-// Lets msgpack::packer append to a std::string.
-struct StringWriter {
-  std::string& out;
-  void write(const char* data, size_t size) { out.append(data, size); }
-};
-using Packer = msgpack::packer<StringWriter>;
-
 // Decodes one record from an already-parsed msgpack object.
 std::optional<DecodeError> decode_record(const msgpack::object& record, Message& out);
+// Decodes the record at `in` (and moves past it) when it is in the forms WireWriter writes and
+// valid; false otherwise, and then only msgpack-c can tell the error (see wire_io.hpp).
+bool decode_record(WireReader& in, Message& out);
 
 // Parses exactly one msgpack object filling [data, data + size), referencing (not copying)
 // strings in `data`. Returns the error class when it fails.
@@ -32,5 +29,7 @@ void append_analytics(std::string& out, const AnalyticsEvent& e, std::string_vie
 
 bool read_string(const msgpack::object& o, std::string& out);
 bool read_uint(const msgpack::object& o, uint64_t& out);
+bool read_string(const WireField& f, std::string& out);
+bool read_uint(const WireField& f, uint64_t& out);
 
 }  // namespace reqbus::codec::detail

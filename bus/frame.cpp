@@ -34,45 +34,87 @@ bool parse_envelope_key(std::string_view key, std::string_view& topic, char& sco
 
 void append_frame_header(std::string& out, std::string_view node_id, uint64_t epoch,
                          uint64_t first_seq, uint32_t count) {
-  codec::detail::StringWriter w{out};
-  codec::detail::Packer p(w);
-  p.pack_array(5);
-  p.pack_uint32(codec::kWireVersion);
-  p.pack_str(uint32_t(node_id.size()));
-  p.pack_str_body(node_id.data(), uint32_t(node_id.size()));
-  p.pack_uint64(epoch);
-  p.pack_uint64(first_seq);
-  p.pack_array(count);
+  codec::detail::WireWriter w(out, node_id.size() + 6 * codec::detail::WireWriter::kMaxPrefix);
+  w.array(5);
+  w.uint(codec::kWireVersion);
+  w.str(node_id);
+  w.uint(epoch);
+  w.uint(first_seq);
+  w.array(count);
+  w.finish();
 }
+
+namespace {
+
+using codec::DecodeError;
+
+// The header's first four elements, from msgpack-c's objects or WireReader's fields.
+template <class Field>
+std::optional<DecodeError> decode_header(const Field* f, uint32_t n, FrameHeader& header) {
+  uint64_t version = 0;
+  if (n < 1 || !codec::detail::read_uint(f[0], version)) return DecodeError::wrong_shape;
+  if (version == 0 || version > codec::kWireVersion) return DecodeError::unknown_version;
+  if (n != 5) return DecodeError::wrong_shape;
+  if (!codec::detail::read_string(f[1], header.node_id) || header.node_id.empty() ||
+      header.node_id.size() > RequestLogLimits::node_id ||
+      !codec::detail::read_uint(f[2], header.epoch) || !codec::detail::read_uint(f[3], header.first_seq))
+    return DecodeError::wrong_shape;
+  return std::nullopt;
+}
+
+void fill_v1_node_id(const FrameHeader& header, Message& m) {
+  if (m.kind == MessageKind::request_sent && m.request.node_id.empty())
+    m.request.node_id = header.node_id;  // v1 records carry no node_id
+}
+
+// The forms WireWriter writes, straight from the bytes; false at anything else (wire_io.hpp).
+bool decode_frame_fast(const char* data, size_t size, FrameHeader& header, std::vector<Message>& out) {
+  codec::detail::WireReader in(data, size);
+  codec::detail::WireField f[4];
+  uint32_t n = 0, count = 0;
+  if (!in.array(n) || n != 5) return false;
+  for (auto& field : f)
+    if (!in.field(field)) return false;
+  // msgpack-c's limit on array lengths (codec::detail::parse) is min(size, 65536).
+  if (decode_header(f, n, header) || !in.array(count) || count > in.remaining() || count > 65536) return false;
+  if (out.size() < count) out.resize(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    if (!codec::detail::decode_record(in, out[i])) return false;
+    fill_v1_node_id(header, out[i]);
+  }
+  if (!in.at_end()) return false;
+  header.count = header.declared = count;
+  return true;
+}
+
+}  // namespace
 
 std::optional<codec::DecodeError> decode_frame(const char* data, size_t size, size_t max_bytes,
                                                FrameHeader& header, std::vector<Message>& out) {
-  using codec::DecodeError;
   header.declared = 0;
+  if (size > max_bytes) return DecodeError::oversized;
+  if (decode_frame_fast(data, size, header, out)) return std::nullopt;
+  return decode_frame_reference(data, size, max_bytes, header, out);
+}
+
+std::optional<codec::DecodeError> decode_frame_reference(const char* data, size_t size, size_t max_bytes,
+                                                         FrameHeader& header, std::vector<Message>& out) {
+  header.declared = 0;
+  header.count = 0;
   if (size > max_bytes) return DecodeError::oversized;
   msgpack::object_handle handle;
   if (auto error = codec::detail::parse(data, size, handle)) return error;
   const msgpack::object& root = handle.get();
-  if (root.type != msgpack::type::ARRAY || root.via.array.size < 1) return DecodeError::wrong_shape;
+  if (root.type != msgpack::type::ARRAY) return DecodeError::wrong_shape;
   const msgpack::object* f = root.via.array.ptr;
-  uint64_t version = 0;
-  if (!codec::detail::read_uint(f[0], version)) return DecodeError::wrong_shape;
-  if (version == 0 || version > codec::kWireVersion) return DecodeError::unknown_version;
-  if (root.via.array.size != 5) return DecodeError::wrong_shape;
-  if (!codec::detail::read_string(f[1], header.node_id) || header.node_id.empty() ||
-      header.node_id.size() > RequestLogLimits::node_id ||
-      !codec::detail::read_uint(f[2], header.epoch) ||
-      !codec::detail::read_uint(f[3], header.first_seq) || f[4].type != msgpack::type::ARRAY)
-    return DecodeError::wrong_shape;
+  if (auto error = decode_header(f, root.via.array.size, header)) return error;
+  if (f[4].type != msgpack::type::ARRAY) return DecodeError::wrong_shape;
   const msgpack::object_array& records = f[4].via.array;
-  header.count = 0;
   header.declared = records.size;
   if (out.size() < records.size) out.resize(records.size);
   for (uint32_t i = 0; i < records.size; ++i) {
-    Message& m = out[i];
-    if (auto error = codec::detail::decode_record(records.ptr[i], m)) return error;
-    if (m.kind == MessageKind::request_sent && m.request.node_id.empty())
-      m.request.node_id = header.node_id;  // v1 records carry no node_id
+    if (auto error = codec::detail::decode_record(records.ptr[i], out[i])) return error;
+    fill_v1_node_id(header, out[i]);
     header.count = i + 1;
   }
   return std::nullopt;

@@ -46,7 +46,13 @@ void append_frame_header(std::string& out, std::string_view node_id, uint64_t ep
 // frame instead of being allocated and freed per event. Records in the v1 layout get node_id
 // from the header. On error header.count is the number of records decoded before it, and
 // header.declared is 0 unless the header (node_id, epoch, first_seq, record count) was read.
+// Reads the forms bus/wire_io.hpp writes directly and hands anything else to
+// decode_frame_reference.
 std::optional<codec::DecodeError> decode_frame(const char* data, size_t size, size_t max_bytes,
                                                FrameHeader& header, std::vector<Message>& out);
+// The same through msgpack-c alone, which accepts every msgpack form and names every error:
+// decode_frame's fallback, and what the fuzzer and codec_test compare it with.
+std::optional<codec::DecodeError> decode_frame_reference(const char* data, size_t size, size_t max_bytes,
+                                                         FrameHeader& header, std::vector<Message>& out);
 
 }  // namespace reqbus::detail

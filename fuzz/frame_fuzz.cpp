@@ -3,7 +3,9 @@
 // Invariants: a decoded frame re-encodes (append_frame_header + codec::append) and decodes back
 // to the same header and records; decoding into a reused vector (as the Receiver does, frame
 // after frame) gives the same result as into a fresh one; every decoded record passes validate();
-// a parsed envelope key rebuilds to the same bytes.
+// a parsed envelope key rebuilds to the same bytes; decode_frame's direct reader
+// (bus/wire_io.hpp) gives the same error, header and records as msgpack-c alone
+// (decode_frame_reference).
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -48,6 +50,20 @@ inline void check_frame(std::string_view bytes) {
     REQBUS_FUZZ_CHECK(same(fresh[i], reused[i]), "record " + std::to_string(i) + " differs after reuse");
     check_record(fresh[i]);
   }
+
+  detail::FrameHeader ref_header;
+  std::vector<Message> ref;
+  const auto ref_error = detail::decode_frame_reference(bytes.data(), bytes.size(), kMaxFrameBytes, ref_header, ref);
+  REQBUS_FUZZ_CHECK(error == ref_error, std::string("decode_frame says ") + (error ? codec::to_string(*error) : "ok") +
+                                            ", msgpack-c says " + (ref_error ? codec::to_string(*ref_error) : "ok"));
+  REQBUS_FUZZ_CHECK(header.count == ref_header.count && header.declared == ref_header.declared,
+                    "decode_frame and msgpack-c count other records");
+  if (!error)
+    REQBUS_FUZZ_CHECK(header.node_id == ref_header.node_id && header.epoch == ref_header.epoch &&
+                          header.first_seq == ref_header.first_seq,
+                      "decode_frame and msgpack-c read other headers");
+  for (uint32_t i = 0; i < header.count; ++i)
+    REQBUS_FUZZ_CHECK(same(fresh[i], ref[i]), "record " + std::to_string(i) + " differs from msgpack-c's");
   if (error) return;
 
   std::string again;

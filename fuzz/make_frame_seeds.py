@@ -8,7 +8,13 @@ import struct
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus", "frame")
 
 
+class F32(float):
+    """A float written as msgpack float32 (other writers use it)."""
+
+
 def pack(v):
+    if isinstance(v, F32):
+        return b"\xca" + struct.pack(">f", v)
     if v is None:
         return b"\xc0"
     if isinstance(v, bool):
@@ -80,7 +86,12 @@ SEEDS = {
     "frame_future_record_version": frame([[1, 3] + request_v2(1)[2:]]),
     "frame_bad_status": frame([request_v2(1)[:5] + [700] + request_v2(1)[6:]]),
     "frame_negative_duration": frame([request_v2(1)[:6] + [-1.0] + request_v2(1)[7:]]),
-    "frame_map_instead_of_array": pack({"v": 1}),
+    # Every integer width, float32 and float64, integral durations, str8/str16 strings.
+    "frame_number_forms": frame([
+        request_v2(1)[:5] + [503, F32(2.5)] + request_v2(1)[7:12] + [70000, 2**33] + ["node-a", 2**40],
+        request_v2(2)[:5] + [404, 3] + ["M" * 300] + request_v2(2)[8:12] + [255, 0] + ["node-b", 2**63],
+        request_v2(3)[:5] + [200, 0.125] + request_v2(3)[7:12] + [65535, 2**40] + ["n" * 40, 0],
+    ], first_seq=2**32 + 5),
     "frame_truncated": frame([request_v2(1)])[:-5],
     "frame_trailing_bytes": frame([request_v2(1)]) + b"\x00",
     "frame_long_node_id": frame([request_v2(1)], node="n" * 65),

@@ -211,6 +211,78 @@ BOOST_AUTO_TEST_CASE(integers_in_signed_encodings_decode) {
   BOOST_TEST(decode(negative_status, m) == DecodeError::wrong_shape);
 }
 
+// The hot path writes msgpack itself (bus/wire_io.hpp): its bytes must be the ones msgpack-c's
+// packer writes for the same values, at every length and integer boundary.
+BOOST_AUTO_TEST_CASE(records_are_the_bytes_msgpack_c_writes) {
+  const size_t lengths[] = {0, 1, 31, 32, 255, 256, 65535, 65536, 70000};
+  const uint64_t unsigned_values[] = {0, 1, 127, 128, 255, 256, 65535, 65536, 0xFFFFFFFFull, 0x100000000ull,
+                                      UINT64_MAX};
+  const int64_t signed_values[] = {INT64_MIN, int64_t(INT32_MIN) - 1, INT32_MIN, -32769, -32768, -129, -128,
+                                   -33, -32, -1, 0, 127, 128, 65536, 0x100000000ll, INT64_MAX};
+  auto reference = [](const RequestLog& r) {
+    return packed([&](auto& p) {
+      p.pack_array(16);
+      p.pack_uint8(uint8_t(MessageKind::request_sent));
+      p.pack_uint8(uint8_t(codec::kRequestLogVersion));
+      for (const std::string* s : {&r.request_id, &r.method, &r.path}) p.pack(*s);
+      p.pack_uint16(r.status_code);
+      p.pack_double(r.duration_ms);
+      for (const std::string* s : {&r.user_agent, &r.remote_ip, &r.referer, &r.device_type, &r.session_id}) p.pack(*s);
+      p.pack_uint32(r.session_page_views);
+      p.pack_int64(r.inserted_at);
+      p.pack(r.node_id);
+      p.pack_uint64(r.seq);
+    });
+  };
+  size_t checked = 0;
+  for (size_t i = 0; i < std::size(signed_values); ++i) {
+    RequestLog r = full_log();
+    const size_t n = lengths[i % std::size(lengths)];
+    r.user_agent.assign(n, 'u');
+    r.path.assign(lengths[(i + 3) % std::size(lengths)], '/');
+    r.referer.assign(lengths[(i + 5) % std::size(lengths)], 'r');
+    r.status_code = uint16_t(unsigned_values[i % 8]);
+    r.session_page_views = uint32_t(unsigned_values[i % 10]);
+    r.seq = unsigned_values[i % std::size(unsigned_values)];
+    r.inserted_at = signed_values[i];
+    const double durations[] = {0.0, -0.0, 12.375, 3.0, -2.0, 1e300, 1.0 / 3, -1e-9};  // integral: as integers
+    r.duration_ms = durations[i % std::size(durations)];
+    std::string ours;
+    codec::append(ours, r);
+    const std::string theirs = reference(r);
+    size_t at = 0;
+    while (at < ours.size() && at < theirs.size() && ours[at] == theirs[at]) ++at;
+    BOOST_TEST_CONTEXT("case " << i << ": first difference at byte " << at << " of " << theirs.size()) {
+      BOOST_TEST((ours == theirs));
+    }
+    ++checked;
+  }
+  AnalyticsEvent e;
+  e.type = AnalyticsType::track;
+  e.message_id = "m";
+  e.user_id = std::string(300, 'x');
+  e.event = "Signed Up";
+  e.properties_json = std::string(70000, 'p');
+  e.timestamp = -5;
+  e.seq = 1u << 20;
+  const std::string expected = packed([&](auto& p) {
+    p.pack_array(14);
+    p.pack_uint8(uint8_t(e.type));
+    p.pack_uint8(uint8_t(codec::kAnalyticsVersion));
+    p.pack(e.message_id);
+    p.pack(e.user_id);
+    p.pack_int64(e.timestamp);
+    for (const std::string* s : {&e.event, &e.email, &e.timezone, &e.account_id, &e.name, &e.traits_json,
+                                 &e.properties_json, &e.node_id})
+      p.pack(*s);
+    p.pack_uint64(e.seq);
+  });
+  std::string ours;
+  codec::append(ours, e);
+  BOOST_TEST((ours == expected));
+  BOOST_TEST(checked == std::size(signed_values));
+}
+
 BOOST_AUTO_TEST_CASE(newer_record_versions_are_unknown_version) {
   Message m;
   const std::string request_v3 = packed([](auto& p) {

@@ -1,0 +1,178 @@
+#pragma once
+// Private to bus/: the msgpack writer and reader of the hot path. A reqbus record is a fixed
+// array of strings and numbers (docs/WIRE.md); these move exactly that between the fields and
+// the bytes, with one size check per value. msgpack-c's packer (a std::string append per piece)
+// and its object tree (built, then read back) did the same work at about three times the
+// instructions per event (callgrind on web_bench's server, docs/BENCHMARKS.md).
+//
+// WireWriter writes the bytes msgpack-c's packer writes for the same calls: the smallest form
+// of each integer, string and array length; doubles as float64 unless they hold an integer
+// (codec_test compares them byte for byte).
+// WireReader reads the forms that writer produces — fixint and uint 8..64, float 32/64, nil,
+// str 8..32, arrays — and reports false at anything else: another msgpack form, bad or
+// truncated bytes. The caller then decodes the input again with msgpack-c, which accepts every
+// valid form and names the error. So this reader accepts a subset of what msgpack-c accepts,
+// decodes it to the same values, and never has to classify an error.
+// Thread-safety: none; each is used by one thread on its own buffer.
+#include <bit>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+namespace reqbus::codec::detail {
+
+class WireWriter {
+ public:
+  static constexpr size_t kMaxPrefix = 9;  // bytes one number or one length prefix takes at most
+
+  // Appends to `out`. `max_bytes` bounds what will be written before finish(): the sum of the
+  // strings' sizes plus kMaxPrefix per value and per array.
+  WireWriter(std::string& out, size_t max_bytes) : out_(out), at_(out.size()) {
+    out.resize(at_ + max_bytes);
+  }
+  WireWriter(const WireWriter&) = delete;
+  WireWriter& operator=(const WireWriter&) = delete;
+  // Cuts `out` to what was written.
+  void finish() { out_.resize(at_); }
+
+  void array(uint32_t n) {
+    if (n < 16) byte(uint8_t(0x90 | n));
+    else if (n < 65536) tagged(0xdc, uint16_t(n));
+    else tagged(0xdd, n);
+  }
+  void str(std::string_view s) {
+    const size_t n = s.size();
+    if (n < 32) byte(uint8_t(0xa0 | n));
+    else if (n < 256) tagged(0xd9, uint8_t(n));
+    else if (n < 65536) tagged(0xda, uint16_t(n));
+    else tagged(0xdb, uint32_t(n));
+    std::memcpy(out_.data() + at_, s.data(), n);
+    at_ += n;
+  }
+  void uint(uint64_t v) {
+    if (v < 128) byte(uint8_t(v));
+    else if (v < 256) tagged(0xcc, uint8_t(v));
+    else if (v < 65536) tagged(0xcd, uint16_t(v));
+    else if (v < (uint64_t(1) << 32)) tagged(0xce, uint32_t(v));
+    else tagged(0xcf, v);
+  }
+  void int64(int64_t v) {
+    if (v >= 0) return uint(uint64_t(v));
+    if (v >= -32) byte(uint8_t(v));
+    else if (v >= INT8_MIN) tagged(0xd0, uint8_t(v));
+    else if (v >= INT16_MIN) tagged(0xd1, uint16_t(v));
+    else if (v >= INT32_MIN) tagged(0xd2, uint32_t(v));
+    else tagged(0xd3, uint64_t(v));
+  }
+  // As msgpack-c 4 does, a double that holds an integer is written as that integer (-0.0 as 0).
+  void float64(double v) {
+    if (v >= 0 && v < 18446744073709551616.0 && v == double(uint64_t(v))) return uint(uint64_t(v));
+    if (v < 0 && v >= -9223372036854775808.0 && v == double(int64_t(v))) return int64(int64_t(v));
+    tagged(0xcb, std::bit_cast<uint64_t>(v));  // also NaN and the infinities
+  }
+
+ private:
+  void byte(uint8_t b) { out_[at_++] = char(b); }
+  template <class U>  // a tag byte, then `v` big-endian
+  void tagged(uint8_t tag, U v) {
+    byte(tag);
+    for (int shift = 8 * int(sizeof(U)) - 8; shift >= 0; shift -= 8) byte(uint8_t(v >> shift));
+  }
+
+  std::string& out_;
+  size_t at_;
+};
+
+// One scalar value as WireReader found it.
+struct WireField {
+  enum class Type : uint8_t { nil, str, uint, float64 };
+  Type type = Type::nil;
+  std::string_view str;  // Type::str: points into the input
+  uint64_t u = 0;        // Type::uint
+  double d = 0;          // Type::float64 (float32 widened)
+};
+
+class WireReader {
+ public:
+  WireReader(const char* data, size_t size)
+      : p_(reinterpret_cast<const uint8_t*>(data)), end_(p_ + size) {}
+
+  size_t remaining() const { return size_t(end_ - p_); }
+  bool at_end() const { return p_ == end_; }
+
+  bool array(uint32_t& n) {
+    if (p_ == end_) return false;
+    const uint8_t tag = *p_;
+    if ((tag & 0xf0) == 0x90) {
+      ++p_;
+      n = tag & 0x0f;
+      return true;
+    }
+    uint64_t v;
+    if (tag == 0xdc && number(2, v)) n = uint32_t(v);
+    else if (tag == 0xdd && number(4, v)) n = uint32_t(v);
+    else return false;
+    return true;
+  }
+
+  bool field(WireField& f) {
+    if (p_ == end_) return false;
+    const uint8_t tag = *p_;
+    if (tag < 0x80) {
+      ++p_;
+      f.type = WireField::Type::uint;
+      f.u = tag;
+      return true;
+    }
+    if ((tag & 0xe0) == 0xa0) {
+      ++p_;
+      return string(tag & 0x1f, f);
+    }
+    uint64_t v;
+    switch (tag) {
+      case 0xc0: ++p_; f.type = WireField::Type::nil; return true;
+      case 0xcc: case 0xcd: case 0xce: case 0xcf:
+        if (!number(size_t(1) << (tag - 0xcc), v)) return false;
+        f.type = WireField::Type::uint;
+        f.u = v;
+        return true;
+      case 0xca:
+        if (!number(4, v)) return false;
+        f.type = WireField::Type::float64;
+        f.d = double(std::bit_cast<float>(uint32_t(v)));
+        return true;
+      case 0xcb:
+        if (!number(8, v)) return false;
+        f.type = WireField::Type::float64;
+        f.d = std::bit_cast<double>(v);
+        return true;
+      case 0xd9: case 0xda: case 0xdb:
+        return number(size_t(1) << (tag - 0xd9), v) && string(v, f);
+      default:
+        return false;  // negative and signed integers, bool, bin, ext, map, nested array
+    }
+  }
+
+ private:
+  // Reads the tag byte and a big-endian unsigned number of `bytes` bytes after it.
+  bool number(size_t bytes, uint64_t& v) {
+    if (remaining() < 1 + bytes) return false;
+    ++p_;
+    v = 0;
+    for (size_t i = 0; i < bytes; ++i) v = v << 8 | *p_++;
+    return true;
+  }
+  bool string(uint64_t n, WireField& f) {
+    if (n > remaining()) return false;
+    f.type = WireField::Type::str;
+    f.str = std::string_view(reinterpret_cast<const char*>(p_), size_t(n));
+    p_ += n;
+    return true;
+  }
+
+  const uint8_t* p_;
+  const uint8_t* end_;
+};
+
+}  // namespace reqbus::codec::detail
