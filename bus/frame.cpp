@@ -2,16 +2,28 @@
 
 #include "bus/codec_detail.hpp"
 
+#include <array>
+
 namespace reqbus::detail {
+
+namespace {
+
+// [A-Za-z0-9_.:-], by table: every publish checks its topic.
+constexpr std::array<bool, 256> kTopicChar = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0; c < 256; ++c)
+    t[c] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == ':' || c == '-';
+  return t;
+}();
+
+}  // namespace
 
 std::string check_topic(std::string_view topic) {
   if (topic.empty()) return "topic: empty";
   if (topic.size() > 64) return "topic: longer than 64 bytes";
-  for (unsigned char c : topic) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '_' || c == '.' || c == ':' || c == '-';
-    if (!ok) return "topic: only [A-Za-z0-9_.:-] are allowed";
-  }
+  for (unsigned char c : topic)
+    if (!kTopicChar[c]) return "topic: only [A-Za-z0-9_.:-] are allowed";
   return {};
 }
 

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <random>
 
+#include "reqbus/hex.hpp"
 #include "reqbus/uuid.hpp"
 
 namespace reqbus {
@@ -35,12 +36,11 @@ void write_uuid(int64_t ms, uint32_t counter, uint64_t rand_b, char out[36]) {
   b[7] = uint8_t(counter & 0xFF);
   for (int i = 0; i < 8; ++i) b[8 + i] = uint8_t(rand_b >> (56 - 8 * i));
   b[8] = uint8_t(0x80 | (b[8] & 0x3F));
-  static const char* hex = "0123456789abcdef";
   int o = 0;
   for (int i = 0; i < 16; ++i) {
     if (i == 4 || i == 6 || i == 8 || i == 10) out[o++] = '-';
-    out[o++] = hex[b[i] >> 4];
-    out[o++] = hex[b[i] & 0x0F];
+    hex::put_byte(b[i], out + o);
+    o += 2;
   }
 }
 

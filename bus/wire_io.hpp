@@ -84,13 +84,14 @@ class WireWriter {
   size_t at_;
 };
 
-// One scalar value as WireReader found it.
+// One scalar value as WireReader found it. No initializers: a record's 16 are filled by
+// WireReader::field(), which sets `type` and the member it names, the only one read.
 struct WireField {
   enum class Type : uint8_t { nil, str, uint, float64 };
-  Type type = Type::nil;
+  Type type;
   std::string_view str;  // Type::str: points into the input
-  uint64_t u = 0;        // Type::uint
-  double d = 0;          // Type::float64 (float32 widened)
+  uint64_t u;            // Type::uint
+  double d;              // Type::float64 (float32 widened)
 };
 
 class WireReader {

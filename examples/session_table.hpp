@@ -18,6 +18,8 @@
 #include <system_error>
 #include <vector>
 
+#include "reqbus/hex.hpp"
+
 namespace reqbus::examples {
 
 class SessionTable {
@@ -96,22 +98,20 @@ class SessionTable {
 
   // Text form: 32 lowercase hex digits, hi first.
   static void format(const Id& id, char* out) {
-    static constexpr char kHex[] = "0123456789abcdef";
-    for (int i = 0; i < 16; ++i) out[i] = kHex[(id.hi >> (60 - 4 * i)) & 15];
-    for (int i = 0; i < 16; ++i) out[16 + i] = kHex[(id.lo >> (60 - 4 * i)) & 15];
+    hex::put_u64(id.hi, out);
+    hex::put_u64(id.lo, out + 16);
   }
   // Parses the text form; false if `text` is not 32 lowercase hex digits.
   static bool parse(std::string_view text, Id& id) {
     if (text.size() != kTextSize) return false;
     uint64_t half[2] = {0, 0};
+    uint8_t bad = 0;  // any character that is not a digit sets the high bit
     for (size_t i = 0; i < kTextSize; ++i) {
-      const char c = text[i];
-      uint64_t v;
-      if (c >= '0' && c <= '9') v = uint64_t(c - '0');
-      else if (c >= 'a' && c <= 'f') v = uint64_t(c - 'a' + 10);
-      else return false;
-      half[i / 16] = half[i / 16] << 4 | v;
+      const uint8_t v = hex::kValues[static_cast<unsigned char>(text[i])];
+      bad |= v;
+      half[i / 16] = half[i / 16] << 4 | (v & 15);
     }
+    if (bad & hex::kNotDigit) return false;
     id = Id{half[0], half[1]};
     return true;
   }

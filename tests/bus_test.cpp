@@ -1,6 +1,8 @@
 // Bus inside one process: fan-out, topics, load with zero loss, exact drop accounting, close.
 #include <boost/test/unit_test.hpp>
 
+#include <cctype>
+
 #include <atomic>
 #include <map>
 #include <set>
@@ -8,6 +10,7 @@
 
 #include "reqbus/error.hpp"
 #include "reqbus/log.hpp"
+#include "reqbus/uuid.hpp"
 #include "support/bus_fixtures.hpp"
 
 using namespace reqbus;
@@ -171,6 +174,13 @@ BOOST_AUTO_TEST_CASE(eight_subscribers_each_get_every_event_in_order_with_fields
   }
 }
 
+BOOST_AUTO_TEST_CASE(uuid_v7_layout_is_exact) {
+  // 48-bit ms, version 7, 12-bit counter, variant 10, 62 random bits (RFC 9562 5.7).
+  BOOST_TEST(uuid_v7_from(0x0123456789ab, 0x123, 0xfedcba9876543210ull) == "01234567-89ab-7123-bedc-ba9876543210");
+  BOOST_TEST(uuid_v7_from(0, 0, 0) == "00000000-0000-7000-8000-000000000000");
+  BOOST_TEST(is_uuid_v7(uuid_v7_from(0xffffffffffff, 0xfff, ~0ull)));
+}
+
 BOOST_AUTO_TEST_CASE(the_callers_event_is_not_modified) {
   BusOptions options;
   options.node_id = "node-a";
@@ -233,9 +243,21 @@ BOOST_AUTO_TEST_CASE(invalid_topics_and_events_are_rejected_and_counted) {
   AnalyticsEvent no_user;
   no_user.event = "e";
   BOOST_TEST(bus.broadcast(no_user) == PublishStatus::invalid);
-  const BusStats s = bus.stats();
+  BusStats s = bus.stats();
   BOOST_TEST(s.rejected_invalid == 5u);
   BOOST_TEST(s.published == 1u);
+  // A topic is [A-Za-z0-9_.:-]: every other byte is refused, wherever it is.
+  uint64_t valid = 0;
+  for (int c = 0; c < 256; ++c) {
+    const bool ok = std::isalnum(c) || c == '_' || c == '.' || c == ':' || c == '-';
+    valid += ok;
+    BOOST_TEST_CONTEXT("byte " << c) {
+      BOOST_TEST((bus.broadcast(sample_log("/x"), std::string("t") + char(c)) == (ok ? PublishStatus::ok : PublishStatus::invalid)));
+    }
+  }
+  s = bus.stats();
+  BOOST_TEST(s.published == 1u + valid);
+  BOOST_TEST(s.rejected_invalid == 5u + (256u - valid));
 }
 
 BOOST_AUTO_TEST_CASE(bad_options_name_the_field) {

@@ -3,6 +3,8 @@
 
 #include <msgpack.hpp>
 
+#include <cctype>
+
 #include "reqbus/codec.hpp"
 #include "reqbus/uuid.hpp"
 #include "support/bus_fixtures.hpp"
@@ -367,6 +369,13 @@ BOOST_AUTO_TEST_CASE(messages_name_the_field) {
   BOOST_TEST(starts_with(validate(r), "method"));
   r.method = "";
   BOOST_TEST(starts_with(validate(r), "method"));
+  // A method is an RFC 9110 token: letters, digits and !#$%&'*+-.^_`|~, nothing else.
+  const std::string tchars = "!#$%&'*+-.^_`|~";
+  for (int c = 0; c < 256; ++c) {
+    r.method = std::string("G") + char(c) + "T";
+    const bool token = std::isalnum(c) || tchars.find(char(c)) != std::string::npos;
+    BOOST_TEST_CONTEXT("byte " << c) { BOOST_TEST(validate(r).empty() == token); }
+  }
   r = full_log();
   r.path = "";
   BOOST_TEST(starts_with(validate(r), "path"));

@@ -48,6 +48,15 @@ BOOST_AUTO_TEST_CASE(text_form_round_trips) {
   BOOST_CHECK(!SessionTable::parse("0123456789abcdeffedcba987654321", back));   // 31 digits
   BOOST_CHECK(!SessionTable::parse("0123456789abcdeffedcba987654321g", back));
   BOOST_CHECK(!SessionTable::parse("", back));
+  // Every byte that is not a lowercase hex digit, in every position, is refused.
+  for (int c = 0; c < 256; ++c) {
+    const bool digit = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+    for (size_t at : {size_t(0), size_t(15), size_t(16), size_t(31)}) {
+      std::string bad(text, sizeof text);
+      bad[at] = char(c);
+      BOOST_CHECK_EQUAL(SessionTable::parse(bad, back), digit);
+    }
+  }
 }
 
 BOOST_AUTO_TEST_CASE(full_table_evicts_the_least_recently_seen) {
