@@ -2,7 +2,7 @@
 // RequestLog per request (examples/request_logger.hpp, as examples/web_server does) against the
 // same site without it, in the same run (issue 4 point 5: <= 3 % throughput, <= 5 % p99 cost).
 //
-//   web_bench [--runs PAIRS] [--duration S] [--threads N] [--connections N] [--nagle]
+//   web_bench [--runs PAIRS] [--duration S] [--threads N] [--connections N] [--nagle] [--pin]
 //             [--linger-us N] [--frame-events N] [--json] [--quick]
 //
 // It starts this program again twice as server children (`--serve off` and `--serve publish`),
@@ -31,11 +31,16 @@
 //            local handler subscription counting every event — what a node or `reqbus demo`
 //            has in-process. The server child reports served/published/dropped at exit; the
 //            program fails if an event was dropped or not delivered.
+// --pin puts each server child (all its threads: httplib's workers and the bus's) on the last
+// CPU and wrk on the others (sched_setaffinity; needs 2 CPUs). Then the server's throughput is
+// what one CPU serves, wrk and the servers no longer share caches or a run queue, and a
+// publishing cost cannot hide in the CPU wrk leaves idle.
 // wrk is not installed by this program: it exits 2 if wrk is not on PATH (Debian: apt-get
 // install wrk).
 #include <httplib.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 
@@ -67,7 +72,20 @@ double cpu_seconds() {
   return double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
-int serve(const std::string& mode, bool nodelay, int linger_us, int frame_events) {
+// Restricts the calling thread, and every thread or process it starts after this, to CPUs
+// [first, last]. Returns false if the kernel refused.
+bool pin_to_cpus(int first, int last) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (int c = first; c <= last; ++c) CPU_SET(c, &set);
+  return sched_setaffinity(0, sizeof set, &set) == 0;
+}
+
+int serve(const std::string& mode, bool nodelay, int linger_us, int frame_events, int pin_cpu) {
+  if (pin_cpu >= 0 && !pin_to_cpus(pin_cpu, pin_cpu)) {  // before any thread starts: they all inherit it
+    std::perror("web_bench: sched_setaffinity");
+    return 1;
+  }
   sigset_t stop;
   sigemptyset(&stop);
   sigaddset(&stop, SIGTERM);
@@ -195,18 +213,20 @@ std::string find_on_path(const std::string& program) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc >= 3 && std::string(argv[1]) == "--serve") {  // --serve MODE [--nagle] [--linger-us N] [--frame-events N]
+  if (argc >= 3 && std::string(argv[1]) == "--serve") {  // --serve MODE [--nagle] [--linger-us N] [--frame-events N] [--cpu N]
     bool nodelay = true;
-    int linger_us = -1, frame_events = -1;
+    int linger_us = -1, frame_events = -1, cpu = -1;
     for (int i = 3; i < argc; ++i) {
       if (std::string(argv[i]) == "--nagle") nodelay = false;
+      else if (std::string(argv[i]) == "--cpu" && i + 1 < argc) cpu = std::atoi(argv[++i]);
       else if (std::string(argv[i]) == "--linger-us" && i + 1 < argc) linger_us = std::atoi(argv[++i]);
       else if (std::string(argv[i]) == "--frame-events" && i + 1 < argc) frame_events = std::atoi(argv[++i]);
     }
-    return serve(argv[2], nodelay, linger_us, frame_events);
+    return serve(argv[2], nodelay, linger_us, frame_events, cpu);
   }
   int duration = 2, threads = 2, connections = 32, linger_us = -1, frame_events = -1;
   bool nagle = false;  // --nagle: leave TCP_NODELAY off, as examples/web_server does
+  bool pin = false;    // --pin: servers on the last CPU, wrk on the others
   CommonFlags common;
   try {
     const bool runs_given = [&] {
@@ -232,13 +252,14 @@ int main(int argc, char** argv) {
       else if (a == "--threads") threads = number();
       else if (a == "--connections") connections = number();
       else if (a == "--nagle") nagle = true;
+      else if (a == "--pin") pin = true;
       else if (a == "--linger-us") linger_us = i + 1 < common.rest.size() ? std::atoi(common.rest[++i].c_str()) : -1;
       else if (a == "--frame-events") frame_events = number();
       else throw std::invalid_argument("unknown argument " + a);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "web_bench: %s\nusage: web_bench [--runs N] [--duration S] [--threads N] "
-                         "[--connections N] [--nagle] [--linger-us N] [--frame-events N] [--json] [--quick]\n", e.what());
+                         "[--connections N] [--nagle] [--pin] [--linger-us N] [--frame-events N] [--json] [--quick]\n", e.what());
     return 2;
   }
   const std::string wrk = find_on_path("wrk");
@@ -253,6 +274,8 @@ int main(int argc, char** argv) {
   }
 
   try {
+    const int cpus = int(std::thread::hardware_concurrency());
+    if (pin && cpus < 2) throw std::runtime_error("--pin needs at least 2 CPUs");
     const char* modes[2] = {"off", "publish"};
     // Both servers stay up for the whole program; wrk alternates between them.
     std::unique_ptr<Child> child[2];
@@ -262,11 +285,14 @@ int main(int argc, char** argv) {
       if (nagle) args.push_back("--nagle");
       if (linger_us >= 0) args.insert(args.end(), {"--linger-us", std::to_string(linger_us)});
       if (frame_events > 0) args.insert(args.end(), {"--frame-events", std::to_string(frame_events)});
+      if (pin) args.insert(args.end(), {"--cpu", std::to_string(cpus - 1)});
       child[m] = std::make_unique<Child>(args);
       const auto hello = child[m]->read_line(30000);
       if (!hello || hello->rfind("port ", 0) != 0) throw std::runtime_error("server child did not start");
       port[m] = std::atoi(hello->c_str() + 5);
     }
+    // This thread starts wrk (popen), which inherits the mask; the children have theirs.
+    if (pin && !pin_to_cpus(0, cpus - 2)) throw std::runtime_error("sched_setaffinity failed");
     uint64_t requests[2] = {0, 0};  // every request wrk completed against each server
     for (int m = 0; m < 2; ++m)     // warm-up: connections, caches, the session table
       requests[m] += run_wrk(wrk, script, port[m], threads, connections, duration).requests;
@@ -323,7 +349,7 @@ int main(int argc, char** argv) {
         r.add("throughput_overhead_pct", (1 - r.ratio) * 100).add("target_overhead_pct", 3.0)
             .add("meets_target", (1 - r.ratio) * 100 <= 3.0);
       }
-      r.add("tcp_nodelay", !nagle).add("min", std::round(*std::min_element(rps[m].begin(), rps[m].end())))
+      r.add("tcp_nodelay", !nagle).add("pinned", pin).add("min", std::round(*std::min_element(rps[m].begin(), rps[m].end())))
           .add("max", std::round(*std::max_element(rps[m].begin(), rps[m].end())))
           .add("p50_ms", median(p50[m])).add("p99_ms", median(p99[m]))
           .add("cpu_us_per_request", cpu_us[m]).add("pairs", double(common.runs))

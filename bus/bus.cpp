@@ -82,7 +82,7 @@ int64_t now_us() {
 
 // Encodes the published form of an event: the caller's object is never modified.
 // A missing id is a UUIDv7 of the event's own time (one clock read per event, not two).
-void encode_published(std::string& out, const RequestLog& r, const std::string& node, uint64_t seq) {
+void encode_published(std::string& out, const RequestLogView& r, const std::string& node, uint64_t seq) {
   char id[36];
   const bool need_id = r.request_id.empty();
   const int64_t at = r.inserted_at ? r.inserted_at : now_us();
@@ -342,13 +342,13 @@ const std::string& Bus::name() const noexcept { return impl_->options.name; }
 const std::string& Bus::node_id() const noexcept { return impl_->options.node_id; }
 std::string Bus::bound_endpoint() const { return impl_->bound_endpoint; }
 
-PublishStatus Bus::broadcast(const RequestLog& e, std::string_view topic) {
+PublishStatus Bus::broadcast(const RequestLogView& e, std::string_view topic) {
   return impl_->publish(e, topic, detail::kScopeCluster);
 }
 PublishStatus Bus::broadcast(const AnalyticsEvent& e, std::string_view topic) {
   return impl_->publish(e, topic, detail::kScopeCluster);
 }
-PublishStatus Bus::local_broadcast(const RequestLog& e, std::string_view topic) {
+PublishStatus Bus::local_broadcast(const RequestLogView& e, std::string_view topic) {
   return impl_->publish(e, topic, detail::kScopeLocal);
 }
 PublishStatus Bus::local_broadcast(const AnalyticsEvent& e, std::string_view topic) {

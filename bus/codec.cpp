@@ -198,7 +198,7 @@ namespace {
 
 constexpr size_t kPrefix = detail::WireWriter::kMaxPrefix;
 
-void write_request_log_fields(detail::WireWriter& w, const RequestLog& r, std::string_view request_id,
+void write_request_log_fields(detail::WireWriter& w, const RequestLogView& r, std::string_view request_id,
                               int64_t inserted_at) {
   w.str(request_id);
   w.str(r.method);
@@ -214,7 +214,7 @@ void write_request_log_fields(detail::WireWriter& w, const RequestLog& r, std::s
   w.int64(inserted_at);
 }
 
-size_t request_log_bound(const RequestLog& r, std::string_view request_id, std::string_view node_id) {
+size_t request_log_bound(const RequestLogView& r, std::string_view request_id, std::string_view node_id) {
   return request_id.size() + r.method.size() + r.path.size() + r.user_agent.size() + r.remote_ip.size() +
          r.referer.size() + r.device_type.size() + r.session_id.size() + node_id.size() + 17 * kPrefix;
 }
@@ -223,7 +223,7 @@ size_t request_log_bound(const RequestLog& r, std::string_view request_id, std::
 
 namespace detail {
 
-void append_request_log(std::string& out, const RequestLog& r, std::string_view request_id,
+void append_request_log(std::string& out, const RequestLogView& r, std::string_view request_id,
                         int64_t inserted_at, std::string_view node_id, uint64_t seq) {
   WireWriter w(out, request_log_bound(r, request_id, node_id));
   w.array(16);

@@ -22,7 +22,7 @@ std::optional<DecodeError> parse(const char* data, size_t size, msgpack::object_
 
 // Encoders with the fields the bus fills at publish passed separately, so the caller's event
 // is never copied or modified.
-void append_request_log(std::string& out, const RequestLog& r, std::string_view request_id,
+void append_request_log(std::string& out, const RequestLogView& r, std::string_view request_id,
                         int64_t inserted_at, std::string_view node_id, uint64_t seq);
 void append_analytics(std::string& out, const AnalyticsEvent& e, std::string_view message_id,
                       int64_t timestamp, std::string_view node_id, uint64_t seq);

@@ -28,7 +28,7 @@ std::string too_long(const char* field, size_t size, size_t limit) {
 
 }  // namespace
 
-std::string validate(const RequestLog& log) {
+std::string validate(const RequestLogView& log) {
   using L = RequestLogLimits;
   if (log.request_id.size() > L::request_id) return too_long("request_id", log.request_id.size(), L::request_id);
   if (log.method.empty()) return "method: empty";

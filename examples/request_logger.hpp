@@ -19,8 +19,8 @@
 // the Bus must outlive it.
 //
 // Cost per request (web_bench): no heap allocation for sessions (flat SessionTable, ~40 bytes a
-// session), headers are read in place, and the RequestLog is a per-thread scratch whose
-// strings keep their capacity.
+// session), headers are read in place, and the event is published as a RequestLogView of the
+// request's own strings (no copy before the bus encodes it).
 #include <httplib.h>
 
 #include <atomic>
@@ -101,7 +101,7 @@ class RequestLogger {
   // `now` is the request's start (the clock is read once for both).
   bool touch_session(std::string_view cookie_id, Clock::time_point now, char (&id)[kSessionIdSize],
                      uint32_t& page_views);
-  void fit(std::string& out, std::string_view value, size_t limit);
+  std::string_view fit(std::string_view value, size_t limit);
 
   Bus& bus_;
   const RequestLoggerOptions options_;
@@ -244,30 +244,26 @@ inline void RequestLogger::on_written(const httplib::Request& req, const httplib
     f = InFlight{};
     return;
   }
-  // Per-thread scratch: every field is assigned below, and the strings keep their capacity
-  // from one request to the next (broadcast() encodes it and keeps no reference).
-  thread_local RequestLog log;
-  log.request_id.clear();  // made by the bus
-  fit(log.method, req.method, RequestLogLimits::method);
+  // Views into the request (and into this thread's InFlight): broadcast() copies the bytes
+  // before it returns, so nothing is copied into a RequestLog first.
+  RequestLogView log;
+  log.method = fit(req.method, RequestLogLimits::method);
   // A request line httplib could not split has no path: "-", as in the combined log format,
   // rather than a made-up "/" that would count towards the home page.
-  if (req.path.empty()) log.path.assign(1, '-');
-  else fit(log.path, req.path, RequestLogLimits::path);
+  log.path = req.path.empty() ? std::string_view("-") : fit(req.path, RequestLogLimits::path);
   log.status_code = uint16_t(res.status >= 100 && res.status <= 599 ? res.status : 500);
   log.duration_ms = f.started ? std::chrono::duration<double, std::milli>(end - f.start).count() : 0.0;
   const detail::LoggedHeaders headers = detail::logged_headers(req);
-  fit(log.user_agent, headers.user_agent, RequestLogLimits::user_agent);
-  fit(log.remote_ip, client_ip(req.remote_addr, headers.forwarded_for, options_.trusted_proxies),
-      RequestLogLimits::remote_ip);
-  fit(log.referer, headers.referer, RequestLogLimits::referer);
+  log.user_agent = fit(headers.user_agent, RequestLogLimits::user_agent);
+  const std::string ip = client_ip(req.remote_addr, headers.forwarded_for, options_.trusted_proxies);
+  log.remote_ip = fit(ip, RequestLogLimits::remote_ip);
+  log.referer = fit(headers.referer, RequestLogLimits::referer);
   const char* device = to_string(classify_user_agent(log.user_agent));
-  log.device_type.assign(*device ? device : "bot");  // browsers always send a user agent
-  log.session_id.assign(f.session_id, f.has_session ? kSessionIdSize : 0);
+  log.device_type = *device ? device : "bot";  // browsers always send a user agent
+  log.session_id = std::string_view(f.session_id, f.has_session ? kSessionIdSize : 0);
   log.session_page_views = f.page_views;
   log.inserted_at = options_.clock->unix_us();  // completion time, not publish or flush time
-  log.node_id.clear();  // set by the bus
-  log.seq = 0;
-  f = InFlight{};
+  // request_id, node_id and seq are left empty: the bus fills them.
 
   switch (bus_.broadcast(log, options_.topic)) {
     case PublishStatus::ok: published_.fetch_add(1, std::memory_order_relaxed); break;
@@ -276,6 +272,7 @@ inline void RequestLogger::on_written(const httplib::Request& req, const httplib
     case PublishStatus::closed: closed_.fetch_add(1, std::memory_order_relaxed); break;
     case PublishStatus::invalid: invalid_.fetch_add(1, std::memory_order_relaxed); break;
   }
+  f = InFlight{};
 }
 
 inline bool RequestLogger::touch_session(std::string_view cookie_id, Clock::time_point now,
@@ -304,15 +301,12 @@ inline bool RequestLogger::touch_session(std::string_view cookie_id, Clock::time
 
 // Values longer than the RequestLog limit are cut there (never mid-way through a UTF-8
 // character) and counted: a web server logs what it can rather than nothing.
-inline void RequestLogger::fit(std::string& out, std::string_view value, size_t limit) {
-  if (value.size() <= limit) {
-    out.assign(value);
-    return;
-  }
+inline std::string_view RequestLogger::fit(std::string_view value, size_t limit) {
+  if (value.size() <= limit) return value;
   truncated_.fetch_add(1, std::memory_order_relaxed);
   size_t cut = limit;
   while (cut > 0 && (static_cast<unsigned char>(value[cut]) & 0xC0) == 0x80) --cut;
-  out.assign(value.substr(0, cut));
+  return value.substr(0, cut);
 }
 
 inline RequestLoggerStats RequestLogger::stats() const {

@@ -195,6 +195,36 @@ BOOST_AUTO_TEST_CASE(the_callers_event_is_not_modified) {
   BOOST_TEST(!m->request.request_id.empty());
 }
 
+// A RequestLogView publishes the caller's own buffers: the bytes are copied before broadcast()
+// returns, so the buffers may change (or go) right after, and the event is the one a RequestLog
+// with the same fields gives.
+BOOST_AUTO_TEST_CASE(a_view_is_copied_before_broadcast_returns) {
+  BusOptions options;
+  options.node_id = "node-a";
+  Bus bus(options);
+  auto sub = bus.subscribe({});
+  const RequestLog expected = sample_log("/view");
+  std::string path = expected.path, agent = expected.user_agent;
+  RequestLogView view(expected);
+  view.path = path;
+  view.user_agent = agent;
+  BOOST_REQUIRE(bus.broadcast(view) == PublishStatus::ok);
+  path.assign(path.size(), '#');
+  agent = "changed afterwards";
+  BOOST_REQUIRE(bus.broadcast(expected) == PublishStatus::ok);
+  auto from_view = sub.next(5s), from_log = sub.next(5s);
+  BOOST_REQUIRE(from_view.has_value() && from_log.has_value());
+  BOOST_TEST(from_view->request.path == "/view");
+  BOOST_TEST(from_view->request.user_agent == expected.user_agent);
+  // Everything but what the bus makes per event (request_id, seq) is the same.
+  from_view->request.request_id = from_log->request.request_id;
+  from_view->request.seq = from_log->request.seq;
+  from_view->request.inserted_at = from_log->request.inserted_at;
+  BOOST_TEST((from_view->request == from_log->request));
+  view.method = "G T";  // validated like a RequestLog
+  BOOST_TEST(bus.broadcast(view) == PublishStatus::invalid);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(bus_topics)

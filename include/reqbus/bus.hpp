@@ -53,13 +53,14 @@ class Bus {
 
   // Publishes to every subscriber of `topic` on this node and on connected nodes.
   // Fills request_id (UUIDv7), inserted_at (now), node_id and seq on the published copy.
-  // Never blocks longer than BusOptions::block_timeout.
-  [[nodiscard]] PublishStatus broadcast(const RequestLog& event,
+  // Never blocks longer than BusOptions::block_timeout. A RequestLog is published through its
+  // view (request_log.hpp); the bytes are copied before the call returns.
+  [[nodiscard]] PublishStatus broadcast(const RequestLogView& event,
                                         std::string_view topic = kDefaultTopic);
   [[nodiscard]] PublishStatus broadcast(const AnalyticsEvent& event,
                                         std::string_view topic = kDefaultTopic);
   // Same, but only this node's subscribers see it.
-  [[nodiscard]] PublishStatus local_broadcast(const RequestLog& event,
+  [[nodiscard]] PublishStatus local_broadcast(const RequestLogView& event,
                                               std::string_view topic = kDefaultTopic);
   [[nodiscard]] PublishStatus local_broadcast(const AnalyticsEvent& event,
                                               std::string_view topic = kDefaultTopic);

@@ -4,6 +4,7 @@
 // Thread-safety: a plain value type; distinct objects may be used from different threads.
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace reqbus {
 
@@ -27,6 +28,29 @@ struct RequestLog {
   bool operator==(const RequestLog&) const = default;
 };
 
+// The same fields as views into the caller's own buffers: a web server can publish a request
+// without copying its strings into a RequestLog first (Bus::broadcast copies the bytes into its
+// queue before it returns, so the views need only outlive that call). A RequestLog converts to
+// its view implicitly.
+struct RequestLogView {
+  std::string_view request_id, method, path;
+  uint16_t status_code = 0;
+  double duration_ms = 0;
+  std::string_view user_agent, remote_ip, referer, device_type, session_id;
+  uint32_t session_page_views = 0;
+  int64_t inserted_at = 0;
+  std::string_view node_id;
+  uint64_t seq = 0;
+
+  RequestLogView() = default;
+  RequestLogView(const RequestLog& r)  // NOLINT(google-explicit-constructor): a view of r
+      : request_id(r.request_id), method(r.method), path(r.path), status_code(r.status_code),
+        duration_ms(r.duration_ms), user_agent(r.user_agent), remote_ip(r.remote_ip),
+        referer(r.referer), device_type(r.device_type), session_id(r.session_id),
+        session_page_views(r.session_page_views), inserted_at(r.inserted_at), node_id(r.node_id),
+        seq(r.seq) {}
+};
+
 // Field limits, in bytes. Longer values are rejected, never silently truncated.
 struct RequestLogLimits {
   static constexpr size_t request_id = 64;
@@ -43,6 +67,7 @@ struct RequestLogLimits {
 // Checks a RequestLog before it is published. Returns "" when valid, otherwise a one-line
 // message that starts with the field's name ("status_code: 700 is outside 100..599").
 // request_id, inserted_at, node_id and seq may be empty/zero: the bus fills them.
-[[nodiscard]] std::string validate(const RequestLog& log);
+[[nodiscard]] std::string validate(const RequestLogView& log);
+[[nodiscard]] inline std::string validate(const RequestLog& log) { return validate(RequestLogView(log)); }
 
 }  // namespace reqbus
