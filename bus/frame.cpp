@@ -89,8 +89,8 @@ bool decode_frame_fast(const char* data, size_t size, FrameHeader& header, std::
     if (!in.field(field)) return false;
   // msgpack-c's limit on array lengths (codec::detail::parse) is min(size, 65536).
   if (decode_header(f, n, header) || !in.array(count) || count > in.remaining() || count > 65536) return false;
-  if (out.size() < count) out.resize(count);
   for (uint32_t i = 0; i < count; ++i) {
+    if (out.size() <= i) out.emplace_back();  // grown by records read, not by the count claimed
     if (!codec::detail::decode_record(in, out[i])) return false;
     fill_v1_node_id(header, out[i]);
   }
@@ -123,8 +123,8 @@ std::optional<codec::DecodeError> decode_frame_reference(const char* data, size_
   if (f[4].type != msgpack::type::ARRAY) return DecodeError::wrong_shape;
   const msgpack::object_array& records = f[4].via.array;
   header.declared = records.size;
-  if (out.size() < records.size) out.resize(records.size);
   for (uint32_t i = 0; i < records.size; ++i) {
+    if (out.size() <= i) out.emplace_back();  // a bogus count of tiny records grows nothing
     if (auto error = codec::detail::decode_record(records.ptr[i], out[i])) return error;
     fill_v1_node_id(header, out[i]);
     header.count = i + 1;

@@ -41,8 +41,8 @@ bool parse_envelope_key(std::string_view key, std::string_view& topic, char& sco
 void append_frame_header(std::string& out, std::string_view node_id, uint64_t epoch,
                          uint64_t first_seq, uint32_t count);
 
-// Decodes a payload into out[0..header.count). `out` is grown when a frame is larger than any
-// before and never shrunk, so its Messages (and their strings' capacity) are reused frame after
+// Decodes a payload into out[0..header.count). `out` is grown (by the records actually decoded,
+// not by the count a frame claims) when a frame is larger than any before and never shrunk, so its Messages (and their strings' capacity) are reused frame after
 // frame instead of being allocated and freed per event. Records in the v1 layout get node_id
 // from the header. On error header.count is the number of records decoded before it, and
 // header.declared is 0 unless the header (node_id, epoch, first_seq, record count) was read.

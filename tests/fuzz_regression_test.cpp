@@ -103,6 +103,21 @@ BOOST_AUTO_TEST_CASE(mutated_frame_inputs) {
   BOOST_TEST_MESSAGE("frame: " << runs << " mutated inputs");
 }
 
+// A frame may claim up to 65,536 records in a few bytes: the decoder's vector (kept across
+// frames by a Receiver) grows by the records it decodes, not by the claim.
+BOOST_AUTO_TEST_CASE(a_bogus_record_count_does_not_grow_the_vector) {
+  std::string frame;
+  reqbus::detail::append_frame_header(frame, "node-a", 1, 1, 65536);
+  frame.append(65536, '\xc0');  // 65,536 nils where records belong
+  reqbus::detail::FrameHeader header;
+  std::vector<reqbus::Message> out;
+  const auto error = reqbus::detail::decode_frame(frame.data(), frame.size(), 1 << 20, header, out);
+  BOOST_TEST((error == reqbus::codec::DecodeError::wrong_shape));
+  BOOST_TEST(header.declared == 65536u);
+  BOOST_TEST(header.count == 0u);
+  BOOST_TEST(out.size() <= 1u);
+}
+
 BOOST_AUTO_TEST_CASE(http_body_inputs) { BOOST_TEST(replay("http_body", reqbus::fuzz::http_body::run) > 0u); }
 
 BOOST_AUTO_TEST_CASE(log_line_inputs) { BOOST_TEST(replay("log_line", reqbus::fuzz::log_line::run) > 0u); }
