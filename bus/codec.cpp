@@ -24,22 +24,11 @@ bool read_uint(const msgpack::object& o, uint64_t& out) {
   return true;
 }
 
-bool read_string(const WireField& f, std::string& out) {
-  if (f.type == WireField::Type::str) out.assign(f.str);
-  else if (f.type == WireField::Type::nil) out.clear();
-  else return false;
-  return true;
-}
+bool ObjectCursor::str(std::string& out) { return read_string(*f++, out); }
+bool ObjectCursor::uint(uint64_t& out) { return read_uint(*f++, out); }
 
-bool read_uint(const WireField& f, uint64_t& out) {
-  if (f.type != WireField::Type::uint) return false;
-  out = f.u;
-  return true;
-}
-
-namespace {
-
-bool read_int(const msgpack::object& o, int64_t& out) {
+bool ObjectCursor::int64(int64_t& out) {
+  const msgpack::object& o = *f++;
   if (o.type == msgpack::type::POSITIVE_INTEGER) {
     if (o.via.u64 > uint64_t(std::numeric_limits<int64_t>::max())) return false;
     out = int64_t(o.via.u64);
@@ -52,13 +41,8 @@ bool read_int(const msgpack::object& o, int64_t& out) {
   return false;
 }
 
-bool read_int(const WireField& f, int64_t& out) {  // WireReader leaves negative integers to msgpack-c
-  if (f.type != WireField::Type::uint || f.u > uint64_t(std::numeric_limits<int64_t>::max())) return false;
-  out = int64_t(f.u);
-  return true;
-}
-
-bool read_double(const msgpack::object& o, double& out) {
+bool ObjectCursor::number(double& out) {
+  const msgpack::object& o = *f++;
   switch (o.type) {
     case msgpack::type::FLOAT32:
     case msgpack::type::FLOAT64: out = o.via.f64; return true;
@@ -68,29 +52,22 @@ bool read_double(const msgpack::object& o, double& out) {
   }
 }
 
-bool read_double(const WireField& f, double& out) {
-  if (f.type == WireField::Type::float64) out = f.d;
-  else if (f.type == WireField::Type::uint) out = double(f.u);
-  else return false;
-  return true;
-}
+namespace {
 
-// The record decoders work on an array of fields, from msgpack-c's object tree (Field =
-// msgpack::object) or from WireReader (Field = WireField).
-template <class Field>
-std::optional<DecodeError> decode_request_log(const Field* f, uint32_t n, uint64_t version,
-                                              RequestLog& r) {
+// The record decoders read a record's fields in order through a cursor: ObjectCursor over
+// msgpack-c's object tree, or WireReader straight over the bytes. `n` is the record's length;
+// kind and version have been read.
+template <class Cursor>
+std::optional<DecodeError> decode_request_log(Cursor& in, uint32_t n, uint64_t version, RequestLog& r) {
   // v1 has 14 elements (kind, version, 12 PhoenixAnalytics fields); v2 adds node_id and seq.
   const uint32_t expected = version == 1 ? 14 : 16;
   if (n != expected) return DecodeError::wrong_shape;
   uint64_t status = 0, views = 0;
-  bool ok = read_string(f[2], r.request_id) && read_string(f[3], r.method) &&
-            read_string(f[4], r.path) && read_uint(f[5], status) &&
-            read_double(f[6], r.duration_ms) && read_string(f[7], r.user_agent) &&
-            read_string(f[8], r.remote_ip) && read_string(f[9], r.referer) &&
-            read_string(f[10], r.device_type) && read_string(f[11], r.session_id) &&
-            read_uint(f[12], views) && read_int(f[13], r.inserted_at);
-  if (ok && version >= 2) ok = read_string(f[14], r.node_id) && read_uint(f[15], r.seq);
+  bool ok = in.str(r.request_id) && in.str(r.method) && in.str(r.path) && in.uint(status) &&
+            in.number(r.duration_ms) && in.str(r.user_agent) && in.str(r.remote_ip) &&
+            in.str(r.referer) && in.str(r.device_type) && in.str(r.session_id) && in.uint(views) &&
+            in.int64(r.inserted_at);
+  if (ok && version >= 2) ok = in.str(r.node_id) && in.uint(r.seq);
   if (!ok || status > 0xFFFF || views > 0xFFFFFFFFu) return DecodeError::wrong_shape;
   if (version == 1) {
     r.node_id.clear();
@@ -102,37 +79,34 @@ std::optional<DecodeError> decode_request_log(const Field* f, uint32_t n, uint64
   return std::nullopt;
 }
 
-template <class Field>
-std::optional<DecodeError> decode_analytics(const Field* f, uint32_t n, AnalyticsEvent& e) {
+template <class Cursor>
+std::optional<DecodeError> decode_analytics(Cursor& in, uint32_t n, AnalyticsEvent& e) {
   if (n != 14) return DecodeError::wrong_shape;
-  bool ok = read_string(f[2], e.message_id) && read_string(f[3], e.user_id) &&
-            read_int(f[4], e.timestamp) && read_string(f[5], e.event) &&
-            read_string(f[6], e.email) && read_string(f[7], e.timezone) &&
-            read_string(f[8], e.account_id) && read_string(f[9], e.name) &&
-            read_string(f[10], e.traits_json) && read_string(f[11], e.properties_json) &&
-            read_string(f[12], e.node_id) && read_uint(f[13], e.seq);
+  const bool ok = in.str(e.message_id) && in.str(e.user_id) && in.int64(e.timestamp) && in.str(e.event) &&
+                  in.str(e.email) && in.str(e.timezone) && in.str(e.account_id) && in.str(e.name) &&
+                  in.str(e.traits_json) && in.str(e.properties_json) && in.str(e.node_id) && in.uint(e.seq);
   if (!ok) return DecodeError::wrong_shape;
   if (!validate(e).empty()) return DecodeError::invalid_field;
   return std::nullopt;
 }
 
-template <class Field>
-std::optional<DecodeError> decode_fields(const Field* f, uint32_t n, Message& out) {
+template <class Cursor>
+std::optional<DecodeError> decode_fields(Cursor& in, uint32_t n, Message& out) {
   if (n < 2) return DecodeError::wrong_shape;
   uint64_t kind = 0, version = 0;
-  if (!read_uint(f[0], kind) || !read_uint(f[1], version)) return DecodeError::wrong_shape;
+  if (!in.uint(kind) || !in.uint(version)) return DecodeError::wrong_shape;
   switch (kind) {
     case uint64_t(MessageKind::request_sent):
       if (version == 0 || version > kRequestLogVersion) return DecodeError::unknown_version;
       out.kind = MessageKind::request_sent;
-      return decode_request_log(f, n, version, out.request);
+      return decode_request_log(in, n, version, out.request);
     case uint64_t(MessageKind::identify):
     case uint64_t(MessageKind::group):
     case uint64_t(MessageKind::track):
       if (version == 0 || version > kAnalyticsVersion) return DecodeError::unknown_version;
       out.kind = MessageKind(kind);
       out.analytics.type = AnalyticsType(kind);
-      return decode_analytics(f, n, out.analytics);
+      return decode_analytics(in, n, out.analytics);
     default:
       return DecodeError::wrong_shape;
   }
@@ -142,17 +116,13 @@ std::optional<DecodeError> decode_fields(const Field* f, uint32_t n, Message& ou
 
 std::optional<DecodeError> decode_record(const msgpack::object& o, Message& out) {
   if (o.type != msgpack::type::ARRAY) return DecodeError::wrong_shape;
-  return decode_fields(o.via.array.ptr, o.via.array.size, out);
+  ObjectCursor in{o.via.array.ptr};
+  return decode_fields(in, o.via.array.size, out);
 }
 
 bool decode_record(WireReader& in, Message& out) {
-  constexpr uint32_t kMaxFields = 16;  // the longest record layout
-  WireField f[kMaxFields];
   uint32_t n = 0;
-  if (!in.array(n) || n > kMaxFields) return false;
-  for (uint32_t i = 0; i < n; ++i)
-    if (!in.field(f[i])) return false;
-  return !decode_fields(f, n, out);
+  return in.array(n) && !decode_fields(in, n, out);
 }
 
 std::optional<DecodeError> parse(const char* data, size_t size, msgpack::object_handle& out) {

@@ -29,7 +29,15 @@ void append_analytics(std::string& out, const AnalyticsEvent& e, std::string_vie
 
 bool read_string(const msgpack::object& o, std::string& out);
 bool read_uint(const msgpack::object& o, uint64_t& out);
-bool read_string(const WireField& f, std::string& out);
-bool read_uint(const WireField& f, uint64_t& out);
+
+// Reads msgpack-c objects in order with WireReader's interface (the decoders take either):
+// str (or nil), uint, int64 (either sign), number (float or integer).
+struct ObjectCursor {
+  const msgpack::object* f;
+  bool str(std::string& out);
+  bool uint(uint64_t& out);
+  bool int64(int64_t& out);
+  bool number(double& out);
+};
 
 }  // namespace reqbus::codec::detail

@@ -60,16 +60,16 @@ namespace {
 
 using codec::DecodeError;
 
-// The header's first four elements, from msgpack-c's objects or WireReader's fields.
-template <class Field>
-std::optional<DecodeError> decode_header(const Field* f, uint32_t n, FrameHeader& header) {
+// The header's first four elements, read through a cursor (codec::detail::ObjectCursor or
+// WireReader); `n` is the header array's length.
+template <class Cursor>
+std::optional<DecodeError> decode_header(Cursor& in, uint32_t n, FrameHeader& header) {
   uint64_t version = 0;
-  if (n < 1 || !codec::detail::read_uint(f[0], version)) return DecodeError::wrong_shape;
+  if (n < 1 || !in.uint(version)) return DecodeError::wrong_shape;
   if (version == 0 || version > codec::kWireVersion) return DecodeError::unknown_version;
   if (n != 5) return DecodeError::wrong_shape;
-  if (!codec::detail::read_string(f[1], header.node_id) || header.node_id.empty() ||
-      header.node_id.size() > RequestLogLimits::node_id ||
-      !codec::detail::read_uint(f[2], header.epoch) || !codec::detail::read_uint(f[3], header.first_seq))
+  if (!in.str(header.node_id) || header.node_id.empty() || header.node_id.size() > RequestLogLimits::node_id ||
+      !in.uint(header.epoch) || !in.uint(header.first_seq))
     return DecodeError::wrong_shape;
   return std::nullopt;
 }
@@ -82,13 +82,10 @@ void fill_v1_node_id(const FrameHeader& header, Message& m) {
 // The forms WireWriter writes, straight from the bytes; false at anything else (wire_io.hpp).
 bool decode_frame_fast(const char* data, size_t size, FrameHeader& header, std::vector<Message>& out) {
   codec::detail::WireReader in(data, size);
-  codec::detail::WireField f[4];
   uint32_t n = 0, count = 0;
-  if (!in.array(n) || n != 5) return false;
-  for (auto& field : f)
-    if (!in.field(field)) return false;
+  if (!in.array(n) || decode_header(in, n, header)) return false;
   // msgpack-c's limit on array lengths (codec::detail::parse) is min(size, 65536).
-  if (decode_header(f, n, header) || !in.array(count) || count > in.remaining() || count > 65536) return false;
+  if (!in.array(count) || count > in.remaining() || count > 65536) return false;
   for (uint32_t i = 0; i < count; ++i) {
     if (out.size() <= i) out.emplace_back();  // grown by records read, not by the count claimed
     if (!codec::detail::decode_record(in, out[i])) return false;
@@ -119,7 +116,8 @@ std::optional<codec::DecodeError> decode_frame_reference(const char* data, size_
   const msgpack::object& root = handle.get();
   if (root.type != msgpack::type::ARRAY) return DecodeError::wrong_shape;
   const msgpack::object* f = root.via.array.ptr;
-  if (auto error = decode_header(f, root.via.array.size, header)) return error;
+  codec::detail::ObjectCursor cursor{f};
+  if (auto error = decode_header(cursor, root.via.array.size, header)) return error;
   if (f[4].type != msgpack::type::ARRAY) return DecodeError::wrong_shape;
   const msgpack::object_array& records = f[4].via.array;
   header.declared = records.size;

@@ -9,8 +9,8 @@
 // of each integer, string and array length; doubles as float64 unless they hold an integer
 // (codec_test compares them byte for byte).
 // WireReader reads the forms that writer produces — fixint and uint 8..64, float 32/64, nil,
-// str 8..32, arrays — and reports false at anything else: another msgpack form, bad or
-// truncated bytes. The caller then decodes the input again with msgpack-c, which accepts every
+// str 8..32, arrays — one value at a time straight into its destination, and reports false at
+// anything else: another msgpack form, bad or truncated bytes. The caller then decodes the input again with msgpack-c, which accepts every
 // valid form and names the error. So this reader accepts a subset of what msgpack-c accepts,
 // decodes it to the same values, and never has to classify an error.
 // Thread-safety: none; each is used by one thread on its own buffer.
@@ -84,16 +84,7 @@ class WireWriter {
   size_t at_;
 };
 
-// One scalar value as WireReader found it. No initializers: a record's 16 are filled by
-// WireReader::field(), which sets `type` and the member it names, the only one read.
-struct WireField {
-  enum class Type : uint8_t { nil, str, uint, float64 };
-  Type type;
-  std::string_view str;  // Type::str: points into the input
-  uint64_t u;            // Type::uint
-  double d;              // Type::float64 (float32 widened)
-};
-
+// Reads values in order, each into its destination, like a cursor over a record's fields.
 class WireReader {
  public:
   WireReader(const char* data, size_t size)
@@ -111,64 +102,79 @@ class WireReader {
       return true;
     }
     uint64_t v;
-    if (tag == 0xdc && number(2, v)) n = uint32_t(v);
-    else if (tag == 0xdd && number(4, v)) n = uint32_t(v);
+    if (tag == 0xdc && tagged(2, v)) n = uint32_t(v);
+    else if (tag == 0xdd && tagged(4, v)) n = uint32_t(v);
     else return false;
     return true;
   }
 
-  bool field(WireField& f) {
+  // A str (or nil: "") into `out`.
+  bool str(std::string& out) {
+    if (p_ == end_) return false;
+    const uint8_t tag = *p_;
+    uint64_t n;
+    if ((tag & 0xe0) == 0xa0) {
+      ++p_;
+      n = tag & 0x1f;
+    } else if (tag == 0xc0) {
+      ++p_;
+      out.clear();
+      return true;
+    } else if (tag < 0xd9 || tag > 0xdb || !tagged(size_t(1) << (tag - 0xd9), n)) {
+      return false;
+    }
+    if (n > remaining()) return false;
+    out.assign(reinterpret_cast<const char*>(p_), size_t(n));
+    p_ += n;
+    return true;
+  }
+
+  // A positive fixint or uint 8..64.
+  bool uint(uint64_t& v) {
     if (p_ == end_) return false;
     const uint8_t tag = *p_;
     if (tag < 0x80) {
       ++p_;
-      f.type = WireField::Type::uint;
-      f.u = tag;
+      v = tag;
       return true;
     }
-    if ((tag & 0xe0) == 0xa0) {
-      ++p_;
-      return string(tag & 0x1f, f);
+    return tag >= 0xcc && tag <= 0xcf && tagged(size_t(1) << (tag - 0xcc), v);
+  }
+
+  // A non-negative integer that fits int64 (negative ones are left to msgpack-c).
+  bool int64(int64_t& v) {
+    uint64_t u;
+    if (!uint(u) || u > uint64_t(INT64_MAX)) return false;
+    v = int64_t(u);
+    return true;
+  }
+
+  // float64, float32 (widened) or an unsigned integer.
+  bool number(double& v) {
+    if (p_ == end_) return false;
+    uint64_t bits;
+    if (*p_ == 0xcb) {
+      if (!tagged(8, bits)) return false;
+      v = std::bit_cast<double>(bits);
+      return true;
     }
-    uint64_t v;
-    switch (tag) {
-      case 0xc0: ++p_; f.type = WireField::Type::nil; return true;
-      case 0xcc: case 0xcd: case 0xce: case 0xcf:
-        if (!number(size_t(1) << (tag - 0xcc), v)) return false;
-        f.type = WireField::Type::uint;
-        f.u = v;
-        return true;
-      case 0xca:
-        if (!number(4, v)) return false;
-        f.type = WireField::Type::float64;
-        f.d = double(std::bit_cast<float>(uint32_t(v)));
-        return true;
-      case 0xcb:
-        if (!number(8, v)) return false;
-        f.type = WireField::Type::float64;
-        f.d = std::bit_cast<double>(v);
-        return true;
-      case 0xd9: case 0xda: case 0xdb:
-        return number(size_t(1) << (tag - 0xd9), v) && string(v, f);
-      default:
-        return false;  // negative and signed integers, bool, bin, ext, map, nested array
+    if (*p_ == 0xca) {
+      if (!tagged(4, bits)) return false;
+      v = double(std::bit_cast<float>(uint32_t(bits)));
+      return true;
     }
+    if (!uint(bits)) return false;
+    v = double(bits);
+    return true;
   }
 
  private:
   // Reads the tag byte and a big-endian unsigned number of `bytes` bytes after it.
-  bool number(size_t bytes, uint64_t& v) {
+  bool tagged(size_t bytes, uint64_t& v) {
     if (remaining() < 1 + bytes) return false;
     ++p_;
     v = 0;
     for (size_t i = 0; i < bytes; ++i) v = v << 8 | *p_++;
-    return true;
-  }
-  bool string(uint64_t n, WireField& f) {
-    if (n > remaining()) return false;
-    f.type = WireField::Type::str;
-    f.str = std::string_view(reinterpret_cast<const char*>(p_), size_t(n));
-    p_ += n;
     return true;
   }
 
