@@ -47,6 +47,7 @@ class WireWriter {
     else if (n < 256) tagged(0xd9, uint8_t(n));
     else if (n < 65536) tagged(0xda, uint16_t(n));
     else tagged(0xdb, uint32_t(n));
+    if (n == 0) return;  // an empty view may have no data at all (memcpy from null is UB)
     std::memcpy(out_.data() + at_, s.data(), n);
     at_ += n;
   }
