@@ -6,7 +6,8 @@
 namespace reqbus::codec {
 namespace detail {
 
-bool read_string(const msgpack::object& o, std::string& out) {
+bool ObjectCursor::str(std::string& out) {
+  const msgpack::object& o = *f++;
   if (o.type == msgpack::type::STR) {
     out.assign(o.via.str.ptr, o.via.str.size);
     return true;
@@ -18,14 +19,12 @@ bool read_string(const msgpack::object& o, std::string& out) {
   return false;
 }
 
-bool read_uint(const msgpack::object& o, uint64_t& out) {
+bool ObjectCursor::uint(uint64_t& out) {
+  const msgpack::object& o = *f++;
   if (o.type != msgpack::type::POSITIVE_INTEGER) return false;
   out = o.via.u64;
   return true;
 }
-
-bool ObjectCursor::str(std::string& out) { return read_string(*f++, out); }
-bool ObjectCursor::uint(uint64_t& out) { return read_uint(*f++, out); }
 
 bool ObjectCursor::int64(int64_t& out) {
   const msgpack::object& o = *f++;

@@ -27,9 +27,6 @@ void append_request_log(std::string& out, const RequestLogView& r, std::string_v
 void append_analytics(std::string& out, const AnalyticsEvent& e, std::string_view message_id,
                       int64_t timestamp, std::string_view node_id, uint64_t seq);
 
-bool read_string(const msgpack::object& o, std::string& out);
-bool read_uint(const msgpack::object& o, uint64_t& out);
-
 // Reads msgpack-c objects in order with WireReader's interface (the decoders take either):
 // str (or nil), uint, int64 (either sign), number (float or integer).
 struct ObjectCursor {
