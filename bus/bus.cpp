@@ -117,10 +117,11 @@ Bus::Impl::Impl(BusOptions opts)
       context_(1),
       local_endpoint_(make_endpoint(options, epoch, "local")),
       remote_endpoint_(options.peers.empty() ? "" : make_endpoint(options, epoch, "remote")),
-      queue_(options.queue_max_events, options.queue_max_bytes) {
+      queue_(options.queue_max_events, options.queue_max_bytes, options.max_events_per_frame,
+             options.max_frame_bytes, options.node_id.size() + 6 * codec::detail::WireWriter::kMaxPrefix) {
   closed_.name = "(closed)";
   if (options.publish_linger > std::chrono::microseconds::zero())
-    queue_.set_lazy_wake(options.publish_linger, options.max_events_per_frame,
+    queue_.set_lazy_wake(options.publish_linger,
                          std::max<std::chrono::microseconds>(std::chrono::milliseconds(5), 4 * options.publish_linger));
   context_.set(zmq::ctxopt::blocky, 0);  // never hang in zmq_ctx_term on lingering sockets
   const bool tcp = !options.bind.empty() || !peers.empty() || !uplinks.empty();
@@ -175,18 +176,14 @@ PublishStatus Bus::Impl::publish(const Event& event, std::string_view topic, cha
     rejected_invalid_.fetch_add(1, std::memory_order_relaxed);
     return PublishStatus::invalid;
   }
-  // The scratch item's strings keep their capacity across calls (and swap with queue slots).
-  thread_local PendingEvent scratch;
-  scratch.record.clear();
-  encode_published(scratch.record, event, options.node_id,
-                   next_seq_.fetch_add(1, std::memory_order_relaxed));
-  scratch.topic.assign(topic);
-  scratch.scope = scope;
-  const size_t bytes = scratch.record.size();
+  // Encoded in this thread's own buffer (it stays in cache), then copied into the frame.
+  thread_local std::string record;
+  record.clear();
+  encode_published(record, event, options.node_id, next_seq_.fetch_add(1, std::memory_order_relaxed));
   const auto deadline = options.overflow == Overflow::block
                             ? std::chrono::steady_clock::now() + options.block_timeout
                             : std::chrono::steady_clock::time_point{};
-  const detail::PushOutcome out = queue_.push(scratch, bytes, options.overflow, deadline);
+  const detail::PushOutcome out = queue_.push(record, topic, scope, options.overflow, deadline);
   if (out.evicted) dropped_oldest_.fetch_add(out.evicted, std::memory_order_relaxed);
   switch (out.result) {
     case detail::PushResult::ok:

@@ -10,7 +10,7 @@
 #include <vector>
 #include <zmq.hpp>
 
-#include "bus/bounded_queue.hpp"
+#include "bus/frame_queue.hpp"
 #include "bus/curve.hpp"
 #include "bus/ready_board.hpp"
 #include "bus/subscriber.hpp"
@@ -18,13 +18,6 @@
 #include "reqbus/log.hpp"
 
 namespace reqbus {
-
-// One encoded event waiting for the publisher thread.
-struct PendingEvent {
-  std::string record;  // codec::append output
-  std::string topic;
-  char scope = 'G';    // detail::kScopeLocal or kScopeCluster
-};
 
 class Bus::Impl {
  public:
@@ -48,8 +41,10 @@ class Bus::Impl {
  private:
   // publisher.cpp
   void publisher_main(std::promise<void> started);
-  void publish_batch(std::vector<PendingEvent>& batch, size_t n, zmq::socket_t& local,
-                     zmq::socket_t* tcp, zmq::socket_t* uplink);
+  // Sends each frame (header written into its room) to the local XPUB and, for cluster
+  // scope, to the tcp PUB and uplinks; empties `frames`.
+  void publish_frames(std::vector<std::unique_ptr<detail::FrameBuffer>>& frames, zmq::socket_t& local,
+                      zmq::socket_t* tcp, zmq::socket_t* uplink);
   bool send_blocking(zmq::socket_t& socket, zmq::message_t& key, zmq::message_t& body);
   void drain_subscriptions(zmq::socket_t& xpub);
   // receiver.cpp
@@ -65,7 +60,7 @@ class Bus::Impl {
   std::unique_ptr<detail::ZapHandler> zap_;  // when binding with CURVE; started first
   const std::string local_endpoint_;
   const std::string remote_endpoint_;  // "" without peers
-  detail::BoundedQueue<PendingEvent> queue_;
+  detail::FrameQueue queue_;
   detail::ReadyBoard ready_;
 
   std::thread publisher_, receiver_;

@@ -12,15 +12,21 @@ namespace {
 
 constexpr auto kIdleWait = std::chrono::milliseconds(200);
 constexpr auto kSendSlice = std::chrono::milliseconds(20);
-constexpr size_t kDrainBatch = 1024;
 
-zmq::message_t to_message(std::string&& s) {
-  auto* owned = new std::string(std::move(s));
-  detail::tsan_release(owned->data());  // readers and the deleter acquire it
-  return zmq::message_t(owned->data(), owned->size(),
+// The frame's bytes from `begin` become the message; ZeroMQ's release returns the buffer to the
+// pool it came from (on whichever thread lets go of the message last).
+zmq::message_t to_message(std::unique_ptr<detail::FrameBuffer> frame, size_t begin,
+                          const std::shared_ptr<detail::FramePool>& pool) {
+  frame->home = pool;
+  detail::FrameBuffer* owned = frame.release();
+  char* data = owned->bytes.data() + begin;
+  detail::tsan_release(data);  // readers and the release acquire it
+  return zmq::message_t(data, owned->bytes.size() - begin,
                         [](void* data, void* hint) {
                           detail::tsan_acquire(data);
-                          delete static_cast<std::string*>(hint);
+                          std::unique_ptr<detail::FrameBuffer> b(static_cast<detail::FrameBuffer*>(hint));
+                          auto home = b->home;
+                          home->put(std::move(b));
                         },
                         owned);
 }
@@ -60,12 +66,12 @@ void Bus::Impl::publisher_main(std::promise<void> started) {
     return;
   }
 
-  std::vector<PendingEvent> batch;
+  std::vector<std::unique_ptr<detail::FrameBuffer>> frames;
   while (!abort_.load(std::memory_order_relaxed)) {
-    const size_t n = queue_.pop(batch, kDrainBatch, std::chrono::steady_clock::now() + kIdleWait);
+    const size_t n = queue_.pop(frames, std::chrono::steady_clock::now() + kIdleWait);
     drain_subscriptions(*local);
     if (n > 0) {
-      publish_batch(batch, n, *local, tcp ? &*tcp : nullptr, uplink ? &*uplink : nullptr);
+      publish_frames(frames, *local, tcp ? &*tcp : nullptr, uplink ? &*uplink : nullptr);
     } else if (queue_.closed_and_empty()) {
       break;
     }
@@ -76,34 +82,26 @@ void Bus::Impl::publisher_main(std::promise<void> started) {
   if (!abort_.load()) send_blocking(*local, key, body);
 }
 
-void Bus::Impl::publish_batch(std::vector<PendingEvent>& batch, size_t n, zmq::socket_t& local,
-                              zmq::socket_t* tcp, zmq::socket_t* uplink) {
-  size_t i = 0;
-  std::string payload, key;
-  while (i < n) {
-    // One frame: consecutive events of the same channel, up to the frame limits.
-    const PendingEvent& first = batch[i];
-    size_t j = i, bytes = 0;
-    while (j < n && j - i < options.max_events_per_frame && batch[j].scope == first.scope &&
-           batch[j].topic == first.topic &&
-           (j == i || bytes + batch[j].record.size() <= options.max_frame_bytes)) {
-      bytes += batch[j].record.size();
-      ++j;
-    }
-    const uint32_t count = uint32_t(j - i);
-    key = detail::envelope_key(first.topic, first.scope);
+void Bus::Impl::publish_frames(std::vector<std::unique_ptr<detail::FrameBuffer>>& frames, zmq::socket_t& local,
+                                zmq::socket_t* tcp, zmq::socket_t* uplink) {
+  std::string header, key;
+  for (size_t i = 0; i < frames.size(); ++i) {
+    detail::FrameBuffer& f = *frames[i];
+    const uint32_t count = f.count();
+    const char scope = f.scope;
+    key = detail::envelope_key(f.topic, scope);
     uint64_t& seq = channel_seq_[key];
-    payload.clear();
-    payload.reserve(bytes + 64 + options.node_id.size());
-    detail::append_frame_header(payload, options.node_id, epoch, seq, count);
-    for (size_t k = i; k < j; ++k) payload.append(batch[k].record);
+    header.clear();
+    detail::append_frame_header(header, options.node_id, epoch, seq, count);
     seq += count;
+    // The header goes into the room left in front of the first record (sized for it).
+    const size_t begin = f.start - header.size();
+    std::memcpy(f.bytes.data() + begin, header.data(), header.size());
 
     zmq::message_t key_msg(key.data(), key.size());
-    zmq::message_t body = to_message(std::move(payload));
-    payload = std::string();
+    zmq::message_t body = to_message(std::move(frames[i]), begin, queue_.pool());
     for (zmq::socket_t* out : {tcp, uplink}) {
-      if (!out || first.scope != detail::kScopeCluster) continue;
+      if (!out || scope != detail::kScopeCluster) continue;
       // PUB never blocks: past tcp_hwm ZeroMQ drops, and peers count the gap.
       zmq::message_t tcp_key(key.data(), key.size()), tcp_body;
       tcp_body.copy(body);  // shares the buffer (reference counted)
@@ -114,11 +112,14 @@ void Bus::Impl::publish_batch(std::vector<PendingEvent>& batch, size_t n, zmq::s
       frames_sent_.fetch_add(1, std::memory_order_relaxed);
       events_sent_.fetch_add(count, std::memory_order_relaxed);
     } else {
-      dropped_close_deadline_.fetch_add(n - i, std::memory_order_relaxed);
+      size_t left = count;
+      for (size_t k = i + 1; k < frames.size(); ++k) left += frames[k]->count();
+      dropped_close_deadline_.fetch_add(left, std::memory_order_relaxed);
+      frames.clear();
       return;
     }
-    i = j;
   }
+  frames.clear();
 }
 
 // Sends a two-part message on the XPUB_NODROP socket, waiting while a subscriber's pipe is

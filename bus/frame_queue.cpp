@@ -1,0 +1,166 @@
+#include "bus/frame_queue.hpp"
+
+#include <algorithm>
+
+namespace reqbus::detail {
+
+std::unique_ptr<FrameBuffer> FramePool::get() {
+  {
+    std::lock_guard lock(mu_);
+    if (!idle_.empty()) {
+      auto b = std::move(idle_.back());
+      idle_.pop_back();
+      return b;
+    }
+  }
+  return std::make_unique<FrameBuffer>();
+}
+
+void FramePool::put(std::unique_ptr<FrameBuffer> buffer) {
+  buffer->home.reset();
+  std::lock_guard lock(mu_);
+  if (idle_.size() < keep_) idle_.push_back(std::move(buffer));
+}
+
+FrameQueue::FrameQueue(size_t max_events, size_t max_bytes, size_t frame_events, size_t frame_bytes,
+                       size_t header_room)
+    : max_events_(max_events),
+      max_bytes_(max_bytes),
+      frame_events_(std::max<size_t>(1, frame_events)),
+      frame_bytes_(frame_bytes),
+      header_room_(header_room),
+      // Frames in hand at once: the one being filled, the one being sent and a few a slow
+      // subscriber still holds; more are allocated when needed and freed after.
+      pool_(std::make_shared<FramePool>(8)) {}
+
+void FrameQueue::set_lazy_wake(Clock::duration nap, Clock::duration idle) {
+  std::lock_guard lock(mu_);
+  nap_ = nap;
+  idle_ = idle;
+}
+
+std::unique_ptr<FrameBuffer> FrameQueue::new_frame(std::string_view topic, char scope) {
+  auto f = pool_->get();
+  f->bytes.assign(header_room_, '\0');
+  f->start = header_room_;
+  f->sizes.clear();
+  f->first = 0;
+  f->topic.assign(topic);
+  f->scope = scope;
+  return f;
+}
+
+PushOutcome FrameQueue::push(std::string_view record, std::string_view topic, char scope, Overflow policy,
+                             Clock::time_point deadline) {
+  const size_t size = record.size();
+  std::unique_lock lock(mu_);
+  PushOutcome outcome;
+  while (!closed_ && !fits(size)) {
+    if (policy == Overflow::drop_newest) return {PushResult::dropped_newest, 0};
+    if (policy == Overflow::drop_oldest) {
+      evict_oldest();
+      ++outcome.evicted;
+      continue;
+    }
+    ++producers_waiting_;
+    if (consumer_waiting_) not_empty_.notify_one();  // a napping consumer must make room now
+    const bool woke = not_full_.wait_until(lock, deadline, [&] { return closed_ || fits(size); });
+    --producers_waiting_;
+    if (!woke) return {PushResult::timed_out, 0};
+  }
+  if (closed_) return {PushResult::closed, outcome.evicted};
+  FrameBuffer* back = frames_.empty() ? nullptr : frames_.back().get();
+  if (!back || back->scope != scope || back->topic != topic || back->count() >= frame_events_ ||
+      (back->count() > 0 && back->bytes.size() - back->start + size > frame_bytes_)) {
+    frames_.push_back(new_frame(topic, scope));  // from the pool: allocates only when it is empty
+    back = frames_.back().get();
+  }
+  back->bytes.append(record);
+  back->sizes.push_back(uint32_t(size));
+  bytes_ += size;
+  ++count_;
+  if (consumer_waiting_ && (!consumer_napping_ || count_ >= frame_events_)) not_empty_.notify_one();
+  return outcome;
+}
+
+void FrameQueue::evict_oldest() {
+  FrameBuffer& f = *frames_.front();
+  const uint32_t size = f.sizes[f.first++];
+  f.start += size;
+  bytes_ -= size;
+  --count_;
+  if (f.count() == 0) {
+    pool_->put(std::move(frames_.front()));
+    frames_.pop_front();
+  }
+}
+
+size_t FrameQueue::pop(std::vector<std::unique_ptr<FrameBuffer>>& out, Clock::time_point deadline) {
+  out.clear();
+  std::unique_lock lock(mu_);
+  if (count_ == 0 && !closed_ && !wake_) {
+    const Clock::time_point now = Clock::now();
+    consumer_waiting_ = true;
+    if (nap_ > Clock::duration::zero() && now - last_item_ < idle_) {
+      consumer_napping_ = true;
+      not_empty_.wait_until(lock, std::min(deadline, now + nap_),
+                            [&] { return count_ >= frame_events_ || producers_waiting_ > 0 || closed_ || wake_; });
+      consumer_napping_ = false;
+    } else {
+      not_empty_.wait_until(lock, deadline, [&] { return count_ > 0 || closed_ || wake_; });
+    }
+    consumer_waiting_ = false;
+  }
+  wake_ = false;
+  const size_t n = count_;
+  for (auto& f : frames_) out.push_back(std::move(f));  // none is empty: see evict_oldest
+  frames_.clear();
+  count_ = 0;
+  bytes_ = 0;
+  if (n > 0) {
+    if (nap_ > Clock::duration::zero()) last_item_ = Clock::now();
+    if (producers_waiting_ > 0) not_full_.notify_all();
+  }
+  return n;
+}
+
+void FrameQueue::wake() {
+  std::lock_guard lock(mu_);
+  wake_ = true;
+  not_empty_.notify_all();
+}
+
+void FrameQueue::close() {
+  std::lock_guard lock(mu_);
+  closed_ = true;
+  not_empty_.notify_all();
+  not_full_.notify_all();
+}
+
+bool FrameQueue::closed_and_empty() const {
+  std::lock_guard lock(mu_);
+  return closed_ && count_ == 0;
+}
+
+size_t FrameQueue::clear() {
+  std::lock_guard lock(mu_);
+  const size_t n = count_;
+  for (auto& f : frames_) pool_->put(std::move(f));
+  frames_.clear();
+  count_ = 0;
+  bytes_ = 0;
+  not_full_.notify_all();
+  return n;
+}
+
+size_t FrameQueue::size() const {
+  std::lock_guard lock(mu_);
+  return count_;
+}
+
+size_t FrameQueue::bytes() const {
+  std::lock_guard lock(mu_);
+  return bytes_;
+}
+
+}  // namespace reqbus::detail

@@ -1,0 +1,123 @@
+#pragma once
+// FrameQueue: the publish queue between broadcast() callers and the publisher thread.
+//
+// Callers append their encoded record to the frame being filled for its channel (topic +
+// scope), under one short lock: a copy of the record's bytes onto the end of one buffer. The
+// publisher thread takes whole frames, writes each one's header into the room left at its front
+// and sends the buffer itself as the ZeroMQ message (no copy). When ZeroMQ releases the message,
+// the buffer returns to a small pool and is filled again.
+//
+// Why not a queue of records: each record then sat in its own buffer, the buffers circulated
+// between callers, queue slots and the publisher, and every event's bytes were written into
+// memory another thread had touched a thousand events earlier. Measured with both servers of
+// bench/web_bench on one CPU, that push cost 2.5-3.5 % of the web server's CPU per request
+// (docs/BENCHMARKS.md, session 7).
+//
+// Bounds, overflow policies and lazy wake-ups are BoundedQueue's (bus/bounded_queue.hpp): at
+// most max_events events and max_bytes record bytes are queued (one oversized record still fits
+// alone); drop_oldest evicts the oldest queued events one by one.
+//
+// Thread-safety: push() from any number of threads; pop() from one consumer; close(), wake(),
+// clear(), size() and bytes() from any thread. A FrameBuffer's release (to_message's deleter)
+// may run on any thread, also after the queue is gone.
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bus/bounded_queue.hpp"
+#include "reqbus/overflow.hpp"
+
+namespace reqbus::detail {
+
+class FramePool;
+
+// One frame's bytes: `room` bytes reserved for the header, then records back to back.
+struct FrameBuffer {
+  std::string bytes;             // [0, start) free (header room); [start, size) records
+  size_t start = 0;              // first live record; moves on when drop_oldest evicts
+  std::vector<uint32_t> sizes;   // record sizes in order; [first, size) are live
+  size_t first = 0;
+  std::string topic;
+  char scope = 0;
+  std::shared_ptr<FramePool> home;  // set while ZeroMQ holds it; the release returns it there
+
+  uint32_t count() const { return uint32_t(sizes.size() - first); }
+};
+
+// Buffers kept for reuse, so their capacity is not allocated again frame after frame.
+class FramePool {
+ public:
+  explicit FramePool(size_t keep) : keep_(keep) {}
+  std::unique_ptr<FrameBuffer> get();
+  void put(std::unique_ptr<FrameBuffer> buffer);  // kept if fewer than `keep` are idle
+
+ private:
+  const size_t keep_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<FrameBuffer>> idle_;  // guarded by mu_
+};
+
+class FrameQueue {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // Frames hold at most frame_events records and, past the first record, frame_bytes record
+  // bytes; header_room bytes are reserved at each frame's front for the publisher's header.
+  FrameQueue(size_t max_events, size_t max_bytes, size_t frame_events, size_t frame_bytes,
+             size_t header_room);
+
+  // As BoundedQueue::set_lazy_wake, with a full frame's worth of events as the wake batch.
+  void set_lazy_wake(Clock::duration nap, Clock::duration idle);
+
+  // Copies `record` onto the end of its channel's open frame (or a new frame).
+  PushOutcome push(std::string_view record, std::string_view topic, char scope, Overflow policy,
+                   Clock::time_point deadline);
+
+  // Waits as BoundedQueue::pop does, then moves every queued frame into `out` (cleared first),
+  // oldest first. Returns the number of events taken.
+  size_t pop(std::vector<std::unique_ptr<FrameBuffer>>& out, Clock::time_point deadline);
+
+  void wake();
+  void close();
+  bool closed_and_empty() const;
+  size_t clear();  // drops everything queued; returns the number of events
+  size_t size() const;
+  size_t bytes() const;
+
+  // Where sent frames go back: the publisher sets FrameBuffer::home to it before handing a
+  // frame to ZeroMQ, and the message's release puts the buffer there.
+  const std::shared_ptr<FramePool>& pool() const { return pool_; }
+
+ private:
+  bool fits(size_t bytes) const {
+    if (count_ == max_events_) return false;
+    return count_ == 0 || bytes_ + bytes <= max_bytes_;
+  }
+  void evict_oldest();  // requires mu_ and count_ > 0
+  std::unique_ptr<FrameBuffer> new_frame(std::string_view topic, char scope);
+
+  const size_t max_events_, max_bytes_, frame_events_, frame_bytes_, header_room_;
+  const std::shared_ptr<FramePool> pool_;
+
+  mutable std::mutex mu_;
+  std::condition_variable not_empty_, not_full_;
+  std::deque<std::unique_ptr<FrameBuffer>> frames_;  // guarded by mu_; back() is being filled
+  size_t count_ = 0;  // guarded by mu_: events in frames_
+  size_t bytes_ = 0;  // guarded by mu_: record bytes in frames_
+  size_t producers_waiting_ = 0;
+  bool consumer_waiting_ = false;
+  bool consumer_napping_ = false;
+  Clock::duration nap_{};
+  Clock::duration idle_{};
+  Clock::time_point last_item_{};
+  bool wake_ = false;
+  bool closed_ = false;
+};
+
+}  // namespace reqbus::detail
