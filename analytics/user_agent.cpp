@@ -6,7 +6,8 @@
 #include <array>
 #include <algorithm>
 #include <string>
-#include <unordered_map>
+#include <cstdint>
+#include <functional>
 
 namespace reqbus {
 namespace {
@@ -59,25 +60,24 @@ DeviceType classify_uncached(std::string_view user_agent) noexcept {
 
 DeviceType classify_user_agent(std::string_view user_agent) noexcept {
   if (user_agent.empty() || user_agent == "-") return DeviceType::unknown;
-  // Real traffic repeats a few hundred agents: a small per-thread cache answers most calls
-  // with one hash and one compare. Bounded: cleared when full.
-  struct Cache {
-    std::unordered_map<std::string, DeviceType> map;
+  // Real traffic repeats a few hundred agents: a per-thread direct-mapped cache of 256 answers,
+  // keyed by the agent's 64-bit hash and length, answers most calls with one hash and one
+  // 16-byte entry. No string is kept or compared: a request touches one cache line here
+  // (web_bench measured the unordered_map this replaced, whose lookups missed the cache, at ~1 %
+  // of a request). Two agents of the same length and hash would share an answer; as the agent
+  // is whatever the client sends, that lets nobody claim anything they could not claim anyway.
+  struct Entry {
+    uint64_t hash;
+    uint32_t size;  // 0: empty (an empty agent never gets here)
+    DeviceType type;
   };
-  thread_local Cache cache;
-  try {
-    if (user_agent.size() <= 512) {
-      thread_local std::string key;
-      key.assign(user_agent);
-      if (auto it = cache.map.find(key); it != cache.map.end()) return it->second;
-      const DeviceType t = classify_uncached(user_agent);
-      if (cache.map.size() >= 4096) cache.map.clear();
-      cache.map.emplace(key, t);
-      return t;
-    }
-  } catch (...) {  // allocation failure: classify without the cache
-  }
-  return classify_uncached(user_agent);
+  thread_local Entry cache[256];
+  const uint64_t hash = std::hash<std::string_view>{}(user_agent);
+  Entry& e = cache[hash & 255];
+  if (e.size == user_agent.size() && e.hash == hash) return e.type;
+  const DeviceType type = classify_uncached(user_agent);
+  e = Entry{hash, uint32_t(std::min<size_t>(user_agent.size(), UINT32_MAX)), type};
+  return type;
 }
 
 const char* to_string(DeviceType type) noexcept {
