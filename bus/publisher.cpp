@@ -1,6 +1,8 @@
 // The publisher thread: owns the local XPUB (inproc, lossless via XPUB_NODROP) and the tcp PUB
-// facing peers. It drains the publish queue, coalesces consecutive events of one channel
-// (topic + scope) into frames, and stamps each frame with the channel's sequence number.
+// facing peers. It takes the frames broadcast() callers filled in the publish queue
+// (bus/frame_queue.hpp), stamps each with its channel's sequence number in the header room at
+// its front, and sends the buffer itself (no copy) to local subscribers and, for cluster scope,
+// to peers.
 #include <cstring>
 
 #include "bus/bus_impl.hpp"
