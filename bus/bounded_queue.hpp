@@ -35,18 +35,6 @@ class BoundedQueue {
     grow_to(std::min<size_t>(max_items_, 64));
   }
 
-  // Lazy wake-ups (off by default). While items keep arriving, the consumer naps for up to
-  // `nap` when it finds the queue empty, and producers wake it only once `wake_batch` items are
-  // waiting: a push then costs no system call, and the consumer takes items in batches, at the
-  // price of up to `nap` of extra latency. After `idle` without items it sleeps soundly again
-  // and the next push wakes it at once. Call before the first pop().
-  void set_lazy_wake(Clock::duration nap, size_t wake_batch, Clock::duration idle) {
-    std::lock_guard lock(mu_);
-    nap_ = nap;
-    wake_batch_ = std::max<size_t>(1, wake_batch);
-    idle_ = idle;
-  }
-
   // Swaps `item` into the queue; on return `item` holds a recycled value (or, when the push
   // failed, its own value untouched). `bytes` is the item's weight against max_bytes.
   PushOutcome push(T& item, size_t bytes, Overflow policy, Clock::time_point deadline) {
@@ -60,7 +48,6 @@ class BoundedQueue {
         continue;
       }
       ++producers_waiting_;
-      if (consumer_waiting_) not_empty_.notify_one();  // a napping consumer must make room now
       const bool woke = not_full_.wait_until(lock, deadline, [&] { return closed_ || fits(bytes); });
       --producers_waiting_;
       if (!woke) return {PushResult::timed_out, 0};
@@ -72,7 +59,7 @@ class BoundedQueue {
     sizes_[tail] = bytes;
     bytes_ += bytes;
     ++count_;
-    if (consumer_waiting_ && (!consumer_napping_ || count_ >= wake_batch_)) not_empty_.notify_one();
+    if (consumer_waiting_) not_empty_.notify_one();
     return outcome;
   }
 
@@ -82,16 +69,8 @@ class BoundedQueue {
     if (out.size() < max) out.resize(max);
     std::unique_lock lock(mu_);
     if (count_ == 0 && !closed_ && !wake_) {
-      const Clock::time_point now = Clock::now();
       consumer_waiting_ = true;
-      if (nap_ > Clock::duration::zero() && now - last_item_ < idle_) {
-        consumer_napping_ = true;
-        not_empty_.wait_until(lock, std::min(deadline, now + nap_),
-                              [&] { return count_ >= wake_batch_ || producers_waiting_ > 0 || closed_ || wake_; });
-        consumer_napping_ = false;
-      } else {
-        not_empty_.wait_until(lock, deadline, [&] { return count_ > 0 || closed_ || wake_; });
-      }
+      not_empty_.wait_until(lock, deadline, [&] { return count_ > 0 || closed_ || wake_; });
       consumer_waiting_ = false;
     }
     wake_ = false;
@@ -102,10 +81,7 @@ class BoundedQueue {
       head_ = (head_ + 1) % slots_.size();
       --count_;
     }
-    if (n > 0) {
-      if (nap_ > Clock::duration::zero()) last_item_ = Clock::now();
-      if (producers_waiting_ > 0) not_full_.notify_all();
-    }
+    if (n > 0 && producers_waiting_ > 0) not_full_.notify_all();
     return n;
   }
 
@@ -183,11 +159,6 @@ class BoundedQueue {
   size_t bytes_ = 0;           // guarded by mu_
   size_t producers_waiting_ = 0;
   bool consumer_waiting_ = false;
-  bool consumer_napping_ = false;  // waiting, and only wake_batch_ items should wake it
-  Clock::duration nap_{};          // lazy wake-ups: see set_lazy_wake()
-  size_t wake_batch_ = 1;
-  Clock::duration idle_{};
-  Clock::time_point last_item_{};  // when pop() last returned items (lazy wake-ups only)
   bool wake_ = false;
   bool closed_ = false;
 };

@@ -13,9 +13,9 @@
 // bench/web_bench on one CPU, that push cost 2.5-3.5 % of the web server's CPU per request
 // (docs/BENCHMARKS.md, session 7).
 //
-// Bounds, overflow policies and lazy wake-ups are BoundedQueue's (bus/bounded_queue.hpp): at
-// most max_events events and max_bytes record bytes are queued (one oversized record still fits
-// alone); drop_oldest evicts the oldest queued events one by one.
+// Bounds and overflow policies are BoundedQueue's (bus/bounded_queue.hpp; the overflow loop in
+// push() is the same): at most max_events events and max_bytes record bytes are queued (one
+// oversized record still fits alone); drop_oldest evicts the oldest queued events one by one.
 //
 // Thread-safety: push() from any number of threads; pop() from one consumer; close(), wake(),
 // clear(), size() and bytes() from any thread. A FrameBuffer's release (to_message's deleter)
@@ -72,15 +72,20 @@ class FrameQueue {
   FrameQueue(size_t max_events, size_t max_bytes, size_t frame_events, size_t frame_bytes,
              size_t header_room);
 
-  // As BoundedQueue::set_lazy_wake, with a full frame's worth of events as the wake batch.
+  // Lazy wake-ups (off by default). While events keep arriving, the consumer naps for up to
+  // `nap` when it finds the queue empty, and producers wake it only once a full frame's worth
+  // of events (frame_events) is waiting: a push then costs no system call, and frames fill, at
+  // the price of up to `nap` of extra latency. After `idle` without events it sleeps soundly
+  // again and the next push wakes it at once. Call before the first pop().
   void set_lazy_wake(Clock::duration nap, Clock::duration idle);
 
   // Copies `record` onto the end of its channel's open frame (or a new frame).
   PushOutcome push(std::string_view record, std::string_view topic, char scope, Overflow policy,
                    Clock::time_point deadline);
 
-  // Waits as BoundedQueue::pop does, then moves every queued frame into `out` (cleared first),
-  // oldest first. Returns the number of events taken.
+  // Waits until an event is queued (or, napping, a frame's worth), the queue is closed, wake()
+  // is called, or `deadline`; then moves every queued frame into `out` (cleared first), oldest
+  // first. Returns the number of events taken.
   size_t pop(std::vector<std::unique_ptr<FrameBuffer>>& out, Clock::time_point deadline);
 
   void wake();
