@@ -16,10 +16,10 @@ std::unique_ptr<FrameBuffer> FramePool::get() {
   return std::make_unique<FrameBuffer>();
 }
 
-void FramePool::put(std::unique_ptr<FrameBuffer> buffer) {
+void FramePool::put(std::unique_ptr<FrameBuffer> buffer) noexcept {
   buffer->home.reset();
   std::lock_guard lock(mu_);
-  if (idle_.size() < keep_) idle_.push_back(std::move(buffer));
+  if (idle_.size() < keep_) idle_.push_back(std::move(buffer));  // reserved: no allocation
 }
 
 FrameQueue::FrameQueue(size_t max_events, size_t max_bytes, size_t frame_events, size_t frame_bytes,

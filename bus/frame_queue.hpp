@@ -53,9 +53,10 @@ struct FrameBuffer {
 // Buffers kept for reuse, so their capacity is not allocated again frame after frame.
 class FramePool {
  public:
-  explicit FramePool(size_t keep) : keep_(keep) {}
+  explicit FramePool(size_t keep) : keep_(keep) { idle_.reserve(keep); }
   std::unique_ptr<FrameBuffer> get();
-  void put(std::unique_ptr<FrameBuffer> buffer);  // kept if fewer than `keep` are idle
+  // Kept if fewer than `keep` are idle, else freed. Never throws (ZeroMQ's release calls it).
+  void put(std::unique_ptr<FrameBuffer> buffer) noexcept;
 
  private:
   const size_t keep_;
