@@ -95,7 +95,8 @@ void FrameQueue::evict_oldest() {
   }
 }
 
-size_t FrameQueue::pop(std::vector<std::unique_ptr<FrameBuffer>>& out, Clock::time_point deadline) {
+size_t FrameQueue::pop(std::vector<std::unique_ptr<FrameBuffer>>& out, size_t max_frames,
+                       Clock::time_point deadline) {
   out.clear();
   std::unique_lock lock(mu_);
   if (count_ == 0 && !closed_ && !wake_) {
@@ -112,11 +113,15 @@ size_t FrameQueue::pop(std::vector<std::unique_ptr<FrameBuffer>>& out, Clock::ti
     consumer_waiting_ = false;
   }
   wake_ = false;
-  const size_t n = count_;
-  for (auto& f : frames_) out.push_back(std::move(f));  // none is empty: see evict_oldest
-  frames_.clear();
-  count_ = 0;
-  bytes_ = 0;
+  size_t n = 0;
+  while (!frames_.empty() && out.size() < max_frames) {  // none is empty: see evict_oldest
+    FrameBuffer& f = *frames_.front();
+    n += f.count();
+    bytes_ -= f.bytes.size() - f.start;
+    out.push_back(std::move(frames_.front()));
+    frames_.pop_front();
+  }
+  count_ -= n;
   if (n > 0) {
     if (nap_ > Clock::duration::zero()) last_item_ = Clock::now();
     if (producers_waiting_ > 0) not_full_.notify_all();

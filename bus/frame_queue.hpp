@@ -85,9 +85,11 @@ class FrameQueue {
                    Clock::time_point deadline);
 
   // Waits until an event is queued (or, napping, a frame's worth), the queue is closed, wake()
-  // is called, or `deadline`; then moves every queued frame into `out` (cleared first), oldest
-  // first. Returns the number of events taken.
-  size_t pop(std::vector<std::unique_ptr<FrameBuffer>>& out, Clock::time_point deadline);
+  // is called, or `deadline`; then moves up to `max_frames` frames into `out` (cleared first),
+  // oldest first, the one being filled included. Returns the number of events taken. Taking a
+  // few at a time keeps what the publisher holds outside the queue's bounds small while it
+  // waits on a slow subscriber.
+  size_t pop(std::vector<std::unique_ptr<FrameBuffer>>& out, size_t max_frames, Clock::time_point deadline);
 
   void wake();
   void close();

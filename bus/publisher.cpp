@@ -14,6 +14,9 @@ namespace {
 
 constexpr auto kIdleWait = std::chrono::milliseconds(200);
 constexpr auto kSendSlice = std::chrono::milliseconds(20);
+// Frames taken from the queue at a time: at most 4 x max_events_per_frame events (1,024 by
+// default) sit outside the queue's bounds while the publisher waits on a slow subscriber.
+constexpr size_t kFramesPerPop = 4;
 
 // The frame's bytes from `begin` become the message; ZeroMQ's release returns the buffer to the
 // pool it came from (on whichever thread lets go of the message last).
@@ -70,7 +73,7 @@ void Bus::Impl::publisher_main(std::promise<void> started) {
 
   std::vector<std::unique_ptr<detail::FrameBuffer>> frames;
   while (!abort_.load(std::memory_order_relaxed)) {
-    const size_t n = queue_.pop(frames, std::chrono::steady_clock::now() + kIdleWait);
+    const size_t n = queue_.pop(frames, kFramesPerPop, std::chrono::steady_clock::now() + kIdleWait);
     drain_subscriptions(*local);
     if (n > 0) {
       publish_frames(frames, *local, tcp ? &*tcp : nullptr, uplink ? &*uplink : nullptr);

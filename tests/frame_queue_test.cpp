@@ -5,6 +5,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <atomic>
+#include <cstdint>
 #include <chrono>
 #include <memory>
 #include <ostream>
@@ -39,7 +40,7 @@ PushResult push(FrameQueue& q, std::string_view record, std::string_view topic =
 
 Frames pop_now(FrameQueue& q) {  // whatever is queued, without waiting
   Frames out;
-  q.pop(out, Clock::now());
+  q.pop(out, SIZE_MAX, Clock::now());
   return out;
 }
 
@@ -74,7 +75,7 @@ BOOST_AUTO_TEST_CASE(one_channel_fills_one_frame_behind_header_room) {
   BOOST_CHECK_EQUAL(q.size(), 3u);
   BOOST_CHECK_EQUAL(q.bytes(), 13u);
   Frames out;
-  BOOST_CHECK_EQUAL(q.pop(out, Clock::now()), 3u);
+  BOOST_CHECK_EQUAL(q.pop(out, SIZE_MAX, Clock::now()), 3u);
   BOOST_REQUIRE_EQUAL(out.size(), 1u);
   const FrameBuffer& f = *out[0];
   BOOST_CHECK_EQUAL(f.start, 8u);
@@ -83,6 +84,24 @@ BOOST_AUTO_TEST_CASE(one_channel_fills_one_frame_behind_header_room) {
   BOOST_CHECK_EQUAL(f.count(), 3u);
   BOOST_CHECK_EQUAL(f.topic, "topic");
   BOOST_CHECK_EQUAL(f.scope, 'x');
+  BOOST_CHECK(q.size() == 0 && q.bytes() == 0);
+}
+
+// pop takes at most max_frames frames, oldest first; the rest stay queued and counted, and the
+// frame being filled goes on filling.
+BOOST_AUTO_TEST_CASE(pop_takes_at_most_max_frames) {
+  FrameQueue q(100, 1 << 20, 2, 1 << 16, 4);
+  for (int i = 0; i < 7; ++i) BOOST_CHECK_EQUAL(push(q, "r" + std::to_string(i)), PushResult::ok);
+  Frames out;
+  BOOST_CHECK_EQUAL(q.pop(out, 2, Clock::now()), 4u);
+  expect(out, {"r0r1", "r2r3"});
+  BOOST_CHECK_EQUAL(q.size(), 3u);
+  BOOST_CHECK_EQUAL(q.bytes(), 6u);
+  BOOST_CHECK_EQUAL(push(q, "r7"), PushResult::ok);  // fills the open frame r6
+  BOOST_CHECK_EQUAL(q.pop(out, 1, Clock::now()), 2u);
+  expect(out, {"r4r5"});
+  BOOST_CHECK_EQUAL(q.pop(out, 5, Clock::now()), 2u);
+  expect(out, {"r6r7"});
   BOOST_CHECK(q.size() == 0 && q.bytes() == 0);
 }
 
@@ -210,7 +229,7 @@ BOOST_AUTO_TEST_CASE(block_times_out_or_is_let_through_by_pop) {
   std::this_thread::sleep_for(20ms);
   BOOST_CHECK(!done);  // the queue is still full
   Frames out;
-  BOOST_CHECK_EQUAL(q.pop(out, Clock::now() + 1s), 2u);
+  BOOST_CHECK_EQUAL(q.pop(out, SIZE_MAX, Clock::now() + 1s), 2u);
   producer.join();
   BOOST_CHECK_EQUAL(result, PushResult::ok);
   BOOST_CHECK_LT(ms_since(t1), 10000.0);
@@ -233,10 +252,10 @@ BOOST_AUTO_TEST_CASE(close_refuses_pushes_and_pop_drains_then_returns_zero) {
   BOOST_CHECK(!q.closed_and_empty());
   Frames out;
   const auto t0 = Clock::now();
-  BOOST_CHECK_EQUAL(q.pop(out, t0 + 20s), 2u);
+  BOOST_CHECK_EQUAL(q.pop(out, SIZE_MAX, t0 + 20s), 2u);
   expect(out, {"ab"});
   BOOST_CHECK(q.closed_and_empty());
-  BOOST_CHECK_EQUAL(q.pop(out, t0 + 20s), 0u);
+  BOOST_CHECK_EQUAL(q.pop(out, SIZE_MAX, t0 + 20s), 0u);
   BOOST_CHECK(out.empty());
   BOOST_CHECK_LT(ms_since(t0), 5000.0);
 }
@@ -260,10 +279,10 @@ BOOST_AUTO_TEST_CASE(wake_ends_a_waiting_pop_early) {
   Frames out;
   q.wake();
   const auto t0 = Clock::now();
-  BOOST_CHECK_EQUAL(q.pop(out, t0 + 20s), 0u);
+  BOOST_CHECK_EQUAL(q.pop(out, SIZE_MAX, t0 + 20s), 0u);
   std::thread waker([&] { std::this_thread::sleep_for(20ms); q.wake(); });
   const auto t1 = Clock::now();
-  BOOST_CHECK_EQUAL(q.pop(out, t1 + 20s), 0u);
+  BOOST_CHECK_EQUAL(q.pop(out, SIZE_MAX, t1 + 20s), 0u);
   BOOST_CHECK_GE(ms_since(t1), 15.0);  // waited for the waker, not for the first wake()
   waker.join();
   BOOST_CHECK(out.empty());
@@ -325,7 +344,7 @@ BOOST_AUTO_TEST_CASE(many_producers_one_consumer_lose_nothing_and_keep_order) {
       const auto give_up = Clock::now() + 30s;
       Frames out;
       while (seen < kThreads * kEach && Clock::now() < give_up) {
-        q.pop(out, Clock::now() + 100ms);
+        q.pop(out, 2, Clock::now() + 100ms);
         for (auto& f : out) {
           for (const std::string& r : records(*f)) {
             const size_t dash = r.find('-');
