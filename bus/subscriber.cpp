@@ -119,7 +119,9 @@ void Subscriber::reader_main(std::promise<void> started) {
                                          " events missing from " + header.node_id);
     };
     if (key_view.back() == kScopeSkipped) {  // the receiver rejected (and counted) a peer frame
-      if (decode_skip(static_cast<const char*>(body.data()), body.size(), header))
+      const bool skip_read = decode_skip(static_cast<const char*>(body.data()), body.size(), header);
+      tsan_release(body.data());  // done reading: see below
+      if (skip_read)
         note_gap(gaps.observe(header.node_id, std::string_view(&kScopeCluster, 1), header.epoch,
                               header.first_seq, header.count));
       else
@@ -128,6 +130,10 @@ void Subscriber::reader_main(std::promise<void> started) {
     }
     auto error = decode_frame(static_cast<const char*>(body.data()), body.size(),
                               env_.max_message_bytes * 2, header, batch);
+    // Done reading the payload. Its buffer goes back to the publisher's pool when the last
+    // subscriber lets go of it, through libzmq's reference count, which TSan cannot see; the
+    // release (acquired there, bus/publisher.cpp) orders these reads before the buffer's reuse.
+    tsan_release(body.data());
     if (error) {  // local frames are ours and the receiver validated remote ones: a bug
       ++malformed_;
       log_limit_.log(LogLevel::error, "subscriber '" + options_.name + "': undecodable frame (" +
