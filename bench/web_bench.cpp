@@ -216,6 +216,29 @@ std::string find_on_path(const std::string& program) {
   return {};
 }
 
+// What a server child reports when it stops: its CPU time over the whole program and, for the
+// publish server, what the logger and the bus did with every request.
+struct ServerReport {
+  double cpu_seconds = 0;
+  uint64_t served = 0, published = 0, dropped = 0, delivered = 0;
+};
+
+// Stops a server child and reads its report; throws if it failed or the publish server lost
+// an event (dropped, or published and not delivered).
+ServerReport stop_server(Child& child, int port, const std::string& mode) {
+  httplib::Client stopper("127.0.0.1", port);
+  stopper.Get("/__bench_stop");
+  const auto line = child.read_line(60000);
+  if (child.wait() != 0 || !line) throw std::runtime_error(mode + " server failed");
+  ServerReport r;
+  if (std::sscanf(line->c_str(), "cpu %lf served %lu published %lu dropped %lu delivered %lu", &r.cpu_seconds,
+                  &r.served, &r.published, &r.dropped, &r.delivered) < 5)
+    throw std::runtime_error("cannot read the server's report: " + *line);
+  if (mode == "publish" && (r.dropped != 0 || r.published != r.delivered || r.published + 1 < r.served))
+    throw std::runtime_error("publish server lost events: " + *line);
+  return r;
+}
+
 // The CPU seconds a server child has used so far (its /__bench_cpu).
 double child_cpu(int port) {
   httplib::Client c("127.0.0.1", port);
@@ -370,17 +393,7 @@ int main(int argc, char** argv) {
       requests[m] += run_wrk(wrk, script, port[m], threads, connections, duration).requests;
     if (shared_cpu) {
       print_results(shared_cpu_runs(wrk, script, port, threads, connections, duration, common), common.json);
-      for (int m = 0; m < 2; ++m) {
-        httplib::Client stopper("127.0.0.1", port[m]);
-        stopper.Get("/__bench_stop");
-        const auto report = child[m]->read_line(60000);
-        if (child[m]->wait() != 0 || !report) throw std::runtime_error(std::string(modes[m]) + " server failed");
-        uint64_t s = 0, p = 0, d = 0, x = 0;
-        double cpu = 0;
-        if (m == 1 && (std::sscanf(report->c_str(), "cpu %lf served %lu published %lu dropped %lu delivered %lu",
-                                   &cpu, &s, &p, &d, &x) < 5 || d != 0 || p != x || p + 1 < s))
-          throw std::runtime_error("publish server lost events: " + *report);
-      }
+      for (int m = 0; m < 2; ++m) stop_server(*child[m], port[m], modes[m]);
       return 0;
     }
     std::vector<double> rps[2], p50[2], p99[2], rps_ratio, p99_ratio;
@@ -406,20 +419,9 @@ int main(int argc, char** argv) {
     double cpu_us[2] = {0, 0};
     uint64_t served = 0, published = 0, delivered = 0, dropped = 0;
     for (int m = 0; m < 2; ++m) {
-      httplib::Client stopper("127.0.0.1", port[m]);
-      stopper.Get("/__bench_stop");
-      const auto report = child[m]->read_line(60000);
-      if (child[m]->wait() != 0 || !report) throw std::runtime_error(std::string(modes[m]) + " server failed");
-      double cpu = 0;
-      uint64_t s = 0, p = 0, d = 0, x = 0;
-      const int n = std::sscanf(report->c_str(), "cpu %lf served %lu published %lu dropped %lu delivered %lu",
-                                &cpu, &s, &p, &d, &x);
-      if (n < 5) throw std::runtime_error("cannot read the server's report: " + *report);
-      if (m == 1) {
-        if (d != 0 || p != x || p + 1 < s) throw std::runtime_error("publish server lost events: " + *report);
-        served = s, published = p, dropped = d, delivered = x;
-      }
-      cpu_us[m] = cpu * 1e6 / double(std::max<uint64_t>(1, requests[m]));
+      const ServerReport r = stop_server(*child[m], port[m], modes[m]);
+      if (m == 1) served = r.served, published = r.published, dropped = r.dropped, delivered = r.delivered;
+      cpu_us[m] = r.cpu_seconds * 1e6 / double(std::max<uint64_t>(1, requests[m]));
     }
     const std::string load = load_average();
     const std::string wrk_args = "--latency -t" + std::to_string(threads) + " -c" + std::to_string(connections) +
