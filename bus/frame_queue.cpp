@@ -69,9 +69,11 @@ PushOutcome FrameQueue::push(std::string_view record, std::string_view topic, ch
     if (!woke) return {PushResult::timed_out, 0};
   }
   if (closed_) return {PushResult::closed, outcome.evicted};
+  // A queued frame is never empty (evict_oldest drops emptied ones), so a record larger than
+  // frame_bytes still gets a frame of its own.
   FrameBuffer* back = frames_.empty() ? nullptr : frames_.back().get();
   if (!back || back->scope != scope || back->topic != topic || back->count() >= frame_events_ ||
-      (back->count() > 0 && back->bytes.size() - back->start + size > frame_bytes_)) {
+      back->bytes.size() - back->start + size > frame_bytes_) {
     frames_.push_back(new_frame(topic, scope));  // from the pool: allocates only when it is empty
     back = frames_.back().get();
   }
