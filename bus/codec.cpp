@@ -57,7 +57,8 @@ namespace {
 // msgpack-c's object tree, or WireReader straight over the bytes. `n` is the record's length;
 // kind and version have been read.
 template <class Cursor>
-std::optional<DecodeError> decode_request_log(Cursor& in, uint32_t n, uint64_t version, RequestLog& r) {
+std::optional<DecodeError> decode_request_log(Cursor& in, uint32_t n, uint64_t version, RequestLog& r,
+                                              bool check_fields) {
   // v1 has 14 elements (kind, version, 12 PhoenixAnalytics fields); v2 adds node_id and seq.
   const uint32_t expected = version == 1 ? 14 : 16;
   if (n != expected) return DecodeError::wrong_shape;
@@ -74,23 +75,23 @@ std::optional<DecodeError> decode_request_log(Cursor& in, uint32_t n, uint64_t v
   }
   r.status_code = uint16_t(status);
   r.session_page_views = uint32_t(views);
-  if (!validate(r).empty()) return DecodeError::invalid_field;
+  if (check_fields && !validate(r).empty()) return DecodeError::invalid_field;
   return std::nullopt;
 }
 
 template <class Cursor>
-std::optional<DecodeError> decode_analytics(Cursor& in, uint32_t n, AnalyticsEvent& e) {
+std::optional<DecodeError> decode_analytics(Cursor& in, uint32_t n, AnalyticsEvent& e, bool check_fields) {
   if (n != 14) return DecodeError::wrong_shape;
   const bool ok = in.str(e.message_id) && in.str(e.user_id) && in.int64(e.timestamp) && in.str(e.event) &&
                   in.str(e.email) && in.str(e.timezone) && in.str(e.account_id) && in.str(e.name) &&
                   in.str(e.traits_json) && in.str(e.properties_json) && in.str(e.node_id) && in.uint(e.seq);
   if (!ok) return DecodeError::wrong_shape;
-  if (!validate(e).empty()) return DecodeError::invalid_field;
+  if (check_fields && !validate(e).empty()) return DecodeError::invalid_field;
   return std::nullopt;
 }
 
 template <class Cursor>
-std::optional<DecodeError> decode_fields(Cursor& in, uint32_t n, Message& out) {
+std::optional<DecodeError> decode_fields(Cursor& in, uint32_t n, Message& out, bool check_fields) {
   if (n < 2) return DecodeError::wrong_shape;
   uint64_t kind = 0, version = 0;
   if (!in.uint(kind) || !in.uint(version)) return DecodeError::wrong_shape;
@@ -98,14 +99,14 @@ std::optional<DecodeError> decode_fields(Cursor& in, uint32_t n, Message& out) {
     case uint64_t(MessageKind::request_sent):
       if (version == 0 || version > kRequestLogVersion) return DecodeError::unknown_version;
       out.kind = MessageKind::request_sent;
-      return decode_request_log(in, n, version, out.request);
+      return decode_request_log(in, n, version, out.request, check_fields);
     case uint64_t(MessageKind::identify):
     case uint64_t(MessageKind::group):
     case uint64_t(MessageKind::track):
       if (version == 0 || version > kAnalyticsVersion) return DecodeError::unknown_version;
       out.kind = MessageKind(kind);
       out.analytics.type = AnalyticsType(kind);
-      return decode_analytics(in, n, out.analytics);
+      return decode_analytics(in, n, out.analytics, check_fields);
     default:
       return DecodeError::wrong_shape;
   }
@@ -116,12 +117,12 @@ std::optional<DecodeError> decode_fields(Cursor& in, uint32_t n, Message& out) {
 std::optional<DecodeError> decode_record(const msgpack::object& o, Message& out) {
   if (o.type != msgpack::type::ARRAY) return DecodeError::wrong_shape;
   ObjectCursor in{o.via.array.ptr};
-  return decode_fields(in, o.via.array.size, out);
+  return decode_fields(in, o.via.array.size, out, true);
 }
 
-bool decode_record(WireReader& in, Message& out) {
+bool decode_record(WireReader& in, Message& out, bool check_fields) {
   uint32_t n = 0;
-  return in.array(n) && !decode_fields(in, n, out);
+  return in.array(n) && !decode_fields(in, n, out, check_fields);
 }
 
 std::optional<DecodeError> parse(const char* data, size_t size, msgpack::object_handle& out) {

@@ -14,7 +14,9 @@ namespace reqbus::codec::detail {
 std::optional<DecodeError> decode_record(const msgpack::object& record, Message& out);
 // Decodes the record at `in` (and moves past it) when it is in the forms WireWriter writes and
 // valid; false otherwise, and then only msgpack-c can tell the error (see wire_io.hpp).
-bool decode_record(WireReader& in, Message& out);
+// check_fields = false skips validate() on the decoded fields, for bytes that were validated
+// before (a subscriber's frames: see decode_frame).
+bool decode_record(WireReader& in, Message& out, bool check_fields = true);
 
 // Parses exactly one msgpack object filling [data, data + size), referencing (not copying)
 // strings in `data`. Returns the error class when it fails.

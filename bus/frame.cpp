@@ -80,7 +80,8 @@ void fill_v1_node_id(const FrameHeader& header, Message& m) {
 }
 
 // The forms WireWriter writes, straight from the bytes; false at anything else (wire_io.hpp).
-bool decode_frame_fast(const char* data, size_t size, FrameHeader& header, std::vector<Message>& out) {
+bool decode_frame_fast(const char* data, size_t size, FrameHeader& header, std::vector<Message>& out,
+                       bool check_fields) {
   codec::detail::WireReader in(data, size);
   uint32_t n = 0, count = 0;
   if (!in.array(n) || decode_header(in, n, header)) return false;
@@ -88,7 +89,7 @@ bool decode_frame_fast(const char* data, size_t size, FrameHeader& header, std::
   if (!in.array(count) || count > in.remaining() || count > 65536) return false;
   for (uint32_t i = 0; i < count; ++i) {
     if (out.size() <= i) out.emplace_back();  // grown by records read, not by the count claimed
-    if (!codec::detail::decode_record(in, out[i])) return false;
+    if (!codec::detail::decode_record(in, out[i], check_fields)) return false;
     fill_v1_node_id(header, out[i]);
   }
   if (!in.at_end()) return false;
@@ -99,10 +100,11 @@ bool decode_frame_fast(const char* data, size_t size, FrameHeader& header, std::
 }  // namespace
 
 std::optional<codec::DecodeError> decode_frame(const char* data, size_t size, size_t max_bytes,
-                                               FrameHeader& header, std::vector<Message>& out) {
+                                               FrameHeader& header, std::vector<Message>& out,
+                                               bool check_fields) {
   header.declared = 0;
   if (size > max_bytes) return DecodeError::oversized;
-  if (decode_frame_fast(data, size, header, out)) return std::nullopt;
+  if (decode_frame_fast(data, size, header, out, check_fields)) return std::nullopt;
   return decode_frame_reference(data, size, max_bytes, header, out);
 }
 

@@ -47,9 +47,12 @@ void append_frame_header(std::string& out, std::string_view node_id, uint64_t ep
 // from the header. On error header.count is the number of records decoded before it, and
 // header.declared is 0 unless the header (node_id, epoch, first_seq, record count) was read.
 // Reads the forms bus/wire_io.hpp writes directly and hands anything else to
-// decode_frame_reference.
+// decode_frame_reference. check_fields = false skips validate() on each record, for frames
+// whose records were validated before: a subscriber's, which come from its bus's publisher
+// (validated at publish) or receiver (validated on arrival). The reference path always checks.
 std::optional<codec::DecodeError> decode_frame(const char* data, size_t size, size_t max_bytes,
-                                               FrameHeader& header, std::vector<Message>& out);
+                                               FrameHeader& header, std::vector<Message>& out,
+                                               bool check_fields = true);
 // The same through msgpack-c alone, which accepts every msgpack form and names every error:
 // decode_frame's fallback, and what the fuzzer and codec_test compare it with.
 std::optional<codec::DecodeError> decode_frame_reference(const char* data, size_t size, size_t max_bytes,

@@ -104,15 +104,10 @@ class SessionTable {
   // Parses the text form; false if `text` is not 32 lowercase hex digits.
   static bool parse(std::string_view text, Id& id) {
     if (text.size() != kTextSize) return false;
-    uint64_t half[2] = {0, 0};
-    uint8_t bad = 0;  // any character that is not a digit sets the high bit
-    for (size_t i = 0; i < kTextSize; ++i) {
-      const uint8_t v = hex::kValues[static_cast<unsigned char>(text[i])];
-      bad |= v;
-      half[i / 16] = half[i / 16] << 4 | (v & 15);
-    }
-    if (bad & hex::kNotDigit) return false;
-    id = Id{half[0], half[1]};
+    uint32_t q[4];
+    for (int i = 0; i < 4; ++i)
+      if (!hex::parse_u32(text.data() + 8 * i, q[i])) return false;
+    id = Id{uint64_t(q[0]) << 32 | q[1], uint64_t(q[2]) << 32 | q[3]};
     return true;
   }
 

@@ -231,6 +231,19 @@ BOOST_AUTO_TEST_CASE(header_names_match_in_any_case) {
   BOOST_CHECK_EQUAL(again.log.session_page_views, 2u);
 }
 
+BOOST_AUTO_TEST_CASE(a_cookie_name_that_is_not_a_token_is_refused) {
+  // The name goes into Set-Cookie as is (no CR/LF scan there): only an HTTP token may.
+  Bus bus(BusOptions{});
+  for (const char* bad : {"", "sid\r\nX-Evil: 1", "my sid", "sid=1", "s;d", "caf\xc3\xa9"}) {
+    examples::RequestLoggerOptions lo;
+    lo.session_cookie = bad;
+    BOOST_CHECK_THROW(examples::RequestLogger(bus, lo), Error);
+  }
+  examples::RequestLoggerOptions lo;
+  lo.session_cookie = "__Host-sid_v2.x";
+  BOOST_CHECK_NO_THROW(examples::RequestLogger(bus, lo));
+}
+
 BOOST_AUTO_TEST_CASE(long_values_are_cut_and_counted) {
   LoggedServer s;
   const std::string agent = "Mozilla/5.0 " + std::string(2000, 'x');

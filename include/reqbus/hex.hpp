@@ -37,4 +37,36 @@ inline void put_u64(uint64_t v, char* out) {
   for (int i = 0; i < 8; ++i) put_byte(uint8_t(v >> (56 - 8 * i)), out + 2 * i);
 }
 
+// Reads the 8 lowercase hex digits at p[0..8), most significant first, into `out`; false if
+// any is not 0-9 or a-f. All eight at once in one 64-bit word (SWAR): each byte is classified
+// by two additions that cannot carry into its neighbour (ASCII bytes are < 0x80), then the
+// nibbles are packed. A quarter of the table loop's instructions, for the session cookie
+// every request carries.
+inline bool parse_u32(const char* p, uint32_t& out) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  constexpr uint64_t kOnes = 0x0101010101010101ull, kHigh = 0x8080808080808080ull;
+  uint64_t x;
+  std::memcpy(&x, p, 8);  // p[0] in the low byte
+  if (x & kHigh) return false;
+  const uint64_t digit = (x + kOnes * (0x80 - '0')) & ~(x + kOnes * (0x80 - '9' - 1)) & kHigh;
+  const uint64_t letter = (x + kOnes * (0x80 - 'a')) & ~(x + kOnes * (0x80 - 'f' - 1)) & kHigh;
+  if ((digit | letter) != kHigh) return false;
+  const uint64_t v = (x & kOnes * 0x0f) + (letter >> 7) * 9;                    // a nibble a byte
+  const uint64_t t = ((v << 4) | (v >> 8)) & 0x00ff00ff00ff00ffull;              // pairs -> bytes
+  const uint64_t u = ((t << 8) | (t >> 16)) & 0x0000ffff0000ffffull;             // -> 16-bit halves
+  out = uint32_t((u << 16) | (u >> 32));
+  return true;
+#else
+  uint32_t v = 0;
+  uint8_t bad = 0;
+  for (int i = 0; i < 8; ++i) {
+    const uint8_t d = kValues[static_cast<unsigned char>(p[i])];
+    bad |= d;
+    v = v << 4 | (d & 15);
+  }
+  out = v;
+  return !(bad & kNotDigit);
+#endif
+}
+
 }  // namespace reqbus::hex
