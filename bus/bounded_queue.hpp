@@ -59,7 +59,9 @@ class BoundedQueue {
     sizes_[tail] = bytes;
     bytes_ += bytes;
     ++count_;
-    if (consumer_waiting_) not_empty_.notify_one();
+    const bool wake_consumer = consumer_waiting_;
+    lock.unlock();
+    if (wake_consumer) not_empty_.notify_one();  // after unlocking: see FrameQueue::push
     return outcome;
   }
 
@@ -81,7 +83,9 @@ class BoundedQueue {
       head_ = (head_ + 1) % slots_.size();
       --count_;
     }
-    if (n > 0 && producers_waiting_ > 0) not_full_.notify_all();
+    const bool wake_producers = n > 0 && producers_waiting_ > 0;
+    lock.unlock();
+    if (wake_producers) not_full_.notify_all();
     return n;
   }
 

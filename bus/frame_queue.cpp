@@ -81,7 +81,14 @@ PushOutcome FrameQueue::push(std::string_view record, std::string_view topic, ch
   back->sizes.push_back(uint32_t(size));
   bytes_ += size;
   ++count_;
-  if (consumer_waiting_ && (!consumer_napping_ || count_ >= frame_events_)) not_empty_.notify_one();
+  const bool wake_consumer = consumer_waiting_ && (!consumer_napping_ || count_ >= frame_events_);
+  lock.unlock();
+  // Notified after unlocking (so also in pop and in BoundedQueue). The woken thread may preempt
+  // this one at once (the scheduler favours a thread that has just woken up). Notified under
+  // the lock, the publisher then blocked on mu_ at once, and every producer after it, until the
+  // scheduler came back to this thread: web_bench's broadcast() took 0.2-4 ms about 60 times
+  // a second (once a frame), which was most of its mean time.
+  if (wake_consumer) not_empty_.notify_one();
   return outcome;
 }
 
@@ -124,10 +131,10 @@ size_t FrameQueue::pop(std::vector<std::unique_ptr<FrameBuffer>>& out, size_t ma
     frames_.pop_front();
   }
   count_ -= n;
-  if (n > 0) {
-    if (nap_ > Clock::duration::zero()) last_item_ = Clock::now();
-    if (producers_waiting_ > 0) not_full_.notify_all();
-  }
+  const bool wake_producers = n > 0 && producers_waiting_ > 0;
+  if (n > 0 && nap_ > Clock::duration::zero()) last_item_ = Clock::now();
+  lock.unlock();
+  if (wake_producers) not_full_.notify_all();  // after unlocking: see push()
   return n;
 }
 
