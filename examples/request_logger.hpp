@@ -295,7 +295,12 @@ inline bool RequestLogger::touch_session(std::string_view cookie_id, Clock::time
                                          char (&id)[kSessionIdSize], uint32_t& page_views) {
   SessionTable::Id cookie;
   const bool has_cookie = SessionTable::parse(cookie_id, cookie);
-  std::lock_guard lock(sessions_mu_);
+  // A new session's random bits are drawn outside the lock (their pool's refill is a system
+  // call, where the scheduler may switch threads): here when there is no id of ours to look
+  // up, below (unlocked) when the id turns out unknown or expired.
+  SessionTable::Random random;
+  if (!has_cookie) random = SessionTable::draw_random();
+  std::unique_lock lock(sessions_mu_);
   if (has_cookie) {
     if (const uint32_t s = sessions_.find(cookie); s != SessionTable::npos) {
       if (now - sessions_.last_seen(s) <= options_.session_idle) {
@@ -306,10 +311,13 @@ inline bool RequestLogger::touch_session(std::string_view cookie_id, Clock::time
       sessions_expired_.fetch_add(1, std::memory_order_relaxed);
       sessions_.erase(s);
     }
+    lock.unlock();
+    random = SessionTable::draw_random();
+    lock.lock();
   }
   sessions_created_.fetch_add(1, std::memory_order_relaxed);
   uint32_t s = 0;
-  if (sessions_.insert(now, s)) sessions_evicted_.fetch_add(1, std::memory_order_relaxed);
+  if (sessions_.insert(now, random, s)) sessions_evicted_.fetch_add(1, std::memory_order_relaxed);
   page_views = 1;
   SessionTable::format(sessions_.id(s), id);
   return true;

@@ -7,7 +7,8 @@
 // The other 96 bits are random, so an id is still unguessable, and a cookie naming a slot that
 // now holds another session (evicted, expired, or forged) does not match it.
 //
-// Thread-safety: none; the RequestLogger holds its mutex around every call.
+// Thread-safety: none, but for draw_random() (any thread: its pool is per thread); the
+// RequestLogger holds its mutex around every other call.
 #include <sys/random.h>
 
 #include <cerrno>
@@ -65,9 +66,34 @@ class SessionTable {
     --live_;
   }
 
-  // A new session with a fresh random id, one page view, seen at `now`. When the table is full
-  // the least recently seen session makes room; returns true then.
-  bool insert(TimePoint now, uint32_t& out) {
+  // The random part of a new session's id: 96 bits from the kernel's CSPRNG (getrandom), so an
+  // id cannot be predicted from the ids other visitors were given, as a seeded PRNG's could.
+  // Drawn from a per-thread pool refilled 256 bytes a system call, and outside the table: the
+  // RequestLogger draws before taking its lock, so the system call (where the scheduler may
+  // switch threads) never runs while it holds it. Throws std::system_error if getrandom fails.
+  struct Random {
+    uint64_t hi = 0, lo = 0;
+  };
+  static Random draw_random() {
+    thread_local uint64_t pool[32];
+    thread_local size_t next = std::size(pool);
+    if (next + 2 > std::size(pool)) {
+      size_t got = 0;
+      while (got < sizeof pool) {
+        const ssize_t n = ::getrandom(reinterpret_cast<char*>(pool) + got, sizeof pool - got, 0);
+        if (n > 0) got += size_t(n);
+        else if (errno != EINTR) throw std::system_error(errno, std::generic_category(), "getrandom");
+      }
+      next = 0;
+    }
+    const Random r{pool[next], pool[next + 1]};
+    next += 2;
+    return r;
+  }
+
+  // A new session, one page view, seen at `now`, its id made of `random` and the slot's index.
+  // When the table is full the least recently seen session makes room; returns true then.
+  bool insert(TimePoint now, const Random& random, uint32_t& out) {
     bool evicted = false;
     uint32_t s;
     if (live_ >= capacity_) {
@@ -87,7 +113,7 @@ class SessionTable {
     Slot& slot = slots_[s];
     // 96 random bits and the slot index: live sessions never share an id, and the old id of a
     // reused slot no longer matches.
-    slot.id = Id{random64(), (random64() & ~uint64_t(UINT32_MAX)) | s};
+    slot.id = Id{random.hi, (random.lo & ~uint64_t(UINT32_MAX)) | s};
     slot.live = true;
     slot.page_views = 1;
     slot.last_seen = now;
@@ -137,22 +163,6 @@ class SessionTable {
   std::vector<Slot> slots_;  // grows to capacity_; erased slots are reused (free_)
   uint32_t head_ = npos, tail_ = npos, free_ = npos;  // most / least recently seen; free list
   size_t live_ = 0;
-  // Ids come from the kernel's CSPRNG (getrandom), 256 bytes a system call: a session id must
-  // not be predictable from the ids other visitors were given, as a seeded PRNG's would be.
-  uint64_t random64() {
-    if (random_next_ == std::size(random_)) {
-      size_t got = 0;
-      while (got < sizeof random_) {
-        const ssize_t n = ::getrandom(reinterpret_cast<char*>(random_) + got, sizeof random_ - got, 0);
-        if (n > 0) got += size_t(n);
-        else if (errno != EINTR) throw std::system_error(errno, std::generic_category(), "getrandom");
-      }
-      random_next_ = 0;
-    }
-    return random_[random_next_++];
-  }
-  uint64_t random_[32];
-  size_t random_next_ = std::size(random_);
 };
 
 }  // namespace reqbus::examples

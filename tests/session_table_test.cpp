@@ -76,13 +76,13 @@ BOOST_AUTO_TEST_CASE(full_table_evicts_the_least_recently_seen) {
   SessionTable t(3);
   const SessionTable::TimePoint now{};
   uint32_t a, b, c, d;
-  BOOST_CHECK(!t.insert(now, a));
-  BOOST_CHECK(!t.insert(now, b));
-  BOOST_CHECK(!t.insert(now, c));
+  BOOST_CHECK(!t.insert(now, SessionTable::draw_random(), a));
+  BOOST_CHECK(!t.insert(now, SessionTable::draw_random(), b));
+  BOOST_CHECK(!t.insert(now, SessionTable::draw_random(), c));
   const auto id_a = t.id(a), id_b = t.id(b);
   BOOST_CHECK_EQUAL(t.touch(a, now + std::chrono::seconds(1)), 2u);
   BOOST_CHECK(t.last_seen(a) == now + std::chrono::seconds(1));
-  BOOST_CHECK(t.insert(now, d));  // evicts b, the least recently seen
+  BOOST_CHECK(t.insert(now, SessionTable::draw_random(), d));  // evicts b, the least recently seen
   BOOST_CHECK_EQUAL(t.size(), 3u);
   BOOST_CHECK(t.find(id_b) == SessionTable::npos);
   BOOST_CHECK_EQUAL(t.find(id_a), a);
@@ -90,8 +90,8 @@ BOOST_AUTO_TEST_CASE(full_table_evicts_the_least_recently_seen) {
   t.erase(c);
   BOOST_CHECK_EQUAL(t.size(), 2u);
   uint32_t e;
-  BOOST_CHECK(!t.insert(now, e));  // room again: nothing evicted
-  BOOST_CHECK(t.insert(now, e));   // full: a (touched before d was made) goes
+  BOOST_CHECK(!t.insert(now, SessionTable::draw_random(), e));  // room again: nothing evicted
+  BOOST_CHECK(t.insert(now, SessionTable::draw_random(), e));   // full: a (touched before d was made) goes
   BOOST_CHECK(t.find(id_a) == SessionTable::npos);
 }
 
@@ -105,7 +105,7 @@ BOOST_AUTO_TEST_CASE(agrees_with_a_list_and_map_model) {
       const int op = int(rng() % 10);
       if (op < 5 || m.views.empty()) {  // insert
         uint32_t s;
-        const bool evicted = t.insert(now, s);
+        const bool evicted = t.insert(now, SessionTable::draw_random(), s);
         BOOST_REQUIRE_EQUAL(evicted, m.views.size() == capacity);
         if (evicted) {
           m.views.erase(m.lru.back());
@@ -143,8 +143,8 @@ BOOST_AUTO_TEST_CASE(forged_stale_and_out_of_range_ids_are_not_found) {
   const SessionTable::TimePoint now{};
   SessionTable t(2);
   uint32_t a = 0, b = 0, c = 0;
-  t.insert(now, a);
-  t.insert(now, b);
+  t.insert(now, SessionTable::draw_random(), a);
+  t.insert(now, SessionTable::draw_random(), b);
   const SessionTable::Id id_a = t.id(a), id_b = t.id(b);
   BOOST_CHECK_EQUAL(uint32_t(id_a.lo), a);
   BOOST_CHECK(t.find(SessionTable::Id{id_a.hi ^ 1, id_a.lo}) == SessionTable::npos);  // right slot, wrong id
@@ -153,7 +153,7 @@ BOOST_AUTO_TEST_CASE(forged_stale_and_out_of_range_ids_are_not_found) {
   BOOST_CHECK(t.find(SessionTable::Id{id_a.hi, id_a.lo | UINT32_MAX}) == SessionTable::npos);
   t.erase(a);  // expired: its slot is free, and its old id must not match before reuse either
   BOOST_CHECK(t.find(id_a) == SessionTable::npos);
-  t.insert(now, c);  // reuses a's slot with a new id
+  t.insert(now, SessionTable::draw_random(), c);  // reuses a's slot with a new id
   BOOST_CHECK_EQUAL(c, a);
   BOOST_CHECK(t.find(id_a) == SessionTable::npos);
   BOOST_CHECK(t.find(t.id(c)) == c);
