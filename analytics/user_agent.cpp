@@ -3,11 +3,13 @@
 // also say "Mobile" sometimes), then desktop.
 #include "reqbus/user_agent.hpp"
 
-#include <array>
+#include <sys/random.h>
+
 #include <algorithm>
+#include <array>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
-#include <random>
 #include <string>
 
 namespace reqbus {
@@ -73,8 +75,10 @@ uint64_t load64(const char* p) noexcept {
 // on a popular one's entry and changes its answer for other visitors.
 uint64_t agent_hash(std::string_view s) noexcept {
   static const uint64_t seed = [] {
-    std::random_device rd;
-    return (uint64_t(rd()) << 32 | rd()) | 1;
+    uint64_t s = 0;  // from the kernel; if that fails (never on Linux >= 3.17), the clock
+    if (::getrandom(&s, sizeof s, GRND_NONBLOCK) != ssize_t(sizeof s))
+      s = uint64_t(std::chrono::steady_clock::now().time_since_epoch().count()) * 0x9E3779B97F4A7C15ull;
+    return s | 1;
   }();
   constexpr uint64_t k1 = 0xa0761d6478bd642full, k2 = 0xe7037ed1a0b428dbull;
   const char* p = s.data();

@@ -44,7 +44,7 @@
 namespace reqbus::examples {
 
 namespace detail {
-// The request headers a RequestLog takes, as views into the request.
+// The request headers the logger reads, as views into the request.
 struct LoggedHeaders {
   std::string_view user_agent, referer, forwarded_for, cookie;
 };
