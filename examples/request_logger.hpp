@@ -32,6 +32,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <vector>
 
 #include "examples/session_table.hpp"
@@ -74,6 +75,8 @@ struct RequestLoggerStats {
   uint64_t sessions_created = 0;
   uint64_t sessions_evicted = 0;  // pushed out by max_sessions
   uint64_t sessions_expired = 0;  // idle longer than session_idle
+  uint64_t sessions_failed = 0;   // no random bits for a new id (getrandom failed): the request
+                                  // is logged without a session and gets no cookie
   uint64_t sessions_live = 0;
   uint64_t not_published() const { return dropped_newest + timed_out + closed + invalid + unparsed; }
 };
@@ -123,7 +126,7 @@ class RequestLogger {
   // writes one shared cache line here, not two.
   std::atomic<uint64_t> published_{0}, dropped_newest_{0}, timed_out_{0}, closed_{0},
       invalid_{0}, unparsed_{0}, truncated_{0}, sessions_created_{0}, sessions_evicted_{0},
-      sessions_expired_{0};
+      sessions_expired_{0}, sessions_failed_{0};
 };
 
 }  // namespace reqbus::examples
@@ -236,8 +239,14 @@ inline void RequestLogger::on_headers(const httplib::Request& req, httplib::Resp
   static const std::string kSetCookie = "Set-Cookie";
   f.headers = detail::logged_headers(req);  // the request outlives its logger call
   f.has_headers = true;
-  const bool fresh = touch_session(detail::cookie_value(f.headers.cookie, options_.session_cookie), f.start,
-                                   f.session_id, f.page_views);
+  bool fresh = false;
+  try {
+    fresh = touch_session(detail::cookie_value(f.headers.cookie, options_.session_cookie), f.start,
+                          f.session_id, f.page_views);
+  } catch (const std::system_error&) {  // SessionTable::draw_random: no session rather than no answer
+    sessions_failed_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
   f.has_session = true;
   if (fresh) {
     static constexpr std::string_view kAttributes = "; Path=/; HttpOnly; SameSite=Lax";
@@ -346,6 +355,7 @@ inline RequestLoggerStats RequestLogger::stats() const {
   s.sessions_created = sessions_created_.load();
   s.sessions_evicted = sessions_evicted_.load();
   s.sessions_expired = sessions_expired_.load();
+  s.sessions_failed = sessions_failed_.load();
   std::lock_guard lock(sessions_mu_);
   s.sessions_live = sessions_.size();
   return s;

@@ -38,8 +38,8 @@ void print_report(const RequestLoggerStats& s, const CloseReport& r, const BusSt
               s.not_published(), s.dropped_newest, s.timed_out, s.closed, s.invalid, s.unparsed);
   std::printf("  fields truncated     %" PRIu64 "\n", s.truncated);
   std::printf("  sessions             %" PRIu64 " created, %" PRIu64 " live, %" PRIu64
-              " evicted, %" PRIu64 " expired\n",
-              s.sessions_created, s.sessions_live, s.sessions_evicted, s.sessions_expired);
+              " evicted, %" PRIu64 " expired, %" PRIu64 " failed\n",
+              s.sessions_created, s.sessions_live, s.sessions_evicted, s.sessions_expired, s.sessions_failed);
   std::printf("  bus close            %lld ms%s: published %" PRIu64 ", frames sent %" PRIu64
               ", dropped at close %" PRIu64 "\n",
               static_cast<long long>(r.took.count()), r.deadline_reached ? " (deadline reached)" : "",
