@@ -14,7 +14,7 @@ namespace {
 
 constexpr auto kIdleWait = std::chrono::milliseconds(200);
 constexpr auto kSendSlice = std::chrono::milliseconds(20);
-// Frames taken from the queue at a time: at most 4 x max_events_per_frame events (1,024 by
+// Frames taken from the queue at a time: at most 4 x max_events_per_frame events (2,048 by
 // default) sit outside the queue's bounds while the publisher waits on a slow subscriber.
 constexpr size_t kFramesPerPop = 4;
 

@@ -481,7 +481,7 @@ BOOST_AUTO_TEST_CASE(drop_oldest_evicts_and_counts) {
 BOOST_AUTO_TEST_CASE(a_queue_smaller_than_a_frame_never_waits_for_the_linger) {
   BusOptions options;
   options.name = "tiny-queue";
-  options.queue_max_events = 8;         // < max_events_per_frame (256)
+  options.queue_max_events = 8;         // < max_events_per_frame (512)
   options.publish_linger = std::chrono::seconds(1);
   options.block_timeout = 100ms;
   Bus bus(options);

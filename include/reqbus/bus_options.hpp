@@ -57,22 +57,24 @@ struct BusOptions {
   // The cost is up to this much extra latency while traffic is steady; after 4x the linger
   // (at least 5 ms) without events the publisher sleeps until the next broadcast wakes it at
   // once, so a lone event is not delayed.
-  // Default 20 ms (with up to 256 events a frame): every frame wakes the publisher and each
+  // Default 20 ms (with up to 512 events a frame): every frame wakes the publisher and each
   // subscriber's reader, and a wake-up costs tens of microseconds of CPU on a 2-vCPU VM; the
   // bus threads' cost per request is about that times frames/s over requests/s. A busy web
   // server (bench/web_bench, ~20k req/s) paid ~10 us a request in bus threads at 200 us,
   // 1.2-1.6 us at 2 ms / 64, 1.25-1.5 us at 5 ms / 256 and 0.76-0.80 us at 20 ms / 256
   // (per-thread CPU; docs/BENCHMARKS.md). Frames of 1024 cut the bus threads to 0.5-0.7 us
-  // but made the whole server slower (web_bench A/B: median 0.95x the req/s of 5 ms / 256,
-  // some pairs 0.76x), so frames stay at 256. 20 ms is nothing to a dashboard refreshing
-  // every second or to a database writer flushing every few seconds. 0 = wake for every event.
+  // but made the whole server slower in a wall-clock A/B (median 0.95x the req/s of 5 ms / 256,
+  // some pairs 0.76x). With both builds' servers loaded at once (bench/web_ab.sh), 20 ms / 512
+  // took 0.994x the server CPU of 20 ms / 256 pinned and 0.985x unpinned: at ~20k req/s the
+  // linger ends most frames at ~400 events. 20 ms is nothing to a dashboard refreshing every
+  // second or to a database writer flushing every few seconds. 0 = wake for every event.
   std::chrono::microseconds publish_linger{20000};
 
   // --- framing and transport ---
-  size_t max_events_per_frame = 256;       // events coalesced into one ZeroMQ message; 1..4096
+  size_t max_events_per_frame = 512;       // events coalesced into one ZeroMQ message; 1..4096
   size_t max_frame_bytes = 256 << 10;      // soft cap on one frame's encoded records (256 KiB)
   // ZeroMQ bounds its pipes in frames, so these bounds in events scale with the frame size
-  // (256 full frames of 256 are 65,536 events); raise max_events_per_frame, lower these.
+  // (256 full frames of 512 are 131,072 events); raise max_events_per_frame, lower these.
   int inproc_hwm = 256;                    // frames queued per local subscriber before the
                                            // publisher waits (XPUB_NODROP: local is lossless)
   int tcp_hwm = 10000;                     // frames queued per tcp peer; beyond it ZeroMQ drops,
