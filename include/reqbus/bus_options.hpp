@@ -74,10 +74,13 @@ struct BusOptions {
   size_t max_events_per_frame = 512;       // events coalesced into one ZeroMQ message; 1..4096
   size_t max_frame_bytes = 256 << 10;      // soft cap on one frame's encoded records (256 KiB)
   // ZeroMQ bounds its pipes in frames, so these bounds in events scale with the frame size
-  // (256 full frames of 512 are 131,072 events); raise max_events_per_frame, lower these.
-  int inproc_hwm = 256;                    // frames queued per local subscriber before the
+  // (128 full frames of 512 are 65,536 events); raise max_events_per_frame, lower these. They
+  // were halved when frames went from 256 to 512 events, so a slow subscriber holds back the
+  // same number of events as before (tests/overload_test: with the pipes' bounds in events
+  // doubled, a block-policy bus buffered twice as much and took ~1 min to drain into a slow sink).
+  int inproc_hwm = 128;                    // frames queued per local subscriber before the
                                            // publisher waits (XPUB_NODROP: local is lossless)
-  int tcp_hwm = 10000;                     // frames queued per tcp peer; beyond it ZeroMQ drops,
+  int tcp_hwm = 5000;                      // frames queued per tcp peer; beyond it ZeroMQ drops,
                                            // and peers count the loss as sequence gaps
   size_t max_message_bytes = 1 << 20;      // frames from peers larger than this are dropped and
                                            // counted; past 2x ZeroMQ disconnects the peer
