@@ -28,13 +28,19 @@ std::string too_long(const char* field, size_t size, size_t limit) {
 
 }  // namespace
 
+bool is_http_token(std::string_view s) noexcept {
+  if (s.empty()) return false;
+  for (unsigned char c : s)
+    if (!kTchar[c]) return false;
+  return true;
+}
+
 std::string validate(const RequestLogView& log) {
   using L = RequestLogLimits;
   if (log.request_id.size() > L::request_id) return too_long("request_id", log.request_id.size(), L::request_id);
   if (log.method.empty()) return "method: empty";
   if (log.method.size() > L::method) return too_long("method", log.method.size(), L::method);
-  for (unsigned char c : log.method)
-    if (!kTchar[c]) return "method: not an HTTP token";
+  if (!is_http_token(log.method)) return "method: not an HTTP token";
   if (log.path.empty()) return "path: empty";
   if (log.path.size() > L::path) return too_long("path", log.path.size(), L::path);
   if (log.status_code < 100 || log.status_code > 599)

@@ -137,16 +137,6 @@ namespace reqbus::examples {
 namespace detail {
 
 
-// An HTTP token (RFC 9110 tchar+): what a cookie name may be.
-inline bool is_token(std::string_view s) {
-  if (s.empty()) return false;
-  for (const unsigned char c : s)
-    if (!((c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z')) &&
-        std::string_view("!#$%&'*+-.^_`|~").find(char(c)) == std::string_view::npos)
-      return false;
-  return true;
-}
-
 inline bool is_session_id(std::string_view s) {
   SessionTable::Id id;
   return SessionTable::parse(s, id);
@@ -202,7 +192,7 @@ inline RequestLogger::RequestLogger(Bus& bus, RequestLoggerOptions options)
   if (!options_.clock) throw Error(ErrorCode::invalid_argument, "RequestLoggerOptions.clock: null");
   if (options_.max_sessions < 1 || options_.max_sessions > SessionTable::kMaxCapacity)
     throw Error(ErrorCode::invalid_argument, "RequestLoggerOptions.max_sessions: must be 1..2^30");
-  if (!detail::is_token(options_.session_cookie))
+  if (!is_http_token(options_.session_cookie))
     throw Error(ErrorCode::invalid_argument,
                 "RequestLoggerOptions.session_cookie: must be a non-empty HTTP token (RFC 6265 cookie-name)");
 }

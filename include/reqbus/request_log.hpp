@@ -70,4 +70,7 @@ struct RequestLogLimits {
 [[nodiscard]] std::string validate(const RequestLogView& log);
 [[nodiscard]] inline std::string validate(const RequestLog& log) { return validate(RequestLogView(log)); }
 
+// True if `s` is a non-empty RFC 9110 token (tchar only): an HTTP method, a header or cookie name.
+[[nodiscard]] bool is_http_token(std::string_view s) noexcept;
+
 }  // namespace reqbus
