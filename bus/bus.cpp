@@ -277,6 +277,7 @@ CloseReport Bus::Impl::close(std::chrono::milliseconds budget) {
     r.dropped_oldest += sub.dropped_oldest;
     r.dropped_close_deadline += sub.dropped_close;
     r.gaps += sub.gaps;
+    r.in_hand += sub.in_hand;
   }
   r.deadline_reached = late;
   r.took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);

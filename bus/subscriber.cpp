@@ -60,25 +60,26 @@ void Subscriber::start(const std::string& ready_token) {
 }
 
 void Subscriber::reader_main(std::promise<void> started) {
-  std::optional<zmq::socket_t> socket;
   int expected_closes = 1;
   try {
-    socket.emplace(*env_.context, zmq::socket_type::sub);
-    socket->set(zmq::sockopt::rcvhwm, options_.rcv_hwm);
-    socket->set(zmq::sockopt::rcvtimeo, int(kPollSlice.count()));
-    socket->set(zmq::sockopt::linger, 0);
+    std::lock_guard lock(socket_mu_);
+    zmq::socket_t& socket = socket_.emplace(*env_.context, zmq::socket_type::sub);
+    socket.set(zmq::sockopt::rcvhwm, options_.rcv_hwm);
+    socket.set(zmq::sockopt::rcvtimeo, int(kPollSlice.count()));
+    socket.set(zmq::sockopt::linger, 0);
     std::string topic_prefix = options_.topic;  // "<topic>\0" matches both scopes of the topic
     topic_prefix.push_back('\0');
-    socket->set(zmq::sockopt::subscribe, topic_prefix);
-    socket->set(zmq::sockopt::subscribe, std::string_view(kCloseKey));
-    socket->set(zmq::sockopt::subscribe, std::string(1, kReadyPrefix) + ready_token_);
-    socket->connect(env_.local_endpoint);
+    socket.set(zmq::sockopt::subscribe, topic_prefix);
+    socket.set(zmq::sockopt::subscribe, std::string_view(kCloseKey));
+    socket.set(zmq::sockopt::subscribe, std::string(1, kReadyPrefix) + ready_token_);
+    socket.connect(env_.local_endpoint);
     if (options_.scope == Scope::cluster && !env_.remote_endpoint.empty()) {
-      socket->connect(env_.remote_endpoint);
+      socket.connect(env_.remote_endpoint);
       expected_closes = 2;
     }
     started.set_value();
   } catch (...) {
+    socket_.reset();
     started.set_exception(std::current_exception());
     return;
   }
@@ -89,22 +90,24 @@ void Subscriber::reader_main(std::promise<void> started) {
   int closes_seen = 0;
   zmq::message_t key, body;
   while (!stop_.load(std::memory_order_relaxed)) {
-    zmq::recv_result_t got;
-    try {
-      got = socket->recv(key);
-    } catch (const zmq::error_t&) {
-      break;  // context terminated
-    }
-    if (!got) continue;  // poll slice elapsed; check stop_ again
-    if (!key.more()) {
-      ++malformed_;
-      continue;
-    }
-    if (!socket->recv(body)) continue;
-    while (body.more()) {  // discard unexpected extra parts
-      zmq::message_t extra;
-      if (!socket->recv(extra)) break;
-      body.move(extra);
+    {
+      std::lock_guard lock(socket_mu_);
+      if (!socket_) break;  // Bus::close discarded it past its deadline
+      try {
+        if (!socket_->recv(key)) continue;  // poll slice elapsed; check stop_ again
+        if (!key.more()) {
+          ++malformed_;
+          continue;
+        }
+        if (!socket_->recv(body)) continue;
+        while (body.more()) {  // discard unexpected extra parts
+          zmq::message_t extra;
+          if (!socket_->recv(extra)) break;
+          body.move(extra);
+        }
+      } catch (const zmq::error_t&) {
+        break;  // context terminated
+      }
     }
     tsan_acquire(body.data());  // a zero-copy payload written by the publisher thread
     const std::string_view key_view(static_cast<const char*>(key.data()), key.size());
@@ -158,7 +161,41 @@ void Subscriber::reader_main(std::promise<void> started) {
       }
     }
   }
+  {
+    std::lock_guard lock(socket_mu_);
+    discard_unread();
+  }
   pending_.close();  // pull readers drain what is left, then see the end
+}
+
+void Subscriber::discard_unread() {
+  if (!socket_) return;
+  std::vector<Message> scratch;
+  FrameHeader header;
+  uint64_t events = 0;
+  try {
+    zmq::message_t key, body;
+    // After the close markers this finds nothing; after stop() or a deadline, what the bus sent
+    // that this subscription will never read.
+    while (socket_->recv(key, zmq::recv_flags::dontwait)) {
+      if (!key.more() || !socket_->recv(body, zmq::recv_flags::dontwait)) continue;
+      tsan_acquire(body.data());
+      const std::string_view key_view(static_cast<const char*>(key.data()), key.size());
+      if (key_view != kCloseKey && key_view.back() != kScopeSkipped &&
+          !decode_frame(static_cast<const char*>(body.data()), body.size(), env_.max_message_bytes * 2, header,
+                        scratch, /*check_fields=*/false))
+        events += header.count;
+      tsan_release(body.data());
+    }
+  } catch (const zmq::error_t&) {
+    // The context is gone: nothing more can be read.
+  }
+  socket_.reset();
+  if (events == 0) return;
+  received_ += events;
+  dropped_close_ += events;
+  log_limit_.log(LogLevel::warn, "subscriber '" + options_.name + "': closed with " + std::to_string(events) +
+                                     " events unread in its socket (counted as dropped_close)");
 }
 
 void Subscriber::deliver(Message& message) {
@@ -290,6 +327,11 @@ bool Subscriber::finish(std::chrono::steady_clock::time_point deadline) {
       reader_done_.wait_until(deadline) != std::future_status::ready) {
     in_time = false;
     stop_ = true;
+    // The reader is in a handler (it never holds the lock there) or about to see stop_ within
+    // a poll slice. The bus's publisher has stopped, so what the pipes hold now is all that
+    // will never be read: count it while the context still lets us read it.
+    std::lock_guard lock(socket_mu_);
+    discard_unread();
   }
   if (handler_done_.valid() &&
       handler_done_.wait_until(deadline) != std::future_status::ready) {

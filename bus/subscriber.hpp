@@ -7,6 +7,8 @@
 #include <atomic>
 #include <future>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -63,6 +65,9 @@ class Subscriber {
   void note_consumed();
   void join();
   void join_finished();  // joins only the threads that have already returned
+  // Reads what is still in the socket's pipes (sent to this subscription, never read), counts
+  // its events as received and dropped_close, and closes the socket. Requires socket_mu_.
+  void discard_unread();
 
   const SubscriberEnv env_;
   const SubscribeOptions options_;
@@ -70,6 +75,11 @@ class Subscriber {
   const bool inline_handler_;  // handler mode with block policy: the reader runs the handler
   std::string ready_token_;
   BoundedQueue<Message> pending_;
+  // The SUB socket. The reader holds socket_mu_ only while it receives, never while a handler
+  // runs: Bus::close, past its deadline, takes it to count what a stuck handler left unread in
+  // the pipes (before the context is shut down, when reading them is no longer possible).
+  std::mutex socket_mu_;
+  std::optional<zmq::socket_t> socket_;  // guarded by socket_mu_; reset once discarded
   std::thread reader_;
   std::thread handler_thread_;
   std::future<void> reader_done_;

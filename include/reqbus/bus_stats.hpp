@@ -74,8 +74,15 @@ struct CloseReport {
   uint64_t dropped_newest = 0;
   uint64_t dropped_oldest = 0;    // publish queue and subscriptions
   uint64_t dropped_timeout = 0;
+  // Not sent from the publish queue, or sent and not handled (subscriptions' dropped_close:
+  // queued, or still unread in their sockets) when the deadline passed.
   uint64_t dropped_close_deadline = 0;
   uint64_t gaps = 0;
+  // Events a handler still held when close() returned past its deadline (it cannot be
+  // interrupted): each ends delivered or dropped_close in its subscription's stats once the
+  // handler returns. published = delivered + dropped_* + in_hand for a bus with one
+  // subscription and no peers.
+  uint64_t in_hand = 0;
   bool deadline_reached = false;  // true if something was still in flight at the deadline
   std::chrono::milliseconds took{0};
 };

@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <future>
 #include <msgpack.hpp>
 #include <mutex>
@@ -115,6 +116,14 @@ class Latch {
   std::mutex mu_;
   std::condition_variable cv_;
   bool open_ = false;
+};
+
+// Opens a latch when it goes out of scope: declared after the subscription whose handler waits
+// on the latch, it releases the handler before the subscription joins it, even when a
+// BOOST_REQUIRE ends the test early (otherwise the test hangs instead of failing).
+struct OpenOnExit {
+  std::shared_ptr<Latch> latch;
+  ~OpenOnExit() { latch->open(); }
 };
 
 // --- the wire, from docs/WIRE.md ---------------------------------------------------------
