@@ -25,15 +25,19 @@ zmq::message_t to_message(std::unique_ptr<detail::FrameBuffer> frame, size_t beg
   frame->home = pool;
   detail::FrameBuffer* owned = frame.release();
   char* data = owned->bytes.data() + begin;
-  detail::tsan_release(data);  // readers and the release acquire it
-  return zmq::message_t(data, owned->bytes.size() - begin,
-                        [](void* data, void* hint) {
-                          detail::tsan_acquire(data);
-                          std::unique_ptr<detail::FrameBuffer> b(static_cast<detail::FrameBuffer*>(hint));
-                          auto home = b->home;
-                          home->put(std::move(b));
-                        },
-                        owned);
+  zmq::message_t message(data, owned->bytes.size() - begin,
+                         [](void* data, void* hint) {
+                           detail::tsan_acquire(data);
+                           std::unique_ptr<detail::FrameBuffer> b(static_cast<detail::FrameBuffer*>(hint));
+                           auto home = b->home;
+                           home->put(std::move(b));
+                         },
+                         owned);
+  // Readers and the release acquire it: after the last touch of the buffer and of libzmq's
+  // allocation for the message, either of which the thread that lets go of the message last
+  // frees.
+  detail::tsan_release(data);
+  return message;
 }
 
 }  // namespace
