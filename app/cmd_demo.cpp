@@ -186,12 +186,14 @@ Run add_demo(CLI::App& app) {
       const auto s = n->stats_json();
       const uint64_t sent = traffic.stats().sent;
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      std::fprintf(stderr, "\r  %5.1fs  %6llu req/s  published %llu  persisted %llu  dropped %llu   ", elapsed,
-                   (unsigned long long)(sent - last_sent), (unsigned long long)s.value("published", 0ull),
-                   (unsigned long long)s.value("persisted", 0ull), (unsigned long long)s.value("dropped", 0ull));
+      const ProgressLine line = progress_line();
+      std::fprintf(stderr, "%s  %5.1fs  %6llu req/s  published %llu  persisted %llu  dropped %llu%s", line.begin,
+                   elapsed, (unsigned long long)(sent - last_sent), (unsigned long long)s.value("published", 0ull),
+                   (unsigned long long)s.value("persisted", 0ull), (unsigned long long)s.value("dropped", 0ull),
+                   line.end);
       last_sent = sent;
     }
-    std::fprintf(stderr, "\n");
+    if (*progress_line().begin) std::fprintf(stderr, "\n");  // ends the line rewritten in place
     traffic.stop();
     web.stop();
     web_thread.join();

@@ -192,9 +192,11 @@ Run add_ingest(CLI::App& app) {
       if (!final && now - last_progress < std::chrono::seconds(1)) return;
       last_progress = now;
       const double s = std::max(1e-3, std::chrono::duration<double>(now - start).count());
-      std::fprintf(stderr, "\rreqbus ingest: %llu lines (%.0f/s), %llu accepted, %llu rejected by the node, %llu unparsable%s",
-                   (unsigned long long)counts.lines, double(counts.lines) / s, (unsigned long long)counts.accepted,
-                   (unsigned long long)counts.rejected, (unsigned long long)counts.parse_errors, final ? "\n" : "   ");
+      const ProgressLine line = progress_line();
+      std::fprintf(stderr, "%sreqbus ingest: %llu lines (%.0f/s), %llu accepted, %llu rejected by the node, %llu unparsable%s",
+                   line.begin, (unsigned long long)counts.lines, double(counts.lines) / s,
+                   (unsigned long long)counts.accepted, (unsigned long long)counts.rejected,
+                   (unsigned long long)counts.parse_errors, final ? "\n" : line.end);
     };
     bool stop = false;
     while (!stop) {

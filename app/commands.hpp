@@ -22,4 +22,13 @@ void block_shutdown_signals();
 // Waits up to `timeout` for SIGINT/SIGTERM; returns the signal number or 0.
 int wait_for_signal(std::chrono::milliseconds timeout);
 
+// A progress line on stderr: rewritten in place ("\r") on a terminal, one line per update
+// when stderr is a pipe or a file (CI logs, `2> file`), where "\r" piles every update onto
+// one line. Returns what to print before and after the update's text.
+struct ProgressLine {
+  const char* begin;
+  const char* end;
+};
+ProgressLine progress_line();
+
 }  // namespace reqbus::app

@@ -2,6 +2,7 @@
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <unistd.h>
 
 #include "app/commands.hpp"
 #include "reqbus/error.hpp"
@@ -25,6 +26,11 @@ int wait_for_signal(std::chrono::milliseconds timeout) {
   timespec ts{time_t(timeout.count() / 1000), long(timeout.count() % 1000) * 1000000L};
   const int sig = sigtimedwait(&set, nullptr, &ts);
   return sig > 0 ? sig : 0;
+}
+
+ProgressLine progress_line() {
+  static const bool tty = ::isatty(STDERR_FILENO) == 1;
+  return tty ? ProgressLine{"\r", "   "} : ProgressLine{"", "\n"};
 }
 
 }  // namespace reqbus::app
