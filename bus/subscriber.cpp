@@ -181,10 +181,13 @@ void Subscriber::discard_unread() {
       if (!key.more() || !socket_->recv(body, zmq::recv_flags::dontwait)) continue;
       tsan_acquire(body.data());
       const std::string_view key_view(static_cast<const char*>(key.data()), key.size());
-      if (key_view != kCloseKey && key_view.back() != kScopeSkipped &&
-          !decode_frame(static_cast<const char*>(body.data()), body.size(), env_.max_message_bytes * 2, header,
-                        scratch, /*check_fields=*/false))
-        events += header.count;
+      if (key_view != kCloseKey && key_view.back() != kScopeSkipped) {
+        if (decode_frame(static_cast<const char*>(body.data()), body.size(), env_.max_message_bytes * 2, header,
+                         scratch, /*check_fields=*/false))
+          ++malformed_;  // as the reader would have counted it
+        else
+          events += header.count;
+      }
       tsan_release(body.data());
     }
   } catch (const zmq::error_t&) {
