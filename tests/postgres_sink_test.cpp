@@ -188,25 +188,46 @@ BOOST_AUTO_TEST_CASE(creates_schema_on_first_use) {
                                 table + "'"),
                       "1");
   }
-  BOOST_CHECK_EQUAL(db.scalar("SELECT max(version) FROM schema_migrations"), "2");
+  BOOST_CHECK_EQUAL(db.scalar("SELECT max(version) FROM schema_migrations"), "3");
   const std::string index_kind =
       "SELECT a.amname FROM pg_class c JOIN pg_am a ON a.oid = c.relam "
       "WHERE c.relname = 'requests_inserted_at'";
   BOOST_CHECK_EQUAL(db.scalar(index_kind), "brin");
+  // Text keys compare byte by byte, whatever the database's locale (migration 3).
+  const std::string key_collations =
+      "SELECT string_agg(table_name || '.' || column_name || '=' || coalesce(collation_name, '-'), ' ' "
+      "ORDER BY table_name, column_name) FROM information_schema.columns WHERE table_schema = 'public' AND "
+      "(table_name, column_name) IN (('requests', 'request_id'), ('events', 'message_id'), ('counters', 'key'), "
+      "('counter_flushes', 'key'), ('counter_flushes', 'node_id'))";
+  const std::string all_c =
+      "counter_flushes.key=C counter_flushes.node_id=C counters.key=C events.message_id=C requests.request_id=C";
+  BOOST_CHECK_EQUAL(db.scalar(key_collations), all_c);
+  BOOST_CHECK_EQUAL(db.scalar("SELECT collation_name IS NULL FROM information_schema.columns WHERE "
+                              "table_name = 'requests' AND column_name = 'path'"),
+                    "t");  // other text columns keep the database's collation
   // A second sink on the migrated database neither fails nor migrates again.
   reqbus::PostgresSink again(options_for(conninfo));
   BOOST_REQUIRE(again.write(requests(3, 1), 10s).ok());
-  BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM schema_migrations"), "2");
+  BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM schema_migrations"), "3");
 
-  // A database left at version 1 (a B-tree on inserted_at) is migrated on first use.
-  db.query("DELETE FROM schema_migrations WHERE version = 2");
+  // A database left at version 1 (a B-tree on inserted_at, the database's collation on keys)
+  // is migrated on first use, its rows kept.
+  db.query("DELETE FROM schema_migrations WHERE version >= 2");
   db.query("DROP INDEX requests_inserted_at");
   db.query("CREATE INDEX requests_inserted_at ON requests (inserted_at)");
+  db.query("ALTER TABLE requests ALTER COLUMN request_id TYPE TEXT COLLATE \"default\"");
   BOOST_CHECK_EQUAL(db.scalar(index_kind), "btree");
+  BOOST_CHECK_EQUAL(db.scalar("SELECT coalesce(collation_name, '-') FROM information_schema.columns WHERE "
+                              "table_name = 'requests' AND column_name = 'request_id'"),
+                    "-");
   reqbus::PostgresSink upgrading(options_for(conninfo));
   BOOST_REQUIRE(upgrading.write(requests(4, 1), 10s).ok());
   BOOST_CHECK_EQUAL(db.scalar(index_kind), "brin");
-  BOOST_CHECK_EQUAL(db.scalar("SELECT max(version) FROM schema_migrations"), "2");
+  BOOST_CHECK_EQUAL(db.scalar(key_collations), all_c);
+  BOOST_CHECK_EQUAL(db.scalar("SELECT max(version) FROM schema_migrations"), "3");
+  BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM requests"), "5");
+  // The key still refuses a duplicate after the index was rebuilt.
+  BOOST_REQUIRE(upgrading.write(requests(0, 5), 10s).ok());
   BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM requests"), "5");
 }
 
@@ -474,7 +495,7 @@ BOOST_AUTO_TEST_CASE(two_nodes_writing_overlapping_batches_store_each_event_once
   BOOST_CHECK_EQUAL(a.rows_inserted + b.rows_inserted, static_cast<uint64_t>(expected));
   BOOST_CHECK_EQUAL(a.rows_inserted + a.duplicates + b.rows_inserted + b.duplicates,
                     4u * kBatches * kBatchSize);
-  BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM schema_migrations"), "2");
+  BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM schema_migrations"), "3");
 }
 
 // Last: it stops and restarts the shared server.

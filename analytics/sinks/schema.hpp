@@ -11,6 +11,8 @@
 //   counter_flushes  one row per applied StatBuffer flush, primary key (key, window_start,
 //                    node_id): the flush's idempotency id.
 //   schema_migrations(version, applied_at, description): which migrations ran, and when.
+// Migration 2 makes requests_inserted_at a BRIN index and migration 3 gives text primary-key
+// columns the "C" collation, both on PostgreSQL only (SQLite records them and changes nothing).
 //
 // Idempotency: every insert is `INSERT ... ON CONFLICT DO NOTHING`; a counter flush first
 // inserts into counter_flushes and adds to counters only when that row was new, in the same
