@@ -6,9 +6,13 @@
 // NOTHING in one transaction (the other idempotent bulk loader), and a plain text COPY into
 // the table (fastest, not idempotent).
 //
-//   postgres_sink_bench [--events N] [--runs N] [--batch N] [--no-fsync] [--json] [--quick]
+//   postgres_sink_bench [--events N] [--runs N] [--batch N] [--no-fsync] [--locale L] [--json] [--quick]
 // --no-fsync starts the server with fsync/synchronous_commit off: what the loaders cost in CPU
-// and round trips alone, without the disk's commit latency.
+// and round trips alone, without the disk's commit latency. --locale L creates the cluster with
+// that locale (default C; en_US.UTF-8 is what a Debian server set up in English has). The cases
+// pg_sink_{write,replay}_key_collation_c compare pg_sink_write and pg_sink_replay_duplicates
+// with the same loads into a table whose key has the database's collation instead of "C" (the
+// schema before migration 3): baseline_value is that figure, ratio C / database.
 // Medians over runs; every run loads into freshly truncated tables.
 #include <libpq-fe.h>
 
@@ -17,6 +21,7 @@
 #include <future>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "analytics/sinks/schema.hpp"
@@ -193,11 +198,14 @@ int main(int argc, char** argv) {
     const CommonFlags flags = parse_common_flags(argc, argv, 20000);
     size_t batch = 1000;
     bool durable = true;
+    std::string locale = "C";
     for (size_t i = 0; i < flags.rest.size(); ++i) {
       if (flags.rest[i] == "--batch" && i + 1 < flags.rest.size()) {
         batch = std::strtoul(flags.rest[++i].c_str(), nullptr, 10);
       } else if (flags.rest[i] == "--no-fsync") {
         durable = false;
+      } else if (flags.rest[i] == "--locale" && i + 1 < flags.rest.size()) {
+        locale = flags.rest[++i];
       } else {
         throw std::invalid_argument("unknown argument: " + flags.rest[i]);
       }
@@ -206,6 +214,7 @@ int main(int argc, char** argv) {
     test::PostgresServerOptions server_options;
     server_options.database = "bench";
     server_options.durable = durable;  // default: PostgreSQL's defaults, fsync on
+    server_options.locale = locale;
     test::PostgresServer server(server_options);
     const std::string conninfo = server.conninfo();
     const size_t n = flags.events;
@@ -213,7 +222,8 @@ int main(int argc, char** argv) {
     const std::vector<Message> rows = make_messages(n);
     const std::vector<Message> naive_rows(rows.begin(), rows.begin() + long(std::min(n, naive_n)));
 
-    std::vector<double> sink1, sink2, sink100, replay, insert2, copy_temp, copy_direct, naive;
+    std::vector<double> sink1, sink2, sink100, replay, insert2, copy_temp, copy_direct, naive, db_keys,
+        db_keys_replay;
     Db admin(conninfo);
     auto fresh = [&] {
       admin.exec("TRUNCATE requests");
@@ -243,6 +253,14 @@ int main(int argc, char** argv) {
       fresh();
       copy_direct.push_back(copy_text_rows_per_s(conninfo, rows, batch, false));
       check(admin.count("requests") == long(n), "copy stored a wrong number of rows");
+      // The key with the database's collation (before migration 3), loaded and replayed as above.
+      fresh();
+      admin.exec("ALTER TABLE requests ALTER COLUMN request_id TYPE TEXT COLLATE \"default\"");
+      db_keys.push_back(sink_rows_per_s(conninfo, rows, batch, 1));
+      check(admin.count("requests") == long(n), "sink (database collation) stored a wrong number of rows");
+      db_keys_replay.push_back(sink_rows_per_s(conninfo, rows, batch, 1));
+      admin.exec("TRUNCATE requests");
+      admin.exec("ALTER TABLE requests ALTER COLUMN request_id TYPE TEXT COLLATE \"C\"");
       fresh();
       naive.push_back(naive_rows_per_s(conninfo, naive_rows));
       check(admin.count("requests") == long(naive_rows.size()), "naive stored a wrong number of rows");
@@ -262,6 +280,15 @@ int main(int argc, char** argv) {
     results.push_back(sink_case("pg_sink_write_batch100", sink100, 100, 1));
     results.push_back(sink_case("pg_sink_replay_duplicates", replay, batch, 1));
     results.push_back(sink_case("pg_sink_insert_2conn", insert2, batch, 2));
+    // Baselines the schema before migration 3: the same loads with the key in the database's
+    // collation (ratio > 1: "C" is faster).
+    for (const auto& [name, c_keys, db] :
+         {std::tuple{"pg_sink_write", &sink1, &db_keys}, std::tuple{"pg_sink_replay", &replay, &db_keys_replay}}) {
+      Result r{std::string(name) + "_key_collation_c", median(*c_keys), "rows/s",
+               std::string(name) + "_key_collation_database", ratio(median(*c_keys), median(*db)), {}};
+      r.add("baseline_value", median(*db)).add("locale", locale).add("batch", double(batch)).add("rows", double(n));
+      results.push_back(r);
+    }
     for (const auto& [name, v] : {std::pair{"pg_copy_temp_on_conflict", &copy_temp},
                                   std::pair{"pg_copy_text_not_idempotent", &copy_direct}}) {
       Result copy{name, median(*v), "rows/s", "pg_naive_autocommit", ratio(median(*v), naive_median), {}};

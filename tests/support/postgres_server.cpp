@@ -84,7 +84,7 @@ PostgresServer::PostgresServer(PostgresServerOptions options) : options_(std::mo
       }
     }
     run({options_.bin_dir + "/initdb", "-D", dir_ + "/data", "-U", "postgres", "-A", "trust",
-         "-E", "UTF8", "--locale=C", "-N"},
+         "-E", "UTF8", "--locale=" + options_.locale, "-N"},
         true);
     port_ = pick_free_port();
     // Appending keeps the file's owner (postgres) even when we are root.

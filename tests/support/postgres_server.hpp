@@ -24,6 +24,10 @@ struct PostgresServerOptions {
   // false (default, for tests): fsync, synchronous_commit and full_page_writes off — faster,
   // and a test cluster is thrown away anyway. true (benchmarks): PostgreSQL's durable defaults.
   bool durable = false;
+  // The cluster's locale (initdb --locale): its collation is what text columns without their
+  // own COLLATE compare by. Default "C"; benchmarks may ask for a language locale
+  // ("en_US.UTF-8", which must be generated on the machine: Debian's locales package).
+  std::string locale = "C";
   // How long initdb + start may take before the constructor gives up. Default: 120 s (the
   // machines running the sanitizer builds are slow).
   std::chrono::seconds start_timeout{120};
