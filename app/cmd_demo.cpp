@@ -193,7 +193,7 @@ Run add_demo(CLI::App& app) {
                    line.end);
       last_sent = sent;
     }
-    if (*progress_line().begin) std::fprintf(stderr, "\n");  // ends the line rewritten in place
+    if (progress_line().in_place()) std::fprintf(stderr, "\n");
     traffic.stop();
     web.stop();
     web_thread.join();

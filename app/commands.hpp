@@ -28,6 +28,7 @@ int wait_for_signal(std::chrono::milliseconds timeout);
 struct ProgressLine {
   const char* begin;
   const char* end;
+  bool in_place() const { return *begin != '\0'; }  // a terminal: the last update needs a "\n"
 };
 ProgressLine progress_line();
 

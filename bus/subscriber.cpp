@@ -79,7 +79,10 @@ void Subscriber::reader_main(std::promise<void> started) {
     }
     started.set_value();
   } catch (...) {
-    socket_.reset();
+    {
+      std::lock_guard lock(socket_mu_);  // the guard above ended with the try block
+      socket_.reset();
+    }
     started.set_exception(std::current_exception());
     return;
   }
