@@ -33,8 +33,33 @@ std::string wrong_type(const std::string& where, const char* expected, const Jso
   return where + ": expected " + expected + ", got " + type_name(got);
 }
 
+// nlohmann's parser and destructor do not recurse, but copying a value and dump() recurse
+// once per level of nesting: a 600 KB body of 300,000 '[' would overflow a worker thread's
+// stack (a crash no handler can catch). Text nested deeper than kMaxJsonDepth is refused
+// before it is parsed, with one pass over its bytes.
+std::string check_depth(std::string_view text, std::string_view what) {
+  size_t depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;  // the escaped character cannot end the string
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth)
+        return std::string(what) + ": nested deeper than " + std::to_string(kMaxJsonDepth) + " levels";
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return {};
+}
+
 // Parses JSON text, turning nlohmann's exception into a message.
 std::string parse_text(std::string_view text, Json& out, std::string_view what) {
+  if (auto err = check_depth(text, what); !err.empty()) return err;
   try {
     out = Json::parse(text.begin(), text.end());
     return {};
@@ -381,6 +406,7 @@ std::string parse_batch(std::string_view body, ParsedBatch& out, const ParseLimi
 }
 
 std::string parse_request_log(std::string_view text, RequestLog& out) {
+  if (auto err = check_depth(text, "request"); !err.empty()) return err;
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text.begin(), text.end());
@@ -397,6 +423,7 @@ std::string parse_request_logs(std::string_view body, ParsedRequestLogs& out,
                                const ParseLimits& limits) {
   out = {};
   if (body.size() > limits.max_body_bytes) return too_large(body.size(), limits.max_body_bytes);
+  if (auto err = check_depth(body, "body"); !err.empty()) return err;
   nlohmann::json array;  // json::from_json takes the plain (sorted) json type
   try {
     array = nlohmann::json::parse(body.begin(), body.end());

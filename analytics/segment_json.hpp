@@ -16,10 +16,10 @@
 // traits_json) so encode -> parse is the identity on events whose traits do not themselves
 // carry "email"/"name".
 //
-// Strictness: the parsers reject invalid JSON, bodies over the size limit, a wrong JSON type for
-// any known field, a missing required field (userId; event for track; groupId for group) and
-// anything reqbus::validate() refuses, with a message that names the item and the field
-// ("batch[2].userId: missing (required)"). Unknown fields are ignored, so Segment clients that
+// Strictness: the parsers reject invalid JSON, text nested deeper than kMaxJsonDepth, bodies
+// over the size limit, a wrong JSON type for any known field, a missing required field (userId;
+// event for track; groupId for group) and anything reqbus::validate() refuses, with a message
+// that names the item and the field ("batch[2].userId: missing (required)"). Unknown fields are ignored, so Segment clients that
 // send context, integrations, anonymousId... are accepted. Strings must be valid UTF-8 (JSON);
 // when encoding, invalid UTF-8 bytes are replaced by U+FFFD since JSON cannot carry raw bytes.
 //
@@ -34,6 +34,10 @@
 #include "reqbus/request_log.hpp"
 
 namespace reqbus::segment {
+
+// Nesting the parsers accept (arrays and objects inside one another, the body included);
+// deeper text is refused as a whole: "body: nested deeper than 64 levels".
+inline constexpr size_t kMaxJsonDepth = 64;
 
 struct ParseLimits {
   size_t max_body_bytes = 500 * 1024;  // bytes; Segment's documented /v1/batch limit (500 KB)

@@ -1,5 +1,7 @@
 #include "node/config.hpp"
 
+#include <algorithm>
+
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -230,6 +232,9 @@ std::string apply_config(std::string_view text, std::string_view source_name, No
     r.listen("listen", o.http.host, o.http.port);
     r.string("token", o.http.bearer_token);
     r.strings("write_keys", o.http.write_keys);
+    // An empty key would match a request without credentials: the endpoint would be open.
+    if (std::find(o.http.write_keys.begin(), o.http.write_keys.end(), "") != o.http.write_keys.end())
+      r.fail(*t->get("write_keys"), "write_keys", "must not contain an empty key");
     r.integer("max_body_bytes", o.http.max_body_bytes, 1024, 1LL << 32);
     r.integer("threads", o.http.threads, 2, 1024);
     done(r);

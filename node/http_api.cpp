@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cctype>
 #include <condition_variable>
 #include <mutex>
 
@@ -73,6 +74,7 @@ class HttpApi::Impl {
 
   void routes();
   bool authorized(const httplib::Request& req) const;
+  bool write_key_accepted(const httplib::Request& req) const;  // for /v1/batch
   void reply_too_large(httplib::Response& res) const;
   void post_requests(const std::string& body, httplib::Response& res);
   void post_batch(const httplib::Request& req, const std::string& body, httplib::Response& res);
@@ -96,10 +98,45 @@ bool same_secret(const std::string& given, const std::string& secret) {
   return given.size() == secret.size() && CRYPTO_memcmp(given.data(), secret.data(), secret.size()) == 0;
 }
 
+// The credentials of `Authorization: Bearer <credentials>`; the scheme is case-insensitive
+// (RFC 7235). "" when the header is absent or of another scheme.
+std::string bearer_credentials(const httplib::Request& req) {
+  const std::string header = req.get_header_value("Authorization");
+  constexpr std::string_view kScheme = "bearer ";
+  if (header.size() <= kScheme.size()) return {};
+  for (size_t i = 0; i < kScheme.size(); ++i)
+    if (char(std::tolower(static_cast<unsigned char>(header[i]))) != kScheme[i]) return {};
+  const size_t start = header.find_first_not_of(' ', kScheme.size());
+  return start == std::string::npos ? std::string() : header.substr(start);
+}
+
+// Routes anyone may read: the health check, and the dashboard's page and assets (static files,
+// no data; the page reads its data from /api/stream with the token from its own URL).
+bool is_public(const httplib::Request& req) {
+  if (req.path == "/healthz") return true;
+  return (req.method == "GET" || req.method == "HEAD") && (req.path == "/" || req.path.rfind("/assets/", 0) == 0);
+}
+
 bool HttpApi::Impl::authorized(const httplib::Request& req) const {
   if (options.bearer_token.empty()) return true;
-  if (same_secret(req.get_header_value("Authorization"), "Bearer " + options.bearer_token)) return true;
-  return req.has_param("token") && same_secret(req.get_param_value("token"), options.bearer_token);
+  if (same_secret(bearer_credentials(req), options.bearer_token)) return true;
+  // ?token= only where a browser cannot send a header (EventSource): a token in other URLs
+  // ends up in proxies' and servers' access logs.
+  return req.method == "GET" && req.path == "/api/stream" && req.has_param("token") &&
+         same_secret(req.get_param_value("token"), options.bearer_token);
+}
+
+bool HttpApi::Impl::write_key_accepted(const httplib::Request& req) const {
+  const std::string key = basic_auth_user(req);
+  if (!options.write_keys.empty()) {
+    bool found = false;
+    for (const std::string& k : options.write_keys) found |= same_secret(key, k);  // no early exit
+    return found;
+  }
+  // No write keys configured: the node's token guards /v1/batch too, as the write key (what
+  // Segment clients send) or as a bearer token. Without either, the endpoint is open (the
+  // default listener is loopback only).
+  return options.bearer_token.empty() || same_secret(key, options.bearer_token) || authorized(req);
 }
 
 void HttpApi::Impl::reply_too_large(httplib::Response& res) const {
@@ -128,7 +165,7 @@ void HttpApi::Impl::routes() {
       return httplib::Server::HandlerResponse::Handled;
     }
     // /v1/batch authenticates by write key (Segment clients cannot send a bearer token).
-    if (req.path == "/healthz" || req.path == "/v1/batch" || authorized(req))
+    if (is_public(req) || req.path == "/v1/batch" || authorized(req))
       return httplib::Server::HandlerResponse::Unhandled;
     unauthorized.fetch_add(1, std::memory_order_relaxed);
     res.set_header("WWW-Authenticate", "Bearer");
@@ -253,11 +290,7 @@ void HttpApi::Impl::post_requests(const std::string& body, httplib::Response& re
 }
 
 void HttpApi::Impl::post_batch(const httplib::Request& req, const std::string& body, httplib::Response& res) {
-  const std::string key = basic_auth_user(req);
-  const bool key_ok = options.write_keys.empty()
-                          ? true
-                          : std::find(options.write_keys.begin(), options.write_keys.end(), key) != options.write_keys.end();
-  if (!key_ok) {
+  if (!write_key_accepted(req)) {
     unauthorized.fetch_add(1, std::memory_order_relaxed);
     res.set_header("WWW-Authenticate", "Basic realm=\"reqbus\"");
     json_reply(res, 401, {{"success", false}, {"error", "unknown write key"}});

@@ -10,8 +10,10 @@
 //   GET  /              the dashboard (embedded web assets under /assets/)
 // Bodies over max_body_bytes get 413; a bad body gets 400 with a message; invalid items in a
 // valid body are rejected one by one and do not stop the valid ones.
-// With a bearer token set, every route but /healthz needs `Authorization: Bearer <token>` (or
-// `?token=` for the browser's EventSource).
+// With a bearer token set, every route but /healthz, the dashboard's page and its assets needs
+// `Authorization: Bearer <token>` (or `?token=` on /api/stream, for the browser's EventSource).
+// /v1/batch takes a write key as the basic-auth user name: one of write_keys, or, when none are
+// configured, the token (as the write key or as a bearer token); open only without either.
 // Thread-safety: start()/stop() from one thread; the hooks are called from server threads.
 #include <atomic>
 #include <functional>
@@ -31,7 +33,8 @@ struct HttpApiOptions {
   std::string host = "127.0.0.1";     // loopback unless configured otherwise
   int port = 7480;                    // 0 = pick a free port (see HttpApi::port())
   std::string bearer_token;           // "" = no authentication
-  std::vector<std::string> write_keys;  // accepted /v1/batch write keys; empty = any
+  std::vector<std::string> write_keys;  // accepted /v1/batch write keys; empty = the token (any
+                                        // key when there is no token either)
   size_t max_body_bytes = 8 << 20;    // bytes (8 MiB); larger bodies get 413
   size_t max_stream_clients = 64;     // concurrent /api/stream clients; more get 503
   int threads = 16;                   // server worker threads (each stream client holds one)

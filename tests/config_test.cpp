@@ -188,6 +188,8 @@ BOOST_AUTO_TEST_CASE(wrong_types_are_named_with_file_and_line) {
   BOOST_TEST(error_of("[bus]\npeers = [\"tcp://a:1\", 7]\n") == "cfg.toml:2: bus.peers: must be an array of strings");
   BOOST_TEST(error_of("[http]\nenabled = \"yes\"\n") == "cfg.toml:2: http.enabled: must be true or false");
   BOOST_TEST(error_of("bus = 3\n") == "cfg.toml:1: bus: must be a table ([bus])");
+  BOOST_TEST(error_of("[http]\nwrite_keys = [\"wk\", \"\"]\n") ==
+             "cfg.toml:2: http.write_keys: must not contain an empty key");
   BOOST_TEST(error_of("[batcher]\noverflow = \"spill\"\n") ==
              "cfg.toml:2: batcher.overflow: must be \"block\", \"drop_newest\" or \"drop_oldest\"");
 }

@@ -173,6 +173,30 @@ BOOST_AUTO_TEST_CASE(oversized_bodies_and_batches_are_refused) {
                  .starts_with("batch[0].traits: "));
 }
 
+BOOST_AUTO_TEST_CASE(json_nested_deeper_than_the_limit_is_refused_before_parsing) {
+  // Properties nested `levels` deep (the body and the batch array add 2 levels, the message 1).
+  auto batch = [](size_t levels, const std::string& inner) {
+    return R"({"batch":[{"type":"track","userId":"u","event":"e","properties":{"x":)" +
+           std::string(levels, '[') + inner + std::string(levels, ']') + "}}]}";
+  };
+  const size_t fits = segment::kMaxJsonDepth - 4;  // body, batch, message, properties
+  segment::ParsedBatch parsed;
+  BOOST_TEST(segment::parse_batch(batch(fits, "1"), parsed) == "");
+  BOOST_TEST(parsed.events.size() == 1u);
+  BOOST_TEST(segment::parse_batch(batch(fits + 1, "1"), parsed) == "body: nested deeper than 64 levels");
+  // Brackets inside strings (escaped quotes included) are text, not nesting.
+  BOOST_TEST(segment::parse_batch(batch(fits, R"("[[[{{{\"[[[")"), parsed) == "");
+  // 300,000 levels (600 KB) used to overflow the stack in nlohmann's recursive copy: a crash.
+  BOOST_TEST(segment::parse_batch(batch(300'000, ""), parsed, segment::ParseLimits{1 << 20, 10}) ==
+             "body: nested deeper than 64 levels");
+  segment::ParsedRequestLogs logs;
+  BOOST_TEST(segment::parse_request_logs(std::string(100'000, '[') + std::string(100'000, ']'), logs,
+                                         segment::ParseLimits{1 << 20, 10}) == "body: nested deeper than 64 levels");
+  RequestLog one;
+  BOOST_TEST(segment::parse_request_log(R"({"method":"GET","x":)" + std::string(65, '{') + std::string(65, '}') + "}",
+                                        one) == "request: nested deeper than 64 levels");
+}
+
 BOOST_AUTO_TEST_CASE(encoding_refuses_traits_that_are_not_an_object) {
   AnalyticsEvent e = identify_event();
   e.traits_json = "{not json";
