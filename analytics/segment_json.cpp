@@ -36,9 +36,11 @@ std::string wrong_type(const std::string& where, const char* expected, const Jso
 // nlohmann's parser and destructor do not recurse, but copying a value and dump() recurse
 // once per level of nesting: a 600 KB body of 300,000 '[' would overflow a worker thread's
 // stack (a crash no handler can catch). Text nested deeper than kMaxJsonDepth is refused
-// before it is parsed, with one pass over its bytes.
-std::string check_depth(std::string_view text, std::string_view what) {
-  size_t depth = 0;
+// before it is parsed, with one pass over its bytes. The same pass counts the top-level
+// array's elements (an upper bound: its commas + 1), so a body of millions of tiny items is
+// refused before a document of them is built (~80 bytes of memory for each "{}," of input).
+std::string check_shape(std::string_view text, std::string_view what, size_t max_items = SIZE_MAX) {
+  size_t depth = 0, items = 1;
   bool in_string = false;
   for (size_t i = 0; i < text.size(); ++i) {
     const char c = text[i];
@@ -52,6 +54,8 @@ std::string check_depth(std::string_view text, std::string_view what) {
         return std::string(what) + ": nested deeper than " + std::to_string(kMaxJsonDepth) + " levels";
     } else if ((c == ']' || c == '}') && depth > 0) {
       --depth;
+    } else if (c == ',' && depth == 1 && ++items > max_items) {
+      return std::string(what) + ": more items than the limit of " + std::to_string(max_items);
     }
   }
   return {};
@@ -59,7 +63,7 @@ std::string check_depth(std::string_view text, std::string_view what) {
 
 // Parses JSON text, turning nlohmann's exception into a message.
 std::string parse_text(std::string_view text, Json& out, std::string_view what) {
-  if (auto err = check_depth(text, what); !err.empty()) return err;
+  if (auto err = check_shape(text, what); !err.empty()) return err;
   try {
     out = Json::parse(text.begin(), text.end());
     return {};
@@ -406,7 +410,7 @@ std::string parse_batch(std::string_view body, ParsedBatch& out, const ParseLimi
 }
 
 std::string parse_request_log(std::string_view text, RequestLog& out) {
-  if (auto err = check_depth(text, "request"); !err.empty()) return err;
+  if (auto err = check_shape(text, "request"); !err.empty()) return err;
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text.begin(), text.end());
@@ -423,7 +427,7 @@ std::string parse_request_logs(std::string_view body, ParsedRequestLogs& out,
                                const ParseLimits& limits) {
   out = {};
   if (body.size() > limits.max_body_bytes) return too_large(body.size(), limits.max_body_bytes);
-  if (auto err = check_depth(body, "body"); !err.empty()) return err;
+  if (auto err = check_shape(body, "body", limits.max_items); !err.empty()) return err;
   nlohmann::json array;  // json::from_json takes the plain (sorted) json type
   try {
     array = nlohmann::json::parse(body.begin(), body.end());

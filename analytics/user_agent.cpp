@@ -147,4 +147,11 @@ const char* to_string(DeviceType type) noexcept {
   return "";
 }
 
+const char* device_label(std::string_view device_type) noexcept {
+  if (device_type.empty()) return "unknown";
+  for (DeviceType t : {DeviceType::desktop, DeviceType::mobile, DeviceType::tablet, DeviceType::bot})
+    if (device_type == to_string(t)) return to_string(t);
+  return "other";
+}
+
 }  // namespace reqbus

@@ -19,6 +19,10 @@ namespace reqbus::node {
 namespace {
 
 constexpr size_t kMaxErrorsListed = 50;
+// Items in one /v1/requests body (NDJSON lines or array elements): a RequestLog is ~200 bytes,
+// so 8 MiB of real logs is ~40,000; a body of millions of "{}" would cost ~80 bytes of memory
+// for each 3 bytes sent before it was refused item by item.
+constexpr size_t kMaxItemsPerBody = 100'000;
 
 std::string basic_auth_user(const httplib::Request& req) {
   const std::string header = req.get_header_value("Authorization");
@@ -243,7 +247,7 @@ void HttpApi::Impl::post_requests(const std::string& body, httplib::Response& re
   const bool array = first < body.size() && body[first] == '[';
   segment::ParseLimits limits;
   limits.max_body_bytes = options.max_body_bytes;
-  limits.max_items = 1'000'000;
+  limits.max_items = kMaxItemsPerBody;
   std::vector<size_t> item_index;  // parsed.logs[i] is item item_index[i] of the body
   if (array) {
     if (auto why = segment::parse_request_logs(body, parsed, limits); !why.empty()) {
@@ -260,6 +264,10 @@ void HttpApi::Impl::post_requests(const std::string& body, httplib::Response& re
       pos = end + 1;
       while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
       if (line.empty()) continue;
+      if (index == kMaxItemsPerBody) {
+        json_reply(res, 400, {{"error", "body: more items than the limit of " + std::to_string(kMaxItemsPerBody)}});
+        return;
+      }
       RequestLog log;
       if (auto why = segment::parse_request_log(line, log); why.empty()) {
         parsed.logs.push_back(std::move(log));

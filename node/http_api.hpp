@@ -8,8 +8,9 @@
 //   GET  /metrics       Prometheus text format
 //   GET  /healthz       "ok" (200) or the reason (503)
 //   GET  /              the dashboard (embedded web assets under /assets/)
-// Bodies over max_body_bytes get 413; a bad body gets 400 with a message; invalid items in a
-// valid body are rejected one by one and do not stop the valid ones.
+// Bodies over max_body_bytes get 413; a bad body (invalid JSON, nested deeper than 64 levels,
+// more than 100,000 items) gets 400 with a message; invalid items in a valid body are rejected
+// one by one and do not stop the valid ones.
 // With a bearer token set, every route but /healthz, the dashboard's page and its assets needs
 // `Authorization: Bearer <token>` (or `?token=` on /api/stream, for the browser's EventSource).
 // /v1/batch takes a write key as the basic-auth user name: one of write_keys, or, when none are

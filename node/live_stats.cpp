@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
+#include <string_view>
 
 #include "reqbus/user_agent.hpp"
 
@@ -76,15 +78,17 @@ class LiveStats::Aggregate {
         series_(size_t(o.series_seconds + kFutureSeconds + 1)),
         latency_(size_t(o.latency_seconds + kFutureSeconds + 1)) {}
 
-  void add(const RequestLog& e, const VisitorId& visitor, int64_t now_s) {
+  // `visitor` is set when the event is recent enough to count as an active visitor.
+  void add(const RequestLog& e, const std::optional<VisitorId>& visitor, int64_t now_s) {
     ++total_;
+    last_add_s_ = now_s;
     recent_[recent_next_++ % recent_.size()] = e;
     const int64_t t = e.inserted_at > 0 ? e.inserted_at / 1000000 : now_s;
     paths_.add(e.path);
     if (!e.referer.empty()) referers_.add(e.referer);
     if (e.status_code == 404) not_found_.add(e.path);
     ++status_[e.status_code];
-    ++devices_[e.device_type.empty() ? "unknown" : e.device_type];
+    ++devices_[device_label(e.device_type)];  // a client may send any string: bounded labels
     (is_bot(e.user_agent) || e.device_type == "bot" ? bots_ : humans_) += 1;
     auto pl = slow_.find(e.path);
     if (pl == slow_.end() && slow_.size() < o_.max_keys) pl = slow_.emplace(e.path, PathLatency{}).first;
@@ -100,13 +104,15 @@ class LiveStats::Aggregate {
       else if (e.status_code >= 400) ++s.errors4;
     }
     if (t <= now_s + kFutureSeconds && t > now_s - o_.latency_seconds) ++slot(latency_, t).buckets[size_t(bucket_of(e.duration_ms))];
-    if (t > now_s - o_.visitor_seconds) {
-      auto it = visitors_.find(visitor);
+    if (visitor) {
+      // Seen now at the latest: a timestamp from the future would never leave the window.
+      const int64_t seen = std::min(t, now_s);
+      auto it = visitors_.find(*visitor);
       if (it != visitors_.end()) {
-        it->second = std::max(it->second, t);
+        it->second = std::max(it->second, seen);
       } else {
         if (visitors_.size() >= o_.max_visitors) prune_visitors(now_s);
-        if (visitors_.size() < o_.max_visitors) visitors_.emplace(visitor, t);
+        if (visitors_.size() < o_.max_visitors) visitors_.emplace(*visitor, seen);
         else ++visitors_untracked_;  // bounded: counted, shown in the snapshot
       }
     }
@@ -143,7 +149,7 @@ class LiveStats::Aggregate {
     j["top_referers"] = referers_.top(top_n);
     j["not_found"] = not_found_.top(top_n);
     nlohmann::json devices = nlohmann::json::object();
-    for (const auto& [d, c] : devices_) devices[d] = c;
+    for (const auto& [d, c] : devices_) devices[std::string(d)] = c;
     j["devices"] = std::move(devices);
     j["bots"] = bots_;
     j["humans"] = humans_;
@@ -199,14 +205,16 @@ class LiveStats::Aggregate {
 
  public:
   uint64_t total() const { return total_; }
+  int64_t last_add_s() const { return last_add_s_; }  // local clock, unix seconds
 
  private:
 
   const LiveStatsOptions& o_;
   uint64_t total_ = 0, bots_ = 0, humans_ = 0;
+  int64_t last_add_s_ = 0;
   BoundedTable paths_, referers_, not_found_;
   std::map<uint16_t, uint64_t> status_;
-  std::map<std::string, uint64_t> devices_;
+  std::map<std::string_view, uint64_t> devices_;  // keys: device_label()'s static strings
   std::unordered_map<std::string, PathLatency> slow_;
   std::vector<Second> series_;
   std::vector<Hist> latency_;
@@ -223,13 +231,25 @@ LiveStats::~LiveStats() = default;
 void LiveStats::add(const RequestLog& e) {
   const int64_t now_s = options_.clock->unix_us() / 1000000;
   const int64_t t = e.inserted_at > 0 ? e.inserted_at / 1000000 : now_s;
-  const VisitorId visitor = visitors_.id(e.remote_ip, e.user_agent, t / 86400);
+  // Hashed only for events inside the active-visitor window, with the salt of their day, but
+  // never a day after today: an event stamped in the future (any client can send one) would
+  // otherwise draw a salt for that day and push today's out of the hasher.
+  std::optional<VisitorId> visitor;
+  if (t > now_s - options_.visitor_seconds) visitor = visitors_.id(e.remote_ip, e.user_agent, std::min(t, now_s) / 86400);
   std::lock_guard lock(mu_);
   all_->add(e, visitor, now_s);
   auto it = nodes_.find(e.node_id);
-  if (it == nodes_.end() && nodes_.size() < max_nodes_)
+  if (it == nodes_.end()) {
+    // Node ids change with every restart (<host>-<pid> by default): past max_nodes the one
+    // heard from least recently makes room, so a long-lived cluster keeps its per-node views.
+    if (nodes_.size() >= max_nodes_) {
+      nodes_.erase(std::min_element(nodes_.begin(), nodes_.end(), [](const auto& a, const auto& b) {
+        return a.second->last_add_s() < b.second->last_add_s();
+      }));
+    }
     it = nodes_.emplace(e.node_id, std::make_unique<Aggregate>(options_)).first;
-  if (it != nodes_.end()) it->second->add(e, visitor, now_s);
+  }
+  it->second->add(e, visitor, now_s);
 }
 
 nlohmann::json LiveStats::snapshot(const std::string& node) const {

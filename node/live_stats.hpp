@@ -6,8 +6,10 @@
 //   relative error, stated in the JSON);
 // - since start: status codes, top paths, referers, 404 paths, slowest paths, devices,
 //   bots vs humans; each table is bounded at `max_keys` (what does not fit is counted as
-//   "(other)", never dropped silently);
-// - visitors active in the last 5 minutes, counted by VisitorHasher ids.
+//   "(other)", never dropped silently); devices by device_label() (six labels at most);
+// - visitors active in the last 5 minutes, counted by VisitorHasher ids (an event stamped in
+//   the future counts as seen now);
+// - per node for the 256 nodes heard from most recently.
 // Thread-safety: add() and snapshot() are safe from any thread (one mutex).
 #include <array>
 #include <chrono>
@@ -52,7 +54,7 @@ class LiveStats {
   mutable std::mutex mu_;
   std::unique_ptr<Aggregate> all_;                            // guarded by mu_
   std::map<std::string, std::unique_ptr<Aggregate>> nodes_;   // guarded by mu_
-  size_t max_nodes_ = 256;
+  size_t max_nodes_ = 256;  // per-node views kept; the least recently heard from goes first
   VisitorHasher visitors_;
 };
 

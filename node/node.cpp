@@ -10,6 +10,7 @@
 #include "reqbus/error.hpp"
 #include "reqbus/postgres_sink.hpp"
 #include "reqbus/sqlite_sink.hpp"
+#include "reqbus/user_agent.hpp"
 
 namespace reqbus::node {
 namespace {
@@ -119,7 +120,7 @@ void Node::Impl::persist(const Message& m) {
   // Refusals past max_keys are counted by the StatBuffer itself (stats().dropped).
   (void)counters->increment("requests:" + day);
   (void)counters->increment("status:" + std::to_string(r.status_code) + ":" + day);
-  (void)counters->increment("device:" + (r.device_type.empty() ? std::string("unknown") : r.device_type) + ":" + day);
+  (void)counters->increment(std::string("device:") + device_label(r.device_type) + ":" + day);  // bounded labels
 }
 
 NodeReport Node::Impl::close(std::chrono::milliseconds budget) {

@@ -304,7 +304,7 @@ BOOST_AUTO_TEST_CASE(bad_bodies_get_400_and_publish_nothing) {
   BOOST_TEST(f.published() == before);
 }
 
-BOOST_AUTO_TEST_CASE(deeply_nested_bodies_get_400_and_the_node_keeps_serving) {
+BOOST_AUTO_TEST_CASE(deeply_nested_or_huge_item_count_bodies_get_400_and_the_node_keeps_serving) {
   NodeFixture f([](NodeOptions& o) { o.http.max_body_bytes = 1 << 20; });
   auto c = f.client();
   const uint64_t before = f.published();
@@ -323,6 +323,21 @@ BOOST_AUTO_TEST_CASE(deeply_nested_bodies_get_400_and_the_node_keeps_serving) {
   BOOST_REQUIRE(line);
   BOOST_TEST(line->status == 202);
   BOOST_TEST(json_of(line)["rejected"] == 1);
+  BOOST_TEST(f.published() == before);
+  // Millions of tiny items are refused before a document of them is built, array or NDJSON.
+  std::string tiny = "[";
+  for (int i = 0; i < 100'001; ++i) tiny += i ? ",{}" : "{}";
+  tiny += "]";
+  auto many = c.Post("/v1/requests", tiny, "application/json");
+  BOOST_REQUIRE(many);
+  BOOST_TEST(many->status == 400);
+  BOOST_TEST(json_of(many)["error"] == "body: more items than the limit of 100000");
+  std::string lines;
+  for (int i = 0; i < 100'001; ++i) lines += "{}\n";
+  auto many_lines = c.Post("/v1/requests", lines, "application/x-ndjson");
+  BOOST_REQUIRE(many_lines);
+  BOOST_TEST(many_lines->status == 400);
+  BOOST_TEST(json_of(many_lines)["error"] == "body: more items than the limit of 100000");
   BOOST_TEST(f.published() == before);
   auto ok = c.Post("/v1/requests", request_line("/after", 200), "application/x-ndjson");
   BOOST_REQUIRE(ok);

@@ -125,6 +125,16 @@ BOOST_AUTO_TEST_CASE(devices_and_bots_vs_humans) {
   BOOST_TEST(s["devices"]["mobile"] == 1);
   BOOST_TEST(s["devices"]["bot"] == 1);
   BOOST_TEST(s["devices"]["unknown"] == 2);
+
+  // device_type is whatever a client sent: counted under six labels at most, never one key each.
+  for (int i = 0; i < 1000; ++i) {
+    RequestLog odd = event("/");
+    odd.device_type = "d" + std::to_string(i);
+    live.add(odd);
+  }
+  const auto after = live.snapshot();
+  BOOST_TEST(after["devices"]["other"] == 1000);
+  BOOST_TEST(after["devices"].size() == 5u);  // desktop, mobile, bot, unknown, other
 }
 
 BOOST_AUTO_TEST_CASE(per_node_views_and_the_cluster_view) {
@@ -175,6 +185,54 @@ BOOST_AUTO_TEST_CASE(visitors_are_counted_by_ip_and_user_agent) {
   clock->advance(std::chrono::seconds(300));
   BOOST_TEST(live.snapshot()["visitors_active"] == 0);
   BOOST_TEST(live.snapshot()["visitors_window_s"] == 300);
+}
+
+BOOST_AUTO_TEST_CASE(events_stamped_in_the_future_do_not_stay_active_or_spoil_todays_salt) {
+  LiveStatsOptions o = options();
+  o.max_visitors = 50;
+  LiveStats live(o);
+  // A client stamps events years ahead: once counted as seen now, they leave the window
+  // like any other visitor, so they cannot fill max_visitors for good.
+  for (int i = 0; i < 50; ++i) {
+    RequestLog future = event("/");
+    future.remote_ip = "198.51.100." + std::to_string(i);
+    future.inserted_at = clock->unix_us() + int64_t(3 * 365) * 86400 * kSecond + i * 86400 * kSecond;
+    live.add(future);
+  }
+  BOOST_TEST(live.snapshot()["visitors_active"] == 50);
+  clock->advance(std::chrono::seconds(301));
+  BOOST_TEST(live.snapshot()["visitors_active"] == 0);
+  // And today's visitors are still told apart: the future days drew no salts that pushed
+  // today's out (which made every id the same, zero, id).
+  live.add(event("/"));
+  RequestLog other = event("/");
+  other.remote_ip = "192.0.2.77";
+  live.add(other);
+  BOOST_TEST(live.snapshot()["visitors_active"] == 2);
+  BOOST_TEST(live.snapshot()["visitors_untracked"] == 0);
+}
+
+BOOST_AUTO_TEST_CASE(past_256_nodes_the_least_recently_heard_from_makes_room) {
+  LiveStats live(options());
+  for (int i = 0; i < 256; ++i) {
+    RequestLog e = event("/");
+    e.node_id = "old-" + std::to_string(i);
+    live.add(e);
+    clock->advance(std::chrono::seconds(1));
+  }
+  RequestLog again = event("/");
+  again.node_id = "old-0";  // heard from again: now the most recent
+  live.add(again);
+  clock->advance(std::chrono::seconds(1));
+  RequestLog fresh = event("/fresh");
+  fresh.node_id = "restarted";
+  live.add(fresh);
+  const auto s = live.snapshot("restarted");
+  BOOST_TEST(s["total"] == 1);
+  BOOST_TEST(row(s["top_paths"], "/fresh") == 1);
+  BOOST_TEST(live.snapshot("old-0")["total"] == 2);
+  BOOST_TEST(live.snapshot("old-1")["total"] == 0);  // the least recently heard from
+  BOOST_TEST(live.snapshot()["nodes"].size() == 256u);
 }
 
 BOOST_AUTO_TEST_CASE(visitor_ids_are_keyed_and_salted_per_day) {

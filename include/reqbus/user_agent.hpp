@@ -10,6 +10,10 @@ enum class DeviceType : uint8_t { desktop, mobile, tablet, bot, unknown };
 
 const char* to_string(DeviceType type) noexcept;  // "desktop", "mobile", "tablet", "bot", ""
 
+// A RequestLog's device_type as a bounded label for counting: "desktop", "mobile", "tablet" and
+// "bot" as they are, "" as "unknown", anything else (a client may send any string) as "other".
+const char* device_label(std::string_view device_type) noexcept;
+
 // An empty user agent is `unknown` (and counted as a bot by is_bot: real browsers send one).
 DeviceType classify_user_agent(std::string_view user_agent) noexcept;
 inline bool is_bot(std::string_view user_agent) noexcept {
