@@ -84,4 +84,11 @@ BOOST_AUTO_TEST_CASE(long_agents_are_classified_by_their_start) {
   BOOST_TEST(int(classify_user_agent(late)) == int(DeviceType::desktop));
 }
 
+BOOST_AUTO_TEST_CASE(device_labels_are_the_known_types_unknown_or_other) {
+  for (const char* known : {"desktop", "mobile", "tablet", "bot"}) BOOST_TEST(std::string(device_label(known)) == known);
+  BOOST_TEST(std::string(device_label("")) == "unknown");
+  BOOST_TEST(std::string(device_label("Desktop")) == "other");  // exact labels only
+  BOOST_TEST(std::string(device_label("<script>")) == "other");
+}
+
 BOOST_AUTO_TEST_SUITE_END()
