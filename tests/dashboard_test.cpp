@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 
 #include "node/node.hpp"
 #include "reqbus/request_log.hpp"
@@ -61,9 +62,9 @@ struct RequireChromium {
 // forever (cpp-httplib 0.11's stop() does nothing until listen() runs), so a fixture that fails
 // early would hang instead of failing.
 struct NodeFixture : RequireChromium {
-  reqbus::node::Node node{node_options()};
+  reqbus::node::Node node;
   std::string url = "http://127.0.0.1:" + std::to_string(node.http_port()) + "/";
-  NodeFixture() {
+  explicit NodeFixture(const reqbus::node::NodeOptions& options = node_options()) : node(options) {
     httplib::Client c("127.0.0.1", node.http_port());
     c.set_read_timeout(10, 0);
     auto res = c.Get("/healthz");
@@ -77,6 +78,7 @@ struct NodeFixture : RequireChromium {
 
 // And a browser, declared after the node so it closes its stream connection first.
 struct DashboardFixture : NodeFixture {
+  using NodeFixture::NodeFixture;
   Chromium browser;
 
   std::string text(Page& page, const std::string& id) {
@@ -102,6 +104,16 @@ struct DashboardFixture : NodeFixture {
 };
 
 bool contains(const std::string& haystack, const std::string& needle) { return haystack.find(needle) != std::string::npos; }
+
+// A node whose API needs a bearer token.
+struct TokenDashboardFixture : DashboardFixture {
+  static reqbus::node::NodeOptions with_token() {
+    reqbus::node::NodeOptions o = node_options();
+    o.http.bearer_token = "s3cret";
+    return o;
+  }
+  TokenDashboardFixture() : DashboardFixture(with_token()) {}
+};
 
 }  // namespace
 
@@ -284,6 +296,28 @@ BOOST_AUTO_TEST_CASE(node_closes_promptly_with_a_dashboard_connected) {
   BOOST_TEST(took.count() < 3000, "close() took " << took.count() << " ms with a dashboard connected");
   BOOST_TEST(page.wait_for("document.getElementById('conn').textContent !== 'live'", 10s),
              "the page still shows 'live' after the node closed" << diagnose(page));
+}
+
+// With a token, /?token=... loads the page and its assets (public: they hold no data) and the
+// page streams with the token from its own URL; without it, the stream is refused.
+BOOST_FIXTURE_TEST_CASE(with_a_token_the_page_streams_only_when_opened_with_it, TokenDashboardFixture) {
+  publish(request("/private", 200), 7);
+  Page page(browser);
+  page.navigate(url + "?token=s3cret");
+  BOOST_REQUIRE_MESSAGE(page.wait_for("document.getElementById('total').textContent === '7'", 20s),
+                        "the page never showed 7 requests with the token" << diagnose(page));
+  BOOST_TEST(text(page, "conn") == "live");
+  BOOST_TEST(contains(rows(page, "top-paths"), "/private|7"));
+
+  Page stranger(browser);
+  stranger.navigate(url);
+  BOOST_REQUIRE_MESSAGE(stranger.wait_for("document.getElementById('conn') !== null", 20s),
+                        "the page did not load without the token" << diagnose(stranger));
+  // Give the refused stream time to answer, then nothing of the data may show.
+  std::this_thread::sleep_for(1500ms);
+  BOOST_TEST(text(stranger, "conn") != "live");
+  BOOST_TEST(text(stranger, "total") != "7");
+  BOOST_TEST(!contains(stranger.html(), "/private"));
 }
 
 BOOST_AUTO_TEST_SUITE_END()
