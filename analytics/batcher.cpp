@@ -265,6 +265,7 @@ BatcherStats Batcher::Impl::stats() const {
   s.sink_down = sink_down_.load();
   s.replayed = counters_.replayed.load();
   s.replay_failures = counters_.replay_failures.load();
+  s.dead_lettered = counters_.dead_lettered.load();
   s.dropped = totals.dropped;
   s.queue_depth = queued_events_.load();
   s.queue_bytes = queued_bytes_.load();
@@ -278,6 +279,8 @@ BatcherStats Batcher::Impl::stats() const {
     s.spool_segments = spool.segments;
     s.spool_bytes = spool.bytes;
     s.spool_corrupt_records = spool.corrupt_records;
+    s.spool_skipped_segments = spool.skipped_segments;
+    s.dead_letter_bytes = spool.dead_letter_bytes;
   }
   const uint64_t count = counters_.latency_count.load();
   s.last_flush_latency = std::chrono::microseconds(counters_.latency_last_us.load());

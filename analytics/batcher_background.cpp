@@ -70,7 +70,11 @@ void Batcher::Impl::replay_loop(time_point next) {
     }
     const ReplayOutcome outcome = replay_pending();
     if (outcome == ReplayOutcome::stopped) return;
-    if (outcome == ReplayOutcome::failed) {
+    replay_backoff_ = outcome == ReplayOutcome::failed || outcome == ReplayOutcome::unreadable;
+    if (outcome == ReplayOutcome::unreadable) {
+      // Not the sink's fault: try the file again at the usual pace, without touching the backoff.
+      next = clock_->now() + options_.replay_interval;
+    } else if (outcome == ReplayOutcome::failed) {
       if (const int left = fast_probes_.fetch_sub(1); left > 0) {
         // The spool holds the probe handed over by a worker: retry at the pace that batch had.
         std::lock_guard lock(rng_mu_);
@@ -89,31 +93,78 @@ void Batcher::Impl::replay_loop(time_point next) {
   }
 }
 
-// Replays segments oldest first, each batch in order, until the spool is empty, a write fails,
-// or close() stops the replayer. A segment is deleted once all its batches are stored; a batch
-// stored twice (replayed again after a crash) is harmless because sinks are idempotent.
-Batcher::Impl::ReplayOutcome Batcher::Impl::replay_pending() {
+// Loads the oldest readable segment into replay_segment_. A segment that cannot be read stays
+// in the spool (counted, logged) and is tried again later; one from a newer reqbus is skipped.
+bool Batcher::Impl::read_next_segment(ReplayOutcome& outcome) {
   for (;;) {
-    if (!replay_segment_) {
-      replay_segment_ = spool_->read_oldest();
-      replay_index_ = 0;
-      if (!replay_segment_) {
+    detail::SpoolSegment segment;
+    std::string error;
+    switch (spool_->read_oldest(segment, &error)) {
+      case detail::SpoolRead::ok:
+        replay_segment_ = std::move(segment);
+        replay_index_ = 0;
+        if (replay_segment_->corrupt_records > 0) {
+          loss_log_.log(LogLevel::error,
+                        "batcher: spool segment " + spool_->segment_path(replay_segment_->id) +
+                            ": skipped " + std::to_string(replay_segment_->corrupt_records) +
+                            " torn or corrupt record(s)");
+        }
+        return true;
+      case detail::SpoolRead::empty:
         // Nothing spooled to probe with (the failing batch may still be retrying, or the spool
         // refused it): let the next live batch be the probe.
         close_breaker("the spool is empty, so the next live batch probes the sink");
-        return ReplayOutcome::idle;
-      }
-      if (replay_segment_->corrupt_records > 0) {
-        loss_log_.log(LogLevel::error,
-                      "batcher: spool segment " + spool_->segment_path(replay_segment_->id) +
-                          ": skipped " + std::to_string(replay_segment_->corrupt_records) +
-                          " torn or corrupt record(s)");
-      }
+        outcome = ReplayOutcome::idle;
+        return false;
+      case detail::SpoolRead::io_error:
+        ++counters_.replay_failures;
+        loss_log_.log(LogLevel::error, "batcher: cannot read spool segment (kept; retrying in " +
+                                           std::to_string(options_.replay_interval.count()) + " ms): " + error);
+        outcome = ReplayOutcome::unreadable;
+        return false;
+      case detail::SpoolRead::newer_version:
+        loss_log_.log(LogLevel::error, "batcher: " + error);
+        continue;  // the next segment
     }
+  }
+}
+
+// The sink will never take this batch: it moves to the dead-letter file (nothing lost, an
+// operator can look at it) so that the batches behind it are replayed; if even that file
+// refuses it, it is dropped, counted as permanent.
+void Batcher::Impl::dead_letter(size_t batch_events, const std::string& why) {
+  const std::string what = std::to_string(batch_events) + " spooled events permanently (" + why + ")";
+  std::string error;
+  if (spool_->dead_letter(*replay_segment_, replay_index_, &error) == detail::SpoolAppend::ok) {
+    counters_.dead_lettered += batch_events;
+    loss_log_.log(LogLevel::error, "batcher: " + sink_->name() + " rejected " + what + "; moved them to " +
+                                       spool_->dead_letter_path());
+    return;
+  }
+  counters_.drops[static_cast<size_t>(detail::DropReason::permanent)] += batch_events;
+  loss_log_.log(LogLevel::error, "batcher: DROPPED: " + sink_->name() + " rejected " + what +
+                                     " and the dead-letter file refused them: " + error);
+}
+
+// Replays segments oldest first, each batch in order, until the spool is empty, a write fails,
+// or close() stops the replayer. A segment is deleted once all its batches are stored (or
+// dead-lettered); a batch stored twice (replayed again after a crash) is harmless because sinks
+// are idempotent.
+Batcher::Impl::ReplayOutcome Batcher::Impl::replay_pending() {
+  for (;;) {
+    if (ReplayOutcome outcome; !replay_segment_ && !read_next_segment(outcome)) return outcome;
     while (replay_index_ < replay_segment_->size()) {
       if (replay_stopping_.load()) return ReplayOutcome::stopped;
       const std::vector<Message> batch = replay_segment_->batch(replay_index_);
       const WriteResult result = call_sink(batch);
+      if (result.kind == WriteResult::Kind::permanent) {
+        // The sink answered: it works, it will just never take this batch.
+        ++counters_.replay_failures;
+        dead_letter(batch.size(), result.reason);
+        close_breaker("the sink answered a replay (rejecting one batch for good)");
+        ++replay_index_;
+        continue;
+      }
       if (!result.ok()) {
         ++counters_.replay_failures;
         spool_log_.log(LogLevel::warn, "batcher: replay of " + std::to_string(batch.size()) +

@@ -151,7 +151,9 @@ void Batcher::Impl::process(const BatchPtr& batch) {
         finish(batch);
       }
       close_breaker("a live batch was stored");
-      if (spool_ && !spool_->empty()) kick_replayer();  // the sink works: replay the spool
+      // The sink works: replay the spool — unless a replay failed and waits for its backoff,
+      // which a batch the sink keeps refusing at replay must get, however many live writes work.
+      if (spool_ && !replay_backoff_.load() && !spool_->empty()) kick_replayer();
       return;
     }
     ++counters_.failed_attempts;
@@ -319,12 +321,16 @@ void Batcher::Impl::spool_leftovers() {
   for (const BatchPtr& batch : left) resolve_undeliverable(batch, DropReason::close_deadline, "");
 }
 
+// Every batch drain() takes is in inflight_ (and unresolved_) from the moment it leaves
+// pending_ or its buffer, in the same work_mu_ section: close() at its deadline spools what
+// inflight_ holds, so a batch drain() has not reached yet is never out of its sight.
 std::vector<Message> Batcher::Impl::drain() {
   std::vector<BatchPtr> batches;
   {
     std::lock_guard lock(work_mu_);
     batches.assign(pending_.begin(), pending_.end());  // older than what the buffers hold
     pending_.clear();
+    for (const BatchPtr& batch : batches) inflight_.emplace(batch->id, batch);
   }
   for (detail::Buffer& buffer : buffers_) {
     std::lock_guard lock(buffer.mu);
@@ -332,14 +338,11 @@ std::vector<Message> Batcher::Impl::drain() {
     BatchPtr batch = take_batch_locked(buffer);
     std::lock_guard work(work_mu_);
     unresolved_.insert(batch->id);
+    inflight_.emplace(batch->id, batch);
     batches.push_back(std::move(batch));
   }
   std::vector<Message> processed;
   for (const BatchPtr& batch : batches) {
-    {
-      std::lock_guard lock(work_mu_);
-      inflight_.emplace(batch->id, batch);
-    }
     processed.insert(processed.end(), batch->events.begin(), batch->events.end());
     process(batch);
   }
@@ -372,10 +375,12 @@ BatcherReport Batcher::Impl::flush(std::chrono::milliseconds deadline) {
     });
   }
   // Counts since the previous flush() (or construction), so nothing resolved between two
-  // calls — by a worker, before this call began — goes unreported.
-  BatcherReport r = snapshot_report();
+  // calls — by a worker, before this call began — goes unreported. The snapshot is taken under
+  // report_mu_: a concurrent flush() must not move report_base_ past it (a wrapped difference).
+  BatcherReport r;
   {
     std::lock_guard lock(report_mu_);
+    r = snapshot_report();
     const BatcherReport now = r;
     const BatcherReport& b = report_base_;
     r.delivered -= b.delivered;

@@ -54,7 +54,7 @@ struct Buffer {
 struct BatcherCounters {
   std::atomic<uint64_t> enqueued{0}, inactive{0}, delivered{0}, batches_delivered{0},
       retries{0}, failed_attempts{0}, spooled{0}, spooled_batches{0}, spooled_while_down{0},
-      replayed{0}, replay_failures{0}, breaker_opened{0}, batches_coalesced{0};
+      replayed{0}, replay_failures{0}, dead_lettered{0}, breaker_opened{0}, batches_coalesced{0};
   std::array<std::atomic<uint64_t>, kDropReasons> drops{};
   std::atomic<uint64_t> latency_last_us{0}, latency_total_us{0}, latency_count{0},
       latency_max_us{0};
@@ -115,8 +115,10 @@ class Batcher::Impl {
   // --- background threads (batcher_background.cpp) ---
   void timer_loop();
   void replay_loop(time_point first);
-  enum class ReplayOutcome { idle, failed, stopped };
+  enum class ReplayOutcome { idle, failed, unreadable, stopped };
   ReplayOutcome replay_pending();
+  bool read_next_segment(ReplayOutcome& outcome);  // false: stop replaying with `outcome`
+  void dead_letter(size_t batch_events, const std::string& why);
   void kick_replayer();
   void stop_background();
 
@@ -184,6 +186,9 @@ class Batcher::Impl {
   std::condition_variable replay_cv_;
   bool stop_replay_ = false;       // guarded by replay_mu_
   bool replay_kick_ = false;       // guarded by replay_mu_
+  // A replay failed and the replayer waits for its backoff: a live write's success does not
+  // cut the wait short (a batch failing at replay would otherwise be retried after every one).
+  std::atomic<bool> replay_backoff_{false};
   std::atomic<bool> replay_stopping_{false};
   std::optional<detail::SpoolSegment> replay_segment_;  // replayer thread
   size_t replay_index_ = 0;                             // replayer thread

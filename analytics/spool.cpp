@@ -1,6 +1,7 @@
 #include "analytics/spool.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -8,9 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <iterator>
-#include <sstream>
 
 #include "analytics/spool_format.hpp"
 #include "reqbus/error.hpp"
@@ -21,15 +20,19 @@ namespace reqbus::detail {
 namespace {
 
 constexpr const char* kSuffix = ".seg";
+constexpr const char* kDeadLetterName = "dead-letter.dlq";
 
 std::string errno_text(const char* what, const std::string& path) {
   return std::string(what) + " " + path + ": " + std::strerror(errno);
 }
 
-// Writes all of [data, data+size) or returns false with errno set.
-bool write_all(int fd, const char* data, size_t size) {
+using WriteFn = std::function<ssize_t(int, const void*, size_t)>;
+
+// Writes all of [data, data+size) with `write_fn` (::write if empty), or returns false with
+// errno set.
+bool write_all(int fd, const char* data, size_t size, const WriteFn& write_fn = {}) {
   while (size > 0) {
-    const ssize_t n = ::write(fd, data, size);
+    const ssize_t n = write_fn ? write_fn(fd, data, size) : ::write(fd, data, size);
     if (n < 0) {
       if (errno == EINTR) continue;
       return false;
@@ -38,6 +41,40 @@ bool write_all(int fd, const char* data, size_t size) {
     size -= static_cast<size_t>(n);
   }
   return true;
+}
+
+// Reads the whole file into `out`; false with `error` set when it cannot be opened, is not a
+// regular file, or gives fewer bytes than its size.
+bool read_whole_file(const std::string& path, std::string& out, std::string* error) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (error) *error = errno_text("cannot open", path);
+    return false;
+  }
+  struct ::stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (error) *error = S_ISREG(st.st_mode) ? errno_text("cannot stat", path) : "cannot read " + path + ": not a regular file";
+    ::close(fd);
+    return false;
+  }
+  out.resize(static_cast<size_t>(st.st_size));
+  size_t done = 0;
+  int read_errno = 0;
+  while (done < out.size()) {
+    const ssize_t n = ::read(fd, out.data() + done, out.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) read_errno = errno;
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  if (done == out.size()) return true;
+  if (error) {
+    *error = "cannot read " + path + ": got " + std::to_string(done) + " of " + std::to_string(out.size()) +
+             " bytes" + (read_errno != 0 ? std::string(" (") + std::strerror(read_errno) + ")" : "");
+  }
+  out.clear();
+  return false;
 }
 
 void sync_dir(const std::string& dir) {
@@ -81,6 +118,8 @@ Spool::Spool(SpoolOptions options) : options_(std::move(options)) {
     total_bytes_ += bytes;
   }
   if (ec) throw Error(ErrorCode::storage, "spool: cannot read " + options_.dir + ": " + ec.message());
+  dead_bytes_ = fs::file_size(dead_letter_path(), ec);
+  if (ec) dead_bytes_ = 0;  // none yet
   std::sort(segments_.begin(), segments_.end(),
             [](const Segment& a, const Segment& b) { return a.id < b.id; });
   if (!segments_.empty()) next_id_ = segments_.back().id + 1;
@@ -96,6 +135,8 @@ std::string Spool::segment_path(uint64_t segment_id) const {
   std::snprintf(name, sizeof name, "%020llu%s", static_cast<unsigned long long>(segment_id), kSuffix);
   return (fs::path(options_.dir) / name).string();
 }
+
+std::string Spool::dead_letter_path() const { return (fs::path(options_.dir) / kDeadLetterName).string(); }
 
 bool Spool::open_new_segment_locked(std::string* error) {
   const uint64_t id = next_id_++;
@@ -129,6 +170,12 @@ void Spool::seal_locked() {
   }
 }
 
+bool Spool::write_record(int fd, const std::string& record) {
+  if (!write_all(fd, record.data(), record.size(), options_.write_fn)) return false;
+  if (!options_.sync) return true;
+  return (options_.sync_fn ? options_.sync_fn(fd) : ::fdatasync(fd)) == 0;
+}
+
 SpoolAppend Spool::append(const std::vector<Message>& batch, std::string* error) {
   std::string record;
   spool_format::append_record(record, batch);
@@ -138,25 +185,27 @@ SpoolAppend Spool::append(const std::vector<Message>& batch, std::string* error)
     seal_locked();  // rotate
   }
   const size_t header = active_fd_ >= 0 ? 0 : spool_format::kHeaderBytes;
-  if (total_bytes_ + header + record.size() > options_.max_bytes) {
+  if (total_bytes_ + dead_bytes_ + header + record.size() > options_.max_bytes) {
     if (error) {
-      *error = "spool: full (" + std::to_string(total_bytes_) + " of " +
+      *error = "spool: full (" + std::to_string(total_bytes_ + dead_bytes_) + " of " +
                std::to_string(options_.max_bytes) + " bytes used; SpoolOptions.max_bytes)";
     }
     return SpoolAppend::full;
   }
   if (active_fd_ < 0 && !open_new_segment_locked(error)) return SpoolAppend::io_error;
   Segment& segment = segments_.back();
-  const bool written = write_all(active_fd_, record.data(), record.size()) &&
-                       (!options_.sync || ::fdatasync(active_fd_) == 0);
-  if (!written) {
+  if (!write_record(active_fd_, record)) {
     if (error) *error = errno_text("spool: cannot append to", segment_path(segment.id));
-    // Whatever reached the file is a torn tail that readers skip; never append after it.
-    std::error_code ec;
-    const auto size = fs::file_size(segment_path(segment.id), ec);
-    if (!ec) {
-      total_bytes_ += size - segment.bytes;
-      segment.bytes = size;
+    // The caller counts this batch as dropped, so none of it may stay: cut the file back to
+    // where the record began. If even that fails, what reached the file is a torn tail (or a
+    // whole record) that stays and is accounted; never append after it.
+    if (::ftruncate(active_fd_, static_cast<off_t>(segment.bytes)) != 0) {
+      if (error) *error += "; and cannot cut off the partial record: " + std::string(std::strerror(errno));
+      struct ::stat st {};
+      if (::fstat(active_fd_, &st) == 0 && uint64_t(st.st_size) >= segment.bytes) {
+        total_bytes_ += uint64_t(st.st_size) - segment.bytes;
+        segment.bytes = uint64_t(st.st_size);
+      }
     }
     seal_locked();
     return SpoolAppend::io_error;
@@ -167,23 +216,73 @@ SpoolAppend Spool::append(const std::vector<Message>& batch, std::string* error)
   return SpoolAppend::ok;
 }
 
-std::optional<SpoolSegment> Spool::read_oldest() {
+SpoolAppend Spool::dead_letter(const SpoolSegment& segment, size_t index, std::string* error) {
+  const spool_format::RecordSpan span = segment.records.at(index);
+  const size_t start = span.offset - spool_format::kRecordHeaderBytes;  // as it was framed
+  std::lock_guard lock(mu_);
+  const size_t header = dead_bytes_ == 0 ? spool_format::kHeaderBytes : 0;
+  const size_t bytes = header + spool_format::kRecordHeaderBytes + span.size;
+  if (total_bytes_ + dead_bytes_ + bytes > options_.max_bytes) {
+    if (error) *error = "spool: full (SpoolOptions.max_bytes), no room in " + dead_letter_path();
+    return SpoolAppend::full;
+  }
+  const std::string path = dead_letter_path();
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    if (error) *error = errno_text("spool: cannot open", path);
+    return SpoolAppend::io_error;
+  }
+  std::string record = header > 0 ? spool_format::segment_header() : std::string();
+  record.append(segment.data, start, spool_format::kRecordHeaderBytes + span.size);
+  const bool written = write_record(fd, record);
+  if (!written) {
+    if (error) *error = errno_text("spool: cannot append to", path);
+    if (::ftruncate(fd, static_cast<off_t>(dead_bytes_)) != 0) {
+      struct ::stat st {};
+      if (::fstat(fd, &st) == 0) dead_bytes_ = uint64_t(st.st_size);
+    }
+  } else {
+    dead_bytes_ += record.size();
+    if (header > 0 && options_.sync) sync_dir(options_.dir);  // the new name must survive a crash
+  }
+  ::close(fd);
+  return written ? SpoolAppend::ok : SpoolAppend::io_error;
+}
+
+SpoolRead Spool::read_oldest(SpoolSegment& out, std::string* error) {
   uint64_t id = 0;
   {
     std::lock_guard lock(mu_);
-    if (segments_.empty()) return std::nullopt;
-    id = segments_.front().id;
-    if (segments_.size() == 1 && active_fd_ >= 0) seal_locked();
+    auto it = std::find_if(segments_.begin(), segments_.end(), [](const Segment& s) { return !s.skipped; });
+    if (it == segments_.end()) return SpoolRead::empty;
+    id = it->id;
+    if (std::next(it) == segments_.end() && active_fd_ >= 0) seal_locked();
   }
   // A sealed segment never changes, so it is read without the lock.
-  SpoolSegment segment;
-  segment.id = id;
-  std::ifstream in(segment_path(id), std::ios::binary);
-  segment.data.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  segment.corrupt_records = spool_format::index_segment(segment.data, segment.records);
+  std::string data;
+  if (!read_whole_file(segment_path(id), data, error)) return SpoolRead::io_error;
+  if (const uint32_t version = spool_format::header_version(data); version > spool_format::kVersion) {
+    if (error) {
+      *error = "spool segment " + segment_path(id) + " has version " + std::to_string(version) +
+               " (this reqbus reads up to " + std::to_string(spool_format::kVersion) +
+               "): written by a newer reqbus; kept for it and skipped";
+    }
+    std::lock_guard lock(mu_);
+    skip_locked(id);
+    return SpoolRead::newer_version;
+  }
+  out = SpoolSegment{};
+  out.id = id;
+  out.data = std::move(data);
+  out.corrupt_records = spool_format::index_segment(out.data, out.records);
   std::lock_guard lock(mu_);
-  corrupt_ += segment.corrupt_records;
-  return segment;
+  corrupt_ += out.corrupt_records;
+  return SpoolRead::ok;
+}
+
+void Spool::skip_locked(uint64_t segment_id) {
+  for (Segment& segment : segments_)
+    if (segment.id == segment_id) segment.skipped = true;
 }
 
 void Spool::remove(uint64_t segment_id) {
@@ -200,12 +299,13 @@ void Spool::remove(uint64_t segment_id) {
 
 bool Spool::empty() const {
   std::lock_guard lock(mu_);
-  return segments_.empty();
+  return std::all_of(segments_.begin(), segments_.end(), [](const Segment& s) { return s.skipped; });
 }
 
 SpoolStats Spool::stats() const {
   std::lock_guard lock(mu_);
-  return {segments_.size(), total_bytes_, appended_, corrupt_, removed_};
+  const auto skipped = std::count_if(segments_.begin(), segments_.end(), [](const Segment& s) { return s.skipped; });
+  return {segments_.size(), total_bytes_, appended_, corrupt_, removed_, uint64_t(skipped), dead_bytes_};
 }
 
 }  // namespace reqbus::detail

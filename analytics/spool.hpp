@@ -16,18 +16,36 @@
 // past the end of the file, or a CRC mismatch), count it, skip it, and keep every valid record
 // before it. A new process never appends to an old segment: it starts a new one.
 //
-// Bounds: a segment rotates once it would pass `segment_bytes`; the whole spool never passes
-// `max_bytes` — an append that would is refused (SpoolAppend::full) and the caller counts the
-// drop and says so loudly.
+// An append that fails after some of its bytes reached the file (a short write at ENOSPC, a
+// failed fdatasync) cuts the file back to where the record began: the caller counts the batch
+// as dropped, so it must not also come back at replay (or as a torn tail counted as corrupt).
+//
+// Reading: a segment is read in full or not at all. One that cannot be read (open or read
+// failing: EMFILE, EACCES, EIO) stays where it is and read_oldest() says so (io_error), so the
+// caller retries later; only a file of size 0 is an empty segment. A segment written by a newer
+// reqbus (an unknown header version) is never deleted: read_oldest() reports it once
+// (newer_version) and skips it from then on in this process, so a rollback keeps it for the
+// newer binary.
+//
+// Dead letters: a batch the sink rejects permanently at replay is moved by the caller to
+// "dead-letter.dlq" in the directory (dead_letter()), the segment layout again (header, then the
+// records as they were), so an operator can inspect it; renamed to a segment name above every
+// other ("<20-digit id>.seg") it is replayed like one.
+//
+// Bounds: a segment rotates once it would pass `segment_bytes`; the whole spool (segments and
+// the dead-letter file) never passes `max_bytes` — an append that would is refused
+// (SpoolAppend::full) and the caller counts the drop and says so loudly.
 //
 // Thread-safety: every method is safe from any thread; appends are serialised by one mutex.
 // read_oldest() and remove() are meant for one replaying thread.
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <sys/types.h>
 #include <vector>
 
 #include "analytics/spool_format.hpp"
@@ -40,9 +58,21 @@ struct SpoolOptions {
   size_t segment_bytes = 16 << 20;       // rotate a segment past this size (16 MiB); >= 4 KiB
   size_t max_bytes = size_t{1} << 30;    // refuse appends past this total (1 GiB); >= segment
   bool sync = true;                      // fdatasync every append (off only for benchmarks)
+  // Test seam: the calls that write and sync a record. Empty (default) = ::write and
+  // ::fdatasync; a test sets one to fail after (part of) a record reached the file.
+  std::function<ssize_t(int fd, const void* data, size_t size)> write_fn{};
+  std::function<int(int fd)> sync_fn{};
 };
 
 enum class SpoolAppend : uint8_t { ok, full, io_error };
+
+enum class SpoolRead : uint8_t {
+  ok,             // the oldest segment, read in full
+  empty,          // nothing (left) to replay
+  io_error,       // the oldest segment could not be read; it stays, try again later
+  newer_version,  // the oldest segment has a header version this reqbus does not know: kept
+                  // on disk and skipped from now on; read_oldest() again for the next one
+};
 
 // A segment read for replay: its bytes and where its valid records are. Batches are decoded
 // one at a time (batch(i)), so replaying a 16 MiB segment holds the file and one batch, not
@@ -61,11 +91,13 @@ struct SpoolSegment {
 };
 
 struct SpoolStats {
-  uint64_t segments = 0;         // segment files on disk now
+  uint64_t segments = 0;         // segment files on disk now (skipped ones included)
   uint64_t bytes = 0;            // their total size
   uint64_t appended_batches = 0; // appends that returned ok (this process)
   uint64_t corrupt_records = 0;  // records skipped by read_oldest() (this process)
   uint64_t removed_segments = 0;
+  uint64_t skipped_segments = 0;    // segments of a newer version, kept but not replayed
+  uint64_t dead_letter_bytes = 0;   // size of the dead-letter file
 };
 
 class Spool {
@@ -80,13 +112,19 @@ class Spool {
   // Appends one batch as one record and syncs it. On failure `error` (if given) says why.
   [[nodiscard]] SpoolAppend append(const std::vector<Message>& batch, std::string* error = nullptr);
 
-  // Reads the oldest segment in full. If it is the segment being appended to, it is sealed
-  // first (the next append starts a new one), so a segment once read never changes.
-  // nullopt when the spool is empty.
-  std::optional<SpoolSegment> read_oldest();
+  // Reads the oldest segment not skipped into `out`, in full. If it is the segment being
+  // appended to, it is sealed first (the next append starts a new one), so a segment once read
+  // never changes. On io_error and newer_version `error` (if given) says why.
+  [[nodiscard]] SpoolRead read_oldest(SpoolSegment& out, std::string* error = nullptr);
   // Deletes a segment returned by read_oldest() once all its batches are delivered.
   void remove(uint64_t segment_id);
+  // Appends record `index` of `segment` (as read) to the dead-letter file, synced like an
+  // append. full past max_bytes; io_error with `error` set when it cannot be written.
+  [[nodiscard]] SpoolAppend dead_letter(const SpoolSegment& segment, size_t index,
+                                        std::string* error = nullptr);
+  std::string dead_letter_path() const;
 
+  // True when no segment is left to replay (skipped ones do not count).
   bool empty() const;
   SpoolStats stats() const;
   const std::string& dir() const noexcept { return options_.dir; }
@@ -97,14 +135,18 @@ class Spool {
   struct Segment {
     uint64_t id = 0;
     uint64_t bytes = 0;
+    bool skipped = false;  // a newer version's segment: kept, never read again
   };
   bool open_new_segment_locked(std::string* error);
   void seal_locked();
+  bool write_record(int fd, const std::string& record);
+  void skip_locked(uint64_t segment_id);
 
   const SpoolOptions options_;
   mutable std::mutex mu_;
   std::vector<Segment> segments_;  // guarded by mu_; sorted by id, oldest first
-  uint64_t total_bytes_ = 0;       // guarded by mu_
+  uint64_t total_bytes_ = 0;       // guarded by mu_; segments only
+  uint64_t dead_bytes_ = 0;        // guarded by mu_; the dead-letter file
   uint64_t next_id_ = 1;           // guarded by mu_
   int active_fd_ = -1;             // guarded by mu_; segments_.back() when >= 0
   uint64_t appended_ = 0;          // guarded by mu_

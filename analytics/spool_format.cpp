@@ -3,6 +3,7 @@
 #include <array>
 #include <cstring>
 
+#include "bus/codec_detail.hpp"
 #include "reqbus/codec.hpp"
 
 namespace reqbus::detail::spool_format {
@@ -19,6 +20,17 @@ constexpr std::array<uint32_t, 256> make_crc_table() {
 }
 constexpr auto kCrcTable = make_crc_table();
 
+// Decodes one spooled message without validating its fields (see decode_record() in the
+// header). codec::append wrote it, so it is in the forms WireReader reads — except negative
+// numbers, which WireReader leaves to msgpack-c; those go through codec::decode, which
+// validates, so such a message (invalid anyway) still makes its record corrupt.
+bool decode_message(const char* p, size_t size, Message& message) {
+  codec::detail::WireReader in(p, size);
+  if (codec::detail::decode_record(in, message, /*check_fields=*/false) && in.at_end()) return true;
+  message = Message{};
+  return !codec::decode(p, size, message);
+}
+
 // Decodes one payload into `batch`; false if any part is malformed.
 bool decode_payload(const char* p, size_t size, std::vector<Message>& batch) {
   if (size < 4) return false;
@@ -32,7 +44,7 @@ bool decode_payload(const char* p, size_t size, std::vector<Message>& batch) {
     pos += 4;
     if (size - pos < len) return false;
     Message message;
-    if (codec::decode(p + pos, len, message)) return false;
+    if (!decode_message(p + pos, len, message)) return false;
     batch.push_back(std::move(message));
     pos += len;
   }
@@ -81,6 +93,11 @@ void append_record(std::string& out, const std::vector<Message>& batch) {
   put_u32(prefix, static_cast<uint32_t>(payload));
   put_u32(prefix, crc32(out.data() + start + kRecordHeaderBytes, payload));
   std::memcpy(out.data() + start, prefix.data(), kRecordHeaderBytes);
+}
+
+uint32_t header_version(std::string_view data) noexcept {
+  if (data.size() < kHeaderBytes || std::memcmp(data.data(), kMagic, sizeof kMagic) != 0) return 0;
+  return get_u32(data.data() + sizeof kMagic);
 }
 
 uint64_t index_segment(std::string_view data, std::vector<RecordSpan>& records) {

@@ -25,6 +25,8 @@ void put_u32(std::string& out, uint32_t value);
 uint32_t get_u32(const char* p) noexcept;
 
 std::string segment_header();
+// The version in a segment header: 0 when `data` does not start with the magic (or is short).
+uint32_t header_version(std::string_view data) noexcept;
 // Appends one framed record holding `batch` to `out`.
 void append_record(std::string& out, const std::vector<Message>& batch);
 
@@ -40,7 +42,9 @@ struct RecordSpan {
 // CRC with a plausible length is skipped and reading goes on after it; a length running past
 // the end of the data ends the segment. Keeps no decoded batch: see decode_record().
 uint64_t index_segment(std::string_view data, std::vector<RecordSpan>& records);
-// Decodes the record at `span` (one that index_segment() found valid) into `batch`.
+// Decodes the record at `span` (one that index_segment() found valid) into `batch`. Messages are
+// not validated (validate()): the bytes are the Batcher's own, CRC-checked, and the Batcher
+// never validated what it was given, so a message the sink takes must survive the spool too.
 bool decode_record(std::string_view data, RecordSpan span, std::vector<Message>& batch);
 
 }  // namespace reqbus::detail::spool_format

@@ -280,6 +280,8 @@ StatBufferStats StatBufferImpl::stats() const {
   st.evicted_keys = evicted_.load();
   st.dropped = dropped_.load();
   st.dropped_count = dropped_count_.load();
+  st.lost_at_close = lost_at_close_.load();
+  st.lost_at_close_count = lost_at_close_count_.load();
   for (Shard& s : shards_) {
     std::lock_guard lock(s.mu);
     for (auto& [k, e] : s.map) st.pending_count += e->peek() + (e->failed ? e->failed->count : 0);

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "analytics/stat_buffer_impl.hpp"
+#include "reqbus/log.hpp"
 
 namespace reqbus::detail {
 namespace {
@@ -288,6 +289,7 @@ StatBufferReport StatBufferImpl::close(TimePoint deadline) {
   }
   keys_.store(0);
 
+  std::string last_error;
   for (;;) {
     std::vector<Attempt> still;
     for (Attempt& a : left) {
@@ -308,15 +310,19 @@ StatBufferReport StatBufferImpl::close(TimePoint deadline) {
         still.push_back(std::move(a));
       }
     };
+    auto sent = [&](const WriteResult& r) {
+      if (!r.ok()) last_error = r.reason;
+      return r.ok();
+    };
     if (sink_) {
       for (size_t i = 0; i < left.size(); i += kMaxBatch) {
         std::vector<Attempt*> batch;
         for (size_t j = i; j < std::min(left.size(), i + kMaxBatch); ++j) batch.push_back(&left[j]);
-        const bool ok = send(batch).ok();
+        const bool ok = sent(send(batch));
         for (Attempt* a : batch) settle(*a, ok);
       }
     } else {
-      for (Attempt& a : left) settle(a, send({&a}).ok());
+      for (Attempt& a : left) settle(a, sent(send({&a})));
     }
     left = std::move(still);
     if (left.empty()) break;
@@ -331,8 +337,21 @@ StatBufferReport StatBufferImpl::close(TimePoint deadline) {
     rep.failed++;
     rep.left_count += a.flush.count;
   }
+  count_lost_at_close(rep, last_error);
   rep.dropped = dropped_.load();
   return rep;
+}
+
+// Nothing retries after close(): what it could not write is lost. Counted in stats() (where the
+// metrics read it, whoever ignores the report) and said once, at error level.
+void StatBufferImpl::count_lost_at_close(const StatBufferReport& rep, const std::string& last_error) {
+  if (rep.failed == 0) return;
+  lost_at_close_.fetch_add(rep.failed);
+  lost_at_close_count_.fetch_add(rep.left_count);
+  log(LogLevel::error, "stat buffer '" + opt_.name + "': close() lost " + std::to_string(rep.failed) +
+                           " counter window(s) (count " + std::to_string(rep.left_count) +
+                           ") it could not write by its deadline" +
+                           (last_error.empty() ? std::string() : ": " + last_error));
 }
 
 }  // namespace reqbus::detail

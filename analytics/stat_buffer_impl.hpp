@@ -158,6 +158,7 @@ class StatBufferImpl {
   Attempt begin_attempt_locked(StatEntry& e, bool force, TimePoint now);
   WriteResult send(const std::vector<Attempt*>& attempts);
   void finish_locked(StatEntry& e, const Attempt& a, const WriteResult& r, TimePoint now);
+  void count_lost_at_close(const StatBufferReport& rep, const std::string& last_error);
 
   const StatBufferOptions opt_;
   const StatBuffer::FlushHandler handler_;
@@ -169,6 +170,8 @@ class StatBufferImpl {
   std::atomic<uint64_t> keys_{0};
   std::atomic<uint64_t> flushes_{0}, flush_failures_{0}, retries_{0}, evicted_{0}, dropped_{0};
   std::atomic<int64_t> flushed_count_{0}, dropped_count_{0};
+  std::atomic<uint64_t> lost_at_close_{0};
+  std::atomic<int64_t> lost_at_close_count_{0};
 
   std::mutex rng_mu_;  // after a shard mutex in lock order
   std::mt19937_64 rng_;

@@ -58,6 +58,10 @@ std::string describe(const node::NodeReport& r) {
                   ", dropped " + n(r.bus.dropped_newest + r.bus.dropped_oldest + r.bus.dropped_timeout +
                                    r.bus.dropped_close_deadline + r.batcher.dropped.total()) +
                   ", gaps " + n(r.bus.gaps) + ", counter windows " + n(r.counters.flushed);
+  if (r.counters.failed) {
+    s += ", counter windows lost " + n(r.counters.failed) + " (count " +
+         std::to_string(r.counters.left_count) + ")";
+  }
   if (r.bus.in_hand) s += ", still in a stuck handler " + n(r.bus.in_hand);
   if (r.deadline_reached) s += " (deadline reached: see the counts above)";
   return s;

@@ -138,9 +138,15 @@ NodeReport Node::Impl::close(std::chrono::milliseconds budget) {
     r.syslog_received = syslog->received();
     r.syslog_rejected = syslog->rejected();
   }
-  r.bus = bus->close(left() / 3);  // delivers everything accepted to the Batcher/StatBuffer
-  if (batcher) r.batcher = batcher->close(left() * 2 / 3);
-  if (counters) r.counters = counters->close(std::chrono::steady_clock::now() + left());
+  // The StatBuffer closes last, with a share of its own (a fifth): the Batcher's close() can
+  // overrun its deadline (it awaits a sink write in progress, up to import_timeout), and the
+  // counters would then get nothing and be lost untried. So the StatBuffer always gets its
+  // share, even if that passes the budget by as much.
+  const auto counters_share = counters ? budget / 5 : std::chrono::milliseconds(0);
+  auto left_before_counters = [&] { return std::max(std::chrono::milliseconds(0), left() - counters_share); };
+  r.bus = bus->close(left_before_counters() / 3);  // delivers everything accepted to the Batcher/StatBuffer
+  if (batcher) r.batcher = batcher->close(left_before_counters());
+  if (counters) r.counters = counters->close(std::chrono::steady_clock::now() + std::max(left(), counters_share));
   r.deadline_reached = r.bus.deadline_reached || r.batcher.deadline_reached || r.counters.failed > 0;
   report = r;
   return r;
@@ -229,6 +235,11 @@ std::string Node::metrics() const {
     w.counter("reqbus_batcher_retried_total", "Batch attempts after a failed one.", double(s.retries));
     w.counter("reqbus_batcher_spooled_total", "Events written to the on-disk spool.", double(s.spooled));
     w.counter("reqbus_batcher_replayed_total", "Spooled events later stored.", double(s.replayed));
+    w.counter("reqbus_batcher_replay_failures_total", "Replays that failed (a sink write, or a spool segment that could not be read); the batch stays spooled.", double(s.replay_failures));
+    w.counter("reqbus_batcher_dead_lettered_total", "Spooled events the store rejected permanently, moved to the spool's dead-letter file.", double(s.dead_lettered));
+    w.counter("reqbus_spool_corrupt_records_total", "Torn or corrupt spool records skipped at replay (lost, counted).", double(s.spool_corrupt_records));
+    w.gauge("reqbus_spool_skipped_segments", "Spool segments written by a newer reqbus: kept, not replayed.", double(s.spool_skipped_segments));
+    w.gauge("reqbus_spool_dead_letter_bytes", "Bytes in the spool's dead-letter file.", double(s.dead_letter_bytes));
     w.counter("reqbus_batcher_spooled_while_down_total", "Events sent straight to the spool while the store was failing.", double(s.spooled_while_down));
     w.counter("reqbus_batcher_breaker_opened_total", "Times a failed store write opened the circuit breaker.", double(s.breaker_opened));
     w.gauge("reqbus_store_down", "1 while the store is failing (breaker open: new batches go to the spool).", s.sink_down ? 1.0 : 0.0);
@@ -250,6 +261,7 @@ std::string Node::metrics() const {
     w.counter("reqbus_counter_flushes_total", "Counter windows written.", double(s.flushes));
     w.counter("reqbus_counter_flush_failures_total", "Failed counter flush attempts (retried).", double(s.flush_failures));
     w.counter("reqbus_counter_dropped_total", "Increments refused (max_keys or closed).", double(s.dropped));
+    w.counter("reqbus_counter_lost_at_close_total", "Counter windows close() could not write by its deadline (lost).", double(s.lost_at_close));
     w.gauge("reqbus_counter_keys", "Counter keys in memory.", double(s.keys));
   }
   if (impl_->syslog) {

@@ -32,6 +32,8 @@
 #include <thread>
 #include <vector>
 
+#include "analytics/spool.hpp"
+#include "analytics/spool_format.hpp"
 #include "node/node.hpp"
 #include "reqbus/batcher.hpp"
 #include "reqbus/log.hpp"
@@ -576,6 +578,58 @@ BOOST_AUTO_TEST_CASE(spool_disk_full_is_a_counted_drop_and_recovers_when_space_r
   BOOST_TEST(s.replayed == s.spooled);
   BOOST_TEST(sink->duplicates() == 0u);
   BOOST_TEST(!report.deadline_reached);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ------------------------------------------------------------------------------------------------
+BOOST_AUTO_TEST_SUITE(SpoolMetrics)
+
+// What the replayer skipped as corrupt and the replays that failed are on /metrics: a node whose
+// spool holds a corrupt record, started while another process holds its SQLite file locked.
+BOOST_AUTO_TEST_CASE(corrupt_spool_records_and_failed_replays_are_exported) {
+  TempDir dir("fault-spool-metrics");
+  const std::string db = dir.sub("store.db");
+  const std::string spool_dir = dir.sub("spool");
+  {
+    detail::Spool spool({spool_dir});
+    for (int b = 0; b < 2; ++b) {
+      std::vector<Message> batch;
+      for (int i = 0; i < 5; ++i) {
+        Message m;
+        m.request = sample_log("/metrics-test/" + std::to_string(b * 5 + i));
+        m.request.request_id = "spooled-" + std::to_string(b * 5 + i);
+        batch.push_back(m);
+      }
+      BOOST_REQUIRE(spool.append(batch) == detail::SpoolAppend::ok);
+    }
+  }
+  std::filesystem::path segment;
+  for (const auto& e : std::filesystem::directory_iterator(spool_dir)) segment = e.path();
+  std::string data;
+  {
+    std::ifstream in(segment, std::ios::binary);
+    data.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  namespace sf = detail::spool_format;
+  const size_t second = sf::kHeaderBytes + sf::kRecordHeaderBytes + sf::get_u32(data.data() + sf::kHeaderBytes);
+  data[second + 4] ^= 0x01;  // the second record's CRC
+  std::ofstream(segment, std::ios::binary | std::ios::trunc) << data;
+
+  SqliteLocker locker(db);
+  node::Node node(outage_node_options("fault-spool-metrics", "sqlite:" + db, spool_dir));
+  auto metric = [&](const std::string& name) {
+    const std::regex re("\n" + name + " ([0-9.e+]+)");
+    const std::string m = node.metrics();
+    std::smatch match;
+    return std::regex_search(m, match, re) ? std::stod(match[1]) : -1.0;
+  };
+  BOOST_TEST(poll_until([&] { return metric("reqbus_batcher_replay_failures_total") >= 1; }, 30s));
+  BOOST_TEST(metric("reqbus_spool_corrupt_records_total") == 1.0);
+  locker.release();
+  BOOST_TEST(poll_until([&] { return sqlite_counts(db, "metrics-test").rows == 5; }, 30s));
+  BOOST_TEST(metric("reqbus_spool_corrupt_records_total") == 1.0);
+  BOOST_TEST(!node.close(10s).deadline_reached);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

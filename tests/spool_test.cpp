@@ -1,8 +1,10 @@
 // Spool: the Batcher's on-disk journal, against real files in a temporary directory.
 #include <boost/test/unit_test.hpp>
 
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -77,6 +79,16 @@ void write_file(const fs::path& path, const std::string& data) {
   out << data;
 }
 
+// read_oldest() for the tests that expect a readable segment or none.
+std::optional<SpoolSegment> read_oldest(Spool& spool) {
+  SpoolSegment segment;
+  std::string error;
+  const SpoolRead read = spool.read_oldest(segment, &error);
+  BOOST_REQUIRE_MESSAGE(read == SpoolRead::ok || read == SpoolRead::empty, error);
+  if (read == SpoolRead::empty) return std::nullopt;
+  return segment;
+}
+
 SpoolOptions options_for(const test::TempDir& dir) {
   SpoolOptions o;
   o.dir = dir.sub("spool");
@@ -129,11 +141,11 @@ BOOST_AUTO_TEST_CASE(appends_read_back_in_order_and_remove_deletes_the_file) {
   test::TempDir dir("reqbus-spool");
   Spool spool(options_for(dir));
   BOOST_TEST(spool.empty());
-  BOOST_TEST(!spool.read_oldest().has_value());
+  BOOST_TEST(!read_oldest(spool).has_value());
   const auto b1 = batch_of(0, 3), b2 = batch_of(3, 1), b3 = batch_of(4, 5);
   for (const auto* b : {&b1, &b2, &b3}) BOOST_REQUIRE(spool.append(*b) == SpoolAppend::ok);
   BOOST_TEST(spool.stats().appended_batches == 3u);
-  auto segment = spool.read_oldest();
+  auto segment = read_oldest(spool);
   BOOST_REQUIRE(segment.has_value());
   BOOST_TEST(segment->corrupt_records == 0u);
   BOOST_REQUIRE(segment->size() == 3u);
@@ -151,13 +163,13 @@ BOOST_AUTO_TEST_CASE(reading_the_active_segment_seals_it) {
   test::TempDir dir("reqbus-spool");
   Spool spool(options_for(dir));
   BOOST_REQUIRE(spool.append(batch_of(0, 2)) == SpoolAppend::ok);
-  auto first = spool.read_oldest();
+  auto first = read_oldest(spool);
   BOOST_REQUIRE(first.has_value());
   // Appends after the read go to a new segment, so the one being replayed never changes.
   BOOST_REQUIRE(spool.append(batch_of(2, 2)) == SpoolAppend::ok);
   BOOST_TEST(spool.stats().segments == 2u);
   spool.remove(first->id);
-  auto second = spool.read_oldest();
+  auto second = read_oldest(spool);
   BOOST_REQUIRE(second.has_value());
   BOOST_TEST(second->id > first->id);
   BOOST_REQUIRE(second->size() == 1u);
@@ -176,7 +188,7 @@ BOOST_AUTO_TEST_CASE(a_new_spool_on_the_same_dir_sees_old_segments_and_starts_a_
   BOOST_TEST(spool.stats().bytes == fs::file_size(segment_files(dir).at(0)));
   BOOST_REQUIRE(spool.append(batch_of(4, 1)) == SpoolAppend::ok);
   BOOST_TEST(segment_files(dir).size() == 2u);  // never appends to the last process's file
-  auto oldest = spool.read_oldest();
+  auto oldest = read_oldest(spool);
   BOOST_REQUIRE(oldest.has_value());
   BOOST_REQUIRE(oldest->size() == 1u);
   BOOST_TEST(same(oldest->batch(0), b1));
@@ -192,7 +204,7 @@ BOOST_AUTO_TEST_CASE(segments_rotate_at_the_size_limit_and_keep_order) {
   BOOST_TEST(files.size() >= 3u);
   for (const auto& f : files) BOOST_TEST(fs::file_size(f) <= 4096u);
   int next = 0;
-  while (auto segment = spool.read_oldest()) {
+  while (auto segment = read_oldest(spool)) {
     for (size_t i = 0; i < segment->size(); ++i)
       BOOST_TEST(segment->batch(i).at(0).request.seq == static_cast<uint64_t>(next++));
     spool.remove(segment->id);
@@ -218,7 +230,7 @@ BOOST_AUTO_TEST_CASE(past_max_bytes_an_append_is_refused_with_a_reason) {
   BOOST_TEST(ok >= 6);
   BOOST_TEST(spool.stats().bytes <= 8192u);
   // Freeing space makes room again.
-  auto oldest = spool.read_oldest();
+  auto oldest = read_oldest(spool);
   spool.remove(oldest->id);
   BOOST_TEST((spool.append(batch_of(99, 1, 900)) == SpoolAppend::ok));
 }
@@ -232,7 +244,7 @@ BOOST_AUTO_TEST_CASE(a_torn_tail_is_counted_and_the_records_before_it_survive) {
   const fs::path file = segment_files(dir).at(0);
   fs::resize_file(file, fs::file_size(file) - 5);  // a crash in the middle of the last append
   Spool spool(options_for(dir));
-  auto segment = spool.read_oldest();
+  auto segment = read_oldest(spool);
   BOOST_REQUIRE(segment.has_value());
   BOOST_TEST(segment->corrupt_records == 1u);
   BOOST_REQUIRE(segment->size() == 2u);
@@ -249,7 +261,7 @@ BOOST_AUTO_TEST_CASE(a_torn_record_header_is_counted) {
   const fs::path file = segment_files(dir).at(0);
   write_file(file, read_file(file) + std::string("\x10\x00\x00", 3));  // 3 bytes of a header
   Spool spool(options_for(dir));
-  auto segment = spool.read_oldest();
+  auto segment = read_oldest(spool);
   BOOST_TEST(segment->corrupt_records == 1u);
   BOOST_TEST(segment->size() == 1u);
 }
@@ -272,12 +284,156 @@ BOOST_AUTO_TEST_CASE(a_bad_crc_skips_only_that_record) {
   data[second + spool_format::kRecordHeaderBytes + 20] ^= 0x5A;  // flip payload bits
   write_file(file, data);
   Spool spool(options_for(dir));
-  auto segment = spool.read_oldest();
+  auto segment = read_oldest(spool);
   BOOST_REQUIRE(segment.has_value());
   BOOST_TEST(segment->corrupt_records == 1u);
   BOOST_REQUIRE(segment->size() == 2u);
   BOOST_TEST(same(segment->batch(0), written[0]));
   BOOST_TEST(same(segment->batch(1), written[2]));
+}
+
+// A segment that cannot be read (a directory where the file was: open() works, read() fails,
+// as root too) is reported and kept, not read as empty and deleted; readable again, it is read.
+BOOST_AUTO_TEST_CASE(an_unreadable_segment_is_an_error_and_stays) {
+  test::TempDir dir("reqbus-spool");
+  Spool spool(options_for(dir));
+  const auto written = batch_of(0, 3);
+  BOOST_REQUIRE(spool.append(written) == SpoolAppend::ok);
+  const fs::path file = segment_files(dir).at(0), aside = file.string() + ".aside";
+  fs::rename(file, aside);
+  fs::create_directory(file);
+  SpoolSegment segment;
+  std::string error;
+  BOOST_TEST((spool.read_oldest(segment, &error) == SpoolRead::io_error));
+  BOOST_TEST(error.find(file.string()) != std::string::npos);
+  BOOST_TEST(!spool.empty());
+  BOOST_TEST(spool.stats().segments == 1u);
+  BOOST_TEST(spool.stats().corrupt_records == 0u);
+  fs::remove(file);
+  fs::rename(aside, file);
+  auto again = read_oldest(spool);
+  BOOST_REQUIRE(again.has_value());
+  BOOST_REQUIRE(again->size() == 1u);
+  BOOST_TEST(same(again->batch(0), written));
+}
+
+// Only a file of size 0 is an empty segment (created, never written): read, no records, no
+// corruption, removable.
+BOOST_AUTO_TEST_CASE(an_empty_segment_file_reads_as_empty) {
+  test::TempDir dir("reqbus-spool");
+  fs::create_directories(dir.path() / "spool");
+  write_file(dir.path() / "spool" / "00000000000000000007.seg", "");
+  Spool spool(options_for(dir));
+  auto segment = read_oldest(spool);
+  BOOST_REQUIRE(segment.has_value());
+  BOOST_TEST(segment->size() == 0u);
+  BOOST_TEST(segment->corrupt_records == 0u);
+  spool.remove(segment->id);
+  BOOST_TEST(spool.empty());
+}
+
+// A segment written by a newer reqbus is kept (after a rollback the newer binary replays it):
+// reported once, then skipped; the next segment is read.
+BOOST_AUTO_TEST_CASE(a_segment_of_a_newer_version_is_kept_and_skipped) {
+  test::TempDir dir("reqbus-spool");
+  fs::create_directories(dir.path() / "spool");
+  std::string newer(spool_format::kMagic, sizeof spool_format::kMagic);
+  spool_format::put_u32(newer, spool_format::kVersion + 1);
+  newer += "a layout from the future";
+  const fs::path newer_file = dir.path() / "spool" / "00000000000000000001.seg";
+  write_file(newer_file, newer);
+  Spool spool(options_for(dir));
+  const auto written = batch_of(0, 2);
+  BOOST_REQUIRE(spool.append(written) == SpoolAppend::ok);  // segment 2
+  SpoolSegment segment;
+  std::string error;
+  BOOST_TEST((spool.read_oldest(segment, &error) == SpoolRead::newer_version));
+  BOOST_TEST(error.find("version " + std::to_string(spool_format::kVersion + 1)) != std::string::npos);
+  auto next = read_oldest(spool);
+  BOOST_REQUIRE(next.has_value());
+  BOOST_TEST(next->id == 2u);
+  BOOST_TEST(same(next->batch(0), written));
+  spool.remove(next->id);
+  BOOST_TEST(spool.empty());  // nothing left to replay
+  BOOST_TEST(spool.stats().segments == 1u);
+  BOOST_TEST(spool.stats().skipped_segments == 1u);
+  BOOST_TEST(spool.stats().corrupt_records == 0u);
+  BOOST_TEST(read_file(newer_file) == newer);
+}
+
+// An append whose record reached the file but failed after (fdatasync failing, or a short write
+// at ENOSPC) is refused — the caller counts it as dropped — so none of it may stay in the file:
+// neither a whole record replayed later (stored + dropped > accepted) nor a torn tail counted
+// again as corrupt.
+BOOST_AUTO_TEST_CASE(a_failed_append_leaves_nothing_of_its_record) {
+  for (const bool short_write : {false, true}) {
+    BOOST_TEST_CONTEXT((short_write ? "short write at ENOSPC" : "fdatasync fails")) {
+      test::TempDir dir("reqbus-spool");
+      bool fail = false;
+      SpoolOptions o = options_for(dir);
+      o.write_fn = [&](int fd, const void* data, size_t size) -> ssize_t {
+        if (!(fail && short_write)) return ::write(fd, data, size);
+        fail = false;
+        const ssize_t n = ::write(fd, data, size / 2);  // half of it reaches the file
+        if (n >= 0) errno = ENOSPC;
+        return n >= 0 ? -1 : n;
+      };
+      o.sync_fn = [&](int fd) {
+        if (!(fail && !short_write)) return ::fdatasync(fd);
+        fail = false;
+        errno = EIO;
+        return -1;
+      };
+      Spool spool(o);
+      const auto kept = batch_of(0, 2);
+      BOOST_REQUIRE(spool.append(kept) == SpoolAppend::ok);
+      fail = true;
+      std::string error;
+      BOOST_TEST((spool.append(batch_of(2, 2), &error) == SpoolAppend::io_error));
+      BOOST_TEST(error.find(short_write ? "No space left" : "Input/output error") != std::string::npos);
+      const fs::path file = segment_files(dir).at(0);
+      BOOST_TEST(spool.stats().bytes == fs::file_size(file));
+      const auto later = batch_of(4, 1);
+      BOOST_REQUIRE(spool.append(later) == SpoolAppend::ok);  // into a new segment
+      std::vector<std::vector<Message>> replayed;
+      uint64_t corrupt = 0;
+      while (auto segment = read_oldest(spool)) {
+        corrupt += segment->corrupt_records;
+        for (size_t i = 0; i < segment->size(); ++i) replayed.push_back(segment->batch(i));
+        spool.remove(segment->id);
+      }
+      BOOST_TEST(corrupt == 0u);
+      BOOST_REQUIRE(replayed.size() == 2u);
+      BOOST_TEST(same(replayed[0], kept));
+      BOOST_TEST(same(replayed[1], later));
+    }
+  }
+}
+
+// A record moved to the dead-letter file keeps its bytes, in the segment layout; the file counts
+// toward max_bytes but is not a segment (never replayed by itself).
+BOOST_AUTO_TEST_CASE(dead_letters_keep_the_record_in_the_segment_layout) {
+  test::TempDir dir("reqbus-spool");
+  Spool spool(options_for(dir));
+  const auto first = batch_of(0, 2), second = batch_of(2, 3);
+  BOOST_REQUIRE(spool.append(first) == SpoolAppend::ok);
+  BOOST_REQUIRE(spool.append(second) == SpoolAppend::ok);
+  auto segment = read_oldest(spool);
+  BOOST_REQUIRE(segment.has_value());
+  BOOST_REQUIRE((spool.dead_letter(*segment, 1) == SpoolAppend::ok));
+  BOOST_REQUIRE((spool.dead_letter(*segment, 0) == SpoolAppend::ok));
+  spool.remove(segment->id);
+  BOOST_TEST(spool.empty());
+  const std::string dead = read_file(spool.dead_letter_path());
+  BOOST_TEST(spool.stats().dead_letter_bytes == dead.size());
+  std::vector<std::vector<Message>> batches;
+  BOOST_TEST(parse_segment(dead, batches) == 0u);
+  BOOST_REQUIRE(batches.size() == 2u);
+  BOOST_TEST(same(batches[0], second));
+  BOOST_TEST(same(batches[1], first));
+  Spool reopened(options_for(dir));
+  BOOST_TEST(reopened.empty());
+  BOOST_TEST(reopened.stats().dead_letter_bytes == dead.size());
 }
 
 BOOST_AUTO_TEST_CASE(bad_options_name_the_field) {

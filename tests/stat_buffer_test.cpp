@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "reqbus/error.hpp"
+#include "reqbus/log.hpp"
 #include "reqbus/stat_buffer.hpp"
 
 using namespace std::chrono_literals;
@@ -469,6 +470,33 @@ BOOST_AUTO_TEST_CASE(close_reports_what_it_could_not_flush) {
   BOOST_TEST(report.flushed == 0u);
   BOOST_TEST(report.failed == 1u);
   BOOST_TEST(report.left_count == 9);
+}
+
+// What close() cannot write by its deadline is lost: counted in stats() (not only in the report
+// a caller may ignore) and logged once at error level.
+BOOST_AUTO_TEST_CASE(close_counts_and_logs_what_it_leaves_unwritten) {
+  std::mutex mu;
+  std::vector<std::pair<reqbus::LogLevel, std::string>> lines;
+  reqbus::set_log_sink([&](reqbus::LogLevel level, std::string_view line) {
+    std::lock_guard lock(mu);
+    lines.emplace_back(level, std::string(line));
+  });
+  auto clock = std::make_shared<ManualClock>();
+  Recorder rec;
+  rec.script = {false, false, false, false};
+  auto buf = make_buffer(rec, manual_options(clock));
+  BOOST_REQUIRE(buf.increment("a", 9) == IncrementResult::ok);
+  BOOST_REQUIRE(buf.increment("b", 4) == IncrementResult::ok);
+  const auto report = buf.close(clock->now());
+  reqbus::set_log_sink(nullptr);
+  BOOST_TEST(report.failed == 2u);
+  BOOST_TEST(report.left_count == 13);
+  BOOST_TEST(buf.stats().lost_at_close == 2u);
+  BOOST_TEST(buf.stats().lost_at_close_count == 13);
+  size_t errors = 0;
+  for (const auto& [level, line] : lines)
+    errors += level == reqbus::LogLevel::error && line.find("lost 2 counter window(s)") != std::string::npos;
+  BOOST_TEST(errors == 1u);
 }
 
 BOOST_AUTO_TEST_CASE(flush_all_reports_and_keeps_failures_for_retry) {

@@ -82,9 +82,13 @@ struct BatcherOptions {
   bool spool_sync = true;                       // fdatasync each spooled batch
   // The replayer retries the oldest spooled batch after any successful write, and otherwise
   // every replay_interval (default 5000 ms), doubling after each failure up to
-  // replay_max_backoff (default 60000 ms). A new Batcher replays at once. A spooled batch is
-  // deleted only once the sink stored it: one the sink keeps refusing stays (logged, counted in
-  // replay_failures) and holds back the batches behind it, which keeps replay in order.
+  // replay_max_backoff (default 60000 ms); a successful write does not cut that backoff short.
+  // A new Batcher replays at once. A spooled batch is deleted only once the sink stored it: one
+  // the sink refuses for now stays (logged, counted in replay_failures) and holds back the
+  // batches behind it, which keeps replay in order; one it rejects permanently moves to the
+  // spool's dead-letter file (BatcherStats::dead_lettered) and replay goes on. A segment that
+  // cannot be read stays and is retried every replay_interval; one written by a newer reqbus
+  // is kept and skipped.
   std::chrono::milliseconds replay_interval{5000};
   std::chrono::milliseconds replay_max_backoff{60000};
 

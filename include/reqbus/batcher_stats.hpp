@@ -14,7 +14,9 @@ struct BatcherDrops {
   uint64_t closed = 0;             // enqueued after close()
   // The following happen only without a spool (or when the spool refuses):
   uint64_t retries_exhausted = 0;  // no spool: retry_max_attempts failed
-  uint64_t permanent = 0;          // no spool: the sink said the batch can never succeed
+  // The sink said the batch can never succeed: no spool, or at replay when the dead-letter
+  // file refused the batch (see BatcherStats::dead_lettered).
+  uint64_t permanent = 0;
   uint64_t close_deadline = 0;     // no spool: still undelivered at close()'s deadline
   uint64_t spool_full = 0;         // the spool reached spool_max_bytes
   uint64_t spool_error = 0;        // the spool could not be written (disk error)
@@ -38,7 +40,13 @@ struct BatcherStats {
   uint64_t spooled_while_down = 0;  // of spooled: sent straight to the spool, breaker open
   uint64_t breaker_opened = 0;    // times a failed write opened the circuit breaker
   uint64_t replayed = 0;          // spooled events later stored by the sink
-  uint64_t replay_failures = 0;   // replay writes that failed (the batch stays spooled)
+  // Replays that failed: a sink write (the batch stays spooled, or is dead-lettered when the
+  // failure is permanent), or a segment that could not be read (it stays, retried later).
+  uint64_t replay_failures = 0;
+  // Spooled events the sink rejected permanently at replay, moved to the spool directory's
+  // dead-letter file (not lost: kept there for an operator; see analytics/spool.hpp). Ledger:
+  // enqueued = delivered + replayed + dead_lettered + dropped.total() + still queued or spooled.
+  uint64_t dead_lettered = 0;
   uint64_t spool_corrupt_records = 0;  // torn or corrupt spool records skipped (counted loss)
   BatcherDrops dropped;
 
@@ -48,6 +56,9 @@ struct BatcherStats {
   uint64_t inflight_batches = 0;  // being written or waiting for a retry
   uint64_t spool_segments = 0;    // segment files now
   uint64_t spool_bytes = 0;
+  // Segments written by a newer reqbus (unknown version): kept on disk, not replayed.
+  uint64_t spool_skipped_segments = 0;
+  uint64_t dead_letter_bytes = 0;  // size of the dead-letter file
   // The circuit breaker is open now: a write failed and none has succeeded since. With a
   // spool, new batches then go straight to it (see BatcherOptions::spool_dir).
   bool sink_down = false;

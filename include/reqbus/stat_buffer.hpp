@@ -71,6 +71,10 @@ struct StatBufferStats {
   uint64_t evicted_keys = 0;    // keys removed after `timeout` idle
   uint64_t dropped = 0;         // refused increments (max_keys or closed)
   int64_t dropped_count = 0;    // sum of their n
+  // Windows close() could not write by its deadline (failures, or no time left): lost, also
+  // logged once at error level and reported in StatBufferReport::failed / left_count.
+  uint64_t lost_at_close = 0;
+  int64_t lost_at_close_count = 0;  // sum of their counts
   int64_t pending_count = 0;    // not yet flushed (live + failed windows); a snapshot
 };
 
