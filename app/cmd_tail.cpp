@@ -4,6 +4,10 @@
 // here: the bus retries by itself and the node has no heartbeat. So after --warn-after without
 // any event tail says once, on stderr, what to check, and keeps waiting; with --timeout it gives
 // up (exit 1) when no event came in time.
+// When the reader of its output goes away (`reqbus tail | head`), tail exits quietly with status 0.
+#include <poll.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 
@@ -53,6 +57,15 @@ bool status_matches(const std::string& filter, uint16_t code) {
   if (filter.empty()) return true;
   if (filter.size() == 3 && filter[1] == 'x' && filter[2] == 'x') return code / 100 == filter[0] - '0';
   return std::to_string(code) == filter;
+}
+
+// True once the reader of our stdout is gone (`reqbus tail | head -n 1`). This program ignores
+// SIGPIPE, so a write fails with EPIPE instead (ferror); and the write end of a pipe polls
+// POLLERR as soon as its reader closes, so tail notices even while no event comes to write.
+bool reader_gone() {
+  if (std::ferror(stdout)) return true;
+  pollfd p{STDOUT_FILENO, 0, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP)) != 0;
 }
 
 }  // namespace
@@ -134,6 +147,10 @@ Run add_tail(CLI::App& app) {
         if (f->limit && ++printed >= f->limit) break;
       }
       std::fflush(stdout);
+      if (reader_gone()) {  // like `journalctl -f | head`: nobody reads any more, nothing to say
+        bus.close(std::chrono::milliseconds(1000));
+        return 0;
+      }
     }
     const SubscriptionStats s = sub.stats();
     bus.close(std::chrono::milliseconds(1000));

@@ -23,6 +23,31 @@ uint64_t mix(uint64_t x) noexcept {  // splitmix64 finaliser
   return x ^ (x >> 31);
 }
 
+uint64_t fnv1a(std::string_view bytes) noexcept {
+  uint64_t h = kFnvOffset;
+  for (unsigned char c : bytes) h = (h ^ c) * kFnvPrime;
+  return h;
+}
+
+// A line's bytes as 64 bits for its derived id, read 8 bytes at a time: byte-at-a-time FNV is
+// one multiply per byte in a dependent chain, 215 ns for a 229-byte line here against 85 ns for
+// this (parsing the line takes ~330). Little-endian by definition, not the host's order, so
+// every machine derives the same ids.
+uint64_t hash_line(std::string_view bytes) noexcept {
+  auto le64 = [](const char* p, size_t n) {
+    uint64_t w = 0;
+    for (size_t i = 0; i < n; ++i) w |= uint64_t(static_cast<unsigned char>(p[i])) << (8 * i);
+    return w;
+  };
+  uint64_t h = kFnvOffset ^ bytes.size();
+  size_t i = 0;
+  for (; i + 8 <= bytes.size(); i += 8) {
+    h = (h ^ le64(bytes.data() + i, 8)) * 0x9E3779B97F4A7C15ull;
+    h ^= h >> 29;
+  }
+  return mix(h ^ le64(bytes.data() + i, bytes.size() - i));
+}
+
 // Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
 int64_t days_from_civil(int64_t y, unsigned m, unsigned d) noexcept {
   y -= m <= 2;
@@ -167,10 +192,13 @@ std::string split_request(std::string_view request, RequestLog& out) {
   return {};
 }
 
-void fill_derived(RequestLog& out, uint64_t source, uint64_t offset) {
+void fill_derived(RequestLog& out, std::string_view line, uint64_t source, uint64_t offset) {
   if (out.device_type.empty()) out.device_type = to_string(classify_user_agent(out.user_agent));
   if (out.request_id.empty()) {
-    const uint64_t h = mix(source ^ mix(offset + 0x9E3779B97F4A7C15ull));
+    // The line's own bytes are part of the id, not only its place: sources that share a name
+    // (every stdin is "stdin") have lines at the same offsets in the same second (combined logs
+    // have whole seconds), and the store keeps the first of equal ids, silently.
+    const uint64_t h = mix(mix(source ^ mix(offset + 0x9E3779B97F4A7C15ull)) ^ hash_line(line));
     out.request_id = uuid_v7_from(out.inserted_at / 1000, h >> 52, mix(h));
   }
 }
@@ -254,11 +282,7 @@ bool parse_format(std::string_view name, LogFormat& out) noexcept {
   return false;
 }
 
-uint64_t source_id(std::string_view name) noexcept {
-  uint64_t h = kFnvOffset;
-  for (unsigned char c : name) h = (h ^ c) * kFnvPrime;
-  return mix(h);
-}
+uint64_t source_id(std::string_view name) noexcept { return mix(fnv1a(name)); }
 
 bool unwrap_syslog(std::string_view d, std::string_view& message) noexcept {
   // <PRI>
@@ -267,13 +291,17 @@ bool unwrap_syslog(std::string_view d, std::string_view& message) noexcept {
   while (pos < d.size() && pos < 5 && d[pos] >= '0' && d[pos] <= '9') ++pos;
   if (pos == 1 || pos >= d.size() || d[pos] != '>') return false;
   ++pos;
-  // "Mmm dd hh:mm:ss " (15 chars + space), then "host ", then "tag: "
+  // "Mmm dd hh:mm:ss " (15 chars + space), then "host " unless nginx's `nohostname` left it out,
+  // then "tag: ". A hostname never ends with ':', so a first token that does is the tag.
   if (d.size() < pos + 16 || d[pos + 15] != ' ') return false;
   pos += 16;
-  const size_t host_end = d.find(' ', pos);
-  if (host_end == std::string_view::npos) return false;
-  const size_t tag_end = d.find(": ", host_end + 1);
-  if (tag_end == std::string_view::npos) return false;
+  const size_t first_end = d.find(' ', pos);
+  if (first_end == std::string_view::npos) return false;
+  size_t tag_end = first_end - 1;
+  if (first_end == pos || d[tag_end] != ':') {
+    tag_end = d.find(": ", first_end + 1);
+    if (tag_end == std::string_view::npos) return false;
+  }
   message = d.substr(tag_end + 2);
   while (!message.empty() && (message.back() == '\n' || message.back() == '\r')) message.remove_suffix(1);
   return true;
@@ -341,11 +369,17 @@ std::string LineParser::parse_combined(std::string_view line, RequestLog& out) {
   if (ec != std::errc() || p != status.data() + status.size()) return "status: not a number";
   out.status_code = uint16_t(code > 65535 ? 0 : code);
   token(line, pos);  // body bytes
+  // Referer and user agent are optional, but a field that opens must close: a line cut inside one
+  // (a writer caught mid-line, a truncated copy) is not a request with half a user agent.
   std::string_view referer, agent;
-  if (quoted(line, pos, referer)) {
+  if (pos < line.size() && line[pos] == '"') {
+    if (!quoted(line, pos, referer)) return "referer: unterminated quoted field";
     unescape(dash_empty(referer), out.referer);
     while (pos < line.size() && line[pos] == ' ') ++pos;
-    if (quoted(line, pos, agent)) unescape(dash_empty(agent), out.user_agent);
+    if (pos < line.size() && line[pos] == '"') {
+      if (!quoted(line, pos, agent)) return "user_agent: unterminated quoted field";
+      unescape(dash_empty(agent), out.user_agent);
+    }
     while (pos < line.size() && line[pos] == ' ') ++pos;
   }
   // Optional $request_time (seconds, e.g. 0.012) right after the user agent.
@@ -377,7 +411,7 @@ std::string LineParser::parse(std::string_view line, uint64_t source, uint64_t o
       error = parse_nginx_json(value, out);
   }
   if (!error.empty()) return error;
-  fill_derived(out, source, offset);
+  fill_derived(out, line, source, offset);
   return validate(out);
 }
 

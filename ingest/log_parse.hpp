@@ -20,8 +20,8 @@ enum class LogFormat : uint8_t { auto_detect, combined, nginx_json, ndjson };
 const char* to_string(LogFormat format) noexcept;
 bool parse_format(std::string_view name, LogFormat& out) noexcept;  // "auto", "combined", ...
 
-// Strips "<PRI>Mmm dd hh:mm:ss host tag: " (RFC 3164, as nginx sends it). False if `datagram`
-// does not start with a syslog header.
+// Strips "<PRI>Mmm dd hh:mm:ss host tag: " (RFC 3164, as nginx sends it; without "host " with
+// nginx's `nohostname`). False if `datagram` does not start with a syslog header.
 bool unwrap_syslog(std::string_view datagram, std::string_view& message) noexcept;
 
 // Parses "10/Oct/2000:13:55:36 -0700" to microseconds since the epoch.
@@ -33,8 +33,10 @@ class LineParser {
  public:
   explicit LineParser(LogFormat format = LogFormat::auto_detect) : format_(format) {}
   // Parses one line (without its newline) into `out`. Returns "" or the reason it failed.
-  // request_id, when the line has none, is derived from (source_id, offset) and the time, so
-  // re-reading the same file yields the same ids: ingest is idempotent.
+  // request_id, when the line has none, is derived from (source_id, offset), the time and the
+  // line's bytes, so re-reading the same file yields the same ids (ingest is idempotent) and
+  // two streams with one source name (stdin) collide only on identical lines at the same offset.
+  // A line cut inside a quoted field is an error ("user_agent: unterminated quoted field").
   std::string parse(std::string_view line, uint64_t source_id, uint64_t offset, RequestLog& out);
 
  private:
@@ -45,7 +47,7 @@ class LineParser {
   std::string request_scratch_;  // the decoded request line, reused between lines
 };
 
-// A stable 64-bit id for a source name (file path, "stdin", peer address).
+// A stable 64-bit id for a source name (a file's "device:inode", "stdin", a peer address).
 uint64_t source_id(std::string_view name) noexcept;
 
 }  // namespace reqbus::ingest

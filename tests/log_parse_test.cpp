@@ -118,9 +118,8 @@ BOOST_AUTO_TEST_CASE(combined_keeps_malformed_escapes_as_written) {
       BOOST_TEST(r.user_agent == expected);
     }
   }
-  // Unterminated: a trailing backslash escapes the closing quote.
-  BOOST_TEST(p.parse(head + R"("ua \")", 1, 0, r) == "");
-  BOOST_TEST(r.user_agent == "");
+  // Unterminated: a trailing backslash escapes the closing quote, so the field never ends.
+  BOOST_TEST(p.parse(head + R"("ua \")", 1, 0, r) == "user_agent: unterminated quoted field");
   BOOST_TEST(p.parse(R"(192.0.2.4 - - [01/Jan/2024:00:00:00 +0000] "GET /\")", 1, 0, r).rfind("request:", 0) == 0u);
 }
 
@@ -207,6 +206,43 @@ BOOST_AUTO_TEST_CASE(ndjson_round_trip_of_invalid_utf8_at_the_limit) {
   BOOST_TEST(!replaced);
 }
 
+// A line cut inside a quoted field (a writer caught mid-line, a truncated copy) is an error, not
+// a request with an empty referer or user agent.
+BOOST_AUTO_TEST_CASE(combined_cut_inside_a_quoted_field_is_an_error) {
+  LineParser p(LogFormat::combined);
+  RequestLog r;
+  const std::string head = R"(192.0.2.4 - - [01/Jan/2024:00:00:00 +0000] "GET / HTTP/1.1" 200 10 )";
+  BOOST_TEST(p.parse(head + R"("https://r/" "Mozil)", 1, 0, r) == "user_agent: unterminated quoted field");
+  BOOST_TEST(p.parse(head + R"("https://r/" ")", 1, 0, r) == "user_agent: unterminated quoted field");
+  BOOST_TEST(p.parse(head + R"("https://r)", 1, 0, r) == "referer: unterminated quoted field");
+  // Complete, and without the optional fields: still fine.
+  BOOST_TEST(p.parse(head + R"("https://r/" "Mozilla/5.0")", 1, 0, r) == "");
+  BOOST_TEST(r.user_agent == "Mozilla/5.0");
+  BOOST_TEST(p.parse(head + R"("https://r/")", 1, 0, r) == "");
+  BOOST_TEST(r.referer == "https://r/");
+}
+
+// Lines without a request_id get an id from (source, offset, time) and the line's own bytes:
+// two streams read from stdin (same source, same offsets, combined logs' whole seconds) must not
+// collide, and re-reading the same line at the same place must give the same id.
+BOOST_AUTO_TEST_CASE(derived_ids_depend_on_the_line_as_well_as_its_place) {
+  LineParser p(LogFormat::combined);
+  const uint64_t stdin_source = source_id("stdin");
+  const std::string a = R"(192.0.2.4 - - [01/Jan/2024:00:00:00 +0000] "GET /a HTTP/1.1" 200 10 "-" "curl/8")";
+  const std::string b = R"(192.0.2.4 - - [01/Jan/2024:00:00:00 +0000] "GET /b HTTP/1.1" 200 10 "-" "curl/8")";
+  RequestLog ra, rb, again, crlf, elsewhere;
+  BOOST_REQUIRE(p.parse(a, stdin_source, 0, ra) == "");
+  BOOST_REQUIRE(p.parse(b, stdin_source, 0, rb) == "");
+  BOOST_TEST(ra.request_id != rb.request_id);
+  BOOST_REQUIRE(p.parse(a, stdin_source, 0, again) == "");
+  BOOST_TEST(again.request_id == ra.request_id);
+  BOOST_REQUIRE(p.parse(a + "\r", stdin_source, 0, crlf) == "");  // the line ending is not part of it
+  BOOST_TEST(crlf.request_id == ra.request_id);
+  BOOST_REQUIRE(p.parse(a, stdin_source, 4096, elsewhere) == "");
+  BOOST_TEST(elsewhere.request_id != ra.request_id);
+  BOOST_TEST(ra.request_id.substr(0, 8) == again.request_id.substr(0, 8));  // UUIDv7: the time leads
+}
+
 BOOST_AUTO_TEST_CASE(syslog_envelope) {
   std::string_view msg;
   BOOST_TEST(unwrap_syslog("<190>Nov 21 06:48:03 web1 nginx: 1.2.3.4 - - [x]\n", msg));
@@ -214,6 +250,27 @@ BOOST_AUTO_TEST_CASE(syslog_envelope) {
   BOOST_TEST(!unwrap_syslog("1.2.3.4 - - [x]", msg));
   BOOST_TEST(!unwrap_syslog("<190>short", msg));
   BOOST_TEST(!unwrap_syslog("<1x>Nov 21 06:48:03 web1 nginx: a", msg));
+}
+
+// nginx's `access_log syslog:...,nohostname` leaves the hostname out: "<PRI>timestamp tag: msg".
+// A hostname never ends with ':', so a first token that does is the tag.
+BOOST_AUTO_TEST_CASE(syslog_envelope_with_and_without_hostname) {
+  const std::string line = R"(1.2.3.4 - - [21/Nov/2023:06:48:03 +0000] "GET / HTTP/1.1" 200 5 "-" "agent: x/1.0" 0.001)";
+  const std::string with_host = "<190>Nov 21 06:48:03 web1 nginx: " + line + "\n";
+  const std::string without_host = "<190>Nov 21 06:48:03 nginx: " + line + "\n";
+  const std::string single_digit_day = "<190>Nov  1 06:48:03 nginx: " + line;
+  for (const std::string* datagram : {&with_host, &without_host, &single_digit_day}) {
+    BOOST_TEST_CONTEXT(*datagram) {
+      std::string_view msg;
+      BOOST_REQUIRE(unwrap_syslog(*datagram, msg));
+      BOOST_TEST(msg == line);
+      LineParser p;
+      RequestLog r;
+      BOOST_TEST(p.parse(msg, 1, 0, r) == "");
+      BOOST_TEST(r.path == "/");
+      BOOST_TEST(r.user_agent == "agent: x/1.0");
+    }
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -1,9 +1,14 @@
 // The `reqbus` program end to end, as separate processes: --help, bad flags and bad config (one
 // line on stderr, non-zero exit), `demo` (the database holds the rows it reported), and
 // `serve` + `ingest` + `tail` on loopback (each accepted line stored exactly once, also when
-// ingested twice; `ingest --follow` across a rotation).
+// ingested twice; `ingest --follow` across a rotation, also when the writer goes on appending
+// to the renamed file; lines the node's bus refused are resent; SIGTERM, directories and read
+// errors; ids independent of how the path is spelt; `tail | head` exits).
+#include <fcntl.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <boost/test/unit_test.hpp>
@@ -106,10 +111,9 @@ bool poll_until(const std::function<bool()>& pred, std::chrono::milliseconds tim
 // `reqbus serve` on ephemeral loopback ports, learnt from what it prints.
 class Served {
  public:
-  Served(const TempDir& dir, const std::string& name)
-      : db(dir.sub(name + ".db")),
-        process(reqbus_binary(), {"serve", "--node-id", name, "--store", "sqlite:" + db, "--bind", "tcp://127.0.0.1:*", "--insecure",
-                                  "--http", "127.0.0.1:0", "--spool-dir", dir.sub(name + "-spool")}) {
+  // `config`: TOML for --config ("" = none).
+  Served(const TempDir& dir, const std::string& name, const std::string& config = "")
+      : db(dir.sub(name + ".db")), process(reqbus_binary(), serve_args(dir, name, db, config)) {
     static const std::regex dashboard(R"(dashboard: http://127\.0\.0\.1:(\d+)/)");
     static const std::regex bus(R"(bus: (tcp://127\.0\.0\.1:\d+))");
     std::smatch m;
@@ -151,6 +155,19 @@ class Served {
   Process process;
   int http_port = 0;
   std::string endpoint;
+
+ private:
+  static std::vector<std::string> serve_args(const TempDir& dir, const std::string& name, const std::string& db,
+                                             const std::string& config) {
+    std::vector<std::string> args{"serve", "--node-id", name, "--store", "sqlite:" + db, "--bind", "tcp://127.0.0.1:*",
+                                  "--insecure", "--http", "127.0.0.1:0", "--spool-dir", dir.sub(name + "-spool")};
+    if (!config.empty()) {
+      const std::string file = dir.sub(name + ".toml");
+      std::ofstream(file) << config;
+      args.insert(args.end(), {"--config", file});
+    }
+    return args;
+  }
 };
 
 // A combined-format line.
@@ -502,6 +519,210 @@ BOOST_AUTO_TEST_CASE(ingest_follow_reads_across_a_rotation) {
   BOOST_TEST(db.scalar("SELECT count(DISTINCT request_id) FROM requests") == 32);
   BOOST_TEST(db.scalar("SELECT count(DISTINCT path) FROM requests WHERE path LIKE '/rot/old/%'") == 23);
   BOOST_TEST(db.scalar("SELECT count(DISTINCT path) FROM requests WHERE path LIKE '/rot/new/%'") == 9);
+}
+
+// logrotate's "create" mode on a busy server: the rename, a new file that is already being written
+// and read, and the writer still appending to the renamed file until postrotate signals it (50-500
+// ms later). Every line arrives once.
+BOOST_AUTO_TEST_CASE(ingest_follow_keeps_reading_the_renamed_file_after_switching) {
+  TempDir dir;
+  Served node(dir, "drain");
+  const std::string file = dir.sub("access.log");
+  std::string first;
+  for (int i = 0; i < 10; ++i) first += combined("198.51.100.3", "/drain/old/" + std::to_string(i), 200, i);
+  write_file(file, first);
+  Process follow(reqbus_binary(), {"ingest", file, "--follow", "--node-addr", node.addr()});
+  BOOST_REQUIRE_MESSAGE(poll_until([&] { return node.live_total() == 10; }, 30s), follow.err());
+
+  std::filesystem::rename(file, file + ".1");
+  std::string fresh;
+  for (int i = 0; i < 5; ++i) fresh += combined("198.51.100.4", "/drain/new/" + std::to_string(i), 200, i);
+  write_file(file, fresh);
+  // The new file's lines arrived: ingest has switched to it.
+  BOOST_REQUIRE_MESSAGE(poll_until([&] { return node.live_total() == 15; }, 30s),
+                        "live total " << node.live_total() << "; " << follow.err());
+  std::string late;
+  for (int i = 10; i < 14; ++i) late += combined("198.51.100.3", "/drain/old/" + std::to_string(i), 200, i);
+  write_file(file + ".1", late, std::ios::app);
+  BOOST_REQUIRE_MESSAGE(poll_until([&] { return node.live_total() == 19; }, 20s),
+                        "the lines appended to the renamed file: live total " << node.live_total() << "; " << follow.err());
+  write_file(file, combined("198.51.100.4", "/drain/new/5", 200, 5), std::ios::app);
+  BOOST_REQUIRE(poll_until([&] { return node.live_total() == 20; }, 20s));
+
+  follow.signal(SIGTERM);
+  const auto status = follow.wait(20s);
+  BOOST_REQUIRE(status.has_value());
+  BOOST_TEST(*status == 0);
+  const Counts n = ingest_counts(follow.err());
+  BOOST_TEST(n.accepted == 20u);
+  BOOST_TEST(n.unparsable == 0u);
+  node.stop();
+  Db db(node.db);
+  BOOST_TEST(db.scalar("SELECT count(*) FROM requests") == 20);
+  BOOST_TEST(db.scalar("SELECT count(DISTINCT request_id) FROM requests") == 20);
+  BOOST_TEST(db.scalar("SELECT count(DISTINCT path) FROM requests WHERE path LIKE '/drain/old/%'") == 14);
+  BOOST_TEST(db.scalar("SELECT count(DISTINCT path) FROM requests WHERE path LIKE '/drain/new/%'") == 6);
+}
+
+// At SIGTERM a follower may hold the start of a line the writer has not finished: it is not
+// published (cut inside the user agent it would even parse), it is counted and reported.
+BOOST_AUTO_TEST_CASE(ingest_follow_does_not_publish_an_unfinished_last_line_at_sigterm) {
+  TempDir dir;
+  Served node(dir, "cut");
+  const std::string file = dir.sub("access.log");
+  std::string log;
+  for (int i = 0; i < 3; ++i) log += combined("198.51.100.5", "/cut/" + std::to_string(i), 200, i);
+  const std::string whole = combined("198.51.100.5", "/cut/3", 200, 3);
+  log += whole.substr(0, whole.find("Firefox"));  // the writer is in the middle of the user agent
+  write_file(file, log);
+  Process follow(reqbus_binary(), {"ingest", file, "--follow", "--node-addr", node.addr()});
+  BOOST_REQUIRE_MESSAGE(poll_until([&] { return node.live_total() == 3; }, 30s), follow.err());
+  follow.signal(SIGTERM);
+  const auto status = follow.wait(20s);
+  BOOST_REQUIRE(status.has_value());
+  BOOST_TEST(*status == 0);
+  const Counts n = ingest_counts(follow.err());
+  BOOST_TEST(n.lines == 3u);
+  BOOST_TEST(n.accepted == 3u);
+  BOOST_TEST(n.unparsable == 0u);
+  BOOST_TEST(contains(follow.err(), "1 unfinished line"), follow.err());
+  node.stop();
+  Db db(node.db);
+  BOOST_TEST(db.scalar("SELECT count(*) FROM requests") == 3);
+}
+
+// A node whose bus queue is full refuses lines ("bus: dropped_newest"): ingest resends just those,
+// with a backoff, up to --retries times; what stays refused is reported, with a non-zero exit.
+BOOST_AUTO_TEST_CASE(ingest_resends_lines_the_bus_refused_and_fails_if_some_stay_refused) {
+  TempDir dir;
+  // 50 events of queue take a burst of N a few at a time; the node lists 50 item errors at most.
+  Served node(dir, "full", "[bus]\nqueue_max_events = 50\noverflow = \"drop_newest\"\n");
+  constexpr int N = 250;
+  std::string log;
+  for (int i = 0; i < N; ++i) log += combined("192.0.2.7", "/full/" + std::to_string(i), 200, i);
+  const std::string file = dir.sub("access.log");
+  write_file(file, log);
+
+  const Result once = run({"ingest", file, "--node-addr", node.addr(), "--batch", std::to_string(N), "--retries", "0"});
+  BOOST_TEST_CONTEXT("ingest --retries 0: " << once.err) {
+    BOOST_REQUIRE(once.status.has_value());
+    BOOST_TEST(*once.status == 1);
+    const Counts n = ingest_counts(once.err);
+    BOOST_TEST(n.rejected > 0u);
+    BOOST_TEST(n.accepted + n.rejected == uint64_t(N));
+    BOOST_TEST(contains(once.err, "reqbus ingest: " + std::to_string(n.rejected) + " line"));
+    BOOST_TEST(contains(once.err, "refused by the node's bus (bus: dropped_newest)"));
+  }
+
+  const Result resent = run({"ingest", file, "--node-addr", node.addr(), "--batch", std::to_string(N), "--retries", "30"}, 120s);
+  BOOST_TEST_CONTEXT("ingest --retries 30: " << resent.err) {
+    BOOST_REQUIRE(resent.status.has_value());
+    BOOST_TEST(*resent.status == 0);
+    const Counts n = ingest_counts(resent.err);
+    BOOST_TEST(n.accepted == uint64_t(N));
+    BOOST_TEST(n.rejected == 0u);
+  }
+  node.stop();
+  Db db(node.db);
+  BOOST_TEST(db.scalar("SELECT count(*) FROM requests WHERE path LIKE '/full/%'") == N);
+  BOOST_TEST(db.scalar("SELECT count(DISTINCT request_id) FROM requests WHERE path LIKE '/full/%'") == N);
+}
+
+// SIGTERM while the input is open and quiet (a FIFO whose writer stays): ingest publishes what it
+// parsed, prints its counts and exits with 128 + the signal, promptly.
+BOOST_AUTO_TEST_CASE(ingest_stops_promptly_on_sigterm_while_its_input_is_open) {
+  TempDir dir;
+  Served node(dir, "fifo");
+  const std::string fifo = dir.sub("access.fifo");
+  BOOST_REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  const int writer = ::open(fifo.c_str(), O_RDWR);  // read-write: opening does not wait for a reader
+  BOOST_REQUIRE(writer >= 0);
+  std::string log;
+  for (int i = 0; i < 20; ++i) log += combined("192.0.2.8", "/fifo/" + std::to_string(i), 200, i);
+  log += "192.0.2.8 - - [14/Nov/2023:22:13:";  // and the start of a line
+  BOOST_REQUIRE(::write(writer, log.data(), log.size()) == ssize_t(log.size()));
+  Process ingest(reqbus_binary(), {"ingest", fifo, "--node-addr", node.addr(), "--batch", "5"});
+  BOOST_REQUIRE_MESSAGE(poll_until([&] { return node.live_total() == 20; }, 15s), ingest.err());
+  ingest.signal(SIGTERM);
+  const auto status = ingest.wait(5s);
+  ::close(writer);
+  BOOST_REQUIRE_MESSAGE(status.has_value(), "ingest did not stop: " << ingest.err());
+  BOOST_TEST(*status == 128 + SIGTERM);
+  const Counts n = ingest_counts(ingest.err());
+  BOOST_TEST(n.lines == 20u);
+  BOOST_TEST(n.accepted == 20u);
+  BOOST_TEST(n.unparsable == 0u);
+  BOOST_TEST(contains(ingest.err(), "1 unfinished line"), ingest.err());
+}
+
+// `reqbus tail | head -n 1`: once head has its line and is gone, tail exits by itself, quietly
+// (status 0), even when no further event comes to write.
+BOOST_AUTO_TEST_CASE(tail_exits_quietly_when_its_reader_goes_away) {
+  TempDir dir;
+  Served node(dir, "pipe");
+  // bash reports tail's own exit status; `timeout` ends a tail that never notices.
+  Process pipeline("/bin/bash", {"-c", "timeout -s KILL 30 \"$0\" tail --insecure --peer \"$1\" | head -n 1; "
+                                       "echo \"tail exit ${PIPESTATUS[0]}\" >&2",
+                                 reqbus_binary(), node.endpoint});
+  auto c = node.client();
+  int probes = 0;
+  BOOST_REQUIRE(poll_until([&] {
+    const std::string probe = R"({"method":"GET","path":"/pipe/probe/)" + std::to_string(probes++) + R"(","status_code":200})";
+    auto res = c.Post("/v1/requests", probe, "application/x-ndjson");
+    BOOST_REQUIRE(res && res->status == 202);
+    return contains(pipeline.out(), "/pipe/probe/");
+  }, 30s));
+  const auto status = pipeline.wait(5s);
+  BOOST_REQUIRE_MESSAGE(status.has_value(), "tail did not exit after its reader went away: " << pipeline.err());
+  BOOST_TEST(contains(pipeline.err(), "tail exit 0"), pipeline.err());
+  BOOST_TEST(!contains(pipeline.err(), "Broken pipe"), pipeline.err());
+}
+
+// `reqbus ingest /var/log/nginx/` and read errors fail, naming the file, also with --follow.
+BOOST_AUTO_TEST_CASE(ingest_fails_on_a_directory_and_on_read_errors) {
+  TempDir dir;
+  expect_one_line_error({"ingest", dir.str(), "--dry-run"}, dir.str() + " is a directory");
+  expect_one_line_error({"ingest", dir.str(), "--follow", "--dry-run"}, dir.str() + " is a directory");
+  // /proc/self/mem opens, and reading its first page fails (nothing is mapped at address 0).
+  for (const bool follow : {false, true}) {
+    std::vector<std::string> args{"ingest", "/proc/self/mem", "--dry-run"};
+    if (follow) args.push_back("--follow");
+    const Result r = run(args, 10s);
+    BOOST_TEST_CONTEXT(joined(args) << ": " << r.err) {
+      BOOST_REQUIRE(r.status.has_value());
+      BOOST_TEST(*r.status == 1);
+      BOOST_TEST(contains(r.err, "cannot read /proc/self/mem: Input/output error"));
+    }
+  }
+}
+
+// Ids of lines without a request_id: two different logs piped through stdin (same offsets, same
+// whole seconds) are both stored; one file ingested under two spellings of its path is stored once.
+BOOST_AUTO_TEST_CASE(ingest_ids_follow_the_file_not_its_spelling_and_the_line_not_only_its_place) {
+  TempDir dir;
+  Served node(dir, "ids");
+  for (const std::string prefix : {"/ids/stdin-a/", "/ids/stdin-b/"}) {
+    Process p(reqbus_binary(), {"ingest", "-", "--node-addr", node.addr()});
+    std::string log;
+    for (int i = 0; i < 5; ++i) log += combined("192.0.2.9", prefix + std::to_string(i), 200, i);
+    BOOST_REQUIRE(p.write_stdin(log));
+    p.close_stdin();
+    BOOST_REQUIRE(p.wait(30s).value_or(-1) == 0);
+    BOOST_TEST(ingest_counts(p.err()).accepted == 5u);
+  }
+  const std::string file = dir.sub("access.log");
+  std::string log;
+  for (int i = 0; i < 5; ++i) log += combined("192.0.2.9", "/ids/file/" + std::to_string(i), 200, i);
+  write_file(file, log);
+  for (const std::string& spelling : {file, dir.str() + "/./access.log"}) {
+    const Result r = run({"ingest", spelling, "--node-addr", node.addr()});
+    BOOST_REQUIRE_MESSAGE(r.status.value_or(-1) == 0, r.err);
+    BOOST_TEST(ingest_counts(r.err).accepted == 5u);
+  }
+  node.stop();
+  Db db(node.db);
+  BOOST_TEST(db.scalar("SELECT count(*) FROM requests WHERE path LIKE '/ids/stdin-%'") == 10);
+  BOOST_TEST(db.scalar("SELECT count(*) FROM requests WHERE path LIKE '/ids/file/%'") == 5);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
