@@ -302,6 +302,8 @@ BusStats Bus::Impl::stats() const {
   s.remote_events = remote_events_.load();
   s.remote_gaps = remote_gaps_.load();
   s.remote_rejected_events = remote_rejected_events_.load();
+  s.remote_gap_resyncs = remote_gap_resyncs_.load();
+  s.peer_channels_forgotten = peer_channels_forgotten_.load();
   s.peer_disconnects = peer_disconnects_.load();
   s.auth_refused = zap_ ? zap_->refused() : 0;
   s.handshake_failures = handshake_failures_.load();

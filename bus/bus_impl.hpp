@@ -75,7 +75,8 @@ class Bus::Impl {
   std::atomic<uint64_t> published_{0}, dropped_newest_{0}, dropped_oldest_{0},
       dropped_timeout_{0}, dropped_closed_{0}, dropped_close_deadline_{0}, rejected_invalid_{0},
       frames_sent_{0}, events_sent_{0}, remote_frames_{0}, remote_events_{0}, remote_gaps_{0},
-      peer_disconnects_{0}, handshake_failures_{0}, echoes_ignored_{0}, remote_rejected_events_{0};
+      peer_disconnects_{0}, handshake_failures_{0}, echoes_ignored_{0}, remote_rejected_events_{0},
+      remote_gap_resyncs_{0}, peer_channels_forgotten_{0};
   std::array<std::atomic<uint64_t>, codec::kDecodeErrorCount> malformed_{};
 
   // Publisher-thread state.

@@ -2,31 +2,61 @@
 // GapTracker: counts events missing from each origin's sequence. Every frame says where its
 // channel's sequence starts; a frame that starts past the expected number means ZeroMQ dropped
 // the events in between (high-water mark, reconnect). A new epoch means the origin restarted.
+// Bounds: origins and channels are named by peers (node ids change with every restart, and a
+// hostile peer can invent one a frame), so at most max_channels are tracked; past that the
+// least recently seen half is forgotten (counted: forgotten()), and a forgotten channel's next
+// frame starts it afresh. A jump of more than kMaxGap is not counted as missing events but as
+// a resync (resyncs()): no link drops 2^32 events, and one frame claiming so would add ~1.8e19
+// to counters that only grow.
 // Thread-safety: none; each owner (a subscriber, the receiver) keeps its own.
+#include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 namespace reqbus::detail {
 
 class GapTracker {
  public:
+  static constexpr size_t kDefaultMaxChannels = 4096;
+  static constexpr uint64_t kMaxGap = uint64_t(1) << 32;
+
+  explicit GapTracker(size_t max_channels = kDefaultMaxChannels) : max_channels_(std::max<size_t>(max_channels, 2)) {}
+
   // Returns how many events are missing before this frame.
   uint64_t observe(std::string_view origin, std::string_view channel, uint64_t epoch,
                    uint64_t first_seq, uint32_t count) {
     key_.assign(origin);
     key_.push_back('\0');
     key_.append(channel);
-    auto [it, inserted] = next_.try_emplace(key_, State{epoch, 0});
+    auto [it, inserted] = next_.try_emplace(key_, State{epoch, 0, 0});
+    it->second.used = ++tick_;
+    if (inserted && next_.size() > max_channels_) {
+      forget_least_recent();  // keeps this channel: it was seen last
+      it = next_.find(key_);
+    }
     State& s = it->second;
     uint64_t missing = 0;
-    if (!inserted && s.epoch == epoch && first_seq > s.next) missing = first_seq - s.next;
+    if (!inserted && s.epoch == epoch && first_seq > s.next) {
+      missing = first_seq - s.next;
+      if (missing > kMaxGap) {
+        missing = 0;
+        ++resyncs_;
+      }
+    }
     s.epoch = epoch;
-    s.next = first_seq + count;
+    s.next = first_seq > std::numeric_limits<uint64_t>::max() - count ? std::numeric_limits<uint64_t>::max()
+                                                                       : first_seq + count;
     return missing;
   }
+
+  uint64_t forgotten() const { return forgotten_; }  // channels dropped to stay within the bound
+  uint64_t resyncs() const { return resyncs_; }      // jumps past kMaxGap, not counted as missing
+  size_t channels() const { return next_.size(); }
 
   // Where every channel stands, as text: one "origin TAB channel-key-hex TAB epoch TAB next"
   // line per channel (the peer state file); load() takes it back after a restart, so the first
@@ -51,9 +81,11 @@ class GapTracker {
       State s{};
       if (!std::getline(fields, origin, '\t') || !std::getline(fields, channel, '\t') || !(fields >> s.epoch >> s.next))
         continue;
+      if (next_.size() >= max_channels_) break;
       std::string key = origin;
       key.push_back('\0');
       key += unhex(channel);
+      s.used = ++tick_;
       next_[key] = s;
       ++n;
     }
@@ -78,9 +110,23 @@ class GapTracker {
   struct State {
     uint64_t epoch;
     uint64_t next;
+    uint64_t used;  // tick_ when last seen
   };
+  // Forgets the least recently seen half: O(n) once every n/2 new channels, not per frame.
+  void forget_least_recent() {
+    std::vector<uint64_t> ticks;
+    ticks.reserve(next_.size());
+    for (const auto& [key, s] : next_) ticks.push_back(s.used);
+    auto middle = ticks.begin() + long(ticks.size() / 2);
+    std::nth_element(ticks.begin(), middle, ticks.end());
+    const uint64_t cutoff = *middle;
+    forgotten_ += std::erase_if(next_, [&](const auto& kv) { return kv.second.used < cutoff; });
+  }
+
+  const size_t max_channels_;
   std::string key_;  // scratch, reused to avoid an allocation per frame
   std::unordered_map<std::string, State> next_;
+  uint64_t tick_ = 0, forgotten_ = 0, resyncs_ = 0;
 };
 
 }  // namespace reqbus::detail

@@ -97,6 +97,20 @@ void Bus::Impl::receiver_main(std::promise<void> started) {
   };
   detail::FrameHeader header;
   std::vector<Message> scratch;
+  // Where this frame stands in its origin's sequence: missing events are remote_gaps; what the
+  // bounded tracker forgot, and jumps it did not believe, are exported too (the jumps logged).
+  auto observe = [&](std::string_view key, uint64_t count) {
+    const uint64_t resyncs = gaps.resyncs();
+    remote_gaps_.fetch_add(gaps.observe(header.node_id, key, header.epoch, header.first_seq, uint32_t(count)),
+                           std::memory_order_relaxed);
+    if (gaps.resyncs() != resyncs) {
+      remote_gap_resyncs_.store(gaps.resyncs(), std::memory_order_relaxed);
+      bad_input_log_.log(LogLevel::warn, "bus '" + options.name + "': a frame from " + header.node_id +
+                                             " jumped more than 2^32 events ahead: taken as a new numbering, not as missing events");
+    }
+    peer_channels_forgotten_.store(gaps.forgotten(), std::memory_order_relaxed);
+    state_dirty = true;
+  };
   auto reject = [&](codec::DecodeError why, std::string_view detail_text) {
     malformed_[size_t(why)].fetch_add(1, std::memory_order_relaxed);
     bad_input_log_.log(LogLevel::warn, "bus '" + options.name + "': dropped a frame from a peer: " +
@@ -191,9 +205,7 @@ void Bus::Impl::receiver_main(std::promise<void> started) {
         // neither this node's gap tracker nor its subscribers' may count them again as missing.
         if (header.declared > 0 && header.node_id != options.node_id) {
           remote_rejected_events_.fetch_add(header.declared, std::memory_order_relaxed);
-          remote_gaps_.fetch_add(gaps.observe(header.node_id, key, header.epoch, header.first_seq, header.declared),
-                                 std::memory_order_relaxed);
-          state_dirty = true;
+          observe(key, header.declared);
           const std::string notice_key = detail::envelope_key(topic, detail::kScopeSkipped);
           const std::string notice = detail::encode_skip(header);
           zmq::message_t notice_key_msg(notice_key.data(), notice_key.size());
@@ -207,10 +219,8 @@ void Bus::Impl::receiver_main(std::promise<void> started) {
         continue;
       }
       remote_frames_.fetch_add(1, std::memory_order_relaxed);
-      state_dirty = true;
       remote_events_.fetch_add(header.count, std::memory_order_relaxed);
-      remote_gaps_.fetch_add(gaps.observe(header.node_id, key, header.epoch, header.first_seq, header.count),
-                             std::memory_order_relaxed);
+      observe(key, header.count);
       if (!send_blocking(*remote, parts[0], parts[1])) break;
     }
   }

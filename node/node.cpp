@@ -210,6 +210,8 @@ std::string Node::metrics() const {
   w.counter("reqbus_bus_frames_sent_total", "Frames written to the local socket.", double(b.frames_sent));
   w.counter("reqbus_bus_remote_events_total", "Events received from tcp peers.", double(b.remote_events));
   w.counter("reqbus_bus_remote_gaps_total", "Events missing from peers' sequences at this node.", double(b.remote_gaps));
+  w.counter("reqbus_bus_remote_gap_resyncs_total", "Peer frames more than 2^32 events ahead, taken as a new numbering.", double(b.remote_gap_resyncs));
+  w.counter("reqbus_bus_peer_channels_forgotten_total", "Peer channels the gap tracker forgot to stay within its bound.", double(b.peer_channels_forgotten));
   w.counter("reqbus_bus_remote_rejected_events_total", "Events in frames from peers that were rejected (counted once, not as gaps).", double(b.remote_rejected_events));
   w.counter("reqbus_bus_peer_disconnects_total", "Peer connections closed.", double(b.peer_disconnects));
   w.counter("reqbus_bus_auth_refused_total", "Clients refused by the CURVE allow-list (ZAP) at bind.", double(b.auth_refused));

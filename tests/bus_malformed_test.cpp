@@ -239,6 +239,44 @@ BOOST_FIXTURE_TEST_CASE(missing_sequence_numbers_are_counted_exactly_and_a_new_e
   BOOST_TEST(report.gaps == 12u);
 }
 
+BOOST_FIXTURE_TEST_CASE(a_jump_past_2_to_the_32_is_a_new_numbering_not_missing_events, PeerFixture) {
+  auto send = [&](uint64_t first, uint32_t count) {
+    peer.send(envelope("requests"), valid_frame("liar", 4, first, count));
+  };
+  send(0, 1);
+  send(std::numeric_limits<uint64_t>::max() - 1, 1);  // would add ~1.8e19 to remote_gaps
+  send(std::numeric_limits<uint64_t>::max(), 1);      // in sequence after it: no wrap to 0
+  send(3, 1);                                         // back down: no gap either
+  send(6, 1);                                         // 4, 5 really missing: 2
+  BOOST_REQUIRE(requests.wait_for([](const Message& m) { return m.request.path == "/remote/6"; }, 20s));
+  const BusStats s = bus->stats();
+  BOOST_TEST(s.remote_gaps == 2u);
+  BOOST_TEST(s.remote_gap_resyncs == 1u);
+  BOOST_TEST(requests_sub.stats().gaps == 2u);  // the subscriber's tracker has the same bound
+}
+
+BOOST_FIXTURE_TEST_CASE(origins_named_by_peers_are_tracked_within_a_bound, PeerFixture) {
+  // A peer inventing a node id a frame (or one restarting in a loop: ids are <host>-<pid>)
+  // must not grow the tracker for good: past 4,096 channels the least recently seen half goes.
+  auto steady = [&](uint64_t seq) {
+    peer.send(envelope("requests"), valid_frame("steady", 1, seq, 1));
+    BOOST_REQUIRE_MESSAGE(requests.wait_for([&](const Message& m) { return m.request.node_id == "steady" && m.request.seq == seq; }, 30s),
+                          "steady " << seq << " not delivered; got " << requests.size() << ", last from "
+                                    << (requests.size() ? requests.messages().back().request.node_id : "-"));
+  };
+  steady(0);
+  for (int chunk = 0; chunk < 20; ++chunk) {  // paced: the raw peer's socket drops past 1,000 queued
+    for (int i = 0; i < 250; ++i)
+      peer.send(envelope("requests"), valid_frame("invented-" + std::to_string(chunk * 250 + i), 1, 0, 1));
+    steady(uint64_t(chunk + 1));
+  }
+  steady(23);  // 21, 22 missing: 2
+  const BusStats s = bus->stats();
+  BOOST_TEST(s.peer_channels_forgotten >= 2048u);
+  BOOST_TEST(s.remote_gaps == 2u);  // a channel seen often is kept, and forgotten ones add nothing
+  BOOST_TEST(requests_sub.stats().gaps == 2u);
+}
+
 BOOST_FIXTURE_TEST_CASE(a_rejected_frame_is_counted_once_and_not_again_as_a_gap, PeerFixture) {
   auto send_valid = [&](uint64_t first, uint32_t count) {
     peer.send(envelope("requests"), valid_frame("mixed", 3, first, count));

@@ -59,6 +59,12 @@ struct BusStats {
   // Events in those frames, when the frame said whose they were and how many (its header was
   // readable): counted here once, and never again as remote_gaps or subscription gaps.
   uint64_t remote_rejected_events = 0;
+  // A peer frame more than 2^32 events past its channel's last one: taken as a new numbering
+  // (a peer that lost its state, or lies), not added to remote_gaps.
+  uint64_t remote_gap_resyncs = 0;
+  // Peer channels (origin node x topic) the gap tracker forgot to stay within its bound (4,096;
+  // node ids change with every restart): the next frame of one starts it afresh.
+  uint64_t peer_channels_forgotten = 0;
   // One entry per subscription. Closed subscriptions are forgotten once their counters are
   // final (handler mode: after close(); pull mode: when the Subscription is destroyed, which
   // counts what it left unread as dropped_close); their counters are summed into one last
