@@ -83,12 +83,21 @@ EnqueueResult Client::Impl::enqueue(AnalyticsEvent event) {
       case Overflow::drop_newest:
         ++stats_.dropped;
         return {EnqueueStatus::dropped, "queue full (" + std::to_string(opts_.max_queue) + " events)", {}};
-      case Overflow::drop_oldest:
-        queued_bytes_ -= queue_.front().json.size();
-        evicted_.push_back(std::move(queue_.front()));  // the worker hands it to on_error
+      case Overflow::drop_oldest: {
+        Queued& victim = queue_.front();
+        queued_bytes_ -= victim.json.size();
+        // The worker hands it to on_error, which needs the event, not its JSON. While the worker
+        // is stuck in a send, victims pile up: past max_queue of them they are only counted.
+        if (evicted_.size() < opts_.max_queue) {
+          evicted_.push_back({victim.seq, victim.enqueued_at, std::move(victim.event), {}});
+        } else {
+          ++stats_.dropped_unreported;
+          ++unreported_since_;
+        }
         queue_.pop_front();
         ++stats_.dropped;
         break;
+      }
       case Overflow::block:
         if (!clock_->wait_until(lock, done_cv_, deadline_after(opts_.enqueue_timeout), [&] {
               return closing_ || queue_.size() < opts_.max_queue;
@@ -137,11 +146,20 @@ void Client::Impl::run() {
     if (!evicted_.empty()) {
       Batch victims = std::move(evicted_);
       evicted_.clear();
-      lock.unlock();
+      // Unfinished until on_error returns, like the batch in flight: flush() waits for them.
+      reporting_first_ = victims.front().seq;
+      reporting_size_ = victims.size();
       ClientError error{ClientError::Kind::dropped, 0, 0,
                         "queue full: oldest events evicted (Overflow::drop_oldest)"};
+      if (unreported_since_ != 0)
+        error.message += "; " + std::to_string(unreported_since_) +
+                         " more evicted while on_error was behind were not handed to it";
+      unreported_since_ = 0;
+      lock.unlock();
       fail(error, victims, nullptr);  // already counted as dropped at eviction
       lock.lock();
+      reporting_first_ = 0;
+      reporting_size_ = 0;
       done_cv_.notify_all();
       continue;
     }
@@ -219,8 +237,9 @@ void Client::Impl::deliver(Batch& batch) {
       error.message = "close() deadline reached during a send: " + error.message;
       return fail(error, batch, &ClientStats::abandoned);
     }
+    // 408: a proxy or the server timed out reading a slow upload; the batch itself is fine.
     const bool transient = result.outcome != http::PostResult::Outcome::response ||
-                           result.status == 429 || result.status >= 500;
+                           result.status == 408 || result.status == 429 || result.status >= 500;
     if (!transient || attempt > opts_.max_retries) {
       if (transient) error.message += " (gave up after " + std::to_string(attempt) + " attempts)";
       return fail(error, batch, &ClientStats::failed);
@@ -268,6 +287,7 @@ void Client::Impl::fail(const ClientError& error, Batch& batch, uint64_t ClientS
 uint64_t Client::Impl::oldest_unfinished_locked() const {
   uint64_t oldest = next_seq_;
   if (inflight_first_ != 0) oldest = std::min(oldest, inflight_first_);
+  if (reporting_first_ != 0) oldest = std::min(oldest, reporting_first_);
   if (!evicted_.empty()) oldest = std::min(oldest, evicted_.front().seq);
   if (!queue_.empty()) oldest = std::min(oldest, queue_.front().seq);
   return oldest;
@@ -277,6 +297,7 @@ uint64_t Client::Impl::unfinished_through_locked(uint64_t seq) const {
   uint64_t n = 0;
   // The batch in flight counts whole: an upper bound when it also holds events after seq.
   if (inflight_first_ != 0 && inflight_first_ <= seq) n += inflight_size_;
+  if (reporting_first_ != 0 && reporting_first_ <= seq) n += reporting_size_;  // the same bound
   for (const auto& q : evicted_) n += q.seq <= seq;
   for (const auto& q : queue_) {
     if (q.seq > seq) break;
@@ -332,7 +353,7 @@ ClientStats Client::Impl::stats() const {
 
 ClientStats Client::Impl::stats_locked() const {
   ClientStats s = stats_;
-  s.queued = queue_.size() + evicted_.size() + inflight_size_;
+  s.queued = queue_.size() + evicted_.size() + reporting_size_ + inflight_size_;
   return s;
 }
 

@@ -59,6 +59,9 @@ class Client::Impl {
   std::condition_variable done_cv_;  // to flush/close/blocked enqueue: progress, room
   std::deque<Queued> queue_;         // guarded by mu_
   Batch evicted_;                    // guarded by mu_; drop_oldest victims the worker reports
+  uint64_t unreported_since_ = 0;    // guarded by mu_; victims not kept since the last report
+  uint64_t reporting_first_ = 0;     // guarded by mu_; first seq of victims in on_error, 0 = none
+  size_t reporting_size_ = 0;        // guarded by mu_
   size_t queued_bytes_ = 0;          // guarded by mu_; sum of queue_[i].json sizes
   uint64_t next_seq_ = 1;            // guarded by mu_
   uint64_t inflight_first_ = 0;      // guarded by mu_; first seq of the batch being sent, 0 = none

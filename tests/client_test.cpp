@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <future>
 #include <mutex>
+#include <thread>
 
 #include "reqbus/client.hpp"
 #include "reqbus/error.hpp"
@@ -70,6 +71,41 @@ struct Fixture {
     }
     return advanced;
   }
+};
+
+// A ManualClock that also reports when one chosen thread starts waiting on it: a flush() running
+// on that thread has then read its target under the client's lock and waits for it.
+class WatchedClock final : public Clock {
+ public:
+  time_point now() const override { return inner_.now(); }
+  int64_t unix_us() const override { return inner_.unix_us(); }
+  bool wait_until(std::unique_lock<std::mutex>& lock, std::condition_variable& cv, time_point deadline,
+                  const std::function<bool()>& pred) const override {
+    {
+      std::lock_guard watch(mu_);
+      if (std::this_thread::get_id() == watched_ && !waiting_) {
+        waiting_ = true;
+        cv_.notify_all();
+      }
+    }
+    return inner_.wait_until(lock, cv, deadline, pred);
+  }
+  void advance(std::chrono::nanoseconds d) { inner_.advance(d); }
+  void watch_this_thread() {
+    std::lock_guard watch(mu_);
+    watched_ = std::this_thread::get_id();
+  }
+  bool wait_for_watched(std::chrono::milliseconds timeout = 20s) {
+    std::unique_lock watch(mu_);
+    return cv_.wait_for(watch, timeout, [&] { return waiting_; });
+  }
+
+ private:
+  ManualClock inner_;
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  std::thread::id watched_;      // guarded by mu_
+  mutable bool waiting_ = false;  // guarded by mu_
 };
 
 std::string helper_program(const std::string& name) {
@@ -283,6 +319,22 @@ BOOST_FIXTURE_TEST_CASE(a_dropped_connection_is_retried, Fixture) {
   BOOST_TEST(errors.size() == 0u);
 }
 
+BOOST_FIXTURE_TEST_CASE(a_408_is_retried_then_delivered, Fixture) {
+  server.push(Reply::status_code(408, R"({"error":"request timeout"})"));  // a proxy, a slow upload
+  Client client(options());
+  BOOST_TEST(client.track("u", "e", {}, {.message_id = "m-408"}).ok());
+  auto flushed = std::async(std::launch::async, [&] { return client.flush(); });
+  BOOST_REQUIRE(server.wait_for_requests(1));
+  advance_until_requests(2, 10ms, 1s);  // retry_backoff is 100 ms
+  const ClientReport report = flushed.get();
+  BOOST_TEST(report.complete);
+  BOOST_TEST(report.stats.sent == 1u);
+  BOOST_TEST(report.stats.retried == 1u);
+  BOOST_TEST(report.stats.failed == 0u);
+  BOOST_TEST(body(1)["batch"][0]["messageId"] == "m-408");
+  BOOST_TEST(errors.size() == 0u);
+}
+
 BOOST_FIXTURE_TEST_CASE(a_400_goes_to_on_error_without_retry, Fixture) {
   server.push(Reply::status_code(400, R"({"error":"bad batch"})"));
   auto o = options();
@@ -397,6 +449,94 @@ BOOST_FIXTURE_TEST_CASE(a_full_queue_counts_every_drop, Fixture) {
   BOOST_REQUIRE_EQUAL(errors.size(), 1u);
   BOOST_TEST((errors.calls[0].first.kind == ClientError::Kind::dropped));
   BOOST_TEST(errors.calls[0].second.at(0).event == "1");
+}
+
+BOOST_FIXTURE_TEST_CASE(drop_oldest_stays_bounded_while_the_sender_is_stuck, Fixture) {
+  server.push(Reply::hang());  // a collector that accepts and does not answer
+  auto o = options();
+  o.flush_at = 1;
+  o.max_queue = 4;
+  o.overflow = Overflow::drop_oldest;
+  Client client(o);
+  BOOST_TEST(client.track("u", "stuck").ok());
+  BOOST_REQUIRE(server.wait_for_requests(1));  // the sender is inside deliver() from here on
+  for (int i = 0; i < 1000; ++i) BOOST_TEST(client.track("u", "e" + std::to_string(i)).ok());
+  const ClientStats stuck = client.stats();
+  BOOST_TEST(stuck.enqueued == 1001u);
+  BOOST_TEST(stuck.dropped == 996u);  // all but the one in flight and the 4 queued
+  // Held in memory: the batch in flight, the queue, and at most max_queue victims for on_error.
+  BOOST_TEST(stuck.queued <= 2 * o.max_queue + 1, "queued " << stuck.queued);
+  BOOST_TEST(stuck.dropped_unreported == 992u);  // past the first max_queue victims
+
+  server.release_hangs();
+  const ClientReport report = client.flush();
+  BOOST_TEST(report.complete);
+  BOOST_TEST(report.stats.sent == 5u);  // "stuck" and the 4 newest
+  BOOST_TEST(report.stats.queued == 0u);
+  BOOST_REQUIRE_EQUAL(errors.size(), 1u);
+  const auto& [error, victims] = errors.calls[0];
+  BOOST_TEST((error.kind == ClientError::Kind::dropped));
+  BOOST_TEST(error.message.find("992 more evicted") != std::string::npos, error.message);
+  BOOST_REQUIRE_EQUAL(victims.size(), o.max_queue);  // the oldest ones: the first evicted
+  BOOST_TEST(victims[0].event == "e0");
+  BOOST_TEST(victims[3].event == "e3");
+  // Every drop is accounted for: handed to on_error or counted as unreported.
+  BOOST_TEST(victims.size() + report.stats.dropped_unreported == report.stats.dropped);
+}
+
+BOOST_FIXTURE_TEST_CASE(flush_waits_for_evicted_events_to_reach_on_error, Fixture) {
+  auto watched = std::make_shared<WatchedClock>();
+  std::promise<void> entered;
+  std::promise<void> leave;
+  std::shared_future<void> may_leave = leave.get_future().share();
+  server.push(Reply::hang());
+  auto o = options();
+  o.clock = watched;
+  o.flush_at = 1;
+  o.max_queue = 1;
+  o.overflow = Overflow::drop_oldest;
+  o.on_error = [&, handler = errors.handler()](const ClientError& e, const std::vector<AnalyticsEvent>& batch) {
+    handler(e, batch);
+    entered.set_value();
+    may_leave.wait();
+  };
+  Client client(o);
+  std::future<ClientReport> flushed;
+  bool left = false;
+  auto let_leave = [&] {
+    if (!std::exchange(left, true)) leave.set_value();
+  };
+  // On every way out, a failed REQUIRE included: end the flush, then let on_error return.
+  struct Unblock {
+    std::function<void()> run;
+    ~Unblock() { run(); }
+  } unblock{[&] {
+    watched->advance(1h);
+    if (flushed.valid()) flushed.wait();
+    let_leave();
+  }};
+  BOOST_TEST(client.track("u", "a").ok());
+  BOOST_REQUIRE(server.wait_for_requests(1));  // "a" in flight, unanswered
+  BOOST_TEST(client.track("u", "b").ok());     // queued
+  flushed = std::async(std::launch::async, [&] {
+    watched->watch_this_thread();
+    return client.flush(50ms);  // on the manual clock: ends when the test advances it
+  });
+  BOOST_REQUIRE(watched->wait_for_watched());  // the flush covers "a" and "b"
+  BOOST_TEST(client.track("u", "c").ok());     // evicts "b"
+  server.release_hangs();                      // "a" is delivered, then "b" goes to on_error
+  BOOST_REQUIRE((entered.get_future().wait_for(20s) == std::future_status::ready));
+  watched->advance(50ms);  // the flush deadline passes while on_error still holds "b"
+  const ClientReport report = flushed.get();
+  let_leave();
+  BOOST_TEST(!report.complete);
+  BOOST_TEST(report.pending == 1u);
+  BOOST_TEST(report.stats.sent == 1u);
+  const ClientReport after = client.flush();
+  BOOST_TEST(after.complete);
+  BOOST_TEST(after.stats.sent == 2u);  // "a" and "c"
+  BOOST_REQUIRE_EQUAL(errors.size(), 1u);
+  BOOST_TEST(errors.calls[0].second.at(0).event == "b");
 }
 
 BOOST_AUTO_TEST_CASE(bad_options_name_the_field) {

@@ -130,6 +130,14 @@ BOOST_FIXTURE_TEST_CASE(other_5xx_is_retry_later, Fixture) {
   BOOST_TEST(r.reason.find("database on fire") != std::string::npos, r.reason);
 }
 
+BOOST_FIXTURE_TEST_CASE(status_408_is_retry_later, Fixture) {
+  server.push(Reply::status_code(408, "request timeout"));  // a proxy, a slow upload
+  const WriteResult r = sink.write(requests(1), 5s);
+  BOOST_TEST((r.kind == WriteResult::Kind::retry), r.reason);
+  BOOST_TEST(r.reason.find("HTTP 408") != std::string::npos, r.reason);
+  BOOST_TEST(sink.write(requests(1), 5s).ok());
+}
+
 BOOST_FIXTURE_TEST_CASE(status_4xx_is_a_permanent_failure_with_a_body_snippet, Fixture) {
   server.push(Reply::status_code(400, R"({"error":"batch[0].userId: missing"})" + std::string(500, ' ')));
   const WriteResult r = sink.write(requests(1), 5s);

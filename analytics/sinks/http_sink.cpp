@@ -86,7 +86,8 @@ WriteResult HttpSink::post(const std::string& url, const std::string& body,
     const auto after = http::parse_retry_after(result.retry_after, std::time(nullptr), opts_.max_retry_after);
     return WriteResult::retry_later(std::move(reason), after.value_or(milliseconds(0)));
   }
-  if (result.status >= 500) return WriteResult::retry_later(std::move(reason));
+  // 408: a proxy or the server timed out reading a slow upload; the batch itself is fine.
+  if (result.status == 408 || result.status >= 500) return WriteResult::retry_later(std::move(reason));
   return WriteResult::failure(std::move(reason));
 }
 

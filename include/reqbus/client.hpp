@@ -11,8 +11,8 @@
 // soon as flush_at events are queued. Serverless: flush_at = 1 and call flush() before each
 // invocation returns. Either way the client closes itself at process exit (see close_at_exit).
 //
-// Delivery: a batch is retried with exponential backoff on 5xx, 429 (Retry-After honoured as a
-// floor), timeouts and network errors, up to max_retries; 4xx (except 429) is not retried. A batch
+// Delivery: a batch is retried with exponential backoff on 5xx, 408, 429 (Retry-After honoured as
+// a floor), timeouts and network errors, up to max_retries; other 4xx are not retried. A batch
 // that is not delivered is handed to on_error with the error — never dropped silently — and
 // counted in stats().failed. Every event carries a messageId (a UUIDv7 unless given) so that a
 // receiver can deduplicate a batch that was delivered but whose response was lost.
@@ -66,7 +66,11 @@ struct ClientOptions {
   std::chrono::milliseconds read_timeout{10'000};
   ClientErrorHandler on_error{};                   // default: one warn log line per failed batch
 
-  size_t max_queue = 10'000;                  // events held in memory, sent or not yet
+  // Events waiting to be sent (the batch being sent is apart: at most flush_at more). With
+  // drop_oldest, up to max_queue more evicted events, kept without their JSON, wait for on_error
+  // (and as many may be in an on_error call); beyond that an evicted event is not handed to
+  // on_error, only counted (ClientStats::dropped_unreported).
+  size_t max_queue = 10'000;
   Overflow overflow = Overflow::drop_newest;  // when max_queue is reached; every drop is counted
   std::chrono::milliseconds enqueue_timeout{10};  // Overflow::block: longest wait for room
   size_t max_batch_bytes = 500 * 1024;  // a batch body stays under this (Segment's 500 KB limit)
@@ -85,9 +89,13 @@ struct ClientStats {
   uint64_t retried = 0;       // HTTP attempts that were retried
   uint64_t failed = 0;        // events handed to on_error after a failed delivery
   uint64_t dropped = 0;       // events lost to a full queue (newest refused, oldest evicted, block timeout)
+  // Of those evicted (drop_oldest), the ones never handed to on_error because max_queue earlier
+  // victims were still waiting for it (a stuck sender); the next `dropped` on_error call says how
+  // many since the one before.
+  uint64_t dropped_unreported = 0;
   uint64_t abandoned = 0;     // events still undelivered when close() reached its deadline
   uint64_t rejected = 0;      // calls refused as invalid (bad JSON, missing user id...)
-  uint64_t queued = 0;        // events waiting or in flight now
+  uint64_t queued = 0;        // events waiting, in flight, or evicted and not yet through on_error
 };
 
 // What flush() / close() achieved.

@@ -11,7 +11,7 @@
 // How responses map to WriteResult:
 //   2xx                                             -> ok
 //   429 or 503 (Retry-After honoured, capped)       -> retry_later(reason, retry_after)
-//   other 5xx, timeout, refused or dropped connection -> retry_later(reason)
+//   408, other 5xx, timeout, refused or dropped connection -> retry_later(reason)
 //   any other status (4xx, 3xx...)                  -> failure("HTTP 400 from <url>: <body snippet>")
 //   an event whose traits/properties are not JSON   -> failure (it can never be encoded)
 //
