@@ -1,0 +1,143 @@
+#include "app/ingest_sender.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <numeric>
+#include <thread>
+
+#include "analytics/request_json.hpp"
+#include "node/config.hpp"
+#include "reqbus/error.hpp"
+
+namespace reqbus::app {
+std::string http_error_text(httplib::Error e);  // cmd_top.cpp
+}  // namespace reqbus::app
+
+namespace reqbus::app::ingest_cmd {
+namespace {
+
+// Posting lines the bus refused again waits 200 ms, 400 ms, 800 ms, ... up to this.
+constexpr auto kMaxResendBackoff = std::chrono::milliseconds(2000);
+
+std::chrono::milliseconds resend_backoff(int resend) {
+  return resend >= 4 ? kMaxResendBackoff
+                     : std::min<std::chrono::milliseconds>(std::chrono::milliseconds(200 << resend), kMaxResendBackoff);
+}
+
+}  // namespace
+
+Sender::Sender(const IngestFlags& f, Counts& counts) : f_(f), counts_(counts) {
+  std::string host;
+  int port = 0;
+  if (auto e = node::parse_listen(f.node_addr, "--node-addr", host, port); !e.empty())
+    throw Error(ErrorCode::invalid_argument, e);
+  http_ = std::make_unique<httplib::Client>(host, port);
+  http_->set_keep_alive(true);
+  http_->set_tcp_nodelay(true);
+  http_->set_connection_timeout(5, 0);
+  http_->set_read_timeout(30, 0);
+  if (!f.token.empty()) http_->set_bearer_token_auth(f.token.c_str());
+}
+
+void Sender::add(const RequestLog& r) {
+  json::append_ndjson(body_, r);
+  body_.push_back('\n');
+  line_ends_.push_back(body_.size());
+  if (line_ends_.size() >= f_.batch) send();
+}
+
+void Sender::send() {
+  if (line_ends_.empty()) return;
+  if (!f_.dry_run) publish();
+  else counts_.accepted += line_ends_.size();
+  body_.clear();
+  line_ends_.clear();
+}
+
+// Posts the batch, then just the lines the node's bus refused, again and again with a growing
+// pause, --retries times at most. Ids are deterministic: a line that reaches the bus twice is
+// stored once.
+void Sender::publish() {
+  std::vector<size_t> lines(line_ends_.size());  // indices into the batch
+  std::iota(lines.begin(), lines.end(), size_t(0));
+  std::string body;
+  for (int resend = 0;; ++resend) {
+    std::vector<size_t> refused = settle(post(resend == 0 ? body_ : body), lines);
+    if (refused.empty()) return;
+    if (resend == f_.retries) {
+      counts_.refused += refused.size();
+      return;
+    }
+    counts_.resent += refused.size();
+    std::this_thread::sleep_for(resend_backoff(resend));
+    lines = std::move(refused);
+    body.clear();
+    for (size_t i : lines) body.append(line(i));
+  }
+}
+
+// Line i of the batch, with its '\n'.
+std::string_view Sender::line(size_t i) const {
+  const size_t begin = i == 0 ? 0 : line_ends_[i - 1];
+  return std::string_view(body_).substr(begin, line_ends_[i] - begin);
+}
+
+// Counts what the node made of `lines` (posted in this order) and returns the ones to post
+// again: those its bus refused ("bus: timed_out", "bus: dropped_newest", "bus: closed"), which
+// a later try can get in. Lines it found invalid will not get better: counted and logged.
+// The node lists only the first item errors (50), in order. When it refused more, which of the
+// lines after the last one listed got in is unknown: all of them are posted again and count
+// as accepted only then.
+std::vector<size_t> Sender::settle(const nlohmann::json& reply, const std::vector<size_t>& lines) {
+  uint64_t accepted = reply.value("accepted", uint64_t(0));
+  const uint64_t rejected = reply.value("rejected", uint64_t(0));
+  std::vector<size_t> again;
+  uint64_t listed = 0;
+  size_t known = 0;  // what became of lines [0, known) is known
+  for (const auto& e : reply.value("errors", nlohmann::json::array())) {
+    if (!e.is_object()) continue;
+    const size_t index = e.value("index", lines.size());
+    if (index >= lines.size()) continue;
+    ++listed;
+    known = index + 1;
+    const std::string why = e.value("error", std::string("?"));
+    if (why.rfind("bus:", 0) == 0) {
+      again.push_back(lines[index]);
+      counts_.refusal = why;
+    } else {
+      ++counts_.invalid;
+      limit_.log(LogLevel::warn, "ingest: the node rejected a line: " + why);
+    }
+  }
+  if (rejected > listed) {
+    const uint64_t unknown = lines.size() - known, refused_among = std::min<uint64_t>(unknown, rejected - listed);
+    accepted -= std::min(accepted, unknown - refused_among);
+    for (size_t i = known; i < lines.size(); ++i) again.push_back(lines[i]);
+  }
+  counts_.accepted += accepted;
+  return again;
+}
+
+// POSTs `body` and returns the node's 202 answer. A failure a later try can fix (no answer,
+// 429, 5xx) is tried again --retries times; then, or at once for other 4xx, throws.
+nlohmann::json Sender::post(const std::string& body) {
+  std::string why;
+  for (int attempt = 0; attempt <= f_.retries; ++attempt) {
+    if (attempt) std::this_thread::sleep_for(std::chrono::milliseconds(200 * attempt));  // backoff
+    auto res = http_->Post("/v1/requests", body, "application/x-ndjson");
+    if (!res) {
+      why = "cannot reach http://" + f_.node_addr + " (" + http_error_text(res.error()) + ")";
+      continue;
+    }
+    if (res->status == 202) {
+      auto j = nlohmann::json::parse(res->body, nullptr, false);
+      if (j.is_object()) return j;
+      throw Error(ErrorCode::transport, "ingest: the node answered 202 without its counts: " + res->body.substr(0, 200));
+    }
+    why = "the node answered " + std::to_string(res->status) + ": " + res->body.substr(0, 200);
+    if (res->status >= 400 && res->status < 500 && res->status != 429) break;  // will not get better
+  }
+  throw Error(ErrorCode::transport, "ingest: " + why);
+}
+
+}  // namespace reqbus::app::ingest_cmd
