@@ -196,6 +196,23 @@ Counts ingest_counts(const std::string& err) {
   return c;
 }
 
+// Stops a `reqbus ingest --follow` with SIGTERM (a follower exits 0) and returns its counts.
+Counts stop_follower(Process& follow) {
+  follow.signal(SIGTERM);
+  const auto status = follow.wait(20s);
+  BOOST_REQUIRE(status.has_value());
+  BOOST_TEST(*status == 0);
+  return ingest_counts(follow.err());
+}
+
+// Stops the node and checks that its store holds `n` rows, each request id once.
+void expect_stored_once(Served& node, int64_t n) {
+  node.stop();
+  Db db(node.db);
+  BOOST_TEST(db.scalar("SELECT count(*) FROM requests") == n);
+  BOOST_TEST(db.scalar("SELECT count(DISTINCT request_id) FROM requests") == n);
+}
+
 // "path status" of every NDJSON line of a tail's stdout whose path starts with `prefix`.
 std::multiset<std::string> tailed(const std::string& out, const std::string& prefix) {
   std::multiset<std::string> got;
@@ -504,19 +521,12 @@ BOOST_AUTO_TEST_CASE(ingest_follow_reads_across_a_rotation) {
   write_file(file, combined("198.51.100.2", "/rot/new/8", 404, 8), std::ios::app);
   BOOST_REQUIRE(poll_until([&] { return node.live_total() == 32; }, 30s));
 
-  follow.signal(SIGTERM);
-  const auto status = follow.wait(20s);
-  BOOST_REQUIRE(status.has_value());
-  BOOST_TEST(*status == 0);
-  const Counts n = ingest_counts(follow.err());
+  const Counts n = stop_follower(follow);
   BOOST_TEST(n.accepted == 32u);
   BOOST_TEST(n.unparsable == 0u);
   BOOST_TEST(node.live_total() == 32u);
-  node.stop();
-
+  expect_stored_once(node, 32);
   Db db(node.db);
-  BOOST_TEST(db.scalar("SELECT count(*) FROM requests") == 32);
-  BOOST_TEST(db.scalar("SELECT count(DISTINCT request_id) FROM requests") == 32);
   BOOST_TEST(db.scalar("SELECT count(DISTINCT path) FROM requests WHERE path LIKE '/rot/old/%'") == 23);
   BOOST_TEST(db.scalar("SELECT count(DISTINCT path) FROM requests WHERE path LIKE '/rot/new/%'") == 9);
 }
@@ -549,17 +559,11 @@ BOOST_AUTO_TEST_CASE(ingest_follow_keeps_reading_the_renamed_file_after_switchin
   write_file(file, combined("198.51.100.4", "/drain/new/5", 200, 5), std::ios::app);
   BOOST_REQUIRE(poll_until([&] { return node.live_total() == 20; }, 20s));
 
-  follow.signal(SIGTERM);
-  const auto status = follow.wait(20s);
-  BOOST_REQUIRE(status.has_value());
-  BOOST_TEST(*status == 0);
-  const Counts n = ingest_counts(follow.err());
+  const Counts n = stop_follower(follow);
   BOOST_TEST(n.accepted == 20u);
   BOOST_TEST(n.unparsable == 0u);
-  node.stop();
+  expect_stored_once(node, 20);
   Db db(node.db);
-  BOOST_TEST(db.scalar("SELECT count(*) FROM requests") == 20);
-  BOOST_TEST(db.scalar("SELECT count(DISTINCT request_id) FROM requests") == 20);
   BOOST_TEST(db.scalar("SELECT count(DISTINCT path) FROM requests WHERE path LIKE '/drain/old/%'") == 14);
   BOOST_TEST(db.scalar("SELECT count(DISTINCT path) FROM requests WHERE path LIKE '/drain/new/%'") == 6);
 }
@@ -577,11 +581,7 @@ BOOST_AUTO_TEST_CASE(ingest_follow_does_not_publish_an_unfinished_last_line_at_s
   write_file(file, log);
   Process follow(reqbus_binary(), {"ingest", file, "--follow", "--node-addr", node.addr()});
   BOOST_REQUIRE_MESSAGE(poll_until([&] { return node.live_total() == 3; }, 30s), follow.err());
-  follow.signal(SIGTERM);
-  const auto status = follow.wait(20s);
-  BOOST_REQUIRE(status.has_value());
-  BOOST_TEST(*status == 0);
-  const Counts n = ingest_counts(follow.err());
+  const Counts n = stop_follower(follow);
   BOOST_TEST(n.lines == 3u);
   BOOST_TEST(n.accepted == 3u);
   BOOST_TEST(n.unparsable == 0u);
