@@ -1,7 +1,7 @@
 // Bus API: options validation, broadcast (the caller-side hot path), subscribe, close, stats.
-#include <algorithm>
 #include <unistd.h>
 
+#include <algorithm>
 #include <random>
 
 #include "bus/bus_impl.hpp"
@@ -96,6 +96,12 @@ void encode_published(std::string& out, const AnalyticsEvent& e, const std::stri
   const int64_t at = e.timestamp ? e.timestamp : now_us();
   if (need_id) uuid_v7_into(id, at / 1000);
   codec::detail::append_analytics(out, e, need_id ? std::string_view(id, 36) : e.message_id, at, node, seq);
+}
+
+// SubscribeOptions::rcv_hwm = 0: enough full frames for max_pending events, 2..256.
+int auto_rcv_hwm(size_t max_pending, size_t events_per_frame) {
+  const size_t frames = (max_pending + events_per_frame - 1) / events_per_frame;
+  return int(std::clamp<size_t>(frames, 2, 256));
 }
 
 std::vector<detail::PeerEndpoint> parse_peers(const BusOptions& o, const std::vector<std::string>& list,
@@ -206,7 +212,8 @@ Subscription Bus::Impl::subscribe(SubscribeOptions o, Handler handler) {
   if (auto why = detail::check_topic(o.topic); !why.empty())
     throw Error(ErrorCode::invalid_argument, "SubscribeOptions." + why);
   if (o.max_pending < 1) throw Error(ErrorCode::invalid_argument, "SubscribeOptions.max_pending: must be >= 1");
-  if (o.rcv_hwm < 1) throw Error(ErrorCode::invalid_argument, "SubscribeOptions.rcv_hwm: must be >= 1");
+  if (o.rcv_hwm < 0) throw Error(ErrorCode::invalid_argument, "SubscribeOptions.rcv_hwm: negative");
+  if (o.rcv_hwm == 0) o.rcv_hwm = auto_rcv_hwm(o.max_pending, options.max_events_per_frame);
   // Held until the subscription is live, so close() never runs while a subscriber is half
   // started (its threads and futures being created, its socket not yet connected).
   std::lock_guard start_lock(subscribe_mu_);

@@ -573,6 +573,46 @@ void check_slow_subscription(Overflow policy) {
 BOOST_AUTO_TEST_CASE(drop_newest_on_a_slow_subscription) { check_slow_subscription(Overflow::drop_newest); }
 BOOST_AUTO_TEST_CASE(drop_oldest_on_a_slow_subscription) { check_slow_subscription(Overflow::drop_oldest); }
 
+// A block-policy subscription whose handler is stuck stops reading; the publisher then runs on
+// only until the ZeroMQ pipe is full. By default that pipe is sized from max_pending, so what the
+// bus accepts stays near the configured bounds (it used to hold 384 frames of 512, ~196 k events,
+// whatever max_pending said: tests/overload_test drained them into a slow sink for ~50 s).
+BOOST_AUTO_TEST_CASE(a_stuck_block_subscription_holds_back_about_its_bounds_not_the_pipes) {
+  BusOptions o;
+  o.node_id = "stuck";
+  o.overflow = Overflow::drop_newest;  // the publish queue refuses at once once all is full
+  o.queue_max_events = 1000;
+  Bus bus(o);
+  Latch latch;
+  std::atomic<uint64_t> handled{0};
+  SubscribeOptions so;
+  so.max_pending = 1000;  // rcv_hwm 0: sized from this, 2 frames
+  Subscription sub = bus.subscribe(so, [&](const Message&) {
+    latch.wait();
+    ++handled;
+  });
+  uint64_t accepted = 0;
+  int refused_in_a_row = 0;
+  while (accepted < 300'000 && refused_in_a_row < 200) {
+    if (bus.broadcast(sample_log("/stuck")) == PublishStatus::ok) {
+      ++accepted;
+      refused_in_a_row = 0;
+    } else {
+      ++refused_in_a_row;
+      std::this_thread::sleep_for(1ms);  // let the publisher thread fill the pipe if it can
+    }
+  }
+  // Publish queue + the pipe (inproc_hwm 16 + rcv_hwm 2 frames of 512) + the frame the reader
+  // holds + max_pending + the event in the handler.
+  const uint64_t bound = 1000 + (16 + 2) * 512 + 512 + 1000 + 1;
+  BOOST_TEST_MESSAGE("accepted " << accepted << ", bound " << bound);
+  BOOST_TEST(accepted <= bound, "the bus accepted " << accepted << " events for a stuck subscriber, bound " << bound);
+  latch.open();
+  const CloseReport report = bus.close(60s);
+  BOOST_TEST(!report.deadline_reached);
+  BOOST_TEST(handled.load() == accepted);  // block: everything accepted is delivered
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(bus_close)

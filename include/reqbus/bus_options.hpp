@@ -73,13 +73,15 @@ struct BusOptions {
   // --- framing and transport ---
   size_t max_events_per_frame = 512;       // events coalesced into one ZeroMQ message; 1..4096
   size_t max_frame_bytes = 256 << 10;      // soft cap on one frame's encoded records (256 KiB)
-  // ZeroMQ bounds its pipes in frames, so these bounds in events scale with the frame size
-  // (128 full frames of 512 are 65,536 events); raise max_events_per_frame, lower these. They
-  // were halved when frames went from 256 to 512 events, so a slow subscriber holds back the
-  // same number of events as before (tests/overload_test: with the pipes' bounds in events
-  // doubled, a block-policy bus buffered twice as much and took ~1 min to drain into a slow sink).
-  int inproc_hwm = 128;                    // frames queued per local subscriber before the
-                                           // publisher waits (XPUB_NODROP: local is lossless)
+  // ZeroMQ bounds its pipes in frames, not events. For a local subscriber the pipe holds up to
+  // inproc_hwm (the publisher's side) + SubscribeOptions::rcv_hwm (the subscriber's side) frames,
+  // i.e. that many times max_events_per_frame events beyond the subscription's max_pending: with
+  // the defaults 16 + 128 frames of 512 for a max_pending of 65,536, about 73 k events. A block
+  // policy subscription that stops reading lets the publisher run on until the pipe is full, so
+  // this is events a slow sink still has to drain at close (tests/overload_test: with 128 + 256
+  // frames a block-policy bus buffered ~196 k events and took ~50 s to drain into a slow sink).
+  int inproc_hwm = 16;                     // frames queued per local subscriber on the publisher's
+                                           // side before it waits (XPUB_NODROP: local is lossless)
   int tcp_hwm = 5000;                      // frames queued per tcp peer; beyond it ZeroMQ drops,
                                            // and peers count the loss as sequence gaps
   size_t max_message_bytes = 1 << 20;      // frames from peers larger than this are dropped and
@@ -103,7 +105,10 @@ struct SubscribeOptions {
   size_t max_pending = 65536;          // events; must be >= 1
   // block: never drop (the bus slows its publishers instead); drop_*: shed load here and count it.
   Overflow overflow = Overflow::block;
-  int rcv_hwm = 256;                   // frames buffered in the ZeroMQ socket
+  // Frames buffered in the subscription's ZeroMQ socket (see BusOptions::inproc_hwm). 0 (default)
+  // = sized from max_pending: ceil(max_pending / max_events_per_frame) frames, 2..256, so the pipe
+  // holds about as many events as the subscription's own queue.
+  int rcv_hwm = 0;
   // How long subscribe() waits for the subscription to be live (events published after it
   // returns are guaranteed to be seen).
   std::chrono::milliseconds ready_timeout{5000};
