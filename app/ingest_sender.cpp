@@ -85,14 +85,16 @@ std::string_view Sender::line(size_t i) const {
 // Counts what the node made of `lines` (posted in this order) and returns the ones to post
 // again: those its bus refused ("bus: timed_out", "bus: dropped_newest", "bus: closed"), which
 // a later try can get in. Lines it found invalid will not get better: counted and logged.
-// The node lists only the first item errors (50), in order. When it refused more, which of the
-// lines after the last one listed got in is unknown: all of them are posted again and count
-// as accepted only then.
+// The node names every refused line in "refused". A node from before that field lists only the
+// first item errors (50): when it refused more, which of the lines after the last one listed
+// got in is unknown, so all of them are posted again and count as accepted only then.
 std::vector<size_t> Sender::settle(const nlohmann::json& reply, const std::vector<size_t>& lines) {
   uint64_t accepted = reply.value("accepted", uint64_t(0));
   const uint64_t rejected = reply.value("rejected", uint64_t(0));
+  const auto refused = reply.find("refused");
+  const bool exact = refused != reply.end() && refused->is_array();
   std::vector<size_t> again;
-  uint64_t listed = 0;
+  uint64_t listed = 0, invalid_listed = 0;
   size_t known = 0;  // what became of lines [0, known) is known
   for (const auto& e : reply.value("errors", nlohmann::json::array())) {
     if (!e.is_object()) continue;
@@ -102,17 +104,27 @@ std::vector<size_t> Sender::settle(const nlohmann::json& reply, const std::vecto
     known = index + 1;
     const std::string why = e.value("error", std::string("?"));
     if (why.rfind("bus:", 0) == 0) {
-      again.push_back(lines[index]);
+      if (!exact) again.push_back(lines[index]);
       counts_.refusal = why;
     } else {
-      ++counts_.invalid;
+      ++invalid_listed;
       limit_.log(LogLevel::warn, "ingest: the node rejected a line: " + why);
     }
   }
-  if (rejected > listed) {
-    const uint64_t unknown = lines.size() - known, refused_among = std::min<uint64_t>(unknown, rejected - listed);
-    accepted -= std::min(accepted, unknown - refused_among);
-    for (size_t i = known; i < lines.size(); ++i) again.push_back(lines[i]);
+  if (exact) {
+    for (const auto& r : *refused) {
+      const size_t index = r.is_number_unsigned() ? r.get<size_t>() : lines.size();
+      if (index < lines.size()) again.push_back(lines[index]);
+    }
+    if (!again.empty() && counts_.refusal.empty()) counts_.refusal = "bus: refused";
+    counts_.invalid += rejected - std::min<uint64_t>(rejected, again.size());  // the rest were invalid
+  } else {
+    counts_.invalid += invalid_listed;
+    if (rejected > listed) {
+      const uint64_t unknown = lines.size() - known, refused_among = std::min<uint64_t>(unknown, rejected - listed);
+      accepted -= std::min(accepted, unknown - refused_among);
+      for (size_t i = known; i < lines.size(); ++i) again.push_back(lines[i]);
+    }
   }
   counts_.accepted += accepted;
   return again;

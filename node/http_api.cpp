@@ -65,9 +65,16 @@ std::vector<size_t> valid_item_indices(size_t valid, const std::vector<segment::
   return out;
 }
 
-void sort_by_index(std::vector<segment::ItemError>& errors) {
-  std::stable_sort(errors.begin(), errors.end(),
+// The answer to a body of items: counts, the first kMaxErrorsListed errors in body order, and
+// every item the bus refused ("refused": indices, ascending, never cut short). Those can get in
+// on a later try (the bus was full or closing), so a sender resends exactly them; the invalid
+// ones will not get better.
+nlohmann::json items_reply(size_t accepted, std::vector<segment::ItemError>& rejected,
+                           const std::vector<size_t>& refused) {
+  std::stable_sort(rejected.begin(), rejected.end(),
                    [](const segment::ItemError& a, const segment::ItemError& b) { return a.index < b.index; });
+  return {{"accepted", accepted}, {"rejected", rejected.size()}, {"errors", error_list(rejected)},
+          {"refused", refused}};
 }
 
 }  // namespace
@@ -282,19 +289,19 @@ void HttpApi::Impl::post_requests(const std::string& body, httplib::Response& re
     }
   }
   size_t accepted = 0;
+  std::vector<size_t> refused;
   for (size_t i = 0; i < parsed.logs.size(); ++i) {
     const PublishStatus s = hooks.publish_request(parsed.logs[i]);
     if (s == PublishStatus::ok) {
       ++accepted;
     } else {
       parsed.rejected.push_back({item_index[i], std::string("bus: ") + to_string(s)});
+      refused.push_back(item_index[i]);
     }
   }
-  sort_by_index(parsed.rejected);
   items_accepted += accepted;
   items_rejected += parsed.rejected.size();
-  json_reply(res, 202, {{"accepted", accepted}, {"rejected", parsed.rejected.size()},
-                        {"errors", error_list(parsed.rejected)}});
+  json_reply(res, 202, items_reply(accepted, parsed.rejected, refused));
 }
 
 void HttpApi::Impl::post_batch(const httplib::Request& req, const std::string& body, httplib::Response& res) {
@@ -313,16 +320,21 @@ void HttpApi::Impl::post_batch(const httplib::Request& req, const std::string& b
   }
   const std::vector<size_t> item_index = valid_item_indices(parsed.events.size(), parsed.rejected);
   size_t accepted = 0;
+  std::vector<size_t> refused;
   for (size_t i = 0; i < parsed.events.size(); ++i) {
     const PublishStatus s = hooks.publish_event(parsed.events[i]);
-    if (s == PublishStatus::ok) ++accepted;
-    else parsed.rejected.push_back({item_index[i], std::string("bus: ") + to_string(s)});
+    if (s == PublishStatus::ok) {
+      ++accepted;
+    } else {
+      parsed.rejected.push_back({item_index[i], std::string("bus: ") + to_string(s)});
+      refused.push_back(item_index[i]);
+    }
   }
-  sort_by_index(parsed.rejected);
   items_accepted += accepted;
   items_rejected += parsed.rejected.size();
-  json_reply(res, 200, {{"success", true}, {"accepted", accepted}, {"rejected", parsed.rejected.size()},
-                        {"errors", error_list(parsed.rejected)}});
+  nlohmann::json reply = items_reply(accepted, parsed.rejected, refused);
+  reply["success"] = true;
+  json_reply(res, 200, reply);
 }
 
 void HttpApi::Impl::stream(const httplib::Request& req, httplib::Response& res) {

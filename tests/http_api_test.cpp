@@ -240,6 +240,7 @@ BOOST_AUTO_TEST_CASE(ndjson_publishes_valid_lines_and_rejects_invalid_ones_by_fi
   BOOST_TEST(j["errors"][1]["index"] == 3);
   BOOST_TEST(contains(str(j["errors"][1]["error"]), "path"), j["errors"][1]);
   BOOST_TEST(j["errors"][2]["index"] == 4);
+  BOOST_TEST((j["refused"].is_array() && j["refused"].empty()), j);  // invalid, not refused by the bus
 
   const auto got = f.receive(3);
   std::multiset<std::string> paths;
