@@ -131,7 +131,7 @@ bool Batcher::Impl::read_next_segment(ReplayOutcome& outcome) {
 
 // The sink will never take this batch: it moves to the dead-letter file (nothing lost, an
 // operator can look at it) so that the batches behind it are replayed; if even that file
-// refuses it, it is dropped, counted as permanent.
+// refuses it, it is dropped, counted as dead_letter_error.
 void Batcher::Impl::dead_letter(size_t batch_events, const std::string& why) {
   const std::string what = std::to_string(batch_events) + " spooled events permanently (" + why + ")";
   std::string error;
@@ -141,7 +141,7 @@ void Batcher::Impl::dead_letter(size_t batch_events, const std::string& why) {
                                        spool_->dead_letter_path());
     return;
   }
-  counters_.drops[static_cast<size_t>(detail::DropReason::permanent)] += batch_events;
+  counters_.drops[static_cast<size_t>(detail::DropReason::dead_letter_error)] += batch_events;
   loss_log_.log(LogLevel::error, "batcher: DROPPED: " + sink_->name() + " rejected " + what +
                                      " and the dead-letter file refused them: " + error);
 }

@@ -359,7 +359,7 @@ BatcherReport Batcher::Impl::snapshot_report() const {
                d(DropReason::timeout),  d(DropReason::closed),
                d(DropReason::retries_exhausted), d(DropReason::permanent),
                d(DropReason::close_deadline),    d(DropReason::spool_full),
-               d(DropReason::spool_error)};
+               d(DropReason::spool_error),       d(DropReason::dead_letter_error)};
   return r;
 }
 
@@ -391,7 +391,7 @@ BatcherReport Batcher::Impl::flush(std::chrono::milliseconds deadline) {
     a = {a.newest - d.newest, a.oldest - d.oldest, a.timeout - d.timeout, a.closed - d.closed,
          a.retries_exhausted - d.retries_exhausted, a.permanent - d.permanent,
          a.close_deadline - d.close_deadline, a.spool_full - d.spool_full,
-         a.spool_error - d.spool_error};
+         a.spool_error - d.spool_error, a.dead_letter_error - d.dead_letter_error};
     report_base_ = now;
   }
   r.deadline_reached = !done;

@@ -32,9 +32,9 @@ namespace detail {
 
 enum class DropReason : uint8_t {
   newest, oldest, timeout, closed, retries_exhausted, permanent, close_deadline, spool_full,
-  spool_error,
+  spool_error, dead_letter_error,
 };
-inline constexpr size_t kDropReasons = 9;
+inline constexpr size_t kDropReasons = 10;
 
 struct Batch {
   uint64_t id = 0;

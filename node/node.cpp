@@ -253,6 +253,7 @@ std::string Node::metrics() const {
     w.sample("reqbus_batcher_dropped_total", "reason", "spool_full", double(s.dropped.spool_full));
     w.sample("reqbus_batcher_dropped_total", "reason", "spool_error", double(s.dropped.spool_error));
     w.sample("reqbus_batcher_dropped_total", "reason", "no_spool", double(s.dropped.retries_exhausted + s.dropped.permanent + s.dropped.close_deadline));
+    w.sample("reqbus_batcher_dropped_total", "reason", "dead_letter_error", double(s.dropped.dead_letter_error));
     w.gauge("reqbus_batcher_queue_depth", "Events buffered or in flight in the Batcher.", double(s.queue_depth));
     w.gauge("reqbus_spool_bytes", "Bytes in the spool.", double(s.spool_bytes));
     w.gauge("reqbus_flush_latency_seconds", "Latency of the last successful sink write.", double(s.last_flush_latency.count()) / 1e6);

@@ -1083,6 +1083,34 @@ BOOST_AUTO_TEST_CASE(a_batch_the_store_always_rejects_is_dead_lettered_and_repla
   BOOST_TEST(stats.enqueued == stats.delivered + stats.replayed + stats.dead_lettered + stats.dropped.total());
 }
 
+// When even the dead-letter file refuses the rejected batch (here a directory in its place), the
+// batch is dropped, logged and counted under its own reason, and replay still goes on.
+BOOST_AUTO_TEST_CASE(a_rejected_batch_the_dead_letter_file_refuses_is_counted_as_its_own_drop) {
+  Rig rig;
+  LogCapture logs;
+  const std::string db = rig.dir.sub("store.db");
+  auto store = std::make_shared<FaultyStore>(db);
+  store->reject_if([](const Message& m) { return m.request.seq == 1; });
+  Batcher batcher(store, store_fault_options(rig, 2));
+  fs::create_directories(fs::path(rig.spool()) / "dead-letter.dlq");
+  enqueue_range(batcher, 0, 2);  // rejected: spooled
+  BOOST_REQUIRE_EQUAL(batcher.flush(1s).spooled, 2u);
+  enqueue_range(batcher, 2, 4);  // stored live
+  BOOST_REQUIRE_EQUAL(batcher.flush(1s).delivered, 2u);
+
+  const BatcherStats stats = stats_when(batcher, [&](const BatcherStats& s) {
+    rig.clock->advance(100ms);
+    return s.spool_segments == 0;
+  });
+  BOOST_TEST(stats.dropped.dead_letter_error == 2u);
+  BOOST_TEST(stats.dropped.permanent == 0u);  // that one means: no spool at all
+  BOOST_TEST(stats.dead_lettered == 0u);
+  BOOST_TEST(logs.contains("DROPPED"));
+  BOOST_TEST(logs.contains("the dead-letter file refused them"));
+  BOOST_TEST(stored_rows(db).rows == 2u);
+  BOOST_TEST(stats.enqueued == stats.delivered + stats.replayed + stats.dead_lettered + stats.dropped.total());
+}
+
 // drain() takes the waiting batches while close() runs out of time: close() spools every one of
 // them. drain() used to hold them where close() could not see them: unwritten, unspooled, uncounted.
 BOOST_AUTO_TEST_CASE(close_at_its_deadline_spools_the_batches_a_concurrent_drain_holds) {

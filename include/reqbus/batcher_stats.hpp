@@ -14,16 +14,17 @@ struct BatcherDrops {
   uint64_t closed = 0;             // enqueued after close()
   // The following happen only without a spool (or when the spool refuses):
   uint64_t retries_exhausted = 0;  // no spool: retry_max_attempts failed
-  // The sink said the batch can never succeed: no spool, or at replay when the dead-letter
-  // file refused the batch (see BatcherStats::dead_lettered).
-  uint64_t permanent = 0;
+  uint64_t permanent = 0;          // no spool: the sink said the batch can never succeed
   uint64_t close_deadline = 0;     // no spool: still undelivered at close()'s deadline
   uint64_t spool_full = 0;         // the spool reached spool_max_bytes
   uint64_t spool_error = 0;        // the spool could not be written (disk error)
+  // At replay the sink rejected a spooled batch for good and the dead-letter file could not take
+  // it either (see BatcherStats::dead_lettered).
+  uint64_t dead_letter_error = 0;
 
   uint64_t total() const noexcept {
     return newest + oldest + timeout + closed + retries_exhausted + permanent + close_deadline +
-           spool_full + spool_error;
+           spool_full + spool_error + dead_letter_error;
   }
 };
 
