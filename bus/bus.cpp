@@ -126,6 +126,7 @@ Bus::Impl::Impl(BusOptions opts)
       queue_(options.queue_max_events, options.queue_max_bytes, options.max_events_per_frame,
              options.max_frame_bytes, options.node_id.size() + 6 * codec::detail::WireWriter::kMaxPrefix) {
   closed_.name = "(closed)";
+  queue_.stamp_sequence();
   if (options.publish_linger > std::chrono::microseconds::zero())
     queue_.set_lazy_wake(options.publish_linger,
                          std::max<std::chrono::microseconds>(std::chrono::milliseconds(5), 4 * options.publish_linger));
@@ -185,7 +186,7 @@ PublishStatus Bus::Impl::publish(const Event& event, std::string_view topic, cha
   // Encoded in this thread's own buffer (it stays in cache), then copied into the frame.
   thread_local std::string record;
   record.clear();
-  encode_published(record, event, options.node_id, next_seq_.fetch_add(1, std::memory_order_relaxed));
+  encode_published(record, event, options.node_id, detail::FrameQueue::kSeqToStamp);  // push() numbers it
   const auto deadline = options.overflow == Overflow::block
                             ? std::chrono::steady_clock::now() + options.block_timeout
                             : std::chrono::steady_clock::time_point{};
@@ -193,7 +194,6 @@ PublishStatus Bus::Impl::publish(const Event& event, std::string_view topic, cha
   if (out.evicted) dropped_oldest_.fetch_add(out.evicted, std::memory_order_relaxed);
   switch (out.result) {
     case detail::PushResult::ok:
-      published_.fetch_add(1, std::memory_order_relaxed);
       return PublishStatus::ok;
     case detail::PushResult::dropped_newest:
       dropped_newest_.fetch_add(1, std::memory_order_relaxed);
@@ -294,7 +294,7 @@ CloseReport Bus::Impl::close(std::chrono::milliseconds budget) {
 
 BusStats Bus::Impl::stats() const {
   BusStats s;
-  s.published = published_.load();
+  s.published = queue_.accepted();
   s.dropped_newest = dropped_newest_.load();
   s.dropped_oldest = dropped_oldest_.load();
   s.dropped_timeout = dropped_timeout_.load();

@@ -68,11 +68,10 @@ class Bus::Impl {
   std::atomic<bool> accepting_{true};
   std::atomic<bool> abort_{false};          // close() deadline passed: stop waiting on sockets
   std::atomic<bool> receiver_stop_{false};
-  std::atomic<uint64_t> next_seq_{0};       // per-node RequestLog/AnalyticsEvent seq
   std::atomic<uint64_t> subscriber_count_{0};
 
   // Counters (relaxed atomics: totals only).
-  std::atomic<uint64_t> published_{0}, dropped_newest_{0}, dropped_oldest_{0},
+  std::atomic<uint64_t> dropped_newest_{0}, dropped_oldest_{0},
       dropped_timeout_{0}, dropped_closed_{0}, dropped_close_deadline_{0}, rejected_invalid_{0},
       frames_sent_{0}, events_sent_{0}, remote_frames_{0}, remote_events_{0}, remote_gaps_{0},
       peer_disconnects_{0}, handshake_failures_{0}, echoes_ignored_{0}, remote_rejected_events_{0},

@@ -33,6 +33,11 @@ FrameQueue::FrameQueue(size_t max_events, size_t max_bytes, size_t frame_events,
       // subscriber still holds; more are allocated when needed and freed after.
       pool_(std::make_shared<FramePool>(8)) {}
 
+void FrameQueue::stamp_sequence() {
+  std::lock_guard lock(mu_);
+  stamp_ = true;
+}
+
 void FrameQueue::set_lazy_wake(Clock::duration nap, Clock::duration idle) {
   std::lock_guard lock(mu_);
   nap_ = nap;
@@ -78,9 +83,14 @@ PushOutcome FrameQueue::push(std::string_view record, std::string_view topic, ch
     back = frames_.back().get();
   }
   back->bytes.append(record);
+  if (stamp_ && size >= 9) {  // big-endian, as msgpack writes a uint64
+    char* at = back->bytes.data() + back->bytes.size() - 8;
+    for (int i = 7; i >= 0; --i) at[7 - i] = char(accepted_ >> (8 * i));
+  }
   back->sizes.push_back(uint32_t(size));
   bytes_ += size;
   ++count_;
+  ++accepted_;
   const bool wake_consumer = consumer_waiting_ && (!consumer_napping_ || count_ >= frame_events_);
   lock.unlock();
   // Notified after unlocking (so also in pop and in BoundedQueue). The woken thread may preempt
@@ -170,6 +180,11 @@ size_t FrameQueue::clear() {
 size_t FrameQueue::size() const {
   std::lock_guard lock(mu_);
   return count_;
+}
+
+uint64_t FrameQueue::accepted() const {
+  std::lock_guard lock(mu_);
+  return accepted_;
 }
 
 size_t FrameQueue::bytes() const {

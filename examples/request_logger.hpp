@@ -28,6 +28,7 @@
 #include <cstring>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -122,10 +123,20 @@ class RequestLogger {
   mutable std::mutex sessions_mu_;
   SessionTable sessions_;  // guarded by sessions_mu_
 
-  // One counter per outcome, one increment per response: `served` is their sum, so a request
-  // writes one shared cache line here, not two.
-  std::atomic<uint64_t> published_{0}, dropped_newest_{0}, timed_out_{0}, closed_{0},
-      invalid_{0}, unparsed_{0}, truncated_{0}, sessions_created_{0}, sessions_evicted_{0},
+  // One counter per outcome, one increment per response (`served` is their sum), kept per
+  // thread: a response writes its own thread's cache line, which no other thread writes, and
+  // stats() adds the slots up. (One shared counter moved between the CPUs on every request.)
+  enum Outcome : uint8_t { kPublished, kDroppedNewest, kTimedOut, kClosed, kInvalid, kUnparsed, kOutcomes };
+  struct alignas(64) OutcomeSlot {
+    std::atomic<uint64_t> n[kOutcomes] = {};
+  };
+  void count(Outcome outcome);
+  OutcomeSlot& my_slot();
+  const uint64_t instance_;  // tells this logger from one made later at the same address
+  mutable std::mutex slots_mu_;
+  std::deque<OutcomeSlot> slots_;  // guarded by slots_mu_ (growth); a deque: slots never move
+
+  std::atomic<uint64_t> truncated_{0}, sessions_created_{0}, sessions_evicted_{0},
       sessions_expired_{0}, sessions_failed_{0};
 };
 
@@ -188,7 +199,10 @@ inline LoggedHeaders logged_headers(const httplib::Request& req) {
 }  // namespace detail
 
 inline RequestLogger::RequestLogger(Bus& bus, RequestLoggerOptions options)
-    : bus_(bus), options_(std::move(options)), sessions_(options_.max_sessions) {
+    : bus_(bus), options_(std::move(options)), sessions_(options_.max_sessions), instance_([] {
+        static std::atomic<uint64_t> next{1};
+        return next.fetch_add(1);
+      }()) {
   if (!options_.clock) throw Error(ErrorCode::invalid_argument, "RequestLoggerOptions.clock: null");
   if (options_.max_sessions < 1 || options_.max_sessions > SessionTable::kMaxCapacity)
     throw Error(ErrorCode::invalid_argument, "RequestLoggerOptions.max_sessions: must be 1..2^30");
@@ -255,7 +269,7 @@ inline void RequestLogger::on_written(const httplib::Request& req, const httplib
   InFlight& f = in_flight();
   const auto end = options_.clock->now();
   if (req.method.empty()) {  // no request line to report; counted, not published
-    unparsed_.fetch_add(1, std::memory_order_relaxed);
+    count(kUnparsed);
     f = InFlight{};
     return;
   }
@@ -281,13 +295,38 @@ inline void RequestLogger::on_written(const httplib::Request& req, const httplib
   // request_id, node_id and seq are left empty: the bus fills them.
 
   switch (bus_.broadcast(log, options_.topic)) {
-    case PublishStatus::ok: published_.fetch_add(1, std::memory_order_relaxed); break;
-    case PublishStatus::dropped_newest: dropped_newest_.fetch_add(1, std::memory_order_relaxed); break;
-    case PublishStatus::timed_out: timed_out_.fetch_add(1, std::memory_order_relaxed); break;
-    case PublishStatus::closed: closed_.fetch_add(1, std::memory_order_relaxed); break;
-    case PublishStatus::invalid: invalid_.fetch_add(1, std::memory_order_relaxed); break;
+    case PublishStatus::ok: count(kPublished); break;
+    case PublishStatus::dropped_newest: count(kDroppedNewest); break;
+    case PublishStatus::timed_out: count(kTimedOut); break;
+    case PublishStatus::closed: count(kClosed); break;
+    case PublishStatus::invalid: count(kInvalid); break;
   }
   f = InFlight{};
+}
+
+inline void RequestLogger::count(Outcome outcome) {
+  std::atomic<uint64_t>& n = my_slot().n[outcome];
+  n.store(n.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // only this thread writes it
+}
+
+// This thread's slot of this logger: found in a small per-thread cache (a thread serves one
+// logger, or a few), else made once under the lock.
+inline RequestLogger::OutcomeSlot& RequestLogger::my_slot() {
+  struct Cached {
+    uint64_t instance = 0;
+    OutcomeSlot* slot = nullptr;
+  };
+  thread_local Cached cache[4];
+  thread_local unsigned next_victim = 0;
+  for (const Cached& c : cache)
+    if (c.instance == instance_) return *c.slot;
+  OutcomeSlot* slot;
+  {
+    std::lock_guard lock(slots_mu_);
+    slot = &slots_.emplace_back();
+  }
+  cache[next_victim++ % 4] = Cached{instance_, slot};
+  return *slot;
 }
 
 inline bool RequestLogger::touch_session(std::string_view cookie_id, Clock::time_point now,
@@ -334,12 +373,17 @@ inline std::string_view RequestLogger::fit(std::string_view value, size_t limit)
 
 inline RequestLoggerStats RequestLogger::stats() const {
   RequestLoggerStats s;
-  s.published = published_.load();
-  s.dropped_newest = dropped_newest_.load();
-  s.timed_out = timed_out_.load();
-  s.closed = closed_.load();
-  s.invalid = invalid_.load();
-  s.unparsed = unparsed_.load();
+  {
+    std::lock_guard lock(slots_mu_);
+    for (const OutcomeSlot& slot : slots_) {
+      s.published += slot.n[kPublished].load(std::memory_order_relaxed);
+      s.dropped_newest += slot.n[kDroppedNewest].load(std::memory_order_relaxed);
+      s.timed_out += slot.n[kTimedOut].load(std::memory_order_relaxed);
+      s.closed += slot.n[kClosed].load(std::memory_order_relaxed);
+      s.invalid += slot.n[kInvalid].load(std::memory_order_relaxed);
+      s.unparsed += slot.n[kUnparsed].load(std::memory_order_relaxed);
+    }
+  }
   s.truncated = truncated_.load();
   s.served = s.published + s.not_published();  // every response lands in exactly one outcome
   s.sessions_created = sessions_created_.load();

@@ -87,6 +87,27 @@ BOOST_AUTO_TEST_CASE(one_channel_fills_one_frame_behind_header_room) {
   BOOST_CHECK(q.size() == 0 && q.bytes() == 0);
 }
 
+// With stamping, push() numbers records 0, 1, 2... in the order they enter the queue, in the
+// last 8 bytes of each (big-endian, after msgpack's 0xcf); refused records take no number.
+BOOST_AUTO_TEST_CASE(stamping_numbers_records_in_queue_order) {
+  FrameQueue q(3, 1 << 20, 64, 1 << 16, 0);
+  q.stamp_sequence();
+  const std::string placeholder = std::string("r") + char(0xcf) + std::string(8, char(0xff));
+  for (int i = 0; i < 3; ++i) BOOST_CHECK_EQUAL(push(q, placeholder), PushResult::ok);
+  BOOST_CHECK_EQUAL(push(q, placeholder), PushResult::dropped_newest);  // full: no number taken
+  BOOST_CHECK_EQUAL(q.accepted(), 3u);
+  const Frames first = pop_now(q);
+  BOOST_CHECK_EQUAL(push(q, placeholder), PushResult::ok);
+  const Frames second = pop_now(q);
+  BOOST_REQUIRE(first.size() == 1u && second.size() == 1u);
+  std::vector<std::string> all = records(*first[0]);
+  all.push_back(records(*second[0]).at(0));
+  BOOST_REQUIRE_EQUAL(all.size(), 4u);
+  for (size_t i = 0; i < all.size(); ++i)
+    BOOST_CHECK_EQUAL(all[i], std::string("r") + char(0xcf) + std::string(7, '\0') + char(i));
+  BOOST_CHECK_EQUAL(q.accepted(), 4u);
+}
+
 // pop takes at most max_frames frames, oldest first; the rest stay queued and counted, and the
 // frame being filled goes on filling.
 BOOST_AUTO_TEST_CASE(pop_takes_at_most_max_frames) {

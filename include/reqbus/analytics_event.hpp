@@ -22,7 +22,7 @@ struct AnalyticsEvent {
   std::string traits_json;      // identify/group: a JSON object as text, or "". <= 32 KiB.
   std::string properties_json;  // track: a JSON object as text, or "". <= 32 KiB.
   std::string node_id;          // origin node; set by the bus at publish.
-  uint64_t seq = 0;             // per-node sequence number; set by the bus at publish.
+  uint64_t seq = 0;             // per-node sequence number, set by the bus (see RequestLog::seq)
 
   bool operator==(const AnalyticsEvent&) const = default;
 };

@@ -23,7 +23,8 @@ struct RequestLog {
   int64_t inserted_at = 0;         // when the request completed, microseconds since the Unix
                                    // epoch (never a flush time). 0 = "now", filled at publish.
   std::string node_id;             // origin node; set by the bus at publish.
-  uint64_t seq = 0;                // per-node sequence number; set by the bus at publish.
+  uint64_t seq = 0;                // per-node sequence number, set by the bus: 0, 1, 2... in the
+                                   // order events enter its queue (refused ones take none)
 
   bool operator==(const RequestLog&) const = default;
 };
