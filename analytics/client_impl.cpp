@@ -2,6 +2,7 @@
 #include "analytics/client_impl.hpp"
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 
 #include "analytics/segment_json.hpp"
 #include "bus/thread_name.hpp"
@@ -231,6 +232,7 @@ void Client::Impl::deliver(Batch& batch) {
       ++stats_.batches_sent;
       return;
     }
+    narrow_to_refused(result, batch, messages);
     ClientError error{error_kind(result.outcome), static_cast<int>(result.status), attempt,
                       http::describe(result, url_)};
     if (result.outcome == http::PostResult::Outcome::aborted) {
@@ -260,6 +262,37 @@ void Client::Impl::deliver(Batch& batch) {
       return fail(error, batch, &ClientStats::abandoned);
     }
   }
+}
+
+// A reqbus node whose bus took only part of a batch answers 503 with the indices of the events
+// it refused ("refused", ascending); it stored the others. Those count as sent, and only the
+// refused ones are sent again. Any other answer leaves the batch whole.
+void Client::Impl::narrow_to_refused(const http::PostResult& result, Batch& batch,
+                                     std::vector<std::string>& messages) {
+  if (result.outcome != http::PostResult::Outcome::response || result.status != 503) return;
+  const auto reply = nlohmann::json::parse(result.body, nullptr, false);
+  if (!reply.is_object()) return;
+  const auto refused = reply.find("refused");
+  if (refused == reply.end() || !refused->is_array() || refused->empty() || refused->size() >= batch.size()) return;
+  std::vector<size_t> keep;
+  for (const auto& index : *refused) {
+    if (!index.is_number_unsigned()) return;
+    const size_t i = index.get<size_t>();
+    if (i >= batch.size() || (!keep.empty() && i <= keep.back())) return;  // not a list we can trust
+    keep.push_back(i);
+  }
+  Batch rest;
+  std::vector<std::string> rest_messages;
+  for (const size_t i : keep) {
+    rest.push_back(std::move(batch[i]));
+    rest_messages.push_back(std::move(messages[i]));
+  }
+  {
+    std::lock_guard lock(mu_);
+    stats_.sent += batch.size() - rest.size();
+  }
+  batch = std::move(rest);
+  messages = std::move(rest_messages);
 }
 
 void Client::Impl::fail(const ClientError& error, Batch& batch, uint64_t ClientStats::*counter) {

@@ -42,6 +42,7 @@ class Client::Impl {
   bool ready_locked(Clock::time_point now) const;  // a batch should go now
   Batch take_batch_locked();
   void deliver(Batch& batch);
+  void narrow_to_refused(const http::PostResult& result, Batch& batch, std::vector<std::string>& messages);
   void fail(const ClientError& error, Batch& batch, uint64_t ClientStats::*counter);
   uint64_t oldest_unfinished_locked() const;
   uint64_t unfinished_through_locked(uint64_t seq) const;

@@ -333,8 +333,13 @@ void HttpApi::Impl::post_batch(const httplib::Request& req, const std::string& b
   items_accepted += accepted;
   items_rejected += parsed.rejected.size();
   nlohmann::json reply = items_reply(accepted, parsed.rejected, refused);
-  reply["success"] = true;
-  json_reply(res, 200, reply);
+  // Segment clients take any 2xx as "all stored". Events the bus refused (full, or closing) would
+  // then be lost without the sender knowing: answer 503 instead, so every client sends the batch
+  // again. A client that reads "refused" (reqbus's Client) sends just those; one that resends it
+  // all makes duplicates that the store keeps once (keyed by message_id).
+  reply["success"] = refused.empty();
+  if (!refused.empty()) res.set_header("Retry-After", "1");
+  json_reply(res, refused.empty() ? 200 : 503, reply);
 }
 
 void HttpApi::Impl::stream(const httplib::Request& req, httplib::Response& res) {

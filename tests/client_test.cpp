@@ -239,6 +239,28 @@ BOOST_FIXTURE_TEST_CASE(a_500_is_retried_then_delivered_once, Fixture) {
   BOOST_TEST(errors.size() == 0u);
 }
 
+// A reqbus node whose bus took only part of a batch answers 503 and names the events it refused:
+// the others are stored, so only the refused ones are sent again (a 503 without that list, or
+// from another server, resends the whole batch, as before).
+BOOST_FIXTURE_TEST_CASE(a_503_naming_refused_events_resends_only_those, Fixture) {
+  server.push(Reply::status_code(503, R"({"success":false,"accepted":2,"rejected":1,"refused":[1]})"));
+  Client client(options());
+  for (const char* id : {"m-0", "m-1", "m-2"}) BOOST_TEST(client.track("u", "e", {}, {.message_id = id}).ok());
+  auto flushed = std::async(std::launch::async, [&] { return client.flush(); });
+  BOOST_REQUIRE(server.wait_for_requests(1));
+  advance_until_requests(2, 10ms);
+  const ClientReport report = flushed.get();
+  BOOST_TEST(report.complete);
+  BOOST_TEST(report.stats.sent == 3u);
+  BOOST_TEST(report.stats.retried == 1u);
+  BOOST_TEST(report.stats.failed == 0u);
+  BOOST_TEST(server.request_count() == 2u);
+  BOOST_TEST(body(0)["batch"].size() == 3u);
+  BOOST_REQUIRE(body(1)["batch"].size() == 1u);
+  BOOST_TEST(body(1)["batch"][0]["messageId"] == "m-1");
+  BOOST_TEST(errors.size() == 0u);
+}
+
 BOOST_FIXTURE_TEST_CASE(retry_after_of_a_429_is_a_floor, Fixture) {
   server.push(Reply::retry_after_seconds(429, "30"));
   Client client(options());

@@ -493,6 +493,26 @@ BOOST_AUTO_TEST_CASE(segment_batches_with_a_write_key_are_published) {
   f.expect_nothing_more();
 }
 
+// Events the bus refuses (here: it is closed) must not be answered 2xx, which Segment clients
+// take as "stored": 503 with Retry-After, and "refused" names each one (the invalid item is not
+// among them: sending it again cannot help).
+BOOST_AUTO_TEST_CASE(a_batch_the_bus_refuses_gets_503_naming_every_refused_event) {
+  NodeFixture f([](NodeOptions& o) { o.http.write_keys = {"wk-live"}; });
+  f.sub.close();
+  f.node->bus().close(5s);
+  auto c = f.client();
+  c.set_basic_auth("wk-live", "");
+  auto res = c.Post("/v1/batch", kSegmentBatch, "application/json");
+  BOOST_REQUIRE(res);
+  BOOST_TEST(res->status == 503);
+  BOOST_TEST(res->get_header_value("Retry-After") == "1");
+  const auto j = json_of(res);
+  BOOST_TEST(j["success"] == false);
+  BOOST_TEST(j["accepted"] == 0);
+  BOOST_TEST(j["rejected"] == 4);
+  BOOST_TEST(j["refused"] == nlohmann::json::array({0, 1, 2}), j);
+}
+
 BOOST_AUTO_TEST_CASE(unknown_or_missing_write_keys_get_401) {
   NodeFixture f([](NodeOptions& o) { o.http.write_keys = {"wk-live"}; });
   auto c = f.client();
