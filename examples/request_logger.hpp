@@ -309,8 +309,9 @@ inline void RequestLogger::count(Outcome outcome) {
   n.store(n.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // only this thread writes it
 }
 
-// This thread's slot of this logger: found in a small per-thread cache (a thread serves one
-// logger, or a few), else made once under the lock.
+// This thread's slot of this logger: found in a per-thread cache of four (a thread serves one
+// logger, or a few), else made under the lock. A thread taking turns between more than four
+// loggers would make a new slot at each turn: counts stay right, memory grows.
 inline RequestLogger::OutcomeSlot& RequestLogger::my_slot() {
   struct Cached {
     uint64_t instance = 0;
