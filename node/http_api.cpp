@@ -89,6 +89,26 @@ class HttpApi::Impl {
   void reply_too_large(httplib::Response& res) const;
   void post_requests(const std::string& body, httplib::Response& res);
   void post_batch(const httplib::Request& req, const std::string& body, httplib::Response& res);
+  // Publishes the parsed items (items[i] is item item_index[i] of the body); the bus's refusals
+  // join `rejected` as "bus: <status>". Counts both; returns the reply (see items_reply).
+  template <class Item, class Publish>
+  nlohmann::json publish_items(const std::vector<Item>& items, const std::vector<size_t>& item_index,
+                               const Publish& publish, std::vector<segment::ItemError>& rejected) {
+    size_t accepted = 0;
+    std::vector<size_t> refused;
+    for (size_t i = 0; i < items.size(); ++i) {
+      const PublishStatus s = publish(items[i]);
+      if (s == PublishStatus::ok) {
+        ++accepted;
+      } else {
+        rejected.push_back({item_index[i], std::string("bus: ") + to_string(s)});
+        refused.push_back(item_index[i]);
+      }
+    }
+    items_accepted += accepted;
+    items_rejected += rejected.size();
+    return items_reply(accepted, rejected, refused);
+  }
   void stream(const httplib::Request& req, httplib::Response& res);
   std::string own_metrics() const;
 
@@ -288,20 +308,7 @@ void HttpApi::Impl::post_requests(const std::string& body, httplib::Response& re
       return;
     }
   }
-  size_t accepted = 0;
-  std::vector<size_t> refused;
-  for (size_t i = 0; i < parsed.logs.size(); ++i) {
-    const PublishStatus s = hooks.publish_request(parsed.logs[i]);
-    if (s == PublishStatus::ok) {
-      ++accepted;
-    } else {
-      parsed.rejected.push_back({item_index[i], std::string("bus: ") + to_string(s)});
-      refused.push_back(item_index[i]);
-    }
-  }
-  items_accepted += accepted;
-  items_rejected += parsed.rejected.size();
-  json_reply(res, 202, items_reply(accepted, parsed.rejected, refused));
+  json_reply(res, 202, publish_items(parsed.logs, item_index, hooks.publish_request, parsed.rejected));
 }
 
 void HttpApi::Impl::post_batch(const httplib::Request& req, const std::string& body, httplib::Response& res) {
@@ -319,27 +326,15 @@ void HttpApi::Impl::post_batch(const httplib::Request& req, const std::string& b
     return;
   }
   const std::vector<size_t> item_index = valid_item_indices(parsed.events.size(), parsed.rejected);
-  size_t accepted = 0;
-  std::vector<size_t> refused;
-  for (size_t i = 0; i < parsed.events.size(); ++i) {
-    const PublishStatus s = hooks.publish_event(parsed.events[i]);
-    if (s == PublishStatus::ok) {
-      ++accepted;
-    } else {
-      parsed.rejected.push_back({item_index[i], std::string("bus: ") + to_string(s)});
-      refused.push_back(item_index[i]);
-    }
-  }
-  items_accepted += accepted;
-  items_rejected += parsed.rejected.size();
-  nlohmann::json reply = items_reply(accepted, parsed.rejected, refused);
+  nlohmann::json reply = publish_items(parsed.events, item_index, hooks.publish_event, parsed.rejected);
+  const bool refused = !reply["refused"].empty();
   // Segment clients take any 2xx as "all stored". Events the bus refused (full, or closing) would
   // then be lost without the sender knowing: answer 503 instead, so every client sends the batch
   // again. A client that reads "refused" (reqbus's Client) sends just those; one that resends it
   // all makes duplicates that the store keeps once (keyed by message_id).
-  reply["success"] = refused.empty();
-  if (!refused.empty()) res.set_header("Retry-After", "1");
-  json_reply(res, refused.empty() ? 200 : 503, reply);
+  reply["success"] = !refused;
+  if (refused) res.set_header("Retry-After", "1");
+  json_reply(res, refused ? 503 : 200, reply);
 }
 
 void HttpApi::Impl::stream(const httplib::Request& req, httplib::Response& res) {

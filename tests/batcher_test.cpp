@@ -1030,15 +1030,23 @@ BOOST_AUTO_TEST_CASE(an_unreadable_spool_segment_is_kept_and_replayed_once_reada
   BOOST_TEST(segment_files(rig.spool()).empty());
 }
 
-// A batch the store always rejects (permanent: a NUL byte for PostgreSQL, a 413 for an HTTP API)
-// used to stay at the head of the spool for good, holding back every batch behind it and the
-// breaker open. Now it moves to the dead-letter file and replay goes on.
-BOOST_AUTO_TEST_CASE(a_batch_the_store_always_rejects_is_dead_lettered_and_replay_goes_on) {
+// The real store, rejecting for good every batch that holds event 1 (as PostgreSQL rejects a NUL
+// byte, an HTTP API a 413).
+struct RejectingStore {
   Rig rig;
   LogCapture logs;
   const std::string db = rig.dir.sub("store.db");
-  auto store = std::make_shared<FaultyStore>(db);
-  store->reject_if([](const Message& m) { return m.request.seq == 1; });
+  std::shared_ptr<FaultyStore> store = [&] {
+    auto s = std::make_shared<FaultyStore>(db);
+    s->reject_if([](const Message& m) { return m.request.seq == 1; });
+    return s;
+  }();
+};
+
+// A batch the store always rejects used to stay at the head of the spool for good, holding back
+// every batch behind it and the breaker open. Now it moves to the dead-letter file and replay
+// goes on.
+BOOST_FIXTURE_TEST_CASE(a_batch_the_store_always_rejects_is_dead_lettered_and_replay_goes_on, RejectingStore) {
   Batcher batcher(store, store_fault_options(rig, 2));
   enqueue_range(batcher, 0, 2);  // rejected: spooled
   BOOST_REQUIRE_EQUAL(batcher.flush(1s).spooled, 2u);
@@ -1085,12 +1093,7 @@ BOOST_AUTO_TEST_CASE(a_batch_the_store_always_rejects_is_dead_lettered_and_repla
 
 // When even the dead-letter file refuses the rejected batch (here a directory in its place), the
 // batch is dropped, logged and counted under its own reason, and replay still goes on.
-BOOST_AUTO_TEST_CASE(a_rejected_batch_the_dead_letter_file_refuses_is_counted_as_its_own_drop) {
-  Rig rig;
-  LogCapture logs;
-  const std::string db = rig.dir.sub("store.db");
-  auto store = std::make_shared<FaultyStore>(db);
-  store->reject_if([](const Message& m) { return m.request.seq == 1; });
+BOOST_FIXTURE_TEST_CASE(a_rejected_batch_the_dead_letter_file_refuses_is_counted_as_its_own_drop, RejectingStore) {
   Batcher batcher(store, store_fault_options(rig, 2));
   fs::create_directories(fs::path(rig.spool()) / "dead-letter.dlq");
   enqueue_range(batcher, 0, 2);  // rejected: spooled
