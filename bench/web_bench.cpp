@@ -3,7 +3,7 @@
 // same site without it, in the same run (issue 4 point 5: <= 3 % throughput, <= 5 % p99 cost).
 //
 //   web_bench [--runs PAIRS] [--duration S] [--threads N] [--connections N] [--nagle] [--pin]
-//             [--shared-cpu] [--linger-us N] [--frame-events N] [--json] [--quick]
+//             [--shared-cpu] [--modes A,B] [--linger-us N] [--frame-events N] [--json] [--quick]
 //
 // It starts this program again twice as server children (`--serve off` and `--serve publish`),
 // each on a free loopback port, and keeps both up for the whole run. wrk (`--latency -t2 -c32
@@ -28,9 +28,13 @@
 // BusOptions::max_events_per_frame (default: the BusOptions defaults).
 //   off      demo site only, no Bus, no RequestLogger hooks
 //   publish  demo site + RequestLogger on an in-process Bus (drop_newest, as web_server) with a
-//            local handler subscription counting every event — what a node or `reqbus demo`
-//            has in-process. The server child reports served/published/dropped at exit; the
+//            local view subscription (Bus::subscribe_views: every frame decoded, no string
+//            copied) counting every event. The server child reports served/published/dropped at exit; the
 //            program fails if an event was dropped or not delivered.
+//   nosub    publish without the counting subscription: encode, queue and send, nothing decoded
+//   logger   the RequestLogger on a closed Bus: the logger's own work (headers, sessions, user
+//            agent, client IP), nothing encoded. --modes A,B picks the two compared (default
+//            off,publish), e.g. --shared-cpu --modes logger,nosub to see what the bus adds.
 // --pin puts each server child (all its threads: httplib's workers and the bus's) on the last
 // CPU and wrk on the others (sched_setaffinity; needs 2 CPUs). Then the server's throughput is
 // what one CPU serves, wrk and the servers no longer share caches or a run queue, and a
@@ -118,7 +122,7 @@ int serve(const std::string& mode, bool nodelay, int linger_us, int frame_events
   server.Get("/__bench_cpu", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(std::to_string(cpu_seconds()), "text/plain");
   });
-  if (mode == "publish") {
+  if (mode == "publish" || mode == "nosub" || mode == "logger") {
     BusOptions bo;
     bo.name = "web-bench";
     bo.node_id = "web-bench";
@@ -126,14 +130,19 @@ int serve(const std::string& mode, bool nodelay, int linger_us, int frame_events
     if (linger_us >= 0) bo.publish_linger = std::chrono::microseconds(linger_us);
     if (frame_events > 0) bo.max_events_per_frame = size_t(frame_events);
     bus = std::make_unique<Bus>(bo);
-    SubscribeOptions so;
-    so.scope = Scope::local_only;
-    so.name = "count";
-    sub = bus->subscribe(so, [&](const Message&) { delivered.fetch_add(1, std::memory_order_relaxed); });
+    if (mode == "publish") {
+      SubscribeOptions so;
+      so.scope = Scope::local_only;
+      so.name = "count";
+      // Reads each event in place (Bus::subscribe_views): the check that every event arrives,
+      // without copying its strings out, as a counter or a live view reads them.
+      sub = bus->subscribe_views(so, [&](const MessageView&) { delivered.fetch_add(1, std::memory_order_relaxed); });
+    }
+    if (mode == "logger") bus->close(std::chrono::seconds(5));  // broadcast() returns `closed` at once
     logger = std::make_unique<examples::RequestLogger>(*bus);
     logger->install(server);
   } else if (mode != "off") {
-    std::fprintf(stderr, "web_bench: --serve off|publish, not %s\n", mode.c_str());
+    std::fprintf(stderr, "web_bench: --serve off|publish|nosub|logger, not %s\n", mode.c_str());
     return 2;
   }
   const int port = examples::bind_server(server, "127.0.0.1", 0);  // full accept backlog
@@ -234,7 +243,9 @@ ServerReport stop_server(Child& child, int port, const std::string& mode) {
   if (std::sscanf(line->c_str(), "cpu %lf served %lu published %lu dropped %lu delivered %lu", &r.cpu_seconds,
                   &r.served, &r.published, &r.dropped, &r.delivered) < 5)
     throw std::runtime_error("cannot read the server's report: " + *line);
-  if (mode == "publish" && (r.dropped != 0 || r.published != r.delivered || r.published + 1 < r.served))
+  if ((mode == "publish" || mode == "nosub") && r.dropped != 0)
+    throw std::runtime_error(mode + " server dropped events: " + *line);
+  if (mode == "publish" && (r.published != r.delivered || r.published + 1 < r.served))
     throw std::runtime_error("publish server lost events: " + *line);
   return r;
 }
@@ -253,7 +264,8 @@ double child_cpu(int port) {
 // where wall-clock pairs move by +-10-20 %. It is the cost of publishing in CPU, the figure the
 // throughput overhead follows; not the issue's target, which is wall-clock throughput.
 std::vector<Result> shared_cpu_runs(const std::string& wrk, const std::string& script, const int port[2],
-                                    int threads, int connections, int duration, const CommonFlags& common) {
+                                    const std::string modes[2], int threads, int connections, int duration,
+                                    const CommonFlags& common) {
   std::vector<double> us[2], ratio, rps_ratio;
   for (int run = 0; run < common.runs; ++run) {
     double cpu0[2], per_request[2];
@@ -269,16 +281,17 @@ std::vector<Result> shared_cpu_runs(const std::string& wrk, const std::string& s
     ratio.push_back(per_request[1] / per_request[0]);
     rps_ratio.push_back(got[1].requests_per_s / got[0].requests_per_s);
     if (!common.json)
-      std::fprintf(stderr, "run %d/%d: off %.2f us/request (%.0f req/s) | publish %.2f us/request (%.0f req/s) | "
-                   "cpu ratio %.4f | load %s\n", run + 1, common.runs, per_request[0], got[0].requests_per_s,
-                   per_request[1], got[1].requests_per_s, ratio.back(), load_average().c_str());
+      std::fprintf(stderr, "run %d/%d: %s %.2f us/request (%.0f req/s) | %s %.2f us/request (%.0f req/s) | "
+                   "cpu ratio %.4f | load %s\n", run + 1, common.runs, modes[0].c_str(), per_request[0],
+                   got[0].requests_per_s, modes[1].c_str(), per_request[1], got[1].requests_per_s, ratio.back(),
+                   load_average().c_str());
   }
   const std::string load = load_average();
   Result off, pub;
-  off.name = "web_off_cpu_shared";
+  off.name = "web_" + modes[0] + "_cpu_shared";
   off.value = median(us[0]);
   off.unit = "us/request";
-  pub.name = "web_publish_cpu_shared";
+  pub.name = "web_" + modes[1] + "_cpu_shared";
   pub.value = median(us[1]);
   pub.unit = "us/request";
   pub.baseline = off.name;
@@ -318,6 +331,10 @@ int main(int argc, char** argv) {
   bool pin = false;    // --pin: servers on the last CPU, wrk on the others
   bool shared_cpu = false;  // --shared-cpu: both servers on the last CPU, loaded at once
   bool duration_given = false, threads_given = false;
+  // --modes A,B: the two servers compared (default off,publish). The others, to see where the
+  // cost is: logger (the RequestLogger on a closed bus: its own work, nothing encoded) and
+  // nosub (publishing with no subscriber: encode, queue and send, nothing decoded).
+  std::string modes[2] = {"off", "publish"};
   CommonFlags common;
   try {
     const bool runs_given = [&] {
@@ -347,6 +364,15 @@ int main(int argc, char** argv) {
       else if (a == "--shared-cpu") shared_cpu = pin = true;
       else if (a == "--linger-us") linger_us = i + 1 < common.rest.size() ? std::atoi(common.rest[++i].c_str()) : -1;
       else if (a == "--frame-events") frame_events = number();
+      else if (a == "--modes" && i + 1 < common.rest.size()) {
+        const std::string v = common.rest[++i];
+        const size_t comma = v.find(',');
+        if (comma == std::string::npos) throw std::invalid_argument("--modes: A,B");
+        modes[0] = v.substr(0, comma), modes[1] = v.substr(comma + 1);
+        for (const std::string& m : modes)
+          if (m != "off" && m != "publish" && m != "nosub" && m != "logger")
+            throw std::invalid_argument("--modes: " + m + " is not off, publish, nosub or logger");
+      }
       else throw std::invalid_argument("unknown argument " + a);
     }
     if (shared_cpu && !runs_given && !common.quick) common.runs = 6;
@@ -354,7 +380,7 @@ int main(int argc, char** argv) {
     if (shared_cpu && !threads_given) threads = 1;  // two wrk at once on the other CPU(s)
   } catch (const std::exception& e) {
     std::fprintf(stderr, "web_bench: %s\nusage: web_bench [--runs N] [--duration S] [--threads N] "
-                         "[--connections N] [--nagle] [--pin] [--shared-cpu] [--linger-us N] [--frame-events N] [--json] [--quick]\n", e.what());
+                         "[--connections N] [--nagle] [--pin] [--shared-cpu] [--modes A,B] [--linger-us N] [--frame-events N] [--json] [--quick]\n", e.what());
     return 2;
   }
   const std::string wrk = find_on_path("wrk");
@@ -371,7 +397,7 @@ int main(int argc, char** argv) {
   try {
     const int cpus = int(std::thread::hardware_concurrency());
     if (pin && cpus < 2) throw std::runtime_error("--pin needs at least 2 CPUs");
-    const char* modes[2] = {"off", "publish"};
+
     // Both servers stay up for the whole program; wrk alternates between them.
     std::unique_ptr<Child> child[2];
     int port[2] = {0, 0};
@@ -392,7 +418,7 @@ int main(int argc, char** argv) {
     for (int m = 0; m < 2; ++m)     // warm-up: connections, caches, the session table
       requests[m] += run_wrk(wrk, script, port[m], threads, connections, duration).requests;
     if (shared_cpu) {
-      print_results(shared_cpu_runs(wrk, script, port, threads, connections, duration, common), common.json);
+      print_results(shared_cpu_runs(wrk, script, port, modes, threads, connections, duration, common), common.json);
       for (int m = 0; m < 2; ++m) stop_server(*child[m], port[m], modes[m]);
       return 0;
     }
@@ -410,10 +436,11 @@ int main(int argc, char** argv) {
       rps_ratio.push_back(pair[1].requests_per_s / pair[0].requests_per_s);
       p99_ratio.push_back(pair[1].p99_ms / pair[0].p99_ms);
       if (!common.json || run % 10 == 9 || run + 1 == common.runs)
-        std::fprintf(stderr, "pair %d/%d: off %.0f req/s p99 %.2f ms | publish %.0f req/s p99 %.2f ms | "
-                     "median publish/off so far %.4f | load %s\n",
-                     run + 1, common.runs, pair[0].requests_per_s, pair[0].p99_ms, pair[1].requests_per_s,
-                     pair[1].p99_ms, median(rps_ratio), load_average().c_str());
+        std::fprintf(stderr, "pair %d/%d: %s %.0f req/s p99 %.2f ms | %s %.0f req/s p99 %.2f ms | "
+                     "median ratio so far %.4f | load %s\n",
+                     run + 1, common.runs, modes[0].c_str(), pair[0].requests_per_s, pair[0].p99_ms,
+                     modes[1].c_str(), pair[1].requests_per_s, pair[1].p99_ms, median(rps_ratio),
+                     load_average().c_str());
     }
     // Stop both; each reports its CPU time over the whole program (warm-up included).
     double cpu_us[2] = {0, 0};
@@ -433,7 +460,7 @@ int main(int argc, char** argv) {
       r.value = std::round(median(rps[m]));
       r.unit = "req/s";
       if (m == 1) {
-        r.baseline = "web_off";
+        r.baseline = "web_" + modes[0];
         r.ratio = median(rps_ratio);
         r.add("throughput_overhead_pct", (1 - r.ratio) * 100).add("target_overhead_pct", 3.0)
             .add("meets_target", (1 - r.ratio) * 100 <= 3.0);
@@ -453,10 +480,10 @@ int main(int argc, char** argv) {
       results.push_back(r);
     }
     Result lat;
-    lat.name = "web_publish_p99";
+    lat.name = "web_" + modes[1] + "_p99";
     lat.value = median(p99[1]);
     lat.unit = "ms";
-    lat.baseline = "web_off_p99";
+    lat.baseline = "web_" + modes[0] + "_p99";
     lat.ratio = median(p99_ratio);
     lat.add("baseline_value", median(p99[0])).add("p99_overhead_pct", (lat.ratio - 1) * 100)
         .add("target_overhead_pct", 5.0).add("meets_target", (lat.ratio - 1) * 100 <= 5.0);

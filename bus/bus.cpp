@@ -208,7 +208,7 @@ PublishStatus Bus::Impl::publish(const Event& event, std::string_view topic, cha
   return PublishStatus::closed;
 }
 
-Subscription Bus::Impl::subscribe(SubscribeOptions o, Handler handler) {
+Subscription Bus::Impl::subscribe(SubscribeOptions o, Handler handler, ViewHandler view_handler) {
   if (auto why = detail::check_topic(o.topic); !why.empty())
     throw Error(ErrorCode::invalid_argument, "SubscribeOptions." + why);
   if (o.max_pending < 1) throw Error(ErrorCode::invalid_argument, "SubscribeOptions.max_pending: must be >= 1");
@@ -228,7 +228,8 @@ Subscription Bus::Impl::subscribe(SubscribeOptions o, Handler handler) {
   env.ready = &ready_;
   env.poke = [this] { queue_.wake(); };
   env.max_message_bytes = options.max_message_bytes;
-  auto subscriber = std::make_shared<detail::Subscriber>(std::move(env), std::move(o), std::move(handler));
+  auto subscriber = std::make_shared<detail::Subscriber>(std::move(env), std::move(o), std::move(handler),
+                                                         std::move(view_handler));
   {
     std::lock_guard lock(subs_mu_);
     if (!accepting_.load()) throw Error(ErrorCode::closed, "subscribe: bus '" + options.name + "' is closed");
@@ -366,6 +367,14 @@ Subscription Bus::subscribe(SubscribeOptions o, Handler h) {
   return impl_->subscribe(std::move(o), std::move(h));
 }
 Subscription Bus::subscribe(SubscribeOptions o) { return impl_->subscribe(std::move(o), nullptr); }
+Subscription Bus::subscribe_views(SubscribeOptions o, ViewHandler h) {
+  if (!h) throw Error(ErrorCode::invalid_argument, "subscribe_views: empty handler");
+  if (o.overflow != Overflow::block)
+    throw Error(ErrorCode::invalid_argument,
+                "subscribe_views: overflow must be block (a view cannot wait in a queue), not " +
+                    std::string(to_string(o.overflow)));
+  return impl_->subscribe(std::move(o), nullptr, std::move(h));
+}
 CloseReport Bus::close(std::chrono::milliseconds d) { return impl_->close(d); }
 CloseReport Bus::close() { return impl_->close(impl_->options.close_timeout); }
 BusStats Bus::stats() const { return impl_->stats(); }

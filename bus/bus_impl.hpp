@@ -26,7 +26,8 @@ class Bus::Impl {
 
   template <class Event>
   PublishStatus publish(const Event& event, std::string_view topic, char scope);
-  Subscription subscribe(SubscribeOptions options, Handler handler);
+  // One of the two handlers, or neither (pull mode).
+  Subscription subscribe(SubscribeOptions options, Handler handler, ViewHandler view_handler = nullptr);
   CloseReport close(std::chrono::milliseconds deadline);
   BusStats stats() const;
 

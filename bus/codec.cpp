@@ -55,9 +55,10 @@ namespace {
 
 // The record decoders read a record's fields in order through a cursor: ObjectCursor over
 // msgpack-c's object tree, or WireReader straight over the bytes. `n` is the record's length;
-// kind and version have been read.
-template <class Cursor>
-std::optional<DecodeError> decode_request_log(Cursor& in, uint32_t n, uint64_t version, RequestLog& r,
+// kind and version have been read. `Log` is RequestLog, or RequestLogView (WireReader only:
+// views of the bytes read).
+template <class Cursor, class Log>
+std::optional<DecodeError> decode_request_log(Cursor& in, uint32_t n, uint64_t version, Log& r,
                                               bool check_fields) {
   // v1 has 14 elements (kind, version, 12 PhoenixAnalytics fields); v2 adds node_id and seq.
   const uint32_t expected = version == 1 ? 14 : 16;
@@ -70,12 +71,12 @@ std::optional<DecodeError> decode_request_log(Cursor& in, uint32_t n, uint64_t v
   if (ok && version >= 2) ok = in.str(r.node_id) && in.uint(r.seq);
   if (!ok || status > 0xFFFF || views > 0xFFFFFFFFu) return DecodeError::wrong_shape;
   if (version == 1) {
-    r.node_id.clear();
+    r.node_id = decltype(r.node_id)();
     r.seq = 0;
   }
   r.status_code = uint16_t(status);
   r.session_page_views = uint32_t(views);
-  if (check_fields && !validate(r).empty()) return DecodeError::invalid_field;
+  if (check_fields && !validate(RequestLogView(r)).empty()) return DecodeError::invalid_field;
   return std::nullopt;
 }
 
@@ -90,8 +91,11 @@ std::optional<DecodeError> decode_analytics(Cursor& in, uint32_t n, AnalyticsEve
   return std::nullopt;
 }
 
-template <class Cursor>
-std::optional<DecodeError> decode_fields(Cursor& in, uint32_t n, Message& out, bool check_fields) {
+// `Out` is Message, or MessageView (WireReader only), whose analytics event is decoded into
+// `analytics` (for a Message: its own).
+template <class Cursor, class Out>
+std::optional<DecodeError> decode_fields(Cursor& in, uint32_t n, Out& out, AnalyticsEvent& analytics,
+                                         bool check_fields) {
   if (n < 2) return DecodeError::wrong_shape;
   uint64_t kind = 0, version = 0;
   if (!in.uint(kind) || !in.uint(version)) return DecodeError::wrong_shape;
@@ -105,8 +109,8 @@ std::optional<DecodeError> decode_fields(Cursor& in, uint32_t n, Message& out, b
     case uint64_t(MessageKind::track):
       if (version == 0 || version > kAnalyticsVersion) return DecodeError::unknown_version;
       out.kind = MessageKind(kind);
-      out.analytics.type = AnalyticsType(kind);
-      return decode_analytics(in, n, out.analytics, check_fields);
+      analytics.type = AnalyticsType(kind);
+      return decode_analytics(in, n, analytics, check_fields);
     default:
       return DecodeError::wrong_shape;
   }
@@ -117,12 +121,19 @@ std::optional<DecodeError> decode_fields(Cursor& in, uint32_t n, Message& out, b
 std::optional<DecodeError> decode_record(const msgpack::object& o, Message& out) {
   if (o.type != msgpack::type::ARRAY) return DecodeError::wrong_shape;
   ObjectCursor in{o.via.array.ptr};
-  return decode_fields(in, o.via.array.size, out, true);
+  return decode_fields(in, o.via.array.size, out, out.analytics, true);
 }
 
 bool decode_record(WireReader& in, Message& out, bool check_fields) {
   uint32_t n = 0;
-  return in.array(n) && !decode_fields(in, n, out, check_fields);
+  return in.array(n) && !decode_fields(in, n, out, out.analytics, check_fields);
+}
+
+bool decode_record(WireReader& in, MessageView& out, AnalyticsEvent& analytics, bool check_fields) {
+  uint32_t n = 0;
+  if (!in.array(n) || decode_fields(in, n, out, analytics, check_fields)) return false;
+  out.analytics = out.kind == MessageKind::request_sent ? nullptr : &analytics;
+  return true;
 }
 
 std::optional<DecodeError> parse(const char* data, size_t size, msgpack::object_handle& out) {

@@ -17,6 +17,9 @@ std::optional<DecodeError> decode_record(const msgpack::object& record, Message&
 // check_fields = false skips validate() on the decoded fields, for bytes that were validated
 // before (a subscriber's frames: see decode_frame).
 bool decode_record(WireReader& in, Message& out, bool check_fields = true);
+// The same into a view of the bytes read; an analytics event is decoded into `analytics`, which
+// out.analytics then points to.
+bool decode_record(WireReader& in, MessageView& out, AnalyticsEvent& analytics, bool check_fields);
 
 // Parses exactly one msgpack object filling [data, data + size), referencing (not copying)
 // strings in `data`. Returns the error class when it fails.

@@ -97,7 +97,45 @@ bool decode_frame_fast(const char* data, size_t size, FrameHeader& header, std::
   return true;
 }
 
+// decode_frame_fast's view form.
+bool decode_frame_views_fast(const char* data, size_t size, FrameHeader& header, std::vector<MessageView>& out,
+                             std::vector<Message>& owned, bool check_fields) {
+  codec::detail::WireReader in(data, size);
+  uint32_t n = 0, count = 0;
+  if (!in.array(n) || decode_header(in, n, header)) return false;
+  if (!in.array(count) || count > in.remaining() || count > 65536) return false;
+  for (uint32_t i = 0; i < count; ++i) {
+    if (out.size() <= i) out.emplace_back();
+    if (owned.size() <= i) owned.emplace_back();
+    if (!codec::detail::decode_record(in, out[i], owned[i].analytics, check_fields)) return false;
+    if (out[i].kind == MessageKind::request_sent && out[i].request.node_id.empty())
+      out[i].request.node_id = header.node_id;  // v1 records carry no node_id
+  }
+  if (!in.at_end()) return false;
+  for (uint32_t i = 0; i < count; ++i)  // `owned` may have moved as it grew
+    if (out[i].analytics) out[i].analytics = &owned[i].analytics;
+  header.count = header.declared = count;
+  return true;
+}
+
 }  // namespace
+
+std::optional<codec::DecodeError> decode_frame_views(const char* data, size_t size, size_t max_bytes,
+                                                     FrameHeader& header, std::vector<MessageView>& views,
+                                                     std::vector<Message>& owned, bool check_fields) {
+  header.declared = 0;
+  if (size > max_bytes) return DecodeError::oversized;
+  if (decode_frame_views_fast(data, size, header, views, owned, check_fields)) return std::nullopt;
+  auto error = decode_frame(data, size, max_bytes, header, owned, check_fields);
+  if (views.size() < header.count) views.resize(header.count);
+  for (uint32_t i = 0; i < header.count; ++i) {
+    const Message& m = owned[i];
+    views[i].kind = m.kind;
+    views[i].request = m.request;
+    views[i].analytics = m.kind == MessageKind::request_sent ? nullptr : &m.analytics;
+  }
+  return error;
+}
 
 std::optional<codec::DecodeError> decode_frame(const char* data, size_t size, size_t max_bytes,
                                                FrameHeader& header, std::vector<Message>& out,

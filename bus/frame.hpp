@@ -53,6 +53,14 @@ void append_frame_header(std::string& out, std::string_view node_id, uint64_t ep
 std::optional<codec::DecodeError> decode_frame(const char* data, size_t size, size_t max_bytes,
                                                FrameHeader& header, std::vector<Message>& out,
                                                bool check_fields = true);
+// decode_frame for Bus::subscribe_views: views[0..header.count) of the records in `data`
+// (grown as decode_frame grows `out`). Their strings point into `data` (v1 records' node_id into
+// header.node_id); analytics events are decoded into owned[i], which views[i].analytics points
+// to. A frame in other msgpack forms than WireWriter's is decoded into `owned` by decode_frame
+// and viewed there. The views are valid while `data`, `header` and `owned` are unchanged.
+std::optional<codec::DecodeError> decode_frame_views(const char* data, size_t size, size_t max_bytes,
+                                                     FrameHeader& header, std::vector<MessageView>& views,
+                                                     std::vector<Message>& owned, bool check_fields = true);
 // The same through msgpack-c alone, which accepts every msgpack form and names every error:
 // decode_frame's fallback, and what the fuzzer and codec_test compare it with.
 std::optional<codec::DecodeError> decode_frame_reference(const char* data, size_t size, size_t max_bytes,

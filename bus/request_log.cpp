@@ -1,4 +1,4 @@
-// Validation of RequestLog and AnalyticsEvent, and the small to_string helpers.
+// Validation of RequestLog and AnalyticsEvent, the small to_string helpers, MessageView::to_message.
 #include <array>
 #include <cmath>
 #include <string>
@@ -96,6 +96,31 @@ const char* to_string(MessageKind kind) noexcept {
     case MessageKind::track: return "track";
   }
   return "unknown";
+}
+
+Message MessageView::to_message() const {
+  Message m;
+  m.kind = kind;
+  if (kind != MessageKind::request_sent) {
+    if (analytics) m.analytics = *analytics;
+    return m;
+  }
+  RequestLog& r = m.request;
+  r.request_id = request.request_id;
+  r.method = request.method;
+  r.path = request.path;
+  r.status_code = request.status_code;
+  r.duration_ms = request.duration_ms;
+  r.user_agent = request.user_agent;
+  r.remote_ip = request.remote_ip;
+  r.referer = request.referer;
+  r.device_type = request.device_type;
+  r.session_id = request.session_id;
+  r.session_page_views = request.session_page_views;
+  r.inserted_at = request.inserted_at;
+  r.node_id = request.node_id;
+  r.seq = request.seq;
+  return m;
 }
 
 }  // namespace reqbus

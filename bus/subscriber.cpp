@@ -15,11 +15,12 @@ constexpr auto kPollSlice = std::chrono::milliseconds(100);
 
 }  // namespace
 
-Subscriber::Subscriber(SubscriberEnv env, SubscribeOptions options, Handler handler)
+Subscriber::Subscriber(SubscriberEnv env, SubscribeOptions options, Handler handler, ViewHandler view_handler)
     : env_(std::move(env)),
       options_(std::move(options)),
       handler_(std::move(handler)),
-      inline_handler_(handler_ && options_.overflow == Overflow::block),
+      view_handler_(std::move(view_handler)),
+      inline_handler_((handler_ && options_.overflow == Overflow::block) || view_handler_),
       // Pending events are bounded by count; bytes are bounded by count x record limits.
       pending_(options_.max_pending, SIZE_MAX) {}
 
@@ -90,6 +91,7 @@ void Subscriber::reader_main(std::promise<void> started) {
   GapTracker gaps;
   FrameHeader header;
   std::vector<Message> batch;
+  std::vector<MessageView> views;  // view mode: batch then holds only what views cannot point into
   int closes_seen = 0;
   zmq::message_t key, body;
   while (!stop_.load(std::memory_order_relaxed)) {
@@ -136,12 +138,15 @@ void Subscriber::reader_main(std::promise<void> started) {
     }
     // Records are not validated again: the publisher validated local ones at publish and the
     // receiver remote ones on arrival (the only two senders on the local endpoint).
-    auto error = decode_frame(static_cast<const char*>(body.data()), body.size(),
-                              env_.max_message_bytes * 2, header, batch, /*check_fields=*/false);
-    // Done reading the payload. Its buffer goes back to the publisher's pool when the last
-    // subscriber lets go of it, through libzmq's reference count, which TSan cannot see; the
-    // release (acquired there, bus/publisher.cpp) orders these reads before the buffer's reuse.
-    tsan_release(body.data());
+    const char* data = static_cast<const char*>(body.data());
+    const size_t max_bytes = env_.max_message_bytes * 2;
+    auto error = view_handler_ ? decode_frame_views(data, body.size(), max_bytes, header, views, batch, false)
+                               : decode_frame(data, body.size(), max_bytes, header, batch, /*check_fields=*/false);
+    // Done reading the payload (views: once their handler has run, below). Its buffer goes back
+    // to the publisher's pool when the last subscriber lets go of it, through libzmq's reference
+    // count, which TSan cannot see; the release (acquired there, bus/publisher.cpp) orders these
+    // reads before the buffer's reuse.
+    if (!view_handler_ || error) tsan_release(body.data());
     if (error) {  // local frames are ours and the receiver validated remote ones: a bug
       ++malformed_;
       log_limit_.log(LogLevel::error, "subscriber '" + options_.name + "': undecodable frame (" +
@@ -155,7 +160,10 @@ void Subscriber::reader_main(std::promise<void> started) {
     in_hand_ += n;  // until deliver() has counted each one delivered, queued or dropped
     received_ += n;
     for (size_t i = 0; i < n; ++i) {
-      deliver(batch[i]);
+      if (view_handler_)
+        deliver(views[i]);
+      else
+        deliver(batch[i]);
       in_hand_.fetch_sub(1, std::memory_order_relaxed);
       if (stop_.load(std::memory_order_relaxed)) {
         dropped_close_ += n - i - 1;  // decoded, never queued: counted
@@ -163,6 +171,7 @@ void Subscriber::reader_main(std::promise<void> started) {
         break;
       }
     }
+    if (view_handler_) tsan_release(body.data());
   }
   {
     std::lock_guard lock(socket_mu_);
@@ -204,18 +213,27 @@ void Subscriber::discard_unread() {
                                      " events unread in its socket (counted as dropped_close)");
 }
 
+template <class Fn, class M>
+void Subscriber::run_handler(const Fn& handler, const M& message) {
+  try {
+    handler(message);
+  } catch (const std::exception& e) {
+    ++handler_errors_;
+    log_limit_.log(LogLevel::error, "subscriber '" + options_.name + "': handler threw: " + e.what());
+  } catch (...) {
+    ++handler_errors_;
+    log_limit_.log(LogLevel::error, "subscriber '" + options_.name + "': handler threw");
+  }
+  ++delivered_;
+}
+
+void Subscriber::deliver(const MessageView& message) {
+  run_handler(view_handler_, message);
+}
+
 void Subscriber::deliver(Message& message) {
   if (inline_handler_) {
-    try {
-      handler_(message);
-    } catch (const std::exception& e) {
-      ++handler_errors_;
-      log_limit_.log(LogLevel::error, "subscriber '" + options_.name + "': handler threw: " + e.what());
-    } catch (...) {
-      ++handler_errors_;
-      log_limit_.log(LogLevel::error, "subscriber '" + options_.name + "': handler threw");
-    }
-    ++delivered_;
+    run_handler(handler_, message);
     return;
   }
   // Pull mode or a drop policy: into the bounded pending queue.
@@ -278,13 +296,7 @@ void Subscriber::handler_main() {
         in_hand_ -= n - i;
         return;
       }
-      try {
-        handler_(batch[i]);
-      } catch (...) {
-        ++handler_errors_;
-        log_limit_.log(LogLevel::error, "subscriber '" + options_.name + "': handler threw");
-      }
-      ++delivered_;
+      run_handler(handler_, batch[i]);
       in_hand_.fetch_sub(1, std::memory_order_relaxed);
     }
     note_consumed();

@@ -1,9 +1,9 @@
 #pragma once
 // detail::Subscriber: one subscription's socket, threads and counters (behind Subscription).
 // The reader thread owns the SUB socket: it decodes frames, tracks sequence gaps, and either
-// runs the handler itself (handler + block policy: back-pressure flows to the publisher) or
-// feeds the bounded pending queue (pull mode, or drop policies, where a second thread runs the
-// handler so a slow handler sheds load here instead of slowing the bus).
+// runs the handler itself (handler + block policy, or a view handler: back-pressure flows to
+// the publisher) or feeds the bounded pending queue (pull mode, or drop policies, where a
+// second thread runs the handler so a slow handler sheds load here instead of slowing the bus).
 #include <atomic>
 #include <future>
 #include <memory>
@@ -35,7 +35,8 @@ struct SubscriberEnv {
 
 class Subscriber {
  public:
-  Subscriber(SubscriberEnv env, SubscribeOptions options, Handler handler);
+  // At most one of the handlers; neither is pull mode. A view handler requires Overflow::block.
+  Subscriber(SubscriberEnv env, SubscribeOptions options, Handler handler, ViewHandler view_handler = nullptr);
   ~Subscriber();
 
   // Starts the threads and waits until the subscription is live; throws Error on failure.
@@ -61,6 +62,10 @@ class Subscriber {
   void reader_main(std::promise<void> started);
   void handler_main();
   void deliver(Message& message);
+  void deliver(const MessageView& message);  // view mode: runs the view handler
+  // Runs a handler on one message, counting it delivered, and a throw as a handler error.
+  template <class Fn, class M>
+  void run_handler(const Fn& handler, const M& message);
   void note_pending_full();
   void note_consumed();
   void join();
@@ -72,7 +77,8 @@ class Subscriber {
   const SubscriberEnv env_;
   const SubscribeOptions options_;
   const Handler handler_;
-  const bool inline_handler_;  // handler mode with block policy: the reader runs the handler
+  const ViewHandler view_handler_;
+  const bool inline_handler_;  // the reader runs the handler: handler + block policy, or views
   std::string ready_token_;
   BoundedQueue<Message> pending_;
   // The SUB socket. The reader holds socket_mu_ only while it receives, never while a handler

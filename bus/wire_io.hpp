@@ -111,6 +111,17 @@ class WireReader {
 
   // A str (or nil: "") into `out`.
   bool str(std::string& out) {
+    std::string_view v;
+    if (!str(v)) return false;
+    // clear() + append(): the source never aliases `out`, and append's path is about half of
+    // assign's (which handles overlap) — frame decoding assigns ~11 strings an event.
+    out.clear();
+    out.append(v.data(), v.size());
+    return true;
+  }
+
+  // A str (or nil: "") as a view of the bytes being read.
+  bool str(std::string_view& out) {
     if (p_ == end_) return false;
     const uint8_t tag = *p_;
     uint64_t n;
@@ -119,16 +130,13 @@ class WireReader {
       n = tag & 0x1f;
     } else if (tag == 0xc0) {
       ++p_;
-      out.clear();
+      out = {};
       return true;
     } else if (tag < 0xd9 || tag > 0xdb || !tagged(size_t(1) << (tag - 0xd9), n)) {
       return false;
     }
     if (n > remaining()) return false;
-    // clear() + append(): the source never aliases `out`, and append's path is about half of
-    // assign's (which handles overlap) — frame decoding assigns ~11 strings an event.
-    out.clear();
-    out.append(reinterpret_cast<const char*>(p_), size_t(n));
+    out = std::string_view(reinterpret_cast<const char*>(p_), size_t(n));
     p_ += n;
     return true;
   }

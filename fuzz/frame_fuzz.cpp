@@ -5,7 +5,7 @@
 // after frame) gives the same result as into a fresh one; every decoded record passes validate();
 // a parsed envelope key rebuilds to the same bytes; decode_frame's direct reader
 // (bus/wire_io.hpp) gives the same error, header and records as msgpack-c alone
-// (decode_frame_reference).
+// (decode_frame_reference); so does the view decoder (decode_frame_views).
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -50,6 +50,18 @@ inline void check_frame(std::string_view bytes) {
     REQBUS_FUZZ_CHECK(same(fresh[i], reused[i]), "record " + std::to_string(i) + " differs after reuse");
     check_record(fresh[i]);
   }
+
+  // The view decoder (Bus::subscribe_views), into vectors left from another frame: the same
+  // error and records as decode_frame.
+  std::vector<MessageView> views(fresh.size() + 1);
+  std::vector<Message> owned = reused;
+  detail::FrameHeader header_v;
+  const auto error_v = detail::decode_frame_views(bytes.data(), bytes.size(), kMaxFrameBytes, header_v, views, owned);
+  REQBUS_FUZZ_CHECK(error == error_v, "decode_frame_views gave a different result");
+  REQBUS_FUZZ_CHECK(header.count == header_v.count && header.declared == header_v.declared,
+                    "decode_frame_views counts other records");
+  for (uint32_t i = 0; i < header.count; ++i)
+    REQBUS_FUZZ_CHECK(same(fresh[i], views[i].to_message()), "view of record " + std::to_string(i) + " differs");
 
   detail::FrameHeader ref_header;
   std::vector<Message> ref;

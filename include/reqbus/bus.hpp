@@ -37,6 +37,7 @@ enum class PublishStatus : uint8_t {
 const char* to_string(PublishStatus status) noexcept;
 
 using Handler = std::function<void(const Message&)>;
+using ViewHandler = std::function<void(const MessageView&)>;
 
 class Bus {
  public:
@@ -70,6 +71,12 @@ class Bus {
   Subscription subscribe(SubscribeOptions options, Handler handler);
   // Pull mode: read with Subscription::next().
   Subscription subscribe(SubscribeOptions options = {});
+  // View mode: `handler` gets each message as a view of the received frame's bytes (no string
+  // is copied; message.hpp), on the subscription's reader thread, one after another. For fast
+  // handlers (counters, live statistics): a slow one holds back the bus as a block-policy
+  // handler does. options.overflow must be Overflow::block (views cannot wait in a queue);
+  // max_pending then only sizes the socket's buffer. Throws Error as subscribe() does.
+  Subscription subscribe_views(SubscribeOptions options, ViewHandler handler);
 
   // Stops accepting, delivers everything already accepted to every subscription, joins all
   // threads, and reports. What is still in flight at the deadline is dropped and counted.

@@ -24,4 +24,16 @@ struct Message {
   AnalyticsEvent analytics;  // when kind is identify, group or track
 };
 
+// MessageView: a received message read in place, for Bus::subscribe_views. `request`'s strings
+// point into the received frame's own bytes, so nothing is copied per event; everything it
+// refers to is valid only until the handler returns (copy what you keep: RequestLog has no
+// implicit conversion from a view, see to_message()).
+struct MessageView {
+  MessageKind kind = MessageKind::request_sent;
+  RequestLogView request;                     // when kind == request_sent
+  const AnalyticsEvent* analytics = nullptr;  // when identify, group or track (decoded, not a view)
+
+  Message to_message() const;  // an owning copy
+};
+
 }  // namespace reqbus
