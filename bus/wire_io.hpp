@@ -22,67 +22,88 @@
 
 namespace reqbus::codec::detail {
 
+// `v` with its bytes in big-endian (network, msgpack) order, and back: the same function.
+template <class U>
+constexpr U big_endian(U v) {
+  if constexpr (std::endian::native == std::endian::big || sizeof(U) == 1) return v;
+  else if constexpr (sizeof(U) == 2) return U(__builtin_bswap16(v));
+  else if constexpr (sizeof(U) == 4) return U(__builtin_bswap32(v));
+  else return U(__builtin_bswap64(v));
+}
+
 class WireWriter {
  public:
   static constexpr size_t kMaxPrefix = 9;  // bytes one number or one length prefix takes at most
 
   // Appends to `out`. `max_bytes` bounds what will be written before finish(): the sum of the
   // strings' sizes plus kMaxPrefix per value and per array.
-  WireWriter(std::string& out, size_t max_bytes) : out_(out), at_(out.size()) {
-    out.resize(at_ + max_bytes);
+  WireWriter(std::string& out, size_t max_bytes) : out_(out) {
+    const size_t at = out.size();
+    out.resize(at + max_bytes);
+    p_ = out.data() + at;
   }
   WireWriter(const WireWriter&) = delete;
   WireWriter& operator=(const WireWriter&) = delete;
   // Cuts `out` to what was written.
-  void finish() { out_.resize(at_); }
+  void finish() { out_.resize(size_t(p_ - out_.data())); }
 
+  // Each writer works on a local copy of the cursor: a store through a char* may alias any
+  // object, so stores through the member would make the compiler reload it after every byte.
   void array(uint32_t n) {
-    if (n < 16) byte(uint8_t(0x90 | n));
-    else if (n < 65536) tagged(0xdc, uint16_t(n));
-    else tagged(0xdd, n);
+    if (n < 16) p_ = byte(p_, uint8_t(0x90 | n));
+    else if (n < 65536) p_ = tagged(p_, 0xdc, uint16_t(n));
+    else p_ = tagged(p_, 0xdd, n);
   }
   void str(std::string_view s) {
     const size_t n = s.size();
-    if (n < 32) byte(uint8_t(0xa0 | n));
-    else if (n < 256) tagged(0xd9, uint8_t(n));
-    else if (n < 65536) tagged(0xda, uint16_t(n));
-    else tagged(0xdb, uint32_t(n));
-    if (n == 0) return;  // an empty view may have no data at all (memcpy from null is UB)
-    std::memcpy(out_.data() + at_, s.data(), n);
-    at_ += n;
+    char* p = p_;
+    if (n < 32) p = byte(p, uint8_t(0xa0 | n));
+    else if (n < 256) p = tagged(p, 0xd9, uint8_t(n));
+    else if (n < 65536) p = tagged(p, 0xda, uint16_t(n));
+    else p = tagged(p, 0xdb, uint32_t(n));
+    if (n != 0) {  // an empty view may have no data at all (memcpy from null is UB)
+      std::memcpy(p, s.data(), n);
+      p += n;
+    }
+    p_ = p;
   }
   void uint(uint64_t v) {
-    if (v < 128) byte(uint8_t(v));
-    else if (v < 256) tagged(0xcc, uint8_t(v));
-    else if (v < 65536) tagged(0xcd, uint16_t(v));
-    else if (v < (uint64_t(1) << 32)) tagged(0xce, uint32_t(v));
-    else tagged(0xcf, v);
+    if (v < 128) p_ = byte(p_, uint8_t(v));
+    else if (v < 256) p_ = tagged(p_, 0xcc, uint8_t(v));
+    else if (v < 65536) p_ = tagged(p_, 0xcd, uint16_t(v));
+    else if (v < (uint64_t(1) << 32)) p_ = tagged(p_, 0xce, uint32_t(v));
+    else p_ = tagged(p_, 0xcf, v);
   }
   void int64(int64_t v) {
     if (v >= 0) return uint(uint64_t(v));
-    if (v >= -32) byte(uint8_t(v));
-    else if (v >= INT8_MIN) tagged(0xd0, uint8_t(v));
-    else if (v >= INT16_MIN) tagged(0xd1, uint16_t(v));
-    else if (v >= INT32_MIN) tagged(0xd2, uint32_t(v));
-    else tagged(0xd3, uint64_t(v));
+    if (v >= -32) p_ = byte(p_, uint8_t(v));
+    else if (v >= INT8_MIN) p_ = tagged(p_, 0xd0, uint8_t(v));
+    else if (v >= INT16_MIN) p_ = tagged(p_, 0xd1, uint16_t(v));
+    else if (v >= INT32_MIN) p_ = tagged(p_, 0xd2, uint32_t(v));
+    else p_ = tagged(p_, 0xd3, uint64_t(v));
   }
   // As msgpack-c 4 does, a double that holds an integer is written as that integer (-0.0 as 0).
   void float64(double v) {
     if (v >= 0 && v < 18446744073709551616.0 && v == double(uint64_t(v))) return uint(uint64_t(v));
     if (v < 0 && v >= -9223372036854775808.0 && v == double(int64_t(v))) return int64(int64_t(v));
-    tagged(0xcb, std::bit_cast<uint64_t>(v));  // also NaN and the infinities
+    p_ = tagged(p_, 0xcb, std::bit_cast<uint64_t>(v));  // also NaN and the infinities
   }
 
  private:
-  void byte(uint8_t b) { out_[at_++] = char(b); }
+  static char* byte(char* p, uint8_t b) {
+    *p = char(b);
+    return p + 1;
+  }
   template <class U>  // a tag byte, then `v` big-endian
-  void tagged(uint8_t tag, U v) {
-    byte(tag);
-    for (int shift = 8 * int(sizeof(U)) - 8; shift >= 0; shift -= 8) byte(uint8_t(v >> shift));
+  static char* tagged(char* p, uint8_t tag, U v) {
+    *p = char(tag);
+    const U be = big_endian(v);
+    std::memcpy(p + 1, &be, sizeof(U));
+    return p + 1 + sizeof(U);
   }
 
   std::string& out_;
-  size_t at_;
+  char* p_;  // the next byte to write, in out_'s buffer
 };
 
 // Reads values in order, each into its destination, like a cursor over a record's fields.
@@ -181,13 +202,24 @@ class WireReader {
   }
 
  private:
-  // Reads the tag byte and a big-endian unsigned number of `bytes` bytes after it.
+  // Reads the tag byte and a big-endian unsigned number of `bytes` (1, 2, 4 or 8) after it.
   bool tagged(size_t bytes, uint64_t& v) {
     if (remaining() < 1 + bytes) return false;
-    ++p_;
-    v = 0;
-    for (size_t i = 0; i < bytes; ++i) v = v << 8 | *p_++;
+    const uint8_t* p = p_ + 1;
+    switch (bytes) {
+      case 1: v = *p; break;
+      case 2: v = load<uint16_t>(p); break;
+      case 4: v = load<uint32_t>(p); break;
+      default: v = load<uint64_t>(p); break;
+    }
+    p_ = p + bytes;
     return true;
+  }
+  template <class U>
+  static U load(const uint8_t* p) {
+    U v;
+    std::memcpy(&v, p, sizeof v);
+    return big_endian(v);
   }
 
   const uint8_t* p_;
