@@ -1,6 +1,9 @@
 #include "bus/frame_queue.hpp"
 
 #include <algorithm>
+#include <cstring>
+
+#include "bus/wire_io.hpp"
 
 namespace reqbus::detail {
 
@@ -84,8 +87,8 @@ PushOutcome FrameQueue::push(std::string_view record, std::string_view topic, ch
   }
   back->bytes.append(record);
   if (stamp_ && size >= 9) {  // big-endian, as msgpack writes a uint64
-    char* at = back->bytes.data() + back->bytes.size() - 8;
-    for (int i = 7; i >= 0; --i) at[7 - i] = char(accepted_ >> (8 * i));
+    const uint64_t seq = codec::detail::big_endian(accepted_);
+    std::memcpy(back->bytes.data() + back->bytes.size() - 8, &seq, 8);
   }
   back->sizes.push_back(uint32_t(size));
   bytes_ += size;

@@ -24,6 +24,7 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <bit>
 #include <cctype>
 #include <cstring>
 #include <chrono>
@@ -167,15 +168,46 @@ inline std::string_view cookie_value(std::string_view header, std::string_view n
   return {};
 }
 
-// ASCII case-insensitive equality, as httplib compares header names.
-inline bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const char x = char(a[i] | 0x20);
-    if (a[i] != b[i] && (x != char(b[i] | 0x20) || x < 'a' || x > 'z')) return false;
+// A header name to look for, as two overlapping words compared at once: equal to a key of
+// the same length, ignoring ASCII case, iff (word | mask) == lower for both words. `mask` sets
+// 0x20 (the case bit) at letters only; a letter of either case then matches its lowercase form
+// and nothing else does, and every other byte ('-') must match exactly. 4..16 bytes.
+class HeaderName {
+ public:
+  template <size_t N>
+  constexpr explicit HeaderName(const char (&name)[N]) : size_(N - 1) {
+    static_assert(N - 1 >= 4 && N - 1 <= 16, "4..16 bytes");
+    const size_t w = size_ >= 8 ? 8 : 4;  // word size; the second word ends at the name's end
+    for (size_t i = 0; i < w; ++i) {
+      put(lower_[0], mask_[0], i, name[i]);
+      put(lower_[1], mask_[1], i, name[size_ - w + i]);
+    }
   }
-  return true;
-}
+  size_t size() const { return size_; }
+  // `key` must be size() bytes long.
+  bool matches(std::string_view key) const {
+    uint64_t a = 0, b = 0;
+    const size_t w = size_ >= 8 ? 8 : 4;
+    std::memcpy(&a, key.data(), w);
+    std::memcpy(&b, key.data() + size_ - w, w);
+    return ((a | mask_[0]) == lower_[0]) & ((b | mask_[1]) == lower_[1]);
+  }
+
+ private:
+  // Byte i of the word in memory order (the words are loaded with memcpy, little-endian).
+  static constexpr void put(uint64_t& lower, uint64_t& mask, size_t i, char c) {
+    const bool letter = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+    const uint64_t byte = uint8_t(letter ? (c | 0x20) : c);
+    lower |= byte << (8 * i);
+    if (letter) mask |= uint64_t(0x20) << (8 * i);
+  }
+  size_t size_;
+  uint64_t lower_[2] = {}, mask_[2] = {};
+};
+static_assert(std::endian::native == std::endian::little, "HeaderName loads little-endian words");
+
+inline constexpr HeaderName kUserAgent("User-Agent"), kReferer("Referer"), kForwardedFor("X-Forwarded-For"),
+    kCookie("Cookie");
 
 // The headers the logger reads, in one scan of the request's headers (first value of each,
 // read in place). get_header_value would copy each value, and the headers map's own lookup
@@ -185,10 +217,10 @@ inline LoggedHeaders logged_headers(const httplib::Request& req) {
   for (const auto& [key, value] : req.headers) {
     std::string_view* slot = nullptr;
     switch (key.size()) {  // compare lengths first: most headers are none of these
-      case 10: if (iequals(key, "User-Agent")) slot = &h.user_agent; break;
-      case 7: if (iequals(key, "Referer")) slot = &h.referer; break;
-      case 15: if (iequals(key, "X-Forwarded-For")) slot = &h.forwarded_for; break;
-      case 6: if (iequals(key, "Cookie")) slot = &h.cookie; break;
+      case 10: if (kUserAgent.matches(key)) slot = &h.user_agent; break;
+      case 7: if (kReferer.matches(key)) slot = &h.referer; break;
+      case 15: if (kForwardedFor.matches(key)) slot = &h.forwarded_for; break;
+      case 6: if (kCookie.matches(key)) slot = &h.cookie; break;
       default: break;
     }
     if (slot && slot->empty()) *slot = value;
