@@ -13,6 +13,8 @@
 // anything else: another msgpack form, bad or truncated bytes. The caller then decodes the input again with msgpack-c, which accepts every
 // valid form and names the error. So this reader accepts a subset of what msgpack-c accepts,
 // decodes it to the same values, and never has to classify an error.
+// The reader's per-value functions are always inlined: a record is ~15 calls, and their call
+// overhead was a third of the decode (callgrind on web_bench: 562 -> 412 instructions an event).
 // Thread-safety: none; each is used by one thread on its own buffer.
 #include <bit>
 #include <cstdint>
@@ -142,7 +144,7 @@ class WireReader {
   }
 
   // A str (or nil: "") as a view of the bytes being read.
-  bool str(std::string_view& out) {
+  [[gnu::always_inline]] bool str(std::string_view& out) {
     if (p_ == end_) return false;
     const uint8_t tag = *p_;
     uint64_t n;
@@ -163,7 +165,7 @@ class WireReader {
   }
 
   // A positive fixint or uint 8..64.
-  bool uint(uint64_t& v) {
+  [[gnu::always_inline]] bool uint(uint64_t& v) {
     if (p_ == end_) return false;
     const uint8_t tag = *p_;
     if (tag < 0x80) {
@@ -203,7 +205,7 @@ class WireReader {
 
  private:
   // Reads the tag byte and a big-endian unsigned number of `bytes` (1, 2, 4 or 8) after it.
-  bool tagged(size_t bytes, uint64_t& v) {
+  [[gnu::always_inline]] bool tagged(size_t bytes, uint64_t& v) {
     if (remaining() < 1 + bytes) return false;
     const uint8_t* p = p_ + 1;
     switch (bytes) {
