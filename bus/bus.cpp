@@ -179,10 +179,17 @@ PublishStatus Bus::Impl::publish(const Event& event, std::string_view topic, cha
     dropped_closed_.fetch_add(1, std::memory_order_relaxed);
     return PublishStatus::closed;
   }
-  if (!detail::check_topic(topic).empty() || !validate(event).empty()) {
+  auto reject = [this] {
     rejected_invalid_.fetch_add(1, std::memory_order_relaxed);
     return PublishStatus::invalid;
+  };
+  // A thread publishes to one topic, or a few: the last valid one it saw is not checked again.
+  thread_local std::string checked_topic;
+  if (topic != checked_topic) {
+    if (!detail::check_topic(topic).empty()) return reject();
+    checked_topic = topic;
   }
+  if (!validate(event).empty()) return reject();
   // Encoded in this thread's own buffer (it stays in cache), then copied into the frame.
   thread_local std::string record;
   record.clear();
