@@ -2,7 +2,6 @@
 #include "analytics/client_impl.hpp"
 
 #include <algorithm>
-#include <nlohmann/json.hpp>
 
 #include "analytics/segment_json.hpp"
 #include "bus/thread_name.hpp"
@@ -270,20 +269,11 @@ void Client::Impl::deliver(Batch& batch) {
 void Client::Impl::narrow_to_refused(const http::PostResult& result, Batch& batch,
                                      std::vector<std::string>& messages) {
   if (result.outcome != http::PostResult::Outcome::response || result.status != 503) return;
-  const auto reply = nlohmann::json::parse(result.body, nullptr, false);
-  if (!reply.is_object()) return;
-  const auto refused = reply.find("refused");
-  if (refused == reply.end() || !refused->is_array() || refused->empty() || refused->size() >= batch.size()) return;
-  std::vector<size_t> keep;
-  for (const auto& index : *refused) {
-    if (!index.is_number_unsigned()) return;
-    const size_t i = index.get<size_t>();
-    if (i >= batch.size() || (!keep.empty() && i <= keep.back())) return;  // not a list we can trust
-    keep.push_back(i);
-  }
+  const auto keep = http::parse_refused(result.body, batch.size());
+  if (!keep || keep->empty() || keep->size() == batch.size()) return;
   Batch rest;
   std::vector<std::string> rest_messages;
-  for (const size_t i : keep) {
+  for (const size_t i : *keep) {
     rest.push_back(std::move(batch[i]));
     rest_messages.push_back(std::move(messages[i]));
   }

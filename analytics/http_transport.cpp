@@ -3,6 +3,8 @@
 
 #include <curl/curl.h>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cctype>
 #include <mutex>
@@ -112,6 +114,22 @@ std::string describe(const PostResult& r, std::string_view url) {
       if (c == '\n' || c == '\r') c = ' ';
     out += ": " + snippet;
     if (r.body.size() > 200) out += "...";
+  }
+  return out;
+}
+
+std::optional<std::vector<size_t>> parse_refused(std::string_view body, size_t items) {
+  const auto reply = nlohmann::json::parse(body, nullptr, false);
+  if (!reply.is_object()) return std::nullopt;
+  const auto refused = reply.find("refused");
+  if (refused == reply.end() || !refused->is_array() || refused->size() > items) return std::nullopt;
+  std::vector<size_t> out;
+  out.reserve(refused->size());
+  for (const auto& index : *refused) {
+    if (!index.is_number_unsigned()) return std::nullopt;
+    const size_t i = index.get<size_t>();
+    if (i >= items || (!out.empty() && i <= out.back())) return std::nullopt;  // not a list to trust
+    out.push_back(i);
   }
   return out;
 }

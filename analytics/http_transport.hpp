@@ -59,6 +59,13 @@ std::optional<std::chrono::milliseconds> parse_retry_after(
     std::string_view value, int64_t now_unix_s,
     std::chrono::milliseconds cap = std::chrono::minutes(10));
 
+// A reqbus node that took only part of a body names the items its bus refused (queue full, or
+// closing) in its reply: {"refused": [indices, ascending]} (node/http_api.cpp). It stored the
+// others; only these need sending again. Returns them when `body` is such a reply for a body of
+// `items` items, none refused: empty; anything else (no such field, not JSON, an index out of
+// range or out of order, a reply cut at max_kept_body): nullopt, and the whole body stands.
+std::optional<std::vector<size_t>> parse_refused(std::string_view body, size_t items);
+
 class HttpTransport {
  public:
   static constexpr size_t max_kept_body = 64 * 1024;  // bytes of a response body kept

@@ -197,6 +197,59 @@ BOOST_FIXTURE_TEST_CASE(concurrent_writes_all_arrive, Fixture) {
   BOOST_TEST(server.request_count() == 4u);
 }
 
+// A reqbus node whose bus refused part of a body stored the rest and names the refused items:
+// only those are sent again, until all are taken. (A 202 used to count as all stored.)
+BOOST_FIXTURE_TEST_CASE(items_a_node_refused_are_sent_again_alone, Fixture) {
+  server.push(Reply::status_code(202, R"({"accepted":3,"rejected":0,"errors":[],"refused":[1,3]})"));
+  server.push(Reply::status_code(202, R"({"accepted":1,"rejected":0,"errors":[],"refused":[1]})"));
+  server.push(Reply::status_code(202, R"({"accepted":1,"rejected":0,"errors":[],"refused":[]})"));
+  server.push(Reply::status_code(503, R"({"success":false,"refused":[0]})"));  // /v1/batch's form
+  const WriteResult r = sink.write({request_message(0), request_message(1), request_message(2),
+                                    request_message(3), request_message(4), track_message(7), track_message(8)},
+                                   10s);
+  BOOST_TEST(r.ok(), r.reason);
+  BOOST_REQUIRE_EQUAL(server.request_count(), 5u);
+  auto ids = [&](size_t n, const char* array, const char* key) {
+    std::vector<std::string> out;
+    json body = json::parse(server.request(n).body);
+    if (*array) body = body[array];
+    for (const auto& item : body) out.push_back(item[key]);
+    return out;
+  };
+  using V = std::vector<std::string>;
+  BOOST_TEST(ids(0, "", "request_id") == (V{"req-0", "req-1", "req-2", "req-3", "req-4"}), boost::test_tools::per_element());
+  BOOST_TEST(ids(1, "", "request_id") == (V{"req-1", "req-3"}), boost::test_tools::per_element());
+  BOOST_TEST(ids(2, "", "request_id") == (V{"req-3"}), boost::test_tools::per_element());
+  BOOST_TEST(ids(3, "batch", "messageId") == (V{"msg-7", "msg-8"}), boost::test_tools::per_element());
+  BOOST_TEST(ids(4, "batch", "messageId") == (V{"msg-7"}), boost::test_tools::per_element());
+}
+
+BOOST_FIXTURE_TEST_CASE(a_node_that_keeps_refusing_is_retry_later_within_the_timeout, Fixture) {
+  for (int i = 0; i < 50; ++i) server.push(Reply::status_code(202, R"({"refused":[0]})"));
+  const auto start = std::chrono::steady_clock::now();
+  const WriteResult r = sink.write(requests(2), 600ms);
+  const auto took = std::chrono::steady_clock::now() - start;
+  BOOST_TEST((r.kind == WriteResult::Kind::retry), r.reason);
+  BOOST_TEST(r.reason.find("1 items refused") != std::string::npos, r.reason);
+  BOOST_TEST(server.request_count() >= 2u);  // 100 ms, then 200 ms apart
+  BOOST_TEST(took < 1500ms);
+}
+
+BOOST_AUTO_TEST_CASE(refused_lists_are_trusted_only_when_well_formed) {
+  using http::parse_refused;
+  BOOST_TEST((parse_refused(R"({"refused":[0,2]})", 3) == std::vector<size_t>{0, 2}));
+  BOOST_TEST((parse_refused(R"({"accepted":3,"refused":[]})", 3) == std::vector<size_t>{}));
+  BOOST_TEST(!parse_refused(R"({"refused":[2,0]})", 3).has_value());   // out of order
+  BOOST_TEST(!parse_refused(R"({"refused":[1,1]})", 3).has_value());   // repeated
+  BOOST_TEST(!parse_refused(R"({"refused":[3]})", 3).has_value());     // out of range
+  BOOST_TEST(!parse_refused(R"({"refused":[-1]})", 3).has_value());
+  BOOST_TEST(!parse_refused(R"({"refused":["0"]})", 3).has_value());
+  BOOST_TEST(!parse_refused(R"({"refused":0})", 3).has_value());
+  BOOST_TEST(!parse_refused(R"({"accepted":3})", 3).has_value());      // no field: the body stands
+  BOOST_TEST(!parse_refused(R"({"refused":[0,1)", 3).has_value());     // cut short
+  BOOST_TEST(!parse_refused("[0]", 3).has_value());
+}
+
 BOOST_AUTO_TEST_CASE(bad_options_name_the_field) {
   BOOST_CHECK_EXCEPTION(HttpSink({}), Error,
                         [](const Error& e) { return std::string(e.what()) == "url: required"; });

@@ -2,6 +2,7 @@
 #include "reqbus/http_sink.hpp"
 
 #include <ctime>
+#include <thread>
 
 #include "analytics/http_transport.hpp"
 #include "analytics/segment_json.hpp"
@@ -56,18 +57,45 @@ WriteResult HttpSink::write(const std::vector<Message>& batch, milliseconds time
     events.push_back(std::move(json));
   }
   if (!logs.empty()) {
-    WriteResult r = post(opts_.url, segment::request_logs_body(logs), deadline);
+    WriteResult r = post_until_taken(opts_.url, std::move(logs), segment::request_logs_body, deadline);
     if (!r.ok()) return r;
   }
   if (!events.empty()) {
     const std::string& url = opts_.batch_url.empty() ? opts_.url : opts_.batch_url;
-    return post(url, segment::batch_body(events, wall_us()), deadline);
+    return post_until_taken(url, std::move(events),
+                            [](const std::vector<std::string>& e) { return segment::batch_body(e, wall_us()); },
+                            deadline);
   }
   return WriteResult::success();
 }
 
+template <class T, class BodyOf>
+WriteResult HttpSink::post_until_taken(const std::string& url, std::vector<T> items, BodyOf body_of,
+                                       std::chrono::steady_clock::time_point deadline) {
+  milliseconds pause{100};
+  while (true) {
+    std::string reply;
+    WriteResult r = post(url, body_of(items), deadline, &reply);
+    // A 2xx naming refused items (/v1/requests), or a 503 doing so (/v1/batch, r.retry_after).
+    if (!r.ok() && r.kind != WriteResult::Kind::retry) return r;
+    const auto refused = http::parse_refused(reply, items.size());
+    if (!refused || refused->empty()) return r;
+    std::vector<T> rest;
+    rest.reserve(refused->size());
+    for (const size_t i : *refused) rest.push_back(std::move(items[i]));
+    items = std::move(rest);
+    const auto wait = std::max(pause, r.retry_after);
+    if (std::chrono::steady_clock::now() + wait >= deadline)
+      return WriteResult::retry_later("http: " + std::to_string(items.size()) + " items refused by " + url +
+                                          " (its bus was full or closing) until the write timeout",
+                                      wait);
+    std::this_thread::sleep_for(wait);
+    pause = std::min(pause * 2, milliseconds(1000));
+  }
+}
+
 WriteResult HttpSink::post(const std::string& url, const std::string& body,
-                           std::chrono::steady_clock::time_point deadline) {
+                           std::chrono::steady_clock::time_point deadline, std::string* reply) {
   const auto left = std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
   if (left.count() <= 0) return WriteResult::retry_later("http: write timeout reached before " + url);
   http::PostRequest request;
@@ -79,6 +107,7 @@ WriteResult HttpSink::post(const std::string& url, const std::string& body,
   request.connect_timeout = std::min(opts_.connect_timeout, left);
   request.total_timeout = left;
   const http::PostResult result = transport_->post(request);
+  if (reply) *reply = result.body;
   if (result.success()) return WriteResult::success();
   std::string reason = http::describe(result, url);
   if (result.outcome != http::PostResult::Outcome::response) return WriteResult::retry_later(std::move(reason));

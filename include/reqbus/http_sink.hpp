@@ -8,8 +8,16 @@
 // every RequestLog carries its request_id and every event its messageId, by which the receiver
 // deduplicates (a reqbus node stores each once).
 //
+// A reqbus node whose bus refused some items (queue full, or closing) stores the others and
+// names the refused ones in its reply ("refused": 202 from /v1/requests, 503 from /v1/batch).
+// The sink then sends only those again, after a short pause (100 ms, doubling, or the reply's
+// Retry-After), until the node has taken them all or the write's timeout comes: then the write is
+// retry_later, and the Batcher sends the whole batch again later (the node keeps one copy of
+// each; its live views may count a resent item twice). Before, a 202 naming refused items was
+// taken as "all stored", and those items were lost without a trace.
+//
 // How responses map to WriteResult:
-//   2xx                                             -> ok
+//   2xx, nothing refused                            -> ok
 //   429 or 503 (Retry-After honoured, capped)       -> retry_later(reason, retry_after)
 //   408, other 5xx, timeout, refused or dropped connection -> retry_later(reason)
 //   any other status (4xx, 3xx...)                  -> failure("HTTP 400 from <url>: <body snippet>")
@@ -53,7 +61,12 @@ class HttpSink final : public Sink {
 
  private:
   WriteResult post(const std::string& url, const std::string& body,
-                   std::chrono::steady_clock::time_point deadline);
+                   std::chrono::steady_clock::time_point deadline, std::string* reply = nullptr);
+  // Posts `items` (body_of(items) is the body) and again the ones a reqbus node refused, as
+  // described above.
+  template <class T, class BodyOf>
+  WriteResult post_until_taken(const std::string& url, std::vector<T> items, BodyOf body_of,
+                               std::chrono::steady_clock::time_point deadline);
 
   const HttpSinkOptions opts_;
   std::unique_ptr<http::HttpTransport> transport_;
