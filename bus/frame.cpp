@@ -126,7 +126,8 @@ std::optional<codec::DecodeError> decode_frame_views(const char* data, size_t si
   header.declared = 0;
   if (size > max_bytes) return DecodeError::oversized;
   if (decode_frame_views_fast(data, size, header, views, owned, check_fields)) return std::nullopt;
-  auto error = decode_frame(data, size, max_bytes, header, owned, check_fields);
+  // The direct reader failed on these bytes, as decode_frame's would: msgpack-c's turn.
+  auto error = decode_frame_reference(data, size, max_bytes, header, owned);
   if (views.size() < header.count) views.resize(header.count);
   for (uint32_t i = 0; i < header.count; ++i) {
     const Message& m = owned[i];

@@ -142,12 +142,12 @@ void Subscriber::reader_main(std::promise<void> started) {
     const size_t max_bytes = env_.max_message_bytes * 2;
     auto error = view_handler_ ? decode_frame_views(data, body.size(), max_bytes, header, views, batch, false)
                                : decode_frame(data, body.size(), max_bytes, header, batch, /*check_fields=*/false);
-    // Done reading the payload (views: once their handler has run, below). Its buffer goes back
-    // to the publisher's pool when the last subscriber lets go of it, through libzmq's reference
-    // count, which TSan cannot see; the release (acquired there, bus/publisher.cpp) orders these
-    // reads before the buffer's reuse.
-    if (!view_handler_ || error) tsan_release(body.data());
+    // The payload is read until the frame's events are delivered (views point into it). Its
+    // buffer goes back to the publisher's pool when the last subscriber lets go of it, through
+    // libzmq's reference count, which TSan cannot see; the release (acquired there,
+    // bus/publisher.cpp) orders these reads before the buffer's reuse.
     if (error) {  // local frames are ours and the receiver validated remote ones: a bug
+      tsan_release(body.data());
       ++malformed_;
       log_limit_.log(LogLevel::error, "subscriber '" + options_.name + "': undecodable frame (" +
                                           codec::to_string(*error) + ")");
@@ -171,7 +171,7 @@ void Subscriber::reader_main(std::promise<void> started) {
         break;
       }
     }
-    if (view_handler_) tsan_release(body.data());
+    tsan_release(body.data());
   }
   {
     std::lock_guard lock(socket_mu_);
