@@ -12,14 +12,14 @@
 // Give the Bus a drop policy (Overflow::drop_newest) so a full queue never blocks a server thread.
 //
 // Sessions: a random 128-bit id in a cookie; page views are counted per session in a map
-// bounded by max_sessions (least recently seen evicted, counted) with an idle expiry.
+// bounded by max_sessions (one not seen lately evicted, by CLOCK; counted) with an idle expiry.
 //
 // Thread-safety: one RequestLogger may serve any number of httplib worker threads and servers;
 // stats() may be called from any thread. It must outlive the servers it is installed on, and
 // the Bus must outlive it.
 //
-// Cost per request (web_bench): no heap allocation for sessions (flat SessionTable, ~40 bytes a
-// session), headers are read in place, and the event is published as a RequestLogView of the
+// Cost per request (web_bench): no heap allocation for sessions (flat SessionTable, 32 bytes a
+// session; a returning visitor locks only its own slot), headers are read in place, and the event is published as a RequestLogView of the
 // request's own strings (no copy before the bus encodes it).
 #include <httplib.h>
 
@@ -56,8 +56,8 @@ struct LoggedHeaders {
 struct RequestLoggerOptions {
   std::string topic = kDefaultTopic;           // bus topic the logs go to; default "requests"
   std::string session_cookie = "reqbus_sid";   // cookie name carrying the session id
-  size_t max_sessions = 100'000;               // sessions remembered (1..2^30, ~40 bytes each);
-                                               // least recently seen evicted
+  size_t max_sessions = 100'000;               // sessions remembered (1..2^30, 32 bytes each);
+                                               // one not seen lately evicted (CLOCK)
   std::chrono::seconds session_idle{30 * 60};  // a session unseen this long starts over (30 min)
   std::shared_ptr<Clock> clock = system_clock();  // durations, idle expiry and inserted_at
   // Proxies whose X-Forwarded-For is believed (exact addresses). Empty: the TCP peer is the
@@ -121,8 +121,7 @@ class RequestLogger {
   Bus& bus_;
   const RequestLoggerOptions options_;
 
-  mutable std::mutex sessions_mu_;
-  SessionTable sessions_;  // guarded by sessions_mu_
+  SessionTable sessions_;  // thread-safe: a returning visitor locks only its own slot
 
   // One counter per outcome, one increment per response (`served` is their sum), kept per
   // thread: a response writes its own thread's cache line, which no other thread writes, and
@@ -365,32 +364,25 @@ inline RequestLogger::OutcomeSlot& RequestLogger::my_slot() {
 inline bool RequestLogger::touch_session(std::string_view cookie_id, Clock::time_point now,
                                          char (&id)[kSessionIdSize], uint32_t& page_views) {
   SessionTable::Id cookie;
-  const bool has_cookie = SessionTable::parse(cookie_id, cookie);
-  // A new session's random bits are drawn outside the lock (their pool's refill is a system
-  // call, where the scheduler may switch threads): here when there is no id of ours to look
-  // up, below (unlocked) when the id turns out unknown or expired.
-  SessionTable::Random random;
-  if (!has_cookie) random = SessionTable::draw_random();
-  std::unique_lock lock(sessions_mu_);
-  if (has_cookie) {
-    if (const uint32_t s = sessions_.find(cookie); s != SessionTable::npos) {
-      if (now - sessions_.last_seen(s) <= options_.session_idle) {
-        page_views = sessions_.touch(s, now);
+  if (SessionTable::parse(cookie_id, cookie)) {
+    switch (sessions_.touch(cookie, now, options_.session_idle, page_views)) {
+      case SessionTable::Seen::returning:
         std::memcpy(id, cookie_id.data(), kSessionIdSize);  // parse() took only the id's own text
         return false;
-      }
-      sessions_expired_.fetch_add(1, std::memory_order_relaxed);
-      sessions_.erase(s);
+      case SessionTable::Seen::expired:
+        sessions_expired_.fetch_add(1, std::memory_order_relaxed);
+        break;
+      case SessionTable::Seen::unknown:
+        break;
     }
-    lock.unlock();
-    random = SessionTable::draw_random();
-    lock.lock();
   }
+  // Drawn before insert() takes the table's lock: a refill of the pool is a system call.
+  const SessionTable::Random random = SessionTable::draw_random();
+  SessionTable::Id made;
+  if (sessions_.insert(now, random, made)) sessions_evicted_.fetch_add(1, std::memory_order_relaxed);
   sessions_created_.fetch_add(1, std::memory_order_relaxed);
-  uint32_t s = 0;
-  if (sessions_.insert(now, random, s)) sessions_evicted_.fetch_add(1, std::memory_order_relaxed);
   page_views = 1;
-  SessionTable::format(sessions_.id(s), id);
+  SessionTable::format(made, id);
   return true;
 }
 
@@ -423,7 +415,6 @@ inline RequestLoggerStats RequestLogger::stats() const {
   s.sessions_evicted = sessions_evicted_.load();
   s.sessions_expired = sessions_expired_.load();
   s.sessions_failed = sessions_failed_.load();
-  std::lock_guard lock(sessions_mu_);
   s.sessions_live = sessions_.size();
   return s;
 }
