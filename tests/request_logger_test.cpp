@@ -237,12 +237,14 @@ BOOST_AUTO_TEST_CASE(the_cookie_counts_page_views_in_its_session) {
   BOOST_CHECK_EQUAL(s.logger->stats().sessions_created, 2u);
 }
 
-BOOST_AUTO_TEST_CASE(least_recently_seen_session_is_evicted_when_full) {
+// The table evicts by CLOCK (second chance): a session seen since the hand last passed is spared
+// once, a new one starts without that mark.
+BOOST_AUTO_TEST_CASE(a_session_not_seen_lately_is_evicted_when_full) {
   LoggedServer s(2);
   const std::string a = s.get("/").set_cookie;
   const std::string b = s.get("/").set_cookie;
-  BOOST_CHECK_EQUAL(s.get_with_session("/", a).log.session_page_views, 2u);  // a is now newest
-  const std::string c = s.get("/").set_cookie;                              // evicts b
+  BOOST_CHECK_EQUAL(s.get_with_session("/", a).log.session_page_views, 2u);  // a is marked
+  const std::string c = s.get("/").set_cookie;  // the hand spares a (clears its mark), evicts b
   BOOST_CHECK_EQUAL(s.logger->stats().sessions_evicted, 1u);
   BOOST_CHECK_EQUAL(s.logger->stats().sessions_live, 2u);
 
@@ -253,14 +255,16 @@ BOOST_AUTO_TEST_CASE(least_recently_seen_session_is_evicted_when_full) {
   BOOST_CHECK_EQUAL(c_again.set_cookie, "");
   BOOST_CHECK_EQUAL(c_again.log.session_page_views, 2u);
 
-  // b was evicted: it starts over (and evicts a, now the least recently seen).
+  // b was evicted: it starts over. a and c were both seen since, so the hand clears both marks
+  // and comes round to a.
   const auto b_again = s.get_with_session("/", b);
   BOOST_REQUIRE_EQUAL(b_again.set_cookie.size(), 32u);
   BOOST_CHECK_NE(b_again.set_cookie, b);
   BOOST_CHECK_EQUAL(b_again.log.session_page_views, 1u);
   BOOST_CHECK_EQUAL(s.get_with_session("/", a).log.session_page_views, 1u);  // a evicted in turn (evicts c)
   BOOST_CHECK_EQUAL(s.get_with_session("/", b_again.set_cookie).log.session_page_views, 2u);
-  BOOST_CHECK_EQUAL(s.get_with_session("/", c).set_cookie.size(), 32u);  // c was evicted
+  // c was evicted; its new session evicts a's new one (b' is spared once).
+  BOOST_CHECK_EQUAL(s.get_with_session("/", c).set_cookie.size(), 32u);
 
   const auto st = s.logger->stats();
   BOOST_CHECK_EQUAL(st.sessions_live, 2u);
