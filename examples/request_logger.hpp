@@ -35,6 +35,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 #include "examples/session_table.hpp"
@@ -80,6 +81,7 @@ struct RequestLoggerStats {
   uint64_t sessions_failed = 0;   // no random bits for a new id (getrandom failed): the request
                                   // is logged without a session and gets no cookie
   uint64_t sessions_live = 0;
+  uint64_t counting_threads = 0;  // threads that have logged a response (a cache line of counters each)
   uint64_t not_published() const { return dropped_newest + timed_out + closed + invalid + unparsed; }
 };
 
@@ -129,12 +131,13 @@ class RequestLogger {
   enum Outcome : uint8_t { kPublished, kDroppedNewest, kTimedOut, kClosed, kInvalid, kUnparsed, kOutcomes };
   struct alignas(64) OutcomeSlot {
     std::atomic<uint64_t> n[kOutcomes] = {};
+    std::thread::id owner;  // the one thread that writes n; set under slots_mu_
   };
   void count(Outcome outcome);
   OutcomeSlot& my_slot();
   const uint64_t instance_;  // tells this logger from one made later at the same address
   mutable std::mutex slots_mu_;
-  std::deque<OutcomeSlot> slots_;  // guarded by slots_mu_ (growth); a deque: slots never move
+  std::deque<OutcomeSlot> slots_;  // one per thread; guarded by slots_mu_ (growth); never move
 
   std::atomic<uint64_t> truncated_{0}, sessions_created_{0}, sessions_evicted_{0},
       sessions_expired_{0}, sessions_failed_{0};
@@ -341,8 +344,9 @@ inline void RequestLogger::count(Outcome outcome) {
 }
 
 // This thread's slot of this logger: found in a per-thread cache of four (a thread serves one
-// logger, or a few), else made under the lock. A thread taking turns between more than four
-// loggers would make a new slot at each turn: counts stay right, memory grows.
+// logger, or a few), else looked up by thread under the lock, and made only for a thread that
+// has none: a thread taking turns between more than four loggers finds its slot again rather
+// than making one at each turn.
 inline RequestLogger::OutcomeSlot& RequestLogger::my_slot() {
   struct Cached {
     uint64_t instance = 0;
@@ -352,10 +356,16 @@ inline RequestLogger::OutcomeSlot& RequestLogger::my_slot() {
   thread_local unsigned next_victim = 0;
   for (const Cached& c : cache)
     if (c.instance == instance_) return *c.slot;
-  OutcomeSlot* slot;
+  const std::thread::id me = std::this_thread::get_id();
+  OutcomeSlot* slot = nullptr;
   {
     std::lock_guard lock(slots_mu_);
-    slot = &slots_.emplace_back();
+    for (OutcomeSlot& s : slots_)
+      if (s.owner == me) slot = &s;
+    if (!slot) {
+      slot = &slots_.emplace_back();
+      slot->owner = me;
+    }
   }
   cache[next_victim++ % 4] = Cached{instance_, slot};
   return *slot;
@@ -400,6 +410,7 @@ inline RequestLoggerStats RequestLogger::stats() const {
   RequestLoggerStats s;
   {
     std::lock_guard lock(slots_mu_);
+    s.counting_threads = slots_.size();
     for (const OutcomeSlot& slot : slots_) {
       s.published += slot.n[kPublished].load(std::memory_order_relaxed);
       s.dropped_newest += slot.n[kDroppedNewest].load(std::memory_order_relaxed);

@@ -1,9 +1,9 @@
 // examples/request_logger.hpp: a real cpp-httplib server on a loopback port with a
 // RequestLogger publishing onto a real in-process Bus; requests from httplib::Client; session
 // time on a ManualClock. Covers the RequestLog fields, the session cookie, page views, the
-// bounded LRU (eviction reuses the oldest session's storage), idle expiry and truncation; a
-// failing getrandom (injected with a seccomp filter); and examples/bind_server.hpp's accept
-// backlog.
+// bounded session table (CLOCK eviction), idle expiry and truncation; a failing getrandom
+// (injected with a seccomp filter); one worker thread serving six loggers in turn; and
+// examples/bind_server.hpp's accept backlog.
 #include <boost/test/unit_test.hpp>
 #include <httplib.h>
 #include <linux/audit.h>
@@ -24,6 +24,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "examples/bind_server.hpp"
 #include "examples/request_logger.hpp"
@@ -336,6 +337,59 @@ BOOST_AUTO_TEST_CASE(a_cookie_name_that_is_not_a_token_is_refused) {
   examples::RequestLoggerOptions lo;
   lo.session_cookie = "__Host-sid_v2.x";
   BOOST_CHECK_NO_THROW(examples::RequestLogger(bus, lo));
+}
+
+// httplib runs a connection on whatever worker its TaskQueue gives it; here six servers, each
+// with its own logger, share one worker thread, so that thread takes turns between six loggers
+// (more than the four its slot cache holds). Each logger must count every response, on one
+// slot of counters for that thread, however many turns it takes.
+BOOST_AUTO_TEST_CASE(one_thread_taking_turns_between_six_loggers_keeps_one_slot_in_each) {
+  struct SharedWorker : httplib::TaskQueue {  // the servers' queue: forwards to one thread
+    explicit SharedWorker(httplib::ThreadPool& pool) : pool_(pool) {}
+    void enqueue(std::function<void()> fn) override { pool_.enqueue(std::move(fn)); }
+    void shutdown() override {}  // the pool outlives the servers and is shut down once
+    httplib::ThreadPool& pool_;
+  };
+  httplib::ThreadPool worker(1);
+  BusOptions bo;
+  bo.name = "request-logger-turns";
+  bo.overflow = Overflow::drop_newest;
+  Bus bus(bo);
+  Collector logs;
+  Subscription sub = bus.subscribe(SubscribeOptions{}, logs.handler());
+  constexpr int kLoggers = 6, kTurns = 5;
+  std::vector<std::unique_ptr<examples::RequestLogger>> loggers;
+  std::vector<std::unique_ptr<httplib::Server>> servers;
+  std::vector<std::thread> listeners;
+  std::vector<int> ports;
+  for (int i = 0; i < kLoggers; ++i) {
+    loggers.push_back(std::make_unique<examples::RequestLogger>(bus));
+    auto server = std::make_unique<httplib::Server>();
+    server->new_task_queue = [&worker] { return new SharedWorker(worker); };
+    server->Get("/", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok", "text/plain"); });
+    loggers.back()->install(*server);
+    ports.push_back(server->bind_to_any_port("127.0.0.1"));
+    BOOST_REQUIRE(ports.back() > 0);
+    listeners.emplace_back([s = server.get()] { s->listen_after_bind(); });
+    servers.push_back(std::move(server));
+  }
+  for (int turn = 0; turn < kTurns; ++turn)
+    for (int i = 0; i < kLoggers; ++i) {
+      httplib::Client client("127.0.0.1", ports[size_t(i)]);
+      const auto res = client.Get("/");
+      BOOST_REQUIRE(res);
+      BOOST_REQUIRE(logs.wait_for_count(size_t(turn * kLoggers + i + 1), std::chrono::seconds(10)));
+    }
+  for (auto& server : servers) server->stop();
+  for (auto& t : listeners) t.join();
+  worker.shutdown();  // every connection's task has finished: each logger's counts are final
+  for (const auto& logger : loggers) {
+    const auto st = logger->stats();
+    BOOST_CHECK_EQUAL(st.served, uint64_t(kTurns));
+    BOOST_CHECK_EQUAL(st.published, uint64_t(kTurns));
+    BOOST_CHECK_EQUAL(st.counting_threads, 1u);  // was one a turn once the cache of four overflowed
+  }
+  sub.close();
 }
 
 BOOST_AUTO_TEST_CASE(long_values_are_cut_and_counted) {
