@@ -190,7 +190,9 @@ class SessionTable {
     bool marked = false;  // touched since CLOCK's hand last passed
 
     uint32_t count(TimePoint now) {
-      last_seen = now;
+      // Two threads may count one session at once with times read in the other order:
+      // last_seen never goes back.
+      if (now > last_seen) last_seen = now;
       marked = true;
       return ++page_views;
     }

@@ -147,6 +147,12 @@ BOOST_AUTO_TEST_CASE(idle_sessions_expire_and_their_slots_are_reused) {
   BOOST_CHECK(t.page_views(b) == 0);
   BOOST_CHECK_EQUAL(t.size(), 2u);
   BOOST_CHECK(t.touch(a, kT0 + 60min, 30min, views) == Seen::returning);  // a was seen at 30 min
+  // A request that started earlier but is counted later does not move last_seen back.
+  const auto d = add(t, nullptr, kT0);
+  BOOST_CHECK(t.touch(d, kT0 + 10min, 30min, views) == Seen::returning);
+  BOOST_CHECK(t.touch(d, kT0 + 5min, 30min, views) == Seen::returning);
+  BOOST_CHECK(t.touch(d, kT0 + 38min, 30min, views) == Seen::returning);  // seen at 10 min, not 5
+  BOOST_CHECK_EQUAL(views, 4u);
 }
 
 BOOST_AUTO_TEST_CASE(agrees_with_a_second_chance_model) {
