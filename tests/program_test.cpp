@@ -647,57 +647,106 @@ BOOST_AUTO_TEST_CASE(ingest_resends_lines_the_bus_refused_and_fails_if_some_stay
 }
 
 // A node (a fake one, to script its refusals) whose bus refuses every other line of the first
-// body: more refusals than the 50 errors it lists, accepted lines in between. It names them all
-// in "refused", and ingest resends exactly those: no line reaches the node twice (the store would
-// keep one copy, but live stats and tail would count it twice).
-BOOST_AUTO_TEST_CASE(ingest_resends_exactly_the_lines_the_node_names_refused) {
-  TempDir dir;
-  constexpr int N = 200;
-  std::string log;
-  for (int i = 0; i < N; ++i) log += combined("192.0.2.8", "/every-other/" + std::to_string(i), 200, i);
-  const std::string file = dir.sub("access.log");
-  write_file(file, log);
+// body it is sent: more refusals than the 50 errors it lists, accepted lines in between. A
+// current node names them all in "refused"; one from before that field lists only the errors.
+struct EveryOtherRefusingNode {
+  explicit EveryOtherRefusingNode(bool names_refused) {
+    server.Post("/v1/requests", [this, names_refused](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard lock(mu);
+      ++posts;
+      nlohmann::json errors = nlohmann::json::array(), refused = nlohmann::json::array();
+      size_t index = 0, accepted = 0;
+      std::istringstream in(req.body);
+      for (std::string line; std::getline(in, line); ++index) {
+        if (posts == 1 && index % 2 == 0) {
+          if (errors.size() < 50) errors.push_back({{"index", index}, {"error", "bus: dropped_newest"}});
+          refused.push_back(index);
+        } else {
+          ++received[line];
+          ++accepted;
+        }
+      }
+      nlohmann::json reply = {{"accepted", accepted}, {"rejected", refused.size()}, {"errors", errors}};
+      if (names_refused) reply["refused"] = refused;
+      res.status = 202;
+      res.set_content(reply.dump(), "application/json");
+    });
+    port = server.bind_to_any_port("127.0.0.1");
+    BOOST_REQUIRE(port > 0);
+    thread = std::thread([this] { server.listen_after_bind(); });
+  }
+  ~EveryOtherRefusingNode() { stop(); }
+  void stop() {
+    server.stop();
+    if (thread.joinable()) thread.join();
+  }
+  std::string addr() const { return "127.0.0.1:" + std::to_string(port); }
 
   std::mutex mu;
   std::map<std::string, int> received;  // line -> times accepted
   int posts = 0;
-  httplib::Server fake;
-  fake.Post("/v1/requests", [&](const httplib::Request& req, httplib::Response& res) {
-    std::lock_guard lock(mu);
-    ++posts;
-    nlohmann::json errors = nlohmann::json::array(), refused = nlohmann::json::array();
-    size_t index = 0, accepted = 0;
-    std::istringstream in(req.body);
-    for (std::string line; std::getline(in, line); ++index) {
-      if (posts == 1 && index % 2 == 0) {
-        if (errors.size() < 50) errors.push_back({{"index", index}, {"error", "bus: dropped_newest"}});
-        refused.push_back(index);
-      } else {
-        ++received[line];
-        ++accepted;
-      }
-    }
-    const nlohmann::json reply = {{"accepted", accepted}, {"rejected", refused.size()}, {"errors", errors},
-                                  {"refused", refused}};
-    res.status = 202;
-    res.set_content(reply.dump(), "application/json");
-  });
-  const int port = fake.bind_to_any_port("127.0.0.1");
-  BOOST_REQUIRE(port > 0);
-  std::thread server([&] { fake.listen_after_bind(); });
-  const Result r = run({"ingest", file, "--node-addr", "127.0.0.1:" + std::to_string(port), "--batch",
-                        std::to_string(N), "--retries", "3"});
+  httplib::Server server;
+  int port = 0;
+  std::thread thread;
+};
+
+std::string every_other_log(int n) {
+  std::string log;
+  for (int i = 0; i < n; ++i) log += combined("192.0.2.8", "/every-other/" + std::to_string(i), 200, i);
+  return log;
+}
+
+// ingest resends exactly the lines named in "refused": no line reaches the node twice (the store
+// would keep one copy, but live stats and tail would count it twice).
+BOOST_AUTO_TEST_CASE(ingest_resends_exactly_the_lines_the_node_names_refused) {
+  TempDir dir;
+  constexpr int N = 200;
+  const std::string file = dir.sub("access.log");
+  write_file(file, every_other_log(N));
+  EveryOtherRefusingNode fake(/*names_refused=*/true);
+  const Result r = run({"ingest", file, "--node-addr", fake.addr(), "--batch", std::to_string(N), "--retries", "3"});
   fake.stop();
-  server.join();
   BOOST_TEST_CONTEXT("ingest: " << r.err) {
     BOOST_REQUIRE(r.status.has_value());
     BOOST_TEST(*r.status == 0);
     BOOST_TEST(ingest_counts(r.err).accepted == uint64_t(N));
     BOOST_TEST(contains(r.err, "100 lines posted again"));
   }
-  BOOST_TEST(posts == 2);
-  BOOST_TEST(received.size() == size_t(N));
-  for (const auto& [line, times] : received) BOOST_TEST(times == 1, "accepted " << times << " times: " << line);
+  BOOST_TEST(fake.posts == 2);
+  BOOST_TEST(fake.received.size() == size_t(N));
+  for (const auto& [line, times] : fake.received) BOOST_TEST(times == 1, "accepted " << times << " times: " << line);
+}
+
+// A node from before "refused" lists 50 of the 100 refused lines (0, 2, ..., 98). What became of
+// lines 99..199 is unknown, so ingest resends the 50 listed and all 101 after them, counts each
+// line accepted once, and nothing is lost; the 51 accepted twice (101, 103, ..., 199 and 99) are
+// the price of the old answer, kept once by the store's request_id key.
+BOOST_AUTO_TEST_CASE(ingest_resends_every_line_an_old_node_leaves_unknown) {
+  TempDir dir;
+  constexpr int N = 200;
+  const std::string file = dir.sub("access.log");
+  write_file(file, every_other_log(N));
+  EveryOtherRefusingNode fake(/*names_refused=*/false);
+  const Result r = run({"ingest", file, "--node-addr", fake.addr(), "--batch", std::to_string(N), "--retries", "3"});
+  fake.stop();
+  BOOST_TEST_CONTEXT("ingest: " << r.err) {
+    BOOST_REQUIRE(r.status.has_value());
+    BOOST_TEST(*r.status == 0);
+    const Counts n = ingest_counts(r.err);
+    BOOST_TEST(n.accepted == uint64_t(N));
+    BOOST_TEST(n.rejected == 0u);
+    BOOST_TEST(contains(r.err, "151 lines posted again"));
+  }
+  BOOST_TEST(fake.posts == 2);
+  BOOST_REQUIRE(fake.received.size() == size_t(N));  // every line got in
+  std::map<int, int> times_by_line;
+  for (const auto& [json, times] : fake.received) {
+    const std::string path = nlohmann::json::parse(json).value("path", std::string());
+    times_by_line[std::stoi(path.substr(std::string("/every-other/").size()))] = times;
+  }
+  BOOST_REQUIRE(times_by_line.size() == size_t(N));
+  for (const auto& [i, times] : times_by_line)
+    BOOST_TEST(times == (i >= 99 && i % 2 == 1 ? 2 : 1), "line " << i << " accepted " << times << " times");
 }
 
 // SIGTERM while the input is open and quiet (a FIFO whose writer stays): ingest publishes what it
