@@ -19,8 +19,9 @@
 // the Bus must outlive it.
 //
 // Cost per request (web_bench): no heap allocation for sessions (flat SessionTable, 32 bytes a
-// session; a returning visitor locks only its own slot), headers are read in place, and the event is published as a RequestLogView of the
-// request's own strings (no copy before the bus encodes it).
+// session; a returning visitor locks only its own slot), headers are read in place, and the
+// event is published as a RequestLogView of the request's own strings (no copy before the bus
+// encodes it).
 #include <httplib.h>
 
 #include <atomic>
@@ -81,7 +82,7 @@ struct RequestLoggerStats {
   uint64_t sessions_failed = 0;   // no random bits for a new id (getrandom failed): the request
                                   // is logged without a session and gets no cookie
   uint64_t sessions_live = 0;
-  uint64_t counting_threads = 0;  // threads that have logged a response (a cache line of counters each)
+  uint64_t counting_threads = 0;  // threads that have logged a response (a line of counters each)
   uint64_t not_published() const { return dropped_newest + timed_out + closed + invalid + unparsed; }
 };
 
