@@ -690,22 +690,24 @@ struct EveryOtherRefusingNode {
   std::thread thread;
 };
 
-std::string every_other_log(int n) {
+// Ingests N lines in one batch into `fake` (three retries at most); returns once it exited.
+Result ingest_into(EveryOtherRefusingNode& fake, int n) {
+  TempDir dir;
   std::string log;
   for (int i = 0; i < n; ++i) log += combined("192.0.2.8", "/every-other/" + std::to_string(i), 200, i);
-  return log;
+  const std::string file = dir.sub("access.log");
+  write_file(file, log);
+  const Result r = run({"ingest", file, "--node-addr", fake.addr(), "--batch", std::to_string(n), "--retries", "3"});
+  fake.stop();
+  return r;
 }
 
 // ingest resends exactly the lines named in "refused": no line reaches the node twice (the store
 // would keep one copy, but live stats and tail would count it twice).
 BOOST_AUTO_TEST_CASE(ingest_resends_exactly_the_lines_the_node_names_refused) {
-  TempDir dir;
   constexpr int N = 200;
-  const std::string file = dir.sub("access.log");
-  write_file(file, every_other_log(N));
   EveryOtherRefusingNode fake(/*names_refused=*/true);
-  const Result r = run({"ingest", file, "--node-addr", fake.addr(), "--batch", std::to_string(N), "--retries", "3"});
-  fake.stop();
+  const Result r = ingest_into(fake, N);
   BOOST_TEST_CONTEXT("ingest: " << r.err) {
     BOOST_REQUIRE(r.status.has_value());
     BOOST_TEST(*r.status == 0);
@@ -722,13 +724,9 @@ BOOST_AUTO_TEST_CASE(ingest_resends_exactly_the_lines_the_node_names_refused) {
 // line accepted once, and nothing is lost; the 51 accepted twice (101, 103, ..., 199 and 99) are
 // the price of the old answer, kept once by the store's request_id key.
 BOOST_AUTO_TEST_CASE(ingest_resends_every_line_an_old_node_leaves_unknown) {
-  TempDir dir;
   constexpr int N = 200;
-  const std::string file = dir.sub("access.log");
-  write_file(file, every_other_log(N));
   EveryOtherRefusingNode fake(/*names_refused=*/false);
-  const Result r = run({"ingest", file, "--node-addr", fake.addr(), "--batch", std::to_string(N), "--retries", "3"});
-  fake.stop();
+  const Result r = ingest_into(fake, N);
   BOOST_TEST_CONTEXT("ingest: " << r.err) {
     BOOST_REQUIRE(r.status.has_value());
     BOOST_TEST(*r.status == 0);
