@@ -235,6 +235,47 @@ BOOST_FIXTURE_TEST_CASE(a_node_that_keeps_refusing_is_retry_later_within_the_tim
   BOOST_TEST(took < 1500ms);
 }
 
+// The sink's time is its clock's: with a ManualClock the resend of a refused item waits until
+// the clock has moved the 100 ms pause, however long that takes in real time; the write's
+// deadline and sentAt are the clock's too. (Before, the sink slept in real time.)
+BOOST_AUTO_TEST_CASE(the_pause_between_resends_the_deadline_and_sent_at_run_on_the_sinks_clock) {
+  HttpTestServer server;
+  auto clock = std::make_shared<ManualClock>();  // 2023-11-14T22:13:20Z
+  HttpSink sink{{.url = server.base_url() + "/v1/requests",
+                 .batch_url = server.base_url() + "/v1/batch",
+                 .connect_timeout = 2000ms,
+                 .clock = clock}};
+  server.push(Reply::status_code(202, R"({"refused":[0]})"));
+  server.push(Reply::status_code(202, R"({"refused":[]})"));
+  auto write = std::async(std::launch::async, [&] { return sink.write(requests(2), 10s); });
+  BOOST_REQUIRE(server.wait_for_requests(1));
+  BOOST_TEST((write.wait_for(300ms) == std::future_status::timeout));  // real time passes, not the clock's
+  BOOST_TEST(server.request_count() == 1u);
+  // The clock moves a millisecond at a time until the resend comes: not before 100 ms.
+  auto moved = 0ms;
+  while (server.request_count() < 2 && moved < 5s) {
+    clock->advance(1ms);
+    moved += 1ms;
+    std::this_thread::sleep_for(2ms);
+  }
+  BOOST_REQUIRE((write.wait_for(20s) == std::future_status::ready));
+  const WriteResult first = write.get();
+  BOOST_TEST(first.ok(), first.reason);
+  BOOST_TEST(server.request_count() == 2u);
+  BOOST_TEST(moved.count() >= 100, moved.count() << " ms of clock");
+
+  // 50 ms of write timeout: a 100 ms pause would pass the deadline, so the refused item makes
+  // the write retry_later at once, without waiting on a clock that does not move.
+  server.push(Reply::status_code(202, R"({"refused":[1]})"));
+  const WriteResult second = sink.write(requests(2), 50ms);
+  BOOST_TEST((second.kind == WriteResult::Kind::retry), second.reason);
+  BOOST_TEST(server.request_count() == 3u);
+
+  BOOST_TEST(sink.write({track_message(1)}, 10s).ok());
+  const json body = json::parse(server.request(3).body);
+  BOOST_TEST(body["sentAt"].get<std::string>().starts_with("2023-11-14T22:13:20"), body.dump());
+}
+
 BOOST_AUTO_TEST_CASE(refused_lists_are_trusted_only_when_well_formed) {
   using http::parse_refused;
   BOOST_TEST((parse_refused(R"({"refused":[0,2]})", 3) == std::vector<size_t>{0, 2}));

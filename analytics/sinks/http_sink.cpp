@@ -1,8 +1,8 @@
 // HttpSink: batches as JSON over HTTP (see include/reqbus/http_sink.hpp).
 #include "reqbus/http_sink.hpp"
 
-#include <ctime>
-#include <thread>
+#include <condition_variable>
+#include <mutex>
 
 #include "analytics/http_transport.hpp"
 #include "analytics/segment_json.hpp"
@@ -17,16 +17,23 @@ bool is_http_url(const std::string& url) {
   return url.starts_with("http://") || url.starts_with("https://");
 }
 
-int64_t wall_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
+HttpSinkOptions with_clock(HttpSinkOptions o) {
+  if (!o.clock) o.clock = system_clock();
+  return o;
+}
+
+// Waits on `clock` until `until` (nothing wakes it sooner).
+void pause_until(const Clock& clock, Clock::time_point until) {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::unique_lock lock(mu);
+  clock.wait_until(lock, cv, until, [] { return false; });
 }
 
 }  // namespace
 
 HttpSink::HttpSink(HttpSinkOptions options)
-    : opts_(std::move(options)),
+    : opts_(with_clock(std::move(options))),
       transport_(std::make_unique<http::HttpTransport>(opts_.max_idle_connections)) {
   if (opts_.url.empty()) throw Error(ErrorCode::invalid_argument, "url: required");
   if (!is_http_url(opts_.url))
@@ -43,7 +50,7 @@ HttpSink::~HttpSink() = default;
 std::string HttpSink::name() const { return "http:" + opts_.url; }
 
 WriteResult HttpSink::write(const std::vector<Message>& batch, milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const auto deadline = opts_.clock->now() + timeout;
   std::vector<RequestLog> logs;
   std::vector<std::string> events;
   for (const Message& m : batch) {
@@ -63,7 +70,7 @@ WriteResult HttpSink::write(const std::vector<Message>& batch, milliseconds time
   if (!events.empty()) {
     const std::string& url = opts_.batch_url.empty() ? opts_.url : opts_.batch_url;
     return post_until_taken(url, std::move(events),
-                            [](const std::vector<std::string>& e) { return segment::batch_body(e, wall_us()); },
+                            [this](const std::vector<std::string>& e) { return segment::batch_body(e, opts_.clock->unix_us()); },
                             deadline);
   }
   return WriteResult::success();
@@ -85,18 +92,19 @@ WriteResult HttpSink::post_until_taken(const std::string& url, std::vector<T> it
     for (const size_t i : *refused) rest.push_back(std::move(items[i]));
     items = std::move(rest);
     const auto wait = std::max(pause, r.retry_after);
-    if (std::chrono::steady_clock::now() + wait >= deadline)
+    const auto now = opts_.clock->now();
+    if (now + wait >= deadline)
       return WriteResult::retry_later("http: " + std::to_string(items.size()) + " items refused by " + url +
                                           " (its bus was full or closing) until the write timeout",
                                       wait);
-    std::this_thread::sleep_for(wait);
+    pause_until(*opts_.clock, now + wait);
     pause = std::min(pause * 2, milliseconds(1000));
   }
 }
 
 WriteResult HttpSink::post(const std::string& url, const std::string& body,
                            std::chrono::steady_clock::time_point deadline, std::string* reply) {
-  const auto left = std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
+  const auto left = std::chrono::duration_cast<milliseconds>(deadline - opts_.clock->now());
   if (left.count() <= 0) return WriteResult::retry_later("http: write timeout reached before " + url);
   http::PostRequest request;
   request.url = url;
@@ -112,7 +120,8 @@ WriteResult HttpSink::post(const std::string& url, const std::string& body,
   std::string reason = http::describe(result, url);
   if (result.outcome != http::PostResult::Outcome::response) return WriteResult::retry_later(std::move(reason));
   if (result.status == 429 || result.status == 503) {
-    const auto after = http::parse_retry_after(result.retry_after, std::time(nullptr), opts_.max_retry_after);
+    const auto after = http::parse_retry_after(result.retry_after, opts_.clock->unix_us() / 1'000'000,
+                                               opts_.max_retry_after);
     return WriteResult::retry_later(std::move(reason), after.value_or(milliseconds(0)));
   }
   // 408: a proxy or the server timed out reading a slow upload; the batch itself is fine.

@@ -23,6 +23,10 @@
 //   any other status (4xx, 3xx...)                  -> failure("HTTP 400 from <url>: <body snippet>")
 //   an event whose traits/properties are not JSON   -> failure (it can never be encoded)
 //
+// Time: the write's deadline, the pause between resends of refused items, sentAt and the "now"
+// an HTTP-date Retry-After is read against come from options.clock, so tests drive them with a
+// ManualClock. libcurl's own connect and transfer timeouts run on real time.
+//
 // Thread-safety: write() is safe from any number of threads at once; each call uses its own curl
 // easy handle from a small pool (connections are kept alive between calls).
 #include <chrono>
@@ -30,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "reqbus/clock.hpp"
 #include "reqbus/sink.hpp"
 
 namespace reqbus {
@@ -48,6 +53,7 @@ struct HttpSinkOptions {
   std::chrono::milliseconds max_retry_after{60'000};  // cap of an honoured Retry-After
   size_t max_idle_connections = 4;  // curl handles (and their kept-alive connections) pooled
   std::string user_agent = "reqbus-http-sink";
+  std::shared_ptr<Clock> clock{};  // nullptr = system_clock(): deadlines, pauses, sentAt
 };
 
 class HttpSink final : public Sink {
@@ -68,7 +74,7 @@ class HttpSink final : public Sink {
   WriteResult post_until_taken(const std::string& url, std::vector<T> items, BodyOf body_of,
                                std::chrono::steady_clock::time_point deadline);
 
-  const HttpSinkOptions opts_;
+  const HttpSinkOptions opts_;  // clock set (never null)
   std::unique_ptr<http::HttpTransport> transport_;
 };
 
