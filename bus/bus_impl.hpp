@@ -5,6 +5,8 @@
 #include <atomic>
 #include <future>
 #include <mutex>
+#include <optional>
+#include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -46,6 +48,9 @@ class Bus::Impl {
   // scope, to the tcp PUB and uplinks; empties `frames`.
   void publish_frames(std::vector<std::unique_ptr<detail::FrameBuffer>>& frames, zmq::socket_t& local,
                       zmq::socket_t* tcp, zmq::socket_t* uplink);
+  // The local side of the bus (publisher's and receiver's): XPUB_NODROP, inproc_hwm, bound.
+  void make_lossless_xpub(std::optional<zmq::socket_t>& socket, const std::string& endpoint);
+  // Sends on a socket made by make_lossless_xpub, waiting while a subscriber's pipe is full.
   bool send_blocking(zmq::socket_t& socket, zmq::message_t& key, zmq::message_t& body);
   void drain_subscriptions(zmq::socket_t& xpub);
   // receiver.cpp

@@ -62,11 +62,7 @@ void Bus::Impl::receiver_main(std::promise<void> started) {
       peers->connect(peer.endpoint);
     }
 
-    remote.emplace(context_, zmq::socket_type::xpub);
-    remote->set(zmq::sockopt::xpub_nodrop, 1);
-    remote->set(zmq::sockopt::sndhwm, options.inproc_hwm);
-    remote->set(zmq::sockopt::linger, 0);
-    remote->bind(remote_endpoint_);
+    make_lossless_xpub(remote, remote_endpoint_);
     started.set_value();
   } catch (...) {
     started.set_exception(std::current_exception());

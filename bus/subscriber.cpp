@@ -1,5 +1,6 @@
 #include "bus/subscriber.hpp"
 
+#include <cerrno>
 #include <string_view>
 
 #include "bus/frame.hpp"
@@ -110,7 +111,8 @@ void Subscriber::reader_main(std::promise<void> started) {
           if (!socket_->recv(extra)) break;
           body.move(extra);
         }
-      } catch (const zmq::error_t&) {
+      } catch (const zmq::error_t& e) {
+        if (e.num() == EINTR) continue;  // a signal in a program that does not block them
         break;  // context terminated
       }
     }

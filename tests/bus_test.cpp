@@ -1,11 +1,15 @@
 // Bus inside one process: fan-out, topics, load with zero loss, exact drop accounting, close.
 #include <boost/test/unit_test.hpp>
 
-#include <cctype>
+#include <unistd.h>
 
 #include <atomic>
+#include <cctype>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "reqbus/error.hpp"
@@ -459,6 +463,45 @@ BOOST_AUTO_TEST_CASE(drop_newest_counts_every_refusal) {
   BOOST_TEST(s.handled.load() == report.published);  // everything accepted was delivered
   BOOST_TEST(report.delivered == report.published);
   BOOST_TEST(!report.deadline_reached);
+}
+
+// CPU time (user + system, clock ticks) of this process's threads named `name`.
+uint64_t thread_cpu_ticks(const std::string& name) {
+  uint64_t ticks = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string thread_name;
+    if (!std::getline(comm, thread_name) || thread_name != name) continue;
+    std::ifstream stat_file(task.path() / "stat");
+    std::string stat;
+    std::getline(stat_file, stat);
+    std::istringstream fields(stat.substr(stat.rfind(')') + 2));  // after "pid (comm) "
+    std::string field;
+    for (int i = 3; i <= 13; ++i) fields >> field;  // state ... cmajflt
+    uint64_t utime = 0, stime = 0;
+    fields >> utime >> stime;
+    ticks += utime + stime;
+  }
+  return ticks;
+}
+
+// A publisher waiting for room in a stuck subscriber's pipe sleeps in libzmq. It used to poll
+// for POLLOUT, which an XPUB always reports, and so spun a whole core for as long as the
+// subscriber was stuck.
+BOOST_AUTO_TEST_CASE(a_publisher_waiting_on_a_stuck_subscriber_does_not_spin) {
+  StalledBus s(Overflow::drop_newest);
+  (void)s.publish(100);  // fills the pipe: the publisher now waits on the stuck subscriber
+  std::this_thread::sleep_for(100ms);
+  const uint64_t before = thread_cpu_ticks("rb-publisher");
+  std::this_thread::sleep_for(1s);
+  const uint64_t spent = thread_cpu_ticks("rb-publisher") - before;
+  const uint64_t tick_hz = uint64_t(sysconf(_SC_CLK_TCK));
+  BOOST_TEST_MESSAGE("publisher thread: " << spent << " ticks of " << tick_hz << " in 1 s of waiting");
+  BOOST_TEST(spent < tick_hz / 5, spent << " of " << tick_hz << " ticks: the waiting publisher spins");
+  BOOST_TEST(s.bus->stats().queue_depth > 0u);  // it was waiting, with frames to send
+  s.latch.open();
+  const CloseReport report = s.bus->close(30s);
+  BOOST_TEST(s.handled.load() == report.published);  // and sent them all once there was room
 }
 
 BOOST_AUTO_TEST_CASE(drop_oldest_evicts_and_counts) {
