@@ -16,6 +16,7 @@
 #include "reqbus/log.hpp"
 #include "reqbus/uuid.hpp"
 #include "support/bus_fixtures.hpp"
+#include "support/poll.hpp"
 
 using namespace reqbus;
 using namespace reqbus::test;
@@ -54,20 +55,6 @@ std::vector<Message> drain(Subscription& sub) {
   while (sub.next_batch(out, 4096, 0ms) > 0) {
   }
   return out;
-}
-
-// Polls a condition (another thread's progress) with a bounded wait between checks.
-template <class Pred>
-bool poll_until(Pred pred, std::chrono::milliseconds budget) {
-  const auto deadline = std::chrono::steady_clock::now() + budget;
-  std::mutex mu;
-  std::condition_variable never;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::unique_lock lock(mu);
-    never.wait_for(lock, 2ms);
-  }
-  return true;
 }
 
 // Where every received event is now: the invariant each SubscriptionStats keeps.

@@ -20,6 +20,7 @@
 #include "reqbus/codec.hpp"
 #include "tests/support/bus_fixtures.hpp"
 #include "tests/support/postgres_server.hpp"
+#include "tests/support/poll.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/spawned_process.hpp"
 #include "tests/support/temp_dir.hpp"
@@ -30,19 +31,6 @@ using namespace std::chrono_literals;
 BOOST_TEST_GLOBAL_FIXTURE(PostgresFixture);
 
 namespace {
-
-template <class Pred>
-bool poll_until(Pred pred, std::chrono::milliseconds budget) {
-  const auto deadline = std::chrono::steady_clock::now() + budget;
-  std::mutex mu;
-  std::condition_variable never;  // a timed wait between checks of conditions in other processes
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::unique_lock lock(mu);
-    never.wait_for(lock, 50ms);
-  }
-  return true;
-}
 
 struct Keys {
   std::string pub, file;

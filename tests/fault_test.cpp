@@ -39,6 +39,7 @@
 #include "reqbus/log.hpp"
 #include "tests/support/bus_fixtures.hpp"
 #include "tests/support/postgres_server.hpp"
+#include "tests/support/poll.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "tests/support/test_sink.hpp"
@@ -70,17 +71,6 @@ size_t rss_bytes() {
   size_t size = 0, resident = 0;
   in >> size >> resident;
   return resident * size_t(::sysconf(_SC_PAGESIZE));
-}
-
-// Polls `pred` every 20 ms until it holds or `timeout` passes (for state outside this process:
-// a database's row count, another process's metrics).
-bool poll_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return pred();
 }
 
 // Log lines captured for the duration of a test.

@@ -15,10 +15,12 @@
 #include <set>
 
 #include "node/node.hpp"
+#include "tests/support/poll.hpp"
 #include "tests/support/temp_dir.hpp"
 
 using namespace reqbus;
 using namespace reqbus::node;
+using reqbus::test::poll_until;
 using namespace std::chrono_literals;
 
 namespace {
@@ -187,17 +189,6 @@ struct PromText {
     return it->second;
   }
 };
-
-// Polls `pred` every 20 ms until it holds or `timeout` passes (the brief's accepted form of
-// waiting on another component's state: a condition with a deadline, not a fixed sleep).
-bool poll_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 10s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(20ms);
-  }
-  return true;
-}
 
 // Waits for a condition on the /api/stats JSON.
 bool poll_stats(httplib::Client& c, const std::function<bool(const nlohmann::json&)>& pred,

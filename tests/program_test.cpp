@@ -23,6 +23,7 @@
 #include <sstream>
 #include <thread>
 
+#include "tests/support/poll.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/temp_dir.hpp"
 
@@ -100,17 +101,6 @@ class Db {
  private:
   sqlite3* db_ = nullptr;
 };
-
-// Polls `pred` every 20 ms until it holds or `timeout` passes (waiting on another process's
-// state: a condition with a deadline).
-bool poll_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(20ms);
-  }
-  return true;
-}
 
 // `reqbus serve` on ephemeral loopback ports, learnt from what it prints.
 class Served {
