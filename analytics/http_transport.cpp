@@ -19,6 +19,7 @@ void global_init() {
 
 struct Received {
   std::string body;
+  bool body_cut = false;
   std::string retry_after;
 };
 
@@ -27,6 +28,7 @@ size_t on_body(char* data, size_t size, size_t count, void* user) {
   const size_t n = size * count;
   const size_t room = HttpTransport::max_kept_body - std::min(r->body.size(), HttpTransport::max_kept_body);
   r->body.append(data, std::min(n, room));
+  if (n > room) r->body_cut = true;
   return n;  // keep reading even when we keep no more: the transfer must complete
 }
 
@@ -241,6 +243,7 @@ PostResult HttpTransport::post(const PostRequest& req) {
     }
   }
   result.body = std::move(received.body);
+  result.body_cut = received.body_cut;
   result.retry_after = std::move(received.retry_after);
   // A broken connection must not be reused; curl already closes it, the handle stays usable.
   release(curl);

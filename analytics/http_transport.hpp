@@ -42,6 +42,7 @@ struct PostResult {
   Outcome outcome = Outcome::network;
   long status = 0;          // HTTP status when outcome == response
   std::string body;         // the response body (first max_kept_body bytes)
+  bool body_cut = false;    // the body was longer than max_kept_body: `body` is its start
   std::string retry_after;  // the raw Retry-After header, "" when absent
   std::string error;        // curl's message when outcome != response
 
@@ -63,7 +64,8 @@ std::optional<std::chrono::milliseconds> parse_retry_after(
 // closing) in its reply: {"refused": [indices, ascending]} (node/http_api.cpp). It stored the
 // others; only these need sending again. Returns them when `body` is such a reply for a body of
 // `items` items, none refused: empty; anything else (no such field, not JSON, an index out of
-// range or out of order, a reply cut at max_kept_body): nullopt, and the whole body stands.
+// range or out of order, a reply cut at max_kept_body): nullopt. What nullopt means is the
+// caller's: HttpSink sends every item again when the reply was cut or names "refused" at all.
 std::optional<std::vector<size_t>> parse_refused(std::string_view body, size_t items);
 
 class HttpTransport {

@@ -15,7 +15,7 @@ namespace {
 
 constexpr auto kIdleWait = std::chrono::milliseconds(200);
 constexpr auto kSendSlice = std::chrono::milliseconds(20);
-constexpr auto kSpinFor = std::chrono::milliseconds(1);  // before a blocking send: send_blocking
+constexpr auto kSpinFor = std::chrono::milliseconds(1);  // polling a full pipe before sleeping (send_blocking)
 // Frames taken from the queue at a time: at most 4 x max_events_per_frame events (2,048 by
 // default) sit outside the queue's bounds while the publisher waits on a slow subscriber.
 constexpr size_t kFramesPerPop = 4;

@@ -82,15 +82,23 @@ WriteResult HttpSink::post_until_taken(const std::string& url, std::vector<T> it
   milliseconds pause{100};
   while (true) {
     std::string reply;
-    WriteResult r = post(url, body_of(items), deadline, &reply);
+    bool reply_cut = false;
+    WriteResult r = post(url, body_of(items), deadline, &reply, &reply_cut);
     // A 2xx naming refused items (/v1/requests), or a 503 doing so (/v1/batch, r.retry_after).
     if (!r.ok() && r.kind != WriteResult::Kind::retry) return r;
     const auto refused = http::parse_refused(reply, items.size());
-    if (!refused || refused->empty()) return r;
-    std::vector<T> rest;
-    rest.reserve(refused->size());
-    for (const size_t i : *refused) rest.push_back(std::move(items[i]));
-    items = std::move(rest);
+    if (refused && refused->empty()) return r;
+    if (refused) {
+      std::vector<T> rest;
+      rest.reserve(refused->size());
+      for (const size_t i : *refused) rest.push_back(std::move(items[i]));
+      items = std::move(rest);
+    } else if (!r.ok() || (!reply_cut && reply.find("\"refused\"") == std::string::npos)) {
+      // No list: retry_later sends the whole body again; a 2xx without one took it all.
+      return r;
+    }
+    // Else a 2xx with a list we cannot read (cut, or malformed): any item may have been
+    // refused, so all of them are sent again.
     const auto wait = std::max(pause, r.retry_after);
     const auto now = opts_.clock->now();
     if (now + wait >= deadline)
@@ -103,7 +111,8 @@ WriteResult HttpSink::post_until_taken(const std::string& url, std::vector<T> it
 }
 
 WriteResult HttpSink::post(const std::string& url, const std::string& body,
-                           std::chrono::steady_clock::time_point deadline, std::string* reply) {
+                           std::chrono::steady_clock::time_point deadline, std::string* reply_body,
+                           bool* reply_cut) {
   const auto left = std::chrono::duration_cast<milliseconds>(deadline - opts_.clock->now());
   if (left.count() <= 0) return WriteResult::retry_later("http: write timeout reached before " + url);
   http::PostRequest request;
@@ -115,7 +124,8 @@ WriteResult HttpSink::post(const std::string& url, const std::string& body,
   request.connect_timeout = std::min(opts_.connect_timeout, left);
   request.total_timeout = left;
   const http::PostResult result = transport_->post(request);
-  if (reply) *reply = result.body;
+  if (reply_body) *reply_body = result.body;
+  if (reply_cut) *reply_cut = result.body_cut;
   if (result.success()) return WriteResult::success();
   std::string reason = http::describe(result, url);
   if (result.outcome != http::PostResult::Outcome::response) return WriteResult::retry_later(std::move(reason));

@@ -14,7 +14,9 @@
 // Retry-After), until the node has taken them all or the write's timeout comes: then the write is
 // retry_later, and the Batcher sends the whole batch again later (the node keeps one copy of
 // each; its live views may count a resent item twice). Before, a 202 naming refused items was
-// taken as "all stored", and those items were lost without a trace.
+// taken as "all stored", and those items were lost without a trace. A reply that names
+// "refused" but cannot be read as such a list (cut at 64 KiB — a list of ~10,000 indices — or
+// malformed) could have refused any item: all of them are sent again, the same way.
 //
 // How responses map to WriteResult:
 //   2xx, nothing refused                            -> ok
@@ -66,8 +68,11 @@ class HttpSink final : public Sink {
   std::string name() const override;  // "http:<url>"
 
  private:
+  // Posts `body`; `reply_body`/`reply_cut`, when given, get the response body (its first 64 KiB)
+  // and whether it was longer.
   WriteResult post(const std::string& url, const std::string& body,
-                   std::chrono::steady_clock::time_point deadline, std::string* reply = nullptr);
+                   std::chrono::steady_clock::time_point deadline, std::string* reply_body = nullptr,
+                   bool* reply_cut = nullptr);
   // Posts `items` (body_of(items) is the body) and again the ones a reqbus node refused, as
   // described above.
   template <class T, class BodyOf>
