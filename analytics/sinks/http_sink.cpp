@@ -69,9 +69,10 @@ WriteResult HttpSink::write(const std::vector<Message>& batch, milliseconds time
   }
   if (!events.empty()) {
     const std::string& url = opts_.batch_url.empty() ? opts_.url : opts_.batch_url;
-    return post_until_taken(url, std::move(events),
-                            [this](const std::vector<std::string>& e) { return segment::batch_body(e, opts_.clock->unix_us()); },
-                            deadline);
+    auto body_of = [this](const std::vector<std::string>& e) {
+      return segment::batch_body(e, opts_.clock->unix_us());  // sentAt: when this body is sent
+    };
+    return post_until_taken(url, std::move(events), body_of, deadline);
   }
   return WriteResult::success();
 }
