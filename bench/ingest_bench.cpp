@@ -298,8 +298,8 @@ Sample run_e2e_sqlite(const std::string& log, const std::string& dir, int run, c
   so.scope = Scope::local_only;
   so.name = "persist";
   std::atomic<uint64_t> refused{0};
-  Subscription sub = bus.subscribe(so, [&](const Message& m) {
-    if (batcher->enqueue(m) != EnqueueStatus::ok) refused.fetch_add(1, std::memory_order_relaxed);
+  Subscription sub = bus.subscribe_views(so, [&](const MessageView& m) {  // as node/node.cpp reads it
+    if (batcher->enqueue(m.to_message()) != EnqueueStatus::ok) refused.fetch_add(1, std::memory_order_relaxed);
   });
 
   const uint64_t start = now_ns(), cpu = cpu_now_ns();
