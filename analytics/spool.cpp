@@ -13,6 +13,7 @@
 
 #include "analytics/spool_format.hpp"
 #include "reqbus/error.hpp"
+#include "reqbus/log.hpp"
 
 namespace fs = std::filesystem;
 
@@ -118,11 +119,66 @@ Spool::Spool(SpoolOptions options) : options_(std::move(options)) {
     total_bytes_ += bytes;
   }
   if (ec) throw Error(ErrorCode::storage, "spool: cannot read " + options_.dir + ": " + ec.message());
-  dead_bytes_ = fs::file_size(dead_letter_path(), ec);
-  if (ec) dead_bytes_ = 0;  // none yet
+  dead_bytes_ = trim_dead_letter_file();
   std::sort(segments_.begin(), segments_.end(),
             [](const Segment& a, const Segment& b) { return a.id < b.id; });
   if (!segments_.empty()) next_id_ = segments_.back().id + 1;
+}
+
+// The dead-letter file is appended to across processes: a record torn by a crash mid-append
+// would misframe every record a later process appends after it (or, with a cut header, the whole
+// file). So the file is cut back to its last whole record before anything is appended. What is
+// cut loses nothing: dead_letter() never returned ok for it, so its batch is still in its
+// segment and is replayed (and dead-lettered again) like any other.
+uint64_t Spool::trim_dead_letter_file() {
+  const std::string path = dead_letter_path();
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return 0;  // none yet (or unopenable: dead_letter() reports that when used)
+  struct ::stat st {};
+  if (::fstat(fd, &st) != 0) {
+    ::close(fd);
+    return 0;
+  }
+  const uint64_t size = uint64_t(st.st_size);
+  // Reads `n` bytes at `at`; a read error keeps the file as it is (never cut what was not read).
+  bool read_failed = false;
+  auto read_at = [&](char* out, size_t n, uint64_t at) {
+    if (::pread(fd, out, n, off_t(at)) == ssize_t(n)) return true;
+    read_failed = true;
+    return false;
+  };
+  uint64_t end = 0;  // end of the last whole record; 0 if even the header is incomplete
+  char header[spool_format::kHeaderBytes];
+  if (size >= sizeof header && read_at(header, sizeof header, 0)) {
+    end = sizeof header;
+    if (spool_format::header_version(std::string_view(header, sizeof header)) == 0) {
+      end = size;  // not a spool header: not ours to cut; readers count it as one corrupt record
+      log(LogLevel::error, "spool: " + path + " does not start with a spool header; left as it is");
+    }
+    char record[spool_format::kRecordHeaderBytes];
+    while (size - end >= sizeof record && read_at(record, sizeof record, end)) {
+      const uint64_t len = spool_format::get_u32(record);
+      if (len > size - end - sizeof record) break;  // torn: its payload runs past the end
+      end += sizeof record + len;
+    }
+  }
+  if (read_failed) {
+    log(LogLevel::error, errno_text("spool: cannot read", path) + "; not checked for a torn tail");
+    end = size;
+  }
+  if (end < size) {
+    if (::ftruncate(fd, off_t(end)) == 0) {
+      if (options_.sync) ::fdatasync(fd);
+      dead_letter_cut_bytes_ = size - end;
+      log(LogLevel::warn, "spool: cut a torn record of " + std::to_string(size - end) + " bytes off the end of " +
+                              path + " (a crash during a dead-letter append; the batch is still spooled)");
+    } else {
+      log(LogLevel::error, errno_text("spool: cannot cut the torn tail off", path));
+      end = size;  // kept: dead_letter() appends after it
+    }
+  }
+  ::close(fd);
+  return end;
 }
 
 Spool::~Spool() {
@@ -305,7 +361,8 @@ bool Spool::empty() const {
 SpoolStats Spool::stats() const {
   std::lock_guard lock(mu_);
   const auto skipped = std::count_if(segments_.begin(), segments_.end(), [](const Segment& s) { return s.skipped; });
-  return {segments_.size(), total_bytes_, appended_, corrupt_, removed_, uint64_t(skipped), dead_bytes_};
+  return {segments_.size(), total_bytes_, appended_, corrupt_, removed_, uint64_t(skipped), dead_bytes_,
+          dead_letter_cut_bytes_};
 }
 
 }  // namespace reqbus::detail

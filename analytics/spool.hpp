@@ -30,7 +30,10 @@
 // Dead letters: a batch the sink rejects permanently at replay is moved by the caller to
 // "dead-letter.dlq" in the directory (dead_letter()), the segment layout again (header, then the
 // records as they were), so an operator can inspect it; renamed to a segment name above every
-// other ("<20-digit id>.seg") it is replayed like one.
+// other ("<20-digit id>.seg") it is replayed like one. It is appended to across processes, so a
+// new Spool first cuts a torn tail off it (a crash mid-append): records appended later must not
+// be framed after a partial one. The cut loses nothing: that append never returned ok, so its
+// batch is still in its segment.
 //
 // Bounds: a segment rotates once it would pass `segment_bytes`; the whole spool (segments and
 // the dead-letter file) never passes `max_bytes` — an append that would is refused
@@ -98,6 +101,7 @@ struct SpoolStats {
   uint64_t removed_segments = 0;
   uint64_t skipped_segments = 0;    // segments of a newer version, kept but not replayed
   uint64_t dead_letter_bytes = 0;   // size of the dead-letter file
+  uint64_t dead_letter_cut_bytes = 0;  // torn tail cut off the dead-letter file at start-up
 };
 
 class Spool {
@@ -141,6 +145,7 @@ class Spool {
   void seal_locked();
   bool write_record(int fd, const std::string& record);
   void skip_locked(uint64_t segment_id);
+  uint64_t trim_dead_letter_file();  // constructor only: returns the size kept
 
   const SpoolOptions options_;
   mutable std::mutex mu_;
@@ -152,6 +157,7 @@ class Spool {
   uint64_t appended_ = 0;          // guarded by mu_
   uint64_t corrupt_ = 0;           // guarded by mu_
   uint64_t removed_ = 0;           // guarded by mu_
+  uint64_t dead_letter_cut_bytes_ = 0;  // set by the constructor only
 };
 
 }  // namespace reqbus::detail

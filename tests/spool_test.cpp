@@ -436,6 +436,48 @@ BOOST_AUTO_TEST_CASE(dead_letters_keep_the_record_in_the_segment_layout) {
   BOOST_TEST(reopened.stats().dead_letter_bytes == dead.size());
 }
 
+// The dead-letter file outlives the process that appends to it: a record torn by a crash
+// mid-append (or a header cut short) must not misframe the records a later process appends.
+BOOST_AUTO_TEST_CASE(a_torn_dead_letter_tail_is_cut_before_the_next_append) {
+  for (const bool cut_header : {false, true}) {
+    BOOST_TEST_CONTEXT((cut_header ? "the header is cut" : "a record is torn")) {
+      test::TempDir dir("reqbus-spool");
+      const auto first = batch_of(0, 2), second = batch_of(2, 3);
+      std::string torn_record;
+      {
+        Spool spool(options_for(dir));
+        BOOST_REQUIRE(spool.append(first) == SpoolAppend::ok);
+        BOOST_REQUIRE(spool.append(second) == SpoolAppend::ok);
+        auto segment = read_oldest(spool);
+        BOOST_REQUIRE(segment.has_value());
+        if (!cut_header) BOOST_REQUIRE((spool.dead_letter(*segment, 0) == SpoolAppend::ok));
+        // The crash: part of record 1 (or of the header) reaches the file, the process dies.
+        const spool_format::RecordSpan span = segment->records.at(1);
+        torn_record = segment->data.substr(span.offset - spool_format::kRecordHeaderBytes,
+                                           spool_format::kRecordHeaderBytes + span.size / 2);
+      }
+      const fs::path dead = dir.path() / "spool" / "dead-letter.dlq";
+      const std::string kept = cut_header ? std::string() : read_file(dead);
+      write_file(dead, cut_header ? spool_format::segment_header().substr(0, 7) : kept + torn_record);
+
+      Spool spool(options_for(dir));
+      BOOST_TEST(spool.stats().dead_letter_bytes == kept.size());
+      BOOST_TEST(spool.stats().dead_letter_cut_bytes == (cut_header ? 7u : torn_record.size()));
+      auto segment = read_oldest(spool);
+      BOOST_REQUIRE(segment.has_value());
+      BOOST_REQUIRE((spool.dead_letter(*segment, 1) == SpoolAppend::ok));
+      std::vector<std::vector<Message>> batches;
+      const std::string data = read_file(dead);
+      BOOST_TEST(spool.stats().dead_letter_bytes == data.size());
+      BOOST_TEST(parse_segment(data, batches) == 0u);
+      BOOST_TEST(batches.size() == (cut_header ? 1u : 2u));
+      if (batches.size() != (cut_header ? 1u : 2u)) continue;
+      if (!cut_header) BOOST_TEST(same(batches[0], first));
+      BOOST_TEST(same(batches.back(), second));
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(bad_options_name_the_field) {
   test::TempDir dir("reqbus-spool");
   SpoolOptions o = options_for(dir);
