@@ -151,6 +151,41 @@ BOOST_AUTO_TEST_CASE(nginx_json_escape_json) {
   BOOST_TEST(p.parse(R"({"request":"GET / HTTP/1.1"})", 1, 0, r).rfind("status:", 0) == 0u);
 }
 
+// Parsing a JSON line does not recurse, but turning a nested field value back into text does, once
+// per level: {"remote_addr":[[[...]]]} 100,000 deep overflowed the stack (SIGSEGV) of `reqbus
+// ingest` and of the node's syslog listener. Such a line is refused before it is parsed, with a
+// reason, and the parser goes on with the next line.
+BOOST_AUTO_TEST_CASE(json_nested_too_deep_is_refused_and_the_next_line_parses) {
+  const std::string ok = R"({"status":200,"request":"GET /ok HTTP/1.1","time_iso8601":"2024-01-01T00:00:01+00:00"})";
+  const size_t deep = 100000;
+  const std::string nested = std::string(deep, '[') + std::string(deep, ']');
+  for (LogFormat format : {LogFormat::auto_detect, LogFormat::nginx_json, LogFormat::ndjson}) {
+    BOOST_TEST_CONTEXT("format " << to_string(format)) {
+      LineParser p(format);
+      RequestLog r;
+      BOOST_TEST(p.parse(R"({"status":200,"request":"GET / HTTP/1.1","remote_addr":)" + nested + "}", 1, 0, r) ==
+                 "line: JSON nested deeper than 64 levels");
+      BOOST_TEST(p.parse(R"({"path":"/","method":"GET","status_code":200,"x":)" + nested + "}", 1, 0, r) ==
+                 "line: JSON nested deeper than 64 levels");
+      if (format != LogFormat::ndjson) {
+        BOOST_TEST(p.parse(ok, 1, 1, r) == "");
+        BOOST_TEST(r.path == "/ok");
+        BOOST_TEST(r.inserted_at == int64_t(1704067201) * 1000000);
+      }
+    }
+  }
+  // 64 levels are fine (the field is not a string, so it is kept as its JSON text); brackets
+  // inside strings, escaped quotes included, are text, not nesting.
+  LineParser p(LogFormat::nginx_json);
+  RequestLog r;
+  const std::string at_limit = std::string(63, '[') + std::string(63, ']');
+  BOOST_TEST(p.parse(R"({"status":200,"request":"GET / HTTP/1.1","http_referer":)" + at_limit + "}", 1, 0, r) == "");
+  BOOST_TEST(r.referer == at_limit);
+  const std::string in_string = "\"\\\"" + std::string(deep, '[') + "\"";
+  BOOST_TEST(p.parse(R"({"status":200,"request":"GET / HTTP/1.1","http_user_agent":)" + in_string + "}", 1, 0, r)
+                 .rfind("user_agent:", 0) == 0u);  // too long for the field, but parsed: not "nested"
+}
+
 BOOST_AUTO_TEST_CASE(reqbus_ndjson) {
   LineParser p;
   RequestLog r;
