@@ -9,6 +9,7 @@
 #include <cctype>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 
 #include "analytics/segment_json.hpp"
 #include "examples/bind_server.hpp"
@@ -33,9 +34,12 @@ std::string basic_auth_user(const httplib::Request& req) {
   const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(decoded.data()),
                                 reinterpret_cast<const unsigned char*>(b64.data()), int(b64.size()));
   if (n < 0) return {};
-  size_t len = size_t(n);
-  for (size_t i = b64.size(); i > 0 && b64[i - 1] == '='; --i) --len;  // DecodeBlock keeps padding
-  decoded.resize(len);
+  // DecodeBlock decodes the padding as zero bytes: drop one per '=' (at most two in valid
+  // base64; "====" decodes to 3 bytes, and cutting 4 would wrap the length).
+  size_t pad = 0;
+  for (size_t i = b64.size(); i > 0 && b64[i - 1] == '='; --i) ++pad;
+  if (pad > 2 || pad > size_t(n)) return {};
+  decoded.resize(size_t(n) - pad);
   return decoded.substr(0, decoded.find(':'));
 }
 
@@ -96,8 +100,14 @@ class HttpApi::Impl {
                                const Publish& publish, std::vector<segment::ItemError>& rejected) {
     size_t accepted = 0;
     std::vector<size_t> refused;
+    // A bus that timed out (block policy: each try waits up to block_timeout) or closed on one
+    // item refuses the rest without being asked: a 100,000-item body would otherwise hold this
+    // server thread for up to 100,000 waits (hours) while the bus is full. The sender resends
+    // the refused items later.
+    std::optional<PublishStatus> gave_up;
     for (size_t i = 0; i < items.size(); ++i) {
-      const PublishStatus s = publish(items[i]);
+      const PublishStatus s = gave_up ? *gave_up : publish(items[i]);
+      if (s == PublishStatus::timed_out || s == PublishStatus::closed) gave_up = s;
       if (s == PublishStatus::ok) {
         ++accepted;
       } else {
@@ -185,7 +195,7 @@ void HttpApi::Impl::routes() {
   server.set_write_timeout(10, 0);
   server.set_logger([this](const httplib::Request&, const httplib::Response& res) {
     requests.fetch_add(1, std::memory_order_relaxed);
-    if (res.status == 413 || res.status == 400) bodies_rejected.fetch_add(1, std::memory_order_relaxed);
+    if (res.status == 413 || res.status == 411 || res.status == 400) bodies_rejected.fetch_add(1, std::memory_order_relaxed);
   });
   server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     // A declared length over the limit is refused before any of the body is read.
@@ -195,11 +205,23 @@ void HttpApi::Impl::routes() {
       reply_too_large(res);
       return httplib::Server::HandlerResponse::Handled;
     }
+    // Only the two intake routes take a body, and they read it themselves, capped (read_body).
+    // On any other route httplib 0.11 would read a chunked body of any size into memory before
+    // answering (CVE-2025-46728, fixed in httplib 0.20.1), without credentials on /healthz:
+    // refused before a byte of it is read. (A Content-Length body is capped by httplib.)
+    const bool intake = req.method == "POST" && (req.path == "/v1/requests" || req.path == "/v1/batch");
+    if (!intake && req.has_header("Transfer-Encoding")) {
+      res.set_header("Connection", "close");  // the unread body must not be taken for a request
+      json_reply(res, 411, {{"error", "a chunked request body is taken only by POST /v1/requests and /v1/batch"}});
+      return httplib::Server::HandlerResponse::Handled;
+    }
     // /v1/batch authenticates by write key (Segment clients cannot send a bearer token).
     if (is_public(req) || req.path == "/v1/batch" || authorized(req))
       return httplib::Server::HandlerResponse::Unhandled;
     unauthorized.fetch_add(1, std::memory_order_relaxed);
     res.set_header("WWW-Authenticate", "Bearer");
+    if (req.has_header("Transfer-Encoding") || req.get_header_value<uint64_t>("Content-Length") > 0)
+      res.set_header("Connection", "close");  // its body is not read: not to be taken for a request
     json_reply(res, 401, {{"error", "missing or wrong bearer token"}});
     return httplib::Server::HandlerResponse::Handled;
   });
@@ -373,7 +395,7 @@ std::string HttpApi::Impl::own_metrics() const {
   line("reqbus_http_requests_total", "HTTP requests served.", requests.load());
   line("reqbus_http_items_accepted_total", "Items published from request bodies.", items_accepted.load());
   line("reqbus_http_items_rejected_total", "Invalid items rejected from request bodies.", items_rejected.load());
-  line("reqbus_http_bodies_rejected_total", "Request bodies refused with 400 or 413.", bodies_rejected.load());
+  line("reqbus_http_bodies_rejected_total", "Request bodies refused with 400, 411 or 413.", bodies_rejected.load());
   line("reqbus_http_unauthorized_total", "Requests refused with 401.", unauthorized.load());
   line("reqbus_http_stream_clients", "Connected live-stream clients.", stream_clients.load(), "gauge");
   return m;

@@ -120,8 +120,6 @@ class RawConnection {
     BOOST_REQUIRE_EQUAL(::send(fd_, data.data(), data.size(), MSG_NOSIGNAL), ssize_t(data.size()));
   }
   void shutdown_write() { ::shutdown(fd_, SHUT_WR); }
-  // Reads until the server closes the connection (or the 15 s receive timeout); returns what
-  // was received. `closed` tells whether it ended by EOF/reset rather than by the timeout.
   // Reads until `needle` has arrived (or the connection ends / 15 s pass).
   std::string read_until(const std::string& needle) {
     std::string got;
@@ -133,6 +131,8 @@ class RawConnection {
     }
     return got;
   }
+  // Reads until the server closes the connection (or the 15 s receive timeout); returns what
+  // was received. `closed` tells whether it ended by EOF/reset rather than by the timeout.
   std::string read_to_end(bool& closed) {
     std::string got;
     char buf[4096];
@@ -375,6 +375,66 @@ BOOST_AUTO_TEST_CASE(oversized_bodies_get_413) {
   BOOST_TEST(f.node->bus().stats().published == f.published());
 }
 
+// httplib 0.11 reads a chunked body of any size into memory on a route without a body reader
+// (CVE-2025-46728), /healthz included, which needs no credentials. The node refuses it from the
+// headers: the test sends one chunk and never the last, and still gets its answer at once.
+BOOST_AUTO_TEST_CASE(a_chunked_body_to_a_route_that_takes_none_is_refused_before_it_is_read) {
+  NodeFixture f;  // no token: every route is open, as on a default (loopback) node
+  for (const std::string head : {"POST /healthz", "GET /", "PUT /v1/requests", "POST /no/such/route"}) {
+    RawConnection raw(f.node->http_port());
+    raw.send(head + " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n" +
+             std::string(0x400, 'x') + "\r\n");
+    const auto asked = std::chrono::steady_clock::now();
+    const std::string answer = raw.read_until("}");
+    BOOST_TEST((std::chrono::steady_clock::now() - asked < 5s), head);
+    BOOST_TEST(answer.rfind("HTTP/1.1 411", 0) == 0, head << ": " << answer.substr(0, 200));
+    BOOST_TEST(contains(answer, "Connection: close\r\n"), answer);
+  }
+  auto c = f.client();
+  auto res = c.Get("/healthz");
+  BOOST_REQUIRE(res);
+  BOOST_TEST(res->status == 200);
+  BOOST_TEST(poll_until([&] {  // counted by httplib's logger, which runs after the answer is sent
+    auto m = c.Get("/metrics");
+    return m && contains(m->body, "\nreqbus_http_bodies_rejected_total 4\n");
+  }));
+}
+
+// A full bus with the block policy makes each broadcast wait block_timeout (100 ms). One body
+// must not pay that once per item: after the first timeout the rest are refused at once, and
+// the reply names every refused item so the sender can resend exactly those.
+BOOST_AUTO_TEST_CASE(a_full_bus_refuses_the_rest_of_a_body_after_one_timeout) {
+  NodeFixture f([](NodeOptions& o) {
+    o.bus.queue_max_events = 8;
+    o.bus.inproc_hwm = 1;
+    o.bus.max_events_per_frame = 1;
+  });
+  f.sub.close();
+  SubscribeOptions so;
+  so.name = "stuck";
+  so.max_pending = 1;
+  so.rcv_hwm = 2;
+  Subscription stuck = f.node->bus().subscribe(so);  // pull mode, never read: the bus fills up
+  std::string body;
+  for (int i = 0; i < 300; ++i) body += request_line("/full/" + std::to_string(i), 200) + "\n";
+  auto c = f.client();
+  const auto asked = std::chrono::steady_clock::now();
+  auto res = c.Post("/v1/requests", body, "application/x-ndjson");
+  const auto took = std::chrono::steady_clock::now() - asked;
+  BOOST_REQUIRE(res);
+  BOOST_TEST(res->status == 202);
+  // Without the cut: ~290 timeouts of 100 ms, about 29 s.
+  BOOST_TEST((took < 5s), std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
+  const auto j = json_of(res);
+  const size_t accepted = j["accepted"].get<size_t>();
+  BOOST_TEST(accepted < 300u);
+  BOOST_TEST(j["rejected"] == 300 - accepted);
+  BOOST_REQUIRE(j["refused"].size() == 300 - accepted);
+  for (size_t i = 0; i < j["refused"].size(); ++i) BOOST_TEST(j["refused"][i] == accepted + i);
+  BOOST_TEST(j["errors"][0]["error"] == "bus: timed_out");
+  stuck.close();
+}
+
 BOOST_AUTO_TEST_CASE(truncated_requests_do_not_crash_or_publish_and_the_server_keeps_serving) {
   NodeFixture f;
   const int port = f.node->http_port();
@@ -520,6 +580,12 @@ BOOST_AUTO_TEST_CASE(unknown_or_missing_write_keys_get_401) {
   auto junk = c.Post("/v1/batch", garbage, kSegmentBatch, "application/json");
   BOOST_REQUIRE(junk);
   BOOST_TEST(junk->status == 401);
+  // All padding: decodes to 3 zero bytes, four of them padding (a length once wrapped to 2^64).
+  for (const char* odd : {"Basic ====", "Basic =", "Basic a===", "Basic "}) {
+    auto r = c.Post("/v1/batch", httplib::Headers{{"Authorization", odd}}, kSegmentBatch, "application/json");
+    BOOST_REQUIRE(r);
+    BOOST_TEST(r->status == 401, odd);
+  }
   BOOST_TEST(f.published() == before);
 }
 
