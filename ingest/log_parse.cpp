@@ -378,7 +378,8 @@ std::string LineParser::parse_combined(std::string_view line, RequestLog& out) {
   const size_t close = open == std::string_view::npos ? open : line.find(']', open);
   if (close == std::string_view::npos) return "time: missing [dd/Mon/yyyy:hh:mm:ss zone]";
   const std::string_view time_text = line.substr(open + 1, close - open - 1);
-  if (time_text != cached_time_text_) {
+  // The cache starts empty: an empty time text ("[]") must not match it and take its 0.
+  if (time_text != cached_time_text_ || cached_time_text_.empty()) {
     if (!parse_clf_time(time_text, cached_time_us_)) return "time: not dd/Mon/yyyy:hh:mm:ss zone";
     cached_time_text_.assign(time_text);
   }

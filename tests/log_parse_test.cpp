@@ -66,6 +66,19 @@ BOOST_AUTO_TEST_CASE(bad_lines_give_reasons) {
   BOOST_TEST(p.parse(R"(1.2.3.4 - - [01/Jan/2024:00:00:00 +0000] "GET /unterminated)", 1, 0, r).rfind("request:", 0) == 0u);
 }
 
+// The time cache of a new parser is empty: "[]" as its first line must not take the cache's 0
+// (the bus would then stamp the line "now"); it is an error, and the next line has its own time.
+BOOST_AUTO_TEST_CASE(combined_empty_time_first_is_an_error) {
+  for (LogFormat format : {LogFormat::combined, LogFormat::auto_detect}) {
+    LineParser p(format);
+    RequestLog r;
+    BOOST_TEST(p.parse(R"(1.2.3.4 - - [] "GET / HTTP/1.1" 200 1)", 1, 0, r) == "time: not dd/Mon/yyyy:hh:mm:ss zone");
+    BOOST_TEST(p.parse(R"(1.2.3.4 - - [01/Jan/2024:00:00:00 +0000] "GET /a HTTP/1.1" 200 1)", 1, 40, r) == "");
+    BOOST_TEST(r.inserted_at == int64_t(1704067200) * 1000000);
+    BOOST_TEST(p.parse(R"(1.2.3.4 - - [] "GET / HTTP/1.1" 200 1)", 1, 100, r) == "time: not dd/Mon/yyyy:hh:mm:ss zone");
+  }
+}
+
 // nginx's default `log_format combined` (escape=default) writes '"', '\' and bytes < 0x20 or
 // >= 0x7f in $request, $http_referer and $http_user_agent as \xHH.
 BOOST_AUTO_TEST_CASE(combined_decodes_nginx_hex_escapes) {
