@@ -227,6 +227,16 @@ void Batcher::Impl::spool_or_drop(const std::vector<Message>& events, DropReason
 // — the sink may be back — so the breaker never turns a spool problem into a drop by itself.
 bool Batcher::Impl::spool_while_down(const BatchPtr& batch) {
   std::lock_guard order(spool_order_mu_);
+  // close() at its deadline spooled it (counted) while its write was still running: a second
+  // copy would replay it twice (`replayed` past `spooled`, twice the spool bytes). Checked under
+  // spool_order_mu_, under which every other resolver of an in-flight batch resolves it.
+  if (batch->resolved.load()) {
+    if (options_.debug) {
+      log(LogLevel::debug, "batcher: a write of " + std::to_string(batch->events.size()) +
+                               " events failed after close() had spooled them at its deadline");
+    }
+    return true;
+  }
   hand_probe_to_spool_locked(batch->id);
   std::string error;
   const detail::SpoolAppend outcome = spool_->append(batch->events, &error);
@@ -236,9 +246,7 @@ bool Batcher::Impl::spool_while_down(const BatchPtr& batch) {
                                        " events (" + error + "); writing them to the sink instead");
     return false;
   }
-  // A close() that reached its deadline may have spooled this batch too: a harmless duplicate
-  // in the spool (writes are idempotent); count it once.
-  if (batch->try_resolve()) {
+  if (batch->try_resolve()) {  // nobody else resolves it meanwhile: we hold spool_order_mu_
     counters_.spooled += batch->events.size();
     counters_.spooled_while_down += batch->events.size();
     ++counters_.spooled_batches;

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <functional>
 #include <future>
+#include <map>
 #include <mutex>
 #include <set>
 #include <string>
@@ -226,6 +227,46 @@ class FaultyStore final : public Sink {
   bool gate_open_ = true;
   size_t writes_ = 0;
   std::function<bool(const Message&)> rejects_;
+};
+
+// A store that is down: every write fails. A write of a batch whose first event has a held seq
+// waits, from that batch's `from_write`-th write on, until release(seq) — a write still running
+// when close() reaches its deadline, made to end exactly when the test says.
+class HeldDownSink final : public Sink {
+ public:
+  void hold(uint64_t seq, int from_write) {
+    std::lock_guard lock(mu_);
+    hold_from_[seq] = from_write;
+  }
+  void release(uint64_t seq) {
+    {
+      std::lock_guard lock(mu_);
+      released_.insert(seq);
+    }
+    cv_.notify_all();
+  }
+  bool wait_until_held(uint64_t seq, std::chrono::milliseconds timeout = 20s) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] { return held_.count(seq) > 0; });
+  }
+  WriteResult write(const std::vector<Message>& batch, std::chrono::milliseconds) override {
+    std::unique_lock lock(mu_);
+    const uint64_t seq = batch.front().request.seq;
+    const int nth = ++writes_[seq];
+    if (auto it = hold_from_.find(seq); it != hold_from_.end() && nth >= it->second) {
+      held_.insert(seq);
+      cv_.notify_all();
+      cv_.wait_for(lock, 60s, [&] { return released_.count(seq) > 0; });  // a safety limit
+    }
+    return WriteResult::retry_later("store down (injected)");
+  }
+  std::string name() const override { return "held-down"; }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<uint64_t, int> writes_, hold_from_;
+  std::set<uint64_t> held_, released_;
 };
 
 // Rows and distinct request ids in a SQLite store's requests table (0 before its first write).
@@ -1141,6 +1182,65 @@ BOOST_AUTO_TEST_CASE(close_at_its_deadline_spools_the_batches_a_concurrent_drain
   BOOST_TEST(report.spooled == 6u);
   BOOST_TEST(report.delivered + report.spooled + report.dropped.total() == 6u);
   BOOST_TEST(batcher.stats().queue_depth == 0u);
+}
+
+// Batch B's first write is still running when close() reaches its deadline and spools it
+// (counted); batch P, the probe, is mid-retry. B's write then fails, and since P is the probe, B
+// goes to spool_while_down() — which used to append B a second time (uncounted), so replay
+// stored it twice: `replayed` 2n against `spooled` n, and twice the spool bytes.
+BOOST_AUTO_TEST_CASE(a_batch_close_spooled_at_its_deadline_is_not_spooled_again_when_its_write_fails) {
+  Rig rig;
+  LogCapture logs;
+  auto sink = std::make_shared<HeldDownSink>();
+  sink->hold(0, 1);  // B = events 0-1: its first write waits
+  sink->hold(2, 2);  // P = events 2-3: its first write fails, its retry waits
+  BatcherOptions o = rig.options();
+  o.flush_workers = 2;
+  o.flush_at = 2;
+  o.retry_max_attempts = 100;
+  o.retry_base_backoff = 100ms;
+  o.spool_dir = rig.spool();
+  o.debug = true;
+  Batcher batcher(sink, o);
+  enqueue_range(batcher, 0, 2);
+  BOOST_REQUIRE(sink->wait_until_held(0));  // B is in the store before the breaker opens
+  enqueue_range(batcher, 2, 4);
+  BOOST_REQUIRE(stats_when(batcher, [](const BatcherStats& s) { return s.sink_down; }).sink_down);
+  BOOST_REQUIRE(advance_until(*rig.clock, [&] { return sink->wait_until_held(2, 0ms); }));  // P retries
+
+  auto closing = std::async(std::launch::async, [&] { return batcher.close(1000ms); });
+  const BatcherStats at_deadline = stats_when(batcher, [&](const BatcherStats& s) {
+    rig.clock->advance(50ms);
+    return s.spooled == 4u;  // close() spooled B and P, oldest first
+  });
+  BOOST_REQUIRE_EQUAL(at_deadline.spooled, 4u);
+  sink->release(0);  // B's write fails while P is still the probe
+  // Until B's worker has handled the failure: spooled B again (the bug), or said it need not.
+  stats_when(batcher, [&](const BatcherStats& s) {
+    return s.spool_bytes > at_deadline.spool_bytes || logs.contains("after close() had spooled them");
+  });
+  sink->release(2);
+  const BatcherReport report = closing.get();
+  BOOST_TEST(report.deadline_reached);
+  BOOST_TEST(report.spooled == 4u);
+
+  // The spool holds each batch once: B then P.
+  std::vector<std::vector<uint64_t>> spooled;
+  for (const fs::path& file : segment_files(rig.spool())) {
+    std::ifstream in(file, std::ios::binary);
+    const std::string data{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    std::vector<detail::spool_format::RecordSpan> records;
+    BOOST_TEST(detail::spool_format::index_segment(data, records) == 0u);
+    for (const auto& span : records) {
+      std::vector<Message> batch;
+      BOOST_REQUIRE(detail::spool_format::decode_record(data, span, batch));
+      spooled.push_back(seqs(batch));
+    }
+  }
+  BOOST_REQUIRE_EQUAL(spooled.size(), 2u);
+  BOOST_TEST(spooled[0] == range(0, 2));
+  BOOST_TEST(spooled[1] == range(2, 4));
+  BOOST_TEST(batcher.stats().spool_bytes == at_deadline.spool_bytes);
 }
 
 // The Batcher does not validate what it is given; an event the store accepts (status 0, no
