@@ -582,6 +582,59 @@ BOOST_AUTO_TEST_CASE(telemetry_reports_every_buffer_at_its_interval) {
   BOOST_TEST(wait_reports(2, 20s));
 }
 
+// The ledger of BatcherStats, after an overload under each policy, a spooled batch, its replay,
+// and an enqueue after close(): refusals (newest, timeout, closed) are outside `enqueued`;
+// evictions and later drops are inside it. (The old documented ledger, enqueued = delivered +
+// replayed + dead_lettered + dropped.total(), counted refusals as if accepted.)
+BOOST_AUTO_TEST_CASE(the_ledger_balances_after_an_overload_with_refusals) {
+  for (const Overflow policy : {Overflow::drop_newest, Overflow::drop_oldest, Overflow::block}) {
+    BOOST_TEST_CONTEXT("policy " << to_string(policy)) {
+      Rig rig;
+      BatcherOptions o = rig.options();
+      o.flush_workers = 2;
+      o.flush_at = 1;
+      o.max_queued_events = 3;
+      o.overflow = policy;
+      o.block_timeout = 0ms;
+      o.spool_dir = rig.spool();
+      Batcher batcher(rig.sink, o);
+      uint64_t calls = 0;
+      auto enqueue = [&](uint64_t seq) {
+        ++calls;
+        return batcher.enqueue(request(seq));
+      };
+      rig.sink->close_gate();
+      BOOST_REQUIRE(enqueue(0) == EnqueueStatus::ok);
+      BOOST_REQUIRE(rig.sink->wait_for_calls(1));
+      BOOST_REQUIRE(enqueue(1) == EnqueueStatus::ok);
+      BOOST_REQUIRE(rig.sink->wait_for_calls(2));  // both workers hold a batch in the sink
+      BOOST_REQUIRE(enqueue(2) == EnqueueStatus::ok);  // waits: the bound is reached
+      for (uint64_t i = 3; i < 5; ++i) (void)enqueue(i);   // refused, or evicting the oldest
+      rig.sink->push_result(WriteResult::failure("maintenance"));  // one batch: spooled
+      rig.sink->open_gate();
+      BatcherStats s = stats_when(batcher, [](const BatcherStats& st) {
+        return st.queue_depth == 0 && st.spooled == 1u;
+      });
+      BOOST_TEST(s.dropped.refused() == (policy == Overflow::drop_oldest ? 0u : 2u));
+      BOOST_TEST(s.dropped.oldest == (policy == Overflow::drop_oldest ? 2u : 0u));
+      BOOST_TEST(s.enqueued + s.dropped.refused() == calls);
+      BOOST_TEST(s.enqueued == s.delivered + s.spooled + s.dropped.after_accept() -
+                                   s.dropped.dead_letter_error + s.queue_depth);
+
+      BOOST_REQUIRE(enqueue(5) == EnqueueStatus::ok);  // a live write succeeds: replay starts
+      s = stats_when(batcher, [](const BatcherStats& st) { return st.replayed == 1u && st.spool_segments == 0; });
+      BOOST_REQUIRE_EQUAL(s.replayed, 1u);
+      BOOST_TEST(!batcher.close(1s).deadline_reached);
+      BOOST_TEST((enqueue(6) == EnqueueStatus::closed));
+      s = batcher.stats();
+      BOOST_TEST(s.dropped.closed == 1u);
+      BOOST_TEST(s.enqueued + s.dropped.refused() == calls);
+      BOOST_TEST(s.enqueued == s.delivered + s.replayed + s.dead_lettered + s.dropped.after_accept() + s.queue_depth);
+      BOOST_TEST(rig.sink->stored_count() == s.delivered + s.replayed);
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(inactive_is_a_counted_no_op) {
   Rig rig;
   BatcherOptions o = rig.options();

@@ -6,12 +6,15 @@
 
 namespace reqbus {
 
-// Events dropped, by reason. Every drop is also logged (rate-limited).
+// Events dropped, by reason. Every drop is also logged (rate-limited). Two kinds: refused by
+// enqueue() (newest, timeout, closed: never counted in BatcherStats::enqueued), and dropped
+// after enqueue() accepted them (every other reason).
 struct BatcherDrops {
-  uint64_t newest = 0;             // refused: bound reached, Overflow::drop_newest
-  uint64_t oldest = 0;             // evicted: bound reached, Overflow::drop_oldest
-  uint64_t timeout = 0;            // bound reached for block_timeout, Overflow::block
-  uint64_t closed = 0;             // enqueued after close()
+  uint64_t newest = 0;             // refused: bound reached, Overflow::drop_newest (or drop_oldest
+                                   // with nothing evictable: every queued event in a write)
+  uint64_t oldest = 0;             // evicted: bound reached, Overflow::drop_oldest (was accepted)
+  uint64_t timeout = 0;            // refused: bound reached for block_timeout, Overflow::block
+  uint64_t closed = 0;             // refused: enqueued after close()
   // The following happen only without a spool (or when the spool refuses):
   uint64_t retries_exhausted = 0;  // no spool: retry_max_attempts failed
   uint64_t permanent = 0;          // no spool: the sink said the batch can never succeed
@@ -26,6 +29,10 @@ struct BatcherDrops {
     return newest + oldest + timeout + closed + retries_exhausted + permanent + close_deadline +
            spool_full + spool_error + dead_letter_error;
   }
+  // Refused by enqueue(): not in BatcherStats::enqueued.
+  uint64_t refused() const noexcept { return newest + timeout + closed; }
+  // Accepted by enqueue(), then dropped (dead_letter_error: out of the spool, at replay).
+  uint64_t after_accept() const noexcept { return total() - refused(); }
 };
 
 struct BatcherStats {
@@ -45,9 +52,16 @@ struct BatcherStats {
   // failure is permanent), or a segment that could not be read (it stays, retried later).
   uint64_t replay_failures = 0;
   // Spooled events the sink rejected permanently at replay, moved to the spool directory's
-  // dead-letter file (not lost: kept there for an operator; see analytics/spool.hpp). Ledger:
-  // enqueued = delivered + replayed + dead_lettered + dropped.total() + still queued or spooled.
+  // dead-letter file (not lost: kept there for an operator; see analytics/spool.hpp).
   uint64_t dead_lettered = 0;
+  // The ledger, in events (refusals are outside it: they were never accepted):
+  //   enqueued = delivered + spooled + dropped.after_accept() - dropped.dead_letter_error
+  //              + queue_depth
+  //   spooled + what earlier processes left in the spool
+  //            = replayed + dead_lettered + dropped.dead_letter_error + events still spooled
+  //              (+ events in records counted in spool_corrupt_records)
+  // So when the spool started empty and has been replayed in full:
+  //   enqueued = delivered + replayed + dead_lettered + dropped.after_accept() + queue_depth.
   uint64_t spool_corrupt_records = 0;  // torn or corrupt spool records skipped (counted loss)
   BatcherDrops dropped;
 
