@@ -160,15 +160,17 @@ class Ingest {
   // One chunk of `in`; throws ReadError when the read fails (EIO, EISDIR, ...) instead of taking
   // it for the end of the file.
   ssize_t read(Input& in) {
-    const ssize_t n =
-        in.reader.read_chunk(in.fd(), [&](std::string_view line, uint64_t offset) { on_line(line, in.source(), offset); });
+    const ssize_t n = in.reader.read_chunk(
+        in.fd(), [&](std::string_view line, uint64_t offset) { on_line(line, in.source(), offset); },
+        [&](uint64_t offset, uint64_t bytes) { on_too_long(offset, bytes); });
     if (n < 0) throw ReadError{"cannot read " + in.name() + ": " + std::strerror(errno)};
     return n;
   }
 
   // `in` ended for good: its last line is published even without its newline.
   void finish(Input& in) {
-    in.reader.finish([&](std::string_view line, uint64_t offset) { on_line(line, in.source(), offset); });
+    in.reader.finish([&](std::string_view line, uint64_t offset) { on_line(line, in.source(), offset); },
+                     [&](uint64_t offset, uint64_t bytes) { on_too_long(offset, bytes); });
   }
 
   void on_line(std::string_view line, uint64_t source, uint64_t offset) {
@@ -183,6 +185,16 @@ class Ingest {
     }
     ++counts_.parsed;
     sender_.add(log_);
+  }
+
+  // A line longer than ingest_cmd::kMaxLineBytes: its bytes were dropped as they were read.
+  void on_too_long(uint64_t offset, uint64_t bytes) {
+    ++counts_.lines;
+    counts_.bytes += bytes + 1;
+    ++counts_.parse_errors;
+    parse_log_.log(LogLevel::warn, "ingest: line at byte " + std::to_string(offset) + ": " + std::to_string(bytes) +
+                                       " bytes, longer than the limit of " + std::to_string(ingest_cmd::kMaxLineBytes) +
+                                       ": skipped");
   }
 
   // A signal stopped us: a partial last line may still be completed by the writer, so it is not

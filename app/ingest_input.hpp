@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -19,45 +20,87 @@
 
 namespace reqbus::app::ingest_cmd {
 
+// The longest line kept whole. A longer one is no access-log line (nginx caps a request line and
+// each header at a few KiB; reqbus's field limits are 2 KiB): its bytes are dropped as they are
+// read, up to its newline, and it is reported once as too long. Without the cap, input without
+// newlines (a binary file, /dev/zero, a writer gone wrong) grew the buffer without bound.
+inline constexpr size_t kMaxLineBytes = size_t(1) << 20;
+
 // Splits what is read from a descriptor into lines, calling on_line(line, offset); keeps a
-// partial last line for later.
+// partial last line for later. A line longer than kMaxLineBytes is not passed on: on_too_long(
+// offset, bytes) is called once its end is read. The buffer holds at most kMaxLineBytes plus one
+// read, and each byte is searched for a newline once.
 class LineReader {
  public:
-  // One read (up to 64 KiB), so the caller can look for signals between reads. Returns the bytes
-  // read, 0 at the end of the data for now, or -1 on a read error (errno says which).
-  template <class F>
-  ssize_t read_chunk(int fd, F on_line) {
-    char chunk[1 << 16];
+  static constexpr size_t kChunkBytes = size_t(1) << 16;
+
+  // One read (up to kChunkBytes), so the caller can look for signals between reads. Returns the
+  // bytes read, 0 at the end of the data for now, or -1 on a read error (errno says which).
+  template <class F, class G>
+  ssize_t read_chunk(int fd, F on_line, G on_too_long) {
+    char chunk[kChunkBytes];
     ssize_t n;
     do n = ::read(fd, chunk, sizeof(chunk));
     while (n < 0 && errno == EINTR);
     if (n <= 0) return n;
     buffer_.append(chunk, size_t(n));
     size_t start = 0, nl;
-    while ((nl = buffer_.find('\n', start)) != std::string::npos) {
-      on_line(std::string_view(buffer_.data() + start, nl - start), offset_ + start);
+    // Bytes before scanned_ were searched by an earlier read: rescanning a long partial line on
+    // every read made reading it quadratic.
+    while ((nl = buffer_.find('\n', std::max(start, scanned_))) != std::string::npos) {
+      if (skipping_) {  // the end of the too-long line being dropped
+        skipping_ = false;
+        on_too_long(skip_start_, offset_ + nl - skip_start_);
+      } else if (nl - start > kMaxLineBytes) {
+        on_too_long(offset_ + start, uint64_t(nl - start));
+      } else {
+        on_line(std::string_view(buffer_.data() + start, nl - start), offset_ + start);
+      }
       start = nl + 1;
     }
     buffer_.erase(0, start);
     offset_ += start;
+    scanned_ = buffer_.size();
+    if (skipping_ || buffer_.size() > kMaxLineBytes) {  // no newline yet: drop what we have of it
+      if (!skipping_) skip_start_ = offset_;
+      skipping_ = true;
+      offset_ += buffer_.size();
+      buffer_.clear();
+      scanned_ = 0;
+    }
     return n;
   }
   // The input ended for good: its last line needs no newline.
-  template <class F>
-  void finish(F on_line) {
-    if (!buffer_.empty()) on_line(std::string_view(buffer_), offset_);
+  template <class F, class G>
+  void finish(F on_line, G on_too_long) {
+    if (skipping_)
+      on_too_long(skip_start_, offset_ + buffer_.size() - skip_start_);
+    else if (buffer_.size() > kMaxLineBytes)
+      on_too_long(offset_, uint64_t(buffer_.size()));
+    else if (!buffer_.empty())
+      on_line(std::string_view(buffer_), offset_);
+    offset_ += buffer_.size();
     buffer_.clear();
+    scanned_ = 0;
+    skipping_ = false;
   }
   void reset() {
     buffer_.clear();
     offset_ = 0;
+    scanned_ = 0;
+    skipping_ = false;
   }
-  size_t unfinished_bytes() const { return buffer_.size(); }
+  // The bytes of the last line read so far, without its end: kept, or dropped as too long.
+  uint64_t unfinished_bytes() const { return skipping_ ? offset_ + buffer_.size() - skip_start_ : buffer_.size(); }
+  size_t buffered_bytes() const { return buffer_.size(); }  // what is held in memory
   uint64_t position() const { return offset_ + buffer_.size(); }  // bytes read so far
 
  private:
   std::string buffer_;
-  uint64_t offset_ = 0;
+  uint64_t offset_ = 0;      // of buffer_[0] in the input
+  size_t scanned_ = 0;       // buffer_[0, scanned_) has no newline
+  bool skipping_ = false;    // dropping the bytes of a line longer than kMaxLineBytes
+  uint64_t skip_start_ = 0;  // the offset of that line
 };
 
 // An open input (a file, or stdin for "-"): its descriptor, the source its ids derive from, and

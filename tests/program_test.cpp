@@ -23,6 +23,7 @@
 #include <sstream>
 #include <thread>
 
+#include "app/ingest_input.hpp"
 #include "tests/support/poll.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/temp_dir.hpp"
@@ -368,6 +369,95 @@ BOOST_AUTO_TEST_CASE(tail_says_once_when_nothing_comes_and_gives_up_at_its_timeo
   BOOST_TEST(*refused.status == 1);
   BOOST_TEST(contains(refused.err, "reqbus tail: no events from " + endpoint + " within --timeout 2s"), refused.err);
   BOOST_TEST(contains(refused.err, "CURVE handshake(s) failed"), refused.err);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// `reqbus ingest`'s LineReader, on a file: lines and their offsets, and the cap on a line's length.
+BOOST_AUTO_TEST_SUITE(IngestLineReader)
+
+struct ReadLines {
+  std::vector<std::pair<std::string, uint64_t>> lines;     // (line, offset)
+  std::vector<std::pair<uint64_t, uint64_t>> too_long;      // (offset, bytes)
+  size_t max_buffered = 0;
+};
+
+ReadLines read_lines(const std::string& path) {
+  using reqbus::app::ingest_cmd::LineReader;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  BOOST_REQUIRE(fd >= 0);
+  LineReader reader;
+  ReadLines got;
+  auto on_line = [&](std::string_view line, uint64_t offset) { got.lines.emplace_back(std::string(line), offset); };
+  auto on_too_long = [&](uint64_t offset, uint64_t bytes) { got.too_long.emplace_back(offset, bytes); };
+  ssize_t n;
+  while ((n = reader.read_chunk(fd, on_line, on_too_long)) > 0) got.max_buffered = std::max(got.max_buffered, reader.buffered_bytes());
+  ::close(fd);
+  BOOST_REQUIRE(n == 0);
+  reader.finish(on_line, on_too_long);
+  return got;
+}
+
+// 5 MiB without a newline (a binary file, a writer gone wrong) used to be held whole and searched
+// for a newline again on every 64 KiB read. Now its bytes are dropped as they are read, it is
+// reported once as too long, and the lines after it are read as before.
+BOOST_AUTO_TEST_CASE(a_line_longer_than_the_cap_is_dropped_and_reported_and_memory_stays_bounded) {
+  using reqbus::app::ingest_cmd::kMaxLineBytes;
+  using reqbus::app::ingest_cmd::LineReader;
+  TempDir dir;
+  const std::string path = dir.sub("long.log");
+  const size_t huge = 5u << 20;
+  const std::string fits(kMaxLineBytes, 'b');  // exactly at the cap: a line like any other
+  write_file(path, std::string(huge, 'a') + "\nok 1\n" + fits + "\nok 2\n" + std::string(kMaxLineBytes + 1, 'c') +
+                       "\nok 3\n" + std::string(2 * kMaxLineBytes, 'd'));  // and one cut at the end
+  const ReadLines got = read_lines(path);
+  const uint64_t ok1 = huge + 1, at_cap = ok1 + 5, ok2 = at_cap + kMaxLineBytes + 1, over = ok2 + 5,
+                 ok3 = over + kMaxLineBytes + 2, last = ok3 + 5;
+  BOOST_TEST(got.max_buffered <= kMaxLineBytes + LineReader::kChunkBytes);
+  BOOST_REQUIRE(got.lines.size() == 4u);
+  BOOST_TEST(got.lines[0].first == "ok 1");
+  BOOST_TEST(got.lines[0].second == ok1);
+  BOOST_TEST((got.lines[1].first == fits));
+  BOOST_TEST(got.lines[1].second == at_cap);
+  BOOST_TEST(got.lines[2].first == "ok 2");
+  BOOST_TEST(got.lines[2].second == ok2);
+  BOOST_TEST(got.lines[3].first == "ok 3");
+  BOOST_TEST(got.lines[3].second == ok3);
+  BOOST_REQUIRE(got.too_long.size() == 3u);
+  BOOST_TEST(got.too_long[0].first == 0u);
+  BOOST_TEST(got.too_long[0].second == huge);
+  BOOST_TEST(got.too_long[1].first == over);
+  BOOST_TEST(got.too_long[1].second == kMaxLineBytes + 1);
+  BOOST_TEST(got.too_long[2].first == last);
+  BOOST_TEST(got.too_long[2].second == 2 * kMaxLineBytes);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// `reqbus ingest` on a log with lines that broke it: each is an unparsable line, counted and named
+// on stderr, and the good lines around them are read.
+BOOST_AUTO_TEST_SUITE(ProgramIngestBadLines)
+
+BOOST_AUTO_TEST_CASE(a_too_long_a_too_deep_and_an_undated_line_are_counted_unparsable) {
+  TempDir dir;
+  const std::string file = dir.sub("bad.log");
+  const std::string good = R"(1.2.3.4 - - [01/Jan/2024:00:00:00 +0000] "GET /ok HTTP/1.1" 200 1)";
+  const size_t deep = 100000;
+  write_file(file, R"(1.2.3.4 - - [] "GET / HTTP/1.1" 200 1)" "\n" + good + "\n" +
+                       R"({"status":200,"request":"GET / HTTP/1.1","remote_addr":)" + std::string(deep, '[') +
+                       std::string(deep, ']') + "}\n" + good + "\n" + std::string(5u << 20, 'x') + "\n" + good + "\n");
+  const Result r = run({"ingest", file, "--dry-run"}, 60s);
+  BOOST_TEST_CONTEXT("ingest: " << r.err) {
+    BOOST_REQUIRE(r.status.has_value());
+    BOOST_TEST(*r.status == 0);
+    const Counts n = ingest_counts(r.err);
+    BOOST_TEST(n.lines == 6u);
+    BOOST_TEST(n.accepted == 3u);
+    BOOST_TEST(n.unparsable == 3u);
+    BOOST_TEST(contains(r.err, "line at byte 0: time: not dd/Mon/yyyy:hh:mm:ss zone"));
+    BOOST_TEST(contains(r.err, "JSON nested deeper than 64 levels"));
+    BOOST_TEST(contains(r.err, std::to_string(5u << 20) + " bytes, longer than the limit of 1048576: skipped"));
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()
