@@ -273,6 +273,7 @@ std::string Node::metrics() const {
     w.sample("reqbus_batcher_dropped_total", "reason", "newest", double(s.dropped.newest));
     w.sample("reqbus_batcher_dropped_total", "reason", "oldest", double(s.dropped.oldest));
     w.sample("reqbus_batcher_dropped_total", "reason", "timeout", double(s.dropped.timeout));
+    w.sample("reqbus_batcher_dropped_total", "reason", "closed", double(s.dropped.closed));
     w.sample("reqbus_batcher_dropped_total", "reason", "spool_full", double(s.dropped.spool_full));
     w.sample("reqbus_batcher_dropped_total", "reason", "spool_error", double(s.dropped.spool_error));
     w.sample("reqbus_batcher_dropped_total", "reason", "no_spool", double(s.dropped.retries_exhausted + s.dropped.permanent + s.dropped.close_deadline));

@@ -709,6 +709,9 @@ BOOST_AUTO_TEST_CASE(metrics_are_valid_prometheus_text_with_the_node_counters) {
   BOOST_TEST(m.value("reqbus_subscription_delivered_total{subscription=\"persist\"}") == 25);
   BOOST_TEST(m.value("reqbus_http_items_accepted_total") == 25);
   BOOST_TEST(m.types.count("reqbus_batcher_dropped_total") == 1u);
+  // Every reason of BatcherDrops, so the samples sum to dropped.total().
+  for (const char* reason : {"newest", "oldest", "timeout", "closed", "spool_full", "spool_error", "no_spool", "dead_letter_error"})
+    BOOST_TEST(m.value(std::string("reqbus_batcher_dropped_total{reason=\"") + reason + "\"}") == 0, reason);
 }
 
 BOOST_AUTO_TEST_CASE(stats_count_what_was_published_with_a_node_filter) {
