@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app/commands.hpp"
+#include "app/terminal_text.hpp"
 #include "node/config.hpp"
 #include "reqbus/error.hpp"
 
@@ -19,13 +20,6 @@ struct TopFlags {
   int iterations = 0;  // 0 = until interrupted
   double interval_s = 1.0;
 };
-
-std::string cut(std::string s, size_t width) {
-  for (char& c : s)
-    if (static_cast<unsigned char>(c) < 0x20) c = '?';  // no terminal escapes from request fields
-  if (s.size() > width) s = s.substr(0, width - 1) + "~";
-  return s;
-}
 
 void render(const nlohmann::json& s, bool tty) {
   std::string out;
@@ -58,7 +52,7 @@ void render(const nlohmann::json& s, bool tty) {
   const nlohmann::json no_rows = nlohmann::json::array();
   const nlohmann::json& paths = s.contains("top_paths") ? s["top_paths"] : no_rows;
   for (const auto& row : paths) {
-    std::snprintf(line, sizeof(line), "  %8llu  %s\n", (unsigned long long)row[1].get<uint64_t>(), cut(row[0].get<std::string>(), 90).c_str());
+    std::snprintf(line, sizeof(line), "  %8llu  %s\n", (unsigned long long)row[1].get<uint64_t>(), terminal_text(row[0].get<std::string>(), 90).c_str());
     out += line;
   }
   std::fwrite(out.data(), 1, out.size(), stdout);

@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "app/ingest_input.hpp"
+#include "app/terminal_text.hpp"
 #include "tests/support/poll.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/temp_dir.hpp"
@@ -458,6 +459,27 @@ BOOST_AUTO_TEST_CASE(a_too_long_a_too_deep_and_an_undated_line_are_counted_unpar
     BOOST_TEST(contains(r.err, "JSON nested deeper than 64 levels"));
     BOOST_TEST(contains(r.err, std::to_string(5u << 20) + " bytes, longer than the limit of 1048576: skipped"));
   }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// What `reqbus top` prints of a request's path: no byte a terminal takes for a control.
+BOOST_AUTO_TEST_SUITE(TopTerminalText)
+
+BOOST_AUTO_TEST_CASE(controls_are_replaced_and_other_utf8_is_kept) {
+  using reqbus::app::terminal_text;
+  BOOST_TEST(terminal_text("/a\x1b[2Jb\r\n\t", 90) == "/a?[2Jb???");           // C0 controls, ESC
+  BOOST_TEST(terminal_text("/a\x7f" "b", 90) == "/a?b");                       // DEL
+  BOOST_TEST(terminal_text("/a\xc2\x9b" "31mb", 90) == "/a?31mb");             // U+009B CSI
+  BOOST_TEST(terminal_text("/\xc2\x80\xc2\x9f\xc2\xa0", 90) == "/??\xc2\xa0");  // C1 only, not U+00A0
+  BOOST_TEST(terminal_text("/\x9b" "1m\xc3", 90) == "/?1m?");                  // not UTF-8 (an 8-bit CSI)
+  BOOST_TEST(terminal_text("/caf\xc3\xa9/\xe2\x82\xac/\xf0\x9f\x98\x80/\xe6\x97\xa5", 90) ==
+             "/caf\xc3\xa9/\xe2\x82\xac/\xf0\x9f\x98\x80/\xe6\x97\xa5");      // é € 😀 日 kept
+  BOOST_TEST(terminal_text("/\xe0\x80\xaf/\xed\xa0\x80/\xf4\x90\x80\x80", 90) == "/???" "/???" "/????");  // invalid forms
+  // Cut to the width, never inside a character.
+  BOOST_TEST(terminal_text(std::string(100, 'a'), 90) == std::string(89, 'a') + "~");
+  BOOST_TEST(terminal_text(std::string(88, 'a') + "\xc3\xa9\xc3\xa9", 90) == std::string(88, 'a') + "~");
+  BOOST_TEST(terminal_text(std::string(90, 'a'), 90) == std::string(90, 'a'));
 }
 
 BOOST_AUTO_TEST_SUITE_END()
