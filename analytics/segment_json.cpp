@@ -3,6 +3,8 @@
 
 #include "analytics/request_json.hpp"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -33,14 +35,30 @@ std::string wrong_type(const std::string& where, const char* expected, const Jso
   return where + ": expected " + expected + ", got " + type_name(got);
 }
 
+// Values a body may hold for each item it may have (every number, string, literal, array and
+// object; a member's key rides with its value). A parsed value costs ~50-100 bytes of memory, so
+// counting them bounds what a body costs once parsed to about what a body of real items costs:
+// the item count alone did not, as "[[{},{},...]]" or {"batch":[{},{},...]} hide the items
+// below the top level, at ~80 bytes of memory for each "{}," of input. A RequestLog is ~15
+// values; a Segment event with its context and properties a few dozen, some many more.
+constexpr size_t kMaxValuesPerRequestLog = 32;
+constexpr size_t kMaxValuesPerEvent = 128;
+// One RequestLog on its own (an NDJSON line): its fields, with room for some it ignores.
+constexpr size_t kMaxValuesPerRequest = 1024;
+
+struct ShapeLimits {
+  size_t max_items = SIZE_MAX;   // elements of the top-level array
+  size_t max_values = SIZE_MAX;  // values in the whole document
+};
+
 // nlohmann's parser and destructor do not recurse, but copying a value and dump() recurse
 // once per level of nesting: a 600 KB body of 300,000 '[' would overflow a worker thread's
 // stack (a crash no handler can catch). Text nested deeper than kMaxJsonDepth is refused
 // before it is parsed, with one pass over its bytes. The same pass counts the top-level
-// array's elements (an upper bound: its commas + 1), so a body of millions of tiny items is
-// refused before a document of them is built (~80 bytes of memory for each "{}," of input).
-std::string check_shape(std::string_view text, std::string_view what, size_t max_items = SIZE_MAX) {
-  size_t depth = 0, items = 1;
+// array's elements and the document's values (upper bounds: commas + 1, commas + containers
+// + 1), so a body of millions of tiny items is refused before a document of them is built.
+std::string check_shape(std::string_view text, std::string_view what, ShapeLimits limits = {}) {
+  size_t depth = 0, items = 1, values = 1;
   bool in_string = false;
   for (size_t i = 0; i < text.size(); ++i) {
     const char c = text[i];
@@ -52,24 +70,34 @@ std::string check_shape(std::string_view text, std::string_view what, size_t max
     } else if (c == '[' || c == '{') {
       if (++depth > kMaxJsonDepth)
         return std::string(what) + ": nested deeper than " + std::to_string(kMaxJsonDepth) + " levels";
+      if (++values > limits.max_values) break;
     } else if ((c == ']' || c == '}') && depth > 0) {
       --depth;
-    } else if (c == ',' && depth == 1 && ++items > max_items) {
-      return std::string(what) + ": more items than the limit of " + std::to_string(max_items);
+    } else if (c == ',') {
+      if (depth == 1 && ++items > limits.max_items)
+        return std::string(what) + ": more items than the limit of " + std::to_string(limits.max_items);
+      if (++values > limits.max_values) break;
     }
   }
+  if (values > limits.max_values)
+    return std::string(what) + ": more than " + std::to_string(limits.max_values) + " JSON values";
   return {};
 }
 
 // Parses JSON text, turning nlohmann's exception into a message.
-std::string parse_text(std::string_view text, Json& out, std::string_view what) {
-  if (auto err = check_shape(text, what); !err.empty()) return err;
+std::string parse_text(std::string_view text, Json& out, std::string_view what, ShapeLimits limits = {}) {
+  if (auto err = check_shape(text, what, limits); !err.empty()) return err;
   try {
     out = Json::parse(text.begin(), text.end());
     return {};
   } catch (const Json::exception& e) {
     return std::string(what) + ": invalid JSON (" + e.what() + ")";
   }
+}
+
+// The values a body of up to max_items items may hold.
+size_t max_values_for(size_t max_items, size_t per_item) {
+  return max_items > SIZE_MAX / per_item ? SIZE_MAX : std::max<size_t>(max_items, 1) * per_item;
 }
 
 // Reads an optional string member; null counts as absent.
@@ -244,7 +272,7 @@ std::string too_large(size_t size, size_t limit) {
 
 std::string parse_body(std::string_view body, const ParseLimits& limits, Json& out) {
   if (body.size() > limits.max_body_bytes) return too_large(body.size(), limits.max_body_bytes);
-  return parse_text(body, out, "body");
+  return parse_text(body, out, "body", {SIZE_MAX, max_values_for(limits.max_items, kMaxValuesPerEvent)});
 }
 
 std::string too_many(size_t n, size_t limit) {
@@ -410,7 +438,7 @@ std::string parse_batch(std::string_view body, ParsedBatch& out, const ParseLimi
 }
 
 std::string parse_request_log(std::string_view text, RequestLog& out) {
-  if (auto err = check_shape(text, "request"); !err.empty()) return err;
+  if (auto err = check_shape(text, "request", {SIZE_MAX, kMaxValuesPerRequest}); !err.empty()) return err;
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text.begin(), text.end());
@@ -427,7 +455,8 @@ std::string parse_request_logs(std::string_view body, ParsedRequestLogs& out,
                                const ParseLimits& limits) {
   out = {};
   if (body.size() > limits.max_body_bytes) return too_large(body.size(), limits.max_body_bytes);
-  if (auto err = check_shape(body, "body", limits.max_items); !err.empty()) return err;
+  if (auto err = check_shape(body, "body", {limits.max_items, max_values_for(limits.max_items, kMaxValuesPerRequestLog)}); !err.empty())
+    return err;
   nlohmann::json array;  // json::from_json takes the plain (sorted) json type
   try {
     array = nlohmann::json::parse(body.begin(), body.end());

@@ -197,6 +197,43 @@ BOOST_AUTO_TEST_CASE(json_nested_deeper_than_the_limit_is_refused_before_parsing
                                         one) == "request: nested deeper than 64 levels");
 }
 
+// The item limit alone did not bound what a body costs once parsed: items below the top level
+// ("[[{},{},...]]", a batch's padding field) were built into a document first, ~80 bytes of
+// memory for every 3 bytes of "{},". Every value of the body now counts, before parsing.
+BOOST_AUTO_TEST_CASE(a_body_of_more_values_than_its_items_may_hold_is_refused_before_parsing) {
+  auto repeat = [](const std::string& s, size_t n) {
+    std::string out;
+    for (size_t i = 0; i < n; ++i) out += (i ? "," : "") + s;
+    return out;
+  };
+  segment::ParsedRequestLogs logs;
+  const segment::ParseLimits ten{1 << 20, 10};  // 10 items: 320 values for RequestLogs
+  BOOST_TEST(segment::parse_request_logs("[[" + repeat("{}", 1000) + "]]", logs, ten) ==
+             "body: more than 320 JSON values");
+  BOOST_TEST(segment::parse_request_logs("[" + repeat("[" + repeat("0", 40) + "]", 10) + "]", logs, ten) ==
+             "body: more than 320 JSON values");  // 10 items of 40 values
+  // Ten real RequestLogs fit with room to spare.
+  const std::string log = R"({"method":"GET","path":"/a","status_code":200,"duration_ms":1.5,"user_agent":"ua",)"
+                          R"("remote_ip":"192.0.2.1","referer":"","device_type":"desktop","session_id":"s",)"
+                          R"("session_page_views":1,"inserted_at":1700000000000000})";
+  BOOST_TEST(segment::parse_request_logs("[" + repeat(log, 10) + "]", logs, ten) == "");
+  BOOST_TEST(logs.logs.size() == 10u);
+  // A batch of one valid event and a padding field of 2,000 values: 10 items may hold 1,280.
+  segment::ParsedBatch parsed;
+  const std::string event = R"({"type":"track","userId":"u","event":"e"})";
+  BOOST_TEST(segment::parse_batch(R"({"batch":[)" + event + R"(],"padding":[)" + repeat("0", 2000) + "]}", parsed, ten) ==
+             "body: more than 1280 JSON values");
+  BOOST_TEST(segment::parse_batch(R"({"batch":[)" + repeat(event, 10) + "]}", parsed, ten) == "");
+  BOOST_TEST(parsed.events.size() == 10u);
+  // One NDJSON line: a RequestLog's fields, not a document of thousands of values.
+  RequestLog one;
+  BOOST_TEST(segment::parse_request_log("[" + repeat("{}", 5000) + "]", one) == "request: more than 1024 JSON values");
+  BOOST_TEST(segment::parse_request_log(log, one) == "");
+  // Commas and brackets inside strings are text, not values.
+  BOOST_TEST(segment::parse_request_log(R"({"method":"GET","path":")" + std::string(5000, ',') + R"(","status_code":200})",
+                                        one) != "request: more than 1024 JSON values");
+}
+
 BOOST_AUTO_TEST_CASE(encoding_refuses_traits_that_are_not_an_object) {
   AnalyticsEvent e = identify_event();
   e.traits_json = "{not json";
