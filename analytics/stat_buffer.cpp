@@ -105,6 +105,19 @@ IncrementResult StatBufferImpl::refuse(IncrementResult why, int64_t n) {
   return why;
 }
 
+// An increment on a retired entry that cannot move to a live one (closed, or max_keys): `own` is
+// what was left of its count in its own cell. 0 means a flusher took the count first — close()
+// retires an entry and then collects it, and that collect can see an add whose adder saw the
+// entry not yet retired (or saw kRetired before the collect) — and close() writes it, so the
+// increment succeeded. Only the caller's own cell is taken: a cell of another caller holds that
+// caller's count, which it settles (ok or refused) itself. Cells are shared only past
+// kMaxCellsPerEntry, or by threads sharing one Counter; then one caller may refuse another's
+// count with its own (counted exactly in dropped_count, reported to that one caller).
+IncrementResult StatBufferImpl::refuse_retired(IncrementResult why, int64_t own) {
+  if (own == 0) return IncrementResult::ok;
+  return refuse(why, own);
+}
+
 // The hot path: a thread-local lookup, one atomic add on this thread's own cell, one load.
 IncrementResult StatBufferImpl::increment(std::string_view key, int64_t n) {
   if (closed_.load(std::memory_order_relaxed)) return refuse(IncrementResult::closed, n);
@@ -112,7 +125,7 @@ IncrementResult StatBufferImpl::increment(std::string_view key, int64_t n) {
   if (CacheSlot* slot = t_cache.find(id_, hash, key)) {
     slot->cell->pending.fetch_add(n);
     if (slot->entry->state.load() == kArmed) return IncrementResult::ok;
-    return slow_path(key, hash, *slot->entry, n);
+    return slow_path(key, hash, *slot->entry, *slot->cell);
   }
   Shard& s = shard_for(hash);
   Found f;
@@ -127,7 +140,7 @@ IncrementResult StatBufferImpl::increment(std::string_view key, int64_t n) {
   t_cache.put(id_, hash, key, std::move(f.entry), cell);
   cell->pending.fetch_add(n);
   if (e.state.load() == kArmed) return IncrementResult::ok;
-  return slow_path(key, hash, e, n);
+  return slow_path(key, hash, e, *cell);
 }
 
 // Finds or creates the key's entry; with new_cell, gives the caller a cell of its own.
@@ -158,8 +171,9 @@ StatBufferImpl::Found StatBufferImpl::resolve_locked(Shard& s, std::string_view 
   return {it->second, cell};
 }
 
-// The increment saw state != armed: open a window, or move off a retired entry.
-IncrementResult StatBufferImpl::slow_path(std::string_view key, size_t hash, StatEntry& e, int64_t /*n: already in a cell*/) {
+// The increment saw state != armed: open a window, or move off a retired entry. Its count is
+// already in `cell`, the caller's own.
+IncrementResult StatBufferImpl::slow_path(std::string_view key, size_t hash, StatEntry& e, StatCell& cell) {
   Shard& s = shard_for(hash);
   std::unique_lock lock(s.mu);
   const uint8_t state = e.state.load();
@@ -171,14 +185,12 @@ IncrementResult StatBufferImpl::slow_path(std::string_view key, size_t hash, Sta
   // Retired (final): nothing collects this entry any more, so whatever is still in its cells
   // was never flushed. Move it to the key's live entry. Every adder whose count is left here
   // reaches this point (it saw kIdle or kRetired), and exchange() moves each unit once.
-  int64_t moved = 0;
-  for (auto& c : e.cells) moved += c->pending.exchange(0);
+  const int64_t own = cell.pending.exchange(0);
   IncrementResult why = IncrementResult::ok;
   Found f = resolve_locked(s, key, /*new_cell=*/true, why);
-  if (!f.entry) {
-    refuse(why, moved);
-    return why;
-  }
+  if (!f.entry) return refuse_retired(why, own);
+  int64_t moved = own;
+  for (auto& c : e.cells) moved += c->pending.exchange(0);
   f.cell->pending.fetch_add(moved);
   if (f.entry->state.load() == kIdle) arm_locked(*f.entry, opt_.clock->now());
   lock.unlock();
@@ -230,9 +242,7 @@ IncrementResult StatBufferImpl::counter_slow(StatBuffer::Counter& c, int64_t n) 
   }
   // A pinned entry retires only at close(): what close() did not collect is dropped, counted.
   (void)n;
-  int64_t moved = 0;
-  for (auto& cell : e.cells) moved += cell->pending.exchange(0);
-  return refuse(IncrementResult::closed, moved);
+  return refuse_retired(IncrementResult::closed, c.cell_->pending.exchange(0));
 }
 
 void StatBufferImpl::unpin(StatEntry& e) {

@@ -268,7 +268,8 @@ StatBufferReport StatBufferImpl::close(TimePoint deadline) {
   workers_.clear();
 
   // Retire every key and take its counts. An increment racing with this either lands before
-  // the collect (and is flushed here) or sees kRetired and is refused and counted.
+  // the collect (flushed here, and the increment returns ok even if it then sees kRetired) or
+  // after it (refused and counted): see refuse_retired().
   std::vector<Attempt> left;
   for (Shard& s : shards_) {
     std::unique_lock lock(s.mu);

@@ -148,8 +148,9 @@ class StatBufferImpl {
 
   Shard& shard_for(size_t hash) const { return shards_[(hash >> 7) % shards_.size()]; }
   Found resolve_locked(Shard& s, std::string_view key, bool new_cell, IncrementResult& why);
-  IncrementResult slow_path(std::string_view key, size_t hash, StatEntry& e, int64_t n);
+  IncrementResult slow_path(std::string_view key, size_t hash, StatEntry& e, StatCell& cell);
   IncrementResult refuse(IncrementResult why, int64_t n);
+  IncrementResult refuse_retired(IncrementResult why, int64_t own);
   void arm_locked(StatEntry& e, TimePoint now);
   void reschedule_locked(StatEntry& e, TimePoint now);
   bool try_evict_locked(Shard& s, StatEntry& e);
