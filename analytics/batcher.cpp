@@ -266,6 +266,7 @@ BatcherStats Batcher::Impl::stats() const {
   s.enqueued = counters_.enqueued.load();
   s.inactive = counters_.inactive.load();
   s.delivered = totals.delivered;
+  s.delivered_after_deadline = totals.delivered_after_deadline;
   s.batches_delivered = counters_.batches_delivered.load();
   s.batches_coalesced = counters_.batches_coalesced.load();
   s.retries = totals.retries;

@@ -149,6 +149,9 @@ void Batcher::Impl::process(const BatchPtr& batch) {
                                    std::to_string(attempt) + ", " + std::to_string(micros(end - start)) + " us)");
         }
         finish(batch);
+      } else {
+        std::lock_guard order(spool_order_mu_);  // where close() marks what it resolved
+        if (batch->resolved_at_close_deadline) counters_.delivered_after_deadline += batch->events.size();
       }
       close_breaker("a live batch was stored");
       // The sink works: replay the spool — unless a replay failed and waits for its backoff,
@@ -191,6 +194,7 @@ void Batcher::Impl::resolve_undeliverable(const BatchPtr& batch, DropReason reas
                                           const std::string& why) {
   std::lock_guard order(spool_order_mu_);  // see hand_probe_to_spool_locked()
   if (!batch->try_resolve()) return;
+  batch->resolved_at_close_deadline = reason == DropReason::close_deadline;
   spool_or_drop(batch->events, reason, why);
   finish(batch);
 }
@@ -362,6 +366,7 @@ BatcherReport Batcher::Impl::snapshot_report() const {
   r.delivered = counters_.delivered.load();
   r.retries = counters_.retries.load();
   r.spooled = counters_.spooled.load();
+  r.delivered_after_deadline = counters_.delivered_after_deadline.load();
   auto d = [&](DropReason reason) { return counters_.drops[static_cast<size_t>(reason)].load(); };
   r.dropped = {d(DropReason::newest),   d(DropReason::oldest),
                d(DropReason::timeout),  d(DropReason::closed),
@@ -394,6 +399,7 @@ BatcherReport Batcher::Impl::flush(std::chrono::milliseconds deadline) {
     r.delivered -= b.delivered;
     r.retries -= b.retries;
     r.spooled -= b.spooled;
+    r.delivered_after_deadline -= b.delivered_after_deadline;
     auto& a = r.dropped;
     const auto& d = b.dropped;
     a = {a.newest - d.newest, a.oldest - d.oldest, a.timeout - d.timeout, a.closed - d.closed,

@@ -41,6 +41,9 @@ struct Batch {
   std::vector<Message> events;  // read-only once handed to a worker
   size_t bytes = 0;
   std::atomic<bool> resolved{false};
+  // close() resolved it at its deadline (spooled or dropped) while it may still be written:
+  // set under spool_order_mu_, read under it (a success that comes after is counted apart).
+  bool resolved_at_close_deadline = false;
   bool try_resolve() { return !resolved.exchange(true); }
 };
 using BatchPtr = std::shared_ptr<Batch>;
@@ -54,7 +57,8 @@ struct Buffer {
 struct BatcherCounters {
   std::atomic<uint64_t> enqueued{0}, inactive{0}, delivered{0}, batches_delivered{0},
       retries{0}, failed_attempts{0}, spooled{0}, spooled_batches{0}, spooled_while_down{0},
-      replayed{0}, replay_failures{0}, dead_lettered{0}, breaker_opened{0}, batches_coalesced{0};
+      replayed{0}, replay_failures{0}, dead_lettered{0}, breaker_opened{0}, batches_coalesced{0},
+      delivered_after_deadline{0};
   std::array<std::atomic<uint64_t>, kDropReasons> drops{};
   std::atomic<uint64_t> latency_last_us{0}, latency_total_us{0}, latency_count{0},
       latency_max_us{0};

@@ -1296,6 +1296,39 @@ BOOST_AUTO_TEST_CASE(a_batch_close_spooled_at_its_deadline_is_not_spooled_again_
   BOOST_TEST(batcher.stats().spool_bytes == at_deadline.spool_bytes);
 }
 
+// close() gives up at its deadline on a write still running (spooling it, or without a spool
+// dropping it as close_deadline); then the write succeeds. The events were stored, yet close()'s
+// report said spooled or dropped and nothing counted the success: it now shows in
+// delivered_after_deadline.
+BOOST_AUTO_TEST_CASE(a_write_that_succeeds_after_close_gave_up_on_it_is_counted) {
+  for (const bool with_spool : {false, true}) {
+    BOOST_TEST_CONTEXT((with_spool ? "spooled at the deadline" : "dropped at the deadline")) {
+      Rig rig;
+      BatcherOptions o = rig.options();
+      o.flush_at = 2;
+      if (with_spool) o.spool_dir = rig.spool();
+      Batcher batcher(rig.sink, o);
+      rig.sink->close_gate();
+      enqueue_range(batcher, 0, 2);
+      BOOST_REQUIRE(rig.sink->wait_for_calls(1));  // the write hangs
+      auto closing = std::async(std::launch::async, [&] { return batcher.close(1000ms); });
+      stats_when(batcher, [&](const BatcherStats& s) {
+        rig.clock->advance(50ms);
+        return s.spooled + s.dropped.close_deadline >= 2u;
+      });
+      rig.sink->open_gate();  // ... and then succeeds; close() joins its worker
+      const BatcherReport report = closing.get();
+      BOOST_TEST(report.deadline_reached);
+      BOOST_TEST(report.spooled == (with_spool ? 2u : 0u));
+      BOOST_TEST(report.dropped.close_deadline == (with_spool ? 0u : 2u));
+      BOOST_TEST(rig.sink->stored_count() == 2u);
+      BOOST_TEST(report.delivered == 0u);  // counted once: as what close() did at its deadline
+      BOOST_TEST(report.delivered_after_deadline == 2u);
+      BOOST_TEST(batcher.stats().delivered_after_deadline == 2u);
+    }
+  }
+}
+
 // The Batcher does not validate what it is given; an event the store accepts (status 0, no
 // method) must survive the spool too, not make its whole batch a "corrupt" record at replay.
 BOOST_AUTO_TEST_CASE(an_event_the_batcher_accepted_without_validation_is_replayed_from_the_spool) {

@@ -39,6 +39,11 @@ struct BatcherStats {
   uint64_t enqueued = 0;          // accepted by enqueue()
   uint64_t inactive = 0;          // enqueue() calls ignored because active = false
   uint64_t delivered = 0;         // events the sink stored (live batches)
+  // Counted as spooled or dropped.close_deadline at close()'s deadline, then stored after all:
+  // the write was still running when close() gave up on it, and it succeeded. Not in
+  // `delivered` (an event is counted once in the ledger); a spooled copy is stored again at
+  // replay, idempotently. Nonzero means close()'s report overstated the loss.
+  uint64_t delivered_after_deadline = 0;
   uint64_t batches_delivered = 0;  // successful sink writes (a coalesced write counts once)
   uint64_t batches_coalesced = 0;  // batches merged into an older one's write (coalesce_max_events)
   uint64_t retries = 0;           // batch attempts after a failed one
@@ -91,6 +96,7 @@ struct BatcherReport {
   uint64_t delivered = 0;
   uint64_t retries = 0;
   uint64_t spooled = 0;
+  uint64_t delivered_after_deadline = 0;  // see BatcherStats::delivered_after_deadline
   BatcherDrops dropped;
   bool deadline_reached = false;  // something was still undelivered at the deadline
   std::chrono::milliseconds took{0};
