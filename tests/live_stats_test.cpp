@@ -212,6 +212,31 @@ BOOST_AUTO_TEST_CASE(events_stamped_in_the_future_do_not_stay_active_or_spoil_to
   BOOST_TEST(live.snapshot()["visitors_untracked"] == 0);
 }
 
+// A full visitor table is pruned at most once a second (a scan of it for every new visitor
+// starved the live thread): new visitors past the bound are counted as untracked, and tracked
+// again as soon as the window lets old ones go, with no snapshot in between.
+BOOST_AUTO_TEST_CASE(a_full_visitor_table_counts_newcomers_untracked_until_old_ones_leave) {
+  LiveStatsOptions o = options();
+  o.max_visitors = 50;
+  LiveStats live(o);
+  auto visitor = [&](int i) {
+    RequestLog r = event("/");
+    r.remote_ip = "10.0." + std::to_string(i / 250) + "." + std::to_string(i % 250);
+    return r;
+  };
+  for (int i = 0; i < 50; ++i) live.add(visitor(i));
+  clock->advance(std::chrono::seconds(200));
+  for (int i = 50; i < 1050; ++i) live.add(visitor(i));  // nobody has left yet: all untracked
+  for (int i = 0; i < 10; ++i) live.add(visitor(i));     // known visitors are still seen
+  clock->advance(std::chrono::seconds(101));  // the first 50, seen 301 s ago, leave the window
+  for (int i = 2000; i < 2040; ++i) live.add(visitor(i));  // 40 take the room the 40 others left
+  live.add(visitor(3000));  // full again
+  const auto snap = live.snapshot();
+  BOOST_TEST(snap["visitors_untracked"] == 1000 + 1);
+  // Tracked: the 10 seen again at 200 s (still in the window) and 40 of the newcomers.
+  BOOST_TEST(snap["visitors_active"] == 50);
+}
+
 BOOST_AUTO_TEST_CASE(past_256_nodes_the_least_recently_heard_from_makes_room) {
   LiveStats live(options());
   for (int i = 0; i < 256; ++i) {
