@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <cstring>
 #include <random>
 
@@ -26,11 +27,10 @@ void SyslogListener::start() {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   const std::string host = listen_.substr(0, colon);
+  const std::string_view port_text = std::string_view(listen_).substr(colon + 1);
   int port = -1;
-  try {
-    port = std::stoi(listen_.substr(colon + 1));
-  } catch (...) {
-  }
+  const auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (ec != std::errc() || end != port_text.data() + port_text.size()) port = -1;  // "5514x" is no port
   if (port < 0 || port > 65535 || inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1)
     throw Error(ErrorCode::invalid_argument, "syslog_listen: '" + listen_ + "' is not IPv4-HOST:PORT");
   addr.sin_port = htons(uint16_t(port));
@@ -69,12 +69,14 @@ void SyslogListener::run() {
     pollfd p{fd_, POLLIN, 0};
     if (::poll(&p, 1, 200) <= 0) continue;
     const ssize_t n = ::recv(fd_, buffer.data(), buffer.size(), 0);
-    if (n <= 0) continue;
+    if (n < 0) continue;  // EAGAIN/EINTR; a datagram of 0 bytes is one too
     received_.fetch_add(1, std::memory_order_relaxed);
     std::string_view line;
     const std::string_view datagram(buffer.data(), size_t(n));
     std::string why;
-    if (!ingest::unwrap_syslog(datagram, line)) {
+    if (datagram.empty()) {
+      why = "empty datagram";
+    } else if (!ingest::unwrap_syslog(datagram, line)) {
       why = "not an RFC 3164 syslog datagram";
     } else {
       why = parser.parse(line, source, sequence++, log);

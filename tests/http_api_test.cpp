@@ -15,6 +15,8 @@
 #include <set>
 
 #include "node/node.hpp"
+#include "node/syslog_listener.hpp"
+#include "reqbus/error.hpp"
 #include "tests/support/poll.hpp"
 #include "tests/support/temp_dir.hpp"
 
@@ -837,6 +839,53 @@ BOOST_AUTO_TEST_CASE(closing_the_node_ends_open_streams) {
   f.node->close(10s);
   reader.join();
   BOOST_TEST((std::chrono::steady_clock::now() - start < 5s));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(SyslogDatagrams)
+
+// The node's syslog listener on a real UDP socket: every datagram is counted, and a bad one
+// (empty, not syslog, not a log line) is rejected without stopping the good ones.
+BOOST_AUTO_TEST_CASE(every_datagram_is_counted_and_bad_ones_do_not_stop_good_ones) {
+  std::mutex mu;
+  std::vector<std::string> paths;
+  SyslogListener listener("127.0.0.1:0", [&](const RequestLog& r) {
+    std::lock_guard lock(mu);
+    paths.push_back(r.path);
+    return PublishStatus::ok;
+  });
+  listener.start();
+  const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+  BOOST_REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(uint16_t(listener.port()));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  auto send = [&](const std::string& d) {
+    BOOST_REQUIRE_EQUAL(::sendto(fd, d.data(), d.size(), 0, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)),
+                        ssize_t(d.size()));
+  };
+  const std::string line = R"(1.2.3.4 - - [21/Nov/2023:06:48:03 +0000] "GET /ok HTTP/1.1" 200 5 "-" "agent/1.0")";
+  send("");                                              // empty
+  send("not syslog at all");                             // no envelope
+  send("<190>Nov 21 06:48:03 web1 nginx: garbage");      // not a log line
+  send("<190>Nov 21 06:48:03 web1 nginx: " + line);      // good
+  BOOST_TEST(poll_until([&] { return listener.received() == 4; }));
+  BOOST_TEST(listener.rejected() == 3u);
+  {
+    std::lock_guard lock(mu);
+    BOOST_TEST(paths == std::vector<std::string>{"/ok"});
+  }
+  ::close(fd);
+  listener.stop();
+}
+
+BOOST_AUTO_TEST_CASE(a_listen_address_that_is_not_ipv4_host_and_port_is_refused) {
+  for (const char* bad : {"127.0.0.1:5514x", "127.0.0.1:", "127.0.0.1:70000", "127.0.0.1:-1", "localhost:5514", "5514"}) {
+    SyslogListener listener(bad, [](const RequestLog&) { return PublishStatus::ok; });
+    BOOST_CHECK_THROW(listener.start(), Error);
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()
