@@ -63,6 +63,8 @@ std::string describe(const node::NodeReport& r) {
          std::to_string(r.counters.left_count) + ")";
   }
   if (r.bus.in_hand) s += ", still in a stuck handler " + n(r.bus.in_hand);
+  if (r.batcher.delivered_after_deadline)  // counted above as spooled or dropped, and stored too
+    s += ", stored after the deadline gave them up " + n(r.batcher.delivered_after_deadline);
   if (r.deadline_reached) s += " (deadline reached: see the counts above)";
   return s;
 }

@@ -260,6 +260,7 @@ std::string Node::metrics() const {
     w.counter("reqbus_batcher_retried_total", "Batch attempts after a failed one.", double(s.retries));
     w.counter("reqbus_batcher_spooled_total", "Events written to the on-disk spool.", double(s.spooled));
     w.counter("reqbus_batcher_replayed_total", "Spooled events later stored.", double(s.replayed));
+    w.counter("reqbus_batcher_delivered_after_deadline_total", "Events close() counted spooled or dropped at its deadline that the write still running then stored.", double(s.delivered_after_deadline));
     w.counter("reqbus_batcher_replay_failures_total", "Replays that failed (a sink write, or a spool segment that could not be read); the batch stays spooled.", double(s.replay_failures));
     w.counter("reqbus_batcher_dead_lettered_total", "Spooled events the store rejected permanently, moved to the spool's dead-letter file.", double(s.dead_lettered));
     w.counter("reqbus_spool_corrupt_records_total", "Torn or corrupt spool records skipped at replay (lost, counted).", double(s.spool_corrupt_records));
