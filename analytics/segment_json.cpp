@@ -281,6 +281,8 @@ std::string too_many(size_t n, size_t limit) {
 
 }  // namespace
 
+bool nested_too_deep(std::string_view text) { return !check_shape(text, "").empty(); }
+
 std::string check_json_object(std::string_view field, std::string_view text) {
   if (text.empty()) return {};
   Json j;

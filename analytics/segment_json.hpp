@@ -96,6 +96,11 @@ std::string format_timestamp(int64_t unix_us);
 // required). Item errors are prefixed "[i].".
 [[nodiscard]] std::string parse_request_log(std::string_view json, RequestLog& out);
 
+// Whether JSON text nests arrays and objects deeper than kMaxJsonDepth: one pass over its bytes
+// (brackets inside strings are text), before it is parsed. The parsers here refuse such text
+// themselves; this is for other parsers of JSON lines (reqbus ingest, the syslog listener).
+[[nodiscard]] bool nested_too_deep(std::string_view text);
+
 // Checks that `text` is "" or a JSON object; returns "" or a message starting with `field`.
 [[nodiscard]] std::string check_json_object(std::string_view field, std::string_view text);
 

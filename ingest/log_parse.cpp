@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "analytics/request_json.hpp"
+#include "analytics/segment_json.hpp"
 #include "reqbus/user_agent.hpp"
 #include "reqbus/uuid.hpp"
 
@@ -223,33 +224,6 @@ bool json_number(const nlohmann::json* v, double& out) {
   return false;
 }
 
-// JSON lines nested deeper than this are refused before they are parsed. nlohmann's parser does
-// not recurse, but dump() (json_string of an array or object) does, ~150 bytes of stack a level:
-// a 117 KB line of 58,000 '[' crashed `reqbus ingest`, and a syslog datagram (~32,000 levels)
-// would take the node's listener thread down with it. nginx's JSON lines are flat objects and
-// reqbus's NDJSON is one level deep, so 64 is far more than any real line needs.
-constexpr size_t kMaxJsonDepth = 64;
-
-// One pass over the line's bytes, counting '[' and '{' outside strings.
-bool nested_too_deep(std::string_view text) noexcept {
-  size_t depth = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      if (c == '\\') ++i;  // the escaped character cannot end the string
-      else if (c == '"') in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > kMaxJsonDepth) return true;
-    } else if ((c == ']' || c == '}') && depth > 0) {
-      --depth;
-    }
-  }
-  return false;
-}
-
 std::string json_string(const nlohmann::json* v) {
   if (!v) return {};
   if (v->is_string()) return v->get<std::string>();
@@ -430,7 +404,12 @@ std::string LineParser::parse(std::string_view line, uint64_t source, uint64_t o
   if (format == LogFormat::combined) {
     error = parse_combined(line, out);
   } else {
-    if (nested_too_deep(line)) return "line: JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels";
+    // nlohmann's parser does not recurse, but dump() (json_string of an array or object) does,
+    // ~150 bytes of stack a level: a 117 KB line of 58,000 '[' crashed `reqbus ingest`, and a
+    // syslog datagram (~32,000 levels) would take the node's listener thread down with it.
+    // nginx's JSON lines are flat objects and reqbus's NDJSON one level deep.
+    if (segment::nested_too_deep(line))
+      return "line: JSON nested deeper than " + std::to_string(segment::kMaxJsonDepth) + " levels";
     nlohmann::json value = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (value.is_discarded()) return "line: invalid JSON";
     // reqbus's own NDJSON has "path"; nginx's variables never produce that key.
