@@ -198,8 +198,13 @@ class Ingest {
   }
 
   // A signal stopped us: a partial last line may still be completed by the writer, so it is not
-  // published (a line cut inside a field could even parse); it is counted and reported.
-  void leave_unfinished(const Input& in) {
+  // published (a line cut inside a field could even parse); it is counted and reported. One
+  // already past the length limit never will be: it is reported as too long instead.
+  void leave_unfinished(Input& in) {
+    if (in.reader.dropping_too_long()) {
+      finish(in);  // reports it through on_too_long
+      return;
+    }
     if (in.reader.unfinished_bytes() == 0) return;
     ++counts_.unfinished;
     counts_.unfinished_bytes += in.reader.unfinished_bytes();

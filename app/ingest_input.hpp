@@ -93,6 +93,7 @@ class LineReader {
   // The bytes of the last line read so far, without its end: kept, or dropped as too long.
   uint64_t unfinished_bytes() const { return skipping_ ? offset_ + buffer_.size() - skip_start_ : buffer_.size(); }
   size_t buffered_bytes() const { return buffer_.size(); }  // what is held in memory
+  bool dropping_too_long() const { return skipping_; }  // the last line is already too long
   uint64_t position() const { return offset_ + buffer_.size(); }  // bytes read so far
 
  private:

@@ -707,6 +707,26 @@ BOOST_AUTO_TEST_CASE(ingest_follow_does_not_publish_an_unfinished_last_line_at_s
   BOOST_TEST(db.scalar("SELECT count(*) FROM requests") == 3);
 }
 
+// A last line already past the 1 MiB limit at SIGTERM is reported as too long, not as an
+// unfinished line "ingesting the file again publishes": it never will be.
+BOOST_AUTO_TEST_CASE(ingest_follow_reports_a_too_long_last_line_at_sigterm_as_too_long) {
+  TempDir dir;
+  Served node(dir, "long");
+  const std::string file = dir.sub("access.log");
+  std::string log;
+  for (int i = 0; i < 3; ++i) log += combined("198.51.100.6", "/long/" + std::to_string(i), 200, i);
+  log += std::string(2 << 20, 'x');  // no newline yet
+  write_file(file, log);
+  Process follow(reqbus_binary(), {"ingest", file, "--follow", "--node-addr", node.addr()});
+  BOOST_REQUIRE_MESSAGE(poll_until([&] { return node.live_total() == 3; }, 30s), follow.err());
+  const Counts n = stop_follower(follow);
+  BOOST_TEST(n.lines == 4u);
+  BOOST_TEST(n.accepted == 3u);
+  BOOST_TEST(n.unparsable == 1u);
+  BOOST_TEST(contains(follow.err(), "longer than the limit"), follow.err());
+  BOOST_TEST(!contains(follow.err(), "unfinished line"), follow.err());
+}
+
 // A node whose bus queue is full refuses lines ("bus: dropped_newest"): ingest resends just those,
 // with a backoff, up to --retries times; what stays refused is reported, with a non-zero exit.
 BOOST_AUTO_TEST_CASE(ingest_resends_lines_the_bus_refused_and_fails_if_some_stay_refused) {
