@@ -418,7 +418,8 @@ void HttpApi::start() {
   // httplib 0.11's stop() is a no-op until the listener runs: wait for it, so that a stop()
   // right after start() cannot leave the thread blocked in accept() forever.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!impl_->server.is_running() && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  while (!impl_->server.is_running() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));  // 0.11 has no wait_until_ready()
 }
 
 int HttpApi::port() const noexcept { return impl_->port; }
