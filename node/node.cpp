@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <initializer_list>
 #include <mutex>
 #include <optional>
 
@@ -40,8 +41,8 @@ class Node::Impl {
   // The persisting subscription's handler (its reader thread only): the event's one owning
   // copy goes to the Batcher, and the day's counters are incremented.
   void persist(const MessageView& m);
-  // The StatBuffer key "<prefix><label>:<day>", built in key_ (no allocation once it has grown).
-  std::string_view counter_key(std::string_view prefix, std::string_view label, int64_t unix_us);
+  // The StatBuffer key "<parts...>:<day>", built in key_ (no allocation once it has grown).
+  std::string_view counter_key(std::initializer_list<std::string_view> parts, int64_t unix_us);
 
   NodeOptions options;
   std::string store_description;
@@ -125,24 +126,26 @@ void Node::Impl::persist(const MessageView& m) {
   if (batcher->enqueue(m.to_message()) != EnqueueStatus::ok) batcher_refused.fetch_add(1, std::memory_order_relaxed);
   // Refusals past max_keys are counted by the StatBuffer itself (stats().dropped).
   if (m.kind != MessageKind::request_sent) {
-    if (m.analytics) (void)counters->increment(counter_key("events:", to_string(m.kind), m.analytics->timestamp));
+    if (m.analytics) (void)counters->increment(counter_key({"events:", to_string(m.kind)}, m.analytics->timestamp));
     return;
   }
   const RequestLogView& r = m.request;
   char status[8];
   const int n = std::snprintf(status, sizeof(status), "%u", unsigned(r.status_code));
-  (void)counters->increment(counter_key("requests", "", r.inserted_at));
-  (void)counters->increment(counter_key("status:", std::string_view(status, size_t(n)), r.inserted_at));
-  (void)counters->increment(counter_key("device:", device_label(r.device_type), r.inserted_at));  // bounded labels
+  (void)counters->increment(counter_key({"requests"}, r.inserted_at));
+  (void)counters->increment(counter_key({"status:", std::string_view(status, size_t(n))}, r.inserted_at));
+  (void)counters->increment(counter_key({"device:", device_label(r.device_type)}, r.inserted_at));  // bounded labels
 }
 
-std::string_view Node::Impl::counter_key(std::string_view prefix, std::string_view label, int64_t unix_us) {
+std::string_view Node::Impl::counter_key(std::initializer_list<std::string_view> parts, int64_t unix_us) {
   const int64_t day = unix_us / 86400000000LL;
   if (day != key_day_) {
     key_day_ = day;
     key_day_text_ = day_of(unix_us);
   }
-  key_.assign(prefix).append(label).append(1, ':').append(key_day_text_);
+  key_.clear();
+  for (std::string_view part : parts) key_.append(part);
+  key_.append(1, ':').append(key_day_text_);
   return key_;
 }
 

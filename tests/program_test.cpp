@@ -609,6 +609,18 @@ BOOST_AUTO_TEST_CASE(serve_ingest_tail_store_each_accepted_line_once) {
   }
   BOOST_TEST((stored == expected));
   BOOST_TEST(db.scalar("SELECT count(*) FROM requests WHERE path LIKE '/site/probe/%'") == probes);
+
+  // The node's daily counters, keyed by each event's own day. They count what was published
+  // (both ingest rounds), where the rows above are stored once.
+  auto counter = [&](const std::string& key) {
+    return db.scalar("SELECT coalesce(sum(value), 0) FROM counters WHERE key LIKE '%" + key + "'");
+  };
+  int per_status[600] = {};
+  for (int i = 0; i < M; ++i) per_status[statuses[i % 7]] += 2;
+  BOOST_TEST(counter("requests:2023-11-14") == 2 * M);
+  for (int status : {200, 301, 403, 404, 500})
+    BOOST_TEST(counter("status:" + std::to_string(status) + ":2023-11-14") == per_status[status], status);
+  BOOST_TEST(counter("device:desktop:2023-11-14") == 2 * M);
 }
 
 BOOST_AUTO_TEST_CASE(ingest_follow_reads_across_a_rotation) {
