@@ -22,8 +22,11 @@ constexpr int64_t kFutureSeconds = 5;
 
 int bucket_of(double ms) {
   if (!(ms > kMinMs)) return 0;
-  const int b = 1 + int(std::floor(std::log10(ms / kMinMs) * kPerDecade));
-  return std::min(b, kBuckets - 1);
+  // Compared as a double: ms / kMinMs overflows to infinity past ~1.8e306 ms (a valid, finite
+  // duration a client may send), and int(infinity) is undefined: it indexed far outside the
+  // histogram and took the node down.
+  const double b = 1 + std::floor(std::log10(ms / kMinMs) * kPerDecade);
+  return b >= kBuckets - 1 ? kBuckets - 1 : int(b);
 }
 double bucket_mid_ms(int b) {  // geometric middle of the bucket
   if (b == 0) return kMinMs;

@@ -1,6 +1,7 @@
 // LiveStats: exact counts, per-node views, the bounded tables, visitors by the salted hash of
 // (ip, user agent), and the requests/s series bucketed by event time on a ManualClock.
 #include <boost/test/unit_test.hpp>
+#include <limits>
 #include <cmath>
 #include <thread>
 
@@ -372,6 +373,17 @@ BOOST_AUTO_TEST_CASE(latency_percentiles_over_the_window) {
   BOOST_TEST(s["latency_ms"]["samples"] == 0);
   BOOST_TEST(s["latency_ms"]["p99"].get<double>() == 0.0);
   BOOST_TEST(s["total"] == 100);
+}
+
+// validate() takes any finite duration >= 0. Past ~1.8e306 ms the bucket arithmetic overflowed
+// to infinity, and int(infinity) indexed outside the histogram: one request crashed the node.
+BOOST_AUTO_TEST_CASE(huge_finite_durations_land_in_the_top_bucket) {
+  LiveStats live(options());
+  for (double ms : {1e306, 1e307, std::numeric_limits<double>::max(), 5.0}) live.add(event("/slow", 200, ms));
+  const auto s = live.snapshot();
+  BOOST_TEST(s["latency_ms"]["samples"] == 4);
+  BOOST_TEST(s["latency_ms"]["p99"].get<double>() > 1e5);  // the top bucket (~106 s), not a wrapped index
+  BOOST_TEST(s["total"] == 4);
 }
 
 BOOST_AUTO_TEST_CASE(concurrent_adds_are_all_counted) {
