@@ -1,9 +1,17 @@
 #include "node/config.hpp"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cstring>
 
 #include <filesystem>
-#include <fstream>
 #include <set>
 #include <sstream>
 #include <toml++/toml.h>
@@ -106,18 +114,57 @@ struct Reader {
   }
 };
 
+// Reads a config or key file of at most `max` bytes into `out`; "" or why not. Only a regular
+// file or a pipe (`--config <(...)`): a device such as /dev/zero read whole exhausted memory.
+// Read without blocking, and a pipe's writer gets 10 s: `reqbus` blocks SIGINT/SIGTERM from its
+// start, so a FIFO nobody writes to hung it for good.
+std::string read_small_file(const std::string& path, size_t max, std::string& out) {
+  struct ::stat st {};
+  if (::stat(path.c_str(), &st) != 0) return "cannot open the file: " + std::string(std::strerror(errno));
+  if (S_ISDIR(st.st_mode)) return "is a directory, not a file";
+  if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode)) return "is not a regular file or a pipe";
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return "cannot open the file: " + std::string(std::strerror(errno));
+  out.clear();
+  char buf[65536];
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  std::string error;
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      out.append(buf, size_t(n));
+      if (out.size() > max) {
+        error = "file larger than " + std::to_string(max >> 20) + " MiB";
+        break;
+      }
+      continue;
+    }
+    if (n == 0) break;  // the end (a FIFO without a writer reads as empty)
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN) {
+      error = "cannot read the file: " + std::string(std::strerror(errno));
+      break;
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    pollfd p{fd, POLLIN, 0};
+    if (left.count() <= 0 || ::poll(&p, 1, int(left.count())) == 0) {
+      error = "the pipe's writer sent no end within 10 s";
+      break;
+    }
+  }
+  ::close(fd);
+  return error;
+}
+
 }  // namespace
 
 std::string parse_listen(std::string_view value, std::string_view key, std::string& host, int& port) {
   const size_t colon = value.rfind(':');
   if (colon == std::string_view::npos || colon == 0) return std::string(key) + ": '" + std::string(value) + "' is not HOST:PORT";
-  int p = -1;
-  try {
-    size_t used = 0;
-    p = std::stoi(std::string(value.substr(colon + 1)), &used);
-    if (used != value.size() - colon - 1) p = -1;
-  } catch (...) {
-  }
+  const std::string_view digits = value.substr(colon + 1);
+  int p = -1;  // digits only: no sign, no space (" 80" and "+80" are no ports)
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), p);
+  if (ec != std::errc() || end != digits.data() + digits.size() || digits.empty() || digits[0] == '-') p = -1;
   if (p < 0 || p > 65535) return std::string(key) + ": port in '" + std::string(value) + "' is not 0..65535";
   host = std::string(value.substr(0, colon));
   if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
@@ -137,8 +184,11 @@ std::string read_curve_key(const std::string& key_or_file, std::string_view whic
     out = key_or_file;
     return {};
   }
-  std::ifstream in(key_or_file, std::ios::binary);
-  if (!in) return std::string(key) + ": '" + key_or_file.substr(0, 80) + "' is neither a 40-character Z85 key nor a readable file";
+  std::string text;
+  if (auto why = read_small_file(key_or_file, 1 << 20, text); !why.empty())
+    return std::string(key) + ": '" + key_or_file.substr(0, 80) + "' is neither a 40-character Z85 key nor a readable key file (" +
+           why + ")";
+  std::istringstream in(text);
   std::string line;
   while (std::getline(in, line)) {
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
@@ -284,15 +334,9 @@ std::string apply_config(std::string_view text, std::string_view source_name, No
 }
 
 std::string apply_config_file(const std::string& path, NodeOptions& options) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) return path + ": is a directory, not a config file";
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return path + ": cannot open the config file";
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return path + ": cannot read the config file";
-  if (text.str().size() > (1 << 20)) return path + ": config file larger than 1 MiB";
-  return apply_config(text.str(), path, options);
+  std::string text;
+  if (auto why = read_small_file(path, 1 << 20, text); !why.empty()) return path + ": " + why;
+  return apply_config(text, path, options);
 }
 
 }  // namespace reqbus::node

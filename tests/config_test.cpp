@@ -1,6 +1,8 @@
 // node::apply_config / apply_config_file / parse_listen: every documented key parses into
 // NodeOptions; unknown keys, wrong types, out-of-range values and TOML syntax errors are refused
 // with one message naming the file, the line and the key.
+#include <sys/stat.h>
+
 #include <boost/test/unit_test.hpp>
 #include <filesystem>
 #include <fstream>
@@ -241,7 +243,7 @@ BOOST_AUTO_TEST_CASE(files_are_read_and_missing_ones_are_named) {
   BOOST_TEST(o.http.port == 0);
 
   const std::string missing = apply_config_file(dir.sub("nope.toml"), o);
-  BOOST_TEST(missing == dir.sub("nope.toml") + ": cannot open the config file");
+  BOOST_TEST(missing == dir.sub("nope.toml") + ": cannot open the file: No such file or directory");
   // A directory is not a config file (it must not read as an empty, valid document).
   const std::string directory = apply_config_file(dir.str(), o);
   BOOST_TEST(directory.rfind(dir.str() + ": ", 0) == 0, directory);
@@ -251,6 +253,22 @@ BOOST_AUTO_TEST_CASE(files_are_read_and_missing_ones_are_named) {
     out << "\n\n[batcher]\nflush_at = 0\n";
   }
   BOOST_TEST(apply_config_file(path, o) == path + ":4: batcher.flush_at: must be in 1..1048576");
+
+  // A device read whole exhausted memory (/dev/zero: 24 GB before the OOM killer); a FIFO
+  // without a writer blocked for good a program that has SIGINT and SIGTERM blocked.
+  BOOST_TEST(apply_config_file("/dev/zero", o) == "/dev/zero: is not a regular file or a pipe");
+  const std::string fifo = dir.sub("fifo.toml");
+  BOOST_REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  NodeOptions from_fifo;
+  BOOST_TEST(apply_config_file(fifo, from_fifo) == "");  // no writer: an empty document, at once
+  {
+    std::ofstream out(path);
+    out << "# " << std::string(1 << 20, 'x') << "\n";
+  }
+  BOOST_TEST(apply_config_file(path, o) == path + ": file larger than 1 MiB");
+  std::string key;
+  BOOST_TEST(read_curve_key("/dev/zero", "secret", "bus.curve_secret_key", key).find("not a regular file") !=
+             std::string::npos);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
@@ -270,6 +288,9 @@ BOOST_AUTO_TEST_CASE(host_and_port) {
   BOOST_TEST(parse_listen("host:", "--http", host, port) == "--http: port in 'host:' is not 0..65535");
   BOOST_TEST(parse_listen("host:8o", "--http", host, port) == "--http: port in 'host:8o' is not 0..65535");
   BOOST_TEST(parse_listen("host:-1", "--http", host, port) == "--http: port in 'host:-1' is not 0..65535");
+  BOOST_TEST(parse_listen("host: 80", "--http", host, port) == "--http: port in 'host: 80' is not 0..65535");
+  BOOST_TEST(parse_listen("host:+80", "--http", host, port) == "--http: port in 'host:+80' is not 0..65535");
+  BOOST_TEST(parse_listen("host:99999999999", "--http", host, port) == "--http: port in 'host:99999999999' is not 0..65535");
   BOOST_TEST(host == "::1");  // unchanged by a refused value
 }
 
