@@ -79,6 +79,7 @@ class Ingest {
       for (const auto& old : rotated_) leave_unfinished(*old);
     }
     sender_.send();
+    if (!signal) signal = sender_.stopped_by();  // taken while the sender waited to post again
     report(signal);
     progress(true);
     return exit_status(signal);
@@ -90,6 +91,7 @@ class Ingest {
   int read_to_end() {
     for (;;) {
       if (const int signal = wait_for_signal(std::chrono::milliseconds(0))) return signal;
+      if (const int signal = sender_.stopped_by()) return signal;
       if (!input_->readable(kPollInterval)) {
         sender_.send();  // a quiet pipe: don't sit on a partial batch
         continue;
@@ -106,6 +108,7 @@ class Ingest {
   int follow() {
     for (;;) {
       if (const int signal = wait_for_signal(std::chrono::milliseconds(0))) return signal;
+      if (const int signal = sender_.stopped_by()) return signal;
       bool grew = input_->readable(std::chrono::milliseconds(0)) && read(*input_) > 0;
       grew = drain_rotated() || grew;
       progress(false);

@@ -1,11 +1,12 @@
 #include "app/ingest_sender.hpp"
 
 #include <algorithm>
+#include <csignal>
 #include <chrono>
 #include <numeric>
-#include <thread>
 
 #include "analytics/request_json.hpp"
+#include "app/commands.hpp"
 #include "node/config.hpp"
 #include "reqbus/error.hpp"
 
@@ -68,12 +69,20 @@ void Sender::publish() {
       counts_.refused += refused.size();
       return;
     }
+    if (!pause(resend_backoff(resend))) {
+      counts_.refused += refused.size();
+      return;
+    }
     counts_.resent += refused.size();
-    std::this_thread::sleep_for(resend_backoff(resend));
     lines = std::move(refused);
     body.clear();
     for (size_t i : lines) body.append(line(i));
   }
+}
+
+bool Sender::pause(std::chrono::milliseconds d) {
+  if (!signal_) signal_ = wait_for_signal(d);
+  return signal_ == 0;
 }
 
 // Line i of the batch, with its '\n'.
@@ -135,7 +144,10 @@ std::vector<size_t> Sender::settle(const nlohmann::json& reply, const std::vecto
 nlohmann::json Sender::post(const std::string& body) {
   std::string why;
   for (int attempt = 0; attempt <= f_.retries; ++attempt) {
-    if (attempt) std::this_thread::sleep_for(std::chrono::milliseconds(200 * attempt));  // backoff
+    if (attempt && !pause(std::chrono::milliseconds(200 * attempt))) {  // backoff
+      why += std::string(" (stopped by ") + (signal_ == SIGINT ? "SIGINT" : "SIGTERM") + " while retrying)";
+      break;
+    }
     auto res = http_->Post("/v1/requests", body, "application/x-ndjson");
     if (!res) {
       why = "cannot reach http://" + f_.node_addr + " (" + http_error_text(res.error()) + ")";

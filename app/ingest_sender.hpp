@@ -45,8 +45,15 @@ class Sender {
   void add(const RequestLog& r);
   // Posts what the batch holds (nothing if it is empty).
   void send();
+  // SIGINT or SIGTERM taken while waiting to post again (0: none). From then on nothing is
+  // retried: lines still refused count as refused, and a node that cannot be reached ends the
+  // run at once instead of after --retries growing pauses (100 of them: ~17 minutes).
+  int stopped_by() const { return signal_; }
 
  private:
+  // Sleeps `d` unless SIGINT/SIGTERM arrives (main() blocks them, so a plain sleep never ends
+  // early); false when it did, or did before.
+  bool pause(std::chrono::milliseconds d);
   void publish();
   std::string_view line(size_t i) const;
   std::vector<size_t> settle(const nlohmann::json& reply, const std::vector<size_t>& lines);
@@ -58,6 +65,7 @@ class Sender {
   std::string body_;
   std::vector<size_t> line_ends_;  // where each line of body_ ends (past its '\n')
   RateLimiter limit_;
+  int signal_ = 0;
 };
 
 }  // namespace reqbus::app::ingest_cmd

@@ -908,6 +908,23 @@ BOOST_AUTO_TEST_CASE(ingest_stops_promptly_on_sigterm_while_its_input_is_open) {
   BOOST_TEST(contains(ingest.err(), "1 unfinished line"), ingest.err());
 }
 
+// A node that cannot be reached is tried again --retries times with growing pauses (100 of them:
+// ~17 minutes); SIGTERM during a pause ends the run at once, with one line saying why.
+BOOST_AUTO_TEST_CASE(ingest_stops_promptly_on_sigterm_while_it_waits_to_retry_the_node) {
+  TempDir dir;
+  const std::string file = dir.sub("one.log");
+  write_file(file, combined("192.0.2.9", "/retry", 200));
+  Process ingest(reqbus_binary(), {"ingest", file, "--node-addr", "127.0.0.1:1", "--retries", "100"});
+  std::this_thread::sleep_for(1500ms);  // past the first failed tries, into a pause
+  BOOST_REQUIRE(ingest.running());
+  ingest.signal(SIGTERM);
+  const auto status = ingest.wait(5s);
+  BOOST_REQUIRE_MESSAGE(status.has_value(), "ingest did not stop: " << ingest.err());
+  BOOST_TEST(*status != 0);
+  BOOST_TEST(contains(ingest.err(), "cannot reach"), ingest.err());
+  BOOST_TEST(contains(ingest.err(), "stopped by SIGTERM while retrying"), ingest.err());
+}
+
 // `reqbus tail | head -n 1`: once head has its line and is gone, tail exits by itself, quietly
 // (status 0), even when no further event comes to write.
 BOOST_AUTO_TEST_CASE(tail_exits_quietly_when_its_reader_goes_away) {
