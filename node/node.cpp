@@ -73,6 +73,11 @@ Node::Impl::Impl(NodeOptions o) : options(std::move(o)) {
     so.path = store.substr(7);
     if (so.path.empty()) throw Error(ErrorCode::invalid_argument, "store: sqlite: needs a path (sqlite:PATH)");
     sqlite = std::make_shared<SqliteSink>(so);
+    // A file that can never be opened (no such directory, a directory, not a database) is a
+    // configuration error, refused at start: otherwise the node took events and spooled them
+    // all while logging errors. A busy or locked database is not: the Batcher retries it.
+    if (auto r = sqlite->open(std::chrono::seconds(2)); r.kind == WriteResult::Kind::permanent)
+      throw Error(ErrorCode::invalid_argument, "store: " + r.reason);  // the reason names the file
     sink = sqlite;
     counter_sink = sqlite;
     store_description = "sqlite:" + std::filesystem::absolute(so.path).string();

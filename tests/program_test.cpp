@@ -309,6 +309,12 @@ BOOST_AUTO_TEST_CASE(bad_config_gives_one_line_naming_file_line_and_key) {
   expect_one_line_error(serve({"--config", dir.sub("missing.toml")}), dir.sub("missing.toml"));
   expect_one_line_error(serve({"--store", "mysql:x"}), "mysql:x");
   expect_one_line_error(serve({"--store", "sqlite:"}), "sqlite:");
+  // A database that can never be opened is refused at start (it used to take events and spool
+  // them all): a missing directory, a directory, a file that is not a database.
+  write_file(dir.sub("not-a.db"), "this is not a database\n");
+  for (const std::string& bad : {dir.sub("no/such/dir/x.db"), dir.str(), dir.sub("not-a.db")})
+    expect_one_line_error(serve({"--store", "sqlite:" + bad}), "store: sqlite:" + bad + ": ");
+  expect_one_line_error(serve({"--config", "/dev/zero"}), "/dev/zero: is not a regular file or a pipe");
   expect_one_line_error(serve({"--bind", "not-an-endpoint"}), "bind");
   expect_one_line_error(serve({"--http", "127.0.0.1:70000"}), "--http");
   write_file(dir.sub("a-file"), "x");

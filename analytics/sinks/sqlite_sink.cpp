@@ -314,7 +314,8 @@ struct SqliteSink::Impl {
 
   // Locks the connection, opens it if needed, runs body(); turns every error into a result.
   template <class Body>
-  WriteResult transact(ms timeout, bool in_transaction, Body&& body) {
+  // A permanent failure is logged (rate-limited) unless `quiet`: open()'s caller reports it.
+  WriteResult transact(ms timeout, bool in_transaction, Body&& body, bool quiet = false) {
     detail::TimedGate::Hold hold(gate, timeout);
     if (!hold.acquired()) {
       ++retries;
@@ -332,11 +333,11 @@ struct SqliteSink::Impl {
       if (in_transaction) run(commit.get(), "commit");
       return WriteResult::success();
     } catch (const DbError& e) {
-      return to_result(e, timeout);
+      return to_result(e, timeout, quiet);
     }
   }
 
-  WriteResult to_result(const DbError& e, ms timeout) {
+  WriteResult to_result(const DbError& e, ms timeout, bool quiet) {
     if (db && !sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
     for (Stmt* s : {&insert_request, &insert_requests, &insert_event, &insert_flush, &add_counter, &begin, &commit})
       if (*s) sqlite3_reset(s->get());
@@ -355,7 +356,7 @@ struct SqliteSink::Impl {
       return WriteResult::retry_later(std::move(reason), opt.retry_after);
     }
     ++errors;
-    log_limiter.log(LogLevel::error, reason);
+    if (!quiet) log_limiter.log(LogLevel::error, reason);
     return WriteResult::failure(std::move(reason));
   }
 };
@@ -428,7 +429,7 @@ WriteResult SqliteSink::write_counters(const std::vector<CounterFlush>& flushes,
 }
 
 WriteResult SqliteSink::open(ms timeout) {
-  return impl_->transact(timeout, false, [] {});
+  return impl_->transact(timeout, false, [] {}, /*quiet=*/true);
 }
 
 void SqliteSink::close() {

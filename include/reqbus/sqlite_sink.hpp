@@ -97,7 +97,8 @@ class SqliteSink final : public Sink, public CounterSink {
   // "sqlite:<path>"
   std::string name() const override;
 
-  // Opens the database and applies pending migrations now (to fail fast at startup).
+  // Opens the database and applies pending migrations now (to fail fast at startup). A failure
+  // is returned, not logged: the caller says it.
   WriteResult open(std::chrono::milliseconds timeout);
   // Closes the connection (a later write reopens it).
   void close();
