@@ -109,11 +109,11 @@ void print_summary(const std::string& db_path, const std::string& node_id, const
 
 Run add_demo(CLI::App& app) {
   auto f = std::make_shared<DemoFlags>();
-  app.add_option("-d,--duration", f->duration_s, "Seconds of traffic (default 15)")->check(CLI::Range(0.5, 86400.0));
+  app.add_option("-d,--duration", f->duration_s, "Seconds of traffic (default 15)")->check(finite_range(0.5, 86400));
   app.add_option("--db", f->db, "SQLite file to store into (default reqbus-demo.db)");
   app.add_option("--http", f->http, "Dashboard address HOST:PORT (default 127.0.0.1:7480; busy -> any free port)");
   app.add_option("--rate", f->rate, "Requests per second to generate (default 1500; 0 = as fast as possible)")
-      ->check(CLI::Range(0.0, 1e7));
+      ->check(finite_range(0, 1e7));
   app.add_option("--clients", f->clients, "Concurrent HTTP clients (default 4)")->check(CLI::Range(1, 256));
   app.add_flag("--keep", f->keep, "Keep the rows of earlier runs in --db (default: start from an empty file)");
   return [f]() -> int {

@@ -33,7 +33,7 @@ Run add_forward(CLI::App& app) {
   app.add_option("--curve-secret", f->curve_secret, "The forwarder's CURVE secret key or `reqbus keygen --out` file");
   app.add_option("--allow", f->allow, "Public key (or key file) of a node allowed to connect (repeatable)");
   app.add_flag("--insecure", f->insecure, "Plain tcp: no authentication, no encryption");
-  app.add_option("--hwm", f->hwm, "Frames queued per connection before ZeroMQ drops (default 100000)")->check(CLI::PositiveNumber);
+  app.add_option("--hwm", f->hwm, "Frames queued per connection before ZeroMQ drops (default 100000)")->check(CLI::Range(1, 1 << 30));
   return [f]() -> int {
     detail::CurveKeys keys;
     if (!f->curve_secret.empty()) {

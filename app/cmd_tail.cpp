@@ -88,10 +88,10 @@ Run add_tail(CLI::App& app) {
   app.add_option("-n,--limit", f->limit, "Exit after printing this many events")->check(CLI::Range(int64_t(0), int64_t(1) << 62));
   app.add_option("--warn-after", f->warn_after_s,
                  "Seconds without any event before saying once on stderr what to check (default 5; 0 = never)")
-      ->check(CLI::Range(0.0, 86400.0));
+      ->check(finite_range(0, 86400));
   app.add_option("--timeout", f->timeout_s,
                  "Exit with status 1 if no event arrives within this many seconds (default 0: keep waiting)")
-      ->check(CLI::Range(0.0, 86400.0));
+      ->check(finite_range(0, 86400));
   return [f]() -> int {
     BusOptions bo;
     bo.name = "tail";

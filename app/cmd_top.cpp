@@ -78,7 +78,7 @@ Run add_top(CLI::App& app) {
   app.add_option("--token", f->token, "Bearer token, if the node requires one");
   app.add_option("--filter", f->filter, "Show one origin node only");
   app.add_option("--iterations", f->iterations, "Refresh this many times, then exit (0 = until Ctrl-C)")->check(CLI::Range(0, 1 << 30));
-  app.add_option("--interval", f->interval_s, "Seconds between refreshes (default 1)")->check(CLI::Range(0.1, 3600.0));
+  app.add_option("--interval", f->interval_s, "Seconds between refreshes (default 1)")->check(finite_range(0.1, 3600));
   return [f]() -> int {
     std::string host;
     int port = 0;

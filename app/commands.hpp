@@ -22,6 +22,19 @@ void block_shutdown_signals();
 // Waits up to `timeout` for SIGINT/SIGTERM; returns the signal number or 0.
 int wait_for_signal(std::chrono::milliseconds timeout);
 
+// CLI::Range for a floating-point flag, which also refuses NaN: CLI11's own compares with < and >,
+// which NaN passes ("--duration nan" ran a demo of nan seconds). Says the range plainly.
+inline CLI::Validator finite_range(double min, double max) {
+  return CLI::Validator(
+      [min, max](std::string& text) -> std::string {
+        double v = 0;
+        if (!CLI::detail::lexical_cast(text, v) || !(v >= min && v <= max))
+          return "Value " + text + " not in range " + CLI::detail::to_string(min) + " to " + CLI::detail::to_string(max);
+        return {};
+      },
+      "FLOAT in [" + CLI::detail::to_string(min) + " - " + CLI::detail::to_string(max) + "]");
+}
+
 // A progress line on stderr: rewritten in place ("\r") on a terminal, one line per update
 // when stderr is a pipe or a file (CI logs, `2> file`), where "\r" piles every update onto
 // one line. Returns what to print before and after the update's text.
