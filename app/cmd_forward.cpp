@@ -9,6 +9,7 @@
 
 #include "app/commands.hpp"
 #include "bus/curve.hpp"
+#include "reqbus/bus_options.hpp"
 #include "node/config.hpp"
 #include "reqbus/error.hpp"
 #include "reqbus/log.hpp"
@@ -35,6 +36,9 @@ Run add_forward(CLI::App& app) {
   app.add_flag("--insecure", f->insecure, "Plain tcp: no authentication, no encryption");
   app.add_option("--hwm", f->hwm, "Frames queued per connection before ZeroMQ drops (default 100000)")->check(CLI::Range(1, 1 << 30));
   return [f]() -> int {
+    for (const auto& [flag, endpoint] : {std::pair{"--frontend", &f->frontend}, std::pair{"--backend", &f->backend}})
+      if (auto why = tcp_endpoint_problem(*endpoint); !why.empty())
+        throw Error(ErrorCode::invalid_argument, std::string(flag) + ": " + why);
     detail::CurveKeys keys;
     if (!f->curve_secret.empty()) {
       if (auto e = node::read_curve_key(f->curve_secret, "secret_key", "--curve-secret", keys.secret); !e.empty())

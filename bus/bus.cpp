@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <random>
 
 #include "bus/bus_impl.hpp"
@@ -42,11 +43,12 @@ BusOptions checked(BusOptions o) {
   if (o.max_message_bytes < 4096) fail("max_message_bytes: must be >= 4096");
   if (o.max_frame_bytes + 4096 > o.max_message_bytes) fail("max_frame_bytes: must leave 4 KiB under max_message_bytes");
   if (o.close_timeout.count() < 0) fail("close_timeout: negative");
-  if (!o.bind.empty() && o.bind.rfind("tcp://", 0) != 0) fail("bind: must be a tcp:// endpoint");
+  if (!o.bind.empty())
+    if (auto why = tcp_endpoint_problem(o.bind); !why.empty()) fail("bind: " + why);
   for (const auto* list : {&o.peers, &o.publish_to})
-    for (const auto& peer : *list)
-      if (peer.rfind("tcp://", 0) != 0)
-        fail(std::string(list == &o.peers ? "peers" : "publish_to") + ": '" + peer.substr(0, 80) + "' is not a tcp:// endpoint");
+    for (const auto& peer : *list)  // a peer may name the server's CURVE key after '#'
+      if (auto why = tcp_endpoint_problem(std::string_view(peer).substr(0, peer.find('#'))); !why.empty())
+        fail(std::string(list == &o.peers ? "peers" : "publish_to") + ": " + why);
   if (o.peer_state_interval.count() < 1) fail("peer_state_interval: must be >= 1 ms");
   const bool tcp = !o.bind.empty() || !o.peers.empty() || !o.publish_to.empty();
   const bool curve = !o.curve_secret_key.empty();
@@ -404,6 +406,20 @@ const char* to_string(Overflow o) noexcept {
     case Overflow::drop_oldest: return "drop_oldest";
   }
   return "unknown";
+}
+
+std::string tcp_endpoint_problem(std::string_view endpoint) {
+  const std::string quoted = "'" + std::string(endpoint.substr(0, 80)) + "'";
+  if (endpoint.rfind("tcp://", 0) != 0) return quoted + " is not a tcp:// endpoint";
+  const size_t colon = endpoint.rfind(':');
+  if (colon <= 6) return quoted + " is not tcp://HOST:PORT";
+  const std::string_view port = endpoint.substr(colon + 1);
+  if (port == "*") return {};
+  unsigned p = 0;
+  const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+  if (port.empty() || ec != std::errc() || end != port.data() + port.size() || p > 65535)
+    return quoted + ": the port is not 0..65535 or *";
+  return {};
 }
 
 const char* to_string(Scope s) noexcept { return s == Scope::local_only ? "local_only" : "cluster"; }

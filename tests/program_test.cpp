@@ -265,6 +265,10 @@ BOOST_AUTO_TEST_CASE(bad_flags_give_one_line_naming_the_problem) {
   expect_one_line_error({"tail", "--peer", "tcp://127.0.0.1:1", "--warn-after", "nan"}, "--warn-after");
   expect_one_line_error({"top", "--interval", "nan"}, "--interval");
   expect_one_line_error({"forward", "--hwm", "0", "--insecure"}, "--hwm: Value 0 not in range 1 to 1073741824");
+  // ZeroMQ takes a port past 65535 modulo 65536: 99999 bound 34463.
+  expect_one_line_error({"forward", "--frontend", "tcp://127.0.0.1:99999", "--backend", "tcp://127.0.0.1:0", "--insecure"},
+                        "--frontend: 'tcp://127.0.0.1:99999': the port is not 0..65535 or *");
+  expect_one_line_error({"tail", "--insecure", "--peer", "tcp://127.0.0.1:99999"}, "the port is not 0..65535");
   TempDir dir;
   expect_one_line_error({"demo", "--http", "no-port", "--db", dir.sub("d.db")}, "--http");
   expect_one_line_error({"tail"}, "--peer");

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstddef>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "reqbus/overflow.hpp"
@@ -89,6 +90,10 @@ struct BusOptions {
   // --- shutdown ---
   std::chrono::milliseconds close_timeout{5000};  // deadline the destructor gives close()
 };
+
+// "" when `endpoint` is "tcp://HOST:PORT" (PORT 0..65535 or *), else why not. ZeroMQ itself takes
+// a port past 65535 modulo 65536 ("tcp://127.0.0.1:99999" bound port 34463).
+std::string tcp_endpoint_problem(std::string_view endpoint);
 
 // Which events a subscription receives.
 enum class Scope : uint8_t {
