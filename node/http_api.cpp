@@ -198,6 +198,18 @@ void HttpApi::Impl::routes() {
     if (res.status == 413 || res.status == 411 || res.status == 400) bodies_rejected.fetch_add(1, std::memory_order_relaxed);
   });
   server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    // RFC 9112 6.3: a Content-Length that is not digits, two of them, or one beside
+    // Transfer-Encoding leave the body's end ambiguous (the means of request smuggling behind a
+    // proxy that reads it otherwise): 400, and the connection is closed.
+    if (const size_t lengths = req.get_header_value_count("Content-Length"); lengths > 0) {
+      const std::string value = req.get_header_value("Content-Length");
+      if (lengths > 1 || req.has_header("Transfer-Encoding") || value.empty() ||
+          value.find_first_not_of("0123456789") != std::string::npos) {
+        res.set_header("Connection", "close");
+        json_reply(res, 400, {{"error", "ambiguous body length: one Content-Length of digits, without Transfer-Encoding"}});
+        return httplib::Server::HandlerResponse::Handled;
+      }
+    }
     // A declared length over the limit is refused before any of the body is read.
     if (req.has_header("Content-Length") &&
         req.get_header_value<uint64_t>("Content-Length") > uint64_t(options.max_body_bytes)) {

@@ -437,6 +437,29 @@ BOOST_AUTO_TEST_CASE(a_full_bus_refuses_the_rest_of_a_body_after_one_timeout) {
   stuck.close();
 }
 
+// RFC 9112 6.3: a body whose end the headers leave ambiguous is refused, not guessed at (a proxy
+// in front reading it the other way is how requests are smuggled).
+BOOST_AUTO_TEST_CASE(ambiguous_body_lengths_get_400_and_publish_nothing) {
+  NodeFixture f;
+  const uint64_t before = f.published();
+  const std::string line = request_line("/smuggled", 200);
+  const std::string length = std::to_string(line.size());
+  for (const std::string& headers : {"Content-Length: " + length + "\r\nContent-Length: 5\r\n",
+                                    "Content-Length: " + length + "\r\nTransfer-Encoding: chunked\r\n",
+                                    std::string("Content-Length: -1\r\n"), "Content-Length: +" + length + "\r\n"}) {
+    RawConnection raw(f.node->http_port());
+    raw.send("POST /v1/requests HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n" + headers + "\r\n" +
+             line);
+    bool closed = false;
+    const std::string answer = raw.read_to_end(closed);
+    BOOST_TEST(answer.rfind("HTTP/1.1 400", 0) == 0, headers << ": " << answer.substr(0, 200));
+    BOOST_TEST(contains(answer, "ambiguous body length"), answer);
+    BOOST_TEST(closed);
+  }
+  f.expect_nothing_more();
+  BOOST_TEST(f.published() == before + 1);  // the barrier
+}
+
 BOOST_AUTO_TEST_CASE(truncated_requests_do_not_crash_or_publish_and_the_server_keeps_serving) {
   NodeFixture f;
   const int port = f.node->http_port();
