@@ -18,8 +18,10 @@ namespace reqbus::app {
 
 Run add_keygen(CLI::App& app) {
   auto out = std::make_shared<std::string>();
-  app.add_option("-o,--out", *out, "Write the key pair to this new file (mode 0600) instead of stdout");
-  return [out]() -> int {
+  CLI::Option* out_flag = app.add_option("-o,--out", *out, "Write the key pair to this new file (mode 0600) instead of stdout");
+  return [out, out_flag]() -> int {
+    // `--out ""` (an unset variable in a script) must not print the secret key to the terminal.
+    if (out_flag->count() > 0 && out->empty()) throw Error(ErrorCode::invalid_argument, "keygen: --out: empty path");
     if (!zmq_has("curve")) throw Error(ErrorCode::transport, "keygen: this libzmq was built without CURVE");
     char public_key[41] = {0}, secret_key[41] = {0};
     if (zmq_curve_keypair(public_key, secret_key) != 0)

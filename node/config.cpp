@@ -280,6 +280,8 @@ std::string apply_config(std::string_view text, std::string_view source_name, No
     r.only({"enabled", "listen", "token", "write_keys", "max_body_bytes", "threads"});
     r.boolean("enabled", o.http_enabled);
     r.listen("listen", o.http.host, o.http.port);
+    if (const toml::node* n = t->get("listen"); n && r.error.empty() && n->value_or(std::string_view("x")).empty())
+      r.fail(*n, "listen", "empty: HOST:PORT (use enabled = false for no HTTP API)");  // was ignored
     r.string("token", o.http.bearer_token);
     r.strings("write_keys", o.http.write_keys);
     // An empty key would match a request without credentials: the endpoint would be open.

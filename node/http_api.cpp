@@ -91,6 +91,7 @@ class HttpApi::Impl {
   bool authorized(const httplib::Request& req) const;
   bool write_key_accepted(const httplib::Request& req) const;  // for /v1/batch
   void reply_too_large(httplib::Response& res) const;
+  bool refuse_body_framing(const httplib::Request& req, httplib::Response& res) const;
   void post_requests(const std::string& body, httplib::Response& res);
   void post_batch(const httplib::Request& req, const std::string& body, httplib::Response& res);
   // Publishes the parsed items (items[i] is item item_index[i] of the body); the bus's refusals
@@ -184,6 +185,51 @@ void HttpApi::Impl::reply_too_large(httplib::Response& res) const {
   json_reply(res, 413, {{"error", "request body too large (max " + std::to_string(options.max_body_bytes) + " bytes)"}});
 }
 
+// Refuses (and answers) a request whose body cannot be read safely, before any of it is read.
+bool HttpApi::Impl::refuse_body_framing(const httplib::Request& req, httplib::Response& res) const {
+  // RFC 9112 6.3: a Content-Length that is not digits, two of them, or one beside
+  // Transfer-Encoding leave the body's end ambiguous (the means of request smuggling behind a
+  // proxy that reads it otherwise): 400, and the connection is closed.
+  if (const size_t lengths = req.get_header_value_count("Content-Length"); lengths > 0) {
+    const std::string value = req.get_header_value("Content-Length");
+    if (lengths > 1 || req.has_header("Transfer-Encoding") || value.empty() ||
+        value.find_first_not_of("0123456789") != std::string::npos) {
+      res.set_header("Connection", "close");
+      json_reply(res, 400, {{"error", "ambiguous body length: one Content-Length of digits, without Transfer-Encoding"}});
+      return true;
+    }
+  }
+  // httplib reads chunked bodies only; any other transfer coding was waited on for the read
+  // timeout, then called an incomplete body.
+  if (req.has_header("Transfer-Encoding")) {
+    std::string coding = req.get_header_value("Transfer-Encoding");
+    for (char& c : coding) c = char(std::tolower(static_cast<unsigned char>(c)));
+    if (coding != "chunked") {
+      res.set_header("Connection", "close");
+      json_reply(res, 501, {{"error", "only Transfer-Encoding: chunked is supported"}});
+      return true;
+    }
+  }
+  // A declared length over the limit is refused before any of the body is read.
+  if (req.has_header("Content-Length") &&
+      req.get_header_value<uint64_t>("Content-Length") > uint64_t(options.max_body_bytes)) {
+    res.set_header("Connection", "close");
+    reply_too_large(res);
+    return true;
+  }
+  // Only the two intake routes take a body, and they read it themselves, capped (read_body).
+  // On any other route httplib 0.11 would read a chunked body of any size into memory before
+  // answering (CVE-2025-46728, fixed in httplib 0.20.1), without credentials on /healthz:
+  // refused before a byte of it is read. (A Content-Length body is capped by httplib.)
+  const bool intake = req.method == "POST" && (req.path == "/v1/requests" || req.path == "/v1/batch");
+  if (!intake && req.has_header("Transfer-Encoding")) {
+    res.set_header("Connection", "close");  // the unread body must not be taken for a request
+    json_reply(res, 411, {{"error", "a chunked request body is taken only by POST /v1/requests and /v1/batch"}});
+    return true;
+  }
+  return false;
+}
+
 void HttpApi::Impl::routes() {
   server.new_task_queue = [this] { return new httplib::ThreadPool(size_t(options.threads)); };
   server.set_tcp_nodelay(true);  // headers and body go out in separate send()s: no delayed-ACK wait
@@ -195,38 +241,11 @@ void HttpApi::Impl::routes() {
   server.set_write_timeout(10, 0);
   server.set_logger([this](const httplib::Request&, const httplib::Response& res) {
     requests.fetch_add(1, std::memory_order_relaxed);
-    if (res.status == 413 || res.status == 411 || res.status == 400) bodies_rejected.fetch_add(1, std::memory_order_relaxed);
+    const int st = res.status;
+    if (st == 400 || st == 411 || st == 413 || st == 501) bodies_rejected.fetch_add(1, std::memory_order_relaxed);
   });
   server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    // RFC 9112 6.3: a Content-Length that is not digits, two of them, or one beside
-    // Transfer-Encoding leave the body's end ambiguous (the means of request smuggling behind a
-    // proxy that reads it otherwise): 400, and the connection is closed.
-    if (const size_t lengths = req.get_header_value_count("Content-Length"); lengths > 0) {
-      const std::string value = req.get_header_value("Content-Length");
-      if (lengths > 1 || req.has_header("Transfer-Encoding") || value.empty() ||
-          value.find_first_not_of("0123456789") != std::string::npos) {
-        res.set_header("Connection", "close");
-        json_reply(res, 400, {{"error", "ambiguous body length: one Content-Length of digits, without Transfer-Encoding"}});
-        return httplib::Server::HandlerResponse::Handled;
-      }
-    }
-    // A declared length over the limit is refused before any of the body is read.
-    if (req.has_header("Content-Length") &&
-        req.get_header_value<uint64_t>("Content-Length") > uint64_t(options.max_body_bytes)) {
-      res.set_header("Connection", "close");
-      reply_too_large(res);
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    // Only the two intake routes take a body, and they read it themselves, capped (read_body).
-    // On any other route httplib 0.11 would read a chunked body of any size into memory before
-    // answering (CVE-2025-46728, fixed in httplib 0.20.1), without credentials on /healthz:
-    // refused before a byte of it is read. (A Content-Length body is capped by httplib.)
-    const bool intake = req.method == "POST" && (req.path == "/v1/requests" || req.path == "/v1/batch");
-    if (!intake && req.has_header("Transfer-Encoding")) {
-      res.set_header("Connection", "close");  // the unread body must not be taken for a request
-      json_reply(res, 411, {{"error", "a chunked request body is taken only by POST /v1/requests and /v1/batch"}});
-      return httplib::Server::HandlerResponse::Handled;
-    }
+    if (refuse_body_framing(req, res)) return httplib::Server::HandlerResponse::Handled;
     // /v1/batch authenticates by write key (Segment clients cannot send a bearer token).
     if (is_public(req) || req.path == "/v1/batch" || authorized(req))
       return httplib::Server::HandlerResponse::Unhandled;
@@ -407,7 +426,7 @@ std::string HttpApi::Impl::own_metrics() const {
   line("reqbus_http_requests_total", "HTTP requests served.", requests.load());
   line("reqbus_http_items_accepted_total", "Items published from request bodies.", items_accepted.load());
   line("reqbus_http_items_rejected_total", "Invalid items rejected from request bodies.", items_rejected.load());
-  line("reqbus_http_bodies_rejected_total", "Request bodies refused with 400, 411 or 413.", bodies_rejected.load());
+  line("reqbus_http_bodies_rejected_total", "Request bodies refused with 400, 411, 413 or 501.", bodies_rejected.load());
   line("reqbus_http_unauthorized_total", "Requests refused with 401.", unauthorized.load());
   line("reqbus_http_stream_clients", "Connected live-stream clients.", stream_clients.load(), "gauge");
   return m;

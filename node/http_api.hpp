@@ -8,7 +8,8 @@
 //   GET  /metrics       Prometheus text format
 //   GET  /healthz       "ok" (200) or the reason (503)
 //   GET  /              the dashboard (embedded web assets under /assets/)
-// Bodies over max_body_bytes get 413, a chunked body to any route but the two POSTs 411; a bad
+// Bodies over max_body_bytes get 413, a chunked body to any route but the two POSTs 411, another
+// transfer coding 501, an ambiguous length (two, not digits, beside chunked) 400; a bad
 // body (invalid JSON, nested deeper than 64 levels, more than 100,000 items) gets 400 with a
 // message; invalid items in a valid body are rejected one by one and do not stop the valid
 // ones. Once the bus times out or is closed on one item of a body, the rest are refused at once.
@@ -55,7 +56,7 @@ struct HttpApiStats {
   uint64_t requests = 0;          // HTTP requests served
   uint64_t items_accepted = 0;    // RequestLogs/events published from bodies
   uint64_t items_rejected = 0;    // invalid items, each with a message
-  uint64_t bodies_rejected = 0;   // 400/411/413 bodies
+  uint64_t bodies_rejected = 0;   // 400/411/413/501 bodies
   uint64_t unauthorized = 0;      // 401s
   uint64_t stream_clients = 0;    // connected now
 };

@@ -211,6 +211,9 @@ BOOST_AUTO_TEST_CASE(a_bad_listen_address_names_file_line_and_key) {
   BOOST_TEST(p == "cfg.toml:2: http.listen: port in '127.0.0.1:99999' is not 0..65535");
   const std::string s = error_of("[syslog]\nlisten = \"udp-host\"\n");
   BOOST_TEST(s == "cfg.toml:2: syslog.listen: 'udp-host' is not HOST:PORT");
+  // An empty one was ignored: the node bound the default 127.0.0.1:7480.
+  BOOST_TEST(error_of("[http]\nlisten = \"\"\n") ==
+             "cfg.toml:2: http.listen: empty: HOST:PORT (use enabled = false for no HTTP API)");
 }
 
 BOOST_AUTO_TEST_CASE(toml_syntax_errors_name_file_and_line) {

@@ -456,6 +456,14 @@ BOOST_AUTO_TEST_CASE(ambiguous_body_lengths_get_400_and_publish_nothing) {
     BOOST_TEST(contains(answer, "ambiguous body length"), answer);
     BOOST_TEST(closed);
   }
+  // A transfer coding httplib cannot read was waited on for 10 s, then called incomplete.
+  RawConnection gzip(f.node->http_port());
+  gzip.send("POST /v1/requests HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n" + line);
+  const auto asked = std::chrono::steady_clock::now();
+  bool closed = false;
+  const std::string answer = gzip.read_to_end(closed);
+  BOOST_TEST((std::chrono::steady_clock::now() - asked < 5s));
+  BOOST_TEST(answer.rfind("HTTP/1.1 501", 0) == 0, answer.substr(0, 200));
   f.expect_nothing_more();
   BOOST_TEST(f.published() == before + 1);  // the barrier
 }

@@ -262,6 +262,7 @@ BOOST_AUTO_TEST_CASE(bad_flags_give_one_line_naming_the_problem) {
   expect_one_line_error({"demo", "--duration", "soon"}, "--duration");
   // NaN passed CLI11's own range checks ("driving nan s of traffic", exit 0).
   expect_one_line_error({"demo", "--duration", "nan"}, "--duration: Value nan not in range 0.5 to 86400");
+  expect_one_line_error({"keygen", "--out", ""}, "keygen: --out: empty path");  // not the secret on stdout
   expect_one_line_error({"tail", "--peer", "tcp://127.0.0.1:1", "--warn-after", "nan"}, "--warn-after");
   expect_one_line_error({"top", "--interval", "nan"}, "--interval");
   expect_one_line_error({"forward", "--hwm", "0", "--insecure"}, "--hwm: Value 0 not in range 1 to 1073741824");
