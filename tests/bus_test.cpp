@@ -513,14 +513,16 @@ BOOST_AUTO_TEST_CASE(drop_oldest_evicts_and_counts) {
 }
 
 // publish_linger lets the publisher nap until max_events_per_frame events wait; a queue bound
-// below that must not leave blocked publishers waiting out the nap (1 s here, 10x their
-// block_timeout): a publisher that finds the queue full wakes the publisher thread.
+// below that must not leave blocked publishers waiting out the nap (1 s here): a publisher that
+// finds the queue full wakes the publisher thread. Waiting out every nap, 800 events in a queue
+// of 8 would take 100 s; woken, they take milliseconds (a generous bound, for loaded sanitizer
+// builds: a short block_timeout here once made the test depend on the scheduler).
 BOOST_AUTO_TEST_CASE(a_queue_smaller_than_a_frame_never_waits_for_the_linger) {
   BusOptions options;
   options.name = "tiny-queue";
   options.queue_max_events = 8;         // < max_events_per_frame (512)
   options.publish_linger = std::chrono::seconds(1);
-  options.block_timeout = 100ms;
+  options.block_timeout = 30s;
   Bus bus(options);
   std::atomic<uint64_t> handled{0};
   Subscription sub = bus.subscribe({}, [&](const Message&) { handled.fetch_add(1); });
@@ -528,12 +530,17 @@ BOOST_AUTO_TEST_CASE(a_queue_smaller_than_a_frame_never_waits_for_the_linger) {
   log.method = "GET";
   log.path = "/";
   log.status_code = 200;
+  constexpr uint64_t kEvents = 800;
   uint64_t not_ok = 0;
-  for (int i = 0; i < 2000; ++i) not_ok += bus.broadcast(log) != PublishStatus::ok;
+  const auto start = std::chrono::steady_clock::now();
+  for (uint64_t i = 0; i < kEvents; ++i) not_ok += bus.broadcast(log) != PublishStatus::ok;
+  const auto took = std::chrono::steady_clock::now() - start;
   BOOST_TEST(not_ok == 0u);
+  BOOST_TEST(took < 20s, "800 events took " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+                                              << " ms: publishers waited out the linger");
   const CloseReport report = bus.close(30s);
-  BOOST_TEST(report.published == 2000u);
-  BOOST_TEST(handled.load() == 2000u);
+  BOOST_TEST(report.published == kEvents);
+  BOOST_TEST(handled.load() == kEvents);
 }
 
 BOOST_AUTO_TEST_CASE(block_times_out_after_block_timeout_and_counts) {
@@ -709,14 +716,19 @@ BOOST_AUTO_TEST_CASE(close_with_a_stuck_handler_returns_at_its_deadline) {
   o.max_events_per_frame = 1;
   auto bus = std::make_unique<Bus>(o);
   std::atomic<uint64_t> handled{0};
+  std::atomic<bool> entered{false};
   SubscribeOptions so;
   so.rcv_hwm = 1;
   auto stuck = bus->subscribe(so, [&, latch](const Message&) {
+    entered = true;
     latch->wait();
     ++handled;
   });
+  OpenOnExit release_on_failure{latch};
   for (int i = 0; i < 2000; ++i) (void)bus->broadcast(sample_log("/stuck"));
   const uint64_t published = bus->stats().published;
+  // The reader must hold its event before close() starts, or a starved reader holds none.
+  BOOST_REQUIRE(poll_until([&] { return entered.load(); }, 20s));
   auto closing = std::async(std::launch::async, [&] { return bus->close(300ms); });
   if (closing.wait_for(10s) != std::future_status::ready) {
     latch->open();  // unstick it so the test ends, then fail
@@ -752,14 +764,16 @@ BOOST_AUTO_TEST_CASE(close_counts_what_a_stuck_handler_left_unread_in_its_socket
   SubscribeOptions so;
   so.name = "stuck";
   so.rcv_hwm = 10'000;
+  std::atomic<bool> entered{false};
   auto stuck = bus->subscribe(so, [&, latch](const Message&) {
+    entered = true;
     latch->wait();
     ++handled;
   });
   OpenOnExit release_on_failure{latch};
   constexpr uint64_t kEvents = 5000;
   for (uint64_t i = 0; i < kEvents; ++i) BOOST_REQUIRE(bus->broadcast(sample_log("/unread")) == PublishStatus::ok);
-  BOOST_REQUIRE(poll_until([&] { return bus->stats().events_sent == kEvents; }, 20s));
+  BOOST_REQUIRE(poll_until([&] { return bus->stats().events_sent == kEvents && entered.load(); }, 20s));
   const CloseReport report = bus->close(300ms);
   BOOST_TEST(report.deadline_reached);
   BOOST_TEST(report.published == kEvents);
@@ -798,10 +812,16 @@ BOOST_AUTO_TEST_CASE(unsubscribing_counts_what_was_left_unread_in_the_socket) {
   constexpr uint64_t kEvents = 3000;
   for (uint64_t i = 0; i < kEvents; ++i) BOOST_REQUIRE(bus.broadcast(sample_log("/u")) == PublishStatus::ok);
   BOOST_REQUIRE(poll_until([&] { return bus.stats().events_sent == kEvents; }, 20s));
-  std::thread release([latch] {
-    std::this_thread::sleep_for(50ms);
+  // The handler is released a while after close() has begun, so that close() has stopped the
+  // reader by then (timed from `closing`, not from the thread's start: a loaded machine may
+  // start the thread late).
+  std::atomic<bool> closing{false};
+  std::thread release([latch, &closing] {
+    while (!closing.load()) std::this_thread::sleep_for(1ms);
+    std::this_thread::sleep_for(200ms);
     latch->open();
   });
+  closing = true;
   sub.close();  // stops after the handler's current call; the frames behind it are never read
   release.join();
   const SubscriptionStats st = sub.stats();
@@ -941,6 +961,8 @@ BOOST_AUTO_TEST_CASE(closed_subscriptions_are_pruned_and_their_counts_kept) {
     for (int i = 0; i < 3; ++i) BOOST_REQUIRE(bus.broadcast(sample_log("/u")) == PublishStatus::ok);
     BOOST_REQUIRE(poll_until([&] { return pull.stats().pending_depth == 3; }, 20s));
   }
+  // "live" has a reader thread of its own, which a loaded machine may not have run yet.
+  BOOST_REQUIRE(poll_until([&] { return live.stats().pending_depth == size_t(kRounds + 3); }, 20s));
 
   BusStats s = bus.stats();
   BOOST_REQUIRE_EQUAL(s.subscriptions.size(), 2u);  // "live" and the "(closed)" totals

@@ -293,7 +293,8 @@ BOOST_AUTO_TEST_CASE(node_closes_promptly_with_a_dashboard_connected) {
   // The browser also keeps idle keep-alive connections (it fetched the page and its assets);
   // a server that waits out its keep-alive timeout (cpp-httplib's default is 5 s) on them
   // spends the close() budget the Batcher needs to flush.
-  BOOST_TEST(took.count() < 3000, "close() took " << took.count() << " ms with a dashboard connected");
+  // (A margin for loaded sanitizer builds: the regression takes the whole 5 s.)
+  BOOST_TEST(took.count() < 4500, "close() took " << took.count() << " ms with a dashboard connected");
   BOOST_TEST(page.wait_for("document.getElementById('conn').textContent !== 'live'", 10s),
              "the page still shows 'live' after the node closed" << diagnose(page));
 }

@@ -301,8 +301,8 @@ BOOST_AUTO_TEST_CASE(wake_ends_a_waiting_pop_early) {
   q.wake();
   const auto t0 = Clock::now();
   BOOST_CHECK_EQUAL(q.pop(out, SIZE_MAX, t0 + 20s), 0u);
+  const auto t1 = Clock::now();  // before the waker starts: it wakes at least 20 ms after t1
   std::thread waker([&] { std::this_thread::sleep_for(20ms); q.wake(); });
-  const auto t1 = Clock::now();
   BOOST_CHECK_EQUAL(q.pop(out, SIZE_MAX, t1 + 20s), 0u);
   BOOST_CHECK_GE(ms_since(t1), 15.0);  // waited for the waker, not for the first wake()
   waker.join();

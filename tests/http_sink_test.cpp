@@ -227,12 +227,12 @@ BOOST_FIXTURE_TEST_CASE(items_a_node_refused_are_sent_again_alone, Fixture) {
 BOOST_FIXTURE_TEST_CASE(a_node_that_keeps_refusing_is_retry_later_within_the_timeout, Fixture) {
   for (int i = 0; i < 50; ++i) server.push(Reply::status_code(202, R"({"refused":[0]})"));
   const auto start = std::chrono::steady_clock::now();
-  const WriteResult r = sink.write(requests(2), 600ms);
+  const WriteResult r = sink.write(requests(2), 3s);
   const auto took = std::chrono::steady_clock::now() - start;
   BOOST_TEST((r.kind == WriteResult::Kind::retry), r.reason);
   BOOST_TEST(r.reason.find("1 items refused") != std::string::npos, r.reason);
-  BOOST_TEST(server.request_count() >= 2u);  // 100 ms, then 200 ms apart
-  BOOST_TEST(took < 1500ms);
+  BOOST_TEST(server.request_count() >= 2u);  // 100 ms, then 200 ms, 400 ms... apart
+  BOOST_TEST(took < 5s);  // the write's timeout, plus a margin for loaded sanitizer builds
 }
 
 // The sink's time is its clock's: with a ManualClock the resend of a refused item waits until
