@@ -16,6 +16,9 @@
 #include <sstream>
 #include <toml++/toml.h>
 
+#include "reqbus/bus_options.hpp"
+#include "reqbus/request_log.hpp"
+
 namespace reqbus::node {
 namespace {
 
@@ -37,6 +40,30 @@ struct Reader {
       if (auto v = n->value<std::string>(); v && n->is_string()) out = *v;
       else fail(*n, k, "must be a string");
     }
+  }
+  // A string of min..max bytes (what the library would refuse later, naming its C++ field).
+  void string(std::string_view k, std::string& out, size_t min, size_t max) {
+    const toml::node* n = table.get(k);
+    if (!n) return;
+    std::string v;
+    string(k, v);
+    if (!error.empty()) return;
+    if (v.size() < min || v.size() > max)
+      fail(*n, k, "must be " + std::to_string(min) + ".." + std::to_string(max) + " bytes (it is " + std::to_string(v.size()) + ")");
+    else out = std::move(v);
+  }
+  // tcp://HOST:PORT endpoints (a peer may name its server's CURVE key after '#').
+  void endpoint(std::string_view k, std::string& out) {
+    string(k, out);
+    if (error.empty() && !out.empty())
+      if (auto why = tcp_endpoint_problem(out); !why.empty()) fail(*table.get(k), k, why);
+  }
+  void endpoints(std::string_view k, std::vector<std::string>& out) {
+    strings(k, out);
+    if (!error.empty()) return;
+    for (const std::string& e : out)
+      if (auto why = tcp_endpoint_problem(std::string_view(e).substr(0, e.find('#'))); !why.empty())
+        return void(fail(*table.get(k), k, why));
   }
   template <class Int>
   void integer(std::string_view k, Int& out, int64_t min, int64_t max) {
@@ -219,17 +246,17 @@ std::string apply_config(std::string_view text, std::string_view source_name, No
   };
   Reader top{root, "", {}};
   top.only({"node_id", "store", "spool_dir", "bus", "http", "batcher", "counters", "syslog", "security"});
-  top.string("node_id", o.bus.node_id);
+  top.string("node_id", o.bus.node_id, 0, RequestLogLimits::node_id);  // "" = hostname-pid
   top.string("store", o.store);
   top.string("spool_dir", o.spool_dir);
   if (const toml::table* t = top.sub("bus")) {
     Reader r{*t, "bus.", {}};
     r.only({"name", "bind", "peers", "publish_to", "peer_state_file", "queue_max_events", "queue_max_bytes", "overflow", "block_timeout_ms",
             "publish_linger_us", "max_events_per_frame", "inproc_hwm", "tcp_hwm", "max_message_bytes"});
-    r.string("name", o.bus.name);
-    r.string("bind", o.bus.bind);
-    r.strings("peers", o.bus.peers);
-    r.strings("publish_to", o.bus.publish_to);
+    r.string("name", o.bus.name, 1, 64);
+    r.endpoint("bind", o.bus.bind);
+    r.endpoints("peers", o.bus.peers);
+    r.endpoints("publish_to", o.bus.publish_to);
     r.string("peer_state_file", o.bus.peer_state_file);
     r.integer("queue_max_events", o.bus.queue_max_events, 1, 1LL << 30);
     r.integer("queue_max_bytes", o.bus.queue_max_bytes, 65536, 1LL << 40);

@@ -216,6 +216,22 @@ BOOST_AUTO_TEST_CASE(a_bad_listen_address_names_file_line_and_key) {
              "cfg.toml:2: http.listen: empty: HOST:PORT (use enabled = false for no HTTP API)");
 }
 
+// What the library would refuse later is refused here, in the file's terms: the node used to
+// stop with "BusOptions.node_id: longer than 64 bytes", and bind with a tcp port past 65535.
+BOOST_AUTO_TEST_CASE(library_limits_are_named_with_file_line_and_key) {
+  BOOST_TEST(error_of("node_id = \"" + std::string(65, 'n') + "\"\n") ==
+             "cfg.toml:1: node_id: must be 0..64 bytes (it is 65)");
+  BOOST_TEST(error_of("[bus]\nname = \"\"\n") == "cfg.toml:2: bus.name: must be 1..64 bytes (it is 0)");
+  BOOST_TEST(error_of("[bus]\nbind = \"tcp://0.0.0.0:99999\"\n").rfind("cfg.toml:2: bus.bind: ", 0) == 0);
+  BOOST_TEST(error_of("[bus]\nbind = \"udp://x:1\"\n").rfind("cfg.toml:2: bus.bind: ", 0) == 0);
+  BOOST_TEST(error_of("[bus]\npeers = [\"tcp://a:1\",\n  \"tcp://b\"]\n").rfind("cfg.toml:2: bus.peers: ", 0) == 0);
+  BOOST_TEST(error_of("[bus]\npublish_to = [\"tcp://a:70000\"]\n").rfind("cfg.toml:2: bus.publish_to: ", 0) == 0);
+  NodeOptions o;  // at the limits, and a peer naming its server's key after '#', are fine
+  BOOST_TEST(::apply("node_id = \"" + std::string(64, 'n') + "\"\n[bus]\npeers = [\"tcp://a:1#" + std::string(40, 'k') +
+                       "\"]\nbind = \"tcp://*:7400\"\n", o) == "");
+  BOOST_TEST(o.bus.node_id.size() == 64u);
+}
+
 BOOST_AUTO_TEST_CASE(toml_syntax_errors_name_file_and_line) {
   const std::string e = error_of("node_id = \"a\"\n[bus\nname = \"x\"\n");
   BOOST_TEST(e.rfind("cfg.toml:2: ", 0) == 0, e);
