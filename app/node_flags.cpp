@@ -76,6 +76,8 @@ std::string describe(const node::NodeReport& r) {
     s += ", counter windows lost " + n(r.counters.failed) + " (count " +
          std::to_string(r.counters.left_count) + ")";
   }
+  if (r.store_duplicates)  // written, and found stored already (a resend, a replay, a log ingested twice)
+    s += ", already in the store (kept once) " + n(r.store_duplicates);
   if (r.bus.in_hand) s += ", still in a stuck handler " + n(r.bus.in_hand);
   if (r.batcher.delivered_after_deadline)  // counted above as spooled or dropped, and stored too
     s += ", stored after the deadline gave them up " + n(r.batcher.delivered_after_deadline);

@@ -43,6 +43,11 @@ class Node::Impl {
   void persist(const MessageView& m);
   // The StatBuffer key "<parts...>:<day>", built in key_ (no allocation once it has grown).
   std::string_view counter_key(std::initializer_list<std::string_view> parts, int64_t unix_us);
+  // Events the store already held when they were written (stored once): a client's resend, a
+  // replay, a log ingested twice, or another event with the same id.
+  uint64_t store_duplicates() const {
+    return sqlite ? sqlite->stats().duplicates : postgres ? postgres->stats().duplicates : 0;
+  }
 
   NodeOptions options;
   std::string store_description;
@@ -178,6 +183,7 @@ NodeReport Node::Impl::close(std::chrono::milliseconds budget) {
   r.bus = bus->close(left_before_counters() / 3);  // delivers everything accepted to the Batcher/StatBuffer
   if (batcher) r.batcher = batcher->close(left_before_counters());
   if (counters) r.counters = counters->close(std::chrono::steady_clock::now() + std::max(left(), counters_share));
+  r.store_duplicates = store_duplicates();
   r.deadline_reached = r.bus.deadline_reached || r.batcher.deadline_reached || r.counters.failed > 0;
   report = r;
   return r;
@@ -220,6 +226,7 @@ nlohmann::json Node::stats_json(const std::string& node_filter) const {
   if (impl_->batcher) {
     const BatcherStats s = impl_->batcher->stats();
     j["persisted"] = s.delivered + s.replayed;
+    j["duplicates"] = impl_->store_duplicates();  // of those, already stored
     j["spooled"] = s.spooled;
     j["store_down"] = s.sink_down;
   }
@@ -265,6 +272,7 @@ std::string Node::metrics() const {
     const BatcherStats s = impl_->batcher->stats();
     w.counter("reqbus_batcher_enqueued_total", "Events accepted by the Batcher.", double(s.enqueued));
     w.counter("reqbus_persisted_total", "Events stored by the sink (live batches and replays).", double(s.delivered + s.replayed));
+    w.counter("reqbus_store_duplicates_total", "Events written that the store already held (a resend, a replay, a log ingested twice, or another event with the same id): kept once.", double(impl_->store_duplicates()));
     w.counter("reqbus_batcher_retried_total", "Batch attempts after a failed one.", double(s.retries));
     w.counter("reqbus_batcher_spooled_total", "Events written to the on-disk spool.", double(s.spooled));
     w.counter("reqbus_batcher_replayed_total", "Spooled events later stored.", double(s.replayed));

@@ -48,6 +48,7 @@ struct NodeReport {
   BatcherReport batcher;
   StatBufferReport counters;
   uint64_t syslog_received = 0, syslog_rejected = 0;
+  uint64_t store_duplicates = 0;  // events written that the store already held (kept once)
   bool deadline_reached = false;
 };
 

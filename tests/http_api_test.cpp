@@ -710,6 +710,26 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(HttpApiRead)
 
+// A client resending a batch (its request_ids kept) is stored once, and the resent events are
+// counted as duplicates, not only as persisted.
+BOOST_AUTO_TEST_CASE(a_resent_batch_is_stored_once_and_counted_as_duplicates) {
+  NodeFixture f;
+  auto c = f.client();
+  std::string body;
+  for (int i = 0; i < 10; ++i) body += request_line("/r", 200, R"(,"request_id":"resend-)" + std::to_string(i) + "\"") + "\n";
+  BOOST_TEST(c.Post("/v1/requests", body, "application/x-ndjson")->status == 202);
+  BOOST_REQUIRE(poll_stats(c, [](const nlohmann::json& j) { return j.value("persisted", 0) == 10; }));
+  BOOST_TEST(c.Post("/v1/requests", body + request_line("/new", 200) + "\n", "application/x-ndjson")->status == 202);
+  BOOST_REQUIRE(poll_stats(c, [](const nlohmann::json& j) { return j.value("persisted", 0) == 21; }));
+  const auto stats = nlohmann::json::parse(c.Get("/api/stats")->body);
+  BOOST_TEST(stats.value("duplicates", -1) == 10);
+  const PromText m(c.Get("/metrics")->body);
+  BOOST_TEST(m.value("reqbus_store_duplicates_total") == 10);
+  BOOST_TEST(m.value("reqbus_persisted_total") == 21);
+  const NodeReport report = f.node->close(10s);
+  BOOST_TEST(report.store_duplicates == 10u);
+}
+
 BOOST_AUTO_TEST_CASE(metrics_are_valid_prometheus_text_with_the_node_counters) {
   NodeFixture f;
   auto c = f.client();

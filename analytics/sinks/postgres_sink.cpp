@@ -97,8 +97,8 @@ struct PostgresSink::Impl {
   detail::TimedGate schema_gate;  // not std::timed_mutex: TSan misreads its try_lock_for
   std::atomic<bool> schema_ready{false};
 
-  std::atomic<uint64_t> batches{0}, rows_inserted{0}, duplicates{0}, errors{0}, reconnects{0},
-      copies{0}, copy_fallbacks{0};
+  std::atomic<uint64_t> batches{0}, rows_inserted{0}, duplicates{0}, counter_flushes_applied{0},
+      counter_flushes_duplicate{0}, errors{0}, reconnects{0}, copies{0}, copy_fallbacks{0};
   // Writes left that skip COPY after one found a duplicate: replays tend to come in runs.
   std::atomic<int64_t> copy_pause{0};
 
@@ -468,6 +468,8 @@ PostgresSinkStats PostgresSink::stats() const noexcept {
   s.batches = impl_->batches.load(std::memory_order_relaxed);
   s.rows_inserted = impl_->rows_inserted.load(std::memory_order_relaxed);
   s.duplicates = impl_->duplicates.load(std::memory_order_relaxed);
+  s.counter_flushes_applied = impl_->counter_flushes_applied.load(std::memory_order_relaxed);
+  s.counter_flushes_duplicate = impl_->counter_flushes_duplicate.load(std::memory_order_relaxed);
   s.errors = impl_->errors.load(std::memory_order_relaxed);
   s.reconnects = impl_->reconnects.load(std::memory_order_relaxed);
   s.copies = impl_->copies.load(std::memory_order_relaxed);
@@ -516,9 +518,9 @@ WriteResult PostgresSink::write_counters(const std::vector<CounterFlush>& flushe
     if (!results.empty() && PQntuples(results.back().get()) == 1) {
       applied = std::strtoull(PQgetvalue(results.back().get(), 0, 0), nullptr, 10);
     }
-    impl.rows_inserted.fetch_add(applied, std::memory_order_relaxed);
-    impl.duplicates.fetch_add(flushes.size() - std::min<uint64_t>(applied, flushes.size()),
-                              std::memory_order_relaxed);
+    impl.counter_flushes_applied.fetch_add(applied, std::memory_order_relaxed);
+    impl.counter_flushes_duplicate.fetch_add(flushes.size() - std::min<uint64_t>(applied, flushes.size()),
+                                             std::memory_order_relaxed);
     return {};
   });
 }

@@ -63,8 +63,10 @@ struct PostgresSinkOptions {
 
 struct PostgresSinkStats {
   uint64_t batches = 0;        // write()/write_counters() calls that succeeded
-  uint64_t rows_inserted = 0;  // request/event rows and counter flushes newly stored
-  uint64_t duplicates = 0;     // rows and counter flushes skipped as already stored
+  uint64_t rows_inserted = 0;  // request/event rows new to the database
+  uint64_t duplicates = 0;     // request/event rows already present (replays, resends): skipped
+  uint64_t counter_flushes_applied = 0;    // flushes added to counters
+  uint64_t counter_flushes_duplicate = 0;  // flushes already applied earlier
   uint64_t errors = 0;         // calls that returned retry_later or failure
   uint64_t reconnects = 0;     // connections opened again after one was lost or dropped
   uint64_t copies = 0;         // batches loaded by COPY
