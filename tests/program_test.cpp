@@ -4,13 +4,18 @@
 // ingested twice; `ingest --follow` across a rotation, also when the writer goes on appending
 // to the renamed file; lines the node's bus refused are resent; SIGTERM, directories and read
 // errors; ids independent of how the path is spelt; `tail | head` exits).
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/test/unit_test.hpp>
 #include <filesystem>
 #include <fstream>
@@ -231,6 +236,47 @@ std::multiset<std::string> tailed(const std::string& out, const std::string& pre
   }
   return got;
 }
+
+// A loopback listener that accepts every connection and closes it at once: a node that cannot
+// be reached, whose tries the test can count.
+class HangingUpNode {
+ public:
+  HangingUpNode() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    BOOST_REQUIRE(fd_ >= 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(sa);
+    BOOST_REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&sa), len) == 0);
+    BOOST_REQUIRE(::listen(fd_, 16) == 0);
+    BOOST_REQUIRE(::getsockname(fd_, reinterpret_cast<sockaddr*>(&sa), &len) == 0);
+    port_ = ntohs(sa.sin_port);
+    thread_ = std::thread([this] {
+      while (!done_) {
+        pollfd p{fd_, POLLIN, 0};
+        if (::poll(&p, 1, 50) <= 0) continue;
+        const int c = ::accept(fd_, nullptr, nullptr);
+        if (c < 0) continue;
+        ::close(c);
+        ++connections_;
+      }
+    });
+  }
+  ~HangingUpNode() {
+    done_ = true;
+    thread_.join();
+    ::close(fd_);
+  }
+  std::string addr() const { return "127.0.0.1:" + std::to_string(port_); }
+  int connections() const { return connections_; }
+
+ private:
+  int fd_ = -1, port_ = 0;
+  std::atomic<bool> done_{false};
+  std::atomic<int> connections_{0};
+  std::thread thread_;
+};
 
 }  // namespace
 
@@ -760,7 +806,11 @@ BOOST_AUTO_TEST_CASE(ingest_follow_reports_a_too_long_last_line_at_sigterm_as_to
 BOOST_AUTO_TEST_CASE(ingest_resends_lines_the_bus_refused_and_fails_if_some_stay_refused) {
   TempDir dir;
   // 50 events of queue take a burst of N a few at a time; the node lists 50 item errors at most.
-  Served node(dir, "full", "[bus]\nqueue_max_events = 50\noverflow = \"drop_newest\"\n");
+  // Having emptied the queue while events come, the publisher naps its linger before the next
+  // pop: 200 ms here (the most it naps), not the default 20 ms, so that a node publishing the
+  // body slowly (sanitizers, a loaded machine) still refuses most of it.
+  Served node(dir, "full",
+              "[bus]\nqueue_max_events = 50\noverflow = \"drop_newest\"\npublish_linger_us = 200000\n");
   constexpr int N = 250;
   std::string log;
   for (int i = 0; i < N; ++i) log += combined("192.0.2.7", "/full/" + std::to_string(i), 200, i);
@@ -930,8 +980,11 @@ BOOST_AUTO_TEST_CASE(ingest_stops_promptly_on_sigterm_while_it_waits_to_retry_th
   TempDir dir;
   const std::string file = dir.sub("one.log");
   write_file(file, combined("192.0.2.9", "/retry", 200));
-  Process ingest(reqbus_binary(), {"ingest", file, "--node-addr", "127.0.0.1:1", "--retries", "100"});
-  std::this_thread::sleep_for(1500ms);  // past the first failed tries, into a pause
+  HangingUpNode node;  // each try is seen to fail
+  Process ingest(reqbus_binary(), {"ingest", file, "--node-addr", node.addr(), "--retries", "100"});
+  // A second try means the first failed and its pause began: ingest is retrying.
+  BOOST_REQUIRE_MESSAGE(poll_until([&] { return node.connections() >= 2; }, 60s),
+                        "ingest did not retry: " << ingest.err());
   BOOST_REQUIRE(ingest.running());
   ingest.signal(SIGTERM);
   const auto status = ingest.wait(5s);

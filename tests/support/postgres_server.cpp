@@ -18,6 +18,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "tests/support/free_port.hpp"
+
 extern char** environ;
 
 namespace reqbus::test {
@@ -30,25 +32,6 @@ std::string tail_of_file(const std::string& path, size_t max_bytes = 4000) {
   ss << in.rdbuf();
   std::string text = ss.str();
   return text.size() > max_bytes ? "..." + text.substr(text.size() - max_bytes) : text;
-}
-
-// A port the kernel just gave out on 127.0.0.1; free again after close.
-int pick_free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    int err = errno;
-    ::close(fd);
-    throw std::runtime_error(std::string("bind 127.0.0.1:0: ") + std::strerror(err));
-  }
-  ::close(fd);
-  return ntohs(addr.sin_port);
 }
 
 }  // namespace
@@ -86,11 +69,9 @@ PostgresServer::PostgresServer(PostgresServerOptions options) : options_(std::mo
     run({options_.bin_dir + "/initdb", "-D", dir_ + "/data", "-U", "postgres", "-A", "trust",
          "-E", "UTF8", "--locale=" + options_.locale, "-N"},
         true);
-    port_ = pick_free_port();
     // Appending keeps the file's owner (postgres) even when we are root.
     std::ofstream conf(dir_ + "/data/postgresql.conf", std::ios::app);
     conf << "\n# reqbus test server\n"
-         << "port = " << port_ << "\n"
          << "listen_addresses = '127.0.0.1'\n"
          << "unix_socket_directories = '" << dir_ << "'\n"
          << "max_connections = 60\n";
@@ -99,7 +80,20 @@ PostgresServer::PostgresServer(PostgresServerOptions options) : options_(std::mo
     }
     conf.close();
     if (!conf) throw std::runtime_error("cannot write " + dir_ + "/data/postgresql.conf");
-    start();
+    // The port was free a moment ago; another process may take it before the server binds it.
+    for (int attempt = 1;; ++attempt) {
+      port_ = port_outside_ephemeral_range(SOCK_STREAM);
+      std::ofstream port_conf(dir_ + "/data/postgresql.conf", std::ios::app);
+      port_conf << "port = " << port_ << "\n";  // the last setting of a parameter wins
+      port_conf.close();
+      if (!port_conf) throw std::runtime_error("cannot write " + dir_ + "/data/postgresql.conf");
+      try {
+        start();
+        break;
+      } catch (const std::runtime_error& e) {
+        if (attempt == 3 || std::string(e.what()).find("Address already in use") == std::string::npos) throw;
+      }
+    }
     create_database(options_.database);
   } catch (...) {
     try {

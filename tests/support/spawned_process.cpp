@@ -18,29 +18,11 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "tests/support/free_port.hpp"
+
 extern char** environ;
 
 namespace reqbus::test {
-namespace {
-
-int free_port(int type) {
-  const int fd = ::socket(AF_INET, type | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    const std::string why = std::strerror(errno);
-    ::close(fd);
-    throw std::runtime_error("cannot find a free port: " + why);
-  }
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
-}  // namespace
 
 SpawnedProcess::SpawnedProcess(SpawnOptions options) : options_(std::move(options)) {
   if (options_.argv.empty()) throw std::runtime_error("SpawnedProcess: empty argv");
@@ -133,8 +115,8 @@ std::string require_executable(const char* env_var, const std::string& fallback,
   return path;
 }
 
-int free_tcp_port() { return free_port(SOCK_STREAM); }
-int free_udp_port() { return free_port(SOCK_DGRAM); }
+int free_tcp_port() { return port_outside_ephemeral_range(SOCK_STREAM); }
+int free_udp_port() { return port_outside_ephemeral_range(SOCK_DGRAM); }
 
 std::string read_whole_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

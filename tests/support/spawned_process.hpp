@@ -55,7 +55,8 @@ class SpawnedProcess {
 // both and what installs it when the file is not executable.
 std::string require_executable(const char* env_var, const std::string& fallback, const std::string& what);
 
-// A port of 127.0.0.1 that was free a moment ago (bound with port 0, then closed).
+// A port of 127.0.0.1 that was free a moment ago, outside the kernel's ephemeral range
+// (tests/support/free_port.hpp).
 int free_tcp_port();
 int free_udp_port();
 
