@@ -68,6 +68,8 @@ int main(int argc, char** argv) {
       bool known = false;
       for (auto& [sub, run] : commands) known |= sub->get_name() == argv[1];
       if (!known) what = std::string("unknown subcommand '") + argv[1] + "'";
+    } else if (argc > 1 && dynamic_cast<const CLI::RequiredError*>(&e)) {  // CLI11: "A subcommand is required"
+      what = std::string("unknown option '") + argv[1] + "': the subcommand comes first (reqbus SUBCOMMAND [options])";
     }
     for (char& c : what)
       if (c == '\n') c = ' ';
