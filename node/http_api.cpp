@@ -264,7 +264,8 @@ void HttpApi::Impl::routes() {
 
   // The bodies are read here rather than by httplib: it enforces max_body_bytes on a
   // Content-Length, but reads a chunked body of any size into memory.
-  auto read_body = [this](const httplib::ContentReader& reader, std::string& body, httplib::Response& res) {
+  auto read_body = [this](const httplib::Request& req, const httplib::ContentReader& reader, std::string& body,
+                          httplib::Response& res) {
     bool too_large = false;
     const bool complete = reader([&](const char* data, size_t n) {
       if (body.size() + n > options.max_body_bytes) {
@@ -279,16 +280,18 @@ void HttpApi::Impl::routes() {
     // whole: publishing the lines that did arrive would store part of a request.
     res.set_header("Connection", "close");
     if (too_large || res.status == 413) reply_too_large(res);
+    else if (const std::string coding = req.get_header_value("Content-Encoding"); !coding.empty() && coding != "identity")
+      json_reply(res, 400, {{"error", "request body incomplete, or not valid " + coding.substr(0, 32) + " (its Content-Encoding)"}});
     else json_reply(res, 400, {{"error", "incomplete request body"}});
     return false;
   };
-  server.Post("/v1/requests", [this, read_body](const httplib::Request&, httplib::Response& res, const httplib::ContentReader& reader) {
+  server.Post("/v1/requests", [this, read_body](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
     std::string body;
-    if (read_body(reader, body, res)) post_requests(body, res);
+    if (read_body(req, reader, body, res)) post_requests(body, res);
   });
   server.Post("/v1/batch", [this, read_body](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
     std::string body;
-    if (read_body(reader, body, res)) post_batch(req, body, res);
+    if (read_body(req, reader, body, res)) post_batch(req, body, res);
   });
   server.Get("/api/stats", [this](const httplib::Request& req, httplib::Response& res) {
     json_reply(res, 200, hooks.stats(req.get_param_value("node")));

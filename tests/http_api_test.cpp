@@ -468,6 +468,28 @@ BOOST_AUTO_TEST_CASE(ambiguous_body_lengths_get_400_and_publish_nothing) {
   BOOST_TEST(f.published() == before + 1);  // the barrier
 }
 
+// A Content-Encoding: gzip body that is not gzip was answered "incomplete request body".
+BOOST_AUTO_TEST_CASE(a_body_not_in_its_content_encoding_is_named_as_such) {
+  NodeFixture f;
+  const uint64_t before = f.published();
+  const std::string line = request_line("/not-gzip", 200);
+  RawConnection raw(f.node->http_port());
+  raw.send("POST /v1/requests HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Encoding: gzip\r\n"
+           "Content-Length: " + std::to_string(line.size()) + "\r\n\r\n" + line);
+  bool closed = false;
+  const std::string answer = raw.read_to_end(closed);
+  BOOST_TEST(answer.rfind("HTTP/1.1 400", 0) == 0, answer.substr(0, 200));
+  BOOST_TEST(contains(answer, "not valid gzip (its Content-Encoding)"), answer);
+  f.expect_nothing_more();
+  BOOST_TEST(f.published() == before + 1);  // the barrier
+  // A real gzip body is read: httplib decompresses it (and max_body_bytes bounds what it inflates to).
+  const std::string gzipped("\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\x03\xab\x56\xca\x4d\x2d\xc9\xc8\x4f\x51\xb2\x52\x72\x77\x0d\x51\xd2\x51\x2a\x48\x2c\xc9\x00\x72\xf4\xd3\xab\x80\x9c\xe2\x92\xc4\x92\xd2\xe2\xf8\xe4\xfc\x94\x54\x25\x2b\x23\x03\x03\x1d\xa5\x94\xd2\xa2\xc4\x92\xcc\xfc\xbc\xf8\xdc\x62\x25\x2b\xc3\x5a\x2e\x00\xfa\x81\xf2\x57\x40\x00\x00\x00", 81);  // {"method":"GET","path":"/gz",...}\n
+  const auto res = f.client().Post("/v1/requests", {{"Content-Encoding", "gzip"}}, gzipped, "application/x-ndjson");
+  BOOST_REQUIRE(res);
+  BOOST_TEST(res->status == 202, res->body);
+  BOOST_TEST(contains(res->body, "\"accepted\":1"), res->body);
+}
+
 BOOST_AUTO_TEST_CASE(truncated_requests_do_not_crash_or_publish_and_the_server_keeps_serving) {
   NodeFixture f;
   const int port = f.node->http_port();
