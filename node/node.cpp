@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <initializer_list>
+#include <functional>
 #include <mutex>
 #include <optional>
 
@@ -32,6 +33,28 @@ std::string day_of(int64_t unix_us) {
   return buf;
 }
 
+// The store as the Batcher sees it: each write, live or replayed, also counts the events that
+// were new to the store, so the daily counters match the rows (a client's resend, a replay of a
+// write that had committed, a log ingested twice are stored once and counted once).
+class CountingSink final : public Sink {
+ public:
+  CountingSink(std::shared_ptr<Sink> store, std::function<void(const Message&)> count)
+      : store_(std::move(store)), count_(std::move(count)) {}
+  WriteResult write(const std::vector<Message>& batch, std::chrono::milliseconds timeout) override {
+    std::vector<bool> is_new;
+    WriteResult r = store_->write_telling_new(batch, timeout, is_new);
+    if (r.ok())
+      for (size_t i = 0; i < batch.size() && i < is_new.size(); ++i)
+        if (is_new[i]) count_(batch[i]);
+    return r;
+  }
+  std::string name() const override { return store_->name(); }
+
+ private:
+  std::shared_ptr<Sink> store_;
+  std::function<void(const Message&)> count_;
+};
+
 }  // namespace
 
 class Node::Impl {
@@ -39,8 +62,10 @@ class Node::Impl {
   explicit Impl(NodeOptions o);
   NodeReport close(std::chrono::milliseconds deadline);
   // The persisting subscription's handler (its reader thread only): the event's one owning
-  // copy goes to the Batcher, and the day's counters are incremented.
+  // copy goes to the Batcher.
   void persist(const MessageView& m);
+  // The day's counters for an event the store has just stored (CountingSink, flush workers).
+  void count(const Message& m);
   // The StatBuffer key "<parts...>:<day>", built in key_ (no allocation once it has grown).
   std::string_view counter_key(std::initializer_list<std::string_view> parts, int64_t unix_us);
   // Events the store already held when they were written (stored once): a client's resend, a
@@ -54,14 +79,16 @@ class Node::Impl {
   std::shared_ptr<SqliteSink> sqlite;
   std::shared_ptr<PostgresSink> postgres;
   std::unique_ptr<Bus> bus;
+  std::unique_ptr<StatBuffer> counters;  // before the Batcher: its writes count into it to the end
   std::unique_ptr<Batcher> batcher;
-  std::unique_ptr<StatBuffer> counters;
   std::unique_ptr<LiveStats> live;
   std::unique_ptr<HttpApi> http;
   std::unique_ptr<SyslogListener> syslog;
   Subscription persist_sub, live_sub;
   std::atomic<uint64_t> batcher_refused{0};
-  // persist()'s own (reader thread): the day of the last event, and the key being built.
+  // count()'s, under count_mu_ (flush workers may write at once): the day of the last event,
+  // and the key being built.
+  std::mutex count_mu_;
   int64_t key_day_ = INT64_MIN;
   std::string key_day_text_, key_;
   std::mutex close_mu;
@@ -102,12 +129,12 @@ Node::Impl::Impl(NodeOptions o) : options(std::move(o)) {
   bus = std::make_unique<Bus>(options.bus);
   live = std::make_unique<LiveStats>(options.live);
   if (sink) {
-    BatcherOptions bo = options.batcher;
-    bo.spool_dir = options.spool_dir;
-    batcher = std::make_unique<Batcher>(sink, bo);
     StatBufferOptions co = options.counters;
     co.node_id = bus->node_id();
     counters = std::make_unique<StatBuffer>(counter_sink, co);
+    BatcherOptions bo = options.batcher;
+    bo.spool_dir = options.spool_dir;
+    batcher = std::make_unique<Batcher>(std::make_shared<CountingSink>(sink, [this](const Message& m) { count(m); }), bo);
     SubscribeOptions so;
     so.scope = Scope::local_only;  // each node persists only what it published
     so.name = "persist";
@@ -134,12 +161,17 @@ Node::Impl::Impl(NodeOptions o) : options(std::move(o)) {
 
 void Node::Impl::persist(const MessageView& m) {
   if (batcher->enqueue(m.to_message()) != EnqueueStatus::ok) batcher_refused.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Node::Impl::count(const Message& m) {
+  std::lock_guard lock(count_mu_);
   // Refusals past max_keys are counted by the StatBuffer itself (stats().dropped).
   if (m.kind != MessageKind::request_sent) {
-    if (m.analytics) (void)counters->increment(counter_key({"events:", to_string(m.kind)}, m.analytics->timestamp));
+    if (m.kind == MessageKind::identify || m.kind == MessageKind::group || m.kind == MessageKind::track)
+      (void)counters->increment(counter_key({"events:", to_string(m.kind)}, m.analytics.timestamp));
     return;
   }
-  const RequestLogView& r = m.request;
+  const RequestLog& r = m.request;
   char status[8];
   const int n = std::snprintf(status, sizeof(status), "%u", unsigned(r.status_code));
   (void)counters->increment(counter_key({"requests"}, r.inserted_at));

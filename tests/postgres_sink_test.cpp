@@ -295,6 +295,43 @@ BOOST_AUTO_TEST_CASE(stores_duplicates_once) {
   BOOST_CHECK_EQUAL(stats.duplicates, 100u + 50u + 1u + 1u);
 }
 
+// write_telling_new says which events were new: all of a COPY; what INSERT ... RETURNING
+// returned, for both kinds in one statement and for one kind, a new id twice counted once.
+BOOST_AUTO_TEST_CASE(write_telling_new_names_what_was_stored_now) {
+  const auto conninfo = fresh_database("telling_new");
+  reqbus::PostgresSink sink(options_for(conninfo));
+  std::vector<bool> is_new;
+  BOOST_REQUIRE(sink.write_telling_new(requests(0, 20), 10s, is_new).ok());  // by COPY
+  BOOST_TEST(std::count(is_new.begin(), is_new.end(), true) == 20);
+  BOOST_REQUIRE(sink.write_telling_new({track(1)}, 10s, is_new).ok());
+  BOOST_TEST(std::count(is_new.begin(), is_new.end(), true) == 1);
+
+  std::vector<reqbus::Message> mixed;
+  std::vector<int> expected;
+  for (int i = 10; i < 30; ++i) {
+    mixed.push_back(request(i));
+    expected.push_back(i >= 20);
+  }
+  mixed.push_back(request(25));  // new in this batch, given twice
+  expected.push_back(0);
+  mixed.push_back(track(1));
+  expected.push_back(0);
+  mixed.push_back(track(2));
+  expected.push_back(1);
+  BOOST_REQUIRE(sink.write_telling_new(mixed, 10s, is_new).ok());
+  std::vector<int> got(is_new.begin(), is_new.end());
+  BOOST_TEST(got == expected, boost::test_tools::per_element());
+
+  auto o = options_for(conninfo);
+  o.copy = false;  // one kind by INSERT ... RETURNING
+  reqbus::PostgresSink insert_only(o);
+  BOOST_REQUIRE(insert_only.write_telling_new(requests(25, 10), 10s, is_new).ok());
+  got.assign(is_new.begin(), is_new.end());
+  BOOST_TEST(got == (std::vector<int>{0, 0, 0, 0, 0, 1, 1, 1, 1, 1}), boost::test_tools::per_element());
+  Db db(conninfo);
+  BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM requests"), "35");
+}
+
 BOOST_AUTO_TEST_CASE(counter_flushes_are_applied_once) {
   const auto conninfo = fresh_database("counters");
   reqbus::PostgresSink sink(options_for(conninfo));

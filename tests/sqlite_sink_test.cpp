@@ -363,6 +363,40 @@ BOOST_AUTO_TEST_CASE(duplicate_batch_is_stored_once) {
   BOOST_TEST(s.duplicates == 101u + 2u);
 }
 
+// write_telling_new says which events the store did not hold yet: in a multi-row statement that
+// stored some of its rows (found by rowid), also one holding one new id twice; in single-row
+// statements; for events. (The node counts its daily counters from it.)
+BOOST_AUTO_TEST_CASE(write_telling_new_names_what_was_stored_now) {
+  TempDir dir;
+  SqliteSink sink(options_for(dir.file("n.db")));
+  std::vector<Message> first = requests(40);  // a 32-row statement, then 8 single rows
+  first.push_back(msg(track_event()));
+  std::vector<bool> is_new;
+  BOOST_REQUIRE(sink.write_telling_new(first, 5s, is_new).ok());
+  BOOST_TEST(std::count(is_new.begin(), is_new.end(), true) == 41);
+
+  std::vector<Message> second;
+  std::vector<int> expected;
+  for (int i = 0; i < 40; ++i) {
+    if (i % 3 == 0) second.push_back(msg(request(i)));  // a new id
+    else if (i == 1) second.push_back(second[0]);       // that new id again: stored once
+    else second.push_back(first[size_t(i)]);            // stored already
+    expected.push_back(i % 3 == 0);
+  }
+  second.push_back(second[39]);  // in the single rows too
+  expected.push_back(0);
+  second.push_back(first.back());  // an event stored already, and a new one
+  expected.push_back(0);
+  second.push_back(msg(track_event()));
+  expected.push_back(1);
+  BOOST_REQUIRE(sink.write_telling_new(second, 5s, is_new).ok());
+  const std::vector<int> got(is_new.begin(), is_new.end());
+  BOOST_TEST(got == expected, boost::test_tools::per_element());
+  BOOST_TEST(sink.stats().rows_inserted == 41u + 14u + 1u);
+  Db db(dir.file("n.db"));
+  BOOST_TEST(db.count("requests") == 40 + 14);
+}
+
 BOOST_AUTO_TEST_CASE(counters_are_idempotent_across_retried_flushes) {
   TempDir dir;
   const std::string path = dir.file("a.db");

@@ -278,7 +278,7 @@ ParamSet concat(const ParamSet& a, const ParamSet& b) {
   return out;
 }
 
-std::string insert_unnest_sql(const schema::Table& table, int first_param, bool returning) {
+std::string insert_unnest_sql(const schema::Table& table, int first_param, std::string_view returning) {
   std::string sql = "INSERT INTO " + std::string(table.name) + " (" + schema::column_list(table) +
                     ") SELECT * FROM unnest(";
   for (size_t i = 0; i < table.columns.size(); ++i) {
@@ -289,7 +289,7 @@ std::string insert_unnest_sql(const schema::Table& table, int first_param, bool 
     sql += array_type_name(table.columns[i].type);
   }
   sql += ") ON CONFLICT DO NOTHING";
-  if (returning) sql += " RETURNING 1";
+  if (!returning.empty()) sql.append(" RETURNING ").append(returning);
   return sql;
 }
 
@@ -300,15 +300,16 @@ std::string copy_sql(const schema::Table& table) {
 
 std::string insert_both_sql() {
   const int events_first = static_cast<int>(schema::requests_table().columns.size()) + 1;
-  return "WITH r AS (" + insert_unnest_sql(schema::requests_table(), 1, true) + "), e AS (" +
-         insert_unnest_sql(schema::events_table(), events_first, true) +
-         ") SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM e)";
+  // The ids stored now: 0 and a request_id, 1 and a message_id (rows already there return none).
+  return "WITH r AS (" + insert_unnest_sql(schema::requests_table(), 1, "request_id") + "), e AS (" +
+         insert_unnest_sql(schema::events_table(), events_first, "message_id") +
+         ") SELECT 0, request_id FROM r UNION ALL SELECT 1, message_id FROM e";
 }
 
 std::string counter_flush_sql() {
   // ORDER BY key: concurrent flushes of the same keys update `counters` rows in one order.
   return "WITH new AS (" +
-         insert_unnest_sql(schema::counter_flushes_table(), 1, false) +
+         insert_unnest_sql(schema::counter_flushes_table(), 1) +
          " RETURNING key, count), "
          "added AS (INSERT INTO counters (key, value, updated_at) "
          "SELECT key, sum(count), $5 FROM new GROUP BY key ORDER BY key "

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "analytics/sinks/schema.hpp"
@@ -53,10 +54,10 @@ ParamSet encode_counter_flushes(const std::vector<CounterFlush>& flushes, int64_
 ParamSet concat(const ParamSet& a, const ParamSet& b);
 
 // INSERT INTO <table> (<columns>) SELECT * FROM unnest($first::type[], ...) ON CONFLICT DO
-// NOTHING [RETURNING 1]
-std::string insert_unnest_sql(const schema::Table& table, int first_param, bool returning);
-// Both tables in one statement (two data-modifying CTEs); returns one row: (requests inserted,
-// events inserted). Parameters: the requests' columns, then the events'.
+// NOTHING [RETURNING <returning>]
+std::string insert_unnest_sql(const schema::Table& table, int first_param, std::string_view returning = {});
+// Both tables in one statement (two data-modifying CTEs); returns a row for each row stored now:
+// (0, request_id) or (1, message_id). Parameters: the requests' columns, then the events'.
 std::string insert_both_sql();
 // Inserts the flushes into counter_flushes, adds only the new ones to counters, and returns
 // one row: the number of flushes applied.

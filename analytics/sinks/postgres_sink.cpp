@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <mutex>
 #include <optional>
+#include <unordered_map>
 #include <string_view>
 
 #include "analytics/sinks/postgres_detail.hpp"
@@ -406,23 +407,50 @@ struct PostgresSink::Impl {
   }
 
   // INSERT ... SELECT * FROM unnest(...) ON CONFLICT DO NOTHING, both kinds in one statement.
-  std::optional<Failure> insert(Connection& c, Deadline deadline, const EncodedBatch& encoded) {
+  // Each statement returns the ids it stored; with is_new, says which of `batch` they were.
+  std::optional<Failure> insert(Connection& c, Deadline deadline, const EncodedBatch& encoded,
+                                const std::vector<Message>& batch, std::vector<bool>* is_new) {
     Results results;
     uint64_t inserted = 0;
+    // The ids returned, per kind (0 requests, 1 events), with how many times each came back.
+    std::unordered_map<std::string, int> stored[2];
+    auto take = [&](int kind, const char* id) {
+      if (is_new) ++stored[kind][id];
+    };
     if (encoded.events.rows == 0 || encoded.requests.rows == 0) {
       const bool requests = encoded.events.rows == 0;
       const ParamSet& params = requests ? encoded.requests : encoded.events;
       auto failed = execute(c, deadline, requests ? kInsertRequests : kInsertEvents,
                             requests ? sql_requests : sql_events, params, &results);
       if (failed) return failed;
-      if (!results.empty()) inserted = std::strtoull(PQcmdTuples(results.back().get()), nullptr, 10);
+      if (!results.empty()) {
+        PGresult* r = results.back().get();
+        inserted = uint64_t(PQntuples(r));
+        for (int row = 0; row < PQntuples(r); ++row) take(requests ? 0 : 1, PQgetvalue(r, row, 0));
+      }
     } else {
       ParamSet both = concat(encoded.requests, encoded.events);
       auto failed = execute(c, deadline, kInsertBoth, sql_both, both, &results);
       if (failed) return failed;
-      if (!results.empty() && PQntuples(results.back().get()) == 1) {
-        inserted = std::strtoull(PQgetvalue(results.back().get(), 0, 0), nullptr, 10) +
-                   std::strtoull(PQgetvalue(results.back().get(), 0, 1), nullptr, 10);
+      if (!results.empty()) {
+        PGresult* r = results.back().get();
+        inserted = uint64_t(PQntuples(r));
+        for (int row = 0; row < PQntuples(r); ++row) take(PQgetvalue(r, row, 0)[0] == '1', PQgetvalue(r, row, 1));
+      }
+    }
+    if (is_new) {  // in order: of two events with one id in the batch, the first is the one stored
+      is_new->assign(batch.size(), false);
+      for (size_t i = 0; i < batch.size(); ++i) {
+        const bool request = batch[i].kind == MessageKind::request_sent;
+        if (!request && batch[i].kind != MessageKind::identify && batch[i].kind != MessageKind::group &&
+            batch[i].kind != MessageKind::track)
+          continue;
+        auto& ids = stored[request ? 0 : 1];
+        auto it = ids.find(request ? batch[i].request.request_id : batch[i].analytics.message_id);
+        if (it != ids.end() && it->second > 0) {
+          (*is_new)[i] = true;
+          --it->second;
+        }
       }
     }
     const uint64_t total = encoded.requests.rows + encoded.events.rows;
@@ -430,6 +458,9 @@ struct PostgresSink::Impl {
     duplicates.fetch_add(total - std::min(inserted, total), std::memory_order_relaxed);
     return {};
   }
+
+  // write() and write_telling_new() (is_new may be nullptr).
+  WriteResult write(const std::vector<Message>& batch, std::chrono::milliseconds timeout, std::vector<bool>* is_new);
 };
 
 PostgresSink::PostgresSink(PostgresSinkOptions options) : impl_(std::make_unique<Impl>()) {
@@ -449,8 +480,8 @@ PostgresSink::PostgresSink(PostgresSinkOptions options) : impl_(std::make_unique
   impl_->options = std::move(options);
   impl_->pool.resize(impl_->options.connections);
   for (size_t i = impl_->pool.size(); i-- > 0;) impl_->free_slots.push_back(i);
-  impl_->sql_requests = insert_unnest_sql(schema::requests_table(), 1, false);
-  impl_->sql_events = insert_unnest_sql(schema::events_table(), 1, false);
+  impl_->sql_requests = insert_unnest_sql(schema::requests_table(), 1, "request_id");  // the ids stored now
+  impl_->sql_events = insert_unnest_sql(schema::events_table(), 1, "message_id");
   impl_->sql_both = insert_both_sql();
   impl_->sql_counters = counter_flush_sql();
   impl_->sql_copy_requests = copy_sql(schema::requests_table());
@@ -478,8 +509,18 @@ PostgresSinkStats PostgresSink::stats() const noexcept {
 }
 
 WriteResult PostgresSink::write(const std::vector<Message>& batch, std::chrono::milliseconds timeout) {
+  return impl_->write(batch, timeout, nullptr);
+}
+
+WriteResult PostgresSink::write_telling_new(const std::vector<Message>& batch, std::chrono::milliseconds timeout,
+                                            std::vector<bool>& is_new) {
+  return impl_->write(batch, timeout, &is_new);
+}
+
+WriteResult PostgresSink::Impl::write(const std::vector<Message>& batch, std::chrono::milliseconds timeout,
+                                      std::vector<bool>* is_new) {
   const Deadline deadline = SteadyClock::now() + timeout;
-  Impl& impl = *impl_;
+  Impl& impl = *this;
   // Encoding happens before a connection is leased, so the pool is held only for the I/O.
   std::optional<CopyData> copy;
   if (impl.options.copy && !impl.copy_paused()) copy = encode_copy(batch);
@@ -491,7 +532,13 @@ WriteResult PostgresSink::write(const std::vector<Message>& batch, std::chrono::
   return impl.with_connection(deadline, [&](Connection& c) -> std::optional<Impl::Failure> {
     if (copy) {
       auto failed = impl.copy(c, deadline, *copy);
-      if (!failed) return {};
+      if (!failed) {  // all or nothing: every event it loaded was new (a batch of one kind)
+        if (is_new) {
+          is_new->assign(batch.size(), false);
+          for (size_t i = 0; i < batch.size(); ++i) (*is_new)[i] = (batch[i].kind == MessageKind::request_sent) == copy->requests;
+        }
+        return {};
+      }
       if (failed->sqlstate != kUniqueViolation) return failed;
       // A row of the batch is stored already (a replay, a retried write that had committed):
       // the COPY rolled back as a whole; load the batch again skipping what is there.
@@ -499,7 +546,7 @@ WriteResult PostgresSink::write(const std::vector<Message>& batch, std::chrono::
       impl.copy_pause.store(kCopyPauseWrites, std::memory_order_relaxed);
       encoded = encode_batch(batch);
     }
-    return impl.insert(c, deadline, *encoded);
+    return impl.insert(c, deadline, *encoded, batch, is_new);
   });
 }
 

@@ -83,6 +83,10 @@ class PostgresSink final : public Sink, public CounterSink {
   // Stores the batch (all or nothing) within `timeout`: waiting for a free connection,
   // connecting, creating the schema on first use and the statement all count against it.
   WriteResult write(const std::vector<Message>& batch, std::chrono::milliseconds timeout) override;
+  // The same, telling which events were new: a COPY stores all or nothing; INSERT ... ON
+  // CONFLICT DO NOTHING returns the ids it stored.
+  WriteResult write_telling_new(const std::vector<Message>& batch, std::chrono::milliseconds timeout,
+                                std::vector<bool>& is_new) override;
   WriteResult write_counters(const std::vector<CounterFlush>& flushes,
                              std::chrono::milliseconds timeout) override;
   // "postgres:<host>:<port>/<dbname>" (never the password).

@@ -36,6 +36,16 @@ class Sink {
   virtual ~Sink() = default;
   // Writes the whole batch or nothing, within `timeout`.
   virtual WriteResult write(const std::vector<Message>& batch, std::chrono::milliseconds timeout) = 0;
+  // write(), also telling which events were new to the store: when it returns ok, is_new[i] says
+  // whether batch[i] was stored now (false: it was there already and is kept once — a resend, a
+  // replay of a write that had committed, a log ingested twice). For counting what is stored.
+  // The default writes and calls every event new: for sinks that cannot tell (HTTP, files).
+  virtual WriteResult write_telling_new(const std::vector<Message>& batch, std::chrono::milliseconds timeout,
+                                        std::vector<bool>& is_new) {
+    WriteResult r = write(batch, timeout);
+    is_new.assign(batch.size(), true);
+    return r;
+  }
   // A short name for logs and metrics ("sqlite:/var/lib/reqbus.db").
   virtual std::string name() const = 0;
 };

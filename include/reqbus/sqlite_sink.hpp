@@ -91,6 +91,10 @@ class SqliteSink final : public Sink, public CounterSink {
 
   // Stores the batch in one transaction: all of it or none of it.
   WriteResult write(const std::vector<Message>& batch, std::chrono::milliseconds timeout) override;
+  // The same, telling which events were new (rows already there are found by their rowids, only
+  // in a statement that stored some of its rows and not others).
+  WriteResult write_telling_new(const std::vector<Message>& batch, std::chrono::milliseconds timeout,
+                                std::vector<bool>& is_new) override;
   // Applies each flush once per (key, window_start, node_id), in one transaction.
   WriteResult write_counters(const std::vector<CounterFlush>& flushes,
                              std::chrono::milliseconds timeout) override;
