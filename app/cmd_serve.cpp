@@ -4,6 +4,7 @@
 #include "app/commands.hpp"
 #include "app/node_flags.hpp"
 #include "bus/curve.hpp"
+#include "reqbus/error.hpp"
 
 namespace reqbus::app {
 
@@ -15,7 +16,13 @@ Run add_serve(CLI::App& app) {
   return [flags, close_ms]() -> int {
     node::NodeOptions options;
     flags->apply(options);
-    node::Node node(options);
+    node::Node node = [&] {
+      try {
+        return node::Node(options);
+      } catch (const Error& e) {  // the Bus names its C++ fields; say which flag or key
+        throw Error(e.code(), in_user_terms(e.what()));
+      }
+    }();
     std::printf("reqbus serve: node %s, store %s\n", node.bus().node_id().c_str(), node.store_description().c_str());
     if (!options.bus.bind.empty()) std::printf("  bus: %s\n", node.bus().bound_endpoint().c_str());
     for (const auto& p : options.bus.peers) std::printf("  peer: %s\n", p.c_str());

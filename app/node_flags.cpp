@@ -38,7 +38,8 @@ void NodeFlags::apply(node::NodeOptions& o) const {
     refuse("--node-id", "longer than " + std::to_string(RequestLogLimits::node_id) + " bytes");
   if (node_id) o.bus.node_id = *node_id;
   if (store) o.store = *store;
-  if (bind && !bind->empty()) check_endpoint("--bind", *bind);
+  if (bind && !bind->empty())  // no '#key' here: a bind has no server key to name
+    if (auto why = tcp_endpoint_problem(*bind); !why.empty()) refuse("--bind", why);
   if (bind) o.bus.bind = *bind;
   for (const auto& p : peers) check_endpoint("--peer", p);
   for (const auto& p : publish_to) check_endpoint("--publish-to", p);
@@ -63,6 +64,30 @@ void NodeFlags::apply(node::NodeOptions& o) const {
   if (token) o.http.bearer_token = *token;
   if (syslog) o.syslog_listen = *syslog;
   if (spool_dir) o.spool_dir = *spool_dir;
+}
+
+std::string in_user_terms(const std::string& message) {
+  static constexpr std::string_view kPrefix = "BusOptions.";
+  if (message.rfind(kPrefix, 0) != 0) return message;
+  const size_t colon = message.find(':');
+  if (colon == std::string::npos) return message;
+  const std::string field = message.substr(kPrefix.size(), colon - kPrefix.size());
+  static const std::pair<std::string_view, std::string_view> kNames[] = {
+      {"node_id", "--node-id (node_id)"},
+      {"bind", "--bind (bus.bind)"},
+      {"peers", "--peer (bus.peers)"},
+      {"publish_to", "--publish-to (bus.publish_to)"},
+      {"peer_state_file", "--peer-state-file (bus.peer_state_file)"},
+      {"curve_secret_key", "--curve-secret ([security] secret_key)"},
+      {"curve_public_key", "--curve-secret ([security] secret_key)"},
+      {"curve_allowed_clients", "--allow ([security] allowed_clients)"},
+      {"insecure_plaintext", "--insecure ([security] insecure_plaintext)"},
+      {"max_frame_bytes", "bus.max_message_bytes"},
+  };
+  std::string name = "bus." + field;  // the other fields are [bus] keys of the same name
+  for (const auto& [f, n] : kNames)
+    if (field == f) name = n;
+  return name + message.substr(colon);
 }
 
 std::string describe(const node::NodeReport& r) {

@@ -25,4 +25,8 @@ struct NodeFlags {
 
 std::string describe(const node::NodeReport& report);
 
+// "BusOptions.curve_allowed_clients: empty, ..." → "--allow ([security] allowed_clients): empty, ...":
+// an error of the library, in the names `serve` and its config file use. Other text is kept.
+std::string in_user_terms(const std::string& message);
+
 }  // namespace reqbus::app

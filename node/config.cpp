@@ -52,18 +52,24 @@ struct Reader {
       fail(*n, k, "must be " + std::to_string(min) + ".." + std::to_string(max) + " bytes (it is " + std::to_string(v.size()) + ")");
     else out = std::move(v);
   }
-  // tcp://HOST:PORT endpoints (a peer may name its server's CURVE key after '#').
+  // A tcp://HOST:PORT endpoint; a bind names no key, a peer may name its server's after '#'.
   void endpoint(std::string_view k, std::string& out) {
+    const toml::node* n = table.get(k);
+    if (!n) return;
     string(k, out);
     if (error.empty() && !out.empty())
-      if (auto why = tcp_endpoint_problem(out); !why.empty()) fail(*table.get(k), k, why);
+      if (auto why = tcp_endpoint_problem(out); !why.empty()) fail(*n, k, why);
   }
   void endpoints(std::string_view k, std::vector<std::string>& out) {
+    const toml::node* n = table.get(k);
+    if (!n) return;
     strings(k, out);
     if (!error.empty()) return;
-    for (const std::string& e : out)
-      if (auto why = tcp_endpoint_problem(std::string_view(e).substr(0, e.find('#'))); !why.empty())
-        return void(fail(*table.get(k), k, why));
+    const toml::array& a = *n->as_array();  // strings() checked it is one
+    for (size_t i = 0; i < a.size(); ++i) {
+      const std::string_view e = out[i];
+      if (auto why = tcp_endpoint_problem(e.substr(0, e.find('#'))); !why.empty()) return void(fail(a[i], k, why));
+    }
   }
   template <class Int>
   void integer(std::string_view k, Int& out, int64_t min, int64_t max) {
@@ -268,7 +274,10 @@ std::string apply_config(std::string_view text, std::string_view source_name, No
     r.integer("max_events_per_frame", o.bus.max_events_per_frame, 1, 4096);
     r.integer("inproc_hwm", o.bus.inproc_hwm, 1, 1 << 24);
     r.integer("tcp_hwm", o.bus.tcp_hwm, 0, 1 << 24);
-    r.integer("max_message_bytes", o.bus.max_message_bytes, 4096, 1LL << 30);
+    r.integer("max_message_bytes", o.bus.max_message_bytes, 8192, 1LL << 30);
+    // The frames this node sends must fit what it takes: not settable here, so kept 4 KiB under
+    // (the Bus refused a smaller max_message_bytes as "BusOptions.max_frame_bytes: ...").
+    o.bus.max_frame_bytes = std::min(o.bus.max_frame_bytes, o.bus.max_message_bytes - 4096);
     done(r);
   }
   if (const toml::table* t = top.sub("security")) {  // docs/CLUSTER.md

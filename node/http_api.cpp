@@ -280,8 +280,9 @@ void HttpApi::Impl::routes() {
     // whole: publishing the lines that did arrive would store part of a request.
     res.set_header("Connection", "close");
     if (too_large || res.status == 413) reply_too_large(res);
-    else if (const std::string coding = req.get_header_value("Content-Encoding"); !coding.empty() && coding != "identity")
-      json_reply(res, 400, {{"error", "request body incomplete, or not valid " + coding.substr(0, 32) + " (its Content-Encoding)"}});
+    // httplib decodes these three (others it passes through as they are).
+    else if (const std::string coding = req.get_header_value("Content-Encoding"); coding == "gzip" || coding == "deflate" || coding == "br")
+      json_reply(res, 400, {{"error", "request body incomplete, or not valid " + coding + " (its Content-Encoding)"}});
     else json_reply(res, 400, {{"error", "incomplete request body"}});
     return false;
   };

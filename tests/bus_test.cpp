@@ -802,16 +802,18 @@ BOOST_AUTO_TEST_CASE(unsubscribing_counts_what_was_left_unread_in_the_socket) {
   Bus bus(bo);
   auto latch = std::make_shared<Latch>();
   std::atomic<uint64_t> handled{0};
+  std::atomic<bool> entered{false};
   SubscribeOptions so;
   so.rcv_hwm = 10'000;
   auto sub = bus.subscribe(so, [&, latch](const Message&) {
+    entered = true;
     latch->wait();
     ++handled;
   });
   OpenOnExit release_on_failure{latch};
   constexpr uint64_t kEvents = 3000;
   for (uint64_t i = 0; i < kEvents; ++i) BOOST_REQUIRE(bus.broadcast(sample_log("/u")) == PublishStatus::ok);
-  BOOST_REQUIRE(poll_until([&] { return bus.stats().events_sent == kEvents; }, 20s));
+  BOOST_REQUIRE(poll_until([&] { return bus.stats().events_sent == kEvents && entered.load(); }, 20s));
   // The handler is released a while after close() has begun, so that close() has stopped the
   // reader by then (timed from `closing`, not from the thread's start: a loaded machine may
   // start the thread late).

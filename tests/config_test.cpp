@@ -115,6 +115,7 @@ BOOST_AUTO_TEST_CASE(every_key_parses_into_the_options) {
   BOOST_TEST(o.bus.inproc_hwm == 128);
   BOOST_TEST(o.bus.tcp_hwm == 0);
   BOOST_TEST(o.bus.max_message_bytes == 65536u);
+  BOOST_TEST(o.bus.max_frame_bytes == 65536u - 4096u);  // frames fit in what peers take
 
   BOOST_TEST(!o.http_enabled);
   BOOST_TEST(o.http.host == "::1");
@@ -224,7 +225,7 @@ BOOST_AUTO_TEST_CASE(library_limits_are_named_with_file_line_and_key) {
   BOOST_TEST(error_of("[bus]\nname = \"\"\n") == "cfg.toml:2: bus.name: must be 1..64 bytes (it is 0)");
   BOOST_TEST(error_of("[bus]\nbind = \"tcp://0.0.0.0:99999\"\n").rfind("cfg.toml:2: bus.bind: ", 0) == 0);
   BOOST_TEST(error_of("[bus]\nbind = \"udp://x:1\"\n").rfind("cfg.toml:2: bus.bind: ", 0) == 0);
-  BOOST_TEST(error_of("[bus]\npeers = [\"tcp://a:1\",\n  \"tcp://b\"]\n").rfind("cfg.toml:2: bus.peers: ", 0) == 0);
+  BOOST_TEST(error_of("[bus]\npeers = [\"tcp://a:1\",\n  \"tcp://b\"]\n").rfind("cfg.toml:3: bus.peers: ", 0) == 0);  // the entry's line
   BOOST_TEST(error_of("[bus]\npublish_to = [\"tcp://a:70000\"]\n").rfind("cfg.toml:2: bus.publish_to: ", 0) == 0);
   NodeOptions o;  // at the limits, and a peer naming its server's key after '#', are fine
   BOOST_TEST(::apply("node_id = \"" + std::string(64, 'n') + "\"\n[bus]\npeers = [\"tcp://a:1#" + std::string(40, 'k') +

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <stdexcept>
 
@@ -87,11 +88,18 @@ PostgresServer::PostgresServer(PostgresServerOptions options) : options_(std::mo
       port_conf << "port = " << port_ << "\n";  // the last setting of a parameter wins
       port_conf.close();
       if (!port_conf) throw std::runtime_error("cannot write " + dir_ + "/data/postgresql.conf");
+      // Only what this attempt added to the server log tells why it failed (pg_ctl -l appends).
+      std::error_code ec;
+      const auto log_before = std::filesystem::file_size(dir_ + "/server.log", ec);
       try {
         start();
         break;
       } catch (const std::runtime_error& e) {
-        if (attempt == 3 || std::string(e.what()).find("Address already in use") == std::string::npos) throw;
+        std::ifstream log(dir_ + "/server.log");
+        if (!ec) log.seekg(std::streamoff(log_before));
+        const std::string added((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+        if (attempt == 3 || added.find("Address already in use") == std::string::npos)
+          throw std::runtime_error("attempt " + std::to_string(attempt) + ", port " + std::to_string(port_) + ": " + e.what());
       }
     }
     create_database(options_.database);
