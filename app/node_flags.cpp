@@ -1,9 +1,7 @@
 #include "app/node_flags.hpp"
 
 #include "node/config.hpp"
-#include "reqbus/bus_options.hpp"
 #include "reqbus/error.hpp"
-#include "reqbus/request_log.hpp"
 
 namespace reqbus::app {
 
@@ -27,22 +25,10 @@ void NodeFlags::add_to(CLI::App& app, bool with_config) {
 void NodeFlags::apply(node::NodeOptions& o) const {
   if (!config.empty())
     if (auto e = node::apply_config_file(config, o); !e.empty()) throw Error(ErrorCode::invalid_argument, e);
-  // What the Bus would refuse naming its C++ field (BusOptions.node_id) is refused here by flag.
-  auto refuse = [](std::string_view flag, const std::string& why) {
-    throw Error(ErrorCode::invalid_argument, std::string(flag) + ": " + why);
-  };
-  auto check_endpoint = [&](std::string_view flag, std::string_view endpoint) {  // a server key may follow '#'
-    if (auto why = tcp_endpoint_problem(endpoint.substr(0, endpoint.find('#'))); !why.empty()) refuse(flag, why);
-  };
-  if (node_id && node_id->size() > RequestLogLimits::node_id)
-    refuse("--node-id", "longer than " + std::to_string(RequestLogLimits::node_id) + " bytes");
+  // The Bus checks node_id, bind, peers... itself; serve reports them with in_user_terms().
   if (node_id) o.bus.node_id = *node_id;
   if (store) o.store = *store;
-  if (bind && !bind->empty())  // no '#key' here: a bind has no server key to name
-    if (auto why = tcp_endpoint_problem(*bind); !why.empty()) refuse("--bind", why);
   if (bind) o.bus.bind = *bind;
-  for (const auto& p : peers) check_endpoint("--peer", p);
-  for (const auto& p : publish_to) check_endpoint("--publish-to", p);
   if (!peers.empty()) o.bus.peers = peers;
   if (!publish_to.empty()) o.bus.publish_to = publish_to;
   if (peer_state_file) o.bus.peer_state_file = *peer_state_file;

@@ -1,5 +1,5 @@
 #pragma once
-// Flags shared by `serve` and `demo` that configure a node; applied over the TOML config.
+// The flags of `serve` that configure a node; applied over the TOML config.
 #include <CLI/CLI.hpp>
 #include <optional>
 #include <string>

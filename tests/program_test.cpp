@@ -372,11 +372,12 @@ BOOST_AUTO_TEST_CASE(bad_config_gives_one_line_naming_file_line_and_key) {
   for (const std::string& bad : {dir.sub("no/such/dir/x.db"), dir.str(), dir.sub("not-a.db")})
     expect_one_line_error(serve({"--store", "sqlite:" + bad}), "store: sqlite:" + bad + ": ");
   expect_one_line_error(serve({"--config", "/dev/zero"}), "/dev/zero: is not a regular file or a pipe");
-  expect_one_line_error(serve({"--bind", "not-an-endpoint"}), "--bind: 'not-an-endpoint' is not a tcp:// endpoint");
-  // Refused by flag or key, not as the C++ field ("BusOptions.node_id: longer than 64 bytes").
-  expect_one_line_error(serve({"--node-id", std::string(65, 'n')}), "--node-id: longer than 64 bytes");
-  expect_one_line_error(serve({"--insecure", "--peer", "tcp://127.0.0.1:99999"}), "--peer: 'tcp://127.0.0.1:99999': the port is not 0..65535");
-  // What only the Bus checks (combinations) is said in the flag's and key's names too.
+  expect_one_line_error(serve({"--bind", "not-an-endpoint"}), "--bind (bus.bind): 'not-an-endpoint' is not a tcp:// endpoint");
+  // Named by flag and key, not as the C++ field ("BusOptions.node_id: longer than 64 bytes"),
+  // combinations only the Bus checks too.
+  expect_one_line_error(serve({"--node-id", std::string(65, 'n')}), "reqbus: --node-id (node_id): longer than 64 bytes");
+  expect_one_line_error(serve({"--insecure", "--peer", "tcp://127.0.0.1:99999"}),
+                        "--peer (bus.peers): 'tcp://127.0.0.1:99999': the port is not 0..65535");
   expect_one_line_error(serve({"--peer", "tcp://127.0.0.1:7400"}), "reqbus: --curve-secret ([security] secret_key): tcp needs CURVE keys");
   write_file(dir.sub("long-id.toml"), "node_id = \"" + std::string(65, 'n') + "\"\n");
   expect_one_line_error(serve({"--config", dir.sub("long-id.toml")}), dir.sub("long-id.toml") + ":1: node_id: must be 0..64 bytes");
