@@ -47,7 +47,7 @@ BusOptions checked(BusOptions o) {
     if (auto why = tcp_endpoint_problem(o.bind); !why.empty()) fail("bind: " + why);
   for (const auto* list : {&o.peers, &o.publish_to})
     for (const auto& peer : *list)  // a peer may name the server's CURVE key after '#'
-      if (auto why = tcp_endpoint_problem(std::string_view(peer).substr(0, peer.find('#'))); !why.empty())
+      if (auto why = peer_endpoint_problem(peer); !why.empty())
         fail(std::string(list == &o.peers ? "peers" : "publish_to") + ": " + why);
   if (o.peer_state_interval.count() < 1) fail("peer_state_interval: must be >= 1 ms");
   const bool tcp = !o.bind.empty() || !o.peers.empty() || !o.publish_to.empty();
@@ -420,6 +420,10 @@ std::string tcp_endpoint_problem(std::string_view endpoint) {
   if (port.empty() || ec != std::errc() || end != port.data() + port.size() || p > 65535)
     return quoted + ": the port is not 0..65535 or *";
   return {};
+}
+
+std::string peer_endpoint_problem(std::string_view peer) {
+  return tcp_endpoint_problem(peer.substr(0, peer.find('#')));
 }
 
 const char* to_string(Scope s) noexcept { return s == Scope::local_only ? "local_only" : "cluster"; }

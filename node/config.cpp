@@ -66,10 +66,8 @@ struct Reader {
     strings(k, out);
     if (!error.empty()) return;
     const toml::array& a = *n->as_array();  // strings() checked it is one
-    for (size_t i = 0; i < a.size(); ++i) {
-      const std::string_view e = out[i];
-      if (auto why = tcp_endpoint_problem(e.substr(0, e.find('#'))); !why.empty()) return void(fail(a[i], k, why));
-    }
+    for (size_t i = 0; i < a.size(); ++i)
+      if (auto why = peer_endpoint_problem(out[i]); !why.empty()) return void(fail(a[i], k, why));
   }
   template <class Int>
   void integer(std::string_view k, Int& out, int64_t min, int64_t max) {

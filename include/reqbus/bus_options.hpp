@@ -94,6 +94,8 @@ struct BusOptions {
 // "" when `endpoint` is "tcp://HOST:PORT" (PORT 0..65535 or *), else why not. ZeroMQ itself takes
 // a port past 65535 modulo 65536 ("tcp://127.0.0.1:99999" bound port 34463).
 std::string tcp_endpoint_problem(std::string_view endpoint);
+// The same for a peer or publish_to entry, which may name its server's CURVE key after '#'.
+std::string peer_endpoint_problem(std::string_view peer);
 
 // Which events a subscription receives.
 enum class Scope : uint8_t {
