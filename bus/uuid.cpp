@@ -1,6 +1,7 @@
 // UUIDv7 per RFC 9562 section 5.7, with the 12-bit rand_a used as a per-thread counter within a
 // millisecond ("method 1"), so ids made by one thread are strictly increasing.
 #include <chrono>
+#include <cstring>
 #include <random>
 
 #include "reqbus/hex.hpp"
@@ -29,19 +30,23 @@ struct Generator {
 
 thread_local Generator t_gen;
 
+// The 128 bits as two words, then their 32 digits with the dashes put in: 8-4-4-4-12.
 void write_uuid(int64_t ms, uint32_t counter, uint64_t rand_b, char out[36]) {
-  uint8_t b[16];
-  for (int i = 0; i < 6; ++i) b[i] = uint8_t(uint64_t(ms) >> (40 - 8 * i));
-  b[6] = uint8_t(0x70 | ((counter >> 8) & 0x0F));
-  b[7] = uint8_t(counter & 0xFF);
-  for (int i = 0; i < 8; ++i) b[8 + i] = uint8_t(rand_b >> (56 - 8 * i));
-  b[8] = uint8_t(0x80 | (b[8] & 0x3F));
-  int o = 0;
-  for (int i = 0; i < 16; ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) out[o++] = '-';
-    hex::put_byte(b[i], out + o);
-    o += 2;
-  }
+  const uint64_t hi = (uint64_t(ms) << 16) | 0x7000 | (counter & 0x0FFF);  // unix_ts_ms, ver, rand_a
+  const uint64_t lo = (rand_b & 0x3FFFFFFFFFFFFFFFull) | 0x8000000000000000ull;  // var, rand_b
+  char d[16];
+  hex::put_u32(uint32_t(hi >> 32), out);  // 0..8
+  out[8] = '-';
+  hex::put_u32(uint32_t(hi), d);
+  std::memcpy(out + 9, d, 4);
+  out[13] = '-';
+  std::memcpy(out + 14, d + 4, 4);
+  out[18] = '-';
+  hex::put_u32(uint32_t(lo >> 32), d + 8);
+  std::memcpy(out + 19, d + 8, 4);
+  out[23] = '-';
+  std::memcpy(out + 24, d + 12, 4);
+  hex::put_u32(uint32_t(lo), out + 28);  // 28..36
 }
 
 void format(int64_t ms, char out[36]) {

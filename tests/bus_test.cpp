@@ -5,9 +5,11 @@
 
 #include <atomic>
 #include <cctype>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <random>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -170,6 +172,18 @@ BOOST_AUTO_TEST_CASE(uuid_v7_layout_is_exact) {
   BOOST_TEST(uuid_v7_from(0x0123456789ab, 0x123, 0xfedcba9876543210ull) == "01234567-89ab-7123-bedc-ba9876543210");
   BOOST_TEST(uuid_v7_from(0, 0, 0) == "00000000-0000-7000-8000-000000000000");
   BOOST_TEST(is_uuid_v7(uuid_v7_from(0xffffffffffff, 0xfff, ~0ull)));
+  BOOST_TEST(uuid_v7_from(0xffffffffffff, 0xfff, ~0ull) == "ffffffff-ffff-7fff-bfff-ffffffffffff");
+  // Every bit in every position, against printf: the ids are formatted eight digits at a time.
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 10000; ++i) {
+    const uint64_t ms = rng() >> 16, rand_a = rng() & 0xfff, rand_b = rng();
+    const uint64_t lo = (rand_b & 0x3fffffffffffffffull) | 0x8000000000000000ull;
+    char want[40];
+    std::snprintf(want, sizeof want, "%08llx-%04llx-%04llx-%04llx-%012llx", (unsigned long long)(ms >> 16),
+                  (unsigned long long)(ms & 0xffff), (unsigned long long)(0x7000 | rand_a),
+                  (unsigned long long)(lo >> 48), (unsigned long long)(lo & 0xffffffffffffull));
+    BOOST_REQUIRE_EQUAL(uuid_v7_from(int64_t(ms), rand_a, rand_b), std::string(want));
+  }
 }
 
 BOOST_AUTO_TEST_CASE(the_callers_event_is_not_modified) {

@@ -1,23 +1,12 @@
 #pragma once
-// Lowercase hex digits by table, for ids formatted and parsed once per request (UUIDv7 request
-// ids, the example RequestLogger's session ids): two characters per byte in one copy, and a
-// digit's value in one lookup.
+// Lowercase hex digits, for ids formatted and parsed once per request (UUIDv7 request ids, the
+// example RequestLogger's session ids): eight digits at a time in one 64-bit word.
 // Thread-safety: constants and pure functions.
 #include <array>
 #include <cstdint>
 #include <cstring>
 
 namespace reqbus::hex {
-
-// "000102...ff": the two digits of each byte value.
-inline constexpr std::array<char, 512> kPairs = [] {
-  std::array<char, 512> t{};
-  for (int b = 0; b < 256; ++b) {
-    t[2 * b] = "0123456789abcdef"[b >> 4];
-    t[2 * b + 1] = "0123456789abcdef"[b & 15];
-  }
-  return t;
-}();
 
 // Each character's digit value; kNotDigit (high bit set) for anything but 0-9 and a-f.
 inline constexpr uint8_t kNotDigit = 0x80;
@@ -29,12 +18,32 @@ inline constexpr std::array<uint8_t, 256> kValues = [] {
   return t;
 }();
 
-// Writes the two digits of `byte` at out[0..2).
-inline void put_byte(uint8_t byte, char* out) { std::memcpy(out, kPairs.data() + 2 * byte, 2); }
+// The 8 digits of `v`, most significant first, as the bytes of a word to store with memcpy
+// (SWAR: the nibbles are spread one a byte, ordered, and made digits in a few word operations,
+// about a tenth of a table loop's instructions; a UUID is formatted for every event published).
+inline uint64_t digits_u32(uint32_t v) {
+  uint64_t x = v;
+  x = (x | (x << 16)) & 0x0000ffff0000ffffull;
+  x = (x | (x << 8)) & 0x00ff00ff00ff00ffull;
+  x = (x | (x << 4)) & 0x0f0f0f0f0f0f0f0full;  // byte i: nibble i (least significant first)
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  x = __builtin_bswap64(x);  // the most significant nibble into the first byte in memory
+#endif
+  constexpr uint64_t kOnes = 0x0101010101010101ull;
+  const uint64_t letter = ((x + kOnes * 6) >> 4) & kOnes;  // 1 where the nibble is 10..15
+  return x + kOnes * '0' + letter * ('a' - '0' - 10);
+}
+
+// Writes the 8 digits of `v`, most significant first, at out[0..8).
+inline void put_u32(uint32_t v, char* out) {
+  const uint64_t d = digits_u32(v);
+  std::memcpy(out, &d, 8);
+}
 
 // Writes the 16 digits of `v`, most significant first, at out[0..16).
 inline void put_u64(uint64_t v, char* out) {
-  for (int i = 0; i < 8; ++i) put_byte(uint8_t(v >> (56 - 8 * i)), out + 2 * i);
+  put_u32(uint32_t(v >> 32), out);
+  put_u32(uint32_t(v), out + 8);
 }
 
 // Reads the 8 lowercase hex digits at p[0..8), most significant first, into `out`; false if
