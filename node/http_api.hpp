@@ -6,7 +6,7 @@
 //   GET  /api/stats     live statistics (JSON); ?node= filters by node
 //   GET  /api/stream    the same, pushed once a second as Server-Sent Events
 //   GET  /metrics       Prometheus text format
-//   GET  /healthz       "ok" (200) or the reason (503)
+//   GET  /healthz       "ok" (200) or the reason (503): the node's health hook (node/health.hpp)
 //   GET  /              the dashboard (embedded web assets under /assets/)
 // Bodies over max_body_bytes get 413, a chunked body to any route but the two POSTs 411, another
 // transfer coding 501, an ambiguous length (two, not digits, beside chunked) 400; a bad

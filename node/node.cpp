@@ -84,6 +84,7 @@ class Node::Impl {
   std::unique_ptr<LiveStats> live;
   std::unique_ptr<HttpApi> http;
   std::unique_ptr<SyslogListener> syslog;
+  HealthWatch health;
   Subscription persist_sub, live_sub;
   std::atomic<uint64_t> batcher_refused{0};
   // count()'s, under count_mu_ (flush workers may write at once): the day of the last event,
@@ -95,7 +96,7 @@ class Node::Impl {
   std::optional<NodeReport> report;
 };
 
-Node::Impl::Impl(NodeOptions o) : options(std::move(o)) {
+Node::Impl::Impl(NodeOptions o) : options(std::move(o)), health(options.health) {
   // The store.
   std::shared_ptr<Sink> sink;
   std::shared_ptr<CounterSink> counter_sink;
@@ -228,6 +229,7 @@ Node::Node(NodeOptions options) : impl_(std::make_unique<Impl>(std::move(options
   hooks.publish_event = [this](const AnalyticsEvent& e) { return impl_->bus->broadcast(e); };
   hooks.stats = [this](const std::string& node) { return stats_json(node); };
   hooks.metrics = [this] { return metrics(); };
+  hooks.health = [this] { return health(); };
   impl_->http = std::make_unique<HttpApi>(impl_->options.http, std::move(hooks));
   impl_->http->start();
 }
@@ -263,6 +265,28 @@ nlohmann::json Node::stats_json(const std::string& node_filter) const {
     j["store_down"] = s.sink_down;
   }
   return j;
+}
+
+std::string Node::health() const {
+  std::vector<LossCounter> losses;
+  const BusStats b = impl_->bus->stats();
+  losses.push_back({"the bus's publish queue was full", b.dropped_newest + b.dropped_oldest + b.dropped_timeout});
+  for (const auto& s : b.subscriptions)
+    if (s.name == "persist")
+      losses.push_back({"the store's subscription fell behind", s.dropped_newest + s.dropped_oldest});
+  SpoolFill spool;
+  if (impl_->batcher) {
+    const BatcherStats s = impl_->batcher->stats();
+    const BatcherDrops& d = s.dropped;
+    losses.push_back({"the Batcher's queue was full", d.newest + d.oldest + d.timeout});
+    losses.push_back({"the spool was full", d.spool_full});
+    losses.push_back({"the spool could not be written", d.spool_error + d.dead_letter_error});
+    losses.push_back({"the store failed and there is no spool", d.retries_exhausted + d.permanent + d.close_deadline});
+    if (!impl_->options.spool_dir.empty()) spool = {s.spool_bytes, impl_->options.batcher.spool_max_bytes};
+  }
+  if (impl_->counters)
+    losses.push_back({"daily counter increments were refused (max_keys)", impl_->counters->stats().dropped});
+  return impl_->health.check(losses, spool);
 }
 
 std::string Node::metrics() const {

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "node/health.hpp"
 #include "node/http_api.hpp"
 #include "node/live_stats.hpp"
 #include "reqbus/batcher_options.hpp"
@@ -39,6 +40,7 @@ struct NodeOptions {
   bool http_enabled = true;
   std::string syslog_listen;             // "127.0.0.1:5514": nginx `access_log syslog:server=`
   LiveStatsOptions live;
+  HealthOptions health;                  // when /healthz says 503: losing events (window 60 s)
   std::chrono::milliseconds close_timeout{10000};
 };
 
@@ -70,6 +72,10 @@ class Node {
 
   nlohmann::json stats_json(const std::string& node_filter = "") const;
   std::string metrics() const;  // Prometheus text format
+  // "" when healthy, else why not (what GET /healthz answers with 503): events lost in the
+  // last HealthOptions::window, or a spool nearly full. A store that is down is healthy while
+  // the spool takes its events. See node/health.hpp.
+  std::string health() const;
 
   // Stops intake, drains the bus into the Batcher and StatBuffer, flushes them to the store
   // (what cannot be written by the deadline is spooled), and reports. Idempotent.

@@ -42,6 +42,7 @@ token          = "s3cret"
 write_keys     = ["wk1", "wk2"]
 max_body_bytes = 2048
 threads        = 4
+health_window_ms = 5000
 
 [batcher]
 pool_size             = 3
@@ -124,6 +125,7 @@ BOOST_AUTO_TEST_CASE(every_key_parses_into_the_options) {
   BOOST_TEST(o.http.write_keys == (std::vector<std::string>{"wk1", "wk2"}), boost::test_tools::per_element());
   BOOST_TEST(o.http.max_body_bytes == 2048u);
   BOOST_TEST(o.http.threads == 4);
+  BOOST_TEST(o.health.window.count() == 5000);
 
   BOOST_TEST(o.batcher.pool_size == 3u);
   BOOST_TEST(o.batcher.flush_at == 250u);
@@ -199,6 +201,7 @@ BOOST_AUTO_TEST_CASE(wrong_types_are_named_with_file_and_line) {
 
 BOOST_AUTO_TEST_CASE(out_of_range_values_are_named_with_file_and_line) {
   BOOST_TEST(error_of("[http]\nthreads = 1\n") == "cfg.toml:2: http.threads: must be in 2..1024");
+  BOOST_TEST(error_of("[http]\nhealth_window_ms = 0\n") == "cfg.toml:2: http.health_window_ms: must be in 1..86400000");
   BOOST_TEST(error_of("[bus]\ntcp_hwm = -1\n") == "cfg.toml:2: bus.tcp_hwm: must be in 0..16777216");
   BOOST_TEST(error_of("[bus]\nqueue_max_bytes = 100\n") == "cfg.toml:2: bus.queue_max_bytes: must be in 65536..1099511627776");
   BOOST_TEST(error_of("[batcher]\nflush_interval_ms = -5\n") == "cfg.toml:2: batcher.flush_interval_ms: must be in 0..86400000");

@@ -437,6 +437,49 @@ BOOST_AUTO_TEST_CASE(a_full_bus_refuses_the_rest_of_a_body_after_one_timeout) {
   stuck.close();
 }
 
+// /healthz fails while the node loses events: here the bus refuses them (a subscriber never
+// reads, the publish queue fills), and it says so by name; once a window passes with nothing
+// lost, the node is healthy again.
+BOOST_AUTO_TEST_CASE(healthz_fails_while_events_are_lost_and_recovers) {
+  NodeFixture f([](NodeOptions& o) {
+    o.bus.queue_max_events = 8;
+    o.bus.inproc_hwm = 1;
+    o.bus.max_events_per_frame = 1;
+    o.bus.overflow = Overflow::drop_newest;
+    o.health.window = 1s;
+  });
+  auto c = f.client();
+  BOOST_TEST(c.Get("/healthz")->status == 200);
+  f.sub.close();
+  SubscribeOptions so;
+  so.name = "stuck";
+  so.max_pending = 1;
+  so.rcv_hwm = 2;
+  Subscription stuck = f.node->bus().subscribe(so);  // pull mode, never read: the bus fills up
+  std::string body;
+  for (int i = 0; i < 300; ++i) body += request_line("/full/" + std::to_string(i), 200) + "\n";
+  auto res = c.Post("/v1/requests", body, "application/x-ndjson");
+  BOOST_REQUIRE(res);
+  BOOST_REQUIRE(f.node->bus().stats().dropped_newest > 0);
+  auto health = c.Get("/healthz");
+  BOOST_REQUIRE(health);
+  BOOST_TEST(health->status == 503);
+  BOOST_TEST(contains(health->body, "losing events: the bus's publish queue was full (+"), health->body);
+  BOOST_TEST(f.node->health() != "");
+  stuck.close();  // the bus drains; nothing more is lost
+  BOOST_TEST(poll_until([&] { return c.Get("/healthz")->status == 200; }, 10s));
+  BOOST_TEST(c.Get("/healthz")->body == "ok\n");
+}
+
+// Counter increments the StatBuffer refuses (max_keys) are lost counts: unhealthy, by name.
+BOOST_AUTO_TEST_CASE(healthz_names_refused_counter_increments) {
+  NodeFixture f([](NodeOptions& o) { o.counters.max_keys = 1; });  // each request counts three keys
+  auto c = f.client();
+  BOOST_TEST(c.Post("/v1/requests", request_line("/counted", 200), "application/x-ndjson")->status == 202);
+  BOOST_REQUIRE(poll_until([&] { return c.Get("/healthz")->status == 503; }, 10s));
+  BOOST_TEST(contains(c.Get("/healthz")->body, "daily counter increments were refused (max_keys) (+2"));
+}
+
 // RFC 9112 6.3: a body whose end the headers leave ambiguous is refused, not guessed at (a proxy
 // in front reading it the other way is how requests are smuggled).
 BOOST_AUTO_TEST_CASE(ambiguous_body_lengths_get_400_and_publish_nothing) {
