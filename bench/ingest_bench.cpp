@@ -19,6 +19,11 @@
 //                  them; --coalesce 0 is the seed's one write per batch); timed until
 //                  Batcher::close() returns;
 //                  `SELECT count(*) FROM requests` must equal the parsed lines
+//   e2e_node       parse -> the Bus of a whole reqbus::node::Node, as `reqbus serve` runs it on
+//                  SQLite (persisting subscription, Batcher, the daily counters counted from the
+//                  store's writes into a StatBuffer, the dashboard's live subscription; no HTTP);
+//                  timed until Node::close() returns; the rows and the counters' `requests:`
+//                  total must both equal the parsed lines
 // Results are lines/s, medians over runs; ratio = median of the per-run ratios to goaccess.
 // The program installs nothing: it exits 2 with a message if goaccess is not on PATH, and 1 if
 // any check fails (a line GoAccess or reqbus did not take, an event lost, a row missing).
@@ -44,6 +49,7 @@
 #include "bench/bench_util.hpp"
 #include "bench/combined_log_gen.hpp"
 #include "ingest/log_parse.hpp"
+#include "node/node.hpp"
 #include "reqbus/batcher.hpp"
 #include "reqbus/bus.hpp"
 #include "reqbus/error.hpp"
@@ -265,18 +271,25 @@ Sample run_parse_publish(const std::string& log, int run) {
   return s;
 }
 
-int64_t count_rows(const std::string& db_path) {
+// The one integer `sql` selects from the database at `db_path`.
+int64_t select_int(const std::string& db_path, const char* sql) {
   sqlite3* db = nullptr;
   if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK)
     fail("cannot open " + db_path);
   sqlite3_stmt* stmt = nullptr;
-  int64_t rows = -1;
-  if (sqlite3_prepare_v2(db, "SELECT count(*) FROM requests", -1, &stmt, nullptr) == SQLITE_OK &&
-      sqlite3_step(stmt) == SQLITE_ROW)
-    rows = sqlite3_column_int64(stmt, 0);
+  int64_t value = -1;
+  if (sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr) == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW)
+    value = sqlite3_column_int64(stmt, 0);
   sqlite3_finalize(stmt);
   sqlite3_close(db);
-  return rows;
+  return value;
+}
+
+int64_t count_rows(const std::string& db_path) { return select_int(db_path, "SELECT count(*) FROM requests"); }
+
+void remove_db(const std::string& db_path) {
+  std::error_code ec;
+  for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(db_path + suffix, ec);
 }
 
 Sample run_e2e_sqlite(const std::string& log, const std::string& dir, int run, const Options& opt,
@@ -323,8 +336,44 @@ Sample run_e2e_sqlite(const std::string& log, const std::string& dir, int run, c
          ", refused by batcher " + std::to_string(refused.load()) + ", delivered " +
          std::to_string(report.delivered) + ", spooled " + std::to_string(report.spooled) +
          ", dropped " + std::to_string(report.dropped.total()) + ", rows " + std::to_string(rows));
-  for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(db_path + suffix, ec);
+  remove_db(db_path);
   fs::remove_all(spool, ec);
+  return s;
+}
+
+Sample run_e2e_node(const std::string& log, const std::string& dir, int run, const Options& opt) {
+  const std::string db_path = dir + "/node-" + std::to_string(run) + ".db";
+  node::NodeOptions no;
+  no.bus = bench_bus("ingest-node-" + std::to_string(run));
+  no.store = "sqlite:" + db_path;
+  no.spool_dir = dir + "/node-spool-" + std::to_string(run);
+  no.batcher.flush_at = opt.flush_at;
+  no.batcher.coalesce_max_events = opt.coalesce;
+  no.batcher.block_timeout = 30s;  // lossless back-pressure, as above
+  no.http_enabled = false;
+  auto node = std::make_unique<node::Node>(no);  // opens the store and its schema, off the clock
+
+  const uint64_t start = now_ns(), cpu = cpu_now_ns();
+  uint64_t not_ok = 0;
+  const uint64_t lines = parse_file(log, [&](const RequestLog& e) {
+    if (node->bus().broadcast(e) != PublishStatus::ok) ++not_ok;
+  });
+  const node::NodeReport report = node->close(300s);
+  Sample s = finish(lines, start, cpu);
+  node.reset();
+
+  const int64_t rows = count_rows(db_path);
+  const int64_t counted =
+      select_int(db_path, "SELECT coalesce(sum(value), 0) FROM counters WHERE key LIKE '%/requests:%'");
+  if (not_ok || report.deadline_reached || report.batcher.spooled || report.batcher.dropped.total() ||
+      report.batcher.delivered != lines || rows != int64_t(lines) || counted != int64_t(lines))
+    fail("e2e_node: parsed " + std::to_string(lines) + ", broadcast not ok " + std::to_string(not_ok) +
+         ", delivered " + std::to_string(report.batcher.delivered) + ", spooled " +
+         std::to_string(report.batcher.spooled) + ", dropped " + std::to_string(report.batcher.dropped.total()) +
+         ", rows " + std::to_string(rows) + ", counted " + std::to_string(counted));
+  remove_db(db_path);
+  std::error_code ec;
+  fs::remove_all(no.spool_dir, ec);
   return s;
 }
 
@@ -432,19 +481,21 @@ int main(int argc, char** argv) {
     log_bytes = fs::file_size(log);
   }
 
-    std::vector<Sample> go, parse, publish, e2e;
+    std::vector<Sample> go, parse, publish, e2e, e2e_node;
     uint64_t db_bytes = 0;
     for (int run = 0; run < opt.runs; ++run) {
       publish.push_back(run_parse_publish(log, run));  // first: also warms the page cache
       go.push_back(run_goaccess(goaccess, log, dir, publish.back().lines));
       parse.push_back(run_parse_only(log));
       e2e.push_back(run_e2e_sqlite(log, dir, run, opt, db_bytes));
+      e2e_node.push_back(run_e2e_node(log, dir, run, opt));
       std::fprintf(stderr,
                    "run %d/%d: goaccess %.0f lines/s (%.1f s) | parse_only %.0f | parse_publish %.0f (%.1fx) | "
-                   "e2e_sqlite %.0f (%.1fx) | load %s\n",
+                   "e2e_sqlite %.0f (%.1fx) | e2e_node %.0f (%.1fx) | load %s\n",
                    run + 1, opt.runs, go.back().lines_per_s, go.back().seconds, parse.back().lines_per_s,
                    publish.back().lines_per_s, publish.back().lines_per_s / go.back().lines_per_s,
                    e2e.back().lines_per_s, e2e.back().lines_per_s / go.back().lines_per_s,
+                   e2e_node.back().lines_per_s, e2e_node.back().lines_per_s / go.back().lines_per_s,
                    load_average().c_str());
     }
     const std::string load = load_average();
@@ -458,6 +509,7 @@ int main(int argc, char** argv) {
     results.back().add("lost", 0.0);
     results.push_back(summarise("e2e_sqlite", e2e, go, 4));
     results.back().add("flush_at", double(opt.flush_at)).add("coalesce_max_events", double(opt.coalesce)).add("db_mib", double(db_bytes) / 1048576.0);
+    results.push_back(summarise("e2e_node", e2e_node, go, 4));
     for (auto& r : results) r.add("loadavg", load);
     print_results(results, opt.json);
   } catch (const std::exception& e) {

@@ -21,6 +21,7 @@ enum class PushResult { ok, dropped_newest, timed_out, closed };
 struct PushOutcome {
   PushResult result = PushResult::ok;
   size_t evicted = 0;  // items dropped from the head (drop_oldest) to make room
+  size_t evicted_bytes = 0;  // their weight (what each was pushed with)
 };
 
 template <class T>
@@ -43,7 +44,7 @@ class BoundedQueue {
     while (!closed_ && !fits(bytes)) {
       if (policy == Overflow::drop_newest) return {PushResult::dropped_newest, 0};
       if (policy == Overflow::drop_oldest) {
-        evict_head();
+        outcome.evicted_bytes += evict_head();
         ++outcome.evicted;
         continue;
       }
@@ -52,7 +53,7 @@ class BoundedQueue {
       --producers_waiting_;
       if (!woke) return {PushResult::timed_out, 0};
     }
-    if (closed_) return {PushResult::closed, outcome.evicted};
+    if (closed_) return {PushResult::closed, outcome.evicted, outcome.evicted_bytes};
     if (count_ == slots_.size()) grow_to(std::min(max_items_, slots_.size() * 2));
     const size_t tail = (head_ + count_) % slots_.size();
     std::swap(slots_[tail], item);
@@ -66,8 +67,9 @@ class BoundedQueue {
   }
 
   // Waits until an item is queued, the queue is closed, wake() is called, or `deadline`;
-  // then swaps up to `max` items into out[0..n) (out is grown to `max` if smaller).
-  size_t pop(std::vector<T>& out, size_t max, Clock::time_point deadline) {
+  // then swaps up to `max` items into out[0..n) (out is grown to `max` if smaller), and adds
+  // their weight to *bytes when given.
+  size_t pop(std::vector<T>& out, size_t max, Clock::time_point deadline, size_t* bytes = nullptr) {
     if (out.size() < max) out.resize(max);
     std::unique_lock lock(mu_);
     if (count_ == 0 && !closed_ && !wake_) {
@@ -80,6 +82,7 @@ class BoundedQueue {
     for (; n < max && count_ > 0; ++n) {
       std::swap(out[n], slots_[head_]);
       bytes_ -= sizes_[head_];
+      if (bytes) *bytes += sizes_[head_];
       head_ = (head_ + 1) % slots_.size();
       --count_;
     }
@@ -108,11 +111,14 @@ class BoundedQueue {
     std::lock_guard lock(mu_);
     return closed_ && count_ == 0;
   }
-  // Removes everything still queued; returns how many items that was.
-  size_t clear() {
+  // Removes everything still queued; returns how many items that was (and their weight in
+  // `bytes`, when given).
+  size_t clear(size_t* bytes = nullptr) {
     std::lock_guard lock(mu_);
     const size_t n = count_;
-    while (count_ > 0) evict_head();
+    size_t weight = 0;
+    while (count_ > 0) weight += evict_head();
+    if (bytes) *bytes = weight;
     not_full_.notify_all();
     return n;
   }
@@ -144,11 +150,13 @@ class BoundedQueue {
     if (count_ == max_items_) return false;
     return count_ == 0 || bytes_ + bytes <= max_bytes_;  // one oversized item still fits alone
   }
-  void evict_head() {
+  size_t evict_head() {  // returns the item's weight
     slots_[head_] = T{};
-    bytes_ -= sizes_[head_];
+    const size_t weight = sizes_[head_];
+    bytes_ -= weight;
     head_ = (head_ + 1) % slots_.size();
     --count_;
+    return weight;
   }
 
   mutable std::mutex mu_;

@@ -378,10 +378,6 @@ Subscription Bus::subscribe(SubscribeOptions o, Handler h) {
 Subscription Bus::subscribe(SubscribeOptions o) { return impl_->subscribe(std::move(o), nullptr); }
 Subscription Bus::subscribe_views(SubscribeOptions o, ViewHandler h) {
   if (!h) throw Error(ErrorCode::invalid_argument, "subscribe_views: empty handler");
-  if (o.overflow != Overflow::block)
-    throw Error(ErrorCode::invalid_argument,
-                "subscribe_views: overflow must be block (a view cannot wait in a queue), not " +
-                    std::string(to_string(o.overflow)));
   return impl_->subscribe(std::move(o), nullptr, std::move(h));
 }
 CloseReport Bus::close(std::chrono::milliseconds d) { return impl_->close(d); }

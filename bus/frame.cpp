@@ -138,6 +138,17 @@ std::optional<codec::DecodeError> decode_frame_views(const char* data, size_t si
   return error;
 }
 
+bool peek_frame_header(const char* data, size_t size, size_t max_bytes, FrameHeader& header) {
+  header.declared = header.count = 0;
+  if (size > max_bytes) return false;
+  codec::detail::WireReader in(data, size);
+  uint32_t n = 0, count = 0;
+  if (!in.array(n) || decode_header(in, n, header)) return false;
+  if (!in.array(count) || count > in.remaining() || count > 65536) return false;
+  header.count = header.declared = count;
+  return true;
+}
+
 std::optional<codec::DecodeError> decode_frame(const char* data, size_t size, size_t max_bytes,
                                                FrameHeader& header, std::vector<Message>& out,
                                                bool check_fields) {

@@ -61,6 +61,11 @@ std::optional<codec::DecodeError> decode_frame(const char* data, size_t size, si
 std::optional<codec::DecodeError> decode_frame_views(const char* data, size_t size, size_t max_bytes,
                                                      FrameHeader& header, std::vector<MessageView>& views,
                                                      std::vector<Message>& owned, bool check_fields = true);
+// The header of a frame in WireWriter's form, and its record count, without reading the
+// records: what a queued view subscription's reader needs (sequence gaps, counts) before its
+// handler thread reads the records in place. False for anything else, or a frame over
+// max_bytes (decode_frame_views then reads it whole and names the error).
+bool peek_frame_header(const char* data, size_t size, size_t max_bytes, FrameHeader& header);
 // The same through msgpack-c alone, which accepts every msgpack form and names every error:
 // decode_frame's fallback, and what the fuzzer and codec_test compare it with.
 std::optional<codec::DecodeError> decode_frame_reference(const char* data, size_t size, size_t max_bytes,

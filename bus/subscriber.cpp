@@ -21,9 +21,12 @@ Subscriber::Subscriber(SubscriberEnv env, SubscribeOptions options, Handler hand
       options_(std::move(options)),
       handler_(std::move(handler)),
       view_handler_(std::move(view_handler)),
-      inline_handler_((handler_ && options_.overflow == Overflow::block) || view_handler_),
+      inline_handler_((handler_ || view_handler_) && options_.overflow == Overflow::block),
+      queued_views_(view_handler_ && options_.overflow != Overflow::block),
       // Pending events are bounded by count; bytes are bounded by count x record limits.
-      pending_(options_.max_pending, SIZE_MAX) {}
+      pending_(options_.max_pending, SIZE_MAX),
+      // Frames weigh their events; no more frames than events.
+      frames_(options_.max_pending, options_.max_pending) {}
 
 Subscriber::~Subscriber() { stop(); }
 
@@ -43,11 +46,12 @@ void Subscriber::start(const std::string& ready_token) {
     stop();
     throw;
   }
-  if (handler_ && !inline_handler_) {
+  if ((handler_ || view_handler_) && !inline_handler_) {
     std::promise<void> handler_done;
     handler_done_ = handler_done.get_future();
     handler_thread_ = detail::named_thread("rb-sub-handler", [this, d = std::move(handler_done)]() mutable {
-      handler_main();
+      if (queued_views_) view_handler_main();
+      else handler_main();
       d.set_value();
     });
   }
@@ -142,8 +146,13 @@ void Subscriber::reader_main(std::promise<void> started) {
     // receiver remote ones on arrival (the only two senders on the local endpoint).
     const char* data = static_cast<const char*>(body.data());
     const size_t max_bytes = env_.max_message_bytes * 2;
-    auto error = view_handler_ ? decode_frame_views(data, body.size(), max_bytes, header, views, batch, false)
-                               : decode_frame(data, body.size(), max_bytes, header, batch, /*check_fields=*/false);
+    // Queued views read only the header here; the handler thread reads the records in place.
+    // (A frame in another msgpack form than WireWriter's is read whole, to find any error now.)
+    const bool header_only = queued_views_ && peek_frame_header(data, body.size(), max_bytes, header);
+    std::optional<codec::DecodeError> error;
+    if (!header_only)
+      error = view_handler_ ? decode_frame_views(data, body.size(), max_bytes, header, views, batch, false)
+                            : decode_frame(data, body.size(), max_bytes, header, batch, /*check_fields=*/false);
     // The payload is read until the frame's events are delivered (views point into it). Its
     // buffer goes back to the publisher's pool when the last subscriber lets go of it, through
     // libzmq's reference count, which TSan cannot see; the release (acquired there,
@@ -161,6 +170,11 @@ void Subscriber::reader_main(std::promise<void> started) {
     const size_t n = header.count;  // batch[0..n): reused frame after frame
     in_hand_ += n;  // until deliver() has counted each one delivered, queued or dropped
     received_ += n;
+    if (queued_views_) {
+      tsan_release(body.data());  // the handler thread acquires it again to read the records
+      queue_frame(body, n);
+      continue;
+    }
     for (size_t i = 0; i < n; ++i) {
       if (view_handler_)
         deliver(views[i]);
@@ -180,6 +194,29 @@ void Subscriber::reader_main(std::promise<void> started) {
     discard_unread();
   }
   pending_.close();  // pull readers drain what is left, then see the end
+  frames_.close();
+}
+
+void Subscriber::queue_frame(zmq::message_t& body, size_t events) {
+  QueuedFrame frame{std::move(body), events};
+  const PushOutcome out = frames_.push(frame, events, options_.overflow, std::chrono::steady_clock::time_point::max());
+  if (out.evicted) {
+    dropped_oldest_ += out.evicted_bytes;
+    note_pending_full();
+  }
+  switch (out.result) {
+    case PushResult::ok:
+      break;
+    case PushResult::dropped_newest:
+    case PushResult::timed_out:  // not with a drop policy
+      dropped_newest_ += events;
+      note_pending_full();
+      break;
+    case PushResult::closed:  // stop() or finish() closed the queue: nobody will take it
+      dropped_close_ += events;
+      break;
+  }
+  in_hand_ -= events;  // queued or dropped, each counted
 }
 
 void Subscriber::discard_unread() {
@@ -279,7 +316,7 @@ void Subscriber::note_pending_full() {
 // only then has a slow subscription recovered. (Clearing it on the producer side made it flap
 // while a handler was stuck holding the batch it had just popped.)
 void Subscriber::note_consumed() {
-  if (slow_.load(std::memory_order_relaxed) && pending_.size() < options_.max_pending / 2)
+  if (slow_.load(std::memory_order_relaxed) && pending_.size() + frames_.bytes() < options_.max_pending / 2)
     slow_ = false;
 }
 
@@ -300,6 +337,54 @@ void Subscriber::handler_main() {
       }
       run_handler(handler_, batch[i]);
       in_hand_.fetch_sub(1, std::memory_order_relaxed);
+    }
+    note_consumed();
+  }
+}
+
+void Subscriber::view_handler_main() {
+  std::vector<QueuedFrame> frames;
+  std::vector<MessageView> views;
+  std::vector<Message> owned;  // what views cannot point into (analytics events)
+  FrameHeader header;
+  const size_t max_bytes = env_.max_message_bytes * 2;
+  while (true) {
+    size_t events = 0;  // in the frames popped
+    const size_t n = frames_.pop(frames, 16, std::chrono::steady_clock::now() + kPollSlice, &events);
+    if (n == 0) {
+      if (frames_.closed_and_empty() || stop_.load()) return;
+      continue;
+    }
+    in_hand_ += events;  // off the queue, not yet handled: still visible in stats()
+    for (size_t f = 0; f < n; ++f) {
+      QueuedFrame& frame = frames[f];
+      tsan_acquire(frame.body.data());
+      const auto error = decode_frame_views(static_cast<const char*>(frame.body.data()), frame.body.size(),
+                                            max_bytes, header, views, owned, /*check_fields=*/false);
+      size_t handled = 0;
+      if (error)  // the reader read this frame's header; its records are ours: a bug, counted
+        log_limit_.log(LogLevel::error, "subscriber '" + options_.name + "': undecodable queued frame (" +
+                                            codec::to_string(*error) + ")");
+      else
+        for (; handled < frame.events && handled < header.count && !stop_.load(std::memory_order_relaxed); ++handled) {
+          run_handler(view_handler_, views[handled]);
+          in_hand_.fetch_sub(1, std::memory_order_relaxed);
+        }
+      tsan_release(frame.body.data());
+      frame.body.rebuild();  // its buffer goes back to the publisher's pool now
+      if (handled == frame.events) continue;
+      // Undecodable, or close() (or Bus::close past its deadline) came: the rest is dropped and
+      // counted, and when closing, so are the frames popped with this one.
+      if (error) ++malformed_;
+      size_t rest = frame.events - handled;
+      const bool stopping = stop_.load();
+      for (size_t g = f + 1; stopping && g < n; ++g) {
+        rest += frames[g].events;
+        frames[g].body.rebuild();
+      }
+      dropped_close_ += rest;
+      in_hand_ -= rest;
+      if (stopping) return;
     }
     note_consumed();
   }
@@ -335,7 +420,7 @@ SubscriptionStats Subscriber::stats() const {
   s.gaps = gaps_.load();
   s.handler_errors = handler_errors_.load();
   s.malformed = malformed_.load();
-  s.pending_depth = pending_.size();
+  s.pending_depth = pending_.size() + frames_.bytes();
   s.in_hand = in_hand_.load();
   s.slow = slow_.load();
   return s;
@@ -360,7 +445,10 @@ bool Subscriber::finish(std::chrono::steady_clock::time_point deadline) {
     in_time = false;
     stop_ = true;
     pending_.close();
-    dropped_close_ += pending_.clear();
+    frames_.close();
+    size_t queued_events = 0;
+    frames_.clear(&queued_events);
+    dropped_close_ += pending_.clear() + queued_events;
   }
   // A thread still inside a user handler cannot be interrupted: joining it here would make
   // close(deadline) wait for the handler. It is joined later, by stop() or the destructor.
@@ -371,10 +459,14 @@ bool Subscriber::finish(std::chrono::steady_clock::time_point deadline) {
 void Subscriber::stop(bool discard_pending) {
   stop_ = true;
   pending_.close();
+  frames_.close();
   join();
   // In handler mode nobody will take what is still queued: count it. (In pull mode it stays
   // readable through next() while the Subscription exists.)
   if (handler_ || discard_pending) dropped_close_ += pending_.clear();
+  size_t queued_events = 0;
+  frames_.clear(&queued_events);
+  dropped_close_ += queued_events;
   if (discard_pending) released_ = true;
   stopped_ = true;
 }

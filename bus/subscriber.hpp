@@ -1,9 +1,11 @@
 #pragma once
 // detail::Subscriber: one subscription's socket, threads and counters (behind Subscription).
 // The reader thread owns the SUB socket: it decodes frames, tracks sequence gaps, and either
-// runs the handler itself (handler + block policy, or a view handler: back-pressure flows to
-// the publisher) or feeds the bounded pending queue (pull mode, or drop policies, where a
-// second thread runs the handler so a slow handler sheds load here instead of slowing the bus).
+// runs the handler itself (handler or view handler + block policy: back-pressure flows to the
+// publisher) or feeds a bounded queue (pull mode, or drop policies, where a second thread runs
+// the handler so a slow handler sheds load here instead of slowing the bus). A view handler
+// with a drop policy queues whole frames (frames_), read in place by the handler thread; every
+// other queue holds decoded Messages (pending_).
 #include <atomic>
 #include <future>
 #include <memory>
@@ -35,7 +37,7 @@ struct SubscriberEnv {
 
 class Subscriber {
  public:
-  // At most one of the handlers; neither is pull mode. A view handler requires Overflow::block.
+  // At most one of the handlers; neither is pull mode.
   Subscriber(SubscriberEnv env, SubscribeOptions options, Handler handler, ViewHandler view_handler = nullptr);
   ~Subscriber();
 
@@ -61,6 +63,10 @@ class Subscriber {
  private:
   void reader_main(std::promise<void> started);
   void handler_main();
+  void view_handler_main();  // queued views: reads frames_ in place
+  // Queues a received frame of `events` events for the view handler thread (swapped out of
+  // `body`), counting what the policy drops.
+  void queue_frame(zmq::message_t& body, size_t events);
   void deliver(Message& message);
   void deliver(const MessageView& message);  // view mode: runs the view handler
   // Runs a handler on one message, counting it delivered, and a throw as a handler error.
@@ -78,9 +84,16 @@ class Subscriber {
   const SubscribeOptions options_;
   const Handler handler_;
   const ViewHandler view_handler_;
-  const bool inline_handler_;  // the reader runs the handler: handler + block policy, or views
+  const bool inline_handler_;  // the reader runs the handler (or view handler) + block policy
+  const bool queued_views_;    // a view handler with a drop policy: frames_ and a handler thread
   std::string ready_token_;
   BoundedQueue<Message> pending_;
+  // Queued views: whole received frames, weighed by their events (max_pending of them).
+  struct QueuedFrame {
+    zmq::message_t body;
+    size_t events = 0;
+  };
+  BoundedQueue<QueuedFrame> frames_;
   // The SUB socket. The reader holds socket_mu_ only while it receives, never while a handler
   // runs: Bus::close, past its deadline, takes it to count what a stuck handler left unread in
   // the pipes (before the context is shut down, when reading them is no longer possible).

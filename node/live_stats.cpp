@@ -33,16 +33,25 @@ double bucket_mid_ms(int b) {  // geometric middle of the bucket
   return kMinMs * std::pow(10.0, (b - 0.5) / kPerDecade);
 }
 
+// std::string keys looked up by string_view (the events are views into the received frame):
+// no string is built for a key already in a table.
+struct ViewHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+template <class V>
+using ViewMap = std::unordered_map<std::string, V, ViewHash, std::equal_to<>>;
+
 // A bounded key -> count table; keys past the bound are counted under "(other)".
 class BoundedTable {
  public:
   explicit BoundedTable(size_t max_keys) : max_keys_(max_keys) {}
-  void add(const std::string& key, uint64_t n = 1) {
+  void add(std::string_view key, uint64_t n = 1) {
     auto it = counts_.find(key);
     if (it != counts_.end()) {
       it->second += n;
     } else if (counts_.size() < max_keys_) {
-      counts_.emplace(key, n);
+      counts_.emplace(std::string(key), n);
     } else {
       other_ += n;
     }
@@ -62,7 +71,7 @@ class BoundedTable {
 
  private:
   size_t max_keys_;
-  std::unordered_map<std::string, uint64_t> counts_;
+  ViewMap<uint64_t> counts_;
   uint64_t other_ = 0;
 };
 
@@ -82,10 +91,10 @@ class LiveStats::Aggregate {
         latency_(size_t(o.latency_seconds + kFutureSeconds + 1)) {}
 
   // `visitor` is set when the event is recent enough to count as an active visitor.
-  void add(const RequestLog& e, const std::optional<VisitorId>& visitor, int64_t now_s) {
+  void add(const RequestLogView& e, const std::optional<VisitorId>& visitor, int64_t now_s) {
     ++total_;
     last_add_s_ = now_s;
-    recent_[recent_next_++ % recent_.size()] = e;
+    recent_[recent_next_++ % recent_.size()].assign(e);
     const int64_t t = e.inserted_at > 0 ? e.inserted_at / 1000000 : now_s;
     paths_.add(e.path);
     if (!e.referer.empty()) referers_.add(e.referer);
@@ -94,7 +103,7 @@ class LiveStats::Aggregate {
     ++devices_[device_label(e.device_type)];  // a client may send any string: bounded labels
     (is_bot(e.user_agent) || e.device_type == "bot" ? bots_ : humans_) += 1;
     auto pl = slow_.find(e.path);
-    if (pl == slow_.end() && slow_.size() < o_.max_keys) pl = slow_.emplace(e.path, PathLatency{}).first;
+    if (pl == slow_.end() && slow_.size() < o_.max_keys) pl = slow_.emplace(std::string(e.path), PathLatency{}).first;
     if (pl != slow_.end()) {
       pl->second.sum_ms += e.duration_ms;
       pl->second.max_ms = std::max(pl->second.max_ms, e.duration_ms);
@@ -172,7 +181,7 @@ class LiveStats::Aggregate {
     j["slowest"] = std::move(slowest);  // [path, avg ms, max ms, requests]
     nlohmann::json recent = nlohmann::json::array();
     for (size_t i = 0; i < std::min<size_t>(recent_next_, recent_.size()); ++i) {
-      const RequestLog& r = recent_[(recent_next_ - 1 - i) % recent_.size()];
+      const Recent& r = recent_[(recent_next_ - 1 - i) % recent_.size()];
       recent.push_back({{"method", r.method}, {"path", r.path}, {"status_code", r.status_code},
                         {"duration_ms", r.duration_ms}, {"user_agent", r.user_agent},
                         {"node_id", r.node_id}, {"inserted_at", r.inserted_at}});
@@ -223,13 +232,29 @@ class LiveStats::Aggregate {
   BoundedTable paths_, referers_, not_found_;
   std::map<uint16_t, uint64_t> status_;
   std::map<std::string_view, uint64_t> devices_;  // keys: device_label()'s static strings
-  std::unordered_map<std::string, PathLatency> slow_;
+  ViewMap<PathLatency> slow_;
   std::vector<Second> series_;
   std::vector<Hist> latency_;
   std::unordered_map<VisitorId, int64_t, VisitorIdHash> visitors_;
   uint64_t visitors_untracked_ = 0;
   int64_t last_prune_s_ = INT64_MIN;  // when prune_visitors last ran
-  std::array<RequestLog, 20> recent_{};
+  // The last events, as the snapshot shows them (the strings keep their capacity).
+  struct Recent {
+    std::string method, path, user_agent, node_id;
+    uint16_t status_code = 0;
+    double duration_ms = 0;
+    int64_t inserted_at = 0;
+    void assign(const RequestLogView& e) {
+      method.assign(e.method);
+      path.assign(e.path);
+      user_agent.assign(e.user_agent);
+      node_id.assign(e.node_id);
+      status_code = e.status_code;
+      duration_ms = e.duration_ms;
+      inserted_at = e.inserted_at;
+    }
+  };
+  std::array<Recent, 20> recent_{};
   size_t recent_next_ = 0;
 };
 
@@ -237,7 +262,7 @@ LiveStats::LiveStats(LiveStatsOptions options)
     : options_(std::move(options)), all_(std::make_unique<Aggregate>(options_)) {}
 LiveStats::~LiveStats() = default;
 
-void LiveStats::add(const RequestLog& e) {
+void LiveStats::add(const RequestLogView& e) {
   const int64_t now_s = options_.clock->unix_us() / 1000000;
   const int64_t t = e.inserted_at > 0 ? e.inserted_at / 1000000 : now_s;
   // Hashed only for events inside the active-visitor window, with the salt of their day, but
@@ -256,7 +281,7 @@ void LiveStats::add(const RequestLog& e) {
         return a.second->last_add_s() < b.second->last_add_s();
       }));
     }
-    it = nodes_.emplace(e.node_id, std::make_unique<Aggregate>(options_)).first;
+    it = nodes_.emplace(std::string(e.node_id), std::make_unique<Aggregate>(options_)).first;
   }
   it->second->add(e, visitor, now_s);
 }

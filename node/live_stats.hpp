@@ -42,7 +42,8 @@ class LiveStats {
  public:
   explicit LiveStats(LiveStatsOptions options = {});
   ~LiveStats();
-  void add(const RequestLog& event);
+  // `event` may be a view into a received frame (a RequestLog converts): nothing of it is kept.
+  void add(const RequestLogView& event);
   // The JSON the dashboard reads; `node` = "" for the whole cluster.
   nlohmann::json snapshot(const std::string& node = "") const;
   uint64_t total() const;
@@ -53,7 +54,7 @@ class LiveStats {
   LiveStatsOptions options_;
   mutable std::mutex mu_;
   std::unique_ptr<Aggregate> all_;                            // guarded by mu_
-  std::map<std::string, std::unique_ptr<Aggregate>> nodes_;   // guarded by mu_
+  std::map<std::string, std::unique_ptr<Aggregate>, std::less<>> nodes_;  // guarded by mu_
   size_t max_nodes_ = 256;  // per-node views kept; the least recently heard from goes first
   VisitorHasher visitors_;
 };

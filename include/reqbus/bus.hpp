@@ -72,10 +72,13 @@ class Bus {
   // Pull mode: read with Subscription::next().
   Subscription subscribe(SubscribeOptions options = {});
   // View mode: `handler` gets each message as a view of the received frame's bytes (no string
-  // is copied; message.hpp), on the subscription's reader thread, one after another. For fast
-  // handlers (counters, live statistics): a slow one holds back the bus as a block-policy
-  // handler does. options.overflow must be Overflow::block (views cannot wait in a queue);
-  // max_pending then only sizes the socket's buffer. Throws Error as subscribe() does.
+  // is copied; message.hpp), one after another. With Overflow::block it runs on the
+  // subscription's reader thread, and a slow handler holds back the bus as a block-policy
+  // handler does (max_pending then only sizes the socket's buffer). With drop_newest or
+  // drop_oldest the reader queues whole frames (bounded by max_pending events, drops counted
+  // in events) and a handler thread reads them in place: a slow handler sheds load, as in
+  // handler mode, without a Message decoded or copied per event. Throws Error as subscribe()
+  // does.
   Subscription subscribe_views(SubscribeOptions options, ViewHandler handler);
 
   // Stops accepting, delivers everything already accepted to every subscription, joins all
