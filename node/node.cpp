@@ -12,6 +12,7 @@
 #include "node/syslog_listener.hpp"
 #include "reqbus/batcher.hpp"
 #include "reqbus/error.hpp"
+#include "reqbus/log.hpp"
 #include "reqbus/postgres_sink.hpp"
 #include "reqbus/sqlite_sink.hpp"
 #include "reqbus/user_agent.hpp"
@@ -136,6 +137,11 @@ Node::Impl::Impl(NodeOptions o) : options(std::move(o)), health(options.health) 
     BatcherOptions bo = options.batcher;
     bo.spool_dir = options.spool_dir;
     batcher = std::make_unique<Batcher>(std::make_shared<CountingSink>(sink, [this](const Message& m) { count(m); }), bo);
+    // Events an earlier run set aside wait for an operator: say so at every start.
+    if (const uint64_t dlq = batcher->stats().dead_letter_bytes; dlq > 0)
+      log(LogLevel::warn, "spool: " + std::to_string(dlq) + " bytes of events the store rejected for good wait in " +
+                              (std::filesystem::path(bo.spool_dir) / "dead-letter.dlq").string() +
+                              " (docs/RELIABILITY.md: rename it to a segment name to replay it)");
     SubscribeOptions so;
     so.scope = Scope::local_only;  // each node persists only what it published
     so.name = "persist";
@@ -284,6 +290,8 @@ std::string Node::health() const {
     losses.push_back({"the spool was full", d.spool_full});
     losses.push_back({"the spool could not be written", d.spool_error + d.dead_letter_error});
     losses.push_back({"the store failed and there is no spool", d.retries_exhausted + d.permanent + d.close_deadline});
+    // Not lost (kept in the spool's dead-letter file), but out of the store until an operator acts.
+    losses.push_back({"the store rejected spooled events for good (dead-lettered)", s.dead_lettered});
     if (!impl_->options.spool_dir.empty()) spool = {s.spool_bytes, impl_->options.batcher.spool_max_bytes};
   }
   if (impl_->counters)

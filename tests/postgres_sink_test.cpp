@@ -477,6 +477,26 @@ BOOST_AUTO_TEST_CASE(newer_schema_is_a_permanent_failure) {
   BOOST_CHECK_MESSAGE(result.reason.find("99") != std::string::npos, result.reason);
 }
 
+// A database that turns read-only (a primary demoted in a failover) is the store being down:
+// retry_later naming SQLSTATE 25006, so a Batcher spools instead of dead-lettering; once it is
+// writable again, the next write opens a new session and stores.
+BOOST_AUTO_TEST_CASE(a_database_turned_read_only_is_retry_later_until_writable) {
+  const auto conninfo = fresh_database("turned_read_only");
+  Db db(conninfo);  // this session stays writable: it can turn the setting back
+  reqbus::PostgresSink sink(options_for(conninfo));
+  BOOST_REQUIRE(sink.write(requests(0, 1), 10s).ok());
+  db.query("ALTER DATABASE turned_read_only SET default_transaction_read_only = on");
+  db.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'turned_read_only' "
+           "AND pid <> pg_backend_pid()");
+  auto result = sink.write(requests(1, 1), 10s);
+  BOOST_CHECK(result.kind == reqbus::WriteResult::Kind::retry);
+  BOOST_CHECK_MESSAGE(result.reason.find("25006") != std::string::npos, result.reason);
+  db.query("ALTER DATABASE turned_read_only SET default_transaction_read_only = off");
+  result = sink.write(requests(1, 1), 10s);
+  BOOST_REQUIRE_MESSAGE(result.ok(), result.reason);
+  BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM requests"), "2");
+}
+
 BOOST_AUTO_TEST_CASE(a_server_that_never_answers_is_retried_within_the_timeout) {
   // A listening socket that is never accepted: TCP connects, the startup packet gets no reply.
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);

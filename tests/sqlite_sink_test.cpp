@@ -513,6 +513,31 @@ BOOST_AUTO_TEST_CASE(read_only_file_is_failure) {
   BOOST_TEST(sink.stats().errors == 1u);
 }
 
+// A file that worked and then became read-only (a remount, a permission changed) is the store
+// being down, not a bad batch: retry_later, so a Batcher spools and replays its events instead
+// of dead-lettering every batch; once it is writable again, writes go on. (A file that never
+// worked stays a failure: read_only_file_is_failure.)
+BOOST_AUTO_TEST_CASE(a_file_that_becomes_read_only_is_retry_later_until_repaired) {
+  TempDir dir;
+  const std::string path = dir.file("a.db");
+  SqliteSink sink(options_for(path));
+  BOOST_REQUIRE(sink.write(requests(1), 5s).ok());
+  sink.close();  // the next write opens the file again
+  fs::permissions(dir.path, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                                fs::perms::others_read | fs::perms::others_exec);
+  fs::permissions(path, fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
+  WriteResult r;
+  as_unprivileged([&] { r = sink.write(requests(1, 1), 5s); });
+  BOOST_TEST_MESSAGE("read-only after working: " << r.reason);
+  BOOST_TEST(static_cast<int>(r.kind) == static_cast<int>(WriteResult::Kind::retry));
+  BOOST_TEST(r.reason.find("read-only") != std::string::npos);
+  BOOST_TEST(r.reason.find("retried meanwhile") != std::string::npos);
+  fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::add);
+  BOOST_REQUIRE(sink.write(requests(1, 1), 5s).ok());  // repaired: this thread writes as root again
+  Db db(path);
+  BOOST_TEST(db.count("requests") == 2);
+}
+
 BOOST_AUTO_TEST_CASE(corrupt_file_is_failure) {
   TempDir dir;
   const std::string path = dir.file("garbage.db");

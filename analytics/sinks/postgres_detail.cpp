@@ -321,8 +321,11 @@ std::string counter_flush_sql() {
 bool is_transient_sqlstate(const std::string& sqlstate) {
   if (sqlstate.size() != 5) return false;
   const std::string_view cls(sqlstate.data(), 2);
+  // 25006: a read-only session (a primary demoted in a failover, default_transaction_read_only);
+  // 42501: a privilege revoked. Both are the store being down, not a bad batch: retried (and
+  // spooled by a Batcher) until someone repairs it, rather than set aside for good.
   return cls == "08" || cls == "40" || cls == "53" || cls == "57" || cls == "58" ||
-         sqlstate == "55P03";
+         sqlstate == "55P03" || sqlstate == "25006" || sqlstate == "42501";
 }
 
 bool is_permanent_connect_error(const std::string& message) {

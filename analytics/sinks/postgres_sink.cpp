@@ -268,8 +268,9 @@ struct PostgresSink::Impl {
     std::string sqlstate = state ? state : "";
     Failure f;
     f.transient = is_transient_sqlstate(sqlstate) || PQstatus(c.conn) == CONNECTION_BAD;
+    // 25006 too: a new session may reach the new primary after a failover.
     f.drop = PQstatus(c.conn) == CONNECTION_BAD || sqlstate.starts_with("08") ||
-             sqlstate == "57P01" || sqlstate == "57P02" || sqlstate == "57P03";
+             sqlstate == "57P01" || sqlstate == "57P02" || sqlstate == "57P03" || sqlstate == "25006";
     f.reason = "postgres " + (sqlstate.empty() ? std::string("error") : sqlstate) + ": " +
                one_line(PQresultErrorMessage(result));
     f.sqlstate = std::move(sqlstate);

@@ -56,6 +56,25 @@ bool is_transient(int code) {
   }
 }
 
+// Errors of the file as a whole, not of a batch: once the file has worked, the store is down
+// until someone repairs it (a remount read-only, a permission or file replaced by mistake). A
+// write that fails so is retried, so a Batcher spools and replays its events instead of
+// setting every batch aside in the dead-letter file. At open() they stay permanent: a file
+// that never worked is a configuration error the node refuses at start.
+bool is_store_wide(int code) {
+  switch (code & 0xff) {
+    case SQLITE_READONLY:
+    case SQLITE_CANTOPEN:
+    case SQLITE_PERM:
+    case SQLITE_AUTH:
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return true;
+    default:
+      return false;
+  }
+}
+
 SqliteSinkOptions validated(SqliteSinkOptions o) {
   auto bad = [](const std::string& what) {
     throw Error(ErrorCode::invalid_argument, "SqliteSinkOptions." + what);
@@ -87,6 +106,8 @@ struct SqliteSink::Impl {
   static constexpr int kRowsPerInsert = 32;
   Stmt begin, commit, insert_request, insert_requests, insert_event, insert_flush, add_counter, new_request_ids;
   bool ready = false;            // opened, migrated and statements prepared
+  bool worked = false;           // the file was opened and migrated once (store-wide errors
+                                 // after that are the store being down, not a bad path)
   Clock::time_point deadline{};  // of the write in progress; read by the progress handler
   int busy_ms = 0;               // busy timeout of the write in progress
 
@@ -347,8 +368,8 @@ struct SqliteSink::Impl {
 
   // Locks the connection, opens it if needed, runs body(); turns every error into a result.
   template <class Body>
-  // A permanent failure is logged (rate-limited) unless `quiet`: open()'s caller reports it.
-  WriteResult transact(ms timeout, bool in_transaction, Body&& body, bool quiet = false) {
+  // `at_open`: open()'s call, whose caller reports a permanent failure (not logged here).
+  WriteResult transact(ms timeout, bool in_transaction, Body&& body, bool at_open = false) {
     detail::TimedGate::Hold hold(gate, timeout);
     if (!hold.acquired()) {
       ++retries;
@@ -360,17 +381,18 @@ struct SqliteSink::Impl {
     busy_ms = static_cast<int>(std::min(opt.busy_timeout, timeout).count());
     try {
       ensure_open();
+      worked = true;
       sqlite3_busy_timeout(db, busy_ms);
       if (in_transaction) run(begin.get(), "begin transaction");
       body();
       if (in_transaction) run(commit.get(), "commit");
       return WriteResult::success();
     } catch (const DbError& e) {
-      return to_result(e, timeout, quiet);
+      return to_result(e, timeout, at_open);
     }
   }
 
-  WriteResult to_result(const DbError& e, ms timeout, bool quiet) {
+  WriteResult to_result(const DbError& e, ms timeout, bool at_open) {
     if (db && !sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
     for (Stmt* s : {&insert_request, &insert_requests, &insert_event, &insert_flush, &add_counter, &begin, &commit})
       if (*s) sqlite3_reset(s->get());
@@ -381,7 +403,9 @@ struct SqliteSink::Impl {
                 std::to_string(std::min(opt.busy_timeout, timeout).count()) + " ms)";
     if (primary == SQLITE_INTERRUPT)
       reason += " (the write's timeout of " + std::to_string(timeout.count()) + " ms passed)";
-    const bool transient = !e.schema && is_transient(e.code);
+    const bool store_down = !e.schema && worked && !at_open && is_store_wide(e.code);
+    if (store_down) reason += " (the store is unusable until this is repaired; retried meanwhile)";
+    const bool transient = !e.schema && (is_transient(e.code) || store_down);
     // Keep a ready connection across lock contention; reopen after anything else.
     if (!ready || (primary != SQLITE_BUSY && primary != SQLITE_LOCKED)) close_connection();
     if (transient) {
@@ -389,7 +413,7 @@ struct SqliteSink::Impl {
       return WriteResult::retry_later(std::move(reason), opt.retry_after);
     }
     ++errors;
-    if (!quiet) log_limiter.log(LogLevel::error, reason);
+    if (!at_open) log_limiter.log(LogLevel::error, reason);
     return WriteResult::failure(std::move(reason));
   }
 
@@ -481,7 +505,7 @@ WriteResult SqliteSink::write_counters(const std::vector<CounterFlush>& flushes,
 }
 
 WriteResult SqliteSink::open(ms timeout) {
-  return impl_->transact(timeout, false, [] {}, /*quiet=*/true);
+  return impl_->transact(timeout, false, [] {}, /*at_open=*/true);
 }
 
 void SqliteSink::close() {

@@ -9,8 +9,12 @@
 // node_id). How each SQLite error maps to a WriteResult:
 //   SQLITE_BUSY / LOCKED (another writer), disk full, I/O errors, out of memory,
 //   the write's own deadline passing                       -> retry_later(reason, retry_after)
-//   read-only file, corrupt file / not a database, a schema newer than this reqbus or with
-//   missing columns, a path that cannot be opened           -> failure(reason)
+//   a file that became unusable after open() succeeded once: read-only, cannot be opened,
+//   no permission, corrupt or not a database               -> retry_later (the store is down
+//                                                             until an operator repairs it; a
+//                                                             Batcher spools meanwhile)
+//   the same at open() (the file never worked: a configuration error), a schema newer than
+//   this reqbus or with missing columns, an event SQLite refuses -> failure(reason)
 // A write still running when its timeout passes is interrupted (a progress handler checks the
 // clock every 1000 SQLite VM steps) and rolled back: retry_later. After any error other than
 // BUSY/LOCKED the connection is closed and reopened by the next write, so a repaired or
