@@ -35,30 +35,48 @@ std::string wrong_type(const std::string& where, const char* expected, const Jso
   return where + ": expected " + expected + ", got " + type_name(got);
 }
 
-// Values a body may hold for each item it may have (every number, string, literal, array and
-// object; a member's key rides with its value). A parsed value costs ~50-100 bytes of memory, so
+// Values a body may hold for each item it has (every number, string, literal, array and object;
+// a member's key rides with its value). A parsed value costs ~50-100 bytes of memory, so
 // counting them bounds what a body costs once parsed to about what a body of real items costs:
 // the item count alone did not, as "[[{},{},...]]" or {"batch":[{},{},...]} hide the items
-// below the top level, at ~80 bytes of memory for each "{}," of input. A RequestLog is ~15
-// values; a Segment event with its context and properties a few dozen, some many more.
-constexpr size_t kMaxValuesPerRequestLog = 32;
-constexpr size_t kMaxValuesPerEvent = 128;
-// One RequestLog on its own (an NDJSON line): its fields, with room for some it ignores.
+// below the top level, at ~80 bytes of memory for each "{}," of input, and a bound of the
+// values the most items could hold (100,000 x 32) let one item of 3 million values ("0,0,...":
+// 2 bytes each) through, at 30-40 x its size in memory. So each item is bounded on its own, and
+// the whole body by the items it really has. A RequestLog is ~15 values; a Segment event with
+// its context and properties a few dozen, some many more (Segment allows 32 KB an event).
+constexpr size_t kMaxValuesPerRequestLog = 32;    // on average, in an array of them
+constexpr size_t kMaxValuesPerEvent = 128;        // on average, in a batch
+// One RequestLog on its own (an NDJSON line, or any one item of an array): its fields, with
+// room for some it ignores.
 constexpr size_t kMaxValuesPerRequest = 1024;
+constexpr size_t kMaxValuesInOneEvent = 4096;     // one Segment event
 
 struct ShapeLimits {
   size_t max_items = SIZE_MAX;   // elements of the top-level array
   size_t max_values = SIZE_MAX;  // values in the whole document
+  // Items at this depth (1: a top-level array's elements; 2: also an object's arrays' elements,
+  // as Segment's {"batch":[...]}); 0: none. Each may hold max_item_values values, and the
+  // document (items x values_per_item + max_item_values).
+  size_t item_depth = 0;
+  size_t max_item_values = SIZE_MAX;
+  size_t values_per_item = SIZE_MAX;
 };
 
 // nlohmann's parser and destructor do not recurse, but copying a value and dump() recurse
 // once per level of nesting: a 600 KB body of 300,000 '[' would overflow a worker thread's
 // stack (a crash no handler can catch). Text nested deeper than kMaxJsonDepth is refused
 // before it is parsed, with one pass over its bytes. The same pass counts the top-level
-// array's elements and the document's values (upper bounds: commas + 1, commas + containers
-// + 1), so a body of millions of tiny items is refused before a document of them is built.
+// array's elements, the items' values and the document's values (upper bounds: commas + 1,
+// commas + containers + 1), so a body that would cost far more memory than its bytes is
+// refused before a document of it is built.
 std::string check_shape(std::string_view text, std::string_view what, ShapeLimits limits = {}) {
   size_t depth = 0, items = 1, values = 1;
+  size_t shaped_items = 0, item_values = 0;  // items at limits.item_depth, and the current one's values
+  const size_t item_depth = limits.item_depth;
+  auto too_many_in_item = [&] {
+    return std::string(what) + ": an item holds more than " + std::to_string(limits.max_item_values) +
+           " JSON values";
+  };
   bool in_string = false;
   for (size_t i = 0; i < text.size(); ++i) {
     const char c = text[i];
@@ -71,16 +89,30 @@ std::string check_shape(std::string_view text, std::string_view what, ShapeLimit
       if (++depth > kMaxJsonDepth)
         return std::string(what) + ": nested deeper than " + std::to_string(kMaxJsonDepth) + " levels";
       if (++values > limits.max_values) break;
+      if (item_depth && depth == item_depth + 1) {  // an item begins
+        ++shaped_items;
+        item_values = 0;
+      }
+      if (item_depth && depth > item_depth && ++item_values > limits.max_item_values) return too_many_in_item();
     } else if ((c == ']' || c == '}') && depth > 0) {
       --depth;
     } else if (c == ',') {
       if (depth == 1 && ++items > limits.max_items)
         return std::string(what) + ": more items than the limit of " + std::to_string(limits.max_items);
       if (++values > limits.max_values) break;
+      if (item_depth && depth > item_depth && ++item_values > limits.max_item_values) return too_many_in_item();
     }
   }
   if (values > limits.max_values)
     return std::string(what) + ": more than " + std::to_string(limits.max_values) + " JSON values";
+  if (item_depth) {
+    const size_t bound = shaped_items > (SIZE_MAX - limits.max_item_values) / limits.values_per_item
+                             ? SIZE_MAX
+                             : shaped_items * limits.values_per_item + limits.max_item_values;
+    if (values > bound)
+      return std::string(what) + ": more than " + std::to_string(bound) + " JSON values for its " +
+             std::to_string(shaped_items) + " items (" + std::to_string(limits.values_per_item) + " an item)";
+  }
   return {};
 }
 
@@ -272,7 +304,9 @@ std::string too_large(size_t size, size_t limit) {
 
 std::string parse_body(std::string_view body, const ParseLimits& limits, Json& out) {
   if (body.size() > limits.max_body_bytes) return too_large(body.size(), limits.max_body_bytes);
-  return parse_text(body, out, "body", {SIZE_MAX, max_values_for(limits.max_items, kMaxValuesPerEvent)});
+  return parse_text(body, out, "body",
+                    {SIZE_MAX, max_values_for(limits.max_items, kMaxValuesPerEvent), 2, kMaxValuesInOneEvent,
+                     kMaxValuesPerEvent});
 }
 
 std::string too_many(size_t n, size_t limit) {
@@ -457,7 +491,9 @@ std::string parse_request_logs(std::string_view body, ParsedRequestLogs& out,
                                const ParseLimits& limits) {
   out = {};
   if (body.size() > limits.max_body_bytes) return too_large(body.size(), limits.max_body_bytes);
-  if (auto err = check_shape(body, "body", {limits.max_items, max_values_for(limits.max_items, kMaxValuesPerRequestLog)}); !err.empty())
+  if (auto err = check_shape(body, "body", {limits.max_items, max_values_for(limits.max_items, kMaxValuesPerRequestLog), 1,
+                                            kMaxValuesPerRequest, kMaxValuesPerRequestLog});
+      !err.empty())
     return err;
   nlohmann::json array;  // json::from_json takes the plain (sorted) json type
   try {

@@ -234,6 +234,38 @@ BOOST_AUTO_TEST_CASE(a_body_of_more_values_than_its_items_may_hold_is_refused_be
                                         one) != "request: more than 1024 JSON values");
 }
 
+// The body's bound is what its items really are, not what the most items could hold: one item
+// of 3 million values ("0,0,...", 2 bytes each: 30-40 x the body in memory) passed under a bound
+// of 100,000 x 32. Each item now holds at most 1,024 values (a Segment event 4,096), and the
+// body at most 32 (128) an item it has, plus one item's worth.
+BOOST_AUTO_TEST_CASE(each_item_and_the_items_a_body_has_bound_its_values) {
+  auto repeat = [](const std::string& s, size_t n) {
+    std::string out;
+    for (size_t i = 0; i < n; ++i) out += (i ? "," : "") + s;
+    return out;
+  };
+  segment::ParsedRequestLogs logs;
+  const segment::ParseLimits defaults{8 << 20, 100000};
+  BOOST_TEST(segment::parse_request_logs(R"([{"method":"GET","pad":[)" + repeat("0", 3000) + "]}]", logs, defaults) ==
+             "body: an item holds more than 1024 JSON values");
+  BOOST_TEST(segment::parse_request_logs("[[" + repeat("{}", 20000) + "]]", logs, defaults) ==
+             "body: an item holds more than 1024 JSON values");
+  BOOST_TEST(segment::parse_request_logs("[" + repeat("[" + repeat("0", 99) + "]", 200) + "]", logs, defaults) ==
+             "body: more than 7424 JSON values for its 200 items (32 an item)");
+  // One RequestLog with a few dozen fields it ignores is still taken.
+  BOOST_TEST(segment::parse_request_logs(R"([{"method":"GET","path":"/a","status_code":200,"x":[)" + repeat("1", 60) + "]}]",
+                                         logs, defaults) == "");
+  BOOST_TEST(logs.logs.size() == 1u);
+  segment::ParsedBatch parsed;
+  BOOST_TEST(segment::parse_batch(R"({"batch":[{"type":"track","userId":"u","event":"e","properties":{"p":[)" +
+                                      repeat("0", 5000) + "]}}]}",
+                                  parsed, defaults) == "body: an item holds more than 4096 JSON values");
+  BOOST_TEST(segment::parse_batch(R"({"batch":[{"type":"track","userId":"u","event":"e","properties":{"p":[)" +
+                                      repeat("0", 300) + "]}}]}",
+                                  parsed, defaults) == "");
+  BOOST_TEST(parsed.events.size() == 1u);
+}
+
 BOOST_AUTO_TEST_CASE(encoding_refuses_traits_that_are_not_an_object) {
   AnalyticsEvent e = identify_event();
   e.traits_json = "{not json";
