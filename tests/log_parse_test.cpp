@@ -202,9 +202,13 @@ BOOST_AUTO_TEST_CASE(json_nested_too_deep_is_refused_and_the_next_line_parses) {
 BOOST_AUTO_TEST_CASE(reqbus_ndjson) {
   LineParser p;
   RequestLog r;
-  BOOST_TEST(p.parse(R"({"method":"GET","path":"/x","status_code":201,"duration_ms":3.5,"inserted_at":5})", 1, 0, r) == "");
+  BOOST_TEST(p.parse(R"({"method":"GET","path":"/x","status_code":201,"duration_ms":3.5,"inserted_at":1700000000000005})", 1, 0, r) == "");
   BOOST_TEST(r.status_code == 201);
-  BOOST_TEST(r.inserted_at == 5);
+  BOOST_TEST(r.inserted_at == 1700000000000005);
+  // Seconds, milliseconds or nanoseconds where microseconds belong: named, not stored as 1970.
+  for (const char* wrong : {"1796630000", "1796630000000", "1796630000000000000"})
+    BOOST_TEST(p.parse(std::string(R"({"method":"GET","path":"/x","status_code":200,"inserted_at":)") + wrong + "}", 1, 0, r)
+                   .rfind("inserted_at: " + std::string(wrong) + " is not microseconds", 0) == 0u, wrong);
   BOOST_TEST(p.parse(R"({"method":"GET","path":"/x","status_code":"201"})", 1, 0, r) == "status_code: must be an integer");
   BOOST_TEST(p.parse(R"({"method":"GET","path":"/x"})", 1, 0, r) == "status_code: missing");
 }
