@@ -75,48 +75,63 @@ class BoundedTable {
   uint64_t other_ = 0;
 };
 
-struct PathLatency {
+// A path's requests and their latency (top paths and slowest paths, one lookup an event).
+struct PathStats {
+  uint64_t n = 0;
   double sum_ms = 0;
   double max_ms = 0;
-  uint64_t n = 0;
 };
+
+}  // namespace
+
+// What an event is, worked out once for the cluster's aggregate and its node's.
+struct LiveStats::Facts {
+  int64_t now_s = 0;
+  int64_t t = 0;              // the event's second (now for an event without a time)
+  std::optional<VisitorId> visitor;  // set when recent enough to count as an active visitor
+  const char* device = "";    // device_label()
+  bool bot = false;
+  int latency_bucket = 0;
+};
+
+namespace {
 
 }  // namespace
 
 class LiveStats::Aggregate {
  public:
   explicit Aggregate(const LiveStatsOptions& o)
-      : o_(o), paths_(o.max_keys), referers_(o.max_keys), not_found_(o.max_keys),
+      : o_(o), referers_(o.max_keys), not_found_(o.max_keys),
         series_(size_t(o.series_seconds + kFutureSeconds + 1)),
         latency_(size_t(o.latency_seconds + kFutureSeconds + 1)) {}
 
-  // `visitor` is set when the event is recent enough to count as an active visitor.
-  void add(const RequestLogView& e, const std::optional<VisitorId>& visitor, int64_t now_s) {
+  void add(const RequestLogView& e, const Facts& f) {
+    const int64_t now_s = f.now_s, t = f.t;
     ++total_;
     last_add_s_ = now_s;
     recent_[recent_next_++ % recent_.size()].assign(e);
-    const int64_t t = e.inserted_at > 0 ? e.inserted_at / 1000000 : now_s;
-    paths_.add(e.path);
+    auto pl = paths_.find(e.path);
+    if (pl == paths_.end() && paths_.size() < o_.max_keys) pl = paths_.emplace(std::string(e.path), PathStats{}).first;
+    if (pl != paths_.end()) {
+      ++pl->second.n;
+      pl->second.sum_ms += e.duration_ms;
+      pl->second.max_ms = std::max(pl->second.max_ms, e.duration_ms);
+    } else {
+      ++paths_other_;  // past max_keys: counted under "(other)"
+    }
     if (!e.referer.empty()) referers_.add(e.referer);
     if (e.status_code == 404) not_found_.add(e.path);
     ++status_[e.status_code];
-    ++devices_[device_label(e.device_type)];  // a client may send any string: bounded labels
-    (is_bot(e.user_agent) || e.device_type == "bot" ? bots_ : humans_) += 1;
-    auto pl = slow_.find(e.path);
-    if (pl == slow_.end() && slow_.size() < o_.max_keys) pl = slow_.emplace(std::string(e.path), PathLatency{}).first;
-    if (pl != slow_.end()) {
-      pl->second.sum_ms += e.duration_ms;
-      pl->second.max_ms = std::max(pl->second.max_ms, e.duration_ms);
-      ++pl->second.n;
-    }
+    ++devices_[f.device];
+    (f.bot ? bots_ : humans_) += 1;
     if (t <= now_s + kFutureSeconds && t > now_s - o_.series_seconds) {
       Second& s = slot(series_, t);
       ++s.count;
       if (e.status_code >= 500) ++s.errors5;
       else if (e.status_code >= 400) ++s.errors4;
     }
-    if (t <= now_s + kFutureSeconds && t > now_s - o_.latency_seconds) ++slot(latency_, t).buckets[size_t(bucket_of(e.duration_ms))];
-    if (visitor) {
+    if (t <= now_s + kFutureSeconds && t > now_s - o_.latency_seconds) ++slot(latency_, t).buckets[size_t(f.latency_bucket)];
+    if (const std::optional<VisitorId>& visitor = f.visitor) {
       // Seen now at the latest: a timestamp from the future would never leave the window.
       const int64_t seen = std::min(t, now_s);
       auto it = visitors_.find(*visitor);
@@ -161,7 +176,7 @@ class LiveStats::Aggregate {
     nlohmann::json status = nlohmann::json::object();
     for (const auto& [code, c] : status_) status[std::to_string(code)] = c;
     j["status"] = std::move(status);
-    j["top_paths"] = paths_.top(top_n);
+    j["top_paths"] = top_paths(top_n);
     j["top_referers"] = referers_.top(top_n);
     j["not_found"] = not_found_.top(top_n);
     nlohmann::json devices = nlohmann::json::object();
@@ -169,8 +184,8 @@ class LiveStats::Aggregate {
     j["devices"] = std::move(devices);
     j["bots"] = bots_;
     j["humans"] = humans_;
-    std::vector<std::pair<const std::string*, PathLatency>> slow;
-    for (const auto& [p, l] : slow_) slow.emplace_back(&p, l);
+    std::vector<std::pair<const std::string*, PathStats>> slow;
+    for (const auto& [p, l] : paths_) slow.emplace_back(&p, l);
     const size_t keep = std::min(top_n, slow.size());
     std::partial_sort(slow.begin(), slow.begin() + long(keep), slow.end(), [](const auto& a, const auto& b) {
       return a.second.sum_ms / double(a.second.n) > b.second.sum_ms / double(b.second.n);
@@ -229,10 +244,25 @@ class LiveStats::Aggregate {
   const LiveStatsOptions& o_;
   uint64_t total_ = 0, bots_ = 0, humans_ = 0;
   int64_t last_add_s_ = 0;
-  BoundedTable paths_, referers_, not_found_;
+  // Paths by count, the way BoundedTable::top() ranks its keys, with "(other)" past max_keys.
+  nlohmann::json top_paths(size_t n) const {
+    std::vector<std::pair<const std::string*, uint64_t>> rows;
+    rows.reserve(paths_.size());
+    for (const auto& [k, v] : paths_) rows.emplace_back(&k, v.n);
+    const size_t keep = std::min(n, rows.size());
+    std::partial_sort(rows.begin(), rows.begin() + long(keep), rows.end(),
+                      [](const auto& a, const auto& b) { return a.second > b.second || (a.second == b.second && *a.first < *b.first); });
+    nlohmann::json out = nlohmann::json::array();
+    for (size_t i = 0; i < keep; ++i) out.push_back({*rows[i].first, rows[i].second});
+    if (paths_other_) out.push_back({"(other)", paths_other_});
+    return out;
+  }
+
+  ViewMap<PathStats> paths_;  // bounded at max_keys
+  uint64_t paths_other_ = 0;
+  BoundedTable referers_, not_found_;
   std::map<uint16_t, uint64_t> status_;
   std::map<std::string_view, uint64_t> devices_;  // keys: device_label()'s static strings
-  ViewMap<PathLatency> slow_;
   std::vector<Second> series_;
   std::vector<Hist> latency_;
   std::unordered_map<VisitorId, int64_t, VisitorIdHash> visitors_;
@@ -268,10 +298,15 @@ void LiveStats::add(const RequestLogView& e) {
   // Hashed only for events inside the active-visitor window, with the salt of their day, but
   // never a day after today: an event stamped in the future (any client can send one) would
   // otherwise draw a salt for that day and push today's out of the hasher.
-  std::optional<VisitorId> visitor;
-  if (t > now_s - options_.visitor_seconds) visitor = visitors_.id(e.remote_ip, e.user_agent, std::min(t, now_s) / 86400);
+  Facts f;
+  f.now_s = now_s;
+  f.t = t;
+  if (t > now_s - options_.visitor_seconds) f.visitor = visitors_.id(e.remote_ip, e.user_agent, std::min(t, now_s) / 86400);
+  f.device = device_label(e.device_type);  // a client may send any string: bounded labels
+  f.bot = is_bot(e.user_agent) || e.device_type == "bot";
+  f.latency_bucket = bucket_of(e.duration_ms);
   std::lock_guard lock(mu_);
-  all_->add(e, visitor, now_s);
+  all_->add(e, f);
   auto it = nodes_.find(e.node_id);
   if (it == nodes_.end()) {
     // Node ids change with every restart (<host>-<pid> by default): past max_nodes the one
@@ -283,7 +318,7 @@ void LiveStats::add(const RequestLogView& e) {
     }
     it = nodes_.emplace(std::string(e.node_id), std::make_unique<Aggregate>(options_)).first;
   }
-  it->second->add(e, visitor, now_s);
+  it->second->add(e, f);
 }
 
 nlohmann::json LiveStats::snapshot(const std::string& node) const {

@@ -49,6 +49,7 @@ class LiveStats {
   uint64_t total() const;
 
   class Aggregate;
+  struct Facts;
 
  private:
   LiveStatsOptions options_;
