@@ -42,6 +42,22 @@ struct ViewHash {
 template <class V>
 using ViewMap = std::unordered_map<std::string, V, ViewHash, std::equal_to<>>;
 
+// The n keys of `table` with the highest count(value), ties by key, as [[key, count], ...],
+// then ["(other)", other] when something was counted past the table's bound.
+template <class Map, class Count>
+nlohmann::json top_rows(const Map& table, size_t n, uint64_t other, Count count) {
+  std::vector<std::pair<const std::string*, uint64_t>> rows;
+  rows.reserve(table.size());
+  for (const auto& [k, v] : table) rows.emplace_back(&k, count(v));
+  const size_t keep = std::min(n, rows.size());
+  std::partial_sort(rows.begin(), rows.begin() + long(keep), rows.end(),
+                    [](const auto& a, const auto& b) { return a.second > b.second || (a.second == b.second && *a.first < *b.first); });
+  nlohmann::json out = nlohmann::json::array();
+  for (size_t i = 0; i < keep; ++i) out.push_back({*rows[i].first, rows[i].second});
+  if (other) out.push_back({"(other)", other});
+  return out;
+}
+
 // A bounded key -> count table; keys past the bound are counted under "(other)".
 class BoundedTable {
  public:
@@ -57,16 +73,7 @@ class BoundedTable {
     }
   }
   nlohmann::json top(size_t n) const {
-    std::vector<std::pair<const std::string*, uint64_t>> rows;
-    rows.reserve(counts_.size());
-    for (const auto& [k, v] : counts_) rows.emplace_back(&k, v);
-    const size_t keep = std::min(n, rows.size());
-    std::partial_sort(rows.begin(), rows.begin() + long(keep), rows.end(),
-                      [](const auto& a, const auto& b) { return a.second > b.second || (a.second == b.second && *a.first < *b.first); });
-    nlohmann::json out = nlohmann::json::array();
-    for (size_t i = 0; i < keep; ++i) out.push_back({*rows[i].first, rows[i].second});
-    if (other_) out.push_back({"(other)", other_});
-    return out;
+    return top_rows(counts_, n, other_, [](uint64_t v) { return v; });
   }
 
  private:
@@ -176,7 +183,7 @@ class LiveStats::Aggregate {
     nlohmann::json status = nlohmann::json::object();
     for (const auto& [code, c] : status_) status[std::to_string(code)] = c;
     j["status"] = std::move(status);
-    j["top_paths"] = top_paths(top_n);
+    j["top_paths"] = top_rows(paths_, top_n, paths_other_, [](const PathStats& p) { return p.n; });
     j["top_referers"] = referers_.top(top_n);
     j["not_found"] = not_found_.top(top_n);
     nlohmann::json devices = nlohmann::json::object();
@@ -244,20 +251,6 @@ class LiveStats::Aggregate {
   const LiveStatsOptions& o_;
   uint64_t total_ = 0, bots_ = 0, humans_ = 0;
   int64_t last_add_s_ = 0;
-  // Paths by count, the way BoundedTable::top() ranks its keys, with "(other)" past max_keys.
-  nlohmann::json top_paths(size_t n) const {
-    std::vector<std::pair<const std::string*, uint64_t>> rows;
-    rows.reserve(paths_.size());
-    for (const auto& [k, v] : paths_) rows.emplace_back(&k, v.n);
-    const size_t keep = std::min(n, rows.size());
-    std::partial_sort(rows.begin(), rows.begin() + long(keep), rows.end(),
-                      [](const auto& a, const auto& b) { return a.second > b.second || (a.second == b.second && *a.first < *b.first); });
-    nlohmann::json out = nlohmann::json::array();
-    for (size_t i = 0; i < keep; ++i) out.push_back({*rows[i].first, rows[i].second});
-    if (paths_other_) out.push_back({"(other)", paths_other_});
-    return out;
-  }
-
   ViewMap<PathStats> paths_;  // bounded at max_keys
   uint64_t paths_other_ = 0;
   BoundedTable referers_, not_found_;

@@ -85,6 +85,16 @@ struct NodeFixture {
     BOOST_TEST(next[0].request.path == "/barrier");
   }
   uint64_t published() const { return node->bus().stats().published; }
+  // Replaces the test subscription with one that is never read (pull mode, tiny buffers), so
+  // the bus fills up: with queue_max_events 8, inproc_hwm 1 and one event a frame, at once.
+  Subscription stuck_subscriber() {
+    sub.close();
+    SubscribeOptions so;
+    so.name = "stuck";
+    so.max_pending = 1;
+    so.rcv_hwm = 2;
+    return node->bus().subscribe(so);
+  }
 };
 
 nlohmann::json json_of(const httplib::Result& res) {
@@ -100,6 +110,13 @@ std::string request_line(const std::string& path, int status, const std::string&
 }
 
 bool contains(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
+
+// `n` NDJSON RequestLogs with paths <prefix>0 .. <prefix>n-1.
+std::string ndjson_body(const std::string& prefix, int n) {
+  std::string body;
+  for (int i = 0; i < n; ++i) body += request_line(prefix + std::to_string(i), 200) + "\n";
+  return body;
+}
 
 // A raw TCP connection to the node, for requests httplib::Client will not send.
 class RawConnection {
@@ -419,14 +436,8 @@ BOOST_AUTO_TEST_CASE(a_full_bus_refuses_the_rest_of_a_body_after_one_timeout) {
     o.bus.inproc_hwm = 1;
     o.bus.max_events_per_frame = 1;
   });
-  f.sub.close();
-  SubscribeOptions so;
-  so.name = "stuck";
-  so.max_pending = 1;
-  so.rcv_hwm = 2;
-  Subscription stuck = f.node->bus().subscribe(so);  // pull mode, never read: the bus fills up
-  std::string body;
-  for (int i = 0; i < 300; ++i) body += request_line("/full/" + std::to_string(i), 200) + "\n";
+  Subscription stuck = f.stuck_subscriber();
+  const std::string body = ndjson_body("/full/", 300);
   auto c = f.client();
   const auto asked = std::chrono::steady_clock::now();
   auto res = c.Post("/v1/requests", body, "application/x-ndjson");
@@ -458,14 +469,8 @@ BOOST_AUTO_TEST_CASE(healthz_fails_while_events_are_lost_and_recovers) {
   });
   auto c = f.client();
   BOOST_TEST(c.Get("/healthz")->status == 200);
-  f.sub.close();
-  SubscribeOptions so;
-  so.name = "stuck";
-  so.max_pending = 1;
-  so.rcv_hwm = 2;
-  Subscription stuck = f.node->bus().subscribe(so);  // pull mode, never read: the bus fills up
-  std::string body;
-  for (int i = 0; i < 300; ++i) body += request_line("/full/" + std::to_string(i), 200) + "\n";
+  Subscription stuck = f.stuck_subscriber();
+  const std::string body = ndjson_body("/full/", 300);
   auto res = c.Post("/v1/requests", body, "application/x-ndjson");
   BOOST_REQUIRE(res);
   BOOST_REQUIRE(f.node->bus().stats().dropped_newest > 0);

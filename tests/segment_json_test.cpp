@@ -61,6 +61,13 @@ std::string parse_error(const std::string& body) {
   return parsed.rejected[0].message;
 }
 
+// `s` n times, comma-separated.
+std::string repeat(const std::string& s, size_t n) {
+  std::string out;
+  for (size_t i = 0; i < n; ++i) out += (i ? "," : "") + s;
+  return out;
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(SegmentJson)
@@ -201,11 +208,6 @@ BOOST_AUTO_TEST_CASE(json_nested_deeper_than_the_limit_is_refused_before_parsing
 // ("[[{},{},...]]", a batch's padding field) were built into a document first, ~80 bytes of
 // memory for every 3 bytes of "{},". Every value of the body now counts, before parsing.
 BOOST_AUTO_TEST_CASE(a_body_of_more_values_than_its_items_may_hold_is_refused_before_parsing) {
-  auto repeat = [](const std::string& s, size_t n) {
-    std::string out;
-    for (size_t i = 0; i < n; ++i) out += (i ? "," : "") + s;
-    return out;
-  };
   segment::ParsedRequestLogs logs;
   const segment::ParseLimits ten{1 << 20, 10};  // 10 items: 320 values for RequestLogs
   BOOST_TEST(segment::parse_request_logs("[[" + repeat("{}", 1000) + "]]", logs, ten) ==
@@ -239,11 +241,6 @@ BOOST_AUTO_TEST_CASE(a_body_of_more_values_than_its_items_may_hold_is_refused_be
 // of 100,000 x 32. Each item now holds at most 1,024 values (a Segment event 4,096), and the
 // body at most 32 (128) an item it has, plus one item's worth.
 BOOST_AUTO_TEST_CASE(each_item_and_the_items_a_body_has_bound_its_values) {
-  auto repeat = [](const std::string& s, size_t n) {
-    std::string out;
-    for (size_t i = 0; i < n; ++i) out += (i ? "," : "") + s;
-    return out;
-  };
   segment::ParsedRequestLogs logs;
   const segment::ParseLimits defaults{8 << 20, 100000};
   BOOST_TEST(segment::parse_request_logs(R"([{"method":"GET","pad":[)" + repeat("0", 3000) + "]}]", logs, defaults) ==
