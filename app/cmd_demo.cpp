@@ -1,11 +1,17 @@
 // reqbus demo: the main job on embedded defaults. A node (inproc bus, SQLite file, dashboard),
 // the example web server publishing one RequestLog per request, realistic traffic over real
 // HTTP for --duration, a progress line, and a summary read back from the database.
+// demo empties --db before it starts (unless --keep), so it only ever takes a file that is
+// missing, empty, or a database demo made itself (marked in its header, see kDemoApplicationId):
+// anything else is somebody's data, and demo refuses it (exit 2).
 #include <sqlite3.h>
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <optional>
 
 #include "app/commands.hpp"
 #include "app/node_flags.hpp"
@@ -62,6 +68,59 @@ class Db {
   sqlite3* db_ = nullptr;
 };
 
+// demo's mark in the header of the databases it makes (PRAGMA application_id, "RQDM"): a
+// reqbus store of `serve` or any other SQLite file lacks it. A header field, so it survives
+// whatever rows are written, and it is set before any traffic runs.
+constexpr int32_t kDemoApplicationId = 0x5251444D;
+
+// One value of `sql` on a read-only connection to `path`; nullopt when it cannot be read.
+std::optional<int64_t> read_only_scalar(const std::string& path, const char* sql) {
+  sqlite3* db = nullptr;
+  std::optional<int64_t> v;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+      v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
+  return v;
+}
+
+// "" when demo may empty or add to `path`: it does not exist, is empty, is an SQLite database
+// without any table, or is one demo made. Else why not, for the refusal.
+std::string why_not_demos(const std::string& path) {
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (!std::filesystem::exists(status)) return "";
+  if (!std::filesystem::is_regular_file(status)) return "is not a regular file";
+  if (std::filesystem::file_size(path, ec) == 0 && !ec) return "";
+  std::ifstream in(path, std::ios::binary);
+  char header[16] = {};
+  if (!in) return "cannot be read to check what it is";
+  if (!in.read(header, sizeof header) || std::memcmp(header, "SQLite format 3", sizeof header) != 0)  // 15 + '\0'
+    return "is not an SQLite database";
+  if (read_only_scalar(path, "PRAGMA application_id") == kDemoApplicationId) return "";
+  if (read_only_scalar(path, "SELECT count(*) FROM sqlite_master") == 0) return "";  // holds nothing
+  return "is an SQLite database that demo did not make (another node's store, another program's data)";
+}
+
+// Marks the database at `path` (just created by the node's store) as demo's.
+void mark_as_demos(const std::string& path) {
+  sqlite3* db = nullptr;
+  char* error = nullptr;
+  const std::string sql = "PRAGMA application_id = " + std::to_string(kDemoApplicationId);
+  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr);
+  if (rc == SQLITE_OK) {
+    sqlite3_busy_timeout(db, 5000);  // the node's store holds the file open too
+    rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+  }
+  const std::string why = error ? error : db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  sqlite3_free(error);
+  sqlite3_close(db);
+  if (rc != SQLITE_OK) throw Error(ErrorCode::storage, "demo: cannot mark " + path + " as demo's database: " + why);
+}
+
 std::string text(sqlite3_stmt* st, int col) {
   const auto* p = sqlite3_column_text(st, col);
   return p ? reinterpret_cast<const char*>(p) : "";
@@ -117,6 +176,11 @@ Run add_demo(CLI::App& app) {
   app.add_option("--clients", f->clients, "Concurrent HTTP clients (default 4)")->check(CLI::Range(1, 256));
   app.add_flag("--keep", f->keep, "Keep the rows of earlier runs in --db (default: start from an empty file)");
   return [f]() -> int {
+    if (const std::string why = why_not_demos(f->db); !why.empty()) {
+      std::fprintf(stderr, "reqbus: demo: --db %s %s, so demo will not %s it: give another --db path, or remove the file\n",
+                   f->db.c_str(), why.c_str(), f->keep ? "write into" : "overwrite");
+      return 2;
+    }
     if (!f->keep) {
       for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(f->db + suffix);
     }
@@ -140,6 +204,7 @@ Run add_demo(CLI::App& app) {
       options.http.port = 0;
       n = std::make_unique<node::Node>(options);
     }
+    mark_as_demos(f->db);
 
     // The example web server, publishing through the node's bus; it trusts the loopback
     // proxy's X-Forwarded-For (the traffic generator plays the proxy).

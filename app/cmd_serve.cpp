@@ -1,12 +1,37 @@
 // reqbus serve: a long-lived node. SIGINT/SIGTERM: stop intake, drain, flush, report, exit 0.
 #include <cstdio>
+#include <cstdlib>
+#include <string_view>
 
 #include "app/commands.hpp"
 #include "app/node_flags.hpp"
 #include "bus/curve.hpp"
 #include "reqbus/error.hpp"
+#include "reqbus/log.hpp"
 
 namespace reqbus::app {
+namespace {
+
+// The value of an unlabelled sample in Prometheus text, or 0 when absent (no store: no counters).
+uint64_t metric(const std::string& text, std::string_view name) {
+  const std::string prefix = "\n" + std::string(name) + " ";
+  const size_t at = ("\n" + text).find(prefix);
+  return at == std::string::npos ? 0 : uint64_t(std::strtod(text.c_str() + at + prefix.size() - 1, nullptr));
+}
+
+// Counter windows the node wrote over its life. NodeReport has only those of close(); the
+// StatBuffer's lifetime count reaches the program through the node's metrics (what /metrics shows).
+uint64_t counter_windows(const node::Node& node) { return metric(node.metrics(), "reqbus_counter_flushes_total"); }
+
+// Without a spool a batch the store cannot take (down, failing) has nowhere to wait: say so at
+// start, not first in the drop counters.
+void warn_if_no_spool(const node::NodeOptions& options) {
+  if (options.spool_dir.empty() && options.store != "none")
+    log(LogLevel::warn, "serve: no spool (--spool-dir / spool_dir is \"\"): events the store cannot take are "
+                        "dropped, counted in reqbus_batcher_dropped_total{reason=\"no_spool\"}");
+}
+
+}  // namespace
 
 Run add_serve(CLI::App& app) {
   auto flags = std::make_shared<NodeFlags>();
@@ -38,6 +63,7 @@ Run add_serve(CLI::App& app) {
       std::printf("  dashboard: http://%s:%d/   metrics: /metrics   API: /v1/requests, /v1/batch\n",
                   options.http.host.c_str(), node.http_port());
     if (!options.syslog_listen.empty()) std::printf("  syslog: udp %s\n", options.syslog_listen.c_str());
+    warn_if_no_spool(options);
     std::fflush(stdout);
     int sig = 0;
     while ((sig = wait_for_signal(std::chrono::milliseconds(1000))) == 0) {
@@ -45,7 +71,7 @@ Run add_serve(CLI::App& app) {
     std::printf("reqbus serve: signal %d, shutting down\n", sig);
     std::fflush(stdout);
     const node::NodeReport report = node.close(std::chrono::milliseconds(*close_ms));
-    std::printf("reqbus serve: %s\n", describe(report).c_str());
+    std::printf("reqbus serve: %s\n", describe(report, counter_windows(node)).c_str());
     return 0;
   };
 }

@@ -1,5 +1,8 @@
 // reqbus tail: subscribe to a node's bus over tcp and print its live stream as NDJSON,
-// optionally filtered by path prefix, status and origin node.
+// optionally filtered by path prefix, status and origin node. A request is a line in the
+// RequestLog's JSON (analytics/request_json.hpp); an identify/group/track event is a line in
+// Segment's message form (analytics/segment_json.hpp), whose "type" names its kind. --path and
+// --status select requests, so they leave analytics events out; --node selects both.
 // A node that refuses us (wrong CURVE key) or is not there looks the same as a quiet one from
 // here: the bus retries by itself and the node has no heartbeat. So after --warn-after without
 // any event tail says once, on stderr, what to check, and keeps waiting; with --timeout it gives
@@ -12,7 +15,9 @@
 #include <cstdio>
 
 #include "analytics/request_json.hpp"
+#include "analytics/segment_json.hpp"
 #include "app/commands.hpp"
+#include "app/node_flags.hpp"
 #include "node/config.hpp"
 #include "reqbus/bus.hpp"
 #include "reqbus/error.hpp"
@@ -59,6 +64,36 @@ bool status_matches(const std::string& filter, uint16_t code) {
   return std::to_string(code) == filter;
 }
 
+// The origin node of any message kind.
+const std::string& origin(const Message& m) {
+  return m.kind == MessageKind::request_sent ? m.request.node_id : m.analytics.node_id;
+}
+
+// Whether the filters let `m` through. --path and --status say what requests to show; an
+// analytics event has neither, so either filter leaves it out.
+bool selected(const TailFlags& f, const Message& m) {
+  if (!f.node.empty() && origin(m) != f.node) return false;
+  if (m.kind != MessageKind::request_sent) return f.path_prefix.empty() && f.status.empty();
+  const RequestLog& r = m.request;
+  if (!f.path_prefix.empty() && r.path.rfind(f.path_prefix, 0) != 0) return false;
+  return status_matches(f.status, r.status_code);
+}
+
+// Appends `m` as one line of NDJSON (with its '\n').
+void append_line(std::string& line, const Message& m) {
+  if (m.kind == MessageKind::request_sent) {
+    json::append_ndjson(line, m.request);
+  } else if (!segment::append_json(line, m.analytics).empty()) {
+    // traits/properties that are not a JSON object (the bus checks their size only): the line
+    // must still be JSON, so the event is shown without them.
+    AnalyticsEvent shown = m.analytics;
+    shown.traits_json.clear();
+    shown.properties_json.clear();
+    (void)segment::append_json(line, shown);
+  }
+  line.push_back('\n');
+}
+
 // True once the reader of our stdout is gone (`reqbus tail | head -n 1`). This program ignores
 // SIGPIPE, so a write fails with EPIPE instead (ferror); and the write end of a pipe polls
 // POLLERR as soon as its reader closes, so tail notices even while no event comes to write.
@@ -72,10 +107,13 @@ bool reader_gone() {
 
 Run add_tail(CLI::App& app) {
   auto f = std::make_shared<TailFlags>();
+  app.footer("Output: one JSON object a line. A request has the RequestLog's fields (path, status_code, node_id, ...); "
+             "an identify, group or track event is a Segment message whose \"type\" names its kind (origin node in "
+             "context.reqbus.nodeId). --path and --status select requests only; --node selects both.");
   app.add_option("--peer", f->peers, "The node's bus endpoint, e.g. tcp://127.0.0.1:7400 (repeatable)")->required();
   app.add_option("--topic", f->topic, "Topic (default requests)");
-  app.add_option("--path", f->path_prefix, "Only paths starting with this prefix");
-  app.add_option("--status", f->status, "Only this status (404) or class (5xx)")
+  app.add_option("--path", f->path_prefix, "Only requests whose path starts with this prefix (no analytics events)");
+  app.add_option("--status", f->status, "Only requests of this status (404) or class (5xx) (no analytics events)")
       ->check([](const std::string& s) -> std::string {
         // HTTP status codes are 100..599: classes 1xx..5xx.
         const bool code = s.size() == 3 && s[0] >= '1' && s[0] <= '5' &&
@@ -84,7 +122,7 @@ Run add_tail(CLI::App& app) {
       });
   app.add_option("--curve-secret", f->curve_secret, "Our CURVE secret key or key file (its public key must be on the node's allow-list)");
   app.add_flag("--insecure", f->insecure, "Plain tcp (the node runs with --insecure)");
-  app.add_option("--node", f->node, "Only events from this origin node");
+  app.add_option("--node", f->node, "Only events (requests and analytics events) from this origin node");
   app.add_option("-n,--limit", f->limit, "Exit after printing this many events")->check(CLI::Range(int64_t(0), int64_t(1) << 62));
   app.add_option("--warn-after", f->warn_after_s,
                  "Seconds without any event before saying once on stderr what to check (default 5; 0 = never)")
@@ -101,7 +139,13 @@ Run add_tail(CLI::App& app) {
     if (!f->curve_secret.empty())
       if (auto e = node::read_curve_key(f->curve_secret, "secret_key", "--curve-secret", bo.curve_secret_key); !e.empty())
         throw Error(ErrorCode::invalid_argument, e);
-    Bus bus(bo);
+    Bus bus = [&] {
+      try {
+        return Bus(bo);
+      } catch (const Error& e) {  // the Bus names its C++ fields; say which flag
+        throw Error(e.code(), in_user_terms(e.what(), tail_terms()));
+      }
+    }();
     SubscribeOptions so;
     so.topic = f->topic;
     so.scope = Scope::cluster;
@@ -135,14 +179,9 @@ Run add_tail(CLI::App& app) {
         }
       }
       for (const Message& m : batch) {
-        if (m.kind != MessageKind::request_sent) continue;
-        const RequestLog& r = m.request;
-        if (!f->node.empty() && r.node_id != f->node) continue;
-        if (!f->path_prefix.empty() && r.path.rfind(f->path_prefix, 0) != 0) continue;
-        if (!status_matches(f->status, r.status_code)) continue;
+        if (!selected(*f, m)) continue;
         line.clear();
-        json::append_ndjson(line, r);
-        line.push_back('\n');
+        append_line(line, m);
         std::fwrite(line.data(), 1, line.size(), stdout);
         if (f->limit && ++printed >= f->limit) break;
       }

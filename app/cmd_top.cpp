@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <string_view>
 #include <nlohmann/json.hpp>
 
 #include "app/commands.hpp"
@@ -59,6 +61,15 @@ void render(const nlohmann::json& s, bool tty) {
   std::fflush(stdout);
 }
 
+// Whether frames may start by clearing the screen (ESC[H ESC[2J): only on a terminal that
+// understands it. TERM=dumb (Emacs shell buffers, some CI consoles) or no TERM at all means a
+// terminal that prints escapes as text: plain frames, as into a pipe.
+bool clears_screen() {
+  if (::isatty(STDOUT_FILENO) != 1) return false;
+  const char* term = std::getenv("TERM");
+  return term != nullptr && *term != '\0' && std::string_view(term) != "dumb";
+}
+
 }  // namespace
 
 // httplib names its errors tersely ("Connection"); say what happened.
@@ -88,7 +99,7 @@ Run add_top(CLI::App& app) {
     http.set_connection_timeout(2, 0);
     http.set_read_timeout(5, 0);
     if (!f->token.empty()) http.set_bearer_token_auth(f->token.c_str());
-    const bool tty = ::isatty(STDOUT_FILENO);
+    const bool tty = clears_screen();
     for (int i = 0; f->iterations == 0 || i < f->iterations; ++i) {
       std::string path = "/api/stats";
       if (!f->filter.empty()) path += "?node=" + httplib::detail::encode_query_param(f->filter);

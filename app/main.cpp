@@ -2,6 +2,7 @@
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <string_view>
 #include <unistd.h>
 
 #include "app/commands.hpp"
@@ -33,6 +34,23 @@ ProgressLine progress_line() {
   return tty ? ProgressLine{"\r", "   "} : ProgressLine{"", "\n"};
 }
 
+namespace {
+
+// CLI11 says "--http: At Most 1 required but received 2" of a flag given twice; say that.
+// Other errors are kept.
+std::string repeated_flag_text(const CLI::ParseError& e) {
+  std::string what = e.what();
+  if (!dynamic_cast<const CLI::ArgumentMismatch*>(&e)) return what;
+  static constexpr std::string_view kAtMostOne = ": At Most 1 required but received ";
+  const size_t at = what.find(kAtMostOne);
+  if (at == std::string::npos) return what;
+  const std::string times = what.substr(at + kAtMostOne.size());
+  return what.substr(0, at) + " given " + (times == "2" ? std::string("twice") : times + " times") +
+         " (it takes one value)";
+}
+
+}  // namespace
+
 }  // namespace reqbus::app
 
 int main(int argc, char** argv) {
@@ -63,7 +81,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     // One line naming the problem; --help has the rest.
-    std::string what = e.what();
+    std::string what = repeated_flag_text(e);
     if (argc > 1 && argv[1][0] != '-') {
       bool known = false;
       for (auto& [sub, run] : commands) known |= sub->get_name() == argv[1];

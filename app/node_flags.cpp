@@ -19,7 +19,7 @@ void NodeFlags::add_to(CLI::App& app, bool with_config) {
   app.add_option("--http", http, "HTTP API and dashboard address HOST:PORT (default 127.0.0.1:7480; port 0 = any)");
   app.add_option("--token", token, "Bearer token required by the HTTP API");
   app.add_option("--syslog", syslog, "UDP HOST:PORT for nginx `access_log syslog:server=...`");
-  app.add_option("--spool-dir", spool_dir, "Directory of the on-disk spool (default reqbus-spool)");
+  app.add_option("--spool-dir", spool_dir, "Directory of the on-disk spool (default reqbus-spool; \"\" = none: what the store cannot take is dropped)");
 }
 
 void NodeFlags::apply(node::NodeOptions& o) const {
@@ -52,37 +52,71 @@ void NodeFlags::apply(node::NodeOptions& o) const {
   if (spool_dir) o.spool_dir = *spool_dir;
 }
 
-std::string in_user_terms(const std::string& message) {
-  static constexpr std::string_view kPrefix = "BusOptions.";
-  if (message.rfind(kPrefix, 0) != 0) return message;
-  const size_t colon = message.find(':');
-  if (colon == std::string::npos) return message;
-  const std::string field = message.substr(kPrefix.size(), colon - kPrefix.size());
-  static const std::pair<std::string_view, std::string_view> kNames[] = {
-      {"node_id", "--node-id (node_id)"},
-      {"bind", "--bind (bus.bind)"},
-      {"peers", "--peer (bus.peers)"},
-      {"publish_to", "--publish-to (bus.publish_to)"},
-      {"peer_state_file", "--peer-state-file (bus.peer_state_file)"},
-      {"curve_secret_key", "--curve-secret ([security] secret_key)"},
-      {"curve_public_key", "--curve-secret ([security] secret_key)"},
-      {"curve_allowed_clients", "--allow ([security] allowed_clients)"},
-      {"insecure_plaintext", "--insecure ([security] insecure_plaintext)"},
-      {"max_frame_bytes", "bus.max_message_bytes"},
+const UserTerms& serve_terms() {
+  static const UserTerms terms{
+      {
+          {"BusOptions.node_id", "--node-id (node_id)"},
+          {"BusOptions.bind", "--bind (bus.bind)"},
+          {"BusOptions.peers", "--peer (bus.peers)"},
+          {"BusOptions.publish_to", "--publish-to (bus.publish_to)"},
+          {"BusOptions.peer_state_file", "--peer-state-file (bus.peer_state_file)"},
+          {"BusOptions.curve_secret_key", "--curve-secret ([security] secret_key)"},
+          {"BusOptions.curve_public_key", "--curve-secret ([security] secret_key)"},
+          {"BusOptions.curve_allowed_clients", "--allow ([security] allowed_clients)"},
+          {"BusOptions.insecure_plaintext", "--insecure ([security] insecure_plaintext)"},
+          {"BusOptions.max_frame_bytes", "bus.max_message_bytes"},
+          // The store string's postgres: part; an empty one is "required".
+          {"PostgresSinkOptions.conninfo", "--store (store) postgres:CONNINFO"},
+      },
+      {},
+      "bus.",
   };
-  std::string name = "bus." + field;  // the other fields are [bus] keys of the same name
-  for (const auto& [f, n] : kNames)
-    if (field == f) name = n;
-  return name + message.substr(colon);
+  return terms;
 }
 
-std::string describe(const node::NodeReport& r) {
+const UserTerms& tail_terms() {
+  static const UserTerms terms{
+      {
+          {"BusOptions.peers", "--peer"},
+          {"BusOptions.curve_secret_key", "--curve-secret"},
+          {"BusOptions.curve_public_key", "--curve-secret"},
+          {"BusOptions.insecure_plaintext", "--insecure"},
+      },
+      {
+          {"insecure_plaintext = true", "--insecure"},
+          {"curve_secret_key", "--curve-secret"},
+      },
+      "",
+  };
+  return terms;
+}
+
+std::string in_user_terms(const std::string& message, const UserTerms& terms) {
+  const size_t colon = message.find(':');
+  if (colon == std::string::npos) return message;
+  const std::string_view field(message.data(), colon);
+  std::string name;
+  for (const auto& [f, n] : terms.fields)
+    if (field == f) name = n;
+  static constexpr std::string_view kBus = "BusOptions.";
+  if (name.empty() && !terms.other_bus_fields.empty() && field.substr(0, kBus.size()) == kBus)
+    name = std::string(terms.other_bus_fields) + std::string(field.substr(kBus.size()));
+  if (name.empty()) return message;  // not a field this subcommand names
+  std::string reason = message.substr(colon);
+  for (const auto& [from, to] : terms.phrases)
+    for (size_t at = reason.find(from); at != std::string::npos; at = reason.find(from, at + to.size()))
+      reason.replace(at, from.size(), to);
+  return name + reason;
+}
+
+std::string describe(const node::NodeReport& r, uint64_t counter_windows) {
   auto n = [](uint64_t v) { return std::to_string(v); };
   std::string s = "published " + n(r.bus.published) + ", delivered to subscribers " + n(r.bus.delivered) +
                   ", persisted " + n(r.batcher.delivered) + ", spooled " + n(r.batcher.spooled) +
                   ", dropped " + n(r.bus.dropped_newest + r.bus.dropped_oldest + r.bus.dropped_timeout +
                                    r.bus.dropped_close_deadline + r.batcher.dropped.total()) +
-                  ", gaps " + n(r.bus.gaps) + ", counter windows " + n(r.counters.flushed);
+                  ", gaps " + n(r.bus.gaps) + ", counter windows " + n(counter_windows) + " (" +
+                  n(r.counters.flushed) + " at close)";
   if (r.counters.failed) {
     s += ", counter windows lost " + n(r.counters.failed) + " (count " +
          std::to_string(r.counters.left_count) + ")";

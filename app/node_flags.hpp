@@ -1,8 +1,13 @@
 #pragma once
-// The flags of `serve` that configure a node; applied over the TOML config.
+// The flags of `serve` that configure a node; applied over the TOML config. And the names the
+// subcommands that build a Bus from flags (serve, tail) give the library's option fields in errors.
+// Thread-safety: NodeFlags is used from the thread that parses; the rest are pure functions over
+// constant tables, callable from any thread.
 #include <CLI/CLI.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "node/node.hpp"
@@ -23,10 +28,26 @@ struct NodeFlags {
   void apply(node::NodeOptions& options) const;
 };
 
-std::string describe(const node::NodeReport& report);
+// The close summary. `counter_windows` is how many counter windows the node wrote over its life
+// (StatBufferStats::flushes): the report's own count is only close()'s final flush.
+std::string describe(const node::NodeReport& report, uint64_t counter_windows);
+
+// How one subcommand names the fields of the library's option structs in its flags (and keys).
+// A library error names the C++ field ("BusOptions.peers: ..."); a user knows the flag.
+struct UserTerms {
+  using Names = std::vector<std::pair<std::string_view, std::string_view>>;
+  Names fields;   // "BusOptions.peers" -> "--peer (bus.peers)": the name before the ':'
+  Names phrases;  // rewritten in the reason after it ("insecure_plaintext = true" -> "--insecure")
+  // A BusOptions field not in `fields` is named "<this><field>" ("bus." gives serve's [bus] key);
+  // "" keeps such a message as it is (a subcommand without a config file has no other name).
+  std::string_view other_bus_fields;
+};
+const UserTerms& serve_terms();  // `serve`: flags, with the config key in parentheses
+const UserTerms& tail_terms();   // `tail`: its flags only
 
 // "BusOptions.curve_allowed_clients: empty, ..." → "--allow ([security] allowed_clients): empty, ...":
-// an error of the library, in the names `serve` and its config file use. Other text is kept.
-std::string in_user_terms(const std::string& message);
+// an error of the library, in the names a subcommand (by default `serve` and its config file)
+// uses. Other text is kept. Pure function; any thread.
+std::string in_user_terms(const std::string& message, const UserTerms& terms = serve_terms());
 
 }  // namespace reqbus::app

@@ -3,7 +3,9 @@
 // `serve` + `ingest` + `tail` on loopback (each accepted line stored exactly once, also when
 // ingested twice; `ingest --follow` across a rotation, also when the writer goes on appending
 // to the renamed file; lines the node's bus refused are resent; SIGTERM, directories and read
-// errors; ids independent of how the path is spelt; `tail | head` exits).
+// errors; ids independent of how the path is spelt; `tail | head` exits; tail prints analytics
+// events; serve's close summary and no-spool warning; library and CLI11 errors named by flag;
+// demo refusing a --db that is not its own; top without escapes on a dumb terminal).
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -386,6 +388,36 @@ BOOST_AUTO_TEST_CASE(bad_config_gives_one_line_naming_file_line_and_key) {
   expect_one_line_error(serve({"--spool-dir", dir.sub("a-file") + "/spool"}), "spool");
 }
 
+// Errors the library checks name the flag, not the C++ field ("BusOptions.peers: ...",
+// "PostgresSinkOptions.conninfo: required"), in tail as in serve; a flag given twice says so,
+// not CLI11's "At Most 1 required but received 2".
+BOOST_AUTO_TEST_CASE(library_and_repeated_flag_errors_are_named_by_flag) {
+  TempDir dir;
+  const std::string nowhere = "tcp://127.0.0.1:1";
+  expect_one_line_error({"tail", "--peer", "http://x"}, "reqbus: --peer: 'http://x' is not a tcp:// endpoint");
+  expect_one_line_error({"tail", "--peer", nowhere}, "reqbus: --curve-secret: tcp needs CURVE keys (`reqbus keygen`), or --insecure");
+  const Result key = run({"keygen", "--out", dir.sub("tail.key")});
+  BOOST_REQUIRE_MESSAGE(key.status == 0, key.err);
+  expect_one_line_error({"tail", "--peer", nowhere, "--insecure", "--curve-secret", dir.sub("tail.key")},
+                        "reqbus: --insecure: set together with --curve-secret; choose one");
+  expect_one_line_error({"tail", "--peer", nowhere, "--curve-secret", dir.sub("tail.key")},
+                        "reqbus: --peer: 'tcp://127.0.0.1:1' needs the server's public key");
+  const std::vector<std::string> serve{"serve", "--spool-dir", dir.sub("spool"), "--http", "127.0.0.1:0"};
+  auto with = [](std::vector<std::string> args, const std::vector<std::string>& more) {
+    args.insert(args.end(), more.begin(), more.end());
+    return args;
+  };
+  expect_one_line_error(with(serve, {"--store", "postgres:"}), "reqbus: --store (store) postgres:CONNINFO: required");
+  expect_one_line_error(with(serve, {"--store", "none", "--http", "127.0.0.1:0"}), "reqbus: --http given twice");
+  expect_one_line_error({"tail", "--peer", nowhere, "--insecure", "-n", "1", "--limit", "2", "-n", "3"}, "reqbus: --limit given 3 times");
+  for (const auto& args : {std::vector<std::string>{"tail", "--peer", "http://x"}, with(serve, {"--store", "postgres:"}),
+                           with(serve, {"--store", "none", "--http", "127.0.0.1:0"})}) {
+    const Result r = run(args);
+    BOOST_TEST(!contains(r.err, "Options."), r.err);
+    BOOST_TEST(!contains(r.err, "required but received"), r.err);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(a_port_in_use_is_one_line_naming_the_address) {
   TempDir dir;
   httplib::Server holder;  // holds a port for the duration of the test
@@ -584,6 +616,65 @@ BOOST_AUTO_TEST_CASE(demo_exits_0_and_the_database_holds_the_rows_it_reported) {
     BOOST_TEST(sqlite.scalar("SELECT count(DISTINCT status_code / 100) FROM requests") >= 3);
     BOOST_TEST(sqlite.scalar("SELECT count(*) FROM requests WHERE device_type = 'bot'") > 0);
   }
+}
+
+// demo empties --db first: a file that is not its own database (a text file, another node's
+// store) is refused, untouched, with one line naming it (exit 2). Its own file is reused, run
+// after run, with and without --keep.
+BOOST_AUTO_TEST_CASE(demo_refuses_a_db_it_did_not_make_and_reuses_its_own) {
+  TempDir dir;
+  auto demo = [&](const std::vector<std::string>& more) {
+    std::vector<std::string> args{"demo", "--duration", "0.5", "--rate", "200", "--http", "127.0.0.1:0"};
+    args.insert(args.end(), more.begin(), more.end());
+    return args;
+  };
+  auto expect_refused = [&](const std::string& file, const std::string& why, const std::vector<std::string>& more) {
+    std::ifstream in(file, std::ios::binary);
+    const std::string before((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const Result r = run(demo(more), 60s);
+    BOOST_TEST_CONTEXT("demo --db " << file << ": " << r.err) {
+      BOOST_REQUIRE(r.status.has_value());
+      BOOST_TEST(*r.status == 2);
+      BOOST_TEST(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+      BOOST_TEST(contains(r.err, "--db " + file + " " + why));
+      BOOST_TEST(contains(r.err, "give another --db path, or remove the file"));
+      std::ifstream again(file, std::ios::binary);
+      BOOST_TEST((std::string((std::istreambuf_iterator<char>(again)), std::istreambuf_iterator<char>()) == before));
+    }
+  };
+  const std::string text = dir.sub("notes.txt");
+  write_file(text, "my notes\n");
+  expect_refused(text, "is not an SQLite database", {"--db", text});
+  expect_refused(text, "is not an SQLite database", {"--db", text, "--keep"});
+  // Another node's store: serve wrote its schema, and a row.
+  const std::string store = dir.sub("other.db");
+  {
+    Served node(dir, "other");
+    auto c = node.client();
+    auto res = c.Post("/v1/requests", R"({"method":"GET","path":"/other-node","status_code":200})", "application/x-ndjson");
+    BOOST_REQUIRE(res && res->status == 202);
+    node.stop();
+    Db db(node.db);
+    BOOST_REQUIRE(db.scalar("SELECT count(*) FROM requests") == 1);
+    BOOST_REQUIRE(node.db == store);
+  }
+  expect_refused(store, "is an SQLite database that demo did not make", {"--db", store});
+  expect_refused(store, "is an SQLite database that demo did not make", {"--db", store, "--keep"});
+
+  // Its default file, twice (starting afresh), then once more keeping the rows.
+  for (const bool keep : {false, false, true}) {
+    ProcessOptions o;
+    o.cwd = dir.str();
+    Process p(reqbus_binary(), keep ? demo({"--keep"}) : demo({}), o);
+    p.close_stdin();
+    const auto status = p.wait(90s);
+    BOOST_TEST_CONTEXT("demo in " << dir.str() << (keep ? " --keep" : "") << ": " << p.err()) {
+      BOOST_REQUIRE(status.has_value());
+      BOOST_TEST(*status == 0);
+    }
+  }
+  Db db(dir.sub("reqbus-demo.db"));
+  BOOST_TEST(db.scalar("SELECT count(DISTINCT node_id) FROM requests") == 2);  // the second run's and the third's
 }
 
 BOOST_AUTO_TEST_SUITE_END()
@@ -1071,6 +1162,200 @@ BOOST_AUTO_TEST_CASE(ingest_ids_follow_the_file_not_its_spelling_and_the_line_no
   Db db(node.db);
   BOOST_TEST(db.scalar("SELECT count(*) FROM requests WHERE path LIKE '/ids/stdin-%'") == 10);
   BOOST_TEST(db.scalar("SELECT count(*) FROM requests WHERE path LIKE '/ids/file/%'") == 5);
+}
+
+// identify / group / track events on the bus are printed too, one Segment message a line with
+// its "type"; --path and --status select requests only, so they leave them out; --node selects
+// them by their origin node like requests.
+BOOST_AUTO_TEST_CASE(tail_prints_analytics_events_and_filters_them) {
+  TempDir dir;
+  Served node(dir, "seg");
+  Process all(reqbus_binary(), {"tail", "--insecure", "--peer", node.endpoint});
+  Process by_node(reqbus_binary(), {"tail", "--insecure", "--peer", node.endpoint, "--node", "seg"});
+  Process by_path(reqbus_binary(), {"tail", "--insecure", "--peer", node.endpoint, "--path", "/seg/"});
+  Process by_status(reqbus_binary(), {"tail", "--insecure", "--peer", node.endpoint, "--status", "2xx"});
+  const std::vector<Process*> tails{&all, &by_node, &by_path, &by_status};
+  for (Process* t : tails) BOOST_REQUIRE(t->wait_for_stderr("subscribed", 20s));
+  auto c = node.client();
+  auto post_request = [&](const std::string& path) {
+    auto res = c.Post("/v1/requests", R"({"method":"GET","path":")" + path + R"(","status_code":200})", "application/x-ndjson");
+    BOOST_REQUIRE(res && res->status == 202);
+  };
+  // The tcp subscriptions become live asynchronously: probe until every tail shows one.
+  int probes = 0;
+  BOOST_REQUIRE(poll_until([&] {
+    post_request("/seg/probe/" + std::to_string(probes++));
+    return std::all_of(tails.begin(), tails.end(), [](Process* t) { return contains(t->out(), "/seg/probe/"); });
+  }, 30s));
+  const std::string batch = R"({"batch":[{"type":"identify","userId":"u9","traits":{"email":"x@y.z"}},)"
+                            R"({"type":"group","userId":"u9","groupId":"acme"},)"
+                            R"({"type":"track","userId":"u9","event":"Clicked","properties":{"button":"buy"}}]})";
+  auto res = c.Post("/v1/batch", batch, "application/json");
+  BOOST_REQUIRE(res);
+  BOOST_REQUIRE_MESSAGE(res->status == 200, res->body);
+  post_request("/seg/after");  // published after the batch: once a tail has it, it has seen the batch
+  for (Process* t : tails) BOOST_REQUIRE_MESSAGE(t->wait_for_stdout("/seg/after", 30s), t->describe() << ": " << t->err());
+
+  // The lines of a tail by kind: "type" for analytics events, "path" for requests.
+  auto lines = [](Process& t) {
+    std::vector<nlohmann::json> analytics;
+    size_t requests = 0;
+    const std::string out = t.out();
+    for (const auto& line : split_lines(std::string_view(out).substr(0, out.rfind('\n') + 1))) {
+      const auto j = nlohmann::json::parse(line, nullptr, false);
+      BOOST_REQUIRE_MESSAGE(j.is_object(), "not a JSON object: " << line);
+      if (j.contains("type")) analytics.push_back(j);
+      else if (j.contains("path")) ++requests;
+    }
+    return std::pair{analytics, requests};
+  };
+  for (Process* t : {&all, &by_node}) {
+    const auto [analytics, requests] = lines(*t);
+    BOOST_TEST_CONTEXT(t->describe() << "\n" << t->out()) {
+      BOOST_REQUIRE(analytics.size() == 3u);
+      BOOST_TEST(analytics[0].value("type", "") == "identify");
+      BOOST_TEST(analytics[0]["traits"].value("email", "") == "x@y.z");
+      BOOST_TEST(analytics[1].value("type", "") == "group");
+      BOOST_TEST(analytics[1].value("groupId", "") == "acme");
+      BOOST_TEST(analytics[2].value("type", "") == "track");
+      BOOST_TEST(analytics[2].value("event", "") == "Clicked");
+      BOOST_TEST(analytics[2]["properties"].value("button", "") == "buy");
+      for (const auto& a : analytics) {
+        BOOST_TEST(a.value("userId", "") == "u9");
+        BOOST_TEST(a["context"]["reqbus"].value("nodeId", "") == "seg");
+      }
+      BOOST_TEST(requests >= 2u);
+    }
+  }
+  for (Process* t : {&by_path, &by_status}) {
+    const auto [analytics, requests] = lines(*t);
+    BOOST_TEST(analytics.empty(), t->describe() << "\n" << t->out());
+    BOOST_TEST(requests >= 2u);
+  }
+  for (Process* t : tails) {
+    t->signal(SIGTERM);
+    BOOST_TEST(t->wait(10s).value_or(-1) == 0);
+  }
+  node.stop();
+}
+
+// The close summary counts the counter windows written over the node's life, not only those of
+// the final flush at close ("counter windows 0" while /metrics said 22).
+BOOST_AUTO_TEST_CASE(serve_summary_counts_counter_windows_over_the_nodes_life) {
+  TempDir dir;
+  Served node(dir, "windows", "[counters]\ninterval_ms = 50\njitter_ms = 0\n");
+  auto c = node.client();
+  uint64_t before_close = 0;
+  int posted = 0;
+  BOOST_REQUIRE(poll_until([&] {  // a window flushed while the node runs
+    auto res = c.Post("/v1/requests", R"({"method":"GET","path":"/w/)" + std::to_string(posted++) + R"(","status_code":200})",
+                      "application/x-ndjson");
+    BOOST_REQUIRE(res && res->status == 202);
+    before_close = node.metric("reqbus_counter_flushes_total");
+    return before_close > 0;
+  }, 30s, 100ms));
+  node.stop();
+  std::smatch m;
+  const std::string out = node.process.out();
+  BOOST_REQUIRE_MESSAGE(std::regex_search(out, m, std::regex(R"(counter windows (\d+) \((\d+) at close\))")), out);
+  const uint64_t total = std::stoull(m[1]), at_close = std::stoull(m[2]);
+  BOOST_TEST(total >= before_close + at_close, out);
+  BOOST_TEST(total > at_close, out);
+}
+
+// Without a spool (--spool-dir '' or spool_dir = "") a batch the store cannot take is dropped:
+// serve says so once at start. With a spool, or without a store, it says nothing.
+BOOST_AUTO_TEST_CASE(serve_without_a_spool_warns_at_start) {
+  TempDir dir;
+  const std::string config = dir.sub("nospool.toml");
+  write_file(config, "spool_dir = \"\"\n");
+  const std::string warning = "no spool (--spool-dir / spool_dir is \"\"): events the store cannot take are dropped";
+  for (const auto& more : {std::vector<std::string>{"--spool-dir", ""}, std::vector<std::string>{"--config", config}}) {
+    std::vector<std::string> args{"serve", "--store", "sqlite:" + dir.sub("nospool.db"), "--http", "127.0.0.1:0"};
+    args.insert(args.end(), more.begin(), more.end());
+    Process serve(reqbus_binary(), args);
+    BOOST_TEST_CONTEXT(joined(args)) {
+      BOOST_REQUIRE_MESSAGE(serve.wait_for_stdout("dashboard:", 30s), serve.err());
+      BOOST_TEST(serve.wait_for_stderr(warning, 10s), serve.err());
+      serve.signal(SIGTERM);
+      BOOST_REQUIRE(serve.wait(30s).value_or(-1) == 0);
+      const auto err = split_lines(serve.err());
+      BOOST_TEST(std::count_if(err.begin(), err.end(), [](const std::string& l) { return contains(l, "no spool"); }) == 1);
+    }
+  }
+  Served with_spool(dir, "spooled");
+  with_spool.stop();
+  BOOST_TEST(!contains(with_spool.process.err(), "no spool"), with_spool.process.err());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// `reqbus top` on a terminal clears the screen between frames; on a terminal that cannot
+// (TERM=dumb, or no TERM) it prints plain frames, as into a pipe.
+BOOST_AUTO_TEST_SUITE(ProgramTop)
+
+// A pseudo-terminal: the child's stdout is the slave (it is a TTY there); the test reads the master.
+class Pty {
+ public:
+  Pty() {
+    master_ = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    BOOST_REQUIRE(master_ >= 0);
+    BOOST_REQUIRE(::grantpt(master_) == 0);
+    BOOST_REQUIRE(::unlockpt(master_) == 0);
+    path_ = ::ptsname(master_);
+    // Held open, so that the master never reads EIO between the child's writes and its exit.
+    slave_ = ::open(path_.c_str(), O_RDWR | O_NOCTTY | O_CLOEXEC);
+    BOOST_REQUIRE(slave_ >= 0);
+  }
+  ~Pty() {
+    ::close(slave_);
+    ::close(master_);
+  }
+  const std::string& path() const { return path_; }
+  // What was written to the slave, read until it holds `needle` (or `timeout` passed).
+  std::string read_until(const std::string& needle, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!contains(read_, needle) && std::chrono::steady_clock::now() < deadline) {
+      pollfd p{master_, POLLIN, 0};
+      if (::poll(&p, 1, 50) != 1) continue;
+      char buf[4096];
+      const ssize_t n = ::read(master_, buf, sizeof buf);
+      if (n > 0) read_.append(buf, size_t(n));
+    }
+    return read_;
+  }
+
+ private:
+  int master_ = -1, slave_ = -1;
+  std::string path_, read_;
+};
+
+BOOST_AUTO_TEST_CASE(top_clears_the_screen_only_on_a_terminal_that_understands_it) {
+  httplib::Server stats;
+  stats.Get("/api/stats", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"({"self":"pty-node","total":7,"series":[],"status":{"200":7},"top_paths":[["/p",7]]})", "application/json");
+  });
+  const int port = stats.bind_to_any_port("127.0.0.1");
+  BOOST_REQUIRE(port > 0);
+  std::thread server([&] { stats.listen_after_bind(); });
+  // The terminal's TERM: a value, or "-" for none.
+  for (const std::string term : {"xterm", "dumb", "", "-"}) {
+    Pty pty;
+    const std::string set_term = term == "-" ? "unset TERM" : "export TERM='" + term + "'";
+    Process top("/bin/sh", {"-c", set_term + "; exec \"$0\" top --node-addr \"$1\" --iterations 1 > \"$2\"",
+                            reqbus_binary(), "127.0.0.1:" + std::to_string(port), pty.path()});
+    BOOST_TEST_CONTEXT("TERM " << term << ": " << top.err()) {
+      BOOST_REQUIRE(top.wait(30s).value_or(-1) == 0);
+      // The frame's last row: the terminal is a stream, so all before it has been read too.
+      const std::string out = pty.read_until("  /p", 10s);
+      BOOST_REQUIRE(contains(out, "reqbus top"));
+      BOOST_REQUIRE(contains(out, "  /p"));
+      BOOST_TEST(contains(out, "\x1b[H\x1b[2J") == (term == "xterm"));
+      BOOST_TEST(!contains(out.substr(out.find("reqbus top")), "\x1b"));
+    }
+  }
+  stats.stop();
+  server.join();
 }
 
 BOOST_AUTO_TEST_SUITE_END()
