@@ -133,10 +133,8 @@ std::string from_json(const json& o, RequestLog& r) {
   if (!(e = read_string(o, "session_id", r.session_id)).empty()) return e;
   if (!(e = read_int(o, "session_page_views", r.session_page_views, 0, UINT32_MAX)).empty()) return e;
   if (!(e = read_int(o, "inserted_at", r.inserted_at, 0, INT64_MAX)).empty()) return e;
-  // Microseconds since the epoch: a value in seconds or milliseconds (the usual slip) would be
-  // stored, and counted, as a day in 1970. 0 (or absent) means "now".
-  constexpr int64_t kYear2000Us = 946'684'800'000'000, kYear3000Us = 32'503'680'000'000'000;
-  if (r.inserted_at != 0 && (r.inserted_at < kYear2000Us || r.inserted_at >= kYear3000Us))
+  // 0 (or absent) means "now"; see plausible_input_time.
+  if (r.inserted_at != 0 && !plausible_input_time(r.inserted_at))
     return "inserted_at: " + std::to_string(r.inserted_at) +
            " is not microseconds since the Unix epoch in 2000..2999 (seconds, milliseconds or nanoseconds?)";
   if (!(e = read_string(o, "node_id", r.node_id)).empty()) return e;

@@ -419,6 +419,8 @@ std::string LineParser::parse(std::string_view line, uint64_t source, uint64_t o
       error = parse_nginx_json(value, out);
   }
   if (!error.empty()) return error;
+  // A log's own time, when it has one (reqbus's NDJSON checked its inserted_at already).
+  if (out.inserted_at != 0 && !plausible_input_time(out.inserted_at)) return "time: outside the years 2000..2999";
   fill_derived(out, line, source, offset);
   return validate(out);
 }

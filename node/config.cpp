@@ -252,6 +252,10 @@ std::string apply_config(std::string_view text, std::string_view source_name, No
   top.only({"node_id", "store", "spool_dir", "bus", "http", "batcher", "counters", "syslog", "security"});
   top.string("node_id", o.bus.node_id, 0, RequestLogLimits::node_id);  // "" = hostname-pid
   top.string("store", o.store);
+  // The kind of store is checked here, at its line; the node checks the rest when it opens it.
+  if (const toml::node* n = root.get("store"); n && top.error.empty() && o.store.rfind("sqlite:", 0) != 0 &&
+                                                o.store.rfind("postgres:", 0) != 0 && o.store != "none")
+    top.fail(*n, "store", "'" + o.store + "' is not sqlite:PATH, postgres:CONNINFO or none");
   top.string("spool_dir", o.spool_dir);
   if (const toml::table* t = top.sub("bus")) {
     Reader r{*t, "bus.", {}};

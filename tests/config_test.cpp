@@ -202,6 +202,8 @@ BOOST_AUTO_TEST_CASE(wrong_types_are_named_with_file_and_line) {
 BOOST_AUTO_TEST_CASE(out_of_range_values_are_named_with_file_and_line) {
   BOOST_TEST(error_of("[http]\nthreads = 1\n") == "cfg.toml:2: http.threads: must be in 2..1024");
   BOOST_TEST(error_of("[http]\nhealth_window_ms = 0\n") == "cfg.toml:2: http.health_window_ms: must be in 1..86400000");
+  BOOST_TEST(error_of("node_id = \"n\"\nstore = \"mysql:foo\"\n") ==
+             "cfg.toml:2: store: 'mysql:foo' is not sqlite:PATH, postgres:CONNINFO or none");
   BOOST_TEST(error_of("[bus]\ntcp_hwm = -1\n") == "cfg.toml:2: bus.tcp_hwm: must be in 0..16777216");
   BOOST_TEST(error_of("[bus]\nqueue_max_bytes = 100\n") == "cfg.toml:2: bus.queue_max_bytes: must be in 65536..1099511627776");
   BOOST_TEST(error_of("[batcher]\nflush_interval_ms = -5\n") == "cfg.toml:2: batcher.flush_interval_ms: must be in 0..86400000");

@@ -205,6 +205,10 @@ BOOST_AUTO_TEST_CASE(reqbus_ndjson) {
   BOOST_TEST(p.parse(R"({"method":"GET","path":"/x","status_code":201,"duration_ms":3.5,"inserted_at":1700000000000005})", 1, 0, r) == "");
   BOOST_TEST(r.status_code == 201);
   BOOST_TEST(r.inserted_at == 1700000000000005);
+  // A log line's own time outside 2000..2999 is refused too, as its NDJSON would be.
+  LineParser combined(LogFormat::combined);
+  BOOST_TEST(combined.parse(R"(::1 - - [01/Jan/1970:02:00:00 +0000] "GET / HTTP/1.1" 404 - "-" "curl/8")", 1, 0, r) ==
+             "time: outside the years 2000..2999");
   // Seconds, milliseconds or nanoseconds where microseconds belong: named, not stored as 1970.
   for (const char* wrong : {"1796630000", "1796630000000", "1796630000000000000"})
     BOOST_TEST(p.parse(std::string(R"({"method":"GET","path":"/x","status_code":200,"inserted_at":)") + wrong + "}", 1, 0, r)

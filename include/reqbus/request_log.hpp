@@ -71,6 +71,16 @@ struct RequestLogLimits {
 [[nodiscard]] std::string validate(const RequestLogView& log);
 [[nodiscard]] inline std::string validate(const RequestLog& log) { return validate(RequestLogView(log)); }
 
+// The times input may give an event (HTTP JSON, access logs, syslog): microseconds since the
+// epoch in 2000..2999. Outside it a value is almost always a unit slip (seconds, milliseconds,
+// nanoseconds) or a corrupt line, and would be stored and counted as a day in 1970 or centuries
+// ahead; the readers of input refuse it by name. (The bus itself takes any time >= 0.)
+inline constexpr int64_t kEarliestInputTimeUs = 946'684'800'000'000;     // 2000-01-01
+inline constexpr int64_t kLatestInputTimeUs = 32'503'680'000'000'000;   // 3000-01-01, excluded
+[[nodiscard]] constexpr bool plausible_input_time(int64_t unix_us) noexcept {
+  return unix_us >= kEarliestInputTimeUs && unix_us < kLatestInputTimeUs;
+}
+
 // True if `s` is a non-empty RFC 9110 token (tchar only): an HTTP method, a header or cookie name.
 [[nodiscard]] bool is_http_token(std::string_view s) noexcept;
 
