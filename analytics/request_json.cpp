@@ -133,13 +133,16 @@ std::string from_json(const json& o, RequestLog& r) {
   if (!(e = read_string(o, "session_id", r.session_id)).empty()) return e;
   if (!(e = read_int(o, "session_page_views", r.session_page_views, 0, UINT32_MAX)).empty()) return e;
   if (!(e = read_int(o, "inserted_at", r.inserted_at, 0, INT64_MAX)).empty()) return e;
-  // 0 (or absent) means "now"; see plausible_input_time.
-  if (r.inserted_at != 0 && !plausible_input_time(r.inserted_at))
-    return "inserted_at: " + std::to_string(r.inserted_at) +
-           " is not microseconds since the Unix epoch in 2000..2999 (seconds, milliseconds or nanoseconds?)";
+
   if (!(e = read_string(o, "node_id", r.node_id)).empty()) return e;
   if (!(e = read_int(o, "seq", r.seq, 0, INT64_MAX)).empty()) return e;
   return validate(r);
+}
+
+std::string input_time_problem(const RequestLog& r) {
+  if (r.inserted_at == 0 || plausible_input_time(r.inserted_at)) return {};  // 0: "now"
+  return "inserted_at: " + std::to_string(r.inserted_at) +
+         " is not microseconds since the Unix epoch in 2000..2999 (seconds, milliseconds or nanoseconds?)";
 }
 
 }  // namespace reqbus::json

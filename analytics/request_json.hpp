@@ -24,5 +24,9 @@ void append_ndjson(std::string& out, const RequestLog& log);
 // key must have its type (strings, integers, numbers); unknown keys are ignored. The result
 // must pass validate(). Returns "" or "<field>: <reason>".
 [[nodiscard]] std::string from_json(const nlohmann::json& value, RequestLog& out);
+// For input (HTTP bodies, files to ingest): "" when out.inserted_at is 0 ("now") or a time in
+// 2000..2999 (plausible_input_time), else "inserted_at: ..." naming the likely unit slip.
+// from_json itself takes any time the bus takes, so what reqbus writes reads back.
+[[nodiscard]] std::string input_time_problem(const RequestLog& log);
 
 }  // namespace reqbus::json

@@ -42,10 +42,10 @@ std::string wrong_type(const std::string& where, const char* expected, const Jso
 // below the top level, at ~80 bytes of memory for each "{}," of input, and a bound of the
 // values the most items could hold (100,000 x 32) let one item of 3 million values ("0,0,...":
 // 2 bytes each) through, at 30-40 x its size in memory. So each item is bounded on its own, and
-// the whole body by the items it really has. A RequestLog is ~15 values; a Segment event with
-// its context and properties a few dozen, some many more (Segment allows 32 KB an event).
+// an array of RequestLogs by the items it really has. A RequestLog is ~15 values; a Segment event
+// with its context and properties a few dozen, some many more (Segment allows 32 KB an event).
 constexpr size_t kMaxValuesPerRequestLog = 32;    // on average, in an array of them
-constexpr size_t kMaxValuesPerEvent = 128;        // on average, in a batch
+constexpr size_t kMaxValuesPerEvent = 128;        // what the most events a batch may have may hold
 // One RequestLog on its own (an NDJSON line, or any one item of an array): its fields, with
 // room for some it ignores.
 constexpr size_t kMaxValuesPerRequest = 1024;
@@ -304,9 +304,10 @@ std::string too_large(size_t size, size_t limit) {
 
 std::string parse_body(std::string_view body, const ParseLimits& limits, Json& out) {
   if (body.size() > limits.max_body_bytes) return too_large(body.size(), limits.max_body_bytes);
+  // Events vary too much in size (an order with 20 products is ~200 values) for an average:
+  // each is bounded on its own, and the body as before.
   return parse_text(body, out, "body",
-                    {SIZE_MAX, max_values_for(limits.max_items, kMaxValuesPerEvent), 2, kMaxValuesInOneEvent,
-                     kMaxValuesPerEvent});
+                    {SIZE_MAX, max_values_for(limits.max_items, kMaxValuesPerEvent), 2, kMaxValuesInOneEvent, SIZE_MAX});
 }
 
 std::string too_many(size_t n, size_t limit) {
@@ -483,6 +484,7 @@ std::string parse_request_log(std::string_view text, RequestLog& out) {
   }
   RequestLog r;
   if (auto err = json::from_json(j, r); !err.empty()) return err;
+  if (auto err = json::input_time_problem(r); !err.empty()) return err;
   out = std::move(r);
   return {};
 }
@@ -507,6 +509,7 @@ std::string parse_request_logs(std::string_view body, ParsedRequestLogs& out,
   for (size_t i = 0; i < array.size(); ++i) {
     RequestLog r;
     auto err = json::from_json(array[i], r);
+    if (err.empty()) err = json::input_time_problem(r);
     if (err.empty()) out.logs.push_back(std::move(r));
     else out.rejected.push_back({i, "[" + std::to_string(i) + "]." + err});
   }

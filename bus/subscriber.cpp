@@ -372,10 +372,12 @@ void Subscriber::view_handler_main() {
         }
       tsan_release(frame.body.data());
       frame.body.rebuild();  // its buffer goes back to the publisher's pool now
-      if (handled == frame.events) continue;
-      // Undecodable, or close() (or Bus::close past its deadline) came: the rest is dropped and
-      // counted, and when closing, so are the frames popped with this one.
       if (error) ++malformed_;
+      if (handled == frame.events) continue;
+      // Undecodable (its events counted as dropped_close: the ledger has no other place for
+      // them, and this cannot happen to frames the reader read), or close() (or Bus::close past
+      // its deadline) came: the rest is dropped and counted, and when closing, so are the frames
+      // popped with this one.
       size_t rest = frame.events - handled;
       const bool stopping = stop_.load();
       for (size_t g = f + 1; stopping && g < n; ++g) {
@@ -449,6 +451,14 @@ bool Subscriber::finish(std::chrono::steady_clock::time_point deadline) {
     size_t queued_events = 0;
     frames_.clear(&queued_events);
     dropped_close_ += pending_.clear() + queued_events;
+  }
+  if (!in_time) {
+    // A reader stopped past the deadline may have queued one more frame after the handler
+    // thread left on stop_: nobody will take it, so it is counted now, in the close report.
+    frames_.close();
+    size_t queued_events = 0;
+    frames_.clear(&queued_events);
+    dropped_close_ += queued_events;
   }
   // A thread still inside a user handler cannot be interrupted: joining it here would make
   // close(deadline) wait for the handler. It is joined later, by stop() or the destructor.

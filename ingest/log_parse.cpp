@@ -413,13 +413,14 @@ std::string LineParser::parse(std::string_view line, uint64_t source, uint64_t o
     nlohmann::json value = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (value.is_discarded()) return "line: invalid JSON";
     // reqbus's own NDJSON has "path"; nginx's variables never produce that key.
-    if (format == LogFormat::ndjson || (format_ == LogFormat::auto_detect && value.is_object() && value.contains("path")))
+    if (format == LogFormat::ndjson || (format_ == LogFormat::auto_detect && value.is_object() && value.contains("path"))) {
       error = json::from_json(value, out);
-    else
+      if (error.empty()) error = json::input_time_problem(out);
+    } else
       error = parse_nginx_json(value, out);
   }
   if (!error.empty()) return error;
-  // A log's own time, when it has one (reqbus's NDJSON checked its inserted_at already).
+  // A log's own time, when it has one (an NDJSON line's inserted_at was checked above).
   if (out.inserted_at != 0 && !plausible_input_time(out.inserted_at)) return "time: outside the years 2000..2999";
   fill_derived(out, line, source, offset);
   return validate(out);

@@ -19,23 +19,23 @@ std::string HealthWatch::check(const std::vector<LossCounter>& losses, SpoolFill
   auto add = [&why](const std::string& part) { why += (why.empty() ? "" : "; ") + part; };
   {
     std::lock_guard lock(mu_);
-    if (seen_.size() != losses.size()) seen_.assign(losses.size(), Seen{});  // first check: from zero
-    for (size_t i = 0; i < losses.size(); ++i) {
-      Seen& s = seen_[i];
-      const LossCounter& c = losses[i];
-      if (s.what != c.what) s = Seen{c.what};
+    for (const LossCounter& c : losses) {
+      auto [it, added] = seen_.try_emplace(c.what);
+      Seen& s = it->second;
+      if (added && checked_) s.total = c.total;  // a counter that appeared later: from its total now
       if (c.total > s.total) {
         if (!s.rising) s.total_at_rise = s.total;
         s.rising = true;
         s.last_rise = now;
+        s.total = c.total;
       }
-      s.total = c.total;
       if (s.rising && now - s.last_rise >= options_.window) s.rising = false;
       if (!s.rising) continue;
       const auto ago = std::chrono::duration_cast<std::chrono::seconds>(now - s.last_rise).count();
-      add(s.what + " (+" + std::to_string(s.total - s.total_at_rise) + ", last seen rising " +
+      add(c.what + " (+" + std::to_string(s.total - s.total_at_rise) + ", last seen rising " +
           std::to_string(ago) + " s ago)");
     }
+    checked_ = true;
   }
   if (!why.empty()) why = "losing events: " + why;
   if (spool.max_bytes > 0 && double(spool.bytes) >= options_.spool_full_ratio * double(spool.max_bytes)) {

@@ -13,6 +13,7 @@
 // node's start).
 // Thread-safety: check() may be called from any thread (HTTP server threads).
 #include <chrono>
+#include <map>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -46,20 +47,21 @@ class HealthWatch {
  public:
   explicit HealthWatch(HealthOptions options);
   // "" when healthy, else the reason, one line naming each loss: "losing events: bus queue full
-  // (+12, last 3 s ago); spool 93 % full (...)". `losses` in the same order at every call.
+  // (+12, last 3 s ago); spool 93 % full (...)". Counters are told apart by `what`; one first
+  // seen after the first check starts from its total then (not from zero).
   std::string check(const std::vector<LossCounter>& losses, SpoolFill spool);
 
  private:
   struct Seen {
-    std::string what;
-    uint64_t total = 0;         // at the previous check
+    uint64_t total = 0;         // the highest seen (checks may read counters out of order)
     uint64_t total_at_rise = 0; // at the start of the current unhealthy stretch
     Clock::time_point last_rise{};
     bool rising = false;        // a rise within the window
   };
   const HealthOptions options_;
   std::mutex mu_;
-  std::vector<Seen> seen_;  // guarded by mu_
+  bool checked_ = false;                // guarded by mu_
+  std::map<std::string, Seen> seen_;    // guarded by mu_; by LossCounter::what
 };
 
 }  // namespace reqbus::node

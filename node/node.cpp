@@ -279,11 +279,10 @@ std::string Node::health() const {
   std::vector<LossCounter> losses;
   const BusStats b = impl_->bus->stats();
   losses.push_back({"the bus's publish queue was full", b.dropped_newest + b.dropped_oldest + b.dropped_timeout});
-  for (const auto& s : b.subscriptions)
-    if (s.name == "persist")
-      losses.push_back({"the store's subscription fell behind", s.dropped_newest + s.dropped_oldest});
   SpoolFill spool;
   if (impl_->batcher) {
+    const SubscriptionStats p = impl_->persist_sub.stats();  // this one, not another named alike
+    losses.push_back({"the store's subscription fell behind", p.dropped_newest + p.dropped_oldest});
     const BatcherStats s = impl_->batcher->stats();
     const BatcherDrops& d = s.dropped;
     losses.push_back({"the Batcher's queue was full", d.newest + d.oldest + d.timeout});

@@ -60,6 +60,30 @@ BOOST_FIXTURE_TEST_CASE(losses_before_the_first_check_count_from_the_nodes_start
   BOOST_TEST(check() == "losing events: bus queue full (+3, last seen rising 0 s ago)");
 }
 
+// Counters are told apart by name: one that appears after the first check (a subscription
+// made later) starts from its total then, not from zero.
+BOOST_FIXTURE_TEST_CASE(a_counter_that_appears_later_starts_from_its_total, Fixture) {
+  BOOST_TEST(check() == "");
+  const auto with_late = [&](uint64_t late) {
+    return watch.check({{"bus queue full", bus}, {"late", late}, {"spool full", spool_full}}, spool);
+  };
+  BOOST_TEST(with_late(5) == "");
+  BOOST_TEST(with_late(6) == "losing events: late (+1, last seen rising 0 s ago)");
+}
+
+// Checks run on several HTTP threads read the counters before taking the lock: an older
+// reading that arrives last is not a fall, and the next reading is not a rise again.
+BOOST_FIXTURE_TEST_CASE(a_stale_reading_is_not_a_rise, Fixture) {
+  bus = 5;
+  BOOST_TEST(check() != "");
+  clock->advance(60s);
+  BOOST_TEST(check() == "");
+  bus = 4;  // read before the last check, arriving after it
+  BOOST_TEST(check() == "");
+  bus = 5;
+  BOOST_TEST(check() == "");
+}
+
 BOOST_FIXTURE_TEST_CASE(every_rising_counter_is_named, Fixture) {
   bus = 1;
   spool_full = 2;

@@ -261,6 +261,12 @@ BOOST_AUTO_TEST_CASE(each_item_and_the_items_a_body_has_bound_its_values) {
                                       repeat("0", 300) + "]}}]}",
                                   parsed, defaults) == "");
   BOOST_TEST(parsed.events.size() == 1u);
+  // Rich events are not held to an average: 100 orders of 20 products (~200 values each).
+  const std::string product = R"({"sku":"s","name":"n","price":1.5,"qty":1,"cat":"c","brand":"b","variant":"v","pos":1})";
+  const std::string order = R"({"type":"track","userId":"u","event":"Order Completed","properties":{"products":[)" +
+                            repeat(product, 20) + "]}}";
+  BOOST_TEST(segment::parse_batch(R"({"batch":[)" + repeat(order, 100) + "]}", parsed, defaults) == "");
+  BOOST_TEST(parsed.events.size() == 100u);
 }
 
 BOOST_AUTO_TEST_CASE(encoding_refuses_traits_that_are_not_an_object) {

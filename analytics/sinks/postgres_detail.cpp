@@ -321,11 +321,12 @@ std::string counter_flush_sql() {
 bool is_transient_sqlstate(const std::string& sqlstate) {
   if (sqlstate.size() != 5) return false;
   const std::string_view cls(sqlstate.data(), 2);
-  // 25006: a read-only session (a primary demoted in a failover, default_transaction_read_only);
-  // 42501: a privilege revoked. Both are the store being down, not a bad batch: retried (and
-  // spooled by a Batcher) until someone repairs it, rather than set aside for good.
+  // 25006: a read-only session (a primary demoted in a failover, default_transaction_read_only):
+  // the store being down, not a bad batch, so retried (and spooled by a Batcher) until it is
+  // writable, rather than set aside for good. (Not 42501: PostgreSQL also names a row that a
+  // row-level security policy refuses so, which no retry fixes.)
   return cls == "08" || cls == "40" || cls == "53" || cls == "57" || cls == "58" ||
-         sqlstate == "55P03" || sqlstate == "25006" || sqlstate == "42501";
+         sqlstate == "55P03" || sqlstate == "25006";
 }
 
 bool is_permanent_connect_error(const std::string& message) {

@@ -18,9 +18,8 @@
 // Schema: created on first use with versioned migrations (schema_migrations), under an
 // advisory lock so several nodes may start at once.
 // Errors: a lost connection, a refused connection, a timeout, or a server-side transient state
-// (SQLSTATE classes 08, 40, 53, 57, 58), a read-only session (25006: a primary demoted in a
-// failover; the connection is reopened) or a revoked privilege (42501) -> retry_later, and the
-// connection is reopened on the next write; authentication, a missing database or role, schema errors, or data PostgreSQL
+// (SQLSTATE classes 08, 40, 53, 57, 58) or a read-only session (25006: a primary demoted in a
+// failover) -> retry_later, and the connection is reopened on the next write; authentication, a missing database or role, schema errors, or data PostgreSQL
 // cannot hold in TEXT (invalid UTF-8, NUL bytes: SQLSTATE class 22) -> failure (permanent).
 // Setup errors (bad options, a conninfo that does not parse) throw reqbus::Error at
 // construction; the constructor does not connect.
