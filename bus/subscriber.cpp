@@ -447,19 +447,11 @@ bool Subscriber::finish(std::chrono::steady_clock::time_point deadline) {
     in_time = false;
     stop_ = true;
     pending_.close();
-    frames_.close();
-    size_t queued_events = 0;
-    frames_.clear(&queued_events);
-    dropped_close_ += pending_.clear() + queued_events;
+    dropped_close_ += pending_.clear();
   }
-  if (!in_time) {
-    // A reader stopped past the deadline may have queued one more frame after the handler
-    // thread left on stop_: nobody will take it, so it is counted now, in the close report.
-    frames_.close();
-    size_t queued_events = 0;
-    frames_.clear(&queued_events);
-    dropped_close_ += queued_events;
-  }
+  // Past the deadline, queued frames are dropped and counted now, in the close report: those
+  // the handler thread left, and one a stopped reader may have queued after it left on stop_.
+  if (!in_time) drop_queued_frames();
   // A thread still inside a user handler cannot be interrupted: joining it here would make
   // close(deadline) wait for the handler. It is joined later, by stop() or the destructor.
   join_finished();
@@ -474,15 +466,20 @@ void Subscriber::stop(bool discard_pending) {
   // In handler mode nobody will take what is still queued: count it. (In pull mode it stays
   // readable through next() while the Subscription exists.)
   if (handler_ || discard_pending) dropped_close_ += pending_.clear();
-  size_t queued_events = 0;
-  frames_.clear(&queued_events);
-  dropped_close_ += queued_events;
+  drop_queued_frames();
   if (discard_pending) released_ = true;
   stopped_ = true;
 }
 
 // Pull mode waits for release: while the Subscription exists, next() may still be moving
 // events from the queue into delivered.
+void Subscriber::drop_queued_frames() {
+  frames_.close();
+  size_t events = 0;
+  frames_.clear(&events);
+  dropped_close_ += events;
+}
+
 bool Subscriber::finished() const { return stopped_.load() && (handler_ || released_.load()); }
 
 void Subscriber::join_finished() {

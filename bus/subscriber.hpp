@@ -67,6 +67,8 @@ class Subscriber {
   // Queues a received frame of `events` events for the view handler thread (swapped out of
   // `body`), counting what the policy drops.
   void queue_frame(zmq::message_t& body, size_t events);
+  // Closes frames_ and counts what it still holds as dropped_close (nobody will take it).
+  void drop_queued_frames();
   void deliver(Message& message);
   void deliver(const MessageView& message);  // view mode: runs the view handler
   // Runs a handler on one message, counting it delivered, and a throw as a handler error.
