@@ -1,6 +1,6 @@
 #pragma once
 // `reqbus ingest`'s input: a file or stdin read by descriptor, split into lines with their byte
-// offsets (LineReader), and the identity its request ids derive from (Input).
+// offsets (LineReader), and the name its request ids derive from (Input).
 // Thread-safety: one thread.
 #include <fcntl.h>
 #include <poll.h>
@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -124,11 +125,51 @@ class Input {
     }
     in->dev_ = st.st_dev;
     in->ino_ = st.st_ino;
-    // A file's identity (device, inode) is part of every id, not its path as typed: `access.log`
-    // and `./access.log` give the same ids, and a rotated file is a new source.
-    in->source_ = ingest::source_id(is_stdin ? std::string("stdin")
-                                             : std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino));
+    in->source_ = ingest::source_id(is_stdin ? std::string("stdin") : log_name(path));
     return in;
+  }
+
+  // The name a file's request ids derive from (with each line's offset, time and bytes): the
+  // log's own name, the same for all its generations. Its real path (so `access.log`,
+  // `./access.log` and a symlink to it agree), with a rotation suffix taken off the file name:
+  // `access.log.1`, `access.log-20261207` and `access.log.2.gz` are all `access.log`. Ids then
+  // follow a line, not the file it sits in: a generation that logrotate's copytruncate made by
+  // copying (a new file, a new inode, the same lines at the same offsets) gives the lines the
+  // ids they had when they were read from the log itself, so backfilling it stores nothing
+  // twice. A new generation restarts at offset 0 with other lines, which get other ids.
+  // (Ids from the file's inode, as before, made every copy a new source.)
+  static std::string log_name(const std::string& path) {
+    std::string name = path;
+    if (char* real = ::realpath(path.c_str(), nullptr)) {
+      name = real;
+      std::free(real);
+    }
+    const size_t slash = name.rfind('/');
+    const size_t base = slash == std::string::npos ? 0 : slash + 1;
+    return name.substr(0, base) + without_rotation_suffix(name.substr(base));
+  }
+
+  // `access.log.1` -> `access.log`: a compression suffix, then digit-only parts after a '.' or
+  // '-' (`.1`, `-20261207`, `-2026-12-07`), taken off while what is left still has an
+  // extension; `site-1` keeps its name (two logs `site-1` and `site-2` are not one log).
+  static std::string without_rotation_suffix(std::string file) {
+    for (const char* z : {".gz", ".bz2", ".xz", ".zst", ".Z"}) {
+      const size_t n = std::strlen(z);
+      if (file.size() > n && file.compare(file.size() - n, n, z) == 0) {
+        file.resize(file.size() - n);
+        break;
+      }
+    }
+    for (;;) {
+      const size_t cut = file.find_last_of(".-");
+      if (cut == std::string::npos || cut + 1 == file.size()) break;
+      const bool digits = std::all_of(file.begin() + long(cut) + 1, file.end(),
+                                      [](char c) { return c >= '0' && c <= '9'; });
+      const std::string rest = file.substr(0, cut);
+      if (!digits || rest.find('.') == std::string::npos || rest.back() == '.') break;
+      file = rest;
+    }
+    return file;
   }
   ~Input() {
     if (owned_) ::close(fd_);

@@ -1,7 +1,13 @@
+#include <unistd.h>
+
 #include <boost/test/unit_test.hpp>
+#include <filesystem>
+#include <fstream>
 
 #include "analytics/request_json.hpp"
+#include "app/ingest_input.hpp"
 #include "ingest/log_parse.hpp"
+#include "tests/support/temp_dir.hpp"
 
 using namespace reqbus;
 using namespace reqbus::ingest;
@@ -297,6 +303,50 @@ BOOST_AUTO_TEST_CASE(derived_ids_depend_on_the_line_as_well_as_its_place) {
   BOOST_REQUIRE(p.parse(a, stdin_source, 4096, elsewhere) == "");
   BOOST_TEST(elsewhere.request_id != ra.request_id);
   BOOST_TEST(ra.request_id.substr(0, 8) == again.request_id.substr(0, 8));  // UUIDv7: the time leads
+}
+
+// A file's ids derive from its log's name, not its inode: logrotate's generations of one log
+// (renamed, dated, compressed, or a copy made by copytruncate: a new inode) name the same source,
+// so a line read again from any of them gets the id it had; other logs stay other sources.
+BOOST_AUTO_TEST_CASE(rotated_generations_and_copies_of_a_log_are_one_source) {
+  using reqbus::app::ingest_cmd::Input;
+  for (const auto& [file, log] : std::vector<std::pair<std::string, std::string>>{
+           {"access.log", "access.log"},
+           {"access.log.1", "access.log"},
+           {"access.log.2.gz", "access.log"},
+           {"access.log-20261207", "access.log"},
+           {"access.log-2026-12-07.bz2", "access.log"},
+           {"error.log.10", "error.log"},
+           {"site-1", "site-1"},          // no extension left: a name of its own, not a generation
+           {"x.1", "x.1"},
+           {"app.2026.log", "app.2026.log"},
+           {"access.log.", "access.log."},
+       })
+    BOOST_TEST(Input::without_rotation_suffix(file) == log, file);
+
+  reqbus::test::TempDir dir;
+  const std::string line = R"(192.0.2.4 - - [01/Jan/2024:00:00:00 +0000] "GET /a HTTP/1.1" 200 10 "-" "curl/8")";
+  const std::string log = dir.sub("access.log");
+  {
+    std::ofstream(log) << line << "\n";
+  }
+  std::filesystem::copy_file(log, log + ".1");  // copytruncate's copy: another inode, same bytes
+  std::filesystem::create_symlink(log, dir.sub("current"));
+  std::filesystem::copy_file(log, dir.sub("other.log"));
+  auto id_from = [&](const std::string& path) {
+    std::string why;
+    auto in = Input::open(path, why);
+    BOOST_REQUIRE_MESSAGE(in, why);
+    LineParser p(LogFormat::combined);
+    RequestLog r;
+    BOOST_REQUIRE(p.parse(line, in->source(), 0, r) == "");
+    return r.request_id;
+  };
+  const std::string id = id_from(log);
+  BOOST_TEST(id_from(log + ".1") == id);
+  BOOST_TEST(id_from(dir.sub("current")) == id);
+  BOOST_TEST(id_from(dir.str() + "/./access.log") == id);
+  BOOST_TEST(id_from(dir.sub("other.log")) != id);
 }
 
 BOOST_AUTO_TEST_CASE(syslog_envelope) {
