@@ -319,5 +319,6 @@ BatcherReport Batcher::flush(std::chrono::milliseconds deadline) { return impl_-
 BatcherReport Batcher::close(std::chrono::milliseconds deadline) { return impl_->close(deadline); }
 BatcherStats Batcher::stats() const { return impl_->stats(); }
 std::vector<BufferInfo> Batcher::buffers() const { return impl_->buffers(); }
+std::string Batcher::dead_letter_path() const { return impl_->dead_letter_path(); }
 
 }  // namespace reqbus

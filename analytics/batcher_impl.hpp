@@ -81,6 +81,7 @@ class Batcher::Impl {
   BatcherStats stats() const;
   std::vector<BufferInfo> buffers() const;
   const BatcherOptions& options() const noexcept { return options_; }
+  std::string dead_letter_path() const { return spool_ ? spool_->dead_letter_path() : ""; }
 
  private:
   using time_point = Clock::time_point;

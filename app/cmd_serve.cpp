@@ -1,7 +1,5 @@
 // reqbus serve: a long-lived node. SIGINT/SIGTERM: stop intake, drain, flush, report, exit 0.
 #include <cstdio>
-#include <cstdlib>
-#include <string_view>
 
 #include "app/commands.hpp"
 #include "app/node_flags.hpp"
@@ -11,17 +9,6 @@
 
 namespace reqbus::app {
 namespace {
-
-// The value of an unlabelled sample in Prometheus text, or 0 when absent (no store: no counters).
-uint64_t metric(const std::string& text, std::string_view name) {
-  const std::string prefix = "\n" + std::string(name) + " ";
-  const size_t at = ("\n" + text).find(prefix);
-  return at == std::string::npos ? 0 : uint64_t(std::strtod(text.c_str() + at + prefix.size() - 1, nullptr));
-}
-
-// Counter windows the node wrote over its life. NodeReport has only those of close(); the
-// StatBuffer's lifetime count reaches the program through the node's metrics (what /metrics shows).
-uint64_t counter_windows(const node::Node& node) { return metric(node.metrics(), "reqbus_counter_flushes_total"); }
 
 // Without a spool a batch the store cannot take (down, failing) has nowhere to wait: say so at
 // start, not first in the drop counters.
@@ -71,7 +58,7 @@ Run add_serve(CLI::App& app) {
     std::printf("reqbus serve: signal %d, shutting down\n", sig);
     std::fflush(stdout);
     const node::NodeReport report = node.close(std::chrono::milliseconds(*close_ms));
-    std::printf("reqbus serve: %s\n", describe(report, counter_windows(node)).c_str());
+    std::printf("reqbus serve: %s\n", describe(report).c_str());
     return 0;
   };
 }

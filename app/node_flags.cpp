@@ -109,13 +109,13 @@ std::string in_user_terms(const std::string& message, const UserTerms& terms) {
   return name + reason;
 }
 
-std::string describe(const node::NodeReport& r, uint64_t counter_windows) {
+std::string describe(const node::NodeReport& r) {
   auto n = [](uint64_t v) { return std::to_string(v); };
   std::string s = "published " + n(r.bus.published) + ", delivered to subscribers " + n(r.bus.delivered) +
                   ", persisted " + n(r.batcher.delivered) + ", spooled " + n(r.batcher.spooled) +
                   ", dropped " + n(r.bus.dropped_newest + r.bus.dropped_oldest + r.bus.dropped_timeout +
                                    r.bus.dropped_close_deadline + r.batcher.dropped.total()) +
-                  ", gaps " + n(r.bus.gaps) + ", counter windows " + n(counter_windows) + " (" +
+                  ", gaps " + n(r.bus.gaps) + ", counter windows " + n(r.counter_windows) + " (" +
                   n(r.counters.flushed) + " at close)";
   if (r.counters.failed) {
     s += ", counter windows lost " + n(r.counters.failed) + " (count " +

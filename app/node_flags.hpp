@@ -28,9 +28,8 @@ struct NodeFlags {
   void apply(node::NodeOptions& options) const;
 };
 
-// The close summary. `counter_windows` is how many counter windows the node wrote over its life
-// (StatBufferStats::flushes): the report's own count is only close()'s final flush.
-std::string describe(const node::NodeReport& report, uint64_t counter_windows);
+// The close summary: counter windows over the node's life, and of those the ones close() wrote.
+std::string describe(const node::NodeReport& report);
 
 // How one subcommand names the fields of the library's option structs in its flags (and keys).
 // A library error names the C++ field ("BusOptions.peers: ..."); a user knows the flag.

@@ -140,7 +140,7 @@ Node::Impl::Impl(NodeOptions o) : options(std::move(o)), health(options.health) 
     // Events an earlier run set aside wait for an operator: say so at every start.
     if (const uint64_t dlq = batcher->stats().dead_letter_bytes; dlq > 0)
       log(LogLevel::warn, "spool: " + std::to_string(dlq) + " bytes of events the store rejected for good wait in " +
-                              (std::filesystem::path(bo.spool_dir) / "dead-letter.dlq").string() +
+                              batcher->dead_letter_path() +
                               " (docs/RELIABILITY.md: rename it to a segment name to replay it)");
     SubscribeOptions so;
     so.scope = Scope::local_only;  // each node persists only what it published
@@ -223,7 +223,10 @@ NodeReport Node::Impl::close(std::chrono::milliseconds budget) {
   auto left_before_counters = [&] { return std::max(std::chrono::milliseconds(0), left() - counters_share); };
   r.bus = bus->close(left_before_counters() / 3);  // delivers everything accepted to the Batcher/StatBuffer
   if (batcher) r.batcher = batcher->close(left_before_counters());
-  if (counters) r.counters = counters->close(std::chrono::steady_clock::now() + std::max(left(), counters_share));
+  if (counters) {
+    r.counters = counters->close(std::chrono::steady_clock::now() + std::max(left(), counters_share));
+    r.counter_windows = counters->stats().flushes;
+  }
   r.store_duplicates = store_duplicates();
   r.deadline_reached = r.bus.deadline_reached || r.batcher.deadline_reached || r.counters.failed > 0;
   report = r;

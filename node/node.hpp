@@ -51,6 +51,8 @@ struct NodeReport {
   StatBufferReport counters;
   uint64_t syslog_received = 0, syslog_rejected = 0;
   uint64_t store_duplicates = 0;  // events written that the store already held (kept once)
+  uint64_t counter_windows = 0;   // counter windows written over the node's life (counters.flushed:
+                                  // those written by close())
   bool deadline_reached = false;
 };
 

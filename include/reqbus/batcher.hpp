@@ -72,6 +72,9 @@ class Batcher {
 
   BatcherStats stats() const;
   std::vector<BufferInfo> buffers() const;  // every buffer's size now
+  // Where events the sink rejected for good are kept (the spool's dead-letter file); "" without
+  // a spool_dir.
+  std::string dead_letter_path() const;
 
   class Impl;
 
