@@ -3,13 +3,16 @@
 // --follow keeps reading a growing file and follows it across rotation (rename + new file, or
 // truncation), like `tail -F`. After a rename it also keeps reading the renamed file until that
 // has been quiet for kRotationGrace: the web server writes there until it is told to reopen.
+// With --follow a file that does not exist yet (nginx creates its log at its first start) is
+// waited for, and read from its start once it appears.
 // Request ids are derived from (file identity, byte offset, time, the line's bytes), so ingesting
 // the same file twice, under any spelling of its path, stores each line once.
 // Lines the node's bus refuses (a full queue, a closing node) are posted again with a backoff.
 // SIGINT/SIGTERM stop it between reads: the pending batch is sent and the counts printed.
 // Exit status: 0; 1 on an error, when lines stayed refused by the node's bus, or when no line was
-// usable at all (every one unparsable or invalid); 128 + the signal when a signal stopped it
-// before the end of its input (not with --follow, which ends no other way).
+// usable at all (every one unparsable or invalid; with --dry-run, which posts nothing: unparsable);
+// 128 + the signal when a signal stopped it before the end of its input (not with --follow, which
+// ends no other way).
 #include <errno.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -62,7 +65,11 @@ class Ingest {
   explicit Ingest(const IngestFlags& f) : f_(f), sender_(f, counts_), parser_(format_of(f)) {
     std::string why;
     input_ = Input::open(f.input, why);
-    if (!input_) throw Error(ErrorCode::invalid_argument, "ingest: " + why);
+    if (input_) return;
+    // `tail -F`: a follower waits for a file that is not there yet (follow_rotation opens it).
+    // Other failures (no permission, a directory) will not go away by waiting: errors.
+    if (!f.follow || !missing(f.input)) throw Error(ErrorCode::invalid_argument, "ingest: " + why);
+    std::fprintf(stderr, "reqbus ingest: waiting for %s to appear\n", f.input.c_str());
   }
 
   int run() {
@@ -75,7 +82,7 @@ class Ingest {
       throw Error(ErrorCode::storage, "ingest: " + e.message);
     }
     if (signal) {
-      leave_unfinished(*input_);
+      if (input_) leave_unfinished(*input_);
       for (const auto& old : rotated_) leave_unfinished(*old);
     }
     sender_.send();
@@ -104,12 +111,13 @@ class Ingest {
     }
   }
 
-  // --follow: reads as the file grows, across rotation, until SIGINT/SIGTERM (returned).
+  // --follow: reads as the file grows, across rotation, until SIGINT/SIGTERM (returned). Without
+  // input_ the file has not appeared yet: follow_rotation looks for it.
   int follow() {
     for (;;) {
       if (const int signal = wait_for_signal(std::chrono::milliseconds(0))) return signal;
       if (const int signal = sender_.stopped_by()) return signal;
-      bool grew = input_->readable(std::chrono::milliseconds(0)) && read(*input_) > 0;
+      bool grew = input_ && input_->readable(std::chrono::milliseconds(0)) && read(*input_) > 0;
       grew = drain_rotated() || grew;
       progress(false);
       if (grew) continue;
@@ -123,6 +131,10 @@ class Ingest {
   // and keep draining this one (drain_rotated); when this file shrank (copytruncate), read it
   // again from its start. A path that is missing or cannot be opened yet is looked at again later.
   void follow_rotation() {
+    if (!input_) {
+      appear();
+      return;
+    }
     struct stat now {};
     if (::stat(f_.input.c_str(), &now) == 0 && !input_->is(now)) {
       std::string why;
@@ -138,6 +150,19 @@ class Ingest {
       finish(*input_);
       input_->rewind();
     }
+  }
+
+  // The file we wait for: opened once it is there, to be read from its start. One that is there
+  // and cannot be opened (no permission, a directory) is the error it would have been at the start.
+  void appear() {
+    std::string why;
+    input_ = Input::open(f_.input, why);
+    if (!input_ && !missing(f_.input)) throw ReadError{why};
+  }
+
+  static bool missing(const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) != 0 && errno == ENOENT;
   }
 
   // Reads on in the files rotated away; finishes and closes each once it has been quiet for
@@ -236,6 +261,12 @@ class Ingest {
     last_progress_ = now;
     const double s = std::max(1e-3, std::chrono::duration<double>(now - start_).count());
     const ProgressLine line = progress_line();
+    if (f_.dry_run) {  // no node is involved: what was parsed, not what a node made of it
+      std::fprintf(stderr, "%sreqbus ingest (dry run): %llu lines (%.0f/s), %llu parsed, %llu unparsable; nothing published%s",
+                   line.begin, (unsigned long long)counts_.lines, double(counts_.lines) / s,
+                   (unsigned long long)counts_.parsed, (unsigned long long)counts_.parse_errors, final ? "\n" : line.end);
+      return;
+    }
     std::fprintf(stderr, "%sreqbus ingest: %llu lines (%.0f/s), %llu accepted, %llu rejected by the node, %llu unparsable%s",
                  line.begin, (unsigned long long)counts_.lines, double(counts_.lines) / s,
                  (unsigned long long)counts_.accepted, (unsigned long long)(counts_.invalid + counts_.refused),
@@ -246,8 +277,9 @@ class Ingest {
     if (signal && !f_.follow) return 128 + signal;  // the input was not read to its end
     if (counts_.refused > 0) return 1;               // good lines that are not stored
     // Bad lines alone (unparsable here, or invalid to the node) are the log's, shown in the
-    // counts; they fail the run only when no line was usable at all.
-    if (counts_.parse_errors + counts_.invalid > 0 && counts_.accepted == 0) return 1;
+    // counts; they fail the run only when no line was usable at all (in a dry run: parsed).
+    const uint64_t usable = f_.dry_run ? counts_.parsed : counts_.accepted;
+    if (counts_.parse_errors + counts_.invalid > 0 && usable == 0) return 1;
     return 0;
   }
 

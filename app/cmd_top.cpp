@@ -1,9 +1,16 @@
 // reqbus top: a terminal dashboard of a node, refreshed every second from its /api/stats.
+// A node that cannot be reached at the first refresh is an error (a wrong address fails fast);
+// once it has answered, a node that goes away (a restart: no connection, a broken one, a 5xx
+// answer) is shown as unreachable and asked again every --interval until it is back. An answer
+// that retrying will not change (401/403/404, a body that is not JSON) is an error at any time.
 #include <httplib.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string_view>
 #include <nlohmann/json.hpp>
 
@@ -13,6 +20,9 @@
 #include "reqbus/error.hpp"
 
 namespace reqbus::app {
+
+std::string http_error_text(httplib::Error e);  // below: ingest_sender.cpp uses it too
+
 namespace {
 
 struct TopFlags {
@@ -61,6 +71,59 @@ void render(const nlohmann::json& s, bool tty) {
   std::fflush(stdout);
 }
 
+// A refresh that failed in a way a later one can get past.
+struct Failure {
+  std::string message;  // the whole story, for the error when the first refresh fails
+  std::string reason;   // the short one, for the status line of an outage
+};
+
+// One GET of `path`: the stats, or nullopt and `failed` for a failure a restarting node gives (no
+// connection, a broken one, a 5xx answer). Throws for an answer that a later try will not change
+// (401/403/404 and other 4xx: a wrong token, address or --filter; a body that is not a JSON
+// object: not a reqbus node).
+std::optional<nlohmann::json> fetch(httplib::Client& http, const std::string& path, const std::string& addr,
+                                    Failure& failed) {
+  auto res = http.Get(path);
+  if (!res) {
+    failed.reason = http_error_text(res.error());
+    failed.message = "cannot reach http://" + addr + ": " + failed.reason;
+    return std::nullopt;
+  }
+  if (res->status >= 500) {
+    failed.reason = "answered " + std::to_string(res->status);
+    failed.message = addr + " " + failed.reason;
+    return std::nullopt;
+  }
+  if (res->status != 200) throw Error(ErrorCode::transport, "top: " + addr + " answered " + std::to_string(res->status));
+  auto json = nlohmann::json::parse(res->body, nullptr, false);
+  if (json.is_discarded() || !json.is_object()) throw Error(ErrorCode::decode, "top: /api/stats did not return a JSON object");
+  return json;
+}
+
+// A run of failed refreshes after the node had answered.
+struct Outage {
+  std::string since;  // local HH:MM:SS of its first failed refresh; "" = the node answers
+  bool shown = false;  // its line was printed (once into a pipe or file)
+};
+
+// Shows that the node stopped answering, instead of its stats: one line, as a frame of its own on
+// a terminal that clears the screen (redrawn at every try), else printed once per outage, so that
+// a log of `top > file` does not get the same line every --interval.
+void show_outage(Outage& outage, const std::string& reason, double interval_s, bool tty) {
+  if (outage.since.empty()) {
+    const time_t now = ::time(nullptr);
+    struct tm local {};
+    char hms[16] = "?";
+    if (::localtime_r(&now, &local)) std::strftime(hms, sizeof(hms), "%H:%M:%S", &local);
+    outage.since = hms;
+  }
+  if (outage.shown && !tty) return;
+  outage.shown = true;
+  std::printf("%sreqbus top — node unreachable since %s (%s); retrying every %g s\n", tty ? "\x1b[H\x1b[2J" : "",
+              outage.since.c_str(), reason.c_str(), interval_s);
+  std::fflush(stdout);
+}
+
 // Whether frames may start by clearing the screen (ESC[H ESC[2J): only on a terminal that
 // understands it. TERM=dumb (Emacs shell buffers, some CI consoles) or no TERM at all means a
 // terminal that prints escapes as text: plain frames, as into a pipe.
@@ -88,7 +151,7 @@ Run add_top(CLI::App& app) {
   app.add_option("--node-addr", f->node_addr, "The node's HTTP address HOST:PORT (default 127.0.0.1:7480)");
   app.add_option("--token", f->token, "Bearer token, if the node requires one");
   app.add_option("--filter", f->filter, "Show one origin node only");
-  app.add_option("--iterations", f->iterations, "Refresh this many times, then exit (0 = until Ctrl-C)")->check(CLI::Range(0, 1 << 30));
+  app.add_option("--iterations", f->iterations, "Refresh this many times (failed tries count), then exit (0 = until Ctrl-C)")->check(CLI::Range(0, 1 << 30));
   app.add_option("--interval", f->interval_s, "Seconds between refreshes (default 1)")->check(finite_range(0.1, 3600));
   return [f]() -> int {
     std::string host;
@@ -100,15 +163,21 @@ Run add_top(CLI::App& app) {
     http.set_read_timeout(5, 0);
     if (!f->token.empty()) http.set_bearer_token_auth(f->token.c_str());
     const bool tty = clears_screen();
+    std::string path = "/api/stats";
+    if (!f->filter.empty()) path += "?node=" + httplib::detail::encode_query_param(f->filter);
+    bool answered = false;  // at least one refresh succeeded: a failure from now on is an outage
+    Outage outage;
     for (int i = 0; f->iterations == 0 || i < f->iterations; ++i) {
-      std::string path = "/api/stats";
-      if (!f->filter.empty()) path += "?node=" + httplib::detail::encode_query_param(f->filter);
-      auto res = http.Get(path);
-      if (!res) throw Error(ErrorCode::transport, "top: cannot reach http://" + f->node_addr + ": " + http_error_text(res.error()));
-      if (res->status != 200) throw Error(ErrorCode::transport, "top: " + f->node_addr + " answered " + std::to_string(res->status));
-      auto json = nlohmann::json::parse(res->body, nullptr, false);
-      if (json.is_discarded() || !json.is_object()) throw Error(ErrorCode::decode, "top: /api/stats did not return a JSON object");
-      render(json, tty);
+      Failure failed;
+      if (auto stats = fetch(http, path, f->node_addr, failed)) {
+        answered = true;
+        outage = {};
+        render(*stats, tty);
+      } else if (!answered) {
+        throw Error(ErrorCode::transport, "top: " + failed.message);
+      } else {
+        show_outage(outage, failed.reason, f->interval_s, tty);
+      }
       if (f->iterations && i + 1 >= f->iterations) break;
       if (wait_for_signal(std::chrono::milliseconds(int64_t(f->interval_s * 1000))) != 0) break;
     }

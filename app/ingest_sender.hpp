@@ -25,7 +25,7 @@ struct IngestFlags {
   bool follow = false;
   size_t batch = 2000;
   int retries = 5;  // of a failed HTTP request, and of posting lines the node's bus refused
-  bool dry_run = false;
+  bool dry_run = false;  // parse and count only: the Sender makes no HTTP client and posts nothing
 };
 
 struct Counts {

@@ -32,6 +32,7 @@
 
 #include "app/ingest_input.hpp"
 #include "app/terminal_text.hpp"
+#include "tests/support/free_port.hpp"
 #include "tests/support/poll.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/temp_dir.hpp"
@@ -114,9 +115,11 @@ class Db {
 // `reqbus serve` on ephemeral loopback ports, learnt from what it prints.
 class Served {
  public:
-  // `config`: TOML for --config ("" = none).
-  Served(const TempDir& dir, const std::string& name, const std::string& config = "")
-      : db(dir.sub(name + ".db")), process(reqbus_binary(), serve_args(dir, name, db, config)) {
+  // `config`: TOML for --config ("" = none). `http`: its HTTP address (a fixed port, for a node
+  // started again where another was).
+  Served(const TempDir& dir, const std::string& name, const std::string& config = "",
+         const std::string& http = "127.0.0.1:0")
+      : db(dir.sub(name + ".db")), process(reqbus_binary(), serve_args(dir, name, db, config, http)) {
     static const std::regex dashboard(R"(dashboard: http://127\.0\.0\.1:(\d+)/)");
     static const std::regex bus(R"(bus: (tcp://127\.0\.0\.1:\d+))");
     std::smatch m;
@@ -171,9 +174,9 @@ class Served {
 
  private:
   static std::vector<std::string> serve_args(const TempDir& dir, const std::string& name, const std::string& db,
-                                             const std::string& config) {
+                                             const std::string& config, const std::string& http) {
     std::vector<std::string> args{"serve", "--node-id", name, "--store", "sqlite:" + db, "--bind", "tcp://127.0.0.1:*",
-                                  "--insecure", "--http", "127.0.0.1:0", "--spool-dir", dir.sub(name + "-spool")};
+                                  "--insecure", "--http", http, "--spool-dir", dir.sub(name + "-spool")};
     if (!config.empty()) {
       const std::string file = dir.sub(name + ".toml");
       std::ofstream(file) << config;
@@ -193,14 +196,26 @@ std::string combined(const std::string& ip, const std::string& path, int status,
 
 struct Counts {
   uint64_t lines = 0, accepted = 0, rejected = 0, unparsable = 0;
+  uint64_t parsed = 0;   // a dry run's
+  bool dry_run = false;  // the line was a dry run's, which says nothing of a node
 };
 
-// ingest's final line: "reqbus ingest: N lines (R/s), A accepted, J rejected by the node, U unparsable".
+// ingest's final line: "reqbus ingest: N lines (R/s), A accepted, J rejected by the node, U unparsable",
+// or a dry run's "reqbus ingest (dry run): N lines (R/s), P parsed, U unparsable; nothing published".
 Counts ingest_counts(const std::string& err) {
   static const std::regex final_line(
       R"(reqbus ingest: (\d+) lines \([^)]*\), (\d+) accepted, (\d+) rejected by the node, (\d+) unparsable\n$)");
+  static const std::regex dry_run_line(
+      R"(reqbus ingest \(dry run\): (\d+) lines \([^)]*\), (\d+) parsed, (\d+) unparsable; nothing published\n$)");
   std::smatch m;
   Counts c;
+  if (std::regex_search(err, m, dry_run_line)) {
+    c.dry_run = true;
+    c.lines = std::stoull(m[1]);
+    c.parsed = std::stoull(m[2]);
+    c.unparsable = std::stoull(m[3]);
+    return c;
+  }
   BOOST_REQUIRE_MESSAGE(std::regex_search(err, m, final_line), "no final count line in: " << err);
   c.lines = std::stoull(m[1]);
   c.accepted = std::stoull(m[2]);
@@ -556,12 +571,51 @@ BOOST_AUTO_TEST_CASE(a_too_long_a_too_deep_and_an_undated_line_are_counted_unpar
     BOOST_TEST(*r.status == 0);
     const Counts n = ingest_counts(r.err);
     BOOST_TEST(n.lines == 6u);
-    BOOST_TEST(n.accepted == 3u);
+    BOOST_TEST(n.parsed == 3u);
     BOOST_TEST(n.unparsable == 3u);
     BOOST_TEST(contains(r.err, "line at byte 0: time: not dd/Mon/yyyy:hh:mm:ss zone"));
     BOOST_TEST(contains(r.err, "JSON nested deeper than 64 levels"));
     BOOST_TEST(contains(r.err, std::to_string(5u << 20) + " bytes, longer than the limit of 1048576: skipped"));
   }
+}
+
+// A dry run posts nothing, so its counts line says what was parsed, not what "the node" accepted or
+// rejected; it never connects to --node-addr (a listener there counts every connection), and it
+// exits 0 when a line parsed, 1 when none did.
+BOOST_AUTO_TEST_CASE(a_dry_run_counts_parsed_lines_names_no_node_and_connects_to_none) {
+  TempDir dir;
+  const std::string mixed = dir.sub("mixed.log"), bad = dir.sub("bad.log");
+  std::string log;
+  for (int i = 0; i < 5; ++i) log += combined("192.0.2.20", "/dry/" + std::to_string(i), 200, i);
+  log += "not an access log line\n";
+  log += combined("192.0.2.20", "/dry/5", 404, 5);
+  log += "{\"status\": \"half a JSON line\n";
+  write_file(mixed, log);
+  write_file(bad, "not an access log line\nnor this\n");
+  HangingUpNode listener;
+  const Result r = run({"ingest", mixed, "--dry-run", "--node-addr", listener.addr(), "--batch", "2"});
+  BOOST_TEST_CONTEXT("ingest: " << r.err) {
+    BOOST_REQUIRE(r.status.has_value());
+    BOOST_TEST(*r.status == 0);
+    const Counts n = ingest_counts(r.err);
+    BOOST_TEST(n.dry_run);
+    BOOST_TEST(n.lines == 8u);
+    BOOST_TEST(n.parsed == 6u);
+    BOOST_TEST(n.unparsable == 2u);
+    BOOST_TEST(!contains(r.err, "accepted"));
+    BOOST_TEST(!contains(r.err, "rejected by the node"));
+  }
+  const Result none = run({"ingest", bad, "--dry-run", "--node-addr", listener.addr()});
+  BOOST_TEST_CONTEXT("ingest: " << none.err) {
+    BOOST_REQUIRE(none.status.has_value());
+    BOOST_TEST(*none.status == 1);
+    const Counts n = ingest_counts(none.err);
+    BOOST_TEST(n.dry_run);
+    BOOST_TEST(n.parsed == 0u);
+    BOOST_TEST(n.unparsable == 2u);
+  }
+  // A connection would be counted within the listener's 50 ms poll.
+  BOOST_TEST(!poll_until([&] { return listener.connections() > 0; }, 300ms));
 }
 
 BOOST_AUTO_TEST_SUITE_END()
@@ -899,6 +953,65 @@ BOOST_AUTO_TEST_CASE(ingest_follow_reports_a_too_long_last_line_at_sigterm_as_to
   BOOST_TEST(n.unparsable == 1u);
   BOOST_TEST(contains(follow.err(), "longer than the limit"), follow.err());
   BOOST_TEST(!contains(follow.err(), "unfinished line"), follow.err());
+}
+
+// `tail -F`: a follower started before the log exists (nginx at boot) waits for it, saying so once,
+// then reads it from its start as it appears and grows. Each line is stored once.
+BOOST_AUTO_TEST_CASE(ingest_follow_waits_for_a_file_that_does_not_exist_yet) {
+  TempDir dir;
+  Served node(dir, "late");
+  const std::string file = dir.sub("access.log");
+  Process follow(reqbus_binary(), {"ingest", file, "--follow", "--node-addr", node.addr(), "--batch", "5"});
+  BOOST_REQUIRE_MESSAGE(follow.wait_for_stderr("waiting for " + file + " to appear", 10s), follow.err());
+  // Still waiting a while later (several of its 250 ms polls): not gone with "cannot open".
+  BOOST_REQUIRE_MESSAGE(!follow.wait(1s).has_value(), "ingest exited: " << follow.err());
+
+  std::string first;
+  for (int i = 0; i < 8; ++i) first += combined("198.51.100.7", "/late/" + std::to_string(i), 200, i);
+  write_file(file, first);
+  BOOST_REQUIRE_MESSAGE(poll_until([&] { return node.live_total() == 8; }, 30s),
+                        "live total " << node.live_total() << "; " << follow.err());
+  std::string more;
+  for (int i = 8; i < 12; ++i) more += combined("198.51.100.7", "/late/" + std::to_string(i), 200, i);
+  write_file(file, more, std::ios::app);
+  BOOST_REQUIRE_MESSAGE(poll_until([&] { return node.live_total() == 12; }, 30s),
+                        "live total " << node.live_total() << "; " << follow.err());
+
+  const Counts n = stop_follower(follow);
+  BOOST_TEST(n.lines == 12u);
+  BOOST_TEST(n.accepted == 12u);
+  BOOST_TEST(n.unparsable == 0u);
+  const std::string err = follow.err();
+  BOOST_TEST(err.find("waiting for") == err.rfind("waiting for"), "said more than once: " << err);
+  expect_stored_once(node, 12);
+  Db db(node.db);
+  BOOST_TEST(db.scalar("SELECT count(DISTINCT path) FROM requests WHERE path LIKE '/late/%'") == 12);
+}
+
+// A follower stopped while it waits for its file ends as a follower does: its counts, status 0.
+// Without --follow a missing file is an error, and with it a file it cannot open still is.
+BOOST_AUTO_TEST_CASE(ingest_waits_for_a_missing_file_only_with_follow) {
+  TempDir dir;
+  const std::string file = dir.sub("never.log");
+  Process follow(reqbus_binary(), {"ingest", file, "--follow", "--dry-run"});
+  BOOST_REQUIRE_MESSAGE(follow.wait_for_stderr("waiting for", 10s), follow.err());
+  const Counts n = stop_follower(follow);
+  BOOST_TEST(n.lines == 0u);
+  expect_one_line_error({"ingest", file, "--dry-run"}, "cannot open " + file + ": No such file or directory");
+  // What appears is no log file: the error it would have been at the start.
+  Process waiting(reqbus_binary(), {"ingest", file, "--follow", "--dry-run"});
+  BOOST_REQUIRE_MESSAGE(waiting.wait_for_stderr("waiting for", 10s), waiting.err());
+  std::filesystem::create_directory(file);
+  const auto status = waiting.wait(10s);
+  BOOST_REQUIRE_MESSAGE(status.has_value(), "ingest did not stop: " << waiting.err());
+  BOOST_TEST(*status == 1);
+  BOOST_TEST(contains(waiting.err(), file + " is a directory"), waiting.err());
+  if (::geteuid() != 0) {  // root opens anything
+    const std::string locked = dir.sub("locked.log");
+    write_file(locked, combined("198.51.100.8", "/locked", 200));
+    BOOST_REQUIRE(::chmod(locked.c_str(), 0) == 0);
+    expect_one_line_error({"ingest", locked, "--follow", "--dry-run"}, "cannot open " + locked + ": Permission denied");
+  }
 }
 
 // A node whose bus queue is full refuses lines ("bus: dropped_newest"): ingest resends just those,
@@ -1356,6 +1469,84 @@ BOOST_AUTO_TEST_CASE(top_clears_the_screen_only_on_a_terminal_that_understands_i
   }
   stats.stop();
   server.join();
+}
+
+size_t occurrences(const std::string& s, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = s.find(needle); at != std::string::npos; at = s.find(needle, at + 1)) ++n;
+  return n;
+}
+
+// The node top watches restarts: top says once (its output is a pipe) since when the node is
+// unreachable, keeps asking at --interval, and shows the new node's frames once it answers.
+BOOST_AUTO_TEST_CASE(top_rides_out_a_restart_of_its_node) {
+  TempDir dir;
+  const std::string http = "127.0.0.1:" + std::to_string(port_outside_ephemeral_range(SOCK_STREAM));
+  auto before = std::make_unique<Served>(dir, "top-before", "", http);
+  Process top(reqbus_binary(), {"top", "--node-addr", http, "--interval", "0.2"});
+  BOOST_REQUIRE_MESSAGE(top.wait_for_stdout("node top-before", 30s), top.out() << top.err());
+  before->stop();
+  before.reset();
+  BOOST_REQUIRE_MESSAGE(top.wait_for_stdout("node unreachable since", 30s), "stdout: " << top.out() << "\nstderr: " << top.err());
+  // Some failed tries: still running, and it said so once.
+  BOOST_REQUIRE_MESSAGE(!top.wait(1s).has_value(), "top exited: " << top.err());
+  Served after(dir, "top-after", "", http);
+  BOOST_REQUIRE_MESSAGE(top.wait_for_stdout("node top-after", 30s), "stdout: " << top.out() << "\nstderr: " << top.err());
+  top.signal(SIGTERM);
+  const auto status = top.wait(10s);
+  BOOST_REQUIRE(status.has_value());
+  BOOST_TEST(*status == 0, top.err());
+  const std::string out = top.out();
+  BOOST_TEST_CONTEXT("stdout: " << out << "\nstderr: " << top.err()) {
+    BOOST_TEST(occurrences(out, "node unreachable since") == 1u);
+    BOOST_TEST(std::regex_search(out, std::regex(R"(reqbus top — node unreachable since \d\d:\d\d:\d\d \(connection refused[^)]*\); retrying every 0\.2 s\n)")));
+    BOOST_TEST(out.rfind("node top-before") < out.find("node unreachable"));
+    BOOST_TEST(out.find("node unreachable") < out.find("node top-after"));
+    BOOST_TEST(top.err().empty());
+  }
+}
+
+// What top makes of each answer: a 5xx (a node starting or stopping, a proxy in front of it) is
+// an outage to wait out, and --iterations counts those tries too; a 404 after that (a wrong
+// address or --filter) is an error, as at the first refresh. Nothing listening at the first
+// refresh is an error too: a wrong address fails fast.
+BOOST_AUTO_TEST_CASE(top_waits_out_a_5xx_and_stops_at_a_404) {
+  // The answers, in turn: a frame (n0), 503, 503 | a frame (n3), 503, a frame (n5), 404.
+  std::atomic<int> gets{0};
+  httplib::Server stats;
+  stats.Get("/api/stats", [&](const httplib::Request&, httplib::Response& res) {
+    const int n = gets++;
+    if (n == 0 || n == 3 || n == 5) res.set_content(R"({"self":"n)" + std::to_string(n) + R"(","total":1})", "application/json");
+    else if (n < 6) res.status = 503;
+    else res.status = 404;
+  });
+  const int port = stats.bind_to_any_port("127.0.0.1");
+  BOOST_REQUIRE(port > 0);
+  std::thread server([&] { stats.listen_after_bind(); });
+  const std::string addr = "127.0.0.1:" + std::to_string(port);
+
+  const Result three = run({"top", "--node-addr", addr, "--interval", "0.1", "--iterations", "3"});
+  BOOST_TEST_CONTEXT("stdout: " << three.out << "\nstderr: " << three.err) {
+    BOOST_REQUIRE(three.status.has_value());
+    BOOST_TEST(*three.status == 0);
+    BOOST_TEST(gets == 3);
+    BOOST_TEST(occurrences(three.out, "node unreachable since") == 1u);
+    BOOST_TEST(contains(three.out, "(answered 503); retrying every 0.1 s\n"));
+    BOOST_TEST(three.out.find("node n0") < three.out.find("node unreachable"));
+  }
+  const Result until_404 = run({"top", "--node-addr", addr, "--interval", "0.1"});
+  BOOST_TEST_CONTEXT("stdout: " << until_404.out << "\nstderr: " << until_404.err) {
+    BOOST_REQUIRE(until_404.status.has_value());
+    BOOST_TEST(*until_404.status == 1);
+    BOOST_TEST(until_404.err == "reqbus: top: " + addr + " answered 404\n");
+    BOOST_TEST(occurrences(until_404.out, "node unreachable since") == 1u);
+    BOOST_TEST(until_404.out.find("node n3") < until_404.out.find("node unreachable"));
+    BOOST_TEST(until_404.out.find("node unreachable") < until_404.out.find("node n5"));
+    BOOST_TEST(contains(until_404.out, "node n5"));
+  }
+  stats.stop();
+  server.join();
+  expect_one_line_error({"top", "--node-addr", addr, "--interval", "0.1"}, "top: cannot reach http://" + addr);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
