@@ -5,8 +5,9 @@
 // has been quiet for kRotationGrace: the web server writes there until it is told to reopen.
 // With --follow a file that does not exist yet (nginx creates its log at its first start) is
 // waited for, and read from its start once it appears.
-// Request ids are derived from (file identity, byte offset, time, the line's bytes), so ingesting
-// the same file twice, under any spelling of its path, stores each line once.
+// Request ids are derived from (the log's name, byte offset, time, the line's bytes), so ingesting
+// the same file twice, under any spelling of its path or from a rotated copy of it, stores each
+// line once (app/ingest_input.hpp: Input::log_name).
 // Lines the node's bus refuses (a full queue, a closing node) are posted again with a backoff.
 // SIGINT/SIGTERM stop it between reads: the pending batch is sent and the counts printed.
 // Exit status: 0; 1 on an error, when lines stayed refused by the node's bus, or when no line was
@@ -258,9 +259,14 @@ class Ingest {
   void progress(bool final) {
     const auto now = Clock::now();
     if (!final && now - last_progress_ < std::chrono::seconds(1)) return;
-    last_progress_ = now;
-    const double s = std::max(1e-3, std::chrono::duration<double>(now - start_).count());
     const ProgressLine line = progress_line();
+    // Into a log (not a terminal), a quiet --follow would add the same line every second for
+    // as long as it runs (days, under systemd): a line is written when there is news.
+    if (!final && !line.in_place() && counts_.lines == reported_lines_ && counts_.accepted == reported_accepted_) return;
+    last_progress_ = now;
+    reported_lines_ = counts_.lines;
+    reported_accepted_ = counts_.accepted;
+    const double s = std::max(1e-3, std::chrono::duration<double>(now - start_).count());
     if (f_.dry_run) {  // no node is involved: what was parsed, not what a node made of it
       std::fprintf(stderr, "%sreqbus ingest (dry run): %llu lines (%.0f/s), %llu parsed, %llu unparsable; nothing published%s",
                    line.begin, (unsigned long long)counts_.lines, double(counts_.lines) / s,
@@ -293,6 +299,7 @@ class Ingest {
   std::vector<std::unique_ptr<Input>> rotated_;  // renamed away, still read until quiet
   const Clock::time_point start_ = Clock::now();
   Clock::time_point last_progress_ = start_;
+  uint64_t reported_lines_ = 0, reported_accepted_ = 0;  // as the last progress line said
 };
 
 }  // namespace

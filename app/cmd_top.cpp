@@ -78,7 +78,7 @@ struct Failure {
 };
 
 // One GET of `path`: the stats, or nullopt and `failed` for a failure a restarting node gives (no
-// connection, a broken one, a 5xx answer). Throws for an answer that a later try will not change
+// connection, a broken one, a 5xx answer, a 429 from a proxy in front of it). Throws for an answer that a later try will not change
 // (401/403/404 and other 4xx: a wrong token, address or --filter; a body that is not a JSON
 // object: not a reqbus node).
 std::optional<nlohmann::json> fetch(httplib::Client& http, const std::string& path, const std::string& addr,
@@ -89,7 +89,7 @@ std::optional<nlohmann::json> fetch(httplib::Client& http, const std::string& pa
     failed.message = "cannot reach http://" + addr + ": " + failed.reason;
     return std::nullopt;
   }
-  if (res->status >= 500) {
+  if (res->status >= 500 || res->status == 429) {
     failed.reason = "answered " + std::to_string(res->status);
     failed.message = addr + " " + failed.reason;
     return std::nullopt;

@@ -988,6 +988,25 @@ BOOST_AUTO_TEST_CASE(ingest_follow_waits_for_a_file_that_does_not_exist_yet) {
   BOOST_TEST(db.scalar("SELECT count(DISTINCT path) FROM requests WHERE path LIKE '/late/%'") == 12);
 }
 
+// Into a pipe or a log file (not a terminal) a quiet follower writes a progress line only when
+// there is news: under systemd it runs for days, and a line a second filled the journal.
+BOOST_AUTO_TEST_CASE(a_quiet_follower_writes_progress_only_when_there_is_news) {
+  TempDir dir;
+  const std::string file = dir.sub("quiet.log");
+  write_file(file, combined("198.51.100.8", "/quiet/0", 200, 0) + combined("198.51.100.8", "/quiet/1", 200, 1));
+  Process follow(reqbus_binary(), {"ingest", file, "--follow", "--dry-run"});
+  BOOST_REQUIRE_MESSAGE(follow.wait_for_stderr("2 parsed", 10s), follow.err());
+  std::this_thread::sleep_for(3500ms);  // quiet: three and more seconds without a line
+  const Counts n = stop_follower(follow);
+  BOOST_TEST(n.parsed == 2u);
+  const std::string err = follow.err();
+  size_t lines = 0;
+  for (size_t at = err.find("reqbus ingest (dry run):"); at != std::string::npos;
+       at = err.find("reqbus ingest (dry run):", at + 1))
+    ++lines;
+  BOOST_TEST(lines <= 2u, "the news, then the final counts; got:\n" << err);
+}
+
 // A follower stopped while it waits for its file ends as a follower does: its counts, status 0.
 // Without --follow a missing file is an error, and with it a file it cannot open still is.
 BOOST_AUTO_TEST_CASE(ingest_waits_for_a_missing_file_only_with_follow) {
