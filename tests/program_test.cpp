@@ -1,7 +1,7 @@
 // The `reqbus` program end to end, as separate processes: --help, bad flags and bad config (one
 // line on stderr, non-zero exit), `demo` (the database holds the rows it reported), and
 // `serve` + `ingest` + `tail` on loopback (each accepted line stored exactly once, also when
-// ingested twice; `ingest --follow` across a rotation, also when the writer goes on appending
+// ingested twice, also from a copytruncate copy; `ingest --follow` across a rotation, also when the writer goes on appending
 // to the renamed file; lines the node's bus refused are resent; SIGTERM, directories and read
 // errors; ids independent of how the path is spelt; `tail | head` exits; tail prints analytics
 // events; serve's close summary and no-spool warning; library and CLI11 errors named by flag;
@@ -873,6 +873,35 @@ BOOST_AUTO_TEST_CASE(ingest_follow_reads_across_a_rotation) {
   Db db(node.db);
   BOOST_TEST(db.scalar("SELECT count(DISTINCT path) FROM requests WHERE path LIKE '/rot/old/%'") == 23);
   BOOST_TEST(db.scalar("SELECT count(DISTINCT path) FROM requests WHERE path LIKE '/rot/new/%'") == 9);
+}
+
+// logrotate's "copytruncate" mode: the log is copied to access.log.1 (a new file) and emptied in
+// place. Ingesting the copy later (a backfill, or a second ingest that missed nothing) stores
+// none of its lines again: ids follow the log's name and each line's place, not the inode.
+BOOST_AUTO_TEST_CASE(ingest_of_a_copytruncate_copy_stores_nothing_twice) {
+  TempDir dir;
+  Served node(dir, "copy");
+  const std::string file = dir.sub("access.log");
+  std::string first;
+  for (int i = 0; i < 10; ++i) first += combined("198.51.100.3", "/copy/old/" + std::to_string(i), 200, i);
+  write_file(file, first);
+  Process follow(reqbus_binary(), {"ingest", file, "--follow", "--node-addr", node.addr(), "--batch", "5"});
+  BOOST_REQUIRE_MESSAGE(poll_until([&] { return node.live_total() == 10; }, 30s), follow.err());
+
+  std::filesystem::copy_file(file, file + ".1");
+  write_file(file, "");  // truncated in place
+  std::string fresh;
+  for (int i = 0; i < 4; ++i) fresh += combined("198.51.100.3", "/copy/new/" + std::to_string(i), 200, i);
+  write_file(file, fresh, std::ios::app);
+  BOOST_REQUIRE_MESSAGE(poll_until([&] { return node.live_total() == 14; }, 30s),
+                        "live total " << node.live_total() << "; " << follow.err());
+  BOOST_TEST(stop_follower(follow).accepted == 14u);
+
+  const Result backfill = run({"ingest", file + ".1", "--node-addr", node.addr()});
+  BOOST_REQUIRE_MESSAGE(backfill.status.value_or(-1) == 0, backfill.err);
+  BOOST_TEST(ingest_counts(backfill.err).accepted == 10u);  // taken by the node; the store keeps one
+  BOOST_REQUIRE(poll_until([&] { return node.live_total() == 24; }, 30s));
+  expect_stored_once(node, 14);
 }
 
 // logrotate's "create" mode on a busy server: the rename, a new file that is already being written
