@@ -103,8 +103,7 @@ BOOST_AUTO_TEST_CASE(a_too_long_a_too_deep_and_an_undated_line_are_counted_unpar
 BOOST_AUTO_TEST_CASE(a_dry_run_counts_parsed_lines_names_no_node_and_connects_to_none) {
   TempDir dir;
   const std::string mixed = dir.sub("mixed.log"), bad = dir.sub("bad.log");
-  std::string log;
-  for (int i = 0; i < 5; ++i) log += combined("192.0.2.20", "/dry/" + std::to_string(i), 200, i);
+  std::string log = combined_lines("192.0.2.20", "/dry/", 0, 5);
   log += "not an access log line\n";
   log += combined("192.0.2.20", "/dry/5", 404, 5);
   log += "{\"status\": \"half a JSON line\n";
@@ -144,23 +143,19 @@ BOOST_AUTO_TEST_CASE(ingest_follow_reads_across_a_rotation) {
   TempDir dir;
   Served node(dir, "rot");
   const std::string file = dir.sub("access.log");
-  std::string first;
-  for (int i = 0; i < 20; ++i) first += combined("198.51.100.1", "/rot/old/" + std::to_string(i), 200, i);
+  std::string first = combined_lines("198.51.100.1", "/rot/old/", 0, 20);
   write_file(file, first);
 
   Process follow(reqbus_binary(), {"ingest", file, "--follow", "--node-addr", node.addr(), "--batch", "5"});
-  BOOST_REQUIRE_MESSAGE(poll_until([&] { return node.live_total() == 20; }, 30s), follow.err());
+  await_total(node, 20, follow);
 
   // logrotate's "create" mode: rename, the writer finishes a line into the old file, a new file.
   std::filesystem::rename(file, file + ".1");
-  std::string late;
-  for (int i = 20; i < 23; ++i) late += combined("198.51.100.1", "/rot/old/" + std::to_string(i), 200, i);
+  std::string late = combined_lines("198.51.100.1", "/rot/old/", 20, 23);
   write_file(file + ".1", late, std::ios::app);
-  std::string fresh;
-  for (int i = 0; i < 7; ++i) fresh += combined("198.51.100.2", "/rot/new/" + std::to_string(i), 404, i);
+  std::string fresh = combined_lines("198.51.100.2", "/rot/new/", 0, 7, 404);
   write_file(file, fresh);
-  BOOST_REQUIRE_MESSAGE(poll_until([&] { return node.live_total() == 30; }, 30s),
-                        "live total " << node.live_total() << "; " << follow.err());
+  await_total(node, 30, follow);
   // The new file keeps growing, a line at a time.
   write_file(file, combined("198.51.100.2", "/rot/new/7", 404, 7), std::ios::app);
   write_file(file, combined("198.51.100.2", "/rot/new/8", 404, 8), std::ios::app);
@@ -183,19 +178,16 @@ BOOST_AUTO_TEST_CASE(ingest_of_a_copytruncate_copy_stores_nothing_twice) {
   TempDir dir;
   Served node(dir, "copy");
   const std::string file = dir.sub("access.log");
-  std::string first;
-  for (int i = 0; i < 10; ++i) first += combined("198.51.100.3", "/copy/old/" + std::to_string(i), 200, i);
+  std::string first = combined_lines("198.51.100.3", "/copy/old/", 0, 10);
   write_file(file, first);
   Process follow(reqbus_binary(), {"ingest", file, "--follow", "--node-addr", node.addr(), "--batch", "5"});
-  BOOST_REQUIRE_MESSAGE(poll_until([&] { return node.live_total() == 10; }, 30s), follow.err());
+  await_total(node, 10, follow);
 
   std::filesystem::copy_file(file, file + ".1");
   write_file(file, "");  // truncated in place
-  std::string fresh;
-  for (int i = 0; i < 4; ++i) fresh += combined("198.51.100.3", "/copy/new/" + std::to_string(i), 200, i);
+  std::string fresh = combined_lines("198.51.100.3", "/copy/new/", 0, 4);
   write_file(file, fresh, std::ios::app);
-  BOOST_REQUIRE_MESSAGE(poll_until([&] { return node.live_total() == 14; }, 30s),
-                        "live total " << node.live_total() << "; " << follow.err());
+  await_total(node, 14, follow);
   BOOST_TEST(stop_follower(follow).accepted == 14u);
 
   const Result backfill = run({"ingest", file + ".1", "--node-addr", node.addr()});
@@ -212,21 +204,17 @@ BOOST_AUTO_TEST_CASE(ingest_follow_keeps_reading_the_renamed_file_after_switchin
   TempDir dir;
   Served node(dir, "drain");
   const std::string file = dir.sub("access.log");
-  std::string first;
-  for (int i = 0; i < 10; ++i) first += combined("198.51.100.3", "/drain/old/" + std::to_string(i), 200, i);
+  std::string first = combined_lines("198.51.100.3", "/drain/old/", 0, 10);
   write_file(file, first);
   Process follow(reqbus_binary(), {"ingest", file, "--follow", "--node-addr", node.addr()});
-  BOOST_REQUIRE_MESSAGE(poll_until([&] { return node.live_total() == 10; }, 30s), follow.err());
+  await_total(node, 10, follow);
 
   std::filesystem::rename(file, file + ".1");
-  std::string fresh;
-  for (int i = 0; i < 5; ++i) fresh += combined("198.51.100.4", "/drain/new/" + std::to_string(i), 200, i);
+  std::string fresh = combined_lines("198.51.100.4", "/drain/new/", 0, 5);
   write_file(file, fresh);
   // The new file's lines arrived: ingest has switched to it.
-  BOOST_REQUIRE_MESSAGE(poll_until([&] { return node.live_total() == 15; }, 30s),
-                        "live total " << node.live_total() << "; " << follow.err());
-  std::string late;
-  for (int i = 10; i < 14; ++i) late += combined("198.51.100.3", "/drain/old/" + std::to_string(i), 200, i);
+  await_total(node, 15, follow);
+  std::string late = combined_lines("198.51.100.3", "/drain/old/", 10, 14);
   write_file(file + ".1", late, std::ios::app);
   BOOST_REQUIRE_MESSAGE(poll_until([&] { return node.live_total() == 19; }, 20s),
                         "the lines appended to the renamed file: live total " << node.live_total() << "; " << follow.err());
@@ -248,13 +236,12 @@ BOOST_AUTO_TEST_CASE(ingest_follow_does_not_publish_an_unfinished_last_line_at_s
   TempDir dir;
   Served node(dir, "cut");
   const std::string file = dir.sub("access.log");
-  std::string log;
-  for (int i = 0; i < 3; ++i) log += combined("198.51.100.5", "/cut/" + std::to_string(i), 200, i);
+  std::string log = combined_lines("198.51.100.5", "/cut/", 0, 3);
   const std::string whole = combined("198.51.100.5", "/cut/3", 200, 3);
   log += whole.substr(0, whole.find("Firefox"));  // the writer is in the middle of the user agent
   write_file(file, log);
   Process follow(reqbus_binary(), {"ingest", file, "--follow", "--node-addr", node.addr()});
-  BOOST_REQUIRE_MESSAGE(poll_until([&] { return node.live_total() == 3; }, 30s), follow.err());
+  await_total(node, 3, follow);
   const Counts n = stop_follower(follow);
   BOOST_TEST(n.lines == 3u);
   BOOST_TEST(n.accepted == 3u);
@@ -271,12 +258,11 @@ BOOST_AUTO_TEST_CASE(ingest_follow_reports_a_too_long_last_line_at_sigterm_as_to
   TempDir dir;
   Served node(dir, "long");
   const std::string file = dir.sub("access.log");
-  std::string log;
-  for (int i = 0; i < 3; ++i) log += combined("198.51.100.6", "/long/" + std::to_string(i), 200, i);
+  std::string log = combined_lines("198.51.100.6", "/long/", 0, 3);
   log += std::string(2 << 20, 'x');  // no newline yet
   write_file(file, log);
   Process follow(reqbus_binary(), {"ingest", file, "--follow", "--node-addr", node.addr()});
-  BOOST_REQUIRE_MESSAGE(poll_until([&] { return node.live_total() == 3; }, 30s), follow.err());
+  await_total(node, 3, follow);
   const Counts n = stop_follower(follow);
   BOOST_TEST(n.lines == 4u);
   BOOST_TEST(n.accepted == 3u);
@@ -296,16 +282,12 @@ BOOST_AUTO_TEST_CASE(ingest_follow_waits_for_a_file_that_does_not_exist_yet) {
   // Still waiting a while later (several of its 250 ms polls): not gone with "cannot open".
   BOOST_REQUIRE_MESSAGE(!follow.wait(1s).has_value(), "ingest exited: " << follow.err());
 
-  std::string first;
-  for (int i = 0; i < 8; ++i) first += combined("198.51.100.7", "/late/" + std::to_string(i), 200, i);
+  std::string first = combined_lines("198.51.100.7", "/late/", 0, 8);
   write_file(file, first);
-  BOOST_REQUIRE_MESSAGE(poll_until([&] { return node.live_total() == 8; }, 30s),
-                        "live total " << node.live_total() << "; " << follow.err());
-  std::string more;
-  for (int i = 8; i < 12; ++i) more += combined("198.51.100.7", "/late/" + std::to_string(i), 200, i);
+  await_total(node, 8, follow);
+  std::string more = combined_lines("198.51.100.7", "/late/", 8, 12);
   write_file(file, more, std::ios::app);
-  BOOST_REQUIRE_MESSAGE(poll_until([&] { return node.live_total() == 12; }, 30s),
-                        "live total " << node.live_total() << "; " << follow.err());
+  await_total(node, 12, follow);
 
   const Counts n = stop_follower(follow);
   BOOST_TEST(n.lines == 12u);
@@ -518,8 +500,7 @@ BOOST_AUTO_TEST_CASE(ingest_stops_promptly_on_sigterm_while_its_input_is_open) {
   BOOST_REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
   const int writer = ::open(fifo.c_str(), O_RDWR);  // read-write: opening does not wait for a reader
   BOOST_REQUIRE(writer >= 0);
-  std::string log;
-  for (int i = 0; i < 20; ++i) log += combined("192.0.2.8", "/fifo/" + std::to_string(i), 200, i);
+  std::string log = combined_lines("192.0.2.8", "/fifo/", 0, 20);
   log += "192.0.2.8 - - [14/Nov/2023:22:13:";  // and the start of a line
   BOOST_REQUIRE(::write(writer, log.data(), log.size()) == ssize_t(log.size()));
   Process ingest(reqbus_binary(), {"ingest", fifo, "--node-addr", node.addr(), "--batch", "5"});
@@ -589,8 +570,7 @@ BOOST_AUTO_TEST_CASE(ingest_ids_follow_the_file_not_its_spelling_and_the_line_no
     BOOST_TEST(ingest_counts(p.err()).accepted == 5u);
   }
   const std::string file = dir.sub("access.log");
-  std::string log;
-  for (int i = 0; i < 5; ++i) log += combined("192.0.2.9", "/ids/file/" + std::to_string(i), 200, i);
+  std::string log = combined_lines("192.0.2.9", "/ids/file/", 0, 5);
   write_file(file, log);
   for (const std::string& spelling : {file, dir.str() + "/./access.log"}) {
     const Result r = run({"ingest", spelling, "--node-addr", node.addr()});

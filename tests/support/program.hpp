@@ -188,6 +188,13 @@ inline std::string combined(const std::string& ip, const std::string& path, int 
          " 512 \"https://ref.example/\" \"Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0\" 0.012\n";
 }
 
+// Lines from..to-1 of a log: combined(ip, prefix + i, status, i) each.
+inline std::string combined_lines(const std::string& ip, const std::string& prefix, int from, int to, int status = 200) {
+  std::string lines;
+  for (int i = from; i < to; ++i) lines += combined(ip, prefix + std::to_string(i), status, i);
+  return lines;
+}
+
 struct Counts {
   uint64_t lines = 0, accepted = 0, rejected = 0, unparsable = 0;
   uint64_t parsed = 0;   // a dry run's
@@ -225,6 +232,13 @@ inline Counts stop_follower(Process& follow) {
   BOOST_REQUIRE(status.has_value());
   BOOST_TEST(*status == 0);
   return ingest_counts(follow.err());
+}
+
+// Waits (up to 30 s) until the node's dashboard has counted `n` events; fails naming what it has
+// and the stderr of `sender`, the process that sends them.
+inline void await_total(const Served& node, uint64_t n, const Process& sender) {
+  BOOST_REQUIRE_MESSAGE(poll_until([&] { return node.live_total() == n; }, 30s),
+                        "live total " << node.live_total() << ", expected " << n << "; " << sender.err());
 }
 
 // Stops the node and checks that its store holds `n` rows, each request id once.
