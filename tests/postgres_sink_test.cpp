@@ -231,6 +231,31 @@ BOOST_AUTO_TEST_CASE(creates_schema_on_first_use) {
   BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM requests"), "5");
 }
 
+// A role that may read and write the tables but not create anything in the schema (least
+// privilege, the schema made by an owner role) writes events and counters: the sink checks
+// that the schema exists before it would create it (CREATE TABLE IF NOT EXISTS alone needs the
+// CREATE privilege even when the table is there: every write failed with 42501).
+BOOST_AUTO_TEST_CASE(a_role_without_create_writes_into_a_migrated_schema) {
+  const auto conninfo = fresh_database("least_privilege");
+  Db db(conninfo);
+  {
+    reqbus::PostgresSink owner(options_for(conninfo));
+    BOOST_REQUIRE(owner.write(requests(0, 1), 10s).ok());
+  }
+  db.query("DO $$ BEGIN CREATE ROLE reqbus_writer LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$");
+  db.query("REVOKE CREATE ON SCHEMA public FROM PUBLIC");
+  db.query("GRANT USAGE ON SCHEMA public TO reqbus_writer");
+  db.query("GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO reqbus_writer");
+  BOOST_REQUIRE_EQUAL(db.scalar("SELECT has_schema_privilege('reqbus_writer', 'public', 'CREATE')"), "f");
+  reqbus::PostgresSink writer(options_for(conninfo + " user=reqbus_writer"));
+  const auto result = writer.write(requests(1, 3), 10s);
+  BOOST_REQUIRE_MESSAGE(result.ok(), result.reason);
+  const auto counted = writer.write_counters({{"requests:2026-12-07", 1000, "node-a", 3}}, 10s);
+  BOOST_REQUIRE_MESSAGE(counted.ok(), counted.reason);
+  BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM requests"), "4");
+  BOOST_CHECK_EQUAL(db.scalar("SELECT value FROM counters WHERE key = 'requests:2026-12-07'"), "3");
+}
+
 BOOST_AUTO_TEST_CASE(stores_a_mixed_batch_exactly) {
   const auto conninfo = fresh_database("batch_exact");
   reqbus::PostgresSink sink(options_for(conninfo));

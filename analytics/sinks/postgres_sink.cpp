@@ -292,12 +292,19 @@ struct PostgresSink::Impl {
 
   std::optional<Failure> migrate(Connection& c, Deadline deadline) {
     using schema::Dialect;
-    const std::string begin = "BEGIN; SELECT pg_advisory_xact_lock(" +
-                              std::to_string(kMigrationLockId) + "); " +
-                              schema::create_migrations_table_sql(Dialect::postgres) + "; " +
-                              schema::current_version_sql();
+    const std::string begin = "BEGIN; SELECT pg_advisory_xact_lock(" + std::to_string(kMigrationLockId) +
+                              "); SELECT to_regclass('schema_migrations') IS NOT NULL";
     Results results;
     if (auto failed = exec(c, deadline, begin, &results)) return failed;
+    // CREATE TABLE IF NOT EXISTS needs the CREATE privilege on the schema even when the table
+    // is there: a node whose role may only read and write the tables (the schema made by
+    // another role, or an earlier node) failed every write with 42501 and dead-lettered it all.
+    const bool has_table = !results.empty() && std::string_view(PQgetvalue(results.back().get(), 0, 0)) == "t";
+    if (!has_table) {
+      if (auto failed = exec(c, deadline, schema::create_migrations_table_sql(Dialect::postgres))) return failed;
+    }
+    results.clear();
+    if (auto failed = exec(c, deadline, schema::current_version_sql(), &results)) return failed;
     int current = results.empty() ? 0 : std::atoi(PQgetvalue(results.back().get(), 0, 0));
     if (current > schema::latest_version()) {
       return Failure{false, false, "postgres: the database's schema version " + std::to_string(current) +
