@@ -119,6 +119,13 @@ Node::Impl::Impl(NodeOptions o) : options(std::move(o)), health(options.health) 
     PostgresSinkOptions po;
     po.conninfo = store.substr(9);
     postgres = std::make_shared<PostgresSink>(po);
+    // As with SQLite: a database, role, password or privilege that no write will get past is
+    // refused at start (it dead-lettered every event, /healthz 200 until the first arrived). A
+    // server that cannot be reached now is an outage, not a mistake: the node starts and spools.
+    if (const WriteResult r = postgres->check(po.connect_timeout); r.kind == WriteResult::Kind::permanent)
+      throw Error(ErrorCode::invalid_argument, "store: " + r.reason);
+    else if (!r.ok())
+      log(LogLevel::warn, "store: " + r.reason + " at start; events are spooled until the database answers");
     sink = postgres;
     counter_sink = postgres;
     store_description = "postgres (" + std::to_string(po.conninfo.size()) + "-byte conninfo)";

@@ -21,10 +21,13 @@
 #include <thread>
 #include <vector>
 
+#include "node/node.hpp"
 #include "reqbus/error.hpp"
 #include "reqbus/postgres_sink.hpp"
 #include "reqbus/uuid.hpp"
+#include "tests/support/free_port.hpp"
 #include "tests/support/postgres_server.hpp"
+#include "tests/support/temp_dir.hpp"
 
 using namespace std::chrono_literals;
 using reqbus::test::PostgresFixture;
@@ -254,6 +257,47 @@ BOOST_AUTO_TEST_CASE(a_role_without_create_writes_into_a_migrated_schema) {
   BOOST_REQUIRE_MESSAGE(counted.ok(), counted.reason);
   BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM requests"), "4");
   BOOST_CHECK_EQUAL(db.scalar("SELECT value FROM counters WHERE key = 'requests:2026-12-07'"), "3");
+}
+
+// check() at start tells a mistake (no write will ever succeed) from an outage (later ones may),
+// and a node refuses the first and starts through the second, spooling.
+BOOST_AUTO_TEST_CASE(check_tells_a_misconfigured_store_from_an_unreachable_one) {
+  const auto conninfo = fresh_database("check");
+  auto& server = PostgresFixture::server();
+  {
+    reqbus::PostgresSink sink(options_for(conninfo));
+    const auto ok = sink.check(5s);
+    BOOST_REQUIRE_MESSAGE(ok.ok(), ok.reason);
+    Db db(conninfo);
+    BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM pg_tables WHERE tablename = 'requests'"), "1");
+  }
+  const std::string no_database = server.conninfo("no_such_database");
+  const std::string no_role = conninfo + " user=no_such_role";
+  for (const std::string& wrong : {no_database, no_role}) {
+    const auto r = reqbus::PostgresSink(options_for(wrong)).check(5s);
+    BOOST_TEST((r.kind == reqbus::WriteResult::Kind::permanent), wrong << ": " << r.reason);
+    BOOST_TEST(r.reason.find("does not exist") != std::string::npos, r.reason);
+  }
+  const std::string unreachable = "host=127.0.0.1 port=" +
+                                  std::to_string(reqbus::test::port_outside_ephemeral_range(SOCK_STREAM)) +
+                                  " dbname=x user=postgres sslmode=disable";
+  const auto down = reqbus::PostgresSink(options_for(unreachable)).check(5s);
+  BOOST_TEST((down.kind == reqbus::WriteResult::Kind::retry), down.reason);
+
+  reqbus::test::TempDir dir;
+  reqbus::node::NodeOptions o;
+  o.http_enabled = false;
+  o.spool_dir = dir.sub("spool");
+  o.store = "postgres:" + no_database;
+  try {
+    reqbus::node::Node refused(o);
+    BOOST_FAIL("a node started on a database that does not exist");
+  } catch (const reqbus::Error& e) {
+    BOOST_TEST(std::string(e.what()).find("store: postgres") != std::string::npos, e.what());
+  }
+  o.store = "postgres:" + unreachable;
+  reqbus::node::Node spooling(o);  // an outage at start: the node runs, its events wait in the spool
+  BOOST_TEST(spooling.store_description().find("postgres") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(stores_a_mixed_batch_exactly) {

@@ -363,6 +363,19 @@ struct PostgresSink::Impl {
                              : WriteResult::failure(failed->reason);
   }
 
+  // Opens a pooled connection and ensures the schema, writing nothing.
+  WriteResult check(Deadline deadline) {
+    auto slot = acquire(deadline);
+    if (!slot) return WriteResult::retry_later("postgres: every connection stayed busy until the timeout");
+    Connection& c = pool[*slot];
+    std::optional<Failure> failed;
+    if (!c.conn) failed = open(c, deadline);
+    if (!failed) failed = ensure_schema(c, deadline);
+    release(*slot);
+    if (!failed) return WriteResult::success();
+    return failed->transient ? WriteResult::retry_later(failed->reason) : WriteResult::failure(failed->reason);
+  }
+
   std::optional<Failure> prepare(Connection& c, Deadline deadline, Statement which,
                                  const std::string& sql, const std::vector<Oid>& types) {
     if (c.prepared & which) return {};
@@ -514,6 +527,10 @@ PostgresSinkStats PostgresSink::stats() const noexcept {
   s.copies = impl_->copies.load(std::memory_order_relaxed);
   s.copy_fallbacks = impl_->copy_fallbacks.load(std::memory_order_relaxed);
   return s;
+}
+
+WriteResult PostgresSink::check(std::chrono::milliseconds timeout) {
+  return impl_->check(SteadyClock::now() + timeout);
 }
 
 WriteResult PostgresSink::write(const std::vector<Message>& batch, std::chrono::milliseconds timeout) {

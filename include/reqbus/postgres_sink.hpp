@@ -80,6 +80,13 @@ class PostgresSink final : public Sink, public CounterSink {
   PostgresSink(const PostgresSink&) = delete;
   PostgresSink& operator=(const PostgresSink&) = delete;
 
+  // Connects and makes sure the schema is there, as the first write would, writing nothing:
+  // success; retry_later when the server cannot be reached now (down, refusing, timing out);
+  // failure when no write will succeed (a wrong database, role, password or privilege, a schema
+  // newer than this reqbus). What `reqbus serve` asks at start, so that a misconfigured store
+  // stops the node with one line instead of dead-lettering every event it is given.
+  WriteResult check(std::chrono::milliseconds timeout);
+
   // Stores the batch (all or nothing) within `timeout`: waiting for a free connection,
   // connecting, creating the schema on first use and the statement all count against it.
   WriteResult write(const std::vector<Message>& batch, std::chrono::milliseconds timeout) override;
