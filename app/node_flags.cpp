@@ -113,6 +113,7 @@ std::string describe(const node::NodeReport& r) {
   auto n = [](uint64_t v) { return std::to_string(v); };
   std::string s = "published " + n(r.bus.published) + ", delivered to subscribers " + n(r.bus.delivered) +
                   ", persisted " + n(r.batcher.delivered) + ", spooled " + n(r.batcher.spooled) +
+                  ", replayed from the spool " + n(r.replayed) +
                   ", dropped " + n(r.bus.dropped_newest + r.bus.dropped_oldest + r.bus.dropped_timeout +
                                    r.bus.dropped_close_deadline + r.batcher.dropped.total()) +
                   ", gaps " + n(r.bus.gaps) + ", counter windows " + n(r.counter_windows) + " (" +
@@ -121,6 +122,10 @@ std::string describe(const node::NodeReport& r) {
     s += ", counter windows lost " + n(r.counters.failed) + " (count " +
          std::to_string(r.counters.left_count) + ")";
   }
+  if (r.dead_lettered)  // kept, but out of the store until an operator acts (docs/RELIABILITY.md)
+    s += ", rejected by the store for good (in the spool's dead-letter file) " + n(r.dead_lettered);
+  if (r.spool_left_bytes)
+    s += ", left in the spool for the next start " + n(r.spool_left_bytes) + " bytes";
   if (r.store_duplicates)  // written, and found stored already (a resend, a replay, a log ingested twice)
     s += ", already in the store (kept once) " + n(r.store_duplicates);
   if (r.bus.in_hand) s += ", still in a stuck handler " + n(r.bus.in_hand);

@@ -229,7 +229,13 @@ NodeReport Node::Impl::close(std::chrono::milliseconds budget) {
   const auto counters_share = counters ? budget / 5 : std::chrono::milliseconds(0);
   auto left_before_counters = [&] { return std::max(std::chrono::milliseconds(0), left() - counters_share); };
   r.bus = bus->close(left_before_counters() / 3);  // delivers everything accepted to the Batcher/StatBuffer
-  if (batcher) r.batcher = batcher->close(left_before_counters());
+  if (batcher) {
+    r.batcher = batcher->close(left_before_counters());
+    const BatcherStats s = batcher->stats();
+    r.replayed = s.replayed;
+    r.dead_lettered = s.dead_lettered;
+    r.spool_left_bytes = s.spool_bytes;
+  }
   if (counters) {
     r.counters = counters->close(std::chrono::steady_clock::now() + std::max(left(), counters_share));
     r.counter_windows = counters->stats().flushes;

@@ -53,6 +53,9 @@ struct NodeReport {
   uint64_t store_duplicates = 0;  // events written that the store already held (kept once)
   uint64_t counter_windows = 0;   // counter windows written over the node's life (counters.flushed:
                                   // those written by close())
+  // The spool over the node's life (BatcherStats): events stored from it, set aside in its
+  // dead-letter file, and what it still holds for the next start.
+  uint64_t replayed = 0, dead_lettered = 0, spool_left_bytes = 0;
   bool deadline_reached = false;
 };
 

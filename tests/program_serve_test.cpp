@@ -4,6 +4,8 @@
 // bytes from request paths, riding out a restart of its node, 5xx waited out, 404 fatal).
 #include <boost/test/unit_test.hpp>
 
+#include "analytics/spool.hpp"
+#include "reqbus/uuid.hpp"
 #include "tests/support/program.hpp"
 
 using namespace reqbus::test;
@@ -235,6 +237,37 @@ BOOST_AUTO_TEST_CASE(serve_summary_counts_counter_windows_over_the_nodes_life) {
   const uint64_t total = std::stoull(m[1]), at_close = std::stoull(m[2]);
   BOOST_TEST(total >= before_close + at_close, out);
   BOOST_TEST(total > at_close, out);
+}
+
+// What an earlier run left in the spool is replayed at start and said in the close summary,
+// apart from what this run persisted itself.
+BOOST_AUTO_TEST_CASE(serve_summary_says_what_it_replayed_from_the_spool) {
+  TempDir dir;
+  {
+    reqbus::detail::SpoolOptions so;
+    so.dir = dir.sub("replay-spool");
+    reqbus::detail::Spool spool(so);
+    std::vector<reqbus::Message> batch(5);
+    for (size_t i = 0; i < batch.size(); ++i) {
+      reqbus::RequestLog& r = batch[i].request;
+      batch[i].kind = reqbus::MessageKind::request_sent;
+      r.request_id = reqbus::uuid_v7();
+      r.method = "GET";
+      r.path = "/replayed/" + std::to_string(i);
+      r.status_code = 200;
+      r.inserted_at = 1'765'000'000'000'000 + int64_t(i);
+      r.node_id = "earlier-run";
+    }
+    BOOST_REQUIRE((spool.append(batch) == reqbus::detail::SpoolAppend::ok));
+  }
+  Served node(dir, "replay");
+  BOOST_REQUIRE(poll_until([&] { return node.metric("reqbus_batcher_replayed_total") == 5; }, 30s));
+  node.stop();
+  const std::string out = node.process.out();
+  BOOST_TEST(contains(out, "persisted 0, spooled 0, replayed from the spool 5"), out);
+  BOOST_TEST(!contains(out, "left in the spool"), out);
+  Db db(node.db);
+  BOOST_TEST(db.scalar("SELECT count(*) FROM requests WHERE path LIKE '/replayed/%'") == 5);
 }
 
 // Without a spool (--spool-dir '' or spool_dir = "") a batch the store cannot take is dropped:
