@@ -41,6 +41,7 @@ void validate(const std::shared_ptr<Sink>& sink, const BatcherOptions& o) {
   if (o.retry_max_attempts < 1) bad("BatcherOptions.retry_max_attempts: must be >= 1");
   if (o.retry_base_backoff < milliseconds(0)) bad("BatcherOptions.retry_base_backoff: must be >= 0");
   if (o.import_timeout <= milliseconds(0)) bad("BatcherOptions.import_timeout: must be > 0");
+  if (o.stall_timeout < milliseconds(0)) bad("BatcherOptions.stall_timeout: must be >= 0");
   if (o.max_queued_events < 1) bad("BatcherOptions.max_queued_events: must be >= 1");
   if (o.max_queued_bytes < o.max_batch_bytes)
     bad("BatcherOptions.max_queued_bytes: must be >= max_batch_bytes");
@@ -275,6 +276,7 @@ BatcherStats Batcher::Impl::stats() const {
   s.spooled_batches = counters_.spooled_batches.load();
   s.spooled_while_down = counters_.spooled_while_down.load();
   s.breaker_opened = counters_.breaker_opened.load();
+  s.stalled_writes = counters_.stalled_writes.load();
   s.sink_down = sink_down_.load();
   s.replayed = counters_.replayed.load();
   s.replay_failures = counters_.replay_failures.load();

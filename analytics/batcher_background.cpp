@@ -23,6 +23,8 @@ void Batcher::Impl::timer_loop() {
   for (;;) {
     time_point wake = *std::min_element(next_flush_.begin(), next_flush_.end());
     if (telemetry) wake = std::min(wake, next_telemetry_);
+    if (spool_ && options_.stall_timeout > std::chrono::milliseconds(0))  // look for a stalled write
+      wake = std::min(wake, clock_->now() + std::min<std::chrono::milliseconds>(options_.stall_timeout, std::chrono::seconds(1)));
     {
       std::unique_lock lock(timer_mu_);
       if (clock_->wait_until(lock, timer_cv_, wake, [&] { return stop_timer_; })) return;
@@ -38,6 +40,7 @@ void Batcher::Impl::timer_loop() {
       next_flush_[i] = next_after(
           next_flush_[i], detail::flush_delay(options_.flush_interval, options_.flush_jitter, jitter_rng_), now);
     }
+    spool_behind_stalled_write(now);
     if (telemetry && next_telemetry_ <= now) {
       try {
         options_.telemetry(buffers());

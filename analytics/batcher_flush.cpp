@@ -134,7 +134,9 @@ void Batcher::Impl::process(const BatchPtr& batch) {
   for (int attempt = 1;; ++attempt) {
     if (batch->resolved.load()) return;
     const time_point start = clock_->now();
+    batch->writing_since.store(std::max<int64_t>(1, start.time_since_epoch().count()));
     const WriteResult result = call_sink(batch->events);
+    batch->writing_since.store(0);
     const time_point end = clock_->now();
     if (result.ok()) {
       // Not resolved here if close() or a probe handoff spooled it meanwhile: the spooled copy
@@ -286,6 +288,51 @@ void Batcher::Impl::hand_probe_to_spool_locked(uint64_t newer_id) {
   retry_cv_.notify_all();
   fast_probes_ = options_.retry_max_attempts;
   kick_replayer();
+}
+
+// A write has run for stall_timeout without an answer (a database that hangs): the sink is
+// taken as down, as after a failed write. The stalled batch (the probe) goes to the spool, and
+// so do the batches waiting behind it for a worker: every worker may be stuck in such a write,
+// and nothing else would take them out of memory before import_timeout. Called by the timer.
+void Batcher::Impl::spool_behind_stalled_write(time_point now) {
+  if (!spool_ || options_.stall_timeout <= std::chrono::milliseconds(0) || abandon_.load()) return;
+  uint64_t stalled = 0;
+  size_t writing = 0;
+  {
+    std::lock_guard lock(work_mu_);
+    for (const auto& [id, batch] : inflight_) {
+      const int64_t since = batch->writing_since.load();
+      if (since == 0) continue;
+      ++writing;
+      if (stalled == 0 && now - time_point(time_point::duration(since)) >= options_.stall_timeout) stalled = id;
+    }
+  }
+  if (stalled == 0) return;
+  if (!sink_down_.load()) {
+    ++counters_.stalled_writes;
+    open_breaker(stalled, "no answer in " + std::to_string(options_.stall_timeout.count()) + " ms");
+  }
+  {
+    std::lock_guard order(spool_order_mu_);
+    hand_probe_to_spool_locked(UINT64_MAX);  // the stalled write's batch, if it is the probe
+  }
+  if (writing < options_.flush_workers) return;  // a worker is free: it spools what waits
+  std::deque<BatchPtr> waiting;
+  {
+    std::lock_guard lock(work_mu_);
+    waiting.swap(pending_);
+    for (const BatchPtr& batch : waiting) inflight_.emplace(batch->id, batch);
+  }
+  while (!waiting.empty() && spool_while_down(waiting.front())) waiting.pop_front();
+  if (waiting.empty()) return;
+  {  // the spool refused one: the rest wait for a worker, as before, in their order
+    std::lock_guard lock(work_mu_);
+    for (auto it = waiting.rbegin(); it != waiting.rend(); ++it) {
+      inflight_.erase((*it)->id);
+      pending_.push_front(*it);
+    }
+  }
+  work_cv_.notify_all();
 }
 
 bool Batcher::Impl::open_breaker(uint64_t batch_id, const std::string& why) {

@@ -44,6 +44,8 @@ struct Batch {
   // close() resolved it at its deadline (spooled or dropped) while it may still be written:
   // set under spool_order_mu_, read under it (a success that comes after is counted apart).
   bool resolved_at_close_deadline = false;
+  // When the write running now started (the Batcher's clock, ns since its epoch); 0 = none.
+  std::atomic<int64_t> writing_since{0};
   bool try_resolve() { return !resolved.exchange(true); }
 };
 using BatchPtr = std::shared_ptr<Batch>;
@@ -58,7 +60,7 @@ struct BatcherCounters {
   std::atomic<uint64_t> enqueued{0}, inactive{0}, delivered{0}, batches_delivered{0},
       retries{0}, failed_attempts{0}, spooled{0}, spooled_batches{0}, spooled_while_down{0},
       replayed{0}, replay_failures{0}, dead_lettered{0}, breaker_opened{0}, batches_coalesced{0},
-      delivered_after_deadline{0};
+      delivered_after_deadline{0}, stalled_writes{0};
   std::array<std::atomic<uint64_t>, kDropReasons> drops{};
   std::atomic<uint64_t> latency_last_us{0}, latency_total_us{0}, latency_count{0},
       latency_max_us{0};
@@ -106,6 +108,7 @@ class Batcher::Impl {
   void spool_or_drop(const std::vector<Message>& events, detail::DropReason reason,
                      const std::string& why);
   bool spool_while_down(const detail::BatchPtr& batch);  // true: the batch is resolved
+  void spool_behind_stalled_write(time_point now);      // timer: see BatcherOptions::stall_timeout
   void hand_probe_to_spool_locked(uint64_t newer_id);    // spool_order_mu_ held
   // Opens the breaker (if closed) after `batch_id` failed; true if that batch is the probe,
   // the one batch that keeps retrying while the breaker is open.

@@ -335,7 +335,7 @@ std::string apply_config(std::string_view text, std::string_view source_name, No
   if (const toml::table* t = top.sub("batcher")) {
     Reader r{*t, "batcher.", {}};
     r.only({"pool_size", "flush_at", "flush_interval_ms", "flush_jitter_ms", "max_batch_bytes", "flush_workers",
-            "coalesce_max_events", "retry_max_attempts", "retry_base_backoff_ms", "import_timeout_ms", "max_queued_events", "overflow",
+            "coalesce_max_events", "retry_max_attempts", "retry_base_backoff_ms", "import_timeout_ms", "stall_timeout_ms", "max_queued_events", "overflow",
             "active", "debug"});
     r.integer("pool_size", o.batcher.pool_size, 1, 1024);
     r.integer("flush_at", o.batcher.flush_at, 1, 1 << 20);
@@ -347,6 +347,7 @@ std::string apply_config(std::string_view text, std::string_view source_name, No
     r.integer("retry_max_attempts", o.batcher.retry_max_attempts, 1, 1000);
     r.millis("retry_base_backoff_ms", o.batcher.retry_base_backoff);
     r.millis("import_timeout_ms", o.batcher.import_timeout);
+    r.millis("stall_timeout_ms", o.batcher.stall_timeout);
     r.integer("max_queued_events", o.batcher.max_queued_events, 1, 1LL << 32);
     r.overflow("overflow", o.batcher.overflow);
     r.boolean("active", o.batcher.active);

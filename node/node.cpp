@@ -365,6 +365,7 @@ std::string Node::metrics() const {
     w.gauge("reqbus_spool_dead_letter_bytes", "Bytes in the spool's dead-letter file.", double(s.dead_letter_bytes));
     w.counter("reqbus_batcher_spooled_while_down_total", "Events sent straight to the spool while the store was failing.", double(s.spooled_while_down));
     w.counter("reqbus_batcher_breaker_opened_total", "Times a failed store write opened the circuit breaker.", double(s.breaker_opened));
+    w.counter("reqbus_batcher_stalled_writes_total", "Store writes that gave no answer within stall_timeout (the store was taken as down).", double(s.stalled_writes));
     w.gauge("reqbus_store_down", "1 while the store is failing (breaker open: new batches go to the spool).", s.sink_down ? 1.0 : 0.0);
     w.counter("reqbus_batcher_refused_total", "Events the Batcher refused at enqueue.", double(impl_->batcher_refused.load()));
     w.header("reqbus_batcher_dropped_total", "Events the Batcher dropped, by reason.", "counter");

@@ -526,6 +526,44 @@ BOOST_AUTO_TEST_CASE(a_permanent_error_spools_without_retrying) {
   BOOST_TEST(segment.batch(0)[0].request.request_id == sent[0].request.request_id);
 }
 
+// A store that hangs (no error, no answer: a frozen database) must not keep batches in memory
+// for import_timeout: after stall_timeout the sink counts as down, the stalled batch and those
+// waiting behind it go to the spool (durable: a crash now loses none of them), and the hung
+// write's late success closes the breaker without counting its events twice.
+BOOST_AUTO_TEST_CASE(a_write_that_stalls_sends_its_batch_and_those_behind_it_to_the_spool) {
+  Rig rig;
+  BatcherOptions o = rig.options();
+  o.spool_dir = rig.spool();
+  o.flush_at = 2;
+  o.stall_timeout = 5s;
+  Batcher batcher(rig.sink, o);
+  rig.sink->close_gate();
+  BOOST_REQUIRE(batcher.enqueue(request(0)) == EnqueueStatus::ok);
+  BOOST_REQUIRE(batcher.enqueue(request(1)) == EnqueueStatus::ok);
+  BOOST_REQUIRE(rig.sink->wait_for_calls(1));  // the one worker is stuck in the write
+  for (uint64_t i = 2; i < 6; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  BatcherStats s = batcher.stats();
+  BOOST_TEST(!s.sink_down);
+  BOOST_TEST(s.queue_depth == 6u);  // in memory: the write in hand and two batches behind it
+
+  rig.clock->advance(4s);  // not yet
+  std::this_thread::sleep_for(kQuiet);
+  BOOST_TEST(!batcher.stats().sink_down);
+  rig.clock->advance(1s);
+  s = stats_when(batcher, [](const BatcherStats& st) { return st.spooled == 6u; });
+  BOOST_TEST(s.sink_down);
+  BOOST_TEST(s.stalled_writes == 1u);
+  BOOST_TEST(s.breaker_opened == 1u);
+  BOOST_TEST(s.queue_depth == 0u);
+  BOOST_TEST(s.spooled_batches == 3u);
+
+  rig.sink->open_gate();  // the hung write is answered at last: stored, and the sink is back
+  s = stats_when(batcher, [](const BatcherStats& st) { return !st.sink_down; });
+  BOOST_TEST(s.delivered == 0u);  // counted once, as spooled; its replay is idempotent
+  batcher.close(5s);
+  BOOST_TEST(rig.sink->stored_count() == 6u);
+}
+
 BOOST_AUTO_TEST_CASE(without_a_spool_exhausted_retries_are_a_loud_counted_drop) {
   Rig rig;
   LogCapture logs;

@@ -49,6 +49,14 @@ struct BatcherOptions {
   std::chrono::milliseconds retry_base_backoff{100};
   // The timeout passed to Sink::write for each attempt. Default 30000 ms.
   std::chrono::milliseconds import_timeout{30000};
+  // A write that has not returned after this long is taken as a failure for the circuit
+  // breaker, with a spool: the sink counts as down (BatcherStats::sink_down), the stalled batch
+  // and those waiting for a worker go to the spool, and new ones go straight there, as when a
+  // write fails. The write itself keeps waiting for its answer (up to import_timeout); its
+  // success closes the breaker. Without it a database that hangs (no error, no answer) held
+  // every batch in memory for import_timeout, all lost to a crash meanwhile. Checked about once
+  // a second. Default 5000 ms; 0 = off (only failed writes open the breaker).
+  std::chrono::milliseconds stall_timeout{5000};
 
   // When a flush worker takes a batch and more are already waiting (the sink is behind), it
   // merges them, oldest first, into one write of at most coalesce_max_events events and

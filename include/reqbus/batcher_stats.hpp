@@ -51,7 +51,8 @@ struct BatcherStats {
   uint64_t spooled = 0;           // events written to the spool
   uint64_t spooled_batches = 0;
   uint64_t spooled_while_down = 0;  // of spooled: sent straight to the spool, breaker open
-  uint64_t breaker_opened = 0;    // times a failed write opened the circuit breaker
+  uint64_t breaker_opened = 0;    // times a failed (or stalled) write opened the circuit breaker
+  uint64_t stalled_writes = 0;    // of those, writes that gave no answer within stall_timeout
   uint64_t replayed = 0;          // spooled events later stored by the sink
   // Replays that failed: a sink write (the batch stays spooled, or is dead-lettered when the
   // failure is permanent), or a segment that could not be read (it stays, retried later).
