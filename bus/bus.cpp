@@ -325,6 +325,7 @@ BusStats Bus::Impl::stats() const {
   s.auth_refused = zap_ ? zap_->refused() : 0;
   s.handshake_failures = handshake_failures_.load();
   s.echoes_ignored = echoes_ignored_.load();
+  s.duplicate_node_id_frames = duplicate_node_id_frames_.load();
   for (size_t i = 0; i < malformed_.size(); ++i) s.malformed[i] = malformed_[i].load();
   std::lock_guard lock(subs_mu_);
   prune_finished();

@@ -81,7 +81,7 @@ class Bus::Impl {
       dropped_timeout_{0}, dropped_closed_{0}, dropped_close_deadline_{0}, rejected_invalid_{0},
       frames_sent_{0}, events_sent_{0}, remote_frames_{0}, remote_events_{0}, remote_gaps_{0},
       peer_disconnects_{0}, handshake_failures_{0}, echoes_ignored_{0}, remote_rejected_events_{0},
-      remote_gap_resyncs_{0}, peer_channels_forgotten_{0};
+      remote_gap_resyncs_{0}, peer_channels_forgotten_{0}, duplicate_node_id_frames_{0};
   std::array<std::atomic<uint64_t>, codec::kDecodeErrorCount> malformed_{};
 
   // Publisher-thread state.
@@ -97,6 +97,9 @@ class Bus::Impl {
   std::mutex close_mu_;
   std::optional<CloseReport> close_report_;  // guarded by close_mu_
   RateLimiter bad_input_log_;
+  // Another node with our node id (or two peers sharing one) sends every frame: its own
+  // limiter, so it does not crowd the other warnings out of bad_input_log_.
+  RateLimiter duplicate_id_log_{2, std::chrono::seconds(10)};
 };
 
 }  // namespace reqbus

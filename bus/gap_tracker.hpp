@@ -1,7 +1,15 @@
 #pragma once
 // GapTracker: counts events missing from each origin's sequence. Every frame says where its
 // channel's sequence starts; a frame that starts past the expected number means ZeroMQ dropped
-// the events in between (high-water mark, reconnect). A new epoch means the origin restarted.
+// the events in between (high-water mark, reconnect). A new epoch means the origin restarted:
+// by default its first frame only sets the expectation (subscribers: a subscription knows
+// nothing of what came before it). With count_restarts (the receiver), a new epoch of a channel
+// this tracker already knew under another epoch counts the new epoch's events before that frame
+// (first_seq: a new epoch starts at 0) as missing: ZeroMQ dropped them while we reconnected
+// to the restarted origin. A channel never seen before is never a gap (published before we
+// were there). An epoch the channel had before its current one coming back is no restart
+// (a restarted process draws a fresh random epoch): two nodes publish with the same node id;
+// nothing is counted missing then (epoch_flips()), since their sequences cannot be told apart.
 // Bounds: origins and channels are named by peers (node ids change with every restart, and a
 // hostile peer can invent one a frame), so at most max_channels are tracked; past that the
 // least recently seen half is forgotten (counted: forgotten()), and a forgotten channel's next
@@ -25,7 +33,8 @@ class GapTracker {
   static constexpr size_t kDefaultMaxChannels = 4096;
   static constexpr uint64_t kMaxGap = uint64_t(1) << 32;
 
-  explicit GapTracker(size_t max_channels = kDefaultMaxChannels) : max_channels_(std::max<size_t>(max_channels, 2)) {}
+  explicit GapTracker(size_t max_channels = kDefaultMaxChannels, bool count_restarts = false)
+      : max_channels_(std::max<size_t>(max_channels, 2)), count_restarts_(count_restarts) {}
 
   // Returns how many events are missing before this frame.
   uint64_t observe(std::string_view origin, std::string_view channel, uint64_t epoch,
@@ -33,7 +42,7 @@ class GapTracker {
     key_.assign(origin);
     key_.push_back('\0');
     key_.append(channel);
-    auto [it, inserted] = next_.try_emplace(key_, State{epoch, 0, 0});
+    auto [it, inserted] = next_.try_emplace(key_, State{epoch, 0, 0, 0});
     it->second.used = ++tick_;
     if (inserted && next_.size() > max_channels_) {
       forget_least_recent();  // keeps this channel: it was seen last
@@ -41,12 +50,19 @@ class GapTracker {
     }
     State& s = it->second;
     uint64_t missing = 0;
-    if (!inserted && s.epoch == epoch && first_seq > s.next) {
-      missing = first_seq - s.next;
-      if (missing > kMaxGap) {
-        missing = 0;
-        ++resyncs_;
-      }
+    if (!inserted && s.epoch == epoch) {
+      if (first_seq > s.next) missing = first_seq - s.next;
+    } else if (!inserted && s.previous_epoch != 0 && epoch == s.previous_epoch) {
+      ++epoch_flips_;  // two live origins with one id: neither numbering can be followed
+      s.previous_epoch = s.epoch;
+    } else if (!inserted) {  // the origin restarted
+      ++restarts_;
+      if (count_restarts_) missing = first_seq;
+      s.previous_epoch = s.epoch;
+    }
+    if (missing > kMaxGap) {
+      missing = 0;
+      ++resyncs_;
     }
     s.epoch = epoch;
     s.next = first_seq > std::numeric_limits<uint64_t>::max() - count ? std::numeric_limits<uint64_t>::max()
@@ -56,11 +72,15 @@ class GapTracker {
 
   uint64_t forgotten() const { return forgotten_; }  // channels dropped to stay within the bound
   uint64_t resyncs() const { return resyncs_; }      // jumps past kMaxGap, not counted as missing
+  uint64_t restarts() const { return restarts_; }    // frames that started a new epoch of a known channel
+  uint64_t epoch_flips() const { return epoch_flips_; }  // frames back in a channel's previous epoch
   size_t channels() const { return next_.size(); }
 
   // Where every channel stands, as text: one "origin TAB channel-key-hex TAB epoch TAB next"
   // line per channel (the peer state file); load() takes it back after a restart, so the first
-  // frame of an origin that kept running counts what this node missed while it was down.
+  // frame of an origin that kept running counts what this node missed while it was down (and,
+  // with count_restarts, the first frame of an origin that restarted meanwhile counts its new
+  // epoch's events before it). The previous epoch is not saved.
   std::string save() const {
     std::string out;
     for (const auto& [key, s] : next_) {
@@ -110,7 +130,8 @@ class GapTracker {
   struct State {
     uint64_t epoch;
     uint64_t next;
-    uint64_t used;  // tick_ when last seen
+    uint64_t used;            // tick_ when last seen
+    uint64_t previous_epoch;  // the epoch before `epoch`, 0 if none known
   };
   // Forgets the least recently seen half: O(n) once every n/2 new channels, not per frame.
   void forget_least_recent() {
@@ -124,9 +145,10 @@ class GapTracker {
   }
 
   const size_t max_channels_;
+  const bool count_restarts_;
   std::string key_;  // scratch, reused to avoid an allocation per frame
   std::unordered_map<std::string, State> next_;
-  uint64_t tick_ = 0, forgotten_ = 0, resyncs_ = 0;
+  uint64_t tick_ = 0, forgotten_ = 0, resyncs_ = 0, restarts_ = 0, epoch_flips_ = 0;
 };
 
 }  // namespace reqbus::detail

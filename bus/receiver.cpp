@@ -69,7 +69,9 @@ void Bus::Impl::receiver_main(std::promise<void> started) {
     return;
   }
 
-  detail::GapTracker gaps;
+  // count_restarts: a peer that restarted while we were connected to its previous epoch lost
+  // its first events to our reconnect (PUB cannot replay): they are remote_gaps too.
+  detail::GapTracker gaps(detail::GapTracker::kDefaultMaxChannels, /*count_restarts=*/true);
   if (!options.peer_state_file.empty()) {
     std::ifstream in(options.peer_state_file, std::ios::binary);
     std::ostringstream text;
@@ -96,9 +98,18 @@ void Bus::Impl::receiver_main(std::promise<void> started) {
   // Where this frame stands in its origin's sequence: missing events are remote_gaps; what the
   // bounded tracker forgot, and jumps it did not believe, are exported too (the jumps logged).
   auto observe = [&](std::string_view key, uint64_t count) {
-    const uint64_t resyncs = gaps.resyncs();
-    remote_gaps_.fetch_add(gaps.observe(header.node_id, key, header.epoch, header.first_seq, uint32_t(count)),
-                           std::memory_order_relaxed);
+    const uint64_t resyncs = gaps.resyncs(), restarts = gaps.restarts(), flips = gaps.epoch_flips();
+    const uint64_t missing = gaps.observe(header.node_id, key, header.epoch, header.first_seq, uint32_t(count));
+    remote_gaps_.fetch_add(missing, std::memory_order_relaxed);
+    if (gaps.restarts() != restarts && missing > 0)
+      bad_input_log_.log(LogLevel::warn, "bus '" + options.name + "': " + header.node_id + " restarted (new epoch " +
+                                             std::to_string(header.epoch) + "); its first " + std::to_string(missing) +
+                                             " events on '" + std::string(key.substr(0, key.find('\0'))) +
+                                             "' were sent before we reconnected: counted as gaps");
+    if (gaps.epoch_flips() != flips)
+      duplicate_id_log_.log(LogLevel::error, "bus '" + options.name + "': two nodes publish with the node id '" + header.node_id +
+                                              "' (epochs alternate, now " + std::to_string(header.epoch) +
+                                              "): node ids must be unique; their gaps cannot be counted");
     if (gaps.resyncs() != resyncs) {
       remote_gap_resyncs_.store(gaps.resyncs(), std::memory_order_relaxed);
       bad_input_log_.log(LogLevel::warn, "bus '" + options.name + "': a frame from " + header.node_id +
@@ -210,8 +221,17 @@ void Bus::Impl::receiver_main(std::promise<void> started) {
         }
         continue;
       }
-      if (header.node_id == options.node_id) {  // our own frame, back through a forwarder
-        echoes_ignored_.fetch_add(1, std::memory_order_relaxed);
+      if (header.node_id == options.node_id) {
+        if (header.epoch == epoch) {  // our own frame, back through a forwarder
+          echoes_ignored_.fetch_add(1, std::memory_order_relaxed);
+          continue;
+        }
+        // Another Bus publishes with our id. Its events are ignored: mixed with ours (and our
+        // peers' view of us) they would corrupt every origin's sequence tracking.
+        duplicate_node_id_frames_.fetch_add(1, std::memory_order_relaxed);
+        duplicate_id_log_.log(LogLevel::error, "bus '" + options.name + "': another node publishes with this node's id '" +
+                                                options.node_id + "' (epoch " + std::to_string(header.epoch) +
+                                                "): node ids must be unique; its events are ignored");
         continue;
       }
       remote_frames_.fetch_add(1, std::memory_order_relaxed);

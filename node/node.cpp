@@ -335,6 +335,8 @@ std::string Node::metrics() const {
   w.counter("reqbus_bus_peer_disconnects_total", "Peer connections closed.", double(b.peer_disconnects));
   w.counter("reqbus_bus_auth_refused_total", "Clients refused by the CURVE allow-list (ZAP) at bind.", double(b.auth_refused));
   w.counter("reqbus_bus_handshake_failures_total", "Connections to peers that failed the CURVE handshake.", double(b.handshake_failures));
+  w.counter("reqbus_bus_echoes_ignored_total", "Frames of this node's own that came back (through a forwarder), ignored.", double(b.echoes_ignored));
+  w.counter("reqbus_bus_duplicate_node_id_frames_total", "Frames from another node using this node's node id (ids must be unique), ignored.", double(b.duplicate_node_id_frames));
   w.header("reqbus_bus_malformed_total", "Frames from peers dropped as malformed, by reason.", "counter");
   for (size_t i = 0; i < b.malformed.size(); ++i)
     w.sample("reqbus_bus_malformed_total", "reason", codec::to_string(codec::DecodeError(i)), double(b.malformed[i]));

@@ -50,11 +50,15 @@ struct BusStats {
   // From tcp peers:
   uint64_t remote_frames = 0;
   uint64_t remote_events = 0;
-  uint64_t remote_gaps = 0;      // events missing from a peer's sequence at this node
+  uint64_t remote_gaps = 0;      // events missing from a peer's sequence at this node (also
+                                 // a restarted peer's first events, sent before we reconnected)
   uint64_t peer_disconnects = 0; // tcp peer connections closed (incl. ZeroMQ's size limit)
   uint64_t auth_refused = 0;     // clients refused by the ZAP allow-list at `bind`
   uint64_t handshake_failures = 0;  // our connections to peers that failed the CURVE handshake
   uint64_t echoes_ignored = 0;   // frames of our own that came back (through a forwarder)
+  // Frames with this node's node_id but another epoch than this Bus's: another node uses the
+  // same id (ids must be unique). Ignored, like echoes, and logged as an error (rate-limited).
+  uint64_t duplicate_node_id_frames = 0;
   std::array<uint64_t, codec::kDecodeErrorCount> malformed{};  // frames, by codec::DecodeError
   // Events in those frames, when the frame said whose they were and how many (its header was
   // readable): counted here once, and never again as remote_gaps or subscription gaps.
