@@ -24,7 +24,8 @@ void Batcher::Impl::timer_loop() {
     time_point wake = *std::min_element(next_flush_.begin(), next_flush_.end());
     if (telemetry) wake = std::min(wake, next_telemetry_);
     if (spool_ && options_.stall_timeout > std::chrono::milliseconds(0))  // look for a stalled write
-      wake = std::min(wake, clock_->now() + std::min<std::chrono::milliseconds>(options_.stall_timeout, std::chrono::seconds(1)));
+      wake = std::min(wake, clock_->now() + std::clamp<std::chrono::milliseconds>(options_.stall_timeout, std::chrono::milliseconds(100),
+                                                                                   std::chrono::seconds(1)));
     {
       std::unique_lock lock(timer_mu_);
       if (clock_->wait_until(lock, timer_cv_, wake, [&] { return stop_timer_; })) return;

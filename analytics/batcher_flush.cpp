@@ -135,7 +135,15 @@ void Batcher::Impl::process(const BatchPtr& batch) {
     if (batch->resolved.load()) return;
     const time_point start = clock_->now();
     batch->writing_since.store(std::max<int64_t>(1, start.time_since_epoch().count()));
+    {
+      std::lock_guard lock(work_mu_);
+      writing_.emplace(batch->id, batch);
+    }
     const WriteResult result = call_sink(batch->events);
+    {
+      std::lock_guard lock(work_mu_);
+      writing_.erase(batch->id);
+    }
     batch->writing_since.store(0);
     const time_point end = clock_->now();
     if (result.ok()) {
@@ -291,48 +299,56 @@ void Batcher::Impl::hand_probe_to_spool_locked(uint64_t newer_id) {
 }
 
 // A write has run for stall_timeout without an answer (a database that hangs): the sink is
-// taken as down, as after a failed write. The stalled batch (the probe) goes to the spool, and
-// so do the batches waiting behind it for a worker: every worker may be stuck in such a write,
-// and nothing else would take them out of memory before import_timeout. Called by the timer.
+// taken as down, as after a failed write, at every timer pass while it lasts. Each stalled
+// batch goes to the spool (its write goes on; a late success is a harmless duplicate), and so
+// do the batches waiting for a worker when every worker is inside a write: nothing else would
+// take them out of memory before import_timeout. Called by the timer.
 void Batcher::Impl::spool_behind_stalled_write(time_point now) {
   if (!spool_ || options_.stall_timeout <= std::chrono::milliseconds(0) || abandon_.load()) return;
-  uint64_t stalled = 0;
+  std::vector<BatchPtr> stalled;  // in id order; those spooled at an earlier pass too
   size_t writing = 0;
   {
     std::lock_guard lock(work_mu_);
-    for (const auto& [id, batch] : inflight_) {
+    writing = writing_.size();
+    for (const auto& [id, batch] : writing_) {
       const int64_t since = batch->writing_since.load();
-      if (since == 0) continue;
-      ++writing;
-      if (stalled == 0 && now - time_point(time_point::duration(since)) >= options_.stall_timeout) stalled = id;
+      if (since != 0 && now - time_point(time_point::duration(since)) >= options_.stall_timeout) stalled.push_back(batch);
     }
   }
-  if (stalled == 0) return;
-  if (!sink_down_.load()) {
+  if (stalled.empty()) return;
+  // Not made the probe: its write may answer before this line, and a probe id nobody clears
+  // would keep every later failed batch from probing. The replayer probes meanwhile.
+  if (!sink_down_.exchange(true)) {
+    ++counters_.breaker_opened;
     ++counters_.stalled_writes;
-    open_breaker(stalled, "no answer in " + std::to_string(options_.stall_timeout.count()) + " ms");
+    spool_log_.log(LogLevel::warn, "batcher: a write to " + sink_->name() + " has not answered in " +
+                                       std::to_string(options_.stall_timeout.count()) +
+                                       " ms; new batches go straight to the spool until a write succeeds");
   }
-  {
-    std::lock_guard order(spool_order_mu_);
-    hand_probe_to_spool_locked(UINT64_MAX);  // the stalled write's batch, if it is the probe
-  }
-  if (writing < options_.flush_workers) return;  // a worker is free: it spools what waits
+  bool spooled = false;
+  for (const BatchPtr& batch : stalled)
+    if (!batch->resolved.load()) spooled = spool_while_down(batch) || spooled;
   std::deque<BatchPtr> waiting;
-  {
+  if (writing >= options_.flush_workers) {  // no worker is free to spool what waits
     std::lock_guard lock(work_mu_);
     waiting.swap(pending_);
     for (const BatchPtr& batch : waiting) inflight_.emplace(batch->id, batch);
   }
-  while (!waiting.empty() && spool_while_down(waiting.front())) waiting.pop_front();
-  if (waiting.empty()) return;
-  {  // the spool refused one: the rest wait for a worker, as before, in their order
-    std::lock_guard lock(work_mu_);
-    for (auto it = waiting.rbegin(); it != waiting.rend(); ++it) {
-      inflight_.erase((*it)->id);
-      pending_.push_front(*it);
-    }
+  while (!waiting.empty() && spool_while_down(waiting.front())) {
+    waiting.pop_front();
+    spooled = true;
   }
-  work_cv_.notify_all();
+  if (!waiting.empty()) {  // the spool refused one: the rest wait for a worker, as before, in order
+    {
+      std::lock_guard lock(work_mu_);
+      for (auto it = waiting.rbegin(); it != waiting.rend(); ++it) {
+        inflight_.erase((*it)->id);
+        pending_.push_front(*it);
+      }
+    }
+    work_cv_.notify_all();
+  }
+  if (spooled) kick_replayer();
 }
 
 bool Batcher::Impl::open_breaker(uint64_t batch_id, const std::string& why) {

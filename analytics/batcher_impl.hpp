@@ -169,6 +169,9 @@ class Batcher::Impl {
   std::condition_variable done_cv_;  // flush/close: a batch was resolved
   std::deque<detail::BatchPtr> pending_;              // guarded by work_mu_
   std::map<uint64_t, detail::BatchPtr> inflight_;     // guarded by work_mu_
+  // Batches inside a sink write now (finish() leaves them here: a spooled batch's write may
+  // still run); what spool_behind_stalled_write() looks at. Guarded by work_mu_.
+  std::map<uint64_t, detail::BatchPtr> writing_;
   std::set<uint64_t> unresolved_;                     // guarded by work_mu_
   bool stop_workers_ = false;                         // guarded by work_mu_
   std::vector<std::thread> workers_;

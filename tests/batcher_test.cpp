@@ -527,24 +527,31 @@ BOOST_AUTO_TEST_CASE(a_permanent_error_spools_without_retrying) {
 }
 
 // A store that hangs (no error, no answer: a frozen database) must not keep batches in memory
-// for import_timeout: after stall_timeout the sink counts as down, the stalled batch and those
-// waiting behind it go to the spool (durable: a crash now loses none of them), and the hung
-// write's late success closes the breaker without counting its events twice.
+// for import_timeout: after stall_timeout the sink counts as down; the stalled batches, those
+// waiting behind them (both workers are stuck) and those that come later, at every timer pass,
+// go to the spool (durable: a crash now loses none of them); the hung writes' late success
+// closes the breaker without counting their events twice.
 BOOST_AUTO_TEST_CASE(a_write_that_stalls_sends_its_batch_and_those_behind_it_to_the_spool) {
   Rig rig;
   BatcherOptions o = rig.options();
   o.spool_dir = rig.spool();
   o.flush_at = 2;
+  o.flush_workers = 2;
   o.stall_timeout = 5s;
   Batcher batcher(rig.sink, o);
   rig.sink->close_gate();
-  BOOST_REQUIRE(batcher.enqueue(request(0)) == EnqueueStatus::ok);
-  BOOST_REQUIRE(batcher.enqueue(request(1)) == EnqueueStatus::ok);
-  BOOST_REQUIRE(rig.sink->wait_for_calls(1));  // the one worker is stuck in the write
-  for (uint64_t i = 2; i < 6; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
+  uint64_t seq = 0;
+  auto batch = [&] {
+    for (int i = 0; i < 2; ++i) BOOST_REQUIRE(batcher.enqueue(request(seq++)) == EnqueueStatus::ok);
+  };
+  batch();
+  BOOST_REQUIRE(rig.sink->wait_for_calls(1));
+  batch();
+  BOOST_REQUIRE(rig.sink->wait_for_calls(2));  // both workers are stuck in a write
+  batch();                                     // and this one waits for a worker
   BatcherStats s = batcher.stats();
   BOOST_TEST(!s.sink_down);
-  BOOST_TEST(s.queue_depth == 6u);  // in memory: the write in hand and two batches behind it
+  BOOST_TEST(s.queue_depth == 6u);
 
   rig.clock->advance(4s);  // not yet
   std::this_thread::sleep_for(kQuiet);
@@ -557,11 +564,22 @@ BOOST_AUTO_TEST_CASE(a_write_that_stalls_sends_its_batch_and_those_behind_it_to_
   BOOST_TEST(s.queue_depth == 0u);
   BOOST_TEST(s.spooled_batches == 3u);
 
-  rig.sink->open_gate();  // the hung write is answered at last: stored, and the sink is back
-  s = stats_when(batcher, [](const BatcherStats& st) { return !st.sink_down; });
-  BOOST_TEST(s.delivered == 0u);  // counted once, as spooled; its replay is idempotent
-  batcher.close(5s);
-  BOOST_TEST(rig.sink->stored_count() == 6u);
+  batch();  // later batches too, at the next pass: no worker is free to take them
+  rig.clock->advance(1s);
+  s = stats_when(batcher, [](const BatcherStats& st) { return st.spooled == 8u; });
+  BOOST_TEST(s.spooled == 8u);
+  BOOST_TEST(s.queue_depth == 0u);
+  BOOST_TEST(s.stalled_writes == 1u);  // one outage
+
+  rig.sink->open_gate();  // the hung writes are answered at last: stored, and the sink is back
+  s = stats_when(batcher, [](const BatcherStats& st) { return !st.sink_down && st.replayed == 8u; });
+  BOOST_TEST(!s.sink_down);
+  BOOST_TEST(s.replayed == 8u);   // the spool, written again: idempotently
+  BOOST_TEST(s.delivered == 0u);  // the late successes are not counted again
+  BOOST_TEST(!batcher.close(5s).deadline_reached);
+  BOOST_TEST(rig.sink->stored_count() == 8u);
+  s = batcher.stats();
+  BOOST_TEST(s.enqueued == s.delivered + s.spooled + s.dropped.after_accept() + s.queue_depth);
 }
 
 BOOST_AUTO_TEST_CASE(without_a_spool_exhausted_retries_are_a_loud_counted_drop) {
