@@ -262,10 +262,10 @@ class Ingest {
     const ProgressLine line = progress_line();
     // Into a log (not a terminal), a quiet --follow would add the same line every second for
     // as long as it runs (days, under systemd): a line is written when there is news.
-    if (!final && !line.in_place() && counts_.lines == reported_lines_ && counts_.accepted == reported_accepted_) return;
+    const uint64_t news = counts_.lines + counts_.accepted + counts_.invalid + counts_.refused;
+    if (!final && !line.in_place() && news == reported_) return;
     last_progress_ = now;
-    reported_lines_ = counts_.lines;
-    reported_accepted_ = counts_.accepted;
+    reported_ = news;
     const double s = std::max(1e-3, std::chrono::duration<double>(now - start_).count());
     if (f_.dry_run) {  // no node is involved: what was parsed, not what a node made of it
       std::fprintf(stderr, "%sreqbus ingest (dry run): %llu lines (%.0f/s), %llu parsed, %llu unparsable; nothing published%s",
@@ -299,7 +299,7 @@ class Ingest {
   std::vector<std::unique_ptr<Input>> rotated_;  // renamed away, still read until quiet
   const Clock::time_point start_ = Clock::now();
   Clock::time_point last_progress_ = start_;
-  uint64_t reported_lines_ = 0, reported_accepted_ = 0;  // as the last progress line said
+  uint64_t reported_ = 0;  // lines + their outcomes, as the last progress line said
 };
 
 }  // namespace

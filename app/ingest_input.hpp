@@ -132,7 +132,8 @@ class Input {
   // The name a file's request ids derive from (with each line's offset, time and bytes): the
   // log's own name, the same for all its generations. Its real path (so `access.log`,
   // `./access.log` and a symlink to it agree), with a rotation suffix taken off the file name:
-  // `access.log.1`, `access.log-20261207` and `access.log.2.gz` are all `access.log`. Ids then
+  // `access.log.1` and `access.log-20261207` are `access.log`. (A compressed generation is not
+  // one: ingest reads no gzip, and `zcat x.gz | reqbus ingest -` is stdin.) Ids then
   // follow a line, not the file it sits in: a generation that logrotate's copytruncate made by
   // copying (a new file, a new inode, the same lines at the same offsets) gives the lines the
   // ids they had when they were read from the log itself, so backfilling it stores nothing
@@ -149,17 +150,10 @@ class Input {
     return name.substr(0, base) + without_rotation_suffix(name.substr(base));
   }
 
-  // `access.log.1` -> `access.log`: a compression suffix, then digit-only parts after a '.' or
-  // '-' (`.1`, `-20261207`, `-2026-12-07`), taken off while what is left still has an
-  // extension; `site-1` keeps its name (two logs `site-1` and `site-2` are not one log).
+  // `access.log.1` -> `access.log`: digit-only parts after a '.' or '-' (`.1`, `-20261207`,
+  // `-2026-12-07`), taken off while what is left still has an extension; `site-1` keeps its
+  // name (two logs `site-1` and `site-2` are not one log).
   static std::string without_rotation_suffix(std::string file) {
-    for (const char* z : {".gz", ".bz2", ".xz", ".zst", ".Z"}) {
-      const size_t n = std::strlen(z);
-      if (file.size() > n && file.compare(file.size() - n, n, z) == 0) {
-        file.resize(file.size() - n);
-        break;
-      }
-    }
     for (;;) {
       const size_t cut = file.find_last_of(".-");
       if (cut == std::string::npos || cut + 1 == file.size()) break;

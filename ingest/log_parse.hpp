@@ -47,7 +47,8 @@ class LineParser {
   std::string request_scratch_;  // the decoded request line, reused between lines
 };
 
-// A stable 64-bit id for a source name (a file's "device:inode", "stdin", a peer address).
+// A stable 64-bit id for a source name (a log's name: app/ingest_input.hpp Input::log_name;
+// "stdin"; a peer address).
 uint64_t source_id(std::string_view name) noexcept;
 
 }  // namespace reqbus::ingest
