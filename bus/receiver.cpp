@@ -146,19 +146,29 @@ void Bus::Impl::receiver_main(std::promise<void> started) {
           reconnects[event.to_string()].backoff = std::chrono::milliseconds(100);
           continue;
         }
+        const std::string endpoint = event.to_string();
+        const bool our_peer = std::any_of(this->peers.begin(), this->peers.end(),
+                                          [&](const detail::PeerEndpoint& p) { return p.endpoint == endpoint; });
         if (event_id != ZMQ_EVENT_DISCONNECTED) {  // a failed CURVE handshake: wrong key or refused
           handshake_failures_.fetch_add(1, std::memory_order_relaxed);
-          bad_input_log_.log(LogLevel::warn, "bus '" + options.name + "': CURVE handshake with " + event.to_string() +
+          bad_input_log_.log(LogLevel::warn, "bus '" + options.name + "': CURVE handshake with " + endpoint +
                                                  " failed (wrong server key in peers, or our key is not on its allow-list)");
+          // libzmq reconnects on its own every ~140 ms after a failed handshake, whatever
+          // reconnect_ivl_max says (~7 failures a second for as long as it ran): take the
+          // endpoint from it, and reconnect below with our backoff.
+          if (our_peer) {
+            try {
+              peers->disconnect(endpoint);
+            } catch (const zmq::error_t&) {  // already gone
+            }
+            reconnects[endpoint].pending = true;
+          }
           continue;
         }
         peer_disconnects_.fetch_add(1, std::memory_order_relaxed);
         // After a protocol error (a frame past ZMQ_MAXMSGSIZE) libzmq ends the session for
         // good instead of reconnecting: reconnect ourselves, or the peer is lost forever.
-        const std::string endpoint = event.to_string();
-        if (std::none_of(this->peers.begin(), this->peers.end(),
-                         [&](const detail::PeerEndpoint& p) { return p.endpoint == endpoint; }))
-          continue;
+        if (!our_peer) continue;
         reconnects[endpoint].pending = true;
       }
     }
