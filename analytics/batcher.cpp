@@ -98,7 +98,10 @@ Batcher::Impl::Impl(std::shared_ptr<Sink> sink, BatcherOptions options)
     next_flush_.push_back(start + detail::flush_delay(options_.flush_interval, options_.flush_jitter, jitter_rng_));
   next_telemetry_ = start + options_.telemetry_buffers_info_interval;
   for (size_t i = 0; i < options_.flush_workers; ++i)
-    workers_.push_back(detail::named_thread("rb-batch-flush", [this] { worker_loop(); }));
+    workers_.push_back(detail::named_thread("rb-batch-flush", [this] {
+      worker_loop();
+      ++workers_finished_;
+    }));
   timer_ = detail::named_thread("rb-batch-timer", [this] { timer_loop(); });
   if (spool_) {
     // What a previous process left is replayed at once; otherwise the first pass waits for a

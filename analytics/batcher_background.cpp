@@ -158,9 +158,17 @@ Batcher::Impl::ReplayOutcome Batcher::Impl::replay_pending() {
   for (;;) {
     if (ReplayOutcome outcome; !replay_segment_ && !read_next_segment(outcome)) return outcome;
     while (replay_index_ < replay_segment_->size()) {
-      if (replay_stopping_.load()) return ReplayOutcome::stopped;
       const std::vector<Message> batch = replay_segment_->batch(replay_index_);
+      // Marked before stopping is read, and close() reads the mark after setting stopping:
+      // either this write does not start, or close() sees it and abandons it.
+      replay_writing_ = true;
+      if (replay_stopping_.load()) {
+        replay_writing_ = false;
+        return ReplayOutcome::stopped;
+      }
       const WriteResult result = call_sink(batch);
+      replay_writing_ = false;
+      if (replay_stopping_.load() && !result.ok()) return ReplayOutcome::stopped;  // abandoned
       if (result.kind == WriteResult::Kind::permanent) {
         // The sink answered: it works, it will just never take this batch.
         ++counters_.replay_failures;
@@ -185,6 +193,13 @@ Batcher::Impl::ReplayOutcome Batcher::Impl::replay_pending() {
   }
 }
 
+void Batcher::Impl::abort_sink_writes_while(const std::function<bool()>& writing) {
+  while (writing()) {
+    sink_->abort_writes();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
 void Batcher::Impl::stop_background() {
   {
     std::lock_guard lock(timer_mu_);
@@ -198,6 +213,9 @@ void Batcher::Impl::stop_background() {
     stop_replay_ = true;
   }
   replay_cv_.notify_all();
+  // Whatever the replayer writes is in the spool: a write the store leaves hanging is abandoned
+  // (replayed at the next start) rather than waited out for its import_timeout.
+  abort_sink_writes_while([&] { return replay_writing_.load(); });
   if (replayer_.joinable()) replayer_.join();
 }
 

@@ -505,6 +505,15 @@ BatcherReport Batcher::Impl::close(std::chrono::milliseconds deadline) {
       stop_workers_ = true;
     }
     work_cv_.notify_all();
+    replay_stopping_ = true;  // a replay the abort below cuts short is not a failure to report
+    // Every batch is resolved or in the spool now: a write still running (a store that hangs;
+    // a stalled write whose batch was spooled) is abandoned rather than waited out for its
+    // import_timeout. Past the deadline, until every worker has returned.
+    abort_sink_writes_while([&] {
+      if (workers_finished_.load() == workers_.size()) return false;
+      std::lock_guard lock(work_mu_);
+      return !done || !writing_.empty();
+    });
     for (std::thread& worker : workers_) worker.join();
     stop_background();
   }

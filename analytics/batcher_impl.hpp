@@ -12,6 +12,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -128,7 +129,10 @@ class Batcher::Impl {
   bool read_next_segment(ReplayOutcome& outcome);  // false: stop replaying with `outcome`
   void dead_letter(size_t batch_events, const std::string& why);
   void kick_replayer();
-  void stop_background();
+  void stop_background();  // at close(): a replay write in progress is abandoned
+  // Calls Sink::abort_writes every 50 ms while `writing()`: a write that began just after one
+  // call is reached by the next.
+  void abort_sink_writes_while(const std::function<bool()>& writing);
 
   const BatcherOptions options_;
   const std::shared_ptr<Sink> sink_;
@@ -175,6 +179,7 @@ class Batcher::Impl {
   std::set<uint64_t> unresolved_;                     // guarded by work_mu_
   bool stop_workers_ = false;                         // guarded by work_mu_
   std::vector<std::thread> workers_;
+  std::atomic<size_t> workers_finished_{0};  // workers whose loop has returned
 
   // Retry waits; close() sets abandon_ at its deadline to end them.
   std::mutex retry_mu_;
@@ -204,6 +209,7 @@ class Batcher::Impl {
   std::optional<detail::SpoolSegment> replay_segment_;  // replayer thread
   size_t replay_index_ = 0;                             // replayer thread
   std::thread replayer_;
+  std::atomic<bool> replay_writing_{false};  // the replayer is inside a sink write
 
   std::mutex report_mu_;
   BatcherReport report_base_;  // guarded by report_mu_: totals at the last flush()

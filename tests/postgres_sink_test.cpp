@@ -588,6 +588,57 @@ BOOST_AUTO_TEST_CASE(a_server_that_never_answers_is_retried_within_the_timeout) 
   BOOST_CHECK_LT(took, 5s);
 }
 
+// abort_writes() (what Batcher::close calls past its deadline) ends a write that would wait out
+// its whole timeout: here one queued behind a lock another session holds (a migration, a long
+// transaction: a store that hangs without an error). Nothing of it is stored, and the sink
+// writes again at once afterwards.
+BOOST_AUTO_TEST_CASE(abort_writes_ends_a_write_waiting_on_the_server) {
+  const auto conninfo = fresh_database("abort_writes");
+  reqbus::PostgresSink sink(options_for(conninfo));
+  BOOST_REQUIRE(sink.write(requests(0, 1), 10s).ok());
+  Db locker(conninfo);
+  locker.query("BEGIN");
+  locker.query("LOCK TABLE requests IN ACCESS EXCLUSIVE MODE");
+  auto write = std::async(std::launch::async, [&] { return sink.write(requests(1, 2), 60s); });
+  BOOST_REQUIRE(write.wait_for(500ms) == std::future_status::timeout);  // waiting on the lock
+  const auto start = std::chrono::steady_clock::now();
+  sink.abort_writes();
+  BOOST_REQUIRE(write.wait_for(10s) == std::future_status::ready);
+  const auto took = std::chrono::steady_clock::now() - start;
+  const reqbus::WriteResult result = write.get();
+  BOOST_CHECK(result.kind == reqbus::WriteResult::Kind::retry);
+  BOOST_CHECK_MESSAGE(result.reason.find("abandoned") != std::string::npos, result.reason);
+  BOOST_CHECK_LT(took, 2s);
+  locker.query("ROLLBACK");
+  const reqbus::WriteResult again = sink.write(requests(1, 2), 10s);
+  BOOST_REQUIRE_MESSAGE(again.ok(), again.reason);
+  BOOST_CHECK_EQUAL(Db(conninfo).scalar("SELECT count(*) FROM requests"), "3");
+}
+
+// The same while connecting to a server that accepts TCP and never answers.
+BOOST_AUTO_TEST_CASE(abort_writes_ends_a_connect_that_gets_no_answer) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  BOOST_REQUIRE_EQUAL(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  BOOST_REQUIRE_EQUAL(::listen(fd, 8), 0);
+  BOOST_REQUIRE_EQUAL(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  auto o = options_for("host=127.0.0.1 port=" + std::to_string(ntohs(addr.sin_port)) +
+                       " dbname=x user=x sslmode=disable");
+  o.connect_timeout = 60s;
+  reqbus::PostgresSink sink(o);
+  auto write = std::async(std::launch::async, [&] { return sink.write(requests(0, 1), 60s); });
+  BOOST_REQUIRE(write.wait_for(300ms) == std::future_status::timeout);
+  sink.abort_writes();
+  BOOST_REQUIRE(write.wait_for(2s) == std::future_status::ready);
+  const reqbus::WriteResult result = write.get();
+  ::close(fd);
+  BOOST_CHECK(result.kind == reqbus::WriteResult::Kind::retry);
+  BOOST_CHECK_MESSAGE(result.reason.find("abandoned") != std::string::npos, result.reason);
+}
+
 BOOST_AUTO_TEST_CASE(two_nodes_writing_overlapping_batches_store_each_event_once) {
   const auto conninfo = fresh_database("two_nodes");
   reqbus::PostgresSink node_a(options_for(conninfo));

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <future>
 #include <fstream>
 #include <optional>
 #include <thread>
@@ -444,6 +445,36 @@ BOOST_AUTO_TEST_CASE(locked_database_is_retry_later_then_succeeds) {
   BOOST_REQUIRE(sink.write(batch, 5s).ok());
   BOOST_TEST(other.count("requests") == 11);
   BOOST_TEST(sink.stats().errors == 0u);
+}
+
+// abort_writes() (what Batcher::close calls past its deadline) ends a write waiting on a lock
+// another connection holds, long before its busy timeout; the sink writes again afterwards.
+BOOST_AUTO_TEST_CASE(abort_writes_ends_a_write_waiting_on_a_lock) {
+  TempDir dir;
+  const std::string path = dir.file("a.db");
+  SqliteSinkOptions o = options_for(path);
+  o.busy_timeout = 60s;
+  SqliteSink sink(o);
+  BOOST_REQUIRE(sink.write(requests(1), 5s).ok());
+  Db other(path);
+  other.exec("BEGIN IMMEDIATE");
+  other.exec("INSERT INTO counters (key, value, updated_at) VALUES ('x', 1, 1)");
+
+  auto write = std::async(std::launch::async, [&] { return sink.write(requests(10, 1), 60s); });
+  BOOST_REQUIRE(write.wait_for(300ms) == std::future_status::timeout);  // waiting on the lock
+  const auto start = std::chrono::steady_clock::now();
+  sink.abort_writes();
+  BOOST_REQUIRE(write.wait_for(10s) == std::future_status::ready);
+  const auto took = std::chrono::steady_clock::now() - start;
+  const WriteResult r = write.get();
+  BOOST_TEST(static_cast<int>(r.kind) == static_cast<int>(WriteResult::Kind::retry));
+  BOOST_TEST(r.reason.find("abandoned") != std::string::npos, r.reason);
+  BOOST_TEST(took < 1s);
+
+  other.exec("COMMIT");
+  const WriteResult again = sink.write(requests(10, 1), 5s);
+  BOOST_REQUIRE_MESSAGE(again.ok(), again.reason);
+  BOOST_TEST(other.count("requests") == 11);
 }
 
 BOOST_AUTO_TEST_CASE(locked_during_first_use_is_retry_later_then_migrates) {

@@ -53,13 +53,26 @@ struct Connection {
   }
 };
 
-// Waits until the socket is readable (or writable when `for_write`), or the deadline passes.
+// The abort_writes() generation the calling thread's write started under (set by
+// with_connection for its duration): a wait ends early, as if its deadline had passed, once
+// the sink's generation moves on.
+struct AbortWatch {
+  const std::atomic<uint64_t>* generation = nullptr;
+  uint64_t started = 0;
+  bool aborted() const { return generation && generation->load(std::memory_order_relaxed) != started; }
+};
+thread_local AbortWatch current_write;
+// How often a wait looks at current_write: the longest abort_writes() waits for a write.
+constexpr std::chrono::milliseconds kAbortPoll{50};
+
+// Waits until the socket is readable (or writable when `for_write`), or the deadline passes,
+// or the write is aborted.
 bool wait_socket(PGconn* conn, bool for_write, Deadline deadline) {
   for (;;) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now());
-    if (left.count() <= 0) return false;
+    if (left.count() <= 0 || current_write.aborted()) return false;
     pollfd pfd{PQsocket(conn), static_cast<short>(for_write ? POLLOUT | POLLIN : POLLIN), 0};
-    int rc = ::poll(&pfd, 1, static_cast<int>(std::min<int64_t>(left.count() + 1, 60'000)));
+    int rc = ::poll(&pfd, 1, static_cast<int>(std::min<int64_t>(left.count() + 1, kAbortPoll.count())));
     if (rc > 0) return true;
     if (rc < 0 && errno != EINTR) return true;  // let libpq report the socket error
   }
@@ -100,6 +113,9 @@ struct PostgresSink::Impl {
 
   std::atomic<uint64_t> batches{0}, rows_inserted{0}, duplicates{0}, counter_flushes_applied{0},
       counter_flushes_duplicate{0}, errors{0}, reconnects{0}, copies{0}, copy_fallbacks{0};
+  // abort_writes() moves it on; a write in progress notices within kAbortPoll.
+  std::atomic<uint64_t> abort_generation{0};
+  static constexpr const char* kAborted = "postgres: write abandoned (abort_writes: the writer is shutting down)";
   // Writes left that skip COPY after one found a duplicate: replays tend to come in runs.
   std::atomic<int64_t> copy_pause{0};
 
@@ -118,7 +134,10 @@ struct PostgresSink::Impl {
   // --- pool -------------------------------------------------------------------------------
   std::optional<size_t> acquire(Deadline deadline) {
     std::unique_lock lock(pool_mu);
-    if (!pool_cv.wait_until(lock, deadline, [&] { return !free_slots.empty(); })) return {};
+    while (free_slots.empty()) {
+      if (SteadyClock::now() >= deadline || current_write.aborted()) return {};
+      pool_cv.wait_until(lock, std::min(deadline, SteadyClock::now() + kAbortPoll));
+    }
     size_t slot = free_slots.back();
     free_slots.pop_back();
     return slot;
@@ -337,7 +356,19 @@ struct PostgresSink::Impl {
   // idempotent, so sending again is safe.
   template <typename Use>
   WriteResult with_connection(Deadline deadline, Use&& use) {
+    struct Watch {  // this write answers abort_writes() calls made from now until it returns
+      AbortWatch saved = current_write;
+      explicit Watch(const std::atomic<uint64_t>& generation) {
+        current_write = AbortWatch{&generation, generation.load(std::memory_order_relaxed)};
+      }
+      ~Watch() { current_write = saved; }
+    } watch(abort_generation);
     auto slot = acquire(deadline);
+    if (current_write.aborted()) {
+      if (slot) release(*slot);
+      errors.fetch_add(1, std::memory_order_relaxed);
+      return WriteResult::retry_later(kAborted);
+    }
     if (!slot) {
       errors.fetch_add(1, std::memory_order_relaxed);
       return WriteResult::retry_later("postgres: all " + std::to_string(options.connections) +
@@ -351,14 +382,16 @@ struct PostgresSink::Impl {
       if (!c.conn) failed = open(c, deadline);
       if (!failed) failed = ensure_schema(c, deadline);
       if (!failed) failed = use(c);
-      if (!failed || !reused || !failed->drop || !failed->transient) break;
+      if (!failed || !reused || !failed->drop || !failed->transient || current_write.aborted()) break;
     }
+    if (failed && current_write.aborted() && c.conn) c.close();  // stopped mid-statement
     release(*slot);
     if (!failed) {
       batches.fetch_add(1, std::memory_order_relaxed);
       return WriteResult::success();
     }
     errors.fetch_add(1, std::memory_order_relaxed);
+    if (current_write.aborted()) return WriteResult::retry_later(kAborted);
     return failed->transient ? WriteResult::retry_later(failed->reason)
                              : WriteResult::failure(failed->reason);
   }
@@ -532,6 +565,8 @@ PostgresSinkStats PostgresSink::stats() const noexcept {
 WriteResult PostgresSink::check(std::chrono::milliseconds timeout) {
   return impl_->check(SteadyClock::now() + timeout);
 }
+
+void PostgresSink::abort_writes() noexcept { impl_->abort_generation.fetch_add(1, std::memory_order_relaxed); }
 
 WriteResult PostgresSink::write(const std::vector<Message>& batch, std::chrono::milliseconds timeout) {
   return impl_->write(batch, timeout, nullptr);

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <mutex>
+#include <thread>
 
 #include "analytics/sinks/schema.hpp"
 #include "analytics/sinks/timed_gate.hpp"
@@ -19,6 +20,7 @@ namespace {
 
 namespace sc = schema;
 using ms = std::chrono::milliseconds;
+using SteadyClock = std::chrono::steady_clock;
 
 struct DbError {
   int code;             // SQLite extended result code, or SQLITE_ERROR for our own checks
@@ -110,6 +112,11 @@ struct SqliteSink::Impl {
                                  // after that are the store being down, not a bad path)
   Clock::time_point deadline{};  // of the write in progress; read by the progress handler
   int busy_ms = 0;               // busy timeout of the write in progress
+  SteadyClock::time_point busy_since{};  // when the write in progress met a lock held elsewhere
+  uint64_t write_generation = 0;  // abort_generation when the write in progress was called
+  // abort_writes() moves it on; the write in progress stops at its next progress-handler call
+  // (every 1000 VM steps) or busy-handler call.
+  std::atomic<uint64_t> abort_generation{0};
 
   std::atomic<uint64_t> batches{0}, rows_inserted{0}, duplicates{0}, flushes_applied{0},
       flushes_duplicate{0}, retries{0}, errors{0};
@@ -170,9 +177,23 @@ struct SqliteSink::Impl {
     fail(rc, what);
   }
 
+  bool aborted() const { return abort_generation.load(std::memory_order_relaxed) != write_generation; }
+
   static int on_progress(void* self) {
     auto* impl = static_cast<Impl*>(self);
-    return impl->opt.clock->now() > impl->deadline ? 1 : 0;  // nonzero interrupts
+    return impl->opt.clock->now() > impl->deadline || impl->aborted() ? 1 : 0;  // nonzero interrupts
+  }
+
+  // sqlite3_busy_timeout's wait, which abort_writes() can cut short: sleeps in steps of up to
+  // 10 ms while another connection holds the lock, for at most busy_ms. Returns 0 to give up
+  // (the statement fails with SQLITE_BUSY).
+  static int on_busy(void* self, int calls) {
+    auto* impl = static_cast<Impl*>(self);
+    const auto now = SteadyClock::now();
+    if (calls == 0) impl->busy_since = now;
+    if (impl->aborted() || now - impl->busy_since >= std::chrono::milliseconds(impl->busy_ms)) return 0;
+    std::this_thread::sleep_for(std::chrono::milliseconds(calls < 10 ? 1 : 10));
+    return 1;
   }
 
   // Opens the file, sets the pragmas, applies migrations and prepares the statements.
@@ -189,7 +210,7 @@ struct SqliteSink::Impl {
       throw DbError{rc, std::move(msg)};
     }
     sqlite3_extended_result_codes(db, 1);
-    sqlite3_busy_timeout(db, busy_ms);
+    sqlite3_busy_handler(db, &Impl::on_busy, this);
     sqlite3_progress_handler(db, 1000, &Impl::on_progress, this);
     // sqlite3_open_v2 silently falls back to read-only when the file is not writable.
     if (sqlite3_db_readonly(db, "main") == 1)
@@ -370,6 +391,7 @@ struct SqliteSink::Impl {
   template <class Body>
   // `at_open`: open()'s call, whose caller reports a permanent failure (not logged here).
   WriteResult transact(ms timeout, bool in_transaction, Body&& body, bool at_open = false) {
+    const uint64_t generation = abort_generation.load(std::memory_order_relaxed);
     detail::TimedGate::Hold hold(gate, timeout);
     if (!hold.acquired()) {
       ++retries;
@@ -379,10 +401,11 @@ struct SqliteSink::Impl {
     }
     deadline = opt.clock->now() + timeout;
     busy_ms = static_cast<int>(std::min(opt.busy_timeout, timeout).count());
+    write_generation = generation;
     try {
+      if (aborted()) throw DbError{SQLITE_INTERRUPT, "interrupted"};
       ensure_open();
       worked = true;
-      sqlite3_busy_timeout(db, busy_ms);
       if (in_transaction) run(begin.get(), "begin transaction");
       body();
       if (in_transaction) run(commit.get(), "commit");
@@ -398,10 +421,13 @@ struct SqliteSink::Impl {
       if (*s) sqlite3_reset(s->get());
     const int primary = e.code & 0xff;
     std::string reason = name + ": " + e.message;
-    if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED)
+    const bool contended = primary == SQLITE_BUSY || primary == SQLITE_LOCKED;
+    if ((primary == SQLITE_INTERRUPT || contended) && aborted())
+      reason = name + ": write abandoned (abort_writes: the writer is shutting down)";
+    else if (contended)
       reason += " (another connection holds the write lock; waited up to " +
                 std::to_string(std::min(opt.busy_timeout, timeout).count()) + " ms)";
-    if (primary == SQLITE_INTERRUPT)
+    else if (primary == SQLITE_INTERRUPT)
       reason += " (the write's timeout of " + std::to_string(timeout.count()) + " ms passed)";
     const bool store_down = !e.schema && worked && !at_open && is_store_wide(e.code);
     if (store_down) reason += " (the store is unusable until this is repaired; retried meanwhile)";
@@ -512,6 +538,8 @@ void SqliteSink::close() {
   detail::TimedGate::Hold hold(impl_->gate, std::chrono::hours(24));  // waits out a write
   impl_->close_connection();
 }
+
+void SqliteSink::abort_writes() noexcept { impl_->abort_generation.fetch_add(1, std::memory_order_relaxed); }
 
 std::string SqliteSink::name() const { return impl_->name; }
 

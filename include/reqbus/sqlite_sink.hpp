@@ -102,6 +102,9 @@ class SqliteSink final : public Sink, public CounterSink {
   // Applies each flush once per (key, window_start, node_id), in one transaction.
   WriteResult write_counters(const std::vector<CounterFlush>& flushes,
                              std::chrono::milliseconds timeout) override;
+  // The write in progress on another thread stops at its next progress check (every 1000
+  // SQLite VM steps) or while it waits for a lock, and is rolled back: retry_later. Thread-safe.
+  void abort_writes() noexcept override;
   // "sqlite:<path>"
   std::string name() const override;
 
