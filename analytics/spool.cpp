@@ -1,6 +1,7 @@
 #include "analytics/spool.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@ namespace {
 
 constexpr const char* kSuffix = ".seg";
 constexpr const char* kDeadLetterName = "dead-letter.dlq";
+constexpr const char* kLockName = "LOCK";
 
 std::string errno_text(const char* what, const std::string& path) {
   return std::string(what) + " " + path + ": " + std::strerror(errno);
@@ -97,20 +99,72 @@ uint64_t parse_segment_name(const fs::path& path) {
   return id;
 }
 
-void validate(const SpoolOptions& o) {
+SpoolOptions validated(SpoolOptions o) {
   auto bad = [](const std::string& why) { throw Error(ErrorCode::invalid_argument, why); };
   if (o.dir.empty()) bad("SpoolOptions.dir: must not be empty");
   if (o.segment_bytes < 4096) bad("SpoolOptions.segment_bytes: must be >= 4096");
   if (o.max_bytes < o.segment_bytes) bad("SpoolOptions.max_bytes: must be >= segment_bytes");
+  return o;
+}
+
+// flock(LOCK_EX | LOCK_NB) on an open lock file: 0, or the errno (EWOULDBLOCK: another open
+// file description holds it).
+int lock_nonblocking(int fd) {
+  while (::flock(fd, LOCK_EX | LOCK_NB) != 0)
+    if (errno != EINTR) return errno;
+  return 0;
+}
+
+// Why a held lock refuses us, naming the pid its holder wrote when it can be read (the holder
+// may not have written it yet).
+std::string held_text(const std::string& dir, const std::string& path, int fd) {
+  char text[24] = {};
+  const ssize_t n = ::pread(fd, text, sizeof text - 1, 0);
+  long long pid = 0;
+  for (ssize_t i = 0; i < n && text[i] >= '0' && text[i] <= '9' && pid < (1LL << 40); ++i)
+    pid = pid * 10 + (text[i] - '0');
+  const std::string holder = pid <= 0           ? "another process"
+                             : pid == ::getpid() ? "this process (pid " + std::to_string(pid) + ": another Spool or Batcher)"
+                                                 : "another process (pid " + std::to_string(pid) + ")";
+  return "spool: " + dir + " is in use by " + holder + ", which holds " + path +
+         "; each node or Batcher needs a spool_dir of its own";
 }
 
 }  // namespace
 
-Spool::Spool(SpoolOptions options) : options_(std::move(options)) {
-  validate(options_);
+SpoolLock::SpoolLock(const std::string& dir) {
   std::error_code ec;
-  fs::create_directories(options_.dir, ec);
-  if (ec) throw Error(ErrorCode::storage, "spool: cannot create " + options_.dir + ": " + ec.message());
+  fs::create_directories(dir, ec);
+  if (ec) throw Error(ErrorCode::storage, "spool: cannot create " + dir + ": " + ec.message());
+  const std::string path = (fs::path(dir) / kLockName).string();
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw Error(ErrorCode::storage, errno_text("spool: cannot open", path));
+  if (const int err = lock_nonblocking(fd_); err != 0) {
+    const std::string why = err == EWOULDBLOCK ? held_text(dir, path, fd_)
+                                               : "spool: cannot lock " + path + ": " + std::strerror(err);
+    ::close(fd_);  // the destructor does not run
+    throw Error(ErrorCode::storage, why);
+  }
+  // For the message of the next one refused; the lock does not depend on it.
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) != ssize_t(pid.size()))
+    log(LogLevel::warn, errno_text("spool: cannot write this process's pid into", path) + " (the lock is held)");
+}
+
+SpoolLock::~SpoolLock() { ::close(fd_); }  // releases the lock
+
+void SpoolLock::throw_if_held(const std::string& dir) {
+  const std::string path = (fs::path(dir) / kLockName).string();
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;  // no lock file: nobody holds it (or one SpoolLock will report on)
+  const bool held = lock_nonblocking(fd) == EWOULDBLOCK;
+  const std::string why = held ? held_text(dir, path, fd) : std::string();
+  ::close(fd);  // releases the lock if this took it
+  if (held) throw Error(ErrorCode::storage, why);
+}
+
+Spool::Spool(SpoolOptions options) : options_(validated(std::move(options))), lock_(options_.dir) {
+  std::error_code ec;
   for (const auto& entry : fs::directory_iterator(options_.dir, ec)) {
     const uint64_t id = parse_segment_name(entry.path());
     if (id == 0 || !entry.is_regular_file()) continue;

@@ -39,6 +39,14 @@
 // the dead-letter file) never passes `max_bytes` — an append that would is refused
 // (SpoolAppend::full) and the caller counts the drop and says so loudly.
 //
+// One owner: a Spool holds an exclusive flock(2) on "<dir>/LOCK" for its whole life (an fd
+// opened O_CLOEXEC, closed by the destructor). Two owners would append to and replay the same
+// segments, replaying or deleting each other's batches, so a second Spool on the directory - in
+// this process or another - is refused with Error{storage} naming the directory and the pid the
+// holder wrote into the file. The kernel drops the lock when its process dies, however it dies:
+// the file a crashed node leaves behind blocks nobody. (flock is per open file description, so a
+// second Spool in the same process conflicts too.)
+//
 // Thread-safety: every method is safe from any thread; appends are serialised by one mutex.
 // read_oldest() and remove() are meant for one replaying thread.
 #include <cstddef>
@@ -104,10 +112,31 @@ struct SpoolStats {
   uint64_t dead_letter_cut_bytes = 0;  // torn tail cut off the dead-letter file at start-up
 };
 
+// The spool's claim on its directory (see "One owner" above).
+class SpoolLock {
+ public:
+  // Creates `dir` if needed, then locks "<dir>/LOCK" and writes this process's pid into it.
+  // Throws Error{storage} when the directory or the lock file cannot be created, or when
+  // another open lock (another Spool, here or in a live process) holds it.
+  explicit SpoolLock(const std::string& dir);
+  ~SpoolLock();
+  SpoolLock(const SpoolLock&) = delete;
+  SpoolLock& operator=(const SpoolLock&) = delete;
+
+  // Throws the Error a SpoolLock on `dir` would throw now because another holds it; otherwise
+  // returns and creates nothing. For a caller that must report a taken spool before it starts
+  // anything else (a node, before its bus); only the held lock protects the directory.
+  static void throw_if_held(const std::string& dir);
+
+ private:
+  int fd_ = -1;
+};
+
 class Spool {
  public:
-  // Creates the directory if needed and indexes the segments already there.
-  // Throws Error{storage} when the directory cannot be created or read.
+  // Locks the directory (creating it if needed; see SpoolLock) and indexes the segments
+  // already there. Throws Error{storage} when the directory cannot be created or read, or when
+  // another Spool holds it.
   explicit Spool(SpoolOptions options);
   ~Spool();
   Spool(const Spool&) = delete;
@@ -148,6 +177,7 @@ class Spool {
   uint64_t trim_dead_letter_file();  // constructor only: returns the size kept
 
   const SpoolOptions options_;
+  const SpoolLock lock_;  // before every file is touched; released after the last is closed
   mutable std::mutex mu_;
   std::vector<Segment> segments_;  // guarded by mu_; sorted by id, oldest first
   uint64_t total_bytes_ = 0;       // guarded by mu_; segments only

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <optional>
 
+#include "analytics/spool.hpp"
 #include "node/prometheus.hpp"
 #include "node/syslog_listener.hpp"
 #include "reqbus/batcher.hpp"
@@ -102,6 +103,10 @@ Node::Impl::Impl(NodeOptions o) : options(std::move(o)), health(options.health) 
   std::shared_ptr<Sink> sink;
   std::shared_ptr<CounterSink> counter_sink;
   const std::string& store = options.store;
+  // A spool directory another live node holds is refused before the store is opened or the bus
+  // binds (and logs): one line, nothing started. The Batcher's own lock (detail::SpoolLock) is
+  // what keeps the directory to one owner; this only says it first.
+  if (store != "none" && !options.spool_dir.empty()) detail::SpoolLock::throw_if_held(options.spool_dir);
   if (store.rfind("sqlite:", 0) == 0) {
     SqliteSinkOptions so;
     so.path = store.substr(7);

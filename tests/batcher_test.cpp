@@ -961,17 +961,19 @@ BOOST_AUTO_TEST_CASE(a_merged_write_that_fails_retries_and_spools_as_one) {
   o.coalesce_max_events = 1000;
   o.retry_max_attempts = 1;
   o.spool_dir = rig.spool();
-  Batcher batcher(rig.sink, o);
-  enqueue_range(batcher, 0, 10);
-  BOOST_REQUIRE(rig.sink->wait_for_calls(1));
-  enqueue_range(batcher, 10, 50);  // four batches wait, merged into the next write
-  rig.sink->open_gate();           // the first write succeeds, the merged one fails
-  BOOST_REQUIRE(rig.sink->wait_for_finished(2));
-  const BatcherReport report = batcher.close(kNever);
-  BOOST_TEST(report.delivered == 10u);
-  BOOST_TEST(report.spooled == 40u);  // nothing lost, nothing counted twice
-  BOOST_TEST(report.dropped.total() == 0u);
-  BOOST_TEST(batcher.stats().spooled_batches == 1u);  // the merged write is one spool record
+  {
+    Batcher batcher(rig.sink, o);
+    enqueue_range(batcher, 0, 10);
+    BOOST_REQUIRE(rig.sink->wait_for_calls(1));
+    enqueue_range(batcher, 10, 50);  // four batches wait, merged into the next write
+    rig.sink->open_gate();           // the first write succeeds, the merged one fails
+    BOOST_REQUIRE(rig.sink->wait_for_finished(2));
+    const BatcherReport report = batcher.close(kNever);
+    BOOST_TEST(report.delivered == 10u);
+    BOOST_TEST(report.spooled == 40u);  // nothing lost, nothing counted twice
+    BOOST_TEST(report.dropped.total() == 0u);
+    BOOST_TEST(batcher.stats().spooled_batches == 1u);  // the merged write is one spool record
+  }  // its spool directory is released with it
   // A new Batcher replays the spool in order once the sink works.
   rig.sink->set_default(WriteResult::success());
   Batcher again(rig.sink, o);

@@ -598,7 +598,8 @@ BOOST_AUTO_TEST_CASE(corrupt_spool_records_and_failed_replays_are_exported) {
     }
   }
   std::filesystem::path segment;
-  for (const auto& e : std::filesystem::directory_iterator(spool_dir)) segment = e.path();
+  for (const auto& e : std::filesystem::directory_iterator(spool_dir))
+    if (e.path().extension() == ".seg") segment = e.path();  // not the spool's LOCK file
   std::string data;
   {
     std::ifstream in(segment, std::ios::binary);

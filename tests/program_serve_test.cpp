@@ -1,7 +1,8 @@
 // `reqbus serve` with `ingest` and `tail` on loopback (each accepted line stored once, tail's
-// stream and filters, `tail | head` exits, analytics events printed), serve's close summary and
-// no-spool warning; `reqbus top` (escapes only on a terminal that understands them, no control
-// bytes from request paths, riding out a restart of its node, 5xx waited out, 404 fatal).
+// stream and filters, `tail | head` exits, analytics events printed), serve's close summary,
+// no-spool warning and refusal of a spool directory another node holds; `reqbus top` (escapes
+// only on a terminal that understands them, no control bytes from request paths, riding out a
+// restart of its node, 5xx waited out, 404 fatal).
 #include <boost/test/unit_test.hpp>
 
 #include "analytics/spool.hpp"
@@ -293,6 +294,36 @@ BOOST_AUTO_TEST_CASE(serve_without_a_spool_warns_at_start) {
   Served with_spool(dir, "spooled");
   with_spool.stop();
   BOOST_TEST(!contains(with_spool.process.err(), "no spool"), with_spool.process.err());
+}
+
+// Two nodes on one spool directory would replay and delete each other's batches. The second
+// `reqbus serve` is refused with one line naming the directory and the first's pid, before it
+// opens its store or binds (its --insecure bus would log a warning); the first keeps serving.
+// A node killed with SIGKILL leaves its lock file, which blocks nobody.
+BOOST_AUTO_TEST_CASE(a_second_serve_on_a_spool_dir_in_use_is_refused_and_the_first_keeps_serving) {
+  TempDir dir;
+  Served first(dir, "first");
+  const std::string spool = dir.sub("first-spool"), second_db = dir.sub("second.db");
+  expect_one_line_error({"serve", "--node-id", "second", "--store", "sqlite:" + second_db, "--bind",
+                         "tcp://127.0.0.1:*", "--insecure", "--http", "127.0.0.1:0", "--spool-dir", spool},
+                        "reqbus: spool: " + spool + " is in use by another process (pid " +
+                            std::to_string(first.process.pid()) + ")");
+  BOOST_TEST(!std::filesystem::exists(second_db));  // its store was never opened
+
+  auto c = first.client();
+  auto res = c.Post("/v1/requests", R"({"method":"GET","path":"/after-refusal","status_code":200})",
+                    "application/x-ndjson");
+  BOOST_REQUIRE(res);
+  BOOST_TEST(res->status == 202);
+  BOOST_TEST(poll_until([&] { return Db(first.db).scalar("SELECT count(*) FROM requests") == 1; }, 30s));
+  res = c.Get("/healthz");
+  BOOST_TEST((res && res->status == 200));
+
+  first.process.kill();
+  BOOST_REQUIRE(first.process.wait(30s).has_value());
+  BOOST_TEST(std::filesystem::exists(spool + "/LOCK"));
+  Served restarted(dir, "first");  // the same store and spool directory
+  expect_stored_once(restarted, 1);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

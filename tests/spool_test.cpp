@@ -1,6 +1,9 @@
 // Spool: the Batcher's on-disk journal, against real files in a temporary directory.
 #include <boost/test/unit_test.hpp>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
@@ -414,23 +417,26 @@ BOOST_AUTO_TEST_CASE(a_failed_append_leaves_nothing_of_its_record) {
 // toward max_bytes but is not a segment (never replayed by itself).
 BOOST_AUTO_TEST_CASE(dead_letters_keep_the_record_in_the_segment_layout) {
   test::TempDir dir("reqbus-spool");
-  Spool spool(options_for(dir));
   const auto first = batch_of(0, 2), second = batch_of(2, 3);
-  BOOST_REQUIRE(spool.append(first) == SpoolAppend::ok);
-  BOOST_REQUIRE(spool.append(second) == SpoolAppend::ok);
-  auto segment = read_oldest(spool);
-  BOOST_REQUIRE(segment.has_value());
-  BOOST_REQUIRE((spool.dead_letter(*segment, 1) == SpoolAppend::ok));
-  BOOST_REQUIRE((spool.dead_letter(*segment, 0) == SpoolAppend::ok));
-  spool.remove(segment->id);
-  BOOST_TEST(spool.empty());
-  const std::string dead = read_file(spool.dead_letter_path());
-  BOOST_TEST(spool.stats().dead_letter_bytes == dead.size());
-  std::vector<std::vector<Message>> batches;
-  BOOST_TEST(parse_segment(dead, batches) == 0u);
-  BOOST_REQUIRE(batches.size() == 2u);
-  BOOST_TEST(same(batches[0], second));
-  BOOST_TEST(same(batches[1], first));
+  std::string dead;
+  {
+    Spool spool(options_for(dir));
+    BOOST_REQUIRE(spool.append(first) == SpoolAppend::ok);
+    BOOST_REQUIRE(spool.append(second) == SpoolAppend::ok);
+    auto segment = read_oldest(spool);
+    BOOST_REQUIRE(segment.has_value());
+    BOOST_REQUIRE((spool.dead_letter(*segment, 1) == SpoolAppend::ok));
+    BOOST_REQUIRE((spool.dead_letter(*segment, 0) == SpoolAppend::ok));
+    spool.remove(segment->id);
+    BOOST_TEST(spool.empty());
+    dead = read_file(spool.dead_letter_path());
+    BOOST_TEST(spool.stats().dead_letter_bytes == dead.size());
+    std::vector<std::vector<Message>> batches;
+    BOOST_TEST(parse_segment(dead, batches) == 0u);
+    BOOST_REQUIRE(batches.size() == 2u);
+    BOOST_TEST(same(batches[0], second));
+    BOOST_TEST(same(batches[1], first));
+  }
   Spool reopened(options_for(dir));
   BOOST_TEST(reopened.empty());
   BOOST_TEST(reopened.stats().dead_letter_bytes == dead.size());
@@ -476,6 +482,82 @@ BOOST_AUTO_TEST_CASE(a_torn_dead_letter_tail_is_cut_before_the_next_append) {
       BOOST_TEST(same(batches.back(), second));
     }
   }
+}
+
+// What a second Spool on a held directory is told: Error{storage} naming the directory and the
+// holder's pid. Empty when the Spool opened.
+std::string refusal_of(const SpoolOptions& o) {
+  try {
+    Spool spool(o);
+    return "";
+  } catch (const Error& e) {
+    BOOST_TEST((e.code() == ErrorCode::storage));
+    return e.what();
+  }
+}
+
+// Two owners would replay and delete each other's segments: the directory has one.
+BOOST_AUTO_TEST_CASE(a_second_spool_on_a_held_directory_is_refused_until_the_first_closes) {
+  test::TempDir dir("reqbus-spool");
+  const SpoolOptions o = options_for(dir);
+  {
+    Spool first(o);
+    BOOST_REQUIRE(first.append(batch_of(0, 2)) == SpoolAppend::ok);
+    const std::string why = refusal_of(o);
+    BOOST_TEST(why.find("spool: " + o.dir + " is in use by this process (pid " + std::to_string(::getpid()) + ":") == 0u,
+               why);
+    BOOST_CHECK_THROW(SpoolLock::throw_if_held(o.dir), Error);
+    BOOST_TEST(first.stats().segments == 1u);  // the refused one touched nothing
+    BOOST_TEST((first.append(batch_of(2, 1)) == SpoolAppend::ok));
+  }
+  SpoolLock::throw_if_held(o.dir);  // released with the first Spool
+  Spool again(o);
+  BOOST_TEST(again.stats().segments == 1u);
+  // The check creates nothing where there is no spool yet.
+  SpoolLock::throw_if_held(dir.sub("none"));
+  BOOST_TEST(!fs::exists(dir.sub("none")));
+}
+
+// A lock lives as long as its process: a live one refuses us, naming its pid; the file a dead
+// one leaves behind (a crashed node: no destructor ran) blocks nobody.
+BOOST_AUTO_TEST_CASE(a_lock_held_by_another_process_refuses_and_dies_with_it) {
+  test::TempDir dir("reqbus-spool");
+  const SpoolOptions o = options_for(dir);
+  int locked[2], release[2];
+  BOOST_REQUIRE(::pipe(locked) == 0 && ::pipe(release) == 0);
+  const pid_t child = ::fork();
+  BOOST_REQUIRE(child >= 0);
+  if (child == 0) {  // holds the spool, says so, waits to be released, dies without closing it
+    ::close(locked[0]);
+    ::close(release[1]);
+    try {
+      Spool spool(o);
+      if (::write(locked[1], "L", 1) != 1) ::_exit(2);
+      char c;
+      while (::read(release[0], &c, 1) < 0 && errno == EINTR) {
+      }
+      ::_exit(0);  // as a crash would: the Spool's destructor never runs
+    } catch (...) {
+    }
+    ::_exit(1);
+  }
+  ::close(locked[1]);
+  ::close(release[0]);
+  char c = 0;
+  BOOST_REQUIRE(::read(locked[0], &c, 1) == 1);
+  const std::string why = refusal_of(o);
+  BOOST_TEST(why.find("spool: " + o.dir + " is in use by another process (pid " + std::to_string(child) + ")") == 0u,
+             why);
+  BOOST_TEST(why.find(o.dir + "/LOCK") != std::string::npos, why);
+  ::close(release[1]);  // the child dies
+  ::close(locked[0]);
+  int status = 0;
+  BOOST_REQUIRE(::waitpid(child, &status, 0) == child);
+  BOOST_TEST((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+  BOOST_TEST(read_file(dir.path() / "spool" / "LOCK") == std::to_string(child) + "\n");  // left behind
+  BOOST_TEST(refusal_of(o) == "");
+  Spool spool(o);
+  BOOST_TEST(read_file(dir.path() / "spool" / "LOCK") == std::to_string(::getpid()) + "\n");
 }
 
 BOOST_AUTO_TEST_CASE(bad_options_name_the_field) {

@@ -15,7 +15,8 @@
 // called from flush workers, the replayer thread, and the caller of drain().
 //
 // Errors: the constructor throws Error (invalid_argument naming the field; storage when the
-// spool directory is unusable). enqueue() never throws for back-pressure; it returns a status.
+// spool directory is unusable or another Batcher, in any process, holds it). enqueue() never
+// throws for back-pressure; it returns a status.
 // Sink exceptions are caught and treated as retryable failures.
 #include <chrono>
 #include <memory>

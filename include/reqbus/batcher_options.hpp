@@ -77,7 +77,9 @@ struct BatcherOptions {
   // --- the spool: where undeliverable batches wait (see analytics/spool.hpp) ---
   // Directory of the on-disk spool. Empty = no spool: a batch that exhausts its retries, gets
   // a permanent error, or is left at close()'s deadline is then DROPPED — counted under its
-  // reason and logged as an error. Default empty.
+  // reason and logged as an error. Default empty. One Batcher per directory: it is locked
+  // (flock on <dir>/LOCK) while the Batcher lives, and a second one on it, in any process,
+  // throws Error{storage} naming the directory and the holder's pid.
   // With a spool, a failed write also opens a circuit breaker: the failing batch keeps retrying
   // (the probe) and every other batch goes straight to the spool — durable at once instead of
   // waiting in memory, where a crash would lose it — until a write or a replay succeeds
