@@ -258,6 +258,33 @@ StatBufferReport StatBufferImpl::close(TimePoint deadline) {
   }
   close_done_ = true;
   closed_.store(true);
+  // A store that hangs must not hold close() past its deadline: from then on, the writes in
+  // progress (a worker's, the last flush below) are abandoned every 50 ms until close() returns.
+  struct Watchdog {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    std::thread thread;
+    ~Watchdog() {
+      if (!thread.joinable()) return;
+      {
+        std::lock_guard lock(mu);
+        done = true;
+      }
+      cv.notify_all();
+      thread.join();
+    }
+  } watchdog;
+  if (sink_) {
+    watchdog.thread = std::thread([this, deadline, &watchdog] {
+      std::unique_lock lock(watchdog.mu);
+      if (opt_.clock->wait_until(lock, watchdog.cv, deadline, [&] { return watchdog.done; })) return;
+      while (!watchdog.done) {
+        sink_->abort_writes();
+        watchdog.cv.wait_for(lock, std::chrono::milliseconds(50), [&] { return watchdog.done; });
+      }
+    });
+  }
   {
     std::lock_guard lock(sched_mu_);
     stopping_ = true;

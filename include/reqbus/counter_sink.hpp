@@ -26,6 +26,10 @@ class CounterSink {
   // Adds each flush's count to its key's total, once per (key, window_start, node_id).
   virtual WriteResult write_counters(const std::vector<CounterFlush>& flushes,
                                      std::chrono::milliseconds timeout) = 0;
+  // As Sink::abort_writes: write_counters calls in progress on other threads give up soon
+  // (retry_later). StatBuffer::close calls it once its deadline has passed. Thread-safe; never
+  // blocks. The default does nothing.
+  virtual void abort_writes() noexcept {}
   virtual std::string name() const = 0;
 };
 
