@@ -50,6 +50,8 @@ BusOptions checked(BusOptions o) {
       if (auto why = peer_endpoint_problem(peer); !why.empty())
         fail(std::string(list == &o.peers ? "peers" : "publish_to") + ": " + why);
   if (o.peer_state_interval.count() < 1) fail("peer_state_interval: must be >= 1 ms");
+  if (o.peer_unreachable_after.count() < 1) fail("peer_unreachable_after: must be >= 1 ms");
+  if (o.peer_unreachable_repeat.count() < 0) fail("peer_unreachable_repeat: negative");
   const bool tcp = !o.bind.empty() || !o.peers.empty() || !o.publish_to.empty();
   const bool curve = !o.curve_secret_key.empty();
   if (curve && o.insecure_plaintext) fail("insecure_plaintext: set together with curve_secret_key; choose one");
@@ -143,6 +145,10 @@ Bus::Impl::Impl(BusOptions opts)
     zap_ = std::make_unique<detail::ZapHandler>(context_, options.curve_allowed_clients, "bus '" + options.name + "'");
   start_thread(publisher_, publisher_done_, &Impl::publisher_main, "rb-publisher");
   if (!remote_endpoint_.empty()) {
+    std::vector<std::string> endpoints;
+    for (const auto& peer : peers) endpoints.push_back(peer.endpoint);
+    peer_health_ = std::make_unique<detail::PeerHealth>(endpoints, "bus '" + options.name + "'", options.peer_unreachable_after,
+                                                        options.peer_unreachable_repeat);
     try {
       start_thread(receiver_, receiver_done_, &Impl::receiver_main, "rb-receiver");
     } catch (...) {
@@ -327,6 +333,7 @@ BusStats Bus::Impl::stats() const {
   s.echoes_ignored = echoes_ignored_.load();
   s.duplicate_node_id_frames = duplicate_node_id_frames_.load();
   for (size_t i = 0; i < malformed_.size(); ++i) s.malformed[i] = malformed_[i].load();
+  if (peer_health_) s.peers = peer_health_->snapshot();
   std::lock_guard lock(subs_mu_);
   prune_finished();
   for (const auto& sub : subscribers_) s.subscriptions.push_back(sub->stats());

@@ -14,6 +14,7 @@
 
 #include "bus/frame_queue.hpp"
 #include "bus/curve.hpp"
+#include "bus/peer_health.hpp"
 #include "bus/ready_board.hpp"
 #include "bus/subscriber.hpp"
 #include "reqbus/bus.hpp"
@@ -83,6 +84,9 @@ class Bus::Impl {
       peer_disconnects_{0}, handshake_failures_{0}, echoes_ignored_{0}, remote_rejected_events_{0},
       remote_gap_resyncs_{0}, peer_channels_forgotten_{0}, duplicate_node_id_frames_{0};
   std::array<std::atomic<uint64_t>, codec::kDecodeErrorCount> malformed_{};
+  // Each peer's connection state: fed by the receiver thread's socket monitor, read by stats().
+  // Null without peers; made before the receiver starts.
+  std::unique_ptr<detail::PeerHealth> peer_health_;
 
   // Publisher-thread state.
   std::unordered_map<std::string, uint64_t> channel_seq_;  // envelope key -> next seq

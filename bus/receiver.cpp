@@ -16,8 +16,16 @@
 namespace reqbus {
 namespace {
 
-constexpr int kMonitoredEvents = ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                                 ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+// The connect-side events feed PeerHealth (peer_health.hpp: what libzmq reports when).
+constexpr int kMonitoredEvents = ZMQ_EVENT_CONNECT_DELAYED | ZMQ_EVENT_CONNECTED | ZMQ_EVENT_CLOSED |
+                                 ZMQ_EVENT_CONNECT_RETRIED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
+                                 ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                 ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+
+bool handshake_failed(uint16_t event) {
+  return event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL || event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
+         event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+}
 
 // Writes `text` to `path` atomically (temp file + rename): a crash leaves the old or the new file.
 bool write_state(const std::string& path, const std::string& text) {
@@ -142,21 +150,27 @@ void Bus::Impl::receiver_main(std::promise<void> started) {
           if (event.size() >= 2) std::memcpy(&event_id, event.data(), 2);
           continue;
         }
+        const std::string endpoint = event.to_string();
+        peer_health_->on_event(event_id, endpoint);
         if (event_id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
-          reconnects[event.to_string()].backoff = std::chrono::milliseconds(100);
+          reconnects[endpoint].backoff = std::chrono::milliseconds(100);
           continue;
         }
-        const std::string endpoint = event.to_string();
+        if (event_id != ZMQ_EVENT_DISCONNECTED && !handshake_failed(event_id)) continue;  // PeerHealth's only
         const bool our_peer = std::any_of(this->peers.begin(), this->peers.end(),
                                           [&](const detail::PeerEndpoint& p) { return p.endpoint == endpoint; });
         if (event_id != ZMQ_EVENT_DISCONNECTED) {  // a failed CURVE handshake: wrong key or refused
           handshake_failures_.fetch_add(1, std::memory_order_relaxed);
-          bad_input_log_.log(LogLevel::warn, "bus '" + options.name + "': CURVE handshake with " + endpoint +
-                                                 " failed (wrong server key in peers, or our key is not on its allow-list)");
+          bad_input_log_.log(LogLevel::warn, "bus '" + options.name + "': " +
+                                                 (curve ? "CURVE handshake with " + endpoint +
+                                                              " failed (wrong server key in peers, or our key is not on its allow-list)"
+                                                        : "ZeroMQ handshake with " + endpoint +
+                                                              " failed (is it a reqbus bus endpoint, without CURVE?)"));
           // libzmq reconnects on its own every ~140 ms after a failed handshake, whatever
           // reconnect_ivl_max says (~7 failures a second for as long as it ran): take the
           // endpoint from it, and reconnect below with our backoff.
           if (our_peer) {
+            peer_health_->reconnecting(endpoint);
             try {
               peers->disconnect(endpoint);
             } catch (const zmq::error_t&) {  // already gone
@@ -172,6 +186,7 @@ void Bus::Impl::receiver_main(std::promise<void> started) {
         reconnects[endpoint].pending = true;
       }
     }
+    peer_health_->tick();
     const auto now = std::chrono::steady_clock::now();
     for (const auto& peer : this->peers) {
       Reconnect& r = reconnects[peer.endpoint];
@@ -179,6 +194,7 @@ void Bus::Impl::receiver_main(std::promise<void> started) {
       r.pending = false;
       r.next_allowed = now + r.backoff;
       r.backoff = std::min(r.backoff * 2, std::chrono::milliseconds(5000));
+      peer_health_->reconnecting(peer.endpoint);
       try {
         peers->disconnect(peer.endpoint);
       } catch (const zmq::error_t&) {  // already gone: nothing to undo

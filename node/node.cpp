@@ -286,6 +286,14 @@ nlohmann::json Node::stats_json(const std::string& node_filter) const {
   j["published"] = b.published;
   j["dropped"] = dropped + (impl_->batcher ? impl_->batcher->stats().dropped.total() : 0);
   j["gaps"] = gaps;
+  nlohmann::json peers = nlohmann::json::array();  // this node's tcp peers, whatever the filter
+  for (const PeerStats& p : b.peers)
+    peers.push_back({{"endpoint", p.endpoint},
+                     {"connected", p.connected},
+                     {"since", p.since_unix_us / 1'000'000},  // unix seconds, as "now"
+                     {"connect_failures", p.connect_failures},
+                     {"last_failure", p.last_failure}});
+  j["peers"] = std::move(peers);
   if (impl_->batcher) {
     const BatcherStats s = impl_->batcher->stats();
     j["persisted"] = s.delivered + s.replayed;
@@ -342,6 +350,10 @@ std::string Node::metrics() const {
   w.counter("reqbus_bus_handshake_failures_total", "Connections to peers that failed the CURVE handshake.", double(b.handshake_failures));
   w.counter("reqbus_bus_echoes_ignored_total", "Frames of this node's own that came back (through a forwarder), ignored.", double(b.echoes_ignored));
   w.counter("reqbus_bus_duplicate_node_id_frames_total", "Frames from another node using this node's node id (ids must be unique), ignored.", double(b.duplicate_node_id_frames));
+  w.header("reqbus_bus_peer_up", "1 while the connection to a peer (bus.peers) is up, handshake done; 0 while it is not.", "gauge");
+  for (const auto& p : b.peers) w.sample("reqbus_bus_peer_up", "peer", p.endpoint, p.connected ? 1.0 : 0.0);
+  w.header("reqbus_bus_peer_connect_failures_total", "Failed connection attempts to a peer: refused, timed out, address not resolved, handshake failed.", "counter");
+  for (const auto& p : b.peers) w.sample("reqbus_bus_peer_connect_failures_total", "peer", p.endpoint, double(p.connect_failures));
   w.header("reqbus_bus_malformed_total", "Frames from peers dropped as malformed, by reason.", "counter");
   for (size_t i = 0; i < b.malformed.size(); ++i)
     w.sample("reqbus_bus_malformed_total", "reason", codec::to_string(codec::DecodeError(i)), double(b.malformed[i]));

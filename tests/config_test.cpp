@@ -25,6 +25,8 @@ spool_dir = "/var/spool/reqbus"
 name                 = "edge"
 bind                 = "tcp://0.0.0.0:7401"
 peers                = ["tcp://10.0.0.2:7400", "tcp://10.0.0.3:7400"]
+peer_unreachable_after_ms  = 2500
+peer_unreachable_repeat_ms = 0
 queue_max_events     = 1000
 queue_max_bytes      = 1048576
 overflow             = "drop_oldest"
@@ -107,6 +109,8 @@ BOOST_AUTO_TEST_CASE(every_key_parses_into_the_options) {
   BOOST_TEST(o.bus.bind == "tcp://0.0.0.0:7401");
   BOOST_TEST(o.bus.peers == (std::vector<std::string>{"tcp://10.0.0.2:7400", "tcp://10.0.0.3:7400"}),
              boost::test_tools::per_element());
+  BOOST_TEST(o.bus.peer_unreachable_after.count() == 2500);
+  BOOST_TEST(o.bus.peer_unreachable_repeat.count() == 0);  // warn once only
   BOOST_TEST(o.bus.queue_max_events == 1000u);
   BOOST_TEST(o.bus.queue_max_bytes == 1048576u);
   BOOST_TEST((o.bus.overflow == Overflow::drop_oldest));
@@ -159,6 +163,8 @@ BOOST_AUTO_TEST_CASE(the_documented_example_parses_and_keeps_the_defaults) {
   const NodeOptions defaults;
   BOOST_TEST(o.bus.queue_max_events == defaults.bus.queue_max_events);
   BOOST_TEST(o.bus.tcp_hwm == defaults.bus.tcp_hwm);
+  BOOST_TEST(o.bus.peer_unreachable_after.count() == defaults.bus.peer_unreachable_after.count());
+  BOOST_TEST(o.bus.peer_unreachable_repeat.count() == defaults.bus.peer_unreachable_repeat.count());
   BOOST_TEST(o.http.max_body_bytes == defaults.http.max_body_bytes);
   BOOST_TEST(o.http.port == defaults.http.port);
   BOOST_TEST(o.http.host == defaults.http.host);
@@ -205,6 +211,8 @@ BOOST_AUTO_TEST_CASE(out_of_range_values_are_named_with_file_and_line) {
   BOOST_TEST(error_of("node_id = \"n\"\nstore = \"mysql:foo\"\n") ==
              "cfg.toml:2: store: 'mysql:foo' is not sqlite:PATH, postgres:CONNINFO or none");
   BOOST_TEST(error_of("[bus]\ntcp_hwm = -1\n") == "cfg.toml:2: bus.tcp_hwm: must be in 0..16777216");
+  BOOST_TEST(error_of("[bus]\npeer_unreachable_after_ms = 0\n") ==
+             "cfg.toml:2: bus.peer_unreachable_after_ms: must be in 1..86400000");
   BOOST_TEST(error_of("[bus]\nqueue_max_bytes = 100\n") == "cfg.toml:2: bus.queue_max_bytes: must be in 65536..1099511627776");
   BOOST_TEST(error_of("[batcher]\nflush_interval_ms = -5\n") == "cfg.toml:2: batcher.flush_interval_ms: must be in 0..86400000");
   BOOST_TEST(error_of("[counters]\nmax_keys = 0\n") == "cfg.toml:2: counters.max_keys: must be in 1..4294967296");

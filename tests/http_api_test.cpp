@@ -17,6 +17,7 @@
 #include "node/node.hpp"
 #include "node/syslog_listener.hpp"
 #include "reqbus/error.hpp"
+#include "tests/support/free_port.hpp"
 #include "tests/support/poll.hpp"
 #include "tests/support/temp_dir.hpp"
 
@@ -843,6 +844,36 @@ BOOST_AUTO_TEST_CASE(metrics_are_valid_prometheus_text_with_the_node_counters) {
   // Every reason of BatcherDrops, so the samples sum to dropped.total().
   for (const char* reason : {"newest", "oldest", "timeout", "closed", "spool_full", "spool_error", "no_spool", "dead_letter_error"})
     BOOST_TEST(m.value(std::string("reqbus_batcher_dropped_total{reason=\"") + reason + "\"}") == 0, reason);
+}
+
+// A peer address nobody listens on (a wrong --peer): /metrics and /api/stats say so per peer.
+BOOST_AUTO_TEST_CASE(metrics_and_stats_show_each_peer_up_or_down_with_its_failures) {
+  const std::string peer = "tcp://127.0.0.1:" + std::to_string(test::port_outside_ephemeral_range(SOCK_STREAM));
+  NodeFixture f([&](NodeOptions& o) {
+    o.bus.peers = {peer};
+    o.bus.insecure_plaintext = true;
+    o.bus.peer_unreachable_after = 200ms;
+  });
+  auto c = f.client();
+  const std::string up = "reqbus_bus_peer_up{peer=\"" + peer + "\"}";
+  const std::string failures = "reqbus_bus_peer_connect_failures_total{peer=\"" + peer + "\"}";
+  BOOST_REQUIRE(poll_until([&] {
+    auto res = c.Get("/metrics");
+    return res && res->status == 200 && PromText(res->body).value(failures) > 0;
+  }, 3s));
+  const PromText m(c.Get("/metrics")->body);
+  BOOST_TEST(m.types.at("reqbus_bus_peer_up") == "gauge");
+  BOOST_TEST(m.types.at("reqbus_bus_peer_connect_failures_total") == "counter");
+  BOOST_TEST(m.value(up) == 0);
+  const auto stats = json_of(c.Get("/api/stats"));
+  BOOST_REQUIRE(stats.contains("peers"));
+  BOOST_REQUIRE_EQUAL(stats["peers"].size(), 1u);
+  const auto& p = stats["peers"][0];
+  BOOST_TEST(str(p["endpoint"]) == peer);
+  BOOST_TEST(p["connected"] == false);
+  BOOST_TEST(p.value("connect_failures", 0) > 0);
+  BOOST_TEST(str(p["last_failure"]) == "connection refused");
+  BOOST_TEST(p.value("since", int64_t(0)) > 1'600'000'000);  // unix seconds
 }
 
 BOOST_AUTO_TEST_CASE(stats_count_what_was_published_with_a_node_filter) {

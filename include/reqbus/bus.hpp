@@ -87,6 +87,8 @@ class Bus {
   CloseReport close(std::chrono::milliseconds deadline);
   CloseReport close();  // with options.close_timeout
 
+  // A snapshot, from any thread: counters are read one by one, and each entry of peers
+  // and subscriptions is copied whole under its owner's lock.
   BusStats stats() const;
 
   class Impl;

@@ -46,6 +46,15 @@ struct BusOptions {
   // "" (default) = not kept: a restarted node only sees new gaps.
   std::string peer_state_file;
   std::chrono::milliseconds peer_state_interval{500};  // how often it is rewritten (if changed)
+  // A peer not connected this long after the Bus started, or after it went down, is logged
+  // once as a warning naming it, how long and why it is unreachable ("connection refused x12")
+  // and what to check; then every peer_unreachable_repeat while it stays so, and at info level
+  // when it connects. Default 10 s: a peer that restarts is usually back by then (the receiver
+  // retries at 100 ms doubling to 5 s), and a wrong address shows soon after start.
+  // Must be >= 1 ms. Its state is in BusStats::peers whatever this says.
+  std::chrono::milliseconds peer_unreachable_after{10000};
+  // How often the warning is repeated while the peer stays unreachable. Default 5 min; 0 = once.
+  std::chrono::milliseconds peer_unreachable_repeat{300000};
 
   // --- the publish queue between broadcast() callers and the publisher thread ---
   size_t queue_max_events = 65536;         // events; must be >= 1

@@ -35,6 +35,25 @@ struct SubscriptionStats {
   bool slow = false;            // pending queue is (or was recently) full
 };
 
+// One tcp peer of this node (an entry of BusOptions::peers), as the receiver's ZeroMQ socket
+// monitor sees it. A wrong address (nothing listens, a misspelt host) shows as connected = false
+// with connect_failures growing; the Bus also logs it (BusOptions::peer_unreachable_after).
+struct PeerStats {
+  std::string endpoint;           // "tcp://host:port" as configured, without the "#key"
+  // Up: a connection whose handshake (CURVE, or plain ZeroMQ) succeeded. Down until the first
+  // one, after a disconnect, and while connection attempts fail.
+  bool connected = false;
+  int64_t since_unix_us = 0;      // when `connected` took its value (µs since the epoch); the
+                                  // Bus's start for a peer that never connected
+  // Connection attempts that failed: refused or timed out (TCP), an address that does not
+  // resolve, a failed handshake (CURVE key, or not a ZeroMQ endpoint). A disconnect of a
+  // working connection is not one (BusStats::peer_disconnects counts those).
+  uint64_t connect_failures = 0;
+  // The last failure: "connection refused", "connection timed out", "address not resolved",
+  // "handshake failed", or "disconnected"; "" if none yet.
+  std::string last_failure;
+};
+
 struct BusStats {
   uint64_t published = 0;        // accepted by broadcast()/local_broadcast()
   uint64_t dropped_newest = 0;   // publish queue full, drop_newest
@@ -69,6 +88,9 @@ struct BusStats {
   // Peer channels (origin node x topic) the gap tracker forgot to stay within its bound (4,096;
   // node ids change with every restart): the next frame of one starts it afresh.
   uint64_t peer_channels_forgotten = 0;
+  // One entry per distinct endpoint of BusOptions::peers, in their order (empty without peers),
+  // all copied at one instant (the receiver thread updates them under a lock).
+  std::vector<PeerStats> peers;
   // One entry per subscription. Closed subscriptions are forgotten once their counters are
   // final (handler mode: after close(); pull mode: when the Subscription is destroyed, which
   // counts what it left unread as dropped_close); their counters are summed into one last

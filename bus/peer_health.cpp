@@ -1,0 +1,190 @@
+// PeerHealth (peer_health.hpp): per-peer connection state from the socket monitor, and the
+// "peer unreachable" warnings.
+#include "bus/peer_health.hpp"
+
+#include <zmq.h>
+
+#include <algorithm>
+#include <cstdio>
+
+namespace reqbus::detail {
+namespace {
+
+constexpr auto kRefusedWithin = std::chrono::seconds(1);  // a refusal (RST) is quick; a timeout is not
+
+// "0.2 s" under 10 s (short test timings read right), "42 s" above.
+std::string seconds(std::chrono::nanoseconds d) {
+  const double s = std::chrono::duration<double>(d).count();
+  char buf[32];
+  if (s < 10) std::snprintf(buf, sizeof(buf), "%.1f s", s);
+  else std::snprintf(buf, sizeof(buf), "%.0f s", s);
+  return buf;
+}
+
+// What to check, for the failure seen last (`handshaking`: TCP is connected, the handshake waits).
+const char* hint(const std::string& reason, bool handshaking) {
+  if (reason == "address not resolved") return "check the host name in the peer's address";
+  if (reason == "handshake failed" || handshaking)
+    return "check that the address is a reqbus bus endpoint, the server key after '#', and that "
+           "this node's public key is on the peer's allow-list";
+  return "check the address and that the peer binds it";
+}
+
+}  // namespace
+
+PeerHealth::PeerHealth(const std::vector<std::string>& endpoints, std::string owner,
+                       std::chrono::milliseconds warn_after, std::chrono::milliseconds repeat,
+                       std::shared_ptr<Clock> clock)
+    : owner_(std::move(owner)), warn_after_(warn_after), repeat_(repeat), clock_(std::move(clock)) {
+  const auto now = clock_->now();
+  const int64_t now_us = clock_->unix_us();
+  for (const auto& endpoint : endpoints) {
+    if (find(endpoint)) continue;
+    Peer p;
+    p.stats.endpoint = endpoint;
+    p.stats.since_unix_us = now_us;
+    p.since = now;
+    peers_.push_back(std::move(p));
+  }
+}
+
+PeerHealth::Peer* PeerHealth::find(std::string_view endpoint) {
+  for (auto& p : peers_)
+    if (p.stats.endpoint == endpoint) return &p;
+  return nullptr;
+}
+
+void PeerHealth::fail(Peer& peer, const char* reason) {
+  ++peer.stats.connect_failures;
+  peer.stats.last_failure = reason;
+  if (peer.run_reason == reason) {
+    ++peer.run_count;
+  } else {
+    peer.run_reason = reason;
+    peer.run_count = 1;
+  }
+  peer.retry_expected = true;
+}
+
+void PeerHealth::go_down(Peer& peer, Clock::time_point now) {
+  if (!peer.stats.connected) return;
+  peer.stats.connected = false;
+  peer.stats.since_unix_us = clock_->unix_us();
+  peer.since = now;
+  peer.run_reason.clear();
+  peer.run_count = 0;
+  peer.warned = false;
+}
+
+void PeerHealth::on_event(uint16_t event, std::string_view endpoint) {
+  std::string line;
+  {
+    std::lock_guard lock(mu_);
+    Peer* peer = find(endpoint);
+    if (!peer) return;
+    Peer& p = *peer;
+    const auto now = clock_->now();
+    switch (event) {
+      case ZMQ_EVENT_CONNECT_DELAYED:  // an attempt started
+        p.attempt_open = true;
+        p.attempt_started = now;
+        p.retry_expected = false;
+        break;
+      case ZMQ_EVENT_CONNECTED:  // TCP is up; the peer is up once the handshake is done
+        p.attempt_open = false;
+        p.handshaking = true;
+        p.handshake_started = now;
+        p.retry_expected = false;
+        break;
+      case ZMQ_EVENT_CLOSED:
+        if (p.attempt_open) {
+          p.attempt_open = false;
+          fail(p, now - p.attempt_started < kRefusedWithin ? "connection refused" : "connection timed out");
+        }
+        break;
+      case ZMQ_EVENT_CONNECT_RETRIED:
+        // After a failure or a disconnect noted above it is just the retry; alone it is an
+        // attempt that could not start: the host name does not resolve.
+        if (p.retry_expected) {
+          p.retry_expected = false;
+        } else {
+          fail(p, "address not resolved");
+          p.retry_expected = false;  // this was the retry: the next one is another failure
+        }
+        break;
+      case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+        if (!p.stats.connected) {
+          if (p.warned)
+            line = owner_ + ": peer " + p.stats.endpoint + " connected after " + seconds(now - p.since) +
+                   " unreachable" + (p.run_count > 0 ? " (" + p.run_reason + " x" + std::to_string(p.run_count) + ")" : "");
+          p.stats.connected = true;
+          p.stats.since_unix_us = clock_->unix_us();
+          p.since = now;
+          p.warned = false;
+        }
+        p.handshaking = false;
+        p.retry_expected = false;
+        break;
+      case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+      case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+      case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+        go_down(p, now);
+        p.handshaking = false;
+        fail(p, "handshake failed");
+        break;
+      case ZMQ_EVENT_DISCONNECTED:
+        p.handshaking = false;
+        if (p.stats.connected) {
+          go_down(p, now);
+          p.stats.last_failure = "disconnected";
+        }
+        p.retry_expected = true;
+        break;
+      default:
+        break;
+    }
+  }
+  if (!line.empty()) log_limit_.log(LogLevel::info, line);
+}
+
+void PeerHealth::reconnecting(std::string_view endpoint) {
+  std::lock_guard lock(mu_);
+  if (Peer* p = find(endpoint)) p->attempt_open = p->handshaking = false;
+}
+
+std::string PeerHealth::why(const Peer& p, Clock::time_point now) const {
+  if (p.handshaking) {  // e.g. a port that is not a ZeroMQ endpoint and waits for its own protocol
+    std::string text = "TCP connected, no ZeroMQ handshake for " + seconds(now - p.handshake_started);
+    return p.run_count > 0 ? text + "; before: " + p.run_reason + " x" + std::to_string(p.run_count) : text;
+  }
+  if (p.run_count > 0) return p.run_reason + " x" + std::to_string(p.run_count);
+  if (p.attempt_open) return "no answer to the connection attempt for " + seconds(now - p.attempt_started);
+  return "no connection attempt has answered";
+}
+
+void PeerHealth::tick() {
+  std::vector<std::string> lines;
+  {
+    std::lock_guard lock(mu_);
+    const auto now = clock_->now();
+    for (auto& p : peers_) {
+      if (p.stats.connected || now - p.since < warn_after_) continue;
+      if (p.warned && (repeat_.count() == 0 || now < p.next_reminder)) continue;
+      lines.push_back(owner_ + ": peer " + p.stats.endpoint + (p.warned ? " still" : "") + " unreachable for " +
+                      seconds(now - p.since) + " (" + why(p, now) + "); " + hint(p.run_reason, p.handshaking));
+      p.warned = true;
+      p.next_reminder = now + repeat_;
+    }
+  }
+  for (const auto& line : lines) log_limit_.log(LogLevel::warn, line);
+}
+
+std::vector<PeerStats> PeerHealth::snapshot() const {
+  std::lock_guard lock(mu_);
+  std::vector<PeerStats> out;
+  out.reserve(peers_.size());
+  for (const auto& p : peers_) out.push_back(p.stats);
+  return out;
+}
+
+}  // namespace reqbus::detail

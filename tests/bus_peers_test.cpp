@@ -1,0 +1,260 @@
+// A peer's connection state (BusStats::peers) and the "peer unreachable" log lines: PeerHealth
+// driven with monitor events and a ManualClock (which lines, when, with what reason), then a
+// real Bus whose peer address nobody listens on (down, failures counted, warned) until a peer
+// binds it (up, logged), and goes away again (down).
+#include <sys/socket.h>
+
+#include <boost/test/unit_test.hpp>
+#include <zmq.h>
+
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "bus/peer_health.hpp"
+#include "reqbus/bus.hpp"
+#include "reqbus/log.hpp"
+#include "tests/support/free_port.hpp"
+#include "tests/support/poll.hpp"
+
+using namespace reqbus;
+using namespace reqbus::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string kPeer = "tcp://10.0.0.99:7400";
+
+// Captures log lines while alive.
+class LogLines {
+ public:
+  LogLines() {
+    set_log_sink([this](LogLevel level, std::string_view line) {
+      std::lock_guard lock(mu_);
+      lines_.push_back({level, std::string(line)});
+    });
+  }
+  ~LogLines() { set_log_sink(nullptr); }
+  // Lines of `level` containing `part`.
+  std::vector<std::string> with(LogLevel level, const std::string& part) {
+    std::lock_guard lock(mu_);
+    std::vector<std::string> out;
+    for (const auto& [l, line] : lines_)
+      if (l == level && line.find(part) != std::string::npos) out.push_back(line);
+    return out;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::pair<LogLevel, std::string>> lines_;
+};
+
+struct HealthFixture {
+  std::shared_ptr<ManualClock> clock = std::make_shared<ManualClock>();
+  LogLines logs;
+  detail::PeerHealth health{{kPeer, "tcp://10.0.0.2:7400", kPeer}, "bus 't'", 10s, 300s, clock};
+
+  PeerStats peer(size_t i = 0) const { return health.snapshot().at(i); }
+  // One refused attempt, as libzmq reports it.
+  void refused() {
+    health.on_event(ZMQ_EVENT_CONNECT_DELAYED, kPeer);
+    health.on_event(ZMQ_EVENT_CLOSED, kPeer);
+    health.on_event(ZMQ_EVENT_CONNECT_RETRIED, kPeer);
+  }
+  size_t warnings() { return logs.with(LogLevel::warn, kPeer).size(); }
+};
+
+BusOptions plain(const std::string& node) {
+  BusOptions o;
+  o.name = "peers-" + node;
+  o.node_id = node;
+  o.insecure_plaintext = true;
+  return o;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(PeerHealth)
+
+BOOST_FIXTURE_TEST_CASE(a_peer_that_never_connects_is_warned_about_once_then_reminded, HealthFixture) {
+  BOOST_REQUIRE_EQUAL(health.snapshot().size(), 2u);  // a repeated endpoint is one peer
+  for (int i = 0; i < 12; ++i) refused();
+  BOOST_TEST(!peer().connected);
+  BOOST_TEST(peer().connect_failures == 12u);
+  BOOST_TEST(peer().last_failure == "connection refused");
+  BOOST_TEST(peer().since_unix_us == clock->unix_us());
+  health.tick();
+  BOOST_TEST(warnings() == 0u);  // within the grace period
+
+  clock->advance(10s);
+  health.tick();
+  health.tick();
+  const auto lines = logs.with(LogLevel::warn, kPeer);
+  BOOST_REQUIRE_EQUAL(lines.size(), 1u);
+  BOOST_TEST(lines[0] == "bus 't': peer tcp://10.0.0.99:7400 unreachable for 10 s (connection refused x12); "
+                         "check the address and that the peer binds it");
+  BOOST_TEST(logs.with(LogLevel::warn, "tcp://10.0.0.2:7400 unreachable for 10 s (no connection attempt has answered)").size() == 1u);
+
+  clock->advance(299s);
+  health.tick();
+  BOOST_TEST(warnings() == 1u);  // reminders at most every peer_unreachable_repeat
+  clock->advance(1s);
+  refused();
+  health.tick();
+  BOOST_TEST(logs.with(LogLevel::warn, "peer tcp://10.0.0.99:7400 still unreachable for 310 s (connection refused x13)").size() == 1u);
+
+  health.on_event(ZMQ_EVENT_CONNECT_DELAYED, kPeer);
+  health.on_event(ZMQ_EVENT_CONNECTED, kPeer);
+  BOOST_TEST(!peer().connected);  // not before the handshake
+  clock->advance(2s);
+  health.on_event(ZMQ_EVENT_HANDSHAKE_SUCCEEDED, kPeer);
+  BOOST_TEST(peer().connected);
+  BOOST_TEST(peer().since_unix_us == clock->unix_us());
+  BOOST_TEST(peer().connect_failures == 13u);
+  BOOST_TEST(logs.with(LogLevel::info, "peer tcp://10.0.0.99:7400 connected after 312 s unreachable (connection refused x13)").size() == 1u);
+  clock->advance(600s);
+  health.tick();
+  BOOST_TEST(warnings() == 2u);  // up: nothing more about it
+}
+
+BOOST_FIXTURE_TEST_CASE(a_lost_connection_is_down_from_then_and_warned_about_after_the_grace_period, HealthFixture) {
+  health.on_event(ZMQ_EVENT_CONNECT_DELAYED, kPeer);
+  health.on_event(ZMQ_EVENT_CONNECTED, kPeer);
+  health.on_event(ZMQ_EVENT_HANDSHAKE_SUCCEEDED, kPeer);
+  clock->advance(60s);
+  health.tick();
+  BOOST_TEST(warnings() == 0u);
+  BOOST_TEST(logs.with(LogLevel::info, kPeer).empty());  // the first connection is not news
+
+  health.on_event(ZMQ_EVENT_DISCONNECTED, kPeer);
+  health.on_event(ZMQ_EVENT_CONNECT_RETRIED, kPeer);  // the retry after a disconnect is no failure
+  BOOST_TEST(!peer().connected);
+  BOOST_TEST(peer().since_unix_us == clock->unix_us());
+  BOOST_TEST(peer().last_failure == "disconnected");
+  BOOST_TEST(peer().connect_failures == 0u);
+  clock->advance(5s);
+  health.on_event(ZMQ_EVENT_HANDSHAKE_SUCCEEDED, kPeer);  // back within the grace period: quiet
+  clock->advance(60s);
+  health.tick();
+  BOOST_TEST(warnings() == 0u);
+  BOOST_TEST(logs.with(LogLevel::info, kPeer).empty());
+
+  health.on_event(ZMQ_EVENT_DISCONNECTED, kPeer);
+  refused();
+  clock->advance(9s);
+  health.tick();
+  BOOST_TEST(warnings() == 0u);
+  clock->advance(1s);
+  health.tick();
+  BOOST_TEST(logs.with(LogLevel::warn, "peer tcp://10.0.0.99:7400 unreachable for 10 s (connection refused x1)").size() == 1u);
+}
+
+BOOST_FIXTURE_TEST_CASE(each_failure_is_named_with_what_to_check, HealthFixture) {
+  const std::string other = "tcp://10.0.0.2:7400";
+  // A host name that does not resolve: libzmq only says it retries.
+  health.on_event(ZMQ_EVENT_CONNECT_RETRIED, kPeer);
+  health.on_event(ZMQ_EVENT_CONNECT_RETRIED, kPeer);
+  BOOST_TEST(peer().connect_failures == 2u);
+  BOOST_TEST(peer().last_failure == "address not resolved");
+  // A key the peer refuses: TCP connects, the handshake fails, libzmq disconnects.
+  health.on_event(ZMQ_EVENT_CONNECT_DELAYED, other);
+  health.on_event(ZMQ_EVENT_CONNECTED, other);
+  health.on_event(ZMQ_EVENT_HANDSHAKE_FAILED_AUTH, other);
+  health.on_event(ZMQ_EVENT_DISCONNECTED, other);
+  health.on_event(ZMQ_EVENT_CONNECT_RETRIED, other);
+  BOOST_TEST(peer(1).connect_failures == 1u);
+  BOOST_TEST(peer(1).last_failure == "handshake failed");
+  BOOST_TEST(!peer(1).connected);
+  // Events for endpoints that are not peers (libzmq's resolved name for its own reconnect).
+  health.on_event(ZMQ_EVENT_HANDSHAKE_SUCCEEDED, "tcp://127.0.0.1:1");
+  clock->advance(10s);
+  health.tick();
+  BOOST_TEST(logs.with(LogLevel::warn, "(address not resolved x2); check the host name").size() == 1u);
+  BOOST_TEST(logs.with(LogLevel::warn, "(handshake failed x1); check that the address is a reqbus bus endpoint, "
+                                       "the server key after '#'").size() == 1u);
+}
+
+BOOST_FIXTURE_TEST_CASE(an_attempt_nobody_answers_is_no_failure_yet_but_is_warned_about, HealthFixture) {
+  health.on_event(ZMQ_EVENT_CONNECT_DELAYED, kPeer);  // a black-holed address: SYNs unanswered
+  clock->advance(10s);
+  health.tick();
+  BOOST_TEST(peer().connect_failures == 0u);
+  BOOST_TEST(logs.with(LogLevel::warn, "unreachable for 10 s (no answer to the connection attempt for 10 s)").size() == 1u);
+  clock->advance(5s);
+  health.on_event(ZMQ_EVENT_CLOSED, kPeer);  // the kernel gave up
+  BOOST_TEST(peer().connect_failures == 1u);
+  BOOST_TEST(peer().last_failure == "connection timed out");
+  // TCP connects, the handshake never comes (an HTTP port, say): named as such until libzmq's
+  // handshake timeout fails it.
+  health.on_event(ZMQ_EVENT_CONNECT_DELAYED, kPeer);
+  health.on_event(ZMQ_EVENT_CONNECTED, kPeer);
+  clock->advance(300s);
+  health.tick();
+  BOOST_TEST(logs.with(LogLevel::warn, "still unreachable for 315 s (TCP connected, no ZeroMQ handshake for 300 s; "
+                                       "before: connection timed out x1); check that the address is a reqbus bus endpoint")
+                 .size() == 1u);
+  health.on_event(ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL, kPeer);
+  health.on_event(ZMQ_EVENT_DISCONNECTED, kPeer);
+  BOOST_TEST(peer().connect_failures == 2u);
+  BOOST_TEST(peer().last_failure == "handshake failed");
+  BOOST_TEST(!peer().connected);
+  // The receiver tearing down an attempt of its own is not a failure.
+  health.on_event(ZMQ_EVENT_CONNECT_DELAYED, kPeer);
+  health.reconnecting(kPeer);
+  health.on_event(ZMQ_EVENT_CLOSED, kPeer);
+  BOOST_TEST(peer().connect_failures == 2u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(BusPeers)
+
+BOOST_AUTO_TEST_CASE(a_peer_nobody_listens_on_is_down_and_warned_about_until_it_binds) {
+  LogLines logs;
+  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(port_outside_ephemeral_range(SOCK_STREAM));
+  BusOptions o = plain("watcher");
+  o.peers = {endpoint};
+  o.peer_unreachable_after = 200ms;
+  Bus bus(o);
+  BOOST_REQUIRE_EQUAL(bus.stats().peers.size(), 1u);
+  BOOST_TEST(bus.stats().peers[0].endpoint == endpoint);
+  BOOST_TEST(!bus.stats().peers[0].connected);
+
+  const std::string warning = "bus 'peers-watcher': peer " + endpoint + " unreachable for ";
+  BOOST_REQUIRE(poll_until([&] { return !logs.with(LogLevel::warn, warning).empty(); }, 3s));
+  const PeerStats down = bus.stats().peers[0];
+  BOOST_TEST(!down.connected);
+  BOOST_TEST(down.connect_failures > 0u);
+  BOOST_TEST(down.last_failure == "connection refused");
+  BOOST_TEST(logs.with(LogLevel::warn, "(connection refused x").size() == 1u);
+  BOOST_TEST_MESSAGE(logs.with(LogLevel::warn, warning)[0]);
+
+  BusOptions po = plain("late");
+  po.bind = endpoint;
+  auto peer = std::make_unique<Bus>(po);
+  BOOST_REQUIRE(poll_until([&] { return bus.stats().peers[0].connected; }, 3s));
+  BOOST_TEST(bus.stats().peers[0].since_unix_us > down.since_unix_us);
+  BOOST_TEST(logs.with(LogLevel::info, "bus 'peers-watcher': peer " + endpoint + " connected after ").size() == 1u);
+  BOOST_TEST(logs.with(LogLevel::warn, warning).size() == 1u);  // once: reminders come after 5 min
+
+  peer->close(1s);
+  peer.reset();
+  BOOST_REQUIRE(poll_until([&] { return !bus.stats().peers[0].connected; }, 3s));
+  const std::string last = bus.stats().peers[0].last_failure;  // its retries may have failed since
+  BOOST_TEST((last == "disconnected" || last == "connection refused"), last);
+}
+
+BOOST_AUTO_TEST_CASE(a_bus_without_peers_lists_none) {
+  Bus bus(plain("alone"));
+  BOOST_TEST(bus.stats().peers.empty());
+}
+
+BOOST_AUTO_TEST_CASE(the_grace_period_is_validated) {
+  BusOptions o = plain("bad");
+  o.peer_unreachable_after = 0ms;
+  BOOST_CHECK_EXCEPTION(Bus{o}, std::exception, [](const std::exception& e) {
+    return std::string(e.what()).find("BusOptions.peer_unreachable_after") != std::string::npos;
+  });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
