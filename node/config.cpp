@@ -341,7 +341,7 @@ std::string apply_config(std::string_view text, std::string_view source_name, No
     Reader r{*t, "batcher.", {}};
     r.only({"pool_size", "flush_at", "flush_interval_ms", "flush_jitter_ms", "max_batch_bytes", "flush_workers",
             "coalesce_max_events", "retry_max_attempts", "retry_base_backoff_ms", "import_timeout_ms", "stall_timeout_ms", "max_queued_events", "overflow",
-            "active", "debug"});
+            "replay_interval_ms", "replay_max_backoff_ms", "active", "debug"});
     r.integer("pool_size", o.batcher.pool_size, 1, 1024);
     r.integer("flush_at", o.batcher.flush_at, 1, 1 << 20);
     r.millis("flush_interval_ms", o.batcher.flush_interval);
@@ -353,6 +353,15 @@ std::string apply_config(std::string_view text, std::string_view source_name, No
     r.millis("retry_base_backoff_ms", o.batcher.retry_base_backoff);
     r.millis("import_timeout_ms", o.batcher.import_timeout);
     r.millis("stall_timeout_ms", o.batcher.stall_timeout);
+    int64_t replay_ms = o.batcher.replay_interval.count(), replay_max_ms = o.batcher.replay_max_backoff.count();
+    r.integer("replay_interval_ms", replay_ms, 1, 86'400'000);
+    r.integer("replay_max_backoff_ms", replay_max_ms, 1, 86'400'000);
+    o.batcher.replay_interval = std::chrono::milliseconds(replay_ms);
+    o.batcher.replay_max_backoff = std::chrono::milliseconds(replay_max_ms);
+    if (o.batcher.replay_max_backoff < o.batcher.replay_interval) {
+      const toml::node* at = t->get("replay_max_backoff_ms") ? t->get("replay_max_backoff_ms") : t->get("replay_interval_ms");
+      r.fail(*at, "replay_max_backoff_ms", "must be >= replay_interval_ms (" + std::to_string(replay_ms) + ")");
+    }
     r.integer("max_queued_events", o.batcher.max_queued_events, 1, 1LL << 32);
     r.overflow("overflow", o.batcher.overflow);
     r.boolean("active", o.batcher.active);

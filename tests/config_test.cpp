@@ -57,6 +57,8 @@ coalesce_max_events   = 0
 retry_max_attempts    = 7
 retry_base_backoff_ms = 20
 import_timeout_ms     = 900
+replay_interval_ms    = 250
+replay_max_backoff_ms = 4000
 max_queued_events     = 777
 overflow              = "drop_newest"
 active                = false
@@ -141,6 +143,8 @@ BOOST_AUTO_TEST_CASE(every_key_parses_into_the_options) {
   BOOST_TEST(o.batcher.retry_max_attempts == 7);
   BOOST_TEST(o.batcher.retry_base_backoff.count() == 20);
   BOOST_TEST(o.batcher.import_timeout.count() == 900);
+  BOOST_TEST(o.batcher.replay_interval.count() == 250);
+  BOOST_TEST(o.batcher.replay_max_backoff.count() == 4000);
   BOOST_TEST(o.batcher.max_queued_events == 777u);
   BOOST_TEST((o.batcher.overflow == Overflow::drop_newest));
   BOOST_TEST(!o.batcher.active);
@@ -216,6 +220,8 @@ BOOST_AUTO_TEST_CASE(out_of_range_values_are_named_with_file_and_line) {
   BOOST_TEST(error_of("[bus]\nqueue_max_bytes = 100\n") == "cfg.toml:2: bus.queue_max_bytes: must be in 65536..1099511627776");
   BOOST_TEST(error_of("[batcher]\nflush_interval_ms = -5\n") == "cfg.toml:2: batcher.flush_interval_ms: must be in 0..86400000");
   BOOST_TEST(error_of("[counters]\nmax_keys = 0\n") == "cfg.toml:2: counters.max_keys: must be in 1..4294967296");
+  BOOST_TEST(error_of("[batcher]\nreplay_interval_ms = 2000\nreplay_max_backoff_ms = 1000\n") ==
+             "cfg.toml:3: batcher.replay_max_backoff_ms: must be >= replay_interval_ms (2000)");
 }
 
 BOOST_AUTO_TEST_CASE(a_bad_listen_address_names_file_line_and_key) {
