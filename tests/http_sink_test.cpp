@@ -180,6 +180,26 @@ BOOST_AUTO_TEST_CASE(a_refused_connection_is_retry_later) {
   BOOST_TEST(r.reason.find("connect failed") != std::string::npos, r.reason);
 }
 
+// abort_writes() (what Batcher::close calls past its deadline) ends a write to an API that
+// hangs, instead of waiting out the write's timeout; the sink posts again afterwards.
+BOOST_FIXTURE_TEST_CASE(abort_writes_ends_a_write_to_a_server_that_hangs, Fixture) {
+  server.push(Reply::hang(30s));
+  auto write = std::async(std::launch::async, [&] { return sink.write(requests(1), 60s); });
+  BOOST_REQUIRE(write.wait_for(300ms) == std::future_status::timeout);
+  const auto start = std::chrono::steady_clock::now();
+  sink.abort_writes();
+  BOOST_REQUIRE(write.wait_for(5s) == std::future_status::ready);
+  const auto took = std::chrono::steady_clock::now() - start;
+  const WriteResult r = write.get();
+  BOOST_TEST((r.kind == WriteResult::Kind::retry));
+  BOOST_TEST(r.reason.find("abandoned") != std::string::npos, r.reason);
+  BOOST_TEST(took < 3s);
+  server.release_hangs();
+  server.push(Reply::ok());
+  const WriteResult again = sink.write(requests(1), 5s);
+  BOOST_TEST(again.ok(), again.reason);
+}
+
 BOOST_FIXTURE_TEST_CASE(an_event_with_invalid_json_is_a_permanent_failure, Fixture) {
   Message m = track_message(1);
   m.analytics.properties_json = "{oops";

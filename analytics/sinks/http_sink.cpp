@@ -1,6 +1,8 @@
 // HttpSink: batches as JSON over HTTP (see include/reqbus/http_sink.hpp).
 #include "reqbus/http_sink.hpp"
 
+#include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 
@@ -21,6 +23,12 @@ HttpSinkOptions with_clock(HttpSinkOptions o) {
   if (!o.clock) o.clock = system_clock();
   return o;
 }
+
+// The abort flag of the write in progress on this thread (set by HttpSink::write for its
+// duration), which abort_writes() sets.
+thread_local const std::atomic<bool>* current_abort = nullptr;
+bool aborted() { return current_abort != nullptr && current_abort->load(); }
+WriteResult abandoned() { return WriteResult::retry_later("http: write abandoned (abort_writes: the writer is shutting down)"); }
 
 // Waits on `clock` until `until` (nothing wakes it sooner).
 void pause_until(const Clock& clock, Clock::time_point until) {
@@ -49,7 +57,28 @@ HttpSink::~HttpSink() = default;
 
 std::string HttpSink::name() const { return "http:" + opts_.url; }
 
+void HttpSink::abort_writes() noexcept {
+  std::lock_guard lock(calls_mu_);
+  for (std::atomic<bool>* flag : calls_) flag->store(true);
+}
+
 WriteResult HttpSink::write(const std::vector<Message>& batch, milliseconds timeout) {
+  std::atomic<bool> abort{false};
+  struct Call {  // registered for abort_writes() until this write returns
+    HttpSink& sink;
+    std::atomic<bool>* flag;
+    const std::atomic<bool>* saved = current_abort;
+    Call(HttpSink& s, std::atomic<bool>* f) : sink(s), flag(f) {
+      std::lock_guard lock(sink.calls_mu_);
+      sink.calls_.push_back(flag);
+      current_abort = flag;
+    }
+    ~Call() {
+      std::lock_guard lock(sink.calls_mu_);
+      std::erase(sink.calls_, flag);
+      current_abort = saved;
+    }
+  } call(*this, &abort);
   const auto deadline = opts_.clock->now() + timeout;
   std::vector<RequestLog> logs;
   std::vector<std::string> events;
@@ -107,6 +136,7 @@ WriteResult HttpSink::post_until_taken(const std::string& url, std::vector<T> it
                                           " (its bus was full or closing) until the write timeout",
                                       wait);
     pause_until(*opts_.clock, now + wait);
+    if (aborted()) return abandoned();
     pause = std::min(pause * 2, milliseconds(1000));
   }
 }
@@ -124,7 +154,9 @@ WriteResult HttpSink::post(const std::string& url, const std::string& body,
   request.basic_user = opts_.write_key;
   request.connect_timeout = std::min(opts_.connect_timeout, left);
   request.total_timeout = left;
+  request.abort = current_abort;
   const http::PostResult result = transport_->post(request);
+  if (result.outcome == http::PostResult::Outcome::aborted) return abandoned();
   if (reply_body) *reply_body = result.body;
   if (reply_cut) *reply_cut = result.body_cut;
   if (result.success()) return WriteResult::success();

@@ -31,8 +31,10 @@
 //
 // Thread-safety: write() is safe from any number of threads at once; each call uses its own curl
 // easy handle from a small pool (connections are kept alive between calls).
+#include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -66,6 +68,9 @@ class HttpSink final : public Sink {
 
   WriteResult write(const std::vector<Message>& batch, std::chrono::milliseconds timeout) override;
   std::string name() const override;  // "http:<url>"
+  // Writes in progress on other threads stop within about a second (curl's progress callback)
+  // or after their current pause between resends: retry_later. Thread-safe.
+  void abort_writes() noexcept override;
 
  private:
   // Posts `body`; `reply_body`/`reply_cut`, when given, get the response body (its first 64 KiB)
@@ -81,6 +86,8 @@ class HttpSink final : public Sink {
 
   const HttpSinkOptions opts_;  // clock set (never null)
   std::unique_ptr<http::HttpTransport> transport_;
+  std::mutex calls_mu_;
+  std::vector<std::atomic<bool>*> calls_;  // guarded by calls_mu_: the writes in progress' abort flags
 };
 
 }  // namespace reqbus
