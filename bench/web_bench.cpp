@@ -32,6 +32,8 @@
 //            copied) counting every event. The server child reports served/published/dropped at exit; the
 //            program fails if an event was dropped or not delivered.
 //   nosub    publish without the counting subscription: encode, queue and send, nothing decoded
+//   nocookie publish with RequestLoggerOptions::sessions off (cookie-less: no session table, no
+//            Set-Cookie)
 //   logger   the RequestLogger on a closed Bus: the logger's own work (headers, sessions, user
 //            agent, client IP), nothing encoded. --modes A,B picks the two compared (default
 //            off,publish), e.g. --shared-cpu --modes logger,nosub to see what the bus adds.
@@ -122,7 +124,7 @@ int serve(const std::string& mode, bool nodelay, int linger_us, int frame_events
   server.Get("/__bench_cpu", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(std::to_string(cpu_seconds()), "text/plain");
   });
-  if (mode == "publish" || mode == "nosub" || mode == "logger") {
+  if (mode == "publish" || mode == "nosub" || mode == "logger" || mode == "nocookie") {
     BusOptions bo;
     bo.name = "web-bench";
     bo.node_id = "web-bench";
@@ -130,7 +132,7 @@ int serve(const std::string& mode, bool nodelay, int linger_us, int frame_events
     if (linger_us >= 0) bo.publish_linger = std::chrono::microseconds(linger_us);
     if (frame_events > 0) bo.max_events_per_frame = size_t(frame_events);
     bus = std::make_unique<Bus>(bo);
-    if (mode == "publish") {
+    if (mode == "publish" || mode == "nocookie") {
       SubscribeOptions so;
       so.scope = Scope::local_only;
       so.name = "count";
@@ -139,10 +141,12 @@ int serve(const std::string& mode, bool nodelay, int linger_us, int frame_events
       sub = bus->subscribe_views(so, [&](const MessageView&) { delivered.fetch_add(1, std::memory_order_relaxed); });
     }
     if (mode == "logger") bus->close(std::chrono::seconds(5));  // broadcast() returns `closed` at once
-    logger = std::make_unique<examples::RequestLogger>(*bus);
+    examples::RequestLoggerOptions lo;
+    lo.sessions = mode != "nocookie";
+    logger = std::make_unique<examples::RequestLogger>(*bus, lo);
     logger->install(server);
   } else if (mode != "off") {
-    std::fprintf(stderr, "web_bench: --serve off|publish|nosub|logger, not %s\n", mode.c_str());
+    std::fprintf(stderr, "web_bench: --serve off|publish|nosub|logger|nocookie, not %s\n", mode.c_str());
     return 2;
   }
   const int port = examples::bind_server(server, "127.0.0.1", 0);  // full accept backlog
@@ -243,9 +247,9 @@ ServerReport stop_server(Child& child, int port, const std::string& mode) {
   if (std::sscanf(line->c_str(), "cpu %lf served %lu published %lu dropped %lu delivered %lu", &r.cpu_seconds,
                   &r.served, &r.published, &r.dropped, &r.delivered) < 5)
     throw std::runtime_error("cannot read the server's report: " + *line);
-  if ((mode == "publish" || mode == "nosub") && r.dropped != 0)
+  if ((mode == "publish" || mode == "nosub" || mode == "nocookie") && r.dropped != 0)
     throw std::runtime_error(mode + " server dropped events: " + *line);
-  if (mode == "publish" && (r.published != r.delivered || r.published + 1 < r.served))
+  if ((mode == "publish" || mode == "nocookie") && (r.published != r.delivered || r.published + 1 < r.served))
     throw std::runtime_error("publish server lost events: " + *line);
   return r;
 }
@@ -370,8 +374,8 @@ int main(int argc, char** argv) {
         if (comma == std::string::npos) throw std::invalid_argument("--modes: A,B");
         modes[0] = v.substr(0, comma), modes[1] = v.substr(comma + 1);
         for (const std::string& m : modes)
-          if (m != "off" && m != "publish" && m != "nosub" && m != "logger")
-            throw std::invalid_argument("--modes: " + m + " is not off, publish, nosub or logger");
+          if (m != "off" && m != "publish" && m != "nosub" && m != "logger" && m != "nocookie")
+            throw std::invalid_argument("--modes: " + m + " is not off, publish, nosub, logger or nocookie");
       }
       else throw std::invalid_argument("unknown argument " + a);
     }

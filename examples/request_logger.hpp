@@ -11,7 +11,7 @@
 // broadcast() returns a status instead of throwing; every non-ok status is counted in stats().
 // Give the Bus a drop policy (Overflow::drop_newest) so a full queue never blocks a server thread.
 //
-// Sessions: a random 128-bit id in a cookie; page views are counted per session in a map
+// Sessions (unless RequestLoggerOptions::sessions is false): a random 128-bit id in a cookie; page views are counted per session in a map
 // bounded by max_sessions (one not seen lately evicted, by CLOCK; counted) with an idle expiry.
 //
 // Thread-safety: one RequestLogger may serve any number of httplib worker threads and servers;
@@ -57,6 +57,11 @@ struct LoggedHeaders {
 
 struct RequestLoggerOptions {
   std::string topic = kDefaultTopic;           // bus topic the logs go to; default "requests"
+  // false: cookie-less logging — no session cookie is read or set, and session_id stays empty
+  // (page views 0): for a site that may not set cookies without its visitors' consent.
+  // Visitors are still counted, from the node's daily-salted hash of IP and user agent.
+  // Default true.
+  bool sessions = true;
   std::string session_cookie = "reqbus_sid";   // cookie name carrying the session id
   size_t max_sessions = 100'000;               // sessions remembered (1..2^30, 32 bytes each);
                                                // one not seen lately evicted (CLOCK)
@@ -278,6 +283,7 @@ inline void RequestLogger::on_headers(const httplib::Request& req, httplib::Resp
   static const std::string kSetCookie = "Set-Cookie";
   f.headers = detail::logged_headers(req);  // the request outlives its logger call
   f.has_headers = true;
+  if (!options_.sessions) return;
   bool fresh = false;
   try {
     fresh = touch_session(detail::cookie_value(f.headers.cookie, options_.session_cookie), f.start,

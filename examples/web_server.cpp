@@ -3,7 +3,7 @@
 // (print_stream, another node) can subscribe to the stream over tcp.
 //
 //   web_server [--port 8080] [--host 127.0.0.1] [--bind tcp://127.0.0.1:7400]
-//              [--node-id ID] [--topic requests]
+//              [--node-id ID] [--topic requests] [--sessions on|off]
 //
 // Prints one status line per second; SIGINT or SIGTERM stops the server, closes the bus and
 // prints what was served, published and dropped.
@@ -51,7 +51,9 @@ void print_report(const RequestLoggerStats& s, const CloseReport& r, const BusSt
 int main(int argc, char** argv) {
   Flags flags(argc, argv,
               "[--port 8080] [--host 127.0.0.1] [--bind tcp://HOST:PORT] [--node-id ID] [--topic requests]\n"
-              "  --port 0 picks a free port and prints it; --bind lets other processes subscribe.");
+              "       [--sessions on|off]\n"
+              "  --port 0 picks a free port and prints it; --bind lets other processes subscribe;\n"
+              "  --sessions off: no session cookie (cookie-less logging, session_id empty).");
   const int port = int(flags.num("port", 8080, 0, 65535));
   const std::string host = flags.str("host", "127.0.0.1");
   BusOptions bus_options;
@@ -63,6 +65,9 @@ int main(int argc, char** argv) {
   bus_options.overflow = Overflow::drop_newest;
   RequestLoggerOptions logger_options;
   logger_options.topic = flags.str("topic", kDefaultTopic);
+  const std::string sessions = flags.str("sessions", "on");
+  if (sessions != "on" && sessions != "off") flags.fail("--sessions: '" + sessions + "' is not on or off");
+  logger_options.sessions = sessions == "on";
   flags.done();
 
   // SIGINT/SIGTERM are blocked in every thread (the bus's and httplib's inherit this mask) and

@@ -36,7 +36,8 @@ using namespace reqbus::test;
 namespace {
 
 struct LoggedServer {
-  explicit LoggedServer(size_t max_sessions = 100'000, std::vector<std::string> trusted_proxies = {}) {
+  explicit LoggedServer(size_t max_sessions = 100'000, std::vector<std::string> trusted_proxies = {},
+                        bool sessions = true) {
     BusOptions bo;
     bo.name = "request-logger-test";
     bo.node_id = "logger-node";
@@ -50,6 +51,7 @@ struct LoggedServer {
     lo.max_sessions = max_sessions;
     lo.session_idle = std::chrono::seconds(60);
     lo.trusted_proxies = std::move(trusted_proxies);
+    lo.sessions = sessions;
     logger = std::make_unique<examples::RequestLogger>(*bus, lo);
     server.Get("/", [](const httplib::Request&, httplib::Response& res) { res.set_content("home", "text/plain"); });
     server.Get("/missing", [](const httplib::Request&, httplib::Response& res) { res.status = 404; });
@@ -236,6 +238,25 @@ BOOST_AUTO_TEST_CASE(the_cookie_counts_page_views_in_its_session) {
   BOOST_CHECK_EQUAL(forged.set_cookie.size(), 32u);
   BOOST_CHECK_NE(forged.set_cookie, id);
   BOOST_CHECK_EQUAL(s.logger->stats().sessions_created, 2u);
+}
+
+// Cookie-less logging: no cookie is set or read, every request is still published, without a
+// session.
+BOOST_AUTO_TEST_CASE(without_sessions_no_cookie_is_set_and_requests_are_still_logged) {
+  LoggedServer s(100'000, {}, false);
+  const auto first = s.get("/", {{"User-Agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"}});
+  BOOST_CHECK_EQUAL(first.set_cookie, "");
+  BOOST_CHECK_EQUAL(first.log.session_id, "");
+  BOOST_CHECK_EQUAL(first.log.session_page_views, 0u);
+  BOOST_CHECK_EQUAL(first.log.device_type, "desktop");
+  const auto second = s.get_with_session("/missing", std::string(32, 'a'));
+  BOOST_CHECK_EQUAL(second.status, 404);
+  BOOST_CHECK_EQUAL(second.set_cookie, "");
+  BOOST_CHECK_EQUAL(second.log.session_id, "");
+  const auto st = s.logger->stats();
+  BOOST_CHECK_EQUAL(st.published, 2u);
+  BOOST_CHECK_EQUAL(st.sessions_created, 0u);
+  BOOST_CHECK_EQUAL(st.sessions_live, 0u);
 }
 
 // The table evicts by CLOCK (second chance): a session seen since the hand last passed is spared
