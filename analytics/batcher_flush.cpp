@@ -134,17 +134,15 @@ void Batcher::Impl::process(const BatchPtr& batch) {
   for (int attempt = 1;; ++attempt) {
     if (batch->resolved.load()) return;
     const time_point start = clock_->now();
-    batch->writing_since.store(std::max<int64_t>(1, start.time_since_epoch().count()));
     {
       std::lock_guard lock(work_mu_);
-      writing_.emplace(batch->id, batch);
+      writing_.emplace(batch->id, Writing{batch, start});
     }
     const WriteResult result = call_sink(batch->events);
     {
       std::lock_guard lock(work_mu_);
       writing_.erase(batch->id);
     }
-    batch->writing_since.store(0);
     const time_point end = clock_->now();
     if (result.ok()) {
       // Not resolved here if close() or a probe handoff spooled it meanwhile: the spooled copy
@@ -310,10 +308,8 @@ void Batcher::Impl::spool_behind_stalled_write(time_point now) {
   {
     std::lock_guard lock(work_mu_);
     writing = writing_.size();
-    for (const auto& [id, batch] : writing_) {
-      const int64_t since = batch->writing_since.load();
-      if (since != 0 && now - time_point(time_point::duration(since)) >= options_.stall_timeout) stalled.push_back(batch);
-    }
+    for (const auto& [id, w] : writing_)
+      if (now - w.since >= options_.stall_timeout) stalled.push_back(w.batch);
   }
   if (stalled.empty()) return;
   // Not made the probe: its write may answer before this line, and a probe id nobody clears

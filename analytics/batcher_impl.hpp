@@ -45,8 +45,6 @@ struct Batch {
   // close() resolved it at its deadline (spooled or dropped) while it may still be written:
   // set under spool_order_mu_, read under it (a success that comes after is counted apart).
   bool resolved_at_close_deadline = false;
-  // When the write running now started (the Batcher's clock, ns since its epoch); 0 = none.
-  std::atomic<int64_t> writing_since{0};
   bool try_resolve() { return !resolved.exchange(true); }
 };
 using BatchPtr = std::shared_ptr<Batch>;
@@ -173,9 +171,13 @@ class Batcher::Impl {
   std::condition_variable done_cv_;  // flush/close: a batch was resolved
   std::deque<detail::BatchPtr> pending_;              // guarded by work_mu_
   std::map<uint64_t, detail::BatchPtr> inflight_;     // guarded by work_mu_
-  // Batches inside a sink write now (finish() leaves them here: a spooled batch's write may
-  // still run); what spool_behind_stalled_write() looks at. Guarded by work_mu_.
-  std::map<uint64_t, detail::BatchPtr> writing_;
+  // Batches inside a sink write now, and since when (finish() leaves them here: a spooled
+  // batch's write may still run); what spool_behind_stalled_write() looks at. Guarded by work_mu_.
+  struct Writing {
+    detail::BatchPtr batch;
+    time_point since;
+  };
+  std::map<uint64_t, Writing> writing_;
   std::set<uint64_t> unresolved_;                     // guarded by work_mu_
   bool stop_workers_ = false;                         // guarded by work_mu_
   std::vector<std::thread> workers_;
