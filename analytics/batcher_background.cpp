@@ -200,7 +200,7 @@ void Batcher::Impl::abort_sink_writes_while(const std::function<bool()>& writing
   }
 }
 
-void Batcher::Impl::stop_background() {
+void Batcher::Impl::stop_background(bool abort_replay) {
   {
     std::lock_guard lock(timer_mu_);
     stop_timer_ = true;
@@ -215,7 +215,7 @@ void Batcher::Impl::stop_background() {
   replay_cv_.notify_all();
   // Whatever the replayer writes is in the spool: a write the store leaves hanging is abandoned
   // (replayed at the next start) rather than waited out for its import_timeout.
-  abort_sink_writes_while([&] { return replay_writing_.load(); });
+  if (abort_replay) abort_sink_writes_while([&] { return replay_writing_.load(); });
   if (replayer_.joinable()) replayer_.join();
 }
 

@@ -167,6 +167,9 @@ void Batcher::Impl::process(const BatchPtr& batch) {
       if (spool_ && !replay_backoff_.load() && !spool_->empty()) kick_replayer();
       return;
     }
+    // close() abandoned the write (Sink::abort_writes) past its deadline, or the stall check
+    // spooled the batch meanwhile: nothing to retry, and no breaker to open at shutdown.
+    if (abandon_.load() || batch->resolved.load()) return;
     ++counters_.failed_attempts;
     if (result.kind == WriteResult::Kind::permanent) {
       resolve_undeliverable(batch, DropReason::permanent, result.reason);
@@ -502,16 +505,19 @@ BatcherReport Batcher::Impl::close(std::chrono::milliseconds deadline) {
     }
     work_cv_.notify_all();
     replay_stopping_ = true;  // a replay the abort below cuts short is not a failure to report
-    // Every batch is resolved or in the spool now: a write still running (a store that hangs;
-    // a stalled write whose batch was spooled) is abandoned rather than waited out for its
-    // import_timeout. Past the deadline, until every worker has returned.
+    // With a spool every batch is resolved or in it now: a write still running (a store that
+    // hangs; a stalled write whose batch was spooled) is abandoned rather than waited out for
+    // its import_timeout — past the deadline, until every worker has returned. Without a
+    // spool a write in progress is its batch's only chance, and is waited for.
     abort_sink_writes_while([&] {
-      if (workers_finished_.load() == workers_.size()) return false;
+      if (!spool_ || workers_finished_.load() == workers_.size()) return false;
       std::lock_guard lock(work_mu_);
       return !done || !writing_.empty();
     });
     for (std::thread& worker : workers_) worker.join();
-    stop_background();
+    // A replay to a store that is down or past the deadline is abandoned too (its batch stays
+    // in the spool); one to a working store is let finish.
+    stop_background(!done || sink_down_.load());
   }
   BatcherReport r = snapshot_report();
   r.deadline_reached = !done;

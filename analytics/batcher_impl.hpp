@@ -127,7 +127,8 @@ class Batcher::Impl {
   bool read_next_segment(ReplayOutcome& outcome);  // false: stop replaying with `outcome`
   void dead_letter(size_t batch_events, const std::string& why);
   void kick_replayer();
-  void stop_background();  // at close(): a replay write in progress is abandoned
+  // At close(); abort_replay: a replay write in progress is abandoned (Sink::abort_writes).
+  void stop_background(bool abort_replay);
   // Calls Sink::abort_writes every 50 ms while `writing()`: a write that began just after one
   // call is reached by the next.
   void abort_sink_writes_while(const std::function<bool()>& writing);

@@ -100,6 +100,11 @@ void PeerHealth::on_event(uint16_t event, std::string_view endpoint) {
         if (p.attempt_open) {
           p.attempt_open = false;
           fail(p, now - p.attempt_started < kRefusedWithin ? "connection refused" : "connection timed out");
+        } else if (!p.handshaking && !p.stats.connected && !p.retry_expected) {
+          // A connect that failed at once (no CONNECT_DELAYED: an unreachable network), not
+          // the close of a failure noted already: the CONNECT_RETRIED that follows is its
+          // retry, not a name that does not resolve.
+          fail(p, "connection failed");
         }
         break;
       case ZMQ_EVENT_CONNECT_RETRIED:
@@ -149,7 +154,10 @@ void PeerHealth::on_event(uint16_t event, std::string_view endpoint) {
 
 void PeerHealth::reconnecting(std::string_view endpoint) {
   std::lock_guard lock(mu_);
-  if (Peer* p = find(endpoint)) p->attempt_open = p->handshaking = false;
+  if (Peer* p = find(endpoint)) {
+    p->attempt_open = p->handshaking = false;
+    p->retry_expected = true;  // the CLOSED of the attempt torn down is no failure
+  }
 }
 
 std::string PeerHealth::why(const Peer& p, Clock::time_point now) const {

@@ -354,13 +354,18 @@ std::string apply_config(std::string_view text, std::string_view source_name, No
     r.millis("import_timeout_ms", o.batcher.import_timeout);
     r.millis("stall_timeout_ms", o.batcher.stall_timeout);
     int64_t replay_ms = o.batcher.replay_interval.count(), replay_max_ms = o.batcher.replay_max_backoff.count();
-    r.integer("replay_interval_ms", replay_ms, 1, 86'400'000);
-    r.integer("replay_max_backoff_ms", replay_max_ms, 1, 86'400'000);
+    // From 100 ms: a smaller interval is hundreds of connection attempts a second to a store
+    // that is down.
+    r.integer("replay_interval_ms", replay_ms, 100, 86'400'000);
+    r.integer("replay_max_backoff_ms", replay_max_ms, 100, 86'400'000);
     o.batcher.replay_interval = std::chrono::milliseconds(replay_ms);
     o.batcher.replay_max_backoff = std::chrono::milliseconds(replay_max_ms);
-    if (o.batcher.replay_max_backoff < o.batcher.replay_interval) {
-      const toml::node* at = t->get("replay_max_backoff_ms") ? t->get("replay_max_backoff_ms") : t->get("replay_interval_ms");
-      r.fail(*at, "replay_max_backoff_ms", "must be >= replay_interval_ms (" + std::to_string(replay_ms) + ")");
+    if (replay_max_ms < replay_ms) {  // named by the key the file sets
+      if (const toml::node* max = t->get("replay_max_backoff_ms"))
+        r.fail(*max, "replay_max_backoff_ms", "must be >= replay_interval_ms (" + std::to_string(replay_ms) + ")");
+      else
+        r.fail(*t->get("replay_interval_ms"), "replay_interval_ms",
+               "must be <= replay_max_backoff_ms (" + std::to_string(replay_max_ms) + ")");
     }
     r.integer("max_queued_events", o.batcher.max_queued_events, 1, 1LL << 32);
     r.overflow("overflow", o.batcher.overflow);

@@ -50,6 +50,7 @@ class CountingSink final : public Sink {
         if (is_new[i]) count_(batch[i]);
     return r;
   }
+  void abort_writes() noexcept override { store_->abort_writes(); }
   std::string name() const override { return store_->name(); }
 
  private:

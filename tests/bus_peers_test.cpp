@@ -174,6 +174,17 @@ BOOST_FIXTURE_TEST_CASE(each_failure_is_named_with_what_to_check, HealthFixture)
                                        "the server key after '#'").size() == 1u);
 }
 
+// A connect that fails at once (an unreachable network: CLOSED with no CONNECT_DELAYED) is a
+// failure, and the CONNECT_RETRIED that follows is its retry, not a name that does not resolve.
+BOOST_FIXTURE_TEST_CASE(a_connect_that_fails_at_once_is_not_taken_for_a_bad_name, HealthFixture) {
+  for (int i = 0; i < 3; ++i) {
+    health.on_event(ZMQ_EVENT_CLOSED, kPeer);
+    health.on_event(ZMQ_EVENT_CONNECT_RETRIED, kPeer);
+  }
+  BOOST_TEST(peer().connect_failures == 3u);
+  BOOST_TEST(peer().last_failure == "connection failed");
+}
+
 BOOST_FIXTURE_TEST_CASE(an_attempt_nobody_answers_is_no_failure_yet_but_is_warned_about, HealthFixture) {
   health.on_event(ZMQ_EVENT_CONNECT_DELAYED, kPeer);  // a black-holed address: SYNs unanswered
   clock->advance(10s);

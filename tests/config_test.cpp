@@ -222,6 +222,9 @@ BOOST_AUTO_TEST_CASE(out_of_range_values_are_named_with_file_and_line) {
   BOOST_TEST(error_of("[counters]\nmax_keys = 0\n") == "cfg.toml:2: counters.max_keys: must be in 1..4294967296");
   BOOST_TEST(error_of("[batcher]\nreplay_interval_ms = 2000\nreplay_max_backoff_ms = 1000\n") ==
              "cfg.toml:3: batcher.replay_max_backoff_ms: must be >= replay_interval_ms (2000)");
+  BOOST_TEST(error_of("[batcher]\nreplay_interval_ms = 70000\n") ==
+             "cfg.toml:2: batcher.replay_interval_ms: must be <= replay_max_backoff_ms (60000)");
+  BOOST_TEST(error_of("[batcher]\nreplay_interval_ms = 1\n") == "cfg.toml:2: batcher.replay_interval_ms: must be in 100..86400000");
 }
 
 BOOST_AUTO_TEST_CASE(a_bad_listen_address_names_file_line_and_key) {

@@ -18,6 +18,7 @@
 #include "reqbus/error.hpp"
 #include "reqbus/log.hpp"
 #include "reqbus/stat_buffer.hpp"
+#include "tests/support/hanging_sink.hpp"
 
 using namespace std::chrono_literals;
 using reqbus::CounterFlush;
@@ -553,43 +554,18 @@ BOOST_AUTO_TEST_CASE(close_reports_what_it_could_not_flush) {
   BOOST_TEST(report.left_count == 9);
 }
 
-// A counter store that hangs: write_counters waits, with no answer, until abort_writes() (or a
-// minute: a safety limit no test should reach).
-class HangingCounterSink final : public reqbus::CounterSink {
- public:
-  WriteResult write_counters(const std::vector<CounterFlush>&, std::chrono::milliseconds) override {
-    std::unique_lock lock(mu_);
-    const uint64_t started = aborts_;
-    cv_.wait_for(lock, 60s, [&] { return aborts_ != started; });
-    return WriteResult::retry_later(aborts_ != started ? "abandoned" : "hung for a minute");
-  }
-  void abort_writes() noexcept override {
-    {
-      std::lock_guard lock(mu_);
-      ++aborts_;
-    }
-    cv_.notify_all();
-  }
-  std::string name() const override { return "hanging"; }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  uint64_t aborts_ = 0;
-};
-
 // close() keeps its deadline when the counter store hangs: the write in progress is abandoned
 // (CounterSink::abort_writes) and what it held is reported unwritten, not waited out for
 // sink_timeout (a minute here).
 BOOST_AUTO_TEST_CASE(close_abandons_a_hung_counter_write_at_its_deadline) {
-  auto sink = std::make_shared<HangingCounterSink>();
+  auto sink = std::make_shared<reqbus::test::HangingSink>();
   StatBufferOptions o;
   o.clock = reqbus::system_clock();
   o.sink_timeout = 60s;
   StatBuffer buf(sink, o);
   BOOST_REQUIRE(buf.increment("a", 3) == IncrementResult::ok);
-  buf.flush("a");  // a worker's write, now hanging
-  std::this_thread::sleep_for(100ms);
+  buf.flush("a");
+  BOOST_REQUIRE(sink->wait_for_writes(1));  // a worker's write, now hanging
   const auto start = std::chrono::steady_clock::now();
   const auto report = buf.close(std::chrono::steady_clock::now() + 300ms);
   const auto took = std::chrono::steady_clock::now() - start;

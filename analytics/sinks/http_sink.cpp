@@ -30,14 +30,6 @@ thread_local const std::atomic<bool>* current_abort = nullptr;
 bool aborted() { return current_abort != nullptr && current_abort->load(); }
 WriteResult abandoned() { return WriteResult::retry_later("http: write abandoned (abort_writes: the writer is shutting down)"); }
 
-// Waits on `clock` until `until` (nothing wakes it sooner).
-void pause_until(const Clock& clock, Clock::time_point until) {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::unique_lock lock(mu);
-  clock.wait_until(lock, cv, until, [] { return false; });
-}
-
 }  // namespace
 
 HttpSink::HttpSink(HttpSinkOptions options)
@@ -58,8 +50,16 @@ HttpSink::~HttpSink() = default;
 std::string HttpSink::name() const { return "http:" + opts_.url; }
 
 void HttpSink::abort_writes() noexcept {
-  std::lock_guard lock(calls_mu_);
-  for (std::atomic<bool>* flag : calls_) flag->store(true);
+  {
+    std::lock_guard lock(calls_mu_);
+    for (std::atomic<bool>* flag : calls_) flag->store(true);
+  }
+  calls_cv_.notify_all();  // a pause between resends ends too
+}
+
+void HttpSink::pause_until(Clock::time_point until) {
+  std::unique_lock lock(calls_mu_);
+  opts_.clock->wait_until(lock, calls_cv_, until, [] { return aborted(); });
 }
 
 WriteResult HttpSink::write(const std::vector<Message>& batch, milliseconds timeout) {
@@ -135,7 +135,7 @@ WriteResult HttpSink::post_until_taken(const std::string& url, std::vector<T> it
       return WriteResult::retry_later("http: " + std::to_string(items.size()) + " items refused by " + url +
                                           " (its bus was full or closing) until the write timeout",
                                       wait);
-    pause_until(*opts_.clock, now + wait);
+    pause_until(now + wait);
     if (aborted()) return abandoned();
     pause = std::min(pause * 2, milliseconds(1000));
   }

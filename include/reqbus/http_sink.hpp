@@ -33,6 +33,7 @@
 // easy handle from a small pool (connections are kept alive between calls).
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -86,7 +87,11 @@ class HttpSink final : public Sink {
 
   const HttpSinkOptions opts_;  // clock set (never null)
   std::unique_ptr<http::HttpTransport> transport_;
+  // Waits on the sink's clock until `until`, or until abort_writes() is called.
+  void pause_until(Clock::time_point until);
+
   std::mutex calls_mu_;
+  std::condition_variable calls_cv_;       // abort_writes(): pauses between resends end
   std::vector<std::atomic<bool>*> calls_;  // guarded by calls_mu_: the writes in progress' abort flags
 };
 

@@ -96,9 +96,10 @@ class PostgresSink final : public Sink, public CounterSink {
                                 std::vector<bool>& is_new) override;
   WriteResult write_counters(const std::vector<CounterFlush>& flushes,
                              std::chrono::milliseconds timeout) override;
-  // Writes (and write_counters, check) in progress on other threads stop waiting within ~50 ms
-  // and return retry_later; a connection stopped mid-statement is closed (the server rolls its
-  // transaction back). Thread-safe.
+  // Writes and write_counters in progress on other threads stop waiting within ~50 ms and
+  // return retry_later; a connection stopped mid-statement is closed (a transaction not yet
+  // committed is rolled back; a statement the server was already running on its own may still
+  // commit, as after a timeout). Thread-safe.
   void abort_writes() noexcept override;
   // "postgres:<host>:<port>/<dbname>" (never the password).
   std::string name() const override;

@@ -46,12 +46,14 @@ class Sink {
     is_new.assign(batch.size(), true);
     return r;
   }
-  // Makes the writes in progress on other threads give up soon: they return retry_later, and
-  // the store is left as after any failed write (a batch is stored whole or not at all).
-  // Writes that start after the call run as usual. Batcher::close calls it once its deadline
-  // has passed, so a store that hangs cannot hold a shutdown for a write's whole timeout (the
-  // batches are in the spool by then). Thread-safe; never blocks. The default does nothing:
-  // that sink's writes end at their own timeout.
+  // Makes the writes in progress on other threads — every caller's, on this sink object — give
+  // up soon: they return retry_later, and the store is left as after any failed write (a batch
+  // is stored whole or not at all; one whose statement the server was already running may
+  // still be stored, as after a timeout). Writes that start after the call run as usual.
+  // Batcher::close (with a spool) calls it for writes whose batches are in the spool: past its
+  // deadline, a stalled write, a replay to a store that is down — so a store that hangs cannot
+  // hold a shutdown for a write's whole timeout. Thread-safe; never blocks. The default does
+  // nothing: that sink's writes end at their own timeout.
   virtual void abort_writes() noexcept {}
   // A short name for logs and metrics ("sqlite:/var/lib/reqbus.db").
   virtual std::string name() const = 0;
