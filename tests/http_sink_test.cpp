@@ -9,6 +9,7 @@
 #include "analytics/http_transport.hpp"
 #include "reqbus/error.hpp"
 #include "reqbus/http_sink.hpp"
+#include "tests/support/hanging_sink.hpp"
 #include "tests/support/http_test_server.hpp"
 
 using namespace reqbus;
@@ -186,10 +187,8 @@ BOOST_FIXTURE_TEST_CASE(abort_writes_ends_a_write_to_a_server_that_hangs, Fixtur
   server.push(Reply::hang(30s));
   auto write = std::async(std::launch::async, [&] { return sink.write(requests(1), 60s); });
   BOOST_REQUIRE(write.wait_for(300ms) == std::future_status::timeout);
-  // Again every 50 ms, as Batcher::close does: a write that had not begun yet is reached too.
   const auto start = std::chrono::steady_clock::now();
-  for (int i = 0; i < 200 && write.wait_for(50ms) != std::future_status::ready; ++i) sink.abort_writes();
-  BOOST_REQUIRE(write.wait_for(0ms) == std::future_status::ready);
+  BOOST_REQUIRE(reqbus::test::abort_until_done(sink, write));
   const auto took = std::chrono::steady_clock::now() - start;
   const WriteResult r = write.get();
   BOOST_TEST((r.kind == WriteResult::Kind::retry));
@@ -307,8 +306,7 @@ BOOST_AUTO_TEST_CASE(abort_writes_ends_a_pause_between_resends) {
   server.push(Reply::status_code(202, R"({"refused":[0]})"));
   auto write = std::async(std::launch::async, [&] { return sink.write(requests(2), 10s); });
   BOOST_REQUIRE(server.wait_for_requests(1));
-  for (int i = 0; i < 200 && write.wait_for(50ms) != std::future_status::ready; ++i) sink.abort_writes();
-  BOOST_REQUIRE(write.wait_for(0ms) == std::future_status::ready);
+  BOOST_REQUIRE(reqbus::test::abort_until_done(sink, write));
   const WriteResult r = write.get();
   BOOST_TEST((r.kind == WriteResult::Kind::retry));
   BOOST_TEST(r.reason.find("abandoned") != std::string::npos, r.reason);

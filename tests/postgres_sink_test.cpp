@@ -26,6 +26,7 @@
 #include "reqbus/postgres_sink.hpp"
 #include "reqbus/uuid.hpp"
 #include "tests/support/free_port.hpp"
+#include "tests/support/hanging_sink.hpp"
 #include "tests/support/postgres_server.hpp"
 #include "tests/support/temp_dir.hpp"
 
@@ -109,13 +110,6 @@ struct SilentServer {
     return "host=127.0.0.1 port=" + std::to_string(port) + " dbname=x user=x sslmode=disable";
   }
 };
-
-// Calls abort_writes() every 50 ms until `write` is done (as Batcher::close does: a write that
-// had not begun at one call is reached by the next); false if it never is (10 s).
-bool abort_until_done(reqbus::PostgresSink& sink, std::future<reqbus::WriteResult>& write) {
-  for (int i = 0; i < 200 && write.wait_for(50ms) != std::future_status::ready; ++i) sink.abort_writes();
-  return write.wait_for(0ms) == std::future_status::ready;
-}
 
 reqbus::Message request(int i, const std::string& node = "node-a") {
   reqbus::Message m;
@@ -620,7 +614,7 @@ BOOST_AUTO_TEST_CASE(abort_writes_ends_a_write_waiting_on_the_server) {
   auto write = std::async(std::launch::async, [&] { return sink.write(requests(1, 2), 60s); });
   BOOST_REQUIRE(write.wait_for(500ms) == std::future_status::timeout);  // waiting on the lock
   const auto start = std::chrono::steady_clock::now();
-  BOOST_REQUIRE(abort_until_done(sink, write));
+  BOOST_REQUIRE(reqbus::test::abort_until_done(sink, write));
   const auto took = std::chrono::steady_clock::now() - start;
   const reqbus::WriteResult result = write.get();
   BOOST_CHECK(result.kind == reqbus::WriteResult::Kind::retry);
@@ -640,7 +634,7 @@ BOOST_AUTO_TEST_CASE(abort_writes_ends_a_connect_that_gets_no_answer) {
   reqbus::PostgresSink sink(o);
   auto write = std::async(std::launch::async, [&] { return sink.write(requests(0, 1), 60s); });
   BOOST_REQUIRE(write.wait_for(300ms) == std::future_status::timeout);
-  BOOST_REQUIRE(abort_until_done(sink, write));
+  BOOST_REQUIRE(reqbus::test::abort_until_done(sink, write));
   const reqbus::WriteResult result = write.get();
   BOOST_CHECK(result.kind == reqbus::WriteResult::Kind::retry);
   BOOST_CHECK_MESSAGE(result.reason.find("abandoned") != std::string::npos, result.reason);

@@ -3,11 +3,12 @@
 // CounterSink::write_counters — waits with no answer until abort_writes() is called, then
 // fails with retry_later("abandoned"); a minute is a safety limit no test should reach. For
 // tests of close() deadlines. A fault injected beside the real sinks (sqlite_sink_test,
-// postgres_sink_test and http_sink_test abort real writes).
+// postgres_sink_test and http_sink_test abort real writes, with abort_until_done below).
 // Thread-safety: every method may be called from any thread.
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <future>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -57,5 +58,13 @@ class HangingSink final : public Sink, public CounterSink {
   size_t writes_ = 0;
   uint64_t aborts_ = 0;
 };
+
+// Calls sink.abort_writes() every 50 ms until `write` is done, as Batcher::close does (a write
+// that had not begun at one call is reached by the next); false if it never is (10 s).
+inline bool abort_until_done(Sink& sink, std::future<WriteResult>& write) {
+  for (int i = 0; i < 200 && write.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready; ++i)
+    sink.abort_writes();
+  return write.wait_for(std::chrono::milliseconds(0)) == std::future_status::ready;
+}
 
 }  // namespace reqbus::test
