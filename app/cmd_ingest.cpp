@@ -65,11 +65,12 @@ class Ingest {
  public:
   explicit Ingest(const IngestFlags& f) : f_(f), sender_(f, counts_), parser_(format_of(f)) {
     std::string why;
-    input_ = Input::open(f.input, why);
+    bool missing = false;
+    input_ = Input::open(f.input, why, &missing);
     if (input_) return;
     // `tail -F`: a follower waits for a file that is not there yet (follow_rotation opens it).
     // Other failures (no permission, a directory) will not go away by waiting: errors.
-    if (!f.follow || !missing(f.input)) throw Error(ErrorCode::invalid_argument, "ingest: " + why);
+    if (!f.follow || !missing) throw Error(ErrorCode::invalid_argument, "ingest: " + why);
     std::fprintf(stderr, "reqbus ingest: waiting for %s to appear\n", f.input.c_str());
   }
 
@@ -155,15 +156,13 @@ class Ingest {
 
   // The file we wait for: opened once it is there, to be read from its start. One that is there
   // and cannot be opened (no permission, a directory) is the error it would have been at the start.
+  // (Judged by the open's own errno: a stat after it could find the file just created — the
+  // test that waits for a log to appear saw "cannot open: No such file" once under ASan.)
   void appear() {
     std::string why;
-    input_ = Input::open(f_.input, why);
-    if (!input_ && !missing(f_.input)) throw ReadError{why};
-  }
-
-  static bool missing(const std::string& path) {
-    struct stat st {};
-    return ::stat(path.c_str(), &st) != 0 && errno == ENOENT;
+    bool missing = false;
+    input_ = Input::open(f_.input, why, &missing);
+    if (!input_ && !missing) throw ReadError{why};
   }
 
   // Reads on in the files rotated away; finishes and closes each once it has been quiet for

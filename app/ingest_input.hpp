@@ -110,9 +110,12 @@ class LineReader {
 class Input {
  public:
   // Opens `path`; nullptr and `why` when it cannot be read as a log.
-  static std::unique_ptr<Input> open(const std::string& path, std::string& why) {
+  // `missing`, when given, says whether a failure was the file not being there (ENOENT), told by
+  // the open itself: a second look could see a file created in between and call it an error.
+  static std::unique_ptr<Input> open(const std::string& path, std::string& why, bool* missing = nullptr) {
     const bool is_stdin = path == "-";
     const int fd = is_stdin ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (missing) *missing = fd < 0 && errno == ENOENT;
     if (fd < 0) {
       why = "cannot open " + path + ": " + std::strerror(errno);
       return nullptr;
