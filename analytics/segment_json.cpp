@@ -440,7 +440,10 @@ bool parse_timestamp(std::string_view s, int64_t& unix_us) {
   if (pos != s.size()) return false;
   const int64_t secs = days_from_civil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d)) * 86400 +
                        h * 3600 + mi * 60 + sec - offset_s;
-  if (secs < 0) return false;
+  // A UTC instant before 1970 or after year 9999 (a late local time with a negative offset can
+  // land in year 10000) has no four-digit form that format_timestamp could write back.
+  constexpr int64_t kYear10000 = 253'402'300'800;  // 10000-01-01T00:00:00Z
+  if (secs < 0 || secs >= kYear10000) return false;
   unix_us = secs * 1'000'000 + micros;
   return true;
 }

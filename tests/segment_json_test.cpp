@@ -119,8 +119,14 @@ BOOST_AUTO_TEST_CASE(timestamps_parse_offsets_and_fractions) {
   BOOST_TEST(segment::format_timestamp(us) == "2024-02-29T00:00:00.123456Z");
   for (const char* bad : {"2023-02-29T00:00:00Z", "2023-11-14 22:13:20Z", "2023-11-14T22:13:20",
                           "2023-13-01T00:00:00Z", "2023-11-14T22:13:20.Z", "1969-12-31T23:59:59Z",
-                          "yesterday", "2023-11-14T22:13:20Zjunk"})
+                          "yesterday", "2023-11-14T22:13:20Zjunk",
+                          "9999-12-31T23:59:59.999999999-05:30"})
     BOOST_TEST(!segment::parse_timestamp(bad, us), bad);
+  // The last instant the four-digit year can write is accepted and written back unchanged.
+  BOOST_TEST(segment::parse_timestamp("9999-12-31T23:59:59.999999Z", us));
+  BOOST_TEST(segment::format_timestamp(us) == "9999-12-31T23:59:59.999999Z");
+  BOOST_TEST(segment::parse_timestamp("9999-12-31T23:59:59+01:00", us));
+  BOOST_TEST(segment::format_timestamp(us) == "9999-12-31T22:59:59.000000Z");
 }
 
 BOOST_AUTO_TEST_CASE(strict_errors_name_the_field) {
