@@ -265,7 +265,10 @@ Run add_demo(CLI::App& app) {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::printf("  traffic stopped%s; flushing to the database...\n", interrupted ? " (interrupted)" : "");
     std::fflush(stdout);
-    const node::NodeReport report = n->close(std::chrono::seconds(30));
+    const node::NodeReport report = [&] {
+      const SecondSignalExits impatient("reqbus demo", "events not yet stored are lost, and no summary is printed");
+      return n->close(std::chrono::seconds(30));
+    }();
     const std::string node_id = n->bus().node_id();
     n.reset();
     print_summary(f->db, node_id, traffic.stats(), report, seconds);

@@ -18,6 +18,15 @@ void warn_if_no_spool(const node::NodeOptions& options) {
                         "dropped, counted in reqbus_batcher_dropped_total{reason=\"no_spool\"}");
 }
 
+// What a second signal during shutdown gives up: what is in memory. The spool keeps its
+// batches (replayed at the next start) and the store what it has committed.
+std::string lost_on_forced_exit(const node::NodeOptions& options) {
+  if (options.store == "none") return "events not yet delivered to subscribers are lost";
+  if (options.spool_dir.empty()) return "events not yet stored are lost (no spool)";
+  return "events not yet stored or spooled are lost; the spool (" + options.spool_dir +
+         ") keeps its batches for the next start";
+}
+
 }  // namespace
 
 Run add_serve(CLI::App& app) {
@@ -55,9 +64,13 @@ Run add_serve(CLI::App& app) {
     int sig = 0;
     while ((sig = wait_for_signal(std::chrono::milliseconds(1000))) == 0) {
     }
-    std::printf("reqbus serve: signal %d, shutting down\n", sig);
+    std::printf("reqbus serve: signal %d, shutting down (up to %d ms; a second signal exits at once)\n", sig,
+                *close_ms);
     std::fflush(stdout);
-    const node::NodeReport report = node.close(std::chrono::milliseconds(*close_ms));
+    const node::NodeReport report = [&] {
+      const SecondSignalExits impatient("reqbus serve", lost_on_forced_exit(options));
+      return node.close(std::chrono::milliseconds(*close_ms));
+    }();
     std::printf("reqbus serve: %s\n", describe(report).c_str());
     return 0;
   };

@@ -2,7 +2,11 @@
 // The `reqbus` program's subcommands. Each registers its flags on a CLI11 subcommand and
 // returns the function that runs it (exit status).
 #include <CLI/CLI.hpp>
+#include <atomic>
+#include <chrono>
 #include <functional>
+#include <string>
+#include <thread>
 
 namespace reqbus::app {
 
@@ -21,6 +25,23 @@ Run add_forward(CLI::App& app);
 void block_shutdown_signals();
 // Waits up to `timeout` for SIGINT/SIGTERM; returns the signal number or 0.
 int wait_for_signal(std::chrono::milliseconds timeout);
+
+// While it lives, a SIGINT/SIGTERM ends the process at once: for a graceful shutdown that an
+// operator, having asked for it once, wants cut short (a second Ctrl-C). Prints
+// "<program>: second signal N during shutdown: exiting now; <lost>" on stderr and exits with
+// 128 + N, without running destructors or the close that is under way. Watches from its own
+// thread (the signals are blocked everywhere, see block_shutdown_signals).
+class SecondSignalExits {
+ public:
+  SecondSignalExits(std::string program, std::string lost);
+  ~SecondSignalExits();
+  SecondSignalExits(const SecondSignalExits&) = delete;
+  SecondSignalExits& operator=(const SecondSignalExits&) = delete;
+
+ private:
+  std::atomic<bool> done_{false};
+  std::thread watcher_;
+};
 
 // CLI::Range for a floating-point flag, which also refuses NaN: CLI11's own compares with < and >,
 // which NaN passes ("--duration nan" ran a demo of nan seconds). Says the range plainly.

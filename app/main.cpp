@@ -29,6 +29,24 @@ int wait_for_signal(std::chrono::milliseconds timeout) {
   return sig > 0 ? sig : 0;
 }
 
+SecondSignalExits::SecondSignalExits(std::string program, std::string lost)
+    : watcher_([this, program = std::move(program), lost = std::move(lost)] {
+        while (!done_.load()) {
+          const int sig = wait_for_signal(std::chrono::milliseconds(100));
+          if (sig == 0) continue;
+          std::fprintf(stderr, "%s: second signal %d during shutdown: exiting now; %s\n", program.c_str(), sig,
+                       lost.c_str());
+          std::fflush(stdout);
+          std::fflush(stderr);
+          ::_exit(128 + sig);
+        }
+      }) {}
+
+SecondSignalExits::~SecondSignalExits() {
+  done_ = true;
+  watcher_.join();
+}
+
 ProgressLine progress_line() {
   static const bool tty = ::isatty(STDERR_FILENO) == 1;
   return tty ? ProgressLine{"\r", "   "} : ProgressLine{"", "\n"};

@@ -326,6 +326,43 @@ BOOST_AUTO_TEST_CASE(a_second_serve_on_a_spool_dir_in_use_is_refused_and_the_fir
   expect_stored_once(restarted, 1);
 }
 
+// A shutdown waiting on a store that cannot take its events (here a SQLite file another
+// connection holds locked, no spool, a 60 s close deadline) is cut short by a second SIGTERM:
+// serve says what that gives up and exits 128 + 15 at once. The first signal's line says so.
+BOOST_AUTO_TEST_CASE(a_second_signal_during_shutdown_exits_at_once) {
+  TempDir dir;
+  const std::string db = dir.sub("locked.db");
+  Process serve(reqbus_binary(), {"serve", "--store", "sqlite:" + db, "--http", "127.0.0.1:0", "--spool-dir", "",
+                                  "--close-timeout-ms", "60000"});
+  BOOST_REQUIRE_MESSAGE(serve.wait_for_stdout("dashboard:", 30s), serve.err());
+  const std::string out = serve.out();
+  const size_t colon = out.find(':', out.find("http://") + 7);
+  const int port = std::stoi(out.substr(colon + 1));
+
+  sqlite3* holder = nullptr;
+  BOOST_REQUIRE(sqlite3_open(db.c_str(), &holder) == SQLITE_OK);
+  BOOST_REQUIRE(sqlite3_exec(holder, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  httplib::Client c("127.0.0.1", port);
+  auto res = c.Post("/v1/requests", R"({"method":"GET","path":"/held","status_code":200})", "application/x-ndjson");
+  BOOST_REQUIRE(res);
+  BOOST_TEST(res->status == 202);
+
+  serve.signal(SIGTERM);
+  BOOST_REQUIRE(serve.wait_for_stdout("a second signal exits at once", 10s));
+  BOOST_TEST(!serve.wait(2s).has_value());  // the close is waiting for the store
+  const auto asked = std::chrono::steady_clock::now();
+  serve.signal(SIGTERM);
+  const auto status = serve.wait(10s);
+  BOOST_REQUIRE_MESSAGE(status.has_value(), "serve did not exit on the second signal: " << serve.err());
+  BOOST_TEST((std::chrono::steady_clock::now() - asked < 5s));
+  BOOST_TEST(*status == 128 + SIGTERM);
+  BOOST_TEST(contains(serve.err(), "reqbus serve: second signal 15 during shutdown: exiting now; events not yet "
+                                   "stored are lost (no spool)"),
+             serve.err());
+  sqlite3_exec(holder, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(holder);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 // What `reqbus top` prints of a request's path: no byte a terminal takes for a control.
