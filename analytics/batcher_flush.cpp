@@ -519,6 +519,9 @@ BatcherReport Batcher::Impl::close(std::chrono::milliseconds deadline) {
     // in the spool); one to a working store is let finish.
     stop_background(!done || sink_down_.load());
   }
+  // Nothing touches the spool any more: its directory is free for another Batcher (the next
+  // node on it) though this one is not destroyed yet.
+  if (spool_) spool_->close();
   BatcherReport r = snapshot_report();
   r.deadline_reached = !done;
   r.took = std::chrono::duration_cast<std::chrono::milliseconds>(clock_->now() - start);

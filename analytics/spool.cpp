@@ -151,7 +151,12 @@ SpoolLock::SpoolLock(const std::string& dir) {
     log(LogLevel::warn, errno_text("spool: cannot write this process's pid into", path) + " (the lock is held)");
 }
 
-SpoolLock::~SpoolLock() { ::close(fd_); }  // releases the lock
+SpoolLock::~SpoolLock() { release(); }
+
+void SpoolLock::release() {
+  if (fd_ >= 0) ::close(fd_);  // releases the lock
+  fd_ = -1;
+}
 
 void SpoolLock::throw_if_held(const std::string& dir) {
   const std::string path = (fs::path(dir) / kLockName).string();
@@ -235,9 +240,13 @@ uint64_t Spool::trim_dead_letter_file() {
   return end;
 }
 
-Spool::~Spool() {
+Spool::~Spool() { close(); }
+
+void Spool::close() {
   std::lock_guard lock(mu_);
   seal_locked();
+  closed_ = true;
+  lock_.release();
 }
 
 std::string Spool::segment_path(uint64_t segment_id) const {
@@ -290,6 +299,10 @@ SpoolAppend Spool::append(const std::vector<Message>& batch, std::string* error)
   std::string record;
   spool_format::append_record(record, batch);
   std::lock_guard lock(mu_);
+  if (closed_) {
+    if (error) *error = "spool: closed";
+    return SpoolAppend::io_error;
+  }
   if (active_fd_ >= 0 && segments_.back().bytes + record.size() > options_.segment_bytes &&
       segments_.back().bytes > spool_format::kHeaderBytes) {
     seal_locked();  // rotate
@@ -330,6 +343,10 @@ SpoolAppend Spool::dead_letter(const SpoolSegment& segment, size_t index, std::s
   const spool_format::RecordSpan span = segment.records.at(index);
   const size_t start = span.offset - spool_format::kRecordHeaderBytes;  // as it was framed
   std::lock_guard lock(mu_);
+  if (closed_) {
+    if (error) *error = "spool: closed";
+    return SpoolAppend::io_error;
+  }
   const size_t header = dead_bytes_ == 0 ? spool_format::kHeaderBytes : 0;
   const size_t bytes = header + spool_format::kRecordHeaderBytes + span.size;
   if (total_bytes_ + dead_bytes_ + bytes > options_.max_bytes) {
@@ -364,7 +381,7 @@ SpoolRead Spool::read_oldest(SpoolSegment& out, std::string* error) {
   {
     std::lock_guard lock(mu_);
     auto it = std::find_if(segments_.begin(), segments_.end(), [](const Segment& s) { return !s.skipped; });
-    if (it == segments_.end()) return SpoolRead::empty;
+    if (closed_ || it == segments_.end()) return SpoolRead::empty;
     id = it->id;
     if (std::next(it) == segments_.end() && active_fd_ >= 0) seal_locked();
   }
@@ -397,6 +414,7 @@ void Spool::skip_locked(uint64_t segment_id) {
 
 void Spool::remove(uint64_t segment_id) {
   std::lock_guard lock(mu_);
+  if (closed_) return;  // the directory may be another's now
   auto it = std::find_if(segments_.begin(), segments_.end(),
                          [&](const Segment& s) { return s.id == segment_id; });
   if (it == segments_.end()) return;

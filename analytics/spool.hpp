@@ -127,6 +127,8 @@ class SpoolLock {
   // returns and creates nothing. For a caller that must report a taken spool before it starts
   // anything else (a node, before its bus); only the held lock protects the directory.
   static void throw_if_held(const std::string& dir);
+  // Releases the lock now rather than at destruction (the file stays). Idempotent.
+  void release();
 
  private:
   int fd_ = -1;
@@ -157,6 +159,13 @@ class Spool {
                                         std::string* error = nullptr);
   std::string dead_letter_path() const;
 
+  // Seals the segment being appended to and releases the directory, so that another Spool
+  // (here or in another process) may open it while this object still lives: for an owner that
+  // has finished with it (a closed Batcher). Afterwards appends and dead letters fail with
+  // io_error ("spool: closed"), reads find nothing, remove() does nothing; stats() keeps the
+  // figures of the close. Idempotent; also done by the destructor.
+  void close();
+
   // True when no segment is left to replay (skipped ones do not count).
   bool empty() const;
   SpoolStats stats() const;
@@ -177,13 +186,14 @@ class Spool {
   uint64_t trim_dead_letter_file();  // constructor only: returns the size kept
 
   const SpoolOptions options_;
-  const SpoolLock lock_;  // before every file is touched; released after the last is closed
+  SpoolLock lock_;  // before every file is touched; released after the last is closed
   mutable std::mutex mu_;
   std::vector<Segment> segments_;  // guarded by mu_; sorted by id, oldest first
   uint64_t total_bytes_ = 0;       // guarded by mu_; segments only
   uint64_t dead_bytes_ = 0;        // guarded by mu_; the dead-letter file
   uint64_t next_id_ = 1;           // guarded by mu_
   int active_fd_ = -1;             // guarded by mu_; segments_.back() when >= 0
+  bool closed_ = false;            // guarded by mu_; close() was called
   uint64_t appended_ = 0;          // guarded by mu_
   uint64_t corrupt_ = 0;           // guarded by mu_
   uint64_t removed_ = 0;           // guarded by mu_

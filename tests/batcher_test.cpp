@@ -970,6 +970,8 @@ BOOST_AUTO_TEST_CASE(close_at_its_deadline_spools_the_rest_and_a_new_batcher_rep
     BOOST_TEST(report.dropped.total() == 0u);
     BOOST_TEST((batcher.enqueue(request(99)) == EnqueueStatus::closed));
     BOOST_TEST(batcher.stats().dropped.closed == 1u);
+    // Closed, not yet destroyed: the spool directory is free for the next Batcher.
+    BOOST_CHECK_NO_THROW(reqbus::detail::SpoolLock::throw_if_held(o.spool_dir));
   }
   BOOST_TEST(rig.sink->stored_count() == 0u);
   BOOST_TEST(segment_files(rig.spool()).size() == 1u);

@@ -513,6 +513,19 @@ BOOST_AUTO_TEST_CASE(a_second_spool_on_a_held_directory_is_refused_until_the_fir
   SpoolLock::throw_if_held(o.dir);  // released with the first Spool
   Spool again(o);
   BOOST_TEST(again.stats().segments == 1u);
+  // close() releases it while the object lives; the closed spool appends, reads and deletes
+  // nothing more, and keeps its figures.
+  again.close();
+  SpoolLock::throw_if_held(o.dir);
+  Spool third(o);
+  std::string error;
+  BOOST_TEST((again.append(batch_of(3, 1), &error) == SpoolAppend::io_error));
+  BOOST_TEST(error == "spool: closed");
+  SpoolSegment seg;
+  BOOST_TEST((again.read_oldest(seg) == SpoolRead::empty));
+  BOOST_TEST(again.stats().segments == 1u);
+  BOOST_TEST((third.read_oldest(seg) == SpoolRead::ok));
+  BOOST_TEST(seg.records.size() == 2u);
   // The check creates nothing where there is no spool yet.
   SpoolLock::throw_if_held(dir.sub("none"));
   BOOST_TEST(!fs::exists(dir.sub("none")));
