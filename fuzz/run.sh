@@ -6,7 +6,11 @@
 #   fuzz/run.sh                       every target, FUZZ_SECONDS (default 20) each
 #   fuzz/run.sh frame log_line        only these
 # Environment: FUZZ_SECONDS, BUILD_DIR (default build-fuzz), FUZZ_WORK (the growing corpus,
-# default $BUILD_DIR/fuzz-work; kept between runs so a longer local run builds on earlier ones).
+# default $BUILD_DIR/fuzz-work; kept between runs so a longer local run builds on earlier ones),
+# FUZZ_SEED (libFuzzer's -seed; default: a new random one each run). With a fixed seed and an
+# empty FUZZ_WORK a run repeats: CI sets both, so its gate explores the same inputs each time
+# (a run that passed 60 s here passes CI's 20 s), and a crash comes from a change, not from
+# where the dice fell. Exploration for new bugs is the default, random-seeded run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build-fuzz}
@@ -27,7 +31,7 @@ for t in "${targets[@]}"; do
   echo "--- ${t}_fuzz for ${FUZZ_SECONDS}s"
   # New inputs go to the work corpus (first directory); the checked-in seeds are only read.
   if ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-     "$BUILD_DIR/fuzz/${t}_fuzz" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
+     "$BUILD_DIR/fuzz/${t}_fuzz" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 ${FUZZ_SEED:+-seed=$FUZZ_SEED} \
        -print_final_stats=1 -artifact_prefix="fuzz/crashes/$t/" \
        "$FUZZ_WORK/$t" "fuzz/corpus/$t" > "$FUZZ_WORK/$t.log" 2>&1; then
     grep -E "^stat::number_of_executed_units|^Done" "$FUZZ_WORK/$t.log" || true
