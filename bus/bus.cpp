@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <limits>
 #include <random>
 
 #include "bus/bus_impl.hpp"
@@ -52,6 +53,8 @@ BusOptions checked(BusOptions o) {
   if (o.peer_state_interval.count() < 1) fail("peer_state_interval: must be >= 1 ms");
   if (o.peer_unreachable_after.count() < 1) fail("peer_unreachable_after: must be >= 1 ms");
   if (o.peer_unreachable_repeat.count() < 0) fail("peer_unreachable_repeat: negative");
+  if (o.peer_connect_timeout.count() < 0 || o.peer_connect_timeout.count() > std::numeric_limits<int>::max())
+    fail("peer_connect_timeout: must be 0..2^31-1 ms");
   const bool tcp = !o.bind.empty() || !o.peers.empty() || !o.publish_to.empty();
   const bool curve = !o.curve_secret_key.empty();
   if (curve && o.insecure_plaintext) fail("insecure_plaintext: set together with curve_secret_key; choose one");
@@ -148,7 +151,7 @@ Bus::Impl::Impl(BusOptions opts)
     std::vector<std::string> endpoints;
     for (const auto& peer : peers) endpoints.push_back(peer.endpoint);
     peer_health_ = std::make_unique<detail::PeerHealth>(endpoints, "bus '" + options.name + "'", options.peer_unreachable_after,
-                                                        options.peer_unreachable_repeat);
+                                                        options.peer_unreachable_repeat, options.peer_connect_timeout);
     try {
       start_thread(receiver_, receiver_done_, &Impl::receiver_main, "rb-receiver");
     } catch (...) {

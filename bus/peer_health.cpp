@@ -10,7 +10,7 @@
 namespace reqbus::detail {
 namespace {
 
-constexpr auto kRefusedWithin = std::chrono::seconds(1);  // a refusal (RST) is quick; a timeout is not
+constexpr std::chrono::milliseconds kRefusedWithin{1000};  // a refusal (RST) is quick; a timeout is not
 
 // "0.2 s" under 10 s (short test timings read right), "42 s" above.
 std::string seconds(std::chrono::nanoseconds d) {
@@ -34,8 +34,12 @@ const char* hint(const std::string& reason, bool handshaking) {
 
 PeerHealth::PeerHealth(const std::vector<std::string>& endpoints, std::string owner,
                        std::chrono::milliseconds warn_after, std::chrono::milliseconds repeat,
-                       std::shared_ptr<Clock> clock)
-    : owner_(std::move(owner)), warn_after_(warn_after), repeat_(repeat), clock_(std::move(clock)) {
+                       std::chrono::milliseconds connect_timeout, std::shared_ptr<Clock> clock)
+    : owner_(std::move(owner)),
+      warn_after_(warn_after),
+      repeat_(repeat),
+      refused_within_(connect_timeout.count() > 0 ? std::min(kRefusedWithin, connect_timeout / 2) : kRefusedWithin),
+      clock_(std::move(clock)) {
   const auto now = clock_->now();
   const int64_t now_us = clock_->unix_us();
   for (const auto& endpoint : endpoints) {
@@ -99,7 +103,7 @@ void PeerHealth::on_event(uint16_t event, std::string_view endpoint) {
       case ZMQ_EVENT_CLOSED:
         if (p.attempt_open) {
           p.attempt_open = false;
-          fail(p, now - p.attempt_started < kRefusedWithin ? "connection refused" : "connection timed out");
+          fail(p, now - p.attempt_started < refused_within_ ? "connection refused" : "connection timed out");
         } else if (!p.handshaking && !p.stats.connected && !p.retry_expected) {
           // A connect that failed at once (no CONNECT_DELAYED: an unreachable network), not
           // the close of a failure noted already: the CONNECT_RETRIED that follows is its

@@ -34,9 +34,11 @@ class PeerHealth {
  public:
   // `endpoints`: the configured peers ("tcp://host:port"; a repeated one is tracked once).
   // `owner` starts every log line ("bus 'reqbus'"). All peers start down, since now.
+  // `connect_timeout`: the sockets' ZMQ_CONNECT_TIMEOUT (0 = the system's). An attempt that
+  // closes within min(1 s, connect_timeout / 2) was refused; a later close timed out.
   PeerHealth(const std::vector<std::string>& endpoints, std::string owner,
              std::chrono::milliseconds warn_after, std::chrono::milliseconds repeat,
-             std::shared_ptr<Clock> clock = system_clock());
+             std::chrono::milliseconds connect_timeout, std::shared_ptr<Clock> clock = system_clock());
 
   // One monitor event (a ZMQ_EVENT_* id) for `endpoint`.
   void on_event(uint16_t event, std::string_view endpoint);
@@ -70,6 +72,7 @@ class PeerHealth {
 
   const std::string owner_;
   const std::chrono::milliseconds warn_after_, repeat_;
+  const std::chrono::milliseconds refused_within_;  // see the constructor
   const std::shared_ptr<Clock> clock_;
   mutable std::mutex mu_;
   std::vector<Peer> peers_;  // guarded by mu_; fixed size after construction

@@ -62,6 +62,7 @@ void Bus::Impl::publisher_main(std::promise<void> started) {
       uplink->set(zmq::sockopt::linger, 1000);
       uplink->set(zmq::sockopt::reconnect_ivl, 100);
       uplink->set(zmq::sockopt::reconnect_ivl_max, 5000);
+      uplink->set(zmq::sockopt::connect_timeout, int(options.peer_connect_timeout.count()));
       for (const auto& u : uplinks) {
         if (curve) detail::make_curve_client(*uplink, keys, u.server_key);
         uplink->connect(u.endpoint);

@@ -59,6 +59,7 @@ void Bus::Impl::receiver_main(std::promise<void> started) {
     peers->set(zmq::sockopt::linger, 0);
     peers->set(zmq::sockopt::reconnect_ivl, 100);
     peers->set(zmq::sockopt::reconnect_ivl_max, 5000);  // backoff when a peer stays down
+    peers->set(zmq::sockopt::connect_timeout, int(options.peer_connect_timeout.count()));
     peers->set(zmq::sockopt::subscribe, "");
     const std::string monitor_endpoint = remote_endpoint_ + "-monitor";
     if (zmq_socket_monitor(peers->handle(), monitor_endpoint.c_str(), kMonitoredEvents) != 0)

@@ -260,6 +260,7 @@ std::string apply_config(std::string_view text, std::string_view source_name, No
   if (const toml::table* t = top.sub("bus")) {
     Reader r{*t, "bus.", {}};
     r.only({"name", "bind", "peers", "publish_to", "peer_state_file", "peer_unreachable_after_ms", "peer_unreachable_repeat_ms",
+            "peer_connect_timeout_ms",
             "queue_max_events", "queue_max_bytes", "overflow", "block_timeout_ms", "publish_linger_us", "max_events_per_frame",
             "inproc_hwm", "tcp_hwm", "max_message_bytes"});
     r.string("name", o.bus.name, 1, 64);
@@ -271,6 +272,7 @@ std::string apply_config(std::string_view text, std::string_view source_name, No
     r.integer("peer_unreachable_after_ms", unreachable_ms, 1, 86'400'000);
     o.bus.peer_unreachable_after = std::chrono::milliseconds(unreachable_ms);
     r.millis("peer_unreachable_repeat_ms", o.bus.peer_unreachable_repeat);
+    r.millis("peer_connect_timeout_ms", o.bus.peer_connect_timeout, 3'600'000);
     r.integer("queue_max_events", o.bus.queue_max_events, 1, 1LL << 30);
     r.integer("queue_max_bytes", o.bus.queue_max_bytes, 65536, 1LL << 40);
     r.overflow("overflow", o.bus.overflow);

@@ -2,7 +2,10 @@
 // driven with monitor events and a ManualClock (which lines, when, with what reason), then a
 // real Bus whose peer address nobody listens on (down, failures counted, warned) until a peer
 // binds it (up, logged), and goes away again (down).
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <boost/test/unit_test.hpp>
 #include <zmq.h>
@@ -52,7 +55,7 @@ class LogLines {
 struct HealthFixture {
   std::shared_ptr<ManualClock> clock = std::make_shared<ManualClock>();
   LogLines logs;
-  detail::PeerHealth health{{kPeer, "tcp://10.0.0.2:7400", kPeer}, "bus 't'", 10s, 300s, clock};
+  detail::PeerHealth health{{kPeer, "tcp://10.0.0.2:7400", kPeer}, "bus 't'", 10s, 300s, 5s, clock};
 
   PeerStats peer(size_t i = 0) const { return health.snapshot().at(i); }
   // One refused attempt, as libzmq reports it.
@@ -253,6 +256,43 @@ BOOST_AUTO_TEST_CASE(a_peer_nobody_listens_on_is_down_and_warned_about_until_it_
   BOOST_REQUIRE(poll_until([&] { return !bus.stats().peers[0].connected; }, 3s));
   const std::string last = bus.stats().peers[0].last_failure;  // its retries may have failed since
   BOOST_TEST((last == "disconnected" || last == "connection refused"), last);
+}
+
+// An address that drops the connection attempt (here a listener whose backlog is full, so the
+// kernel drops our SYNs) fails each attempt after peer_connect_timeout, counted as "connection
+// timed out", instead of one attempt in progress for the system's ~2 min.
+BOOST_AUTO_TEST_CASE(a_peer_that_never_answers_counts_timed_out_attempts) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  const int filler = ::socket(AF_INET, SOCK_STREAM, 0);
+  BOOST_REQUIRE(listener >= 0 && filler >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  BOOST_REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  BOOST_REQUIRE(::listen(listener, 0) == 0);  // one connection fills the queue; never accepted
+  BOOST_REQUIRE(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  BOOST_REQUIRE(::connect(filler, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+
+  BusOptions o = plain("patient");
+  o.peers = {endpoint};
+  o.peer_connect_timeout = 300ms;
+  Bus bus(o);
+  BOOST_REQUIRE(poll_until([&] { return bus.stats().peers[0].connect_failures >= 2; }, 10s));
+  const PeerStats p = bus.stats().peers[0];
+  BOOST_TEST(!p.connected);
+  BOOST_TEST(p.last_failure == "connection timed out");
+  ::close(filler);
+  ::close(listener);
+}
+
+BOOST_AUTO_TEST_CASE(a_peer_connect_timeout_below_zero_is_refused) {
+  BusOptions o = plain("bad");
+  o.peer_connect_timeout = -1ms;
+  BOOST_CHECK_EXCEPTION(Bus{o}, std::exception, [](const std::exception& e) {
+    return std::string(e.what()).find("BusOptions.peer_connect_timeout") != std::string::npos;
+  });
 }
 
 BOOST_AUTO_TEST_CASE(a_bus_without_peers_lists_none) {

@@ -27,6 +27,7 @@ bind                 = "tcp://0.0.0.0:7401"
 peers                = ["tcp://10.0.0.2:7400", "tcp://10.0.0.3:7400"]
 peer_unreachable_after_ms  = 2500
 peer_unreachable_repeat_ms = 0
+peer_connect_timeout_ms    = 2000
 queue_max_events     = 1000
 queue_max_bytes      = 1048576
 overflow             = "drop_oldest"
@@ -113,6 +114,7 @@ BOOST_AUTO_TEST_CASE(every_key_parses_into_the_options) {
              boost::test_tools::per_element());
   BOOST_TEST(o.bus.peer_unreachable_after.count() == 2500);
   BOOST_TEST(o.bus.peer_unreachable_repeat.count() == 0);  // warn once only
+  BOOST_TEST(o.bus.peer_connect_timeout.count() == 2000);
   BOOST_TEST(o.bus.queue_max_events == 1000u);
   BOOST_TEST(o.bus.queue_max_bytes == 1048576u);
   BOOST_TEST((o.bus.overflow == Overflow::drop_oldest));
@@ -169,6 +171,7 @@ BOOST_AUTO_TEST_CASE(the_documented_example_parses_and_keeps_the_defaults) {
   BOOST_TEST(o.bus.tcp_hwm == defaults.bus.tcp_hwm);
   BOOST_TEST(o.bus.peer_unreachable_after.count() == defaults.bus.peer_unreachable_after.count());
   BOOST_TEST(o.bus.peer_unreachable_repeat.count() == defaults.bus.peer_unreachable_repeat.count());
+  BOOST_TEST(o.bus.peer_connect_timeout.count() == 5000);
   BOOST_TEST(o.http.max_body_bytes == defaults.http.max_body_bytes);
   BOOST_TEST(o.http.port == defaults.http.port);
   BOOST_TEST(o.http.host == defaults.http.host);

@@ -55,6 +55,11 @@ struct BusOptions {
   std::chrono::milliseconds peer_unreachable_after{10000};
   // How often the warning is repeated while the peer stays unreachable. Default 5 min; 0 = once.
   std::chrono::milliseconds peer_unreachable_repeat{300000};
+  // A TCP connection attempt to a peer (or a publish_to frontend) that gets no answer this long
+  // is given up and retried, and counted as a "connection timed out" failure. Default 5 s: the
+  // system's own bound (~2 min on Linux) left an address that drops packets looking like one
+  // attempt in progress, with no failure counted. 0 = the system's bound. Must be >= 0.
+  std::chrono::milliseconds peer_connect_timeout{5000};
 
   // --- the publish queue between broadcast() callers and the publisher thread ---
   size_t queue_max_events = 65536;         // events; must be >= 1
