@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 #include "bus/bus_impl.hpp"
 #include "bus/frame.hpp"
@@ -45,6 +46,10 @@ struct Reconnect {
   std::chrono::steady_clock::time_point next_allowed{};
   std::chrono::milliseconds backoff{100};
   bool pending = false;
+  // The handshake failure was logged: the next ones are counted (handshake_failures, the
+  // peer's connect_failures) and repeated by PeerHealth's unreachable warnings, not logged
+  // each (~6 lines in the first seconds of a wrong key). Reset by a handshake that succeeds.
+  bool handshake_failure_logged = false;
 };
 
 }  // namespace
@@ -155,6 +160,7 @@ void Bus::Impl::receiver_main(std::promise<void> started) {
         peer_health_->on_event(event_id, endpoint);
         if (event_id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
           reconnects[endpoint].backoff = std::chrono::milliseconds(100);
+          reconnects[endpoint].handshake_failure_logged = false;
           continue;
         }
         if (event_id != ZMQ_EVENT_DISCONNECTED && !handshake_failed(event_id)) continue;  // PeerHealth's only
@@ -162,7 +168,8 @@ void Bus::Impl::receiver_main(std::promise<void> started) {
                                           [&](const detail::PeerEndpoint& p) { return p.endpoint == endpoint; });
         if (event_id != ZMQ_EVENT_DISCONNECTED) {  // a failed CURVE handshake: wrong key or refused
           handshake_failures_.fetch_add(1, std::memory_order_relaxed);
-          bad_input_log_.log(LogLevel::warn, "bus '" + options.name + "': " +
+          if (!std::exchange(reconnects[endpoint].handshake_failure_logged, true))
+            bad_input_log_.log(LogLevel::warn, "bus '" + options.name + "': " +
                                                  (curve ? "CURVE handshake with " + endpoint +
                                                               " failed (wrong server key in peers, or our key is not on its allow-list)"
                                                         : "ZeroMQ handshake with " + endpoint +
