@@ -239,7 +239,10 @@ inline LoggedHeaders logged_headers(const httplib::Request& req) {
 }  // namespace detail
 
 inline RequestLogger::RequestLogger(Bus& bus, RequestLoggerOptions options)
-    : bus_(bus), options_(std::move(options)), sessions_(options_.max_sessions), instance_([] {
+    : bus_(bus),
+      options_(std::move(options)),
+      sessions_(options_.sessions ? options_.max_sessions : 1),  // cookie-less: never used
+      instance_([] {
         static std::atomic<uint64_t> next{1};
         return next.fetch_add(1);
       }()) {
