@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -45,13 +46,24 @@ std::string endpoints(const std::vector<std::string>& peers) {
   return s;
 }
 
-// Why nothing may have come, from what the bus knows: CURVE handshakes it saw fail, or nothing.
-std::string hint(const TailFlags& f, uint64_t handshake_failures) {
-  if (handshake_failures > 0)
-    return std::to_string(handshake_failures) + " CURVE handshake(s) failed: is the server key after '#' in --peer " +
+// Why nothing may have come, from what the bus knows of each peer: CURVE handshakes it saw
+// fail, peers it cannot reach (and why), or connected peers that publish nothing on the topic.
+std::string hint(const TailFlags& f, const BusStats& s) {
+  if (s.handshake_failures > 0)
+    return std::to_string(s.handshake_failures) + " CURVE handshake(s) failed: is the server key after '#' in --peer " +
            "right, and is our public key on the node's allow-list?";
-  if (f.insecure) return "is the node running, on that address, with --insecure?";
-  return "is the node running, and does it allow this key?";
+  std::string down;  // the line names the peers already: each only when there are several
+  for (const PeerStats& p : s.peers) {
+    if (p.connected) continue;
+    std::string why = p.connect_failures > 0 ? p.last_failure + " x" + std::to_string(p.connect_failures) : "";
+    if (s.peers.size() > 1) why = p.endpoint + (why.empty() ? "" : " (" + why + ")");
+    down += (down.empty() ? "" : ", ") + why;
+  }
+  if (down.empty() && std::all_of(s.peers.begin(), s.peers.end(), [](const PeerStats& p) { return p.connected; }))
+    return "connected, but nothing was published on topic '" + f.topic + "' since: is the node getting traffic?";
+  return "not connected" + (s.peers.size() > 1 ? " to " + down : down.empty() ? "" : " (" + down + ")") + ": " +
+         (f.insecure ? "is the node running, on that address, with --insecure?"
+                     : "is the node running, and does it allow this key?");
 }
 
 std::chrono::steady_clock::duration seconds(double s) {
@@ -136,6 +148,9 @@ Run add_tail(CLI::App& app) {
     bo.node_id = "tail-" + std::to_string(::getpid());
     bo.peers = f->peers;
     bo.insecure_plaintext = f->insecure;
+    // tail says itself, with the peers' state, what to check when nothing comes (--warn-after,
+    // --timeout): the bus's own "peer unreachable" warning would say it a second time.
+    bo.peer_unreachable_after = std::chrono::hours(24 * 365);
     if (!f->curve_secret.empty())
       if (auto e = node::read_curve_key(f->curve_secret, "secret_key", "--curve-secret", bo.curve_secret_key); !e.empty())
         throw Error(ErrorCode::invalid_argument, e);
@@ -166,7 +181,7 @@ Run add_tail(CLI::App& app) {
       if (!heard) {
         const auto waited = std::chrono::steady_clock::now() - start;
         if (f->timeout_s > 0 && waited >= seconds(f->timeout_s)) {
-          const std::string why = hint(*f, bus.stats().handshake_failures);
+          const std::string why = hint(*f, bus.stats());
           bus.close(std::chrono::milliseconds(1000));
           std::fprintf(stderr, "reqbus tail: no events from %s within --timeout %gs; %s\n", endpoints(f->peers).c_str(),
                        f->timeout_s, why.c_str());
@@ -175,7 +190,7 @@ Run add_tail(CLI::App& app) {
         if (!warned && f->warn_after_s > 0 && waited >= seconds(f->warn_after_s)) {
           warned = true;
           std::fprintf(stderr, "reqbus tail: no events from %s after %gs; %s (still trying)\n",
-                       endpoints(f->peers).c_str(), f->warn_after_s, hint(*f, bus.stats().handshake_failures).c_str());
+                       endpoints(f->peers).c_str(), f->warn_after_s, hint(*f, bus.stats()).c_str());
         }
       }
       for (const Message& m : batch) {

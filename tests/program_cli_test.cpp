@@ -161,6 +161,7 @@ BOOST_AUTO_TEST_CASE(tail_says_once_when_nothing_comes_and_gives_up_at_its_timeo
   const std::string nowhere = "tcp://127.0.0.1:1";  // nothing listens on port 1
   Process waiting(reqbus_binary(), {"tail", "--insecure", "--peer", nowhere, "--warn-after", "0.2"});
   BOOST_REQUIRE_MESSAGE(waiting.wait_for_stderr("no events from " + nowhere, 20s), waiting.err());
+  BOOST_TEST(contains(waiting.err(), "; not connected"), waiting.err());
   BOOST_TEST(contains(waiting.err(), "is the node running"), waiting.err());
   BOOST_TEST(!waiting.wait(1s).has_value());  // still trying after the warning
   waiting.signal(SIGTERM);
@@ -174,6 +175,7 @@ BOOST_AUTO_TEST_CASE(tail_says_once_when_nothing_comes_and_gives_up_at_its_timeo
   BOOST_REQUIRE(gave_up.status.has_value());
   BOOST_TEST(*gave_up.status == 1);
   BOOST_TEST(contains(gave_up.err, "reqbus tail: no events from " + nowhere + " within --timeout 0.5s"), gave_up.err);
+  BOOST_TEST(contains(gave_up.err, "within --timeout 0.5s; not connected (connection refused x"), gave_up.err);
   expect_one_line_error({"tail", "--peer", nowhere, "--timeout", "-1"}, "--timeout");
 
   // A CURVE node whose allow-list does not hold our key: the message says the handshake failed.
@@ -200,6 +202,11 @@ BOOST_AUTO_TEST_CASE(tail_says_once_when_nothing_comes_and_gives_up_at_its_timeo
   BOOST_TEST(*refused.status == 1);
   BOOST_TEST(contains(refused.err, "reqbus tail: no events from " + endpoint + " within --timeout 2s"), refused.err);
   BOOST_TEST(contains(refused.err, "CURVE handshake(s) failed"), refused.err);
+  // An allowed key on a quiet node: connected, nothing published.
+  const Result quiet = run({"tail", "--curve-secret", dir.sub("allowed.key"), "--peer", endpoint + "#" + node_key, "--timeout", "2"});
+  BOOST_REQUIRE(quiet.status.has_value());
+  BOOST_TEST(*quiet.status == 1);
+  BOOST_TEST(contains(quiet.err, "connected, but nothing was published on topic 'requests' since"), quiet.err);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
