@@ -322,6 +322,7 @@ EnqueueStatus Batcher::enqueue(AnalyticsEvent event) {
 std::vector<Message> Batcher::drain() { return impl_->drain(); }
 BatcherReport Batcher::flush(std::chrono::milliseconds deadline) { return impl_->flush(deadline); }
 BatcherReport Batcher::close(std::chrono::milliseconds deadline) { return impl_->close(deadline); }
+void Batcher::hurry() { impl_->hurry(); }
 BatcherStats Batcher::stats() const { return impl_->stats(); }
 std::vector<BufferInfo> Batcher::buffers() const { return impl_->buffers(); }
 std::string Batcher::dead_letter_path() const { return impl_->dead_letter_path(); }

@@ -475,6 +475,14 @@ BatcherReport Batcher::Impl::flush(std::chrono::milliseconds deadline) {
   return r;
 }
 
+void Batcher::Impl::hurry() {
+  {
+    std::lock_guard lock(work_mu_);  // close() waits on done_cv_ under it: it sees the flag
+    hurry_ = true;
+  }
+  done_cv_.notify_all();
+}
+
 BatcherReport Batcher::Impl::close(std::chrono::milliseconds deadline) {
   std::lock_guard close_lock(close_mu_);
   if (close_report_) return *close_report_;
@@ -489,7 +497,8 @@ BatcherReport Batcher::Impl::close(std::chrono::milliseconds deadline) {
     submit_all_buffers();
     {
       std::unique_lock lock(work_mu_);
-      done = clock_->wait_until(lock, done_cv_, start + deadline, [&] { return unresolved_.empty(); });
+      clock_->wait_until(lock, done_cv_, start + deadline, [&] { return unresolved_.empty() || hurry_.load(); });
+      done = unresolved_.empty();
     }
     if (!done) {
       {
@@ -508,16 +517,17 @@ BatcherReport Batcher::Impl::close(std::chrono::milliseconds deadline) {
     // With a spool every batch is resolved or in it now: a write still running (a store that
     // hangs; a stalled write whose batch was spooled) is abandoned rather than waited out for
     // its import_timeout — past the deadline, until every worker has returned. Without a
-    // spool a write in progress is its batch's only chance, and is waited for.
+    // spool a write in progress is its batch's only chance, and is waited for — unless the
+    // close is hurried.
     abort_sink_writes_while([&] {
-      if (!spool_ || workers_finished_.load() == workers_.size()) return false;
+      if ((!spool_ && !hurry_.load()) || workers_finished_.load() == workers_.size()) return false;
       std::lock_guard lock(work_mu_);
       return !done || !writing_.empty();
     });
     for (std::thread& worker : workers_) worker.join();
     // A replay to a store that is down or past the deadline is abandoned too (its batch stays
     // in the spool); one to a working store is let finish.
-    stop_background(!done || sink_down_.load());
+    stop_background(!done || sink_down_.load() || hurry_.load());
   }
   // Nothing touches the spool any more: its directory is free for another Batcher (the next
   // node on it) though this one is not destroyed yet.

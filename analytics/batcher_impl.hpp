@@ -79,6 +79,7 @@ class Batcher::Impl {
   std::vector<Message> drain();
   BatcherReport flush(std::chrono::milliseconds deadline);
   BatcherReport close(std::chrono::milliseconds deadline);
+  void hurry();
   BatcherStats stats() const;
   std::vector<BufferInfo> buffers() const;
   const BatcherOptions& options() const noexcept { return options_; }
@@ -181,6 +182,7 @@ class Batcher::Impl {
   std::map<uint64_t, Writing> writing_;
   std::set<uint64_t> unresolved_;                     // guarded by work_mu_
   bool stop_workers_ = false;                         // guarded by work_mu_
+  std::atomic<bool> hurry_{false};                    // hurry(): set under work_mu_
   std::vector<std::thread> workers_;
   std::atomic<size_t> workers_finished_{0};  // workers whose loop has returned
 

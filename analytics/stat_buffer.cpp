@@ -322,6 +322,7 @@ std::optional<Clock::time_point> StatBuffer::next_flush_at(std::string_view key)
 void StatBuffer::flush(std::string_view key) { impl_->flush(key); }
 StatBufferReport StatBuffer::flush_all(Clock::time_point deadline) { return impl_->flush_all(deadline); }
 StatBufferReport StatBuffer::close(Clock::time_point deadline) { return impl_->close(deadline); }
+void StatBuffer::hurry() { impl_->hurry(); }
 StatBufferStats StatBuffer::stats() const { return impl_->stats(); }
 const StatBufferOptions& StatBuffer::options() const noexcept { return impl_->options(); }
 

@@ -249,6 +249,14 @@ StatBufferReport StatBufferImpl::flush_all(TimePoint deadline) {
   return rep;
 }
 
+void StatBufferImpl::hurry() {
+  {
+    std::lock_guard lock(watch_mu_);
+    hurry_ = true;
+  }
+  watch_cv_.notify_all();
+}
+
 StatBufferReport StatBufferImpl::close(TimePoint deadline) {
   std::lock_guard close_lock(close_mu_);
   StatBufferReport rep;
@@ -260,28 +268,28 @@ StatBufferReport StatBufferImpl::close(TimePoint deadline) {
   closed_.store(true);
   // A store that hangs must not hold close() past its deadline: from then on, the writes in
   // progress (a worker's, the last flush below) are abandoned every 50 ms until close() returns.
+  // hurry() makes the deadline now.
   struct Watchdog {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool done = false;
+    StatBufferImpl& owner;
+    bool done = false;  // guarded by owner.watch_mu_
     std::thread thread;
     ~Watchdog() {
       if (!thread.joinable()) return;
       {
-        std::lock_guard lock(mu);
+        std::lock_guard lock(owner.watch_mu_);
         done = true;
       }
-      cv.notify_all();
+      owner.watch_cv_.notify_all();
       thread.join();
     }
-  } watchdog;
+  } watchdog{*this, false, {}};
   if (sink_) {
     watchdog.thread = std::thread([this, deadline, &watchdog] {
-      std::unique_lock lock(watchdog.mu);
-      if (opt_.clock->wait_until(lock, watchdog.cv, deadline, [&] { return watchdog.done; })) return;
+      std::unique_lock lock(watch_mu_);
+      opt_.clock->wait_until(lock, watch_cv_, deadline, [&] { return watchdog.done || hurry_.load(); });
       while (!watchdog.done) {
         sink_->abort_writes();
-        watchdog.cv.wait_for(lock, std::chrono::milliseconds(50), [&] { return watchdog.done; });
+        watch_cv_.wait_for(lock, std::chrono::milliseconds(50), [&] { return watchdog.done; });
       }
     });
   }
@@ -355,7 +363,7 @@ StatBufferReport StatBufferImpl::close(TimePoint deadline) {
     left = std::move(still);
     if (left.empty()) break;
     const TimePoint now = opt_.clock->now();
-    if (now >= deadline) break;
+    if (now >= deadline || hurry_.load()) break;
     std::mutex m;
     std::condition_variable cv;
     std::unique_lock lock(m);

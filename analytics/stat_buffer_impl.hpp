@@ -125,6 +125,7 @@ class StatBufferImpl {
   void flush(std::string_view key);
   StatBufferReport flush_all(TimePoint deadline);
   StatBufferReport close(TimePoint deadline);
+  void hurry();
   StatBufferStats stats() const;
   const StatBufferOptions& options() const noexcept { return opt_; }
 
@@ -186,6 +187,10 @@ class StatBufferImpl {
 
   std::mutex close_mu_;  // serialises close()
   bool close_done_ = false;
+  // close()'s watchdog (abandons writes from its deadline) waits on these; hurry() wakes it.
+  std::mutex watch_mu_;
+  std::condition_variable watch_cv_;
+  std::atomic<bool> hurry_{false};  // set under watch_mu_
 };
 
 }  // namespace reqbus::detail

@@ -263,16 +263,21 @@ Run add_demo(CLI::App& app) {
     web.stop();
     web_thread.join();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::printf("  traffic stopped%s; flushing to the database...\n", interrupted ? " (interrupted)" : "");
+    std::printf("  traffic stopped%s; flushing to the database (Ctrl-C cuts it short)...\n",
+                interrupted ? " (interrupted)" : "");
     std::fflush(stdout);
+    int hurried_by = 0;
     const node::NodeReport report = [&] {
-      const SecondSignalExits impatient("reqbus demo", "events not yet stored are lost, and no summary is printed");
-      return n->close(std::chrono::seconds(30));
+      const ShutdownSignals impatient("reqbus demo", [&] { n->hurry(); }, hurry_text(n->options()),
+                                      forced_exit_text(n->options()) + "; no summary is printed");
+      const node::NodeReport r = n->close(std::chrono::seconds(30));
+      hurried_by = impatient.hurried_by();
+      return r;
     }();
     const std::string node_id = n->bus().node_id();
     n.reset();
     print_summary(f->db, node_id, traffic.stats(), report, seconds);
-    return 0;
+    return hurried_by ? 128 + hurried_by : 0;
   };
 }
 

@@ -18,15 +18,6 @@ void warn_if_no_spool(const node::NodeOptions& options) {
                         "dropped, counted in reqbus_batcher_dropped_total{reason=\"no_spool\"}");
 }
 
-// What a second signal during shutdown gives up: what is in memory. The spool keeps its
-// batches (replayed at the next start) and the store what it has committed.
-std::string lost_on_forced_exit(const node::NodeOptions& options) {
-  if (options.store == "none") return "events not yet delivered to subscribers are lost";
-  if (options.spool_dir.empty()) return "events not yet stored are lost (no spool)";
-  return "events not yet stored or spooled are lost; the spool (" + options.spool_dir +
-         ") keeps its batches for the next start";
-}
-
 }  // namespace
 
 Run add_serve(CLI::App& app) {
@@ -47,7 +38,8 @@ Run add_serve(CLI::App& app) {
     std::printf("reqbus serve: node %s, store %s\n", node.bus().node_id().c_str(), node.store_description().c_str());
     if (!options.bus.bind.empty()) std::printf("  bus: %s\n", node.bus().bound_endpoint().c_str());
     for (const auto& p : options.bus.peers) std::printf("  peer: %s\n", p.c_str());
-    if (!options.bus.bind.empty() || !options.bus.peers.empty()) {
+    for (const auto& p : options.bus.publish_to) std::printf("  publish to: %s\n", p.c_str());
+    if (!options.bus.bind.empty() || !options.bus.peers.empty() || !options.bus.publish_to.empty()) {
       if (options.bus.insecure_plaintext)
         std::printf("  security: PLAIN TCP (--insecure): not authenticated, not encrypted\n");
       else
@@ -64,15 +56,21 @@ Run add_serve(CLI::App& app) {
     int sig = 0;
     while ((sig = wait_for_signal(std::chrono::milliseconds(1000))) == 0) {
     }
-    std::printf("reqbus serve: signal %d, shutting down (up to %d ms; a second signal exits at once)\n", sig,
-                *close_ms);
+    // Without a spool a store write in progress is its batch's only chance: close waits for it.
+    const bool waits_for_writes = options.spool_dir.empty() && options.store != "none";
+    std::printf("reqbus serve: signal %d, shutting down (deadline %d ms%s; another signal cuts it short)\n", sig,
+                *close_ms, waits_for_writes ? ", but a store write in progress is waited for: no spool" : "");
     std::fflush(stdout);
+    int hurried_by = 0;
     const node::NodeReport report = [&] {
-      const SecondSignalExits impatient("reqbus serve", lost_on_forced_exit(options));
-      return node.close(std::chrono::milliseconds(*close_ms));
+      const ShutdownSignals impatient("reqbus serve", [&] { node.hurry(); }, hurry_text(options),
+                                      forced_exit_text(options));
+      const node::NodeReport r = node.close(std::chrono::milliseconds(*close_ms));
+      hurried_by = impatient.hurried_by();
+      return r;
     }();
     std::printf("reqbus serve: %s\n", describe(report).c_str());
-    return 0;
+    return hurried_by ? 128 + hurried_by : 0;  // a shutdown cut short says so in its status
   };
 }
 

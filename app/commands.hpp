@@ -26,20 +26,26 @@ void block_shutdown_signals();
 // Waits up to `timeout` for SIGINT/SIGTERM; returns the signal number or 0.
 int wait_for_signal(std::chrono::milliseconds timeout);
 
-// While it lives, a SIGINT/SIGTERM ends the process at once: for a graceful shutdown that an
-// operator, having asked for it once, wants cut short (a second Ctrl-C). Prints
-// "<program>: second signal N during shutdown: exiting now; <lost>" on stderr and exits with
-// 128 + N, without running destructors or the close that is under way. Watches from its own
-// thread (the signals are blocked everywhere, see block_shutdown_signals).
-class SecondSignalExits {
+// While it lives, SIGINT/SIGTERM cut the graceful shutdown under way short, for an operator who
+// will not wait for it (a second Ctrl-C):
+//   - the first calls `hurry` (the close's deadline becomes now: the node spools what is not
+//     stored yet and abandons its writes in progress; Node::hurry) and prints
+//     "<program>: signal N during shutdown: finishing now: <hurrying>; another signal exits at once";
+//   - the next prints "<program>: signal N: exiting now; <lost>" and ends the process at once
+//     with 128 + N, running nothing more.
+// Watches from its own thread (the signals are blocked everywhere, see block_shutdown_signals).
+class ShutdownSignals {
  public:
-  SecondSignalExits(std::string program, std::string lost);
-  ~SecondSignalExits();
-  SecondSignalExits(const SecondSignalExits&) = delete;
-  SecondSignalExits& operator=(const SecondSignalExits&) = delete;
+  ShutdownSignals(std::string program, std::function<void()> hurry, std::string hurrying, std::string lost);
+  ~ShutdownSignals();
+  ShutdownSignals(const ShutdownSignals&) = delete;
+  ShutdownSignals& operator=(const ShutdownSignals&) = delete;
+  // The signal that hurried the close, or 0.
+  int hurried_by() const { return hurried_by_.load(); }
 
  private:
   std::atomic<bool> done_{false};
+  std::atomic<int> hurried_by_{0};
   std::thread watcher_;
 };
 

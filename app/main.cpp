@@ -29,20 +29,28 @@ int wait_for_signal(std::chrono::milliseconds timeout) {
   return sig > 0 ? sig : 0;
 }
 
-SecondSignalExits::SecondSignalExits(std::string program, std::string lost)
-    : watcher_([this, program = std::move(program), lost = std::move(lost)] {
+ShutdownSignals::ShutdownSignals(std::string program, std::function<void()> hurry, std::string hurrying,
+                                 std::string lost)
+    : watcher_([this, program = std::move(program), hurry = std::move(hurry), hurrying = std::move(hurrying),
+                lost = std::move(lost)] {
         while (!done_.load()) {
           const int sig = wait_for_signal(std::chrono::milliseconds(100));
           if (sig == 0) continue;
-          std::fprintf(stderr, "%s: second signal %d during shutdown: exiting now; %s\n", program.c_str(), sig,
-                       lost.c_str());
+          if (hurried_by_.load() == 0) {
+            std::fprintf(stderr, "%s: signal %d during shutdown: finishing now: %s; another signal exits at once\n",
+                         program.c_str(), sig, hurrying.c_str());
+            hurried_by_ = sig;
+            hurry();
+            continue;
+          }
+          std::fprintf(stderr, "%s: signal %d: exiting now; %s\n", program.c_str(), sig, lost.c_str());
           std::fflush(stdout);
           std::fflush(stderr);
           ::_exit(128 + sig);
         }
       }) {}
 
-SecondSignalExits::~SecondSignalExits() {
+ShutdownSignals::~ShutdownSignals() {
   done_ = true;
   watcher_.join();
 }

@@ -31,6 +31,11 @@ struct NodeFlags {
 // The close summary: counter windows over the node's life, and of those the ones close() wrote.
 std::string describe(const node::NodeReport& report);
 
+// A graceful shutdown cut short (ShutdownSignals), said for this node's store and spool: what
+// hurrying it does (Node::hurry), and what exiting at once gives up.
+std::string hurry_text(const node::NodeOptions& options);
+std::string forced_exit_text(const node::NodeOptions& options);
+
 // How one subcommand names the fields of the library's option structs in its flags (and keys).
 // A library error names the C++ field ("BusOptions.peers: ..."); a user knows the flag.
 struct UserTerms {

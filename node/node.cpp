@@ -273,6 +273,10 @@ int Node::syslog_port() const { return impl_->syslog ? impl_->syslog->port() : 0
 const NodeOptions& Node::options() const { return impl_->options; }
 std::string Node::store_description() const { return impl_->store_description; }
 NodeReport Node::close(std::chrono::milliseconds deadline) { return impl_->close(deadline); }
+void Node::hurry() {
+  if (impl_->batcher) impl_->batcher->hurry();
+  if (impl_->counters) impl_->counters->hurry();
+}
 
 nlohmann::json Node::stats_json(const std::string& node_filter) const {
   nlohmann::json j = impl_->live->snapshot(node_filter);

@@ -6,7 +6,8 @@
 //   HTTP API (/v1/requests, /v1/batch) and the syslog listener publish onto the Bus.
 // Persistence subscribes local-only, so N nodes sharing one database store each event once;
 // writes are idempotent besides, so even a misconfigured cluster stores each event once.
-// Thread-safety: the accessors are safe from any thread; close() from one thread.
+// Thread-safety: the accessors are safe from any thread; close() from one thread; hurry() from
+// any thread, also while close() runs.
 #include <chrono>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -85,6 +86,12 @@ class Node {
   // Stops intake, drains the bus into the Batcher and StatBuffer, flushes them to the store
   // (what cannot be written by the deadline is spooled), and reports. Idempotent.
   NodeReport close(std::chrono::milliseconds deadline);
+  // Cuts close() short (the one running on another thread, or the next): the Batcher spools
+  // what is unwritten now and abandons its writes in progress (Batcher::hurry), and the
+  // StatBuffer abandons its last flush's writes and retries none (StatBuffer::hurry; those
+  // counts are reported lost). The bus still hands the Batcher what it holds first. For an
+  // operator's second Ctrl-C.
+  void hurry();
 
   class Impl;
 

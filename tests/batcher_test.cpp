@@ -609,6 +609,39 @@ BOOST_AUTO_TEST_CASE(close_abandons_a_hung_write_at_its_deadline) {
   BOOST_TEST(took < 3s);
 }
 
+// hurry() makes a close() in progress act at once as at its deadline: the hung write's batch and
+// the one waiting behind it are spooled and the write abandoned, long before the 60 s deadline.
+// Without a spool (where close() otherwise waits for a write in progress) the write is
+// abandoned too, and the batches are dropped, counted.
+BOOST_AUTO_TEST_CASE(hurry_cuts_a_close_in_progress_short) {
+  for (const bool spool : {true, false}) {
+    BOOST_TEST_CONTEXT("spool " << spool) {
+      Rig rig;
+      auto sink = std::make_shared<test::HangingSink>();
+      BatcherOptions o = rig.options();
+      o.clock = system_clock();
+      if (spool) o.spool_dir = rig.spool();
+      o.flush_at = 2;
+      o.import_timeout = 60s;
+      o.stall_timeout = 0ms;
+      Batcher batcher(sink, o);
+      enqueue_range(batcher, 0, 3);
+      BOOST_REQUIRE(sink->wait_for_writes(1));
+      const auto start = std::chrono::steady_clock::now();
+      auto closing = std::async(std::launch::async, [&] { return batcher.close(60s); });
+      BOOST_TEST((closing.wait_for(300ms) == std::future_status::timeout));  // waiting for the store
+      batcher.hurry();
+      BOOST_REQUIRE((closing.wait_for(5s) == std::future_status::ready));
+      const BatcherReport report = closing.get();
+      BOOST_TEST((std::chrono::steady_clock::now() - start < 5s));
+      BOOST_TEST(report.deadline_reached);
+      BOOST_TEST(report.spooled == (spool ? 3u : 0u));
+      BOOST_TEST(report.dropped.total() == (spool ? 0u : 3u));
+      BOOST_TEST(sink->aborts() >= 1u);
+    }
+  }
+}
+
 // The same when the stall check already spooled the hung write's batch: close() has nothing left
 // to wait for, and the write still running is abandoned.
 BOOST_AUTO_TEST_CASE(close_abandons_a_stalled_write_whose_batch_is_spooled) {

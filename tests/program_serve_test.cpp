@@ -326,41 +326,89 @@ BOOST_AUTO_TEST_CASE(a_second_serve_on_a_spool_dir_in_use_is_refused_and_the_fir
   expect_stored_once(restarted, 1);
 }
 
-// A shutdown waiting on a store that cannot take its events (here a SQLite file another
-// connection holds locked, no spool, a 60 s close deadline) is cut short by a second SIGTERM:
-// serve says what that gives up and exits 128 + 15 at once. The first signal's line says so.
-BOOST_AUTO_TEST_CASE(a_second_signal_during_shutdown_exits_at_once) {
-  TempDir dir;
-  const std::string db = dir.sub("locked.db");
-  Process serve(reqbus_binary(), {"serve", "--store", "sqlite:" + db, "--http", "127.0.0.1:0", "--spool-dir", "",
-                                  "--close-timeout-ms", "60000"});
-  BOOST_REQUIRE_MESSAGE(serve.wait_for_stdout("dashboard:", 30s), serve.err());
-  const std::string out = serve.out();
-  const size_t colon = out.find(':', out.find("http://") + 7);
-  const int port = std::stoi(out.substr(colon + 1));
+// A shutdown waiting on a store that cannot take its events (a SQLite file another connection
+// holds locked; a 60 s close deadline). `serve` with the database locked, on Served's paths (so
+// that a Served on them is its next start); returns its HTTP port. The store's lock is held
+// from before the events come until the test ends.
+struct LockedStore {
+  explicit LockedStore(const TempDir& dir)
+      : db(dir.sub("n.db")),
+        serve(reqbus_binary(), {"serve", "--node-id", "n", "--store", "sqlite:" + db, "--http", "127.0.0.1:0",
+                                "--spool-dir", dir.sub("n-spool"), "--close-timeout-ms", "60000"}) {
+    BOOST_REQUIRE_MESSAGE(serve.wait_for_stdout("dashboard:", 30s), serve.err());
+    const std::string out = serve.out();
+    port = std::stoi(out.substr(out.find(':', out.find("http://") + 7) + 1));
+    BOOST_REQUIRE(sqlite3_open(db.c_str(), &holder) == SQLITE_OK);
+    BOOST_REQUIRE(sqlite3_exec(holder, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  }
+  ~LockedStore() { release(); }
+  void release() {
+    if (!holder) return;
+    sqlite3_exec(holder, "ROLLBACK", nullptr, nullptr, nullptr);
+    sqlite3_close(holder);
+    holder = nullptr;
+  }
+  void post(int n) {
+    httplib::Client c("127.0.0.1", port);
+    std::string body;
+    for (int i = 0; i < n; ++i)
+      body += R"({"method":"GET","path":"/held/)" + std::to_string(i) + R"(","status_code":200})" + "\n";
+    auto res = c.Post("/v1/requests", body, "application/x-ndjson");
+    BOOST_REQUIRE(res);
+    BOOST_REQUIRE(res->status == 202);
+  }
+  // SIGTERM, then checks the close is still waiting for the store 2 s later.
+  void stop_and_see_it_wait() {
+    serve.signal(SIGTERM);
+    BOOST_REQUIRE(serve.wait_for_stdout("another signal cuts it short", 10s));
+    BOOST_REQUIRE(!serve.wait(2s).has_value());
+  }
 
+  std::string db;
+  Process serve;
+  int port = 0;
   sqlite3* holder = nullptr;
-  BOOST_REQUIRE(sqlite3_open(db.c_str(), &holder) == SQLITE_OK);
-  BOOST_REQUIRE(sqlite3_exec(holder, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr) == SQLITE_OK);
-  httplib::Client c("127.0.0.1", port);
-  auto res = c.Post("/v1/requests", R"({"method":"GET","path":"/held","status_code":200})", "application/x-ndjson");
-  BOOST_REQUIRE(res);
-  BOOST_TEST(res->status == 202);
+};
 
-  serve.signal(SIGTERM);
-  BOOST_REQUIRE(serve.wait_for_stdout("a second signal exits at once", 10s));
-  BOOST_TEST(!serve.wait(2s).has_value());  // the close is waiting for the store
+// A second signal cuts the close short: what is not stored goes to the spool at once, the
+// summary says so, the status is 128 + 15, and the next start stores every event once.
+BOOST_AUTO_TEST_CASE(a_second_signal_spools_what_is_unwritten_and_finishes_at_once) {
+  TempDir dir;
+  LockedStore node(dir);
+  node.post(300);
+  node.stop_and_see_it_wait();
   const auto asked = std::chrono::steady_clock::now();
-  serve.signal(SIGTERM);
-  const auto status = serve.wait(10s);
-  BOOST_REQUIRE_MESSAGE(status.has_value(), "serve did not exit on the second signal: " << serve.err());
+  node.serve.signal(SIGTERM);
+  const auto status = node.serve.wait(10s);
+  BOOST_REQUIRE_MESSAGE(status.has_value(), "serve did not finish on the second signal: " << node.serve.err());
   BOOST_TEST((std::chrono::steady_clock::now() - asked < 5s));
   BOOST_TEST(*status == 128 + SIGTERM);
-  BOOST_TEST(contains(serve.err(), "reqbus serve: second signal 15 during shutdown: exiting now; events not yet "
-                                   "stored are lost (no spool)"),
-             serve.err());
-  sqlite3_exec(holder, "ROLLBACK", nullptr, nullptr, nullptr);
-  sqlite3_close(holder);
+  BOOST_TEST(contains(node.serve.err(), "reqbus serve: signal 15 during shutdown: finishing now: events not yet "
+                                        "stored go to the spool (" + dir.sub("n-spool") + ")"),
+             node.serve.err());
+  BOOST_TEST(contains(node.serve.out(), "persisted 0, spooled 300"), node.serve.out());
+  node.release();
+  Served next(dir, "n");
+  BOOST_REQUIRE(poll_until([&] { return next.metric("reqbus_batcher_replayed_total") == 300; }, 30s));
+  expect_stored_once(next, 300);
+}
+
+// A third signal (the second during the shutdown's hurry) ends the process at once, saying what
+// that gives up.
+BOOST_AUTO_TEST_CASE(a_third_signal_exits_at_once) {
+  TempDir dir;
+  LockedStore node(dir);
+  node.post(10);
+  node.stop_and_see_it_wait();
+  node.serve.signal(SIGINT);  // both pending at once: the watcher takes SIGINT first, then SIGTERM
+  node.serve.signal(SIGTERM);
+  const auto status = node.serve.wait(10s);
+  BOOST_REQUIRE_MESSAGE(status.has_value(), node.serve.err());
+  BOOST_TEST(*status == 128 + SIGTERM);
+  BOOST_TEST(contains(node.serve.err(), "reqbus serve: signal 2 during shutdown: finishing now"), node.serve.err());
+  BOOST_TEST(contains(node.serve.err(), "reqbus serve: signal 15: exiting now; events not yet stored or spooled are "
+                                        "lost; the spool (" + dir.sub("n-spool") + ") keeps what it has"),
+             node.serve.err());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

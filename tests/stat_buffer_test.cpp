@@ -2,6 +2,8 @@
 // CounterSink idempotency, max_keys, close, and exact totals under many threads.
 #include <boost/test/unit_test.hpp>
 
+#include <future>
+
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -572,6 +574,28 @@ BOOST_AUTO_TEST_CASE(close_abandons_a_hung_counter_write_at_its_deadline) {
   BOOST_TEST(report.flushed == 0u);
   BOOST_TEST(report.left_count == 3);
   BOOST_TEST(took < 3s);
+}
+
+// hurry() during a close() with a distant deadline: the hung write is abandoned at once and
+// nothing is retried; its count is reported left.
+BOOST_AUTO_TEST_CASE(hurry_cuts_a_close_in_progress_short) {
+  auto sink = std::make_shared<reqbus::test::HangingSink>();
+  StatBufferOptions o;
+  o.clock = reqbus::system_clock();
+  o.sink_timeout = 60s;
+  StatBuffer buf(sink, o);
+  BOOST_REQUIRE(buf.increment("a", 3) == IncrementResult::ok);
+  buf.flush("a");
+  BOOST_REQUIRE(sink->wait_for_writes(1));
+  const auto start = std::chrono::steady_clock::now();
+  auto closing = std::async(std::launch::async, [&] { return buf.close(std::chrono::steady_clock::now() + 60s); });
+  BOOST_TEST((closing.wait_for(300ms) == std::future_status::timeout));
+  buf.hurry();
+  BOOST_REQUIRE((closing.wait_for(5s) == std::future_status::ready));
+  const auto report = closing.get();
+  BOOST_TEST((std::chrono::steady_clock::now() - start < 5s));
+  BOOST_TEST(report.flushed == 0u);
+  BOOST_TEST(report.left_count == 3);
 }
 
 // What close() cannot write by its deadline is lost: counted in stats() (not only in the report

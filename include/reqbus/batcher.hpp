@@ -70,6 +70,12 @@ class Batcher {
   // progress is awaited (it is bounded by import_timeout). Idempotent: later calls return the
   // first report.
   BatcherReport close(std::chrono::milliseconds deadline);
+  // Makes close() — the one in progress on another thread, or the next — act as if its
+  // deadline had come now: what is undelivered is spooled (dropped and counted as
+  // close_deadline without a spool) and the sink writes in progress are abandoned, with or
+  // without a spool. For an operator who asked for a graceful stop and will not wait for it
+  // (a second Ctrl-C). Does nothing else before close() is called.
+  void hurry();
 
   BatcherStats stats() const;
   std::vector<BufferInfo> buffers() const;  // every buffer's size now
