@@ -53,8 +53,8 @@ BusOptions checked(BusOptions o) {
   if (o.peer_state_interval.count() < 1) fail("peer_state_interval: must be >= 1 ms");
   if (o.peer_unreachable_after.count() < 1) fail("peer_unreachable_after: must be >= 1 ms");
   if (o.peer_unreachable_repeat.count() < 0) fail("peer_unreachable_repeat: negative");
-  if (o.peer_connect_timeout.count() < 0 || o.peer_connect_timeout.count() > std::numeric_limits<int>::max())
-    fail("peer_connect_timeout: must be 0..2^31-1 ms");
+  if (const int64_t ms = o.peer_connect_timeout.count(); ms != 0 && (ms < 100 || ms > std::numeric_limits<int>::max()))
+    fail("peer_connect_timeout: must be 0 (the system's) or 100 ms..2^31-1 ms");
   const bool tcp = !o.bind.empty() || !o.peers.empty() || !o.publish_to.empty();
   const bool curve = !o.curve_secret_key.empty();
   if (curve && o.insecure_plaintext) fail("insecure_plaintext: set together with curve_secret_key; choose one");

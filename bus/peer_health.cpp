@@ -27,6 +27,8 @@ const char* hint(const std::string& reason, bool handshaking) {
   if (reason == "handshake failed" || handshaking)
     return "check that the address is a reqbus bus endpoint, the server key after '#', and that "
            "this node's public key is on the peer's allow-list";
+  if (reason == "connection timed out")  // nothing answered: not even a refusal
+    return "check the IP address, and that no firewall drops the traffic";
   return "check the address and that the peer binds it";
 }
 
@@ -182,8 +184,11 @@ void PeerHealth::tick() {
     for (auto& p : peers_) {
       if (p.stats.connected || now - p.since < warn_after_) continue;
       if (p.warned && (repeat_.count() == 0 || now < p.next_reminder)) continue;
+      // An attempt still open and no failure yet: nothing has answered, as with a timeout.
+      static const std::string kNoAnswer = "connection timed out";
+      const std::string& reason = p.run_count == 0 && p.attempt_open ? kNoAnswer : p.run_reason;
       lines.push_back(owner_ + ": peer " + p.stats.endpoint + (p.warned ? " still" : "") + " unreachable for " +
-                      seconds(now - p.since) + " (" + why(p, now) + "); " + hint(p.run_reason, p.handshaking));
+                      seconds(now - p.since) + " (" + why(p, now) + "); " + hint(reason, p.handshaking));
       p.warned = true;
       p.next_reminder = now + repeat_;
     }

@@ -273,6 +273,9 @@ std::string apply_config(std::string_view text, std::string_view source_name, No
     o.bus.peer_unreachable_after = std::chrono::milliseconds(unreachable_ms);
     r.millis("peer_unreachable_repeat_ms", o.bus.peer_unreachable_repeat);
     r.millis("peer_connect_timeout_ms", o.bus.peer_connect_timeout, 3'600'000);
+    if (const toml::node* n = t->get("peer_connect_timeout_ms");
+        n && o.bus.peer_connect_timeout.count() > 0 && o.bus.peer_connect_timeout.count() < 100)
+      r.fail(*n, "peer_connect_timeout_ms", "must be 0 (the system's) or 100..3600000");
     r.integer("queue_max_events", o.bus.queue_max_events, 1, 1LL << 30);
     r.integer("queue_max_bytes", o.bus.queue_max_bytes, 65536, 1LL << 40);
     r.overflow("overflow", o.bus.overflow);

@@ -193,7 +193,8 @@ BOOST_FIXTURE_TEST_CASE(an_attempt_nobody_answers_is_no_failure_yet_but_is_warne
   clock->advance(10s);
   health.tick();
   BOOST_TEST(peer().connect_failures == 0u);
-  BOOST_TEST(logs.with(LogLevel::warn, "unreachable for 10 s (no answer to the connection attempt for 10 s)").size() == 1u);
+  BOOST_TEST(logs.with(LogLevel::warn, "unreachable for 10 s (no answer to the connection attempt for 10 s); check the IP "
+                                       "address, and that no firewall drops the traffic").size() == 1u);
   clock->advance(5s);
   health.on_event(ZMQ_EVENT_CLOSED, kPeer);  // the kernel gave up
   BOOST_TEST(peer().connect_failures == 1u);
@@ -275,24 +276,33 @@ BOOST_AUTO_TEST_CASE(a_peer_that_never_answers_counts_timed_out_attempts) {
   BOOST_REQUIRE(::connect(filler, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
   const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
 
+  LogLines logs;
   BusOptions o = plain("patient");
   o.peers = {endpoint};
   o.peer_connect_timeout = 300ms;
+  o.peer_unreachable_after = 1000ms;
   Bus bus(o);
   BOOST_REQUIRE(poll_until([&] { return bus.stats().peers[0].connect_failures >= 2; }, 10s));
   const PeerStats p = bus.stats().peers[0];
   BOOST_TEST(!p.connected);
   BOOST_TEST(p.last_failure == "connection timed out");
+  BOOST_REQUIRE(poll_until([&] { return !logs.with(LogLevel::warn, endpoint + " unreachable for").empty(); }, 10s));
+  const std::string warning = logs.with(LogLevel::warn, endpoint + " unreachable for")[0];
+  BOOST_TEST(warning.find("(connection timed out x") != std::string::npos, warning);
+  BOOST_TEST(warning.find("check the IP address, and that no firewall drops the traffic") != std::string::npos, warning);
   ::close(filler);
   ::close(listener);
 }
 
-BOOST_AUTO_TEST_CASE(a_peer_connect_timeout_below_zero_is_refused) {
-  BusOptions o = plain("bad");
-  o.peer_connect_timeout = -1ms;
-  BOOST_CHECK_EXCEPTION(Bus{o}, std::exception, [](const std::exception& e) {
-    return std::string(e.what()).find("BusOptions.peer_connect_timeout") != std::string::npos;
-  });
+BOOST_AUTO_TEST_CASE(a_peer_connect_timeout_below_100_ms_is_refused) {
+  for (const auto bad : {-1ms, 1ms, 99ms}) {
+    BusOptions o = plain("bad");
+    o.peer_connect_timeout = bad;
+    BOOST_CHECK_EXCEPTION(Bus{o}, std::exception, [](const std::exception& e) {
+      return std::string(e.what()).find("BusOptions.peer_connect_timeout: must be 0 (the system's) or 100 ms") !=
+             std::string::npos;
+    });
+  }
 }
 
 BOOST_AUTO_TEST_CASE(a_bus_without_peers_lists_none) {

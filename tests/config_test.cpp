@@ -220,6 +220,8 @@ BOOST_AUTO_TEST_CASE(out_of_range_values_are_named_with_file_and_line) {
   BOOST_TEST(error_of("[bus]\ntcp_hwm = -1\n") == "cfg.toml:2: bus.tcp_hwm: must be in 0..16777216");
   BOOST_TEST(error_of("[bus]\npeer_unreachable_after_ms = 0\n") ==
              "cfg.toml:2: bus.peer_unreachable_after_ms: must be in 1..86400000");
+  BOOST_TEST(error_of("[bus]\npeer_connect_timeout_ms = 50\n") ==
+             "cfg.toml:2: bus.peer_connect_timeout_ms: must be 0 (the system's) or 100..3600000");
   BOOST_TEST(error_of("[bus]\nqueue_max_bytes = 100\n") == "cfg.toml:2: bus.queue_max_bytes: must be in 65536..1099511627776");
   BOOST_TEST(error_of("[batcher]\nflush_interval_ms = -5\n") == "cfg.toml:2: batcher.flush_interval_ms: must be in 0..86400000");
   BOOST_TEST(error_of("[counters]\nmax_keys = 0\n") == "cfg.toml:2: counters.max_keys: must be in 1..4294967296");

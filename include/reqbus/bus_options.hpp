@@ -58,7 +58,8 @@ struct BusOptions {
   // A TCP connection attempt to a peer (or a publish_to frontend) that gets no answer this long
   // is given up and retried, and counted as a "connection timed out" failure. Default 5 s: the
   // system's own bound (~2 min on Linux) left an address that drops packets looking like one
-  // attempt in progress, with no failure counted. 0 = the system's bound. Must be >= 0.
+  // attempt in progress, with no failure counted. 0 = the system's bound; else >= 100 ms (an
+  // attempt closed within min(1 s, half of it) is counted as refused, later as timed out).
   std::chrono::milliseconds peer_connect_timeout{5000};
 
   // --- the publish queue between broadcast() callers and the publisher thread ---
