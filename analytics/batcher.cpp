@@ -100,7 +100,11 @@ Batcher::Impl::Impl(std::shared_ptr<Sink> sink, BatcherOptions options)
   for (size_t i = 0; i < options_.flush_workers; ++i)
     workers_.push_back(detail::named_thread("rb-batch-flush", [this] {
       worker_loop();
-      ++workers_finished_;
+      {
+        std::lock_guard lock(stop_mu_);
+        ++workers_finished_;
+      }
+      stop_cv_.notify_all();
     }));
   timer_ = detail::named_thread("rb-batch-timer", [this] { timer_loop(); });
   if (spool_) {

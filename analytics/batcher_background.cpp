@@ -193,10 +193,17 @@ Batcher::Impl::ReplayOutcome Batcher::Impl::replay_pending() {
   }
 }
 
-void Batcher::Impl::abort_sink_writes_while(const std::function<bool()>& writing) {
-  while (writing()) {
-    sink_->abort_writes();
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+void Batcher::Impl::abort_sink_writes_until(const std::function<bool()>& finished,
+                                            const std::function<bool()>& abandon) {
+  std::unique_lock lock(stop_mu_);
+  while (!finished()) {
+    const bool aborting = abandon();
+    if (aborting) {
+      lock.unlock();
+      sink_->abort_writes();
+      lock.lock();
+    }
+    stop_cv_.wait_for(lock, std::chrono::milliseconds(50), [&] { return finished() || (!aborting && hurry_.load()); });
   }
 }
 
@@ -214,8 +221,9 @@ void Batcher::Impl::stop_background(bool abort_replay) {
   }
   replay_cv_.notify_all();
   // Whatever the replayer writes is in the spool: a write the store leaves hanging is abandoned
-  // (replayed at the next start) rather than waited out for its import_timeout.
-  if (abort_replay) abort_sink_writes_while([&] { return replay_writing_.load(); });
+  // (replayed at the next start) rather than waited out for its import_timeout; so is any after
+  // a hurry().
+  abort_sink_writes_until([&] { return !replay_writing_.load(); }, [&] { return abort_replay || hurry_.load(); });
   if (replayer_.joinable()) replayer_.join();
 }
 

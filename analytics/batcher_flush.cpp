@@ -481,6 +481,8 @@ void Batcher::Impl::hurry() {
     hurry_ = true;
   }
   done_cv_.notify_all();
+  { std::lock_guard lock(stop_mu_); }  // nor does abort_sink_writes_until() miss it
+  stop_cv_.notify_all();
 }
 
 BatcherReport Batcher::Impl::close(std::chrono::milliseconds deadline) {
@@ -518,16 +520,18 @@ BatcherReport Batcher::Impl::close(std::chrono::milliseconds deadline) {
     // hangs; a stalled write whose batch was spooled) is abandoned rather than waited out for
     // its import_timeout — past the deadline, until every worker has returned. Without a
     // spool a write in progress is its batch's only chance, and is waited for — unless the
-    // close is hurried.
-    abort_sink_writes_while([&] {
-      if ((!spool_ && !hurry_.load()) || workers_finished_.load() == workers_.size()) return false;
-      std::lock_guard lock(work_mu_);
-      return !done || !writing_.empty();
-    });
+    // close is hurried, then or while it waits.
+    abort_sink_writes_until([&] { return workers_finished_.load() == workers_.size(); },
+                            [&] {
+                              if (hurry_.load()) return true;
+                              if (!spool_) return false;
+                              std::lock_guard lock(work_mu_);
+                              return !done || !writing_.empty();
+                            });
     for (std::thread& worker : workers_) worker.join();
     // A replay to a store that is down or past the deadline is abandoned too (its batch stays
     // in the spool); one to a working store is let finish.
-    stop_background(!done || sink_down_.load() || hurry_.load());
+    stop_background(!done || sink_down_.load());
   }
   // Nothing touches the spool any more: its directory is free for another Batcher (the next
   // node on it) though this one is not destroyed yet.

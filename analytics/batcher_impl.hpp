@@ -3,7 +3,8 @@
 // and close (batcher_flush.cpp), and the timer and replayer threads (batcher_background.cpp).
 //
 // Locks, in the order they may nest: Buffer::mu -> work_mu_; spool_order_mu_ -> work_mu_,
-// room_mu_, retry_mu_, replay_mu_ (each taken alone, and released, inside it). Otherwise
+// room_mu_, retry_mu_, replay_mu_ (each taken alone, and released, inside it); stop_mu_ ->
+// work_mu_. Otherwise
 // room_mu_, retry_mu_, timer_mu_, replay_mu_ and rng_mu_ never nest with another lock.
 // An event is counted in queued_events_/queued_bytes_ from enqueue until its batch is resolved
 // (delivered, spooled or dropped); a Batch is resolved exactly once (Batch::try_resolve), by a
@@ -128,11 +129,13 @@ class Batcher::Impl {
   bool read_next_segment(ReplayOutcome& outcome);  // false: stop replaying with `outcome`
   void dead_letter(size_t batch_events, const std::string& why);
   void kick_replayer();
-  // At close(); abort_replay: a replay write in progress is abandoned (Sink::abort_writes).
+  // At close(); abort_replay (or a hurry()): a replay write in progress is abandoned
+  // (Sink::abort_writes).
   void stop_background(bool abort_replay);
-  // Calls Sink::abort_writes every 50 ms while `writing()`: a write that began just after one
-  // call is reached by the next.
-  void abort_sink_writes_while(const std::function<bool()>& writing);
+  // Waits until `finished`, abandoning the sink's writes in progress (Sink::abort_writes) every
+  // 50 ms while `abandon` says so. Both are asked again at every wake (at least every 50 ms, at
+  // once after hurry() or a worker's exit), so a hurry() that comes meanwhile takes effect.
+  void abort_sink_writes_until(const std::function<bool()>& finished, const std::function<bool()>& abandon);
 
   const BatcherOptions options_;
   const std::shared_ptr<Sink> sink_;
@@ -184,7 +187,10 @@ class Batcher::Impl {
   bool stop_workers_ = false;                         // guarded by work_mu_
   std::atomic<bool> hurry_{false};                    // hurry(): set under work_mu_
   std::vector<std::thread> workers_;
-  std::atomic<size_t> workers_finished_{0};  // workers whose loop has returned
+  std::atomic<size_t> workers_finished_{0};  // workers whose loop has returned; set under stop_mu_
+  // abort_sink_writes_until() waits on these; a worker's exit and hurry() wake it.
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
 
   // Retry waits; close() sets abandon_ at its deadline to end them.
   std::mutex retry_mu_;

@@ -11,6 +11,7 @@ namespace reqbus::detail {
 namespace {
 
 constexpr size_t kMaxBatch = 512;  // due keys one worker takes at once (one sink write)
+constexpr std::chrono::seconds kHurriedFlushGrace{1};  // close()'s last flush after a hurry()
 
 }  // namespace
 
@@ -268,7 +269,8 @@ StatBufferReport StatBufferImpl::close(TimePoint deadline) {
   closed_.store(true);
   // A store that hangs must not hold close() past its deadline: from then on, the writes in
   // progress (a worker's, the last flush below) are abandoned every 50 ms until close() returns.
-  // hurry() makes the deadline now.
+  // After a hurry() the writes in progress then are abandoned at once, and the last flush gets
+  // one attempt of up to a second (a healthy store takes it; a hung one holds nobody longer).
   struct Watchdog {
     StatBufferImpl& owner;
     bool done = false;  // guarded by owner.watch_mu_
@@ -287,6 +289,11 @@ StatBufferReport StatBufferImpl::close(TimePoint deadline) {
     watchdog.thread = std::thread([this, deadline, &watchdog] {
       std::unique_lock lock(watch_mu_);
       opt_.clock->wait_until(lock, watch_cv_, deadline, [&] { return watchdog.done || hurry_.load(); });
+      if (!watchdog.done && hurry_.load()) {
+        sink_->abort_writes();
+        const TimePoint grace = std::min(deadline, opt_.clock->now() + kHurriedFlushGrace);
+        opt_.clock->wait_until(lock, watch_cv_, grace, [&] { return watchdog.done; });
+      }
       while (!watchdog.done) {
         sink_->abort_writes();
         watch_cv_.wait_for(lock, std::chrono::milliseconds(50), [&] { return watchdog.done; });
@@ -363,11 +370,9 @@ StatBufferReport StatBufferImpl::close(TimePoint deadline) {
     left = std::move(still);
     if (left.empty()) break;
     const TimePoint now = opt_.clock->now();
-    if (now >= deadline || hurry_.load()) break;
-    std::mutex m;
-    std::condition_variable cv;
-    std::unique_lock lock(m);
-    opt_.clock->wait_until(lock, cv, std::min(deadline, now + opt_.backoff), [] { return false; });
+    if (now >= deadline || hurry_.load()) break;  // hurried: no retry
+    std::unique_lock lock(watch_mu_);
+    opt_.clock->wait_until(lock, watch_cv_, std::min(deadline, now + opt_.backoff), [&] { return hurry_.load(); });
   }
   for (const Attempt& a : left) {
     rep.failed++;

@@ -269,7 +269,7 @@ Run add_demo(CLI::App& app) {
     int hurried_by = 0;
     const node::NodeReport report = [&] {
       const ShutdownSignals impatient("reqbus demo", [&] { n->hurry(); }, hurry_text(n->options()),
-                                      forced_exit_text(n->options()) + "; no summary is printed");
+                                      forced_exit_text(n->options()));
       const node::NodeReport r = n->close(std::chrono::seconds(30));
       hurried_by = impatient.hurried_by();
       return r;

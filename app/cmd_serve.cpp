@@ -56,10 +56,9 @@ Run add_serve(CLI::App& app) {
     int sig = 0;
     while ((sig = wait_for_signal(std::chrono::milliseconds(1000))) == 0) {
     }
-    // Without a spool a store write in progress is its batch's only chance: close waits for it.
-    const bool waits_for_writes = options.spool_dir.empty() && options.store != "none";
     std::printf("reqbus serve: signal %d, shutting down (deadline %d ms%s; another signal cuts it short)\n", sig,
-                *close_ms, waits_for_writes ? ", but a store write in progress is waited for: no spool" : "");
+                *close_ms,
+                close_waits_for_writes(options) ? ", but a store write in progress is waited for: no spool" : "");
     std::fflush(stdout);
     int hurried_by = 0;
     const node::NodeReport report = [&] {

@@ -55,7 +55,10 @@ std::string hint(const TailFlags& f, const BusStats& s) {
   std::string down;  // the line names the peers already: each only when there are several
   for (const PeerStats& p : s.peers) {
     if (p.connected) continue;
-    std::string why = p.connect_failures > 0 ? p.last_failure + " x" + std::to_string(p.connect_failures) : "";
+    std::string why = p.connect_failures == 0 ? ""
+                      : p.connect_failures == 1
+                          ? p.last_failure
+                          : std::to_string(p.connect_failures) + " failures, last: " + p.last_failure;
     if (s.peers.size() > 1) why = p.endpoint + (why.empty() ? "" : " (" + why + ")");
     down += (down.empty() ? "" : ", ") + why;
   }

@@ -43,9 +43,9 @@ ShutdownSignals::ShutdownSignals(std::string program, std::function<void()> hurr
             hurry();
             continue;
           }
+          // stderr is unbuffered; stdout is not flushed: a reader that stopped reading must not
+          // hold the exit.
           std::fprintf(stderr, "%s: signal %d: exiting now; %s\n", program.c_str(), sig, lost.c_str());
-          std::fflush(stdout);
-          std::fflush(stderr);
           ::_exit(128 + sig);
         }
       }) {}

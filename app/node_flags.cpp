@@ -109,16 +109,19 @@ std::string in_user_terms(const std::string& message, const UserTerms& terms) {
   return name + reason;
 }
 
+bool close_waits_for_writes(const node::NodeOptions& o) { return o.spool_dir.empty() && o.store != "none"; }
+
 std::string hurry_text(const node::NodeOptions& o) {
   if (o.store == "none") return "no store to wait for";
-  if (o.spool_dir.empty()) return "events not yet stored are dropped (counted; no spool), writes in progress abandoned";
+  if (close_waits_for_writes(o)) return "events not yet stored are dropped (counted; no spool), writes in progress abandoned";
   return "events not yet stored go to the spool (" + o.spool_dir + "), writes in progress are abandoned";
 }
 
 std::string forced_exit_text(const node::NodeOptions& o) {
-  if (o.store == "none") return "events not yet delivered to subscribers are lost";
-  if (o.spool_dir.empty()) return "events not yet stored are lost (no spool)";
-  return "events not yet stored or spooled are lost; the spool (" + o.spool_dir + ") keeps what it has for the next start";
+  if (o.store == "none") return "events not yet delivered to subscribers are lost; no summary is printed";
+  if (o.spool_dir.empty()) return "events not yet stored are lost (no spool); no summary is printed";
+  return "events not yet stored or spooled are lost; the spool (" + o.spool_dir +
+         ") keeps what it has for the next start; no summary is printed";
 }
 
 std::string describe(const node::NodeReport& r) {

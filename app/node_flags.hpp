@@ -35,6 +35,9 @@ std::string describe(const node::NodeReport& report);
 // hurrying it does (Node::hurry), and what exiting at once gives up.
 std::string hurry_text(const node::NodeOptions& options);
 std::string forced_exit_text(const node::NodeOptions& options);
+// Without a spool a store write in progress is its batch's only chance: close waits for it,
+// past the deadline.
+bool close_waits_for_writes(const node::NodeOptions& options);
 
 // How one subcommand names the fields of the library's option structs in its flags (and keys).
 // A library error names the C++ field ("BusOptions.peers: ..."); a user knows the flag.

@@ -88,9 +88,9 @@ class Node {
   NodeReport close(std::chrono::milliseconds deadline);
   // Cuts close() short (the one running on another thread, or the next): the Batcher spools
   // what is unwritten now and abandons its writes in progress (Batcher::hurry), and the
-  // StatBuffer abandons its last flush's writes and retries none (StatBuffer::hurry; those
-  // counts are reported lost). The bus still hands the Batcher what it holds first. For an
-  // operator's second Ctrl-C.
+  // StatBuffer abandons its writes in progress and gives its last flush one attempt of up to a
+  // second (StatBuffer::hurry; what that does not write is reported lost). The bus still hands
+  // the Batcher what it holds first. For an operator's second Ctrl-C.
   void hurry();
 
   class Impl;

@@ -642,6 +642,28 @@ BOOST_AUTO_TEST_CASE(hurry_cuts_a_close_in_progress_short) {
   }
 }
 
+// Without a spool close() waits past its deadline for a write in progress (its batch's only
+// chance); a hurry() then still ends that wait.
+BOOST_AUTO_TEST_CASE(hurry_ends_the_wait_for_a_write_past_the_deadline) {
+  Rig rig;
+  auto sink = std::make_shared<test::HangingSink>();
+  BatcherOptions o = rig.options();
+  o.clock = system_clock();
+  o.flush_at = 2;
+  o.import_timeout = 60s;
+  o.stall_timeout = 0ms;
+  Batcher batcher(sink, o);
+  enqueue_range(batcher, 0, 2);
+  BOOST_REQUIRE(sink->wait_for_writes(1));
+  auto closing = std::async(std::launch::async, [&] { return batcher.close(200ms); });
+  BOOST_TEST((closing.wait_for(800ms) == std::future_status::timeout));  // past its deadline, waiting
+  BOOST_TEST(sink->aborts() == 0u);
+  batcher.hurry();
+  BOOST_REQUIRE((closing.wait_for(2s) == std::future_status::ready));
+  BOOST_TEST(closing.get().deadline_reached);
+  BOOST_TEST(sink->aborts() >= 1u);
+}
+
 // The same when the stall check already spooled the hung write's batch: close() has nothing left
 // to wait for, and the write still running is abandoned.
 BOOST_AUTO_TEST_CASE(close_abandons_a_stalled_write_whose_batch_is_spooled) {

@@ -18,6 +18,7 @@
 #include "reqbus/bus.hpp"
 #include "reqbus/log.hpp"
 #include "tests/support/free_port.hpp"
+#include "tests/support/log_lines.hpp"
 #include "tests/support/poll.hpp"
 
 using namespace reqbus;
@@ -27,30 +28,6 @@ using namespace std::chrono_literals;
 namespace {
 
 const std::string kPeer = "tcp://10.0.0.99:7400";
-
-// Captures log lines while alive.
-class LogLines {
- public:
-  LogLines() {
-    set_log_sink([this](LogLevel level, std::string_view line) {
-      std::lock_guard lock(mu_);
-      lines_.push_back({level, std::string(line)});
-    });
-  }
-  ~LogLines() { set_log_sink(nullptr); }
-  // Lines of `level` containing `part`.
-  std::vector<std::string> with(LogLevel level, const std::string& part) {
-    std::lock_guard lock(mu_);
-    std::vector<std::string> out;
-    for (const auto& [l, line] : lines_)
-      if (l == level && line.find(part) != std::string::npos) out.push_back(line);
-    return out;
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<std::pair<LogLevel, std::string>> lines_;
-};
 
 struct HealthFixture {
   std::shared_ptr<ManualClock> clock = std::make_shared<ManualClock>();

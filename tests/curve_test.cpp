@@ -13,6 +13,7 @@
 #include "reqbus/error.hpp"
 #include "reqbus/log.hpp"
 #include "tests/support/bus_fixtures.hpp"
+#include "tests/support/log_lines.hpp"
 #include "tests/support/temp_dir.hpp"
 
 using namespace reqbus;
@@ -123,12 +124,7 @@ BOOST_AUTO_TEST_CASE(peer_not_on_the_allow_list_receives_nothing_and_is_counted)
 }
 
 BOOST_AUTO_TEST_CASE(server_with_the_wrong_key_injects_nothing) {
-  size_t warned = 0;
-  std::mutex mu;
-  set_log_sink([&](LogLevel level, std::string_view line) {
-    std::lock_guard lock(mu);
-    warned += level == LogLevel::warn && line.find("CURVE handshake with") != std::string_view::npos;
-  });
+  test::LogLines logs;
   const KeyPair real_keys, impostor_keys, victim_keys;
   // The impostor binds and allows the victim, but it does not hold the key the victim expects.
   Bus impostor(server("impostor", impostor_keys, {victim_keys.pub}));
@@ -147,8 +143,7 @@ BOOST_AUTO_TEST_CASE(server_with_the_wrong_key_injects_nothing) {
   BOOST_TEST(victim.stats().handshake_failures - failures <= 6u);
   // Logged once, however many attempts fail (counted; PeerHealth repeats the peer's state).
   BOOST_TEST(victim.stats().handshake_failures >= 2u);
-  set_log_sink(nullptr);
-  BOOST_TEST(warned == 1u);
+  BOOST_TEST(logs.with(LogLevel::warn, "CURVE handshake with").size() == 1u);
 }
 
 BOOST_AUTO_TEST_CASE(plain_tcp_needs_insecure_plaintext_and_warns) {
@@ -168,12 +163,7 @@ BOOST_AUTO_TEST_CASE(plain_tcp_needs_insecure_plaintext_and_warns) {
   o.peers = {"tcp://127.0.0.1:1"};
   BOOST_TEST(error_of(o).find("curve_secret_key") != std::string::npos);
 
-  std::vector<std::string> lines;
-  std::mutex mu;
-  set_log_sink([&](LogLevel level, std::string_view line) {
-    std::lock_guard lock(mu);
-    if (level == LogLevel::warn) lines.emplace_back(line);
-  });
+  test::LogLines logs;
   {
     BusOptions plain;
     plain.bind = "tcp://127.0.0.1:*";
@@ -181,10 +171,7 @@ BOOST_AUTO_TEST_CASE(plain_tcp_needs_insecure_plaintext_and_warns) {
     Bus bus(plain);
     BOOST_TEST(bus.bound_endpoint().rfind("tcp://127.0.0.1:", 0) == 0);
   }
-  set_log_sink(nullptr);
-  bool warned = false;
-  for (const auto& l : lines) warned |= l.find("insecure_plaintext") != std::string::npos;
-  BOOST_TEST(warned);
+  BOOST_TEST(!logs.with(LogLevel::warn, "insecure_plaintext").empty());
 }
 
 BOOST_AUTO_TEST_CASE(bad_keys_name_the_field) {

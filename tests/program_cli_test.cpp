@@ -175,7 +175,8 @@ BOOST_AUTO_TEST_CASE(tail_says_once_when_nothing_comes_and_gives_up_at_its_timeo
   BOOST_REQUIRE(gave_up.status.has_value());
   BOOST_TEST(*gave_up.status == 1);
   BOOST_TEST(contains(gave_up.err, "reqbus tail: no events from " + nowhere + " within --timeout 0.5s"), gave_up.err);
-  BOOST_TEST(contains(gave_up.err, "within --timeout 0.5s; not connected (connection refused x"), gave_up.err);
+  BOOST_TEST(contains(gave_up.err, "within --timeout 0.5s; not connected ("), gave_up.err);
+  BOOST_TEST(contains(gave_up.err, "connection refused)"), gave_up.err);
   expect_one_line_error({"tail", "--peer", nowhere, "--timeout", "-1"}, "--timeout");
 
   // A CURVE node whose allow-list does not hold our key: the message says the handshake failed.

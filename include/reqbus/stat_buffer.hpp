@@ -143,9 +143,10 @@ class StatBuffer {
   // Stops the workers and flushes everything, retrying after backoff until the deadline.
   // Later increments return closed. Idempotent: a second call returns an empty report.
   StatBufferReport close(Clock::time_point deadline);
-  // Makes close() — the one in progress on another thread, or the next — act as if its
-  // deadline had come now: writes in progress are abandoned (CounterSink::abort_writes) and
-  // nothing is retried; what is unwritten is reported lost (left_count). From any thread.
+  // Makes close() — the one in progress on another thread, or the next — finish now: the writes
+  // in progress are abandoned (CounterSink::abort_writes), the last flush gets one attempt of up
+  // to a second, and nothing is retried; what is unwritten is reported lost (left_count). From
+  // any thread.
   void hurry();
 
   StatBufferStats stats() const;
