@@ -585,27 +585,39 @@ BOOST_AUTO_TEST_CASE(a_write_that_stalls_sends_its_batch_and_those_behind_it_to_
   BOOST_TEST(s.enqueued == s.delivered + s.spooled + s.dropped.after_accept() + s.queue_depth);
 }
 
+// A Batcher whose sink hangs (test::HangingSink), inside the write of its first batch of 2 with
+// `events` enqueued: writes that would wait a minute, no stall check, and real time, so that
+// close()'s deadline passes by itself.
+struct HungWrite {
+  HungWrite(bool spool, uint64_t events) : batcher(sink, options(rig, spool)) {
+    enqueue_range(batcher, 0, events);
+    BOOST_REQUIRE(sink->wait_for_writes(1));
+  }
+  static BatcherOptions options(Rig& rig, bool spool) {
+    BatcherOptions o = rig.options();
+    o.clock = system_clock();
+    if (spool) o.spool_dir = rig.spool();
+    o.flush_at = 2;
+    o.import_timeout = 60s;
+    o.stall_timeout = 0ms;
+    return o;
+  }
+  Rig rig;
+  std::shared_ptr<test::HangingSink> sink = std::make_shared<test::HangingSink>();
+  Batcher batcher;
+};
+
 // close() keeps its deadline when the store hangs: past it the batches are spooled and the write
 // still running is abandoned (Sink::abort_writes), not waited out for import_timeout (here a
 // minute). Before, a node's shutdown on a frozen database took the write's whole timeout.
 BOOST_AUTO_TEST_CASE(close_abandons_a_hung_write_at_its_deadline) {
-  Rig rig;
-  auto sink = std::make_shared<test::HangingSink>();
-  BatcherOptions o = rig.options();
-  o.clock = system_clock();  // close()'s deadline passes by itself
-  o.spool_dir = rig.spool();
-  o.flush_at = 2;
-  o.import_timeout = 60s;
-  o.stall_timeout = 0ms;
-  Batcher batcher(sink, o);
-  enqueue_range(batcher, 0, 2);
-  BOOST_REQUIRE(sink->wait_for_writes(1));
+  HungWrite hung(true, 2);
   const auto start = std::chrono::steady_clock::now();
-  const BatcherReport report = batcher.close(300ms);
+  const BatcherReport report = hung.batcher.close(300ms);
   const auto took = std::chrono::steady_clock::now() - start;
   BOOST_TEST(report.deadline_reached);
   BOOST_TEST(report.spooled == 2u);
-  BOOST_TEST(sink->aborts() >= 1u);
+  BOOST_TEST(hung.sink->aborts() >= 1u);
   BOOST_TEST(took < 3s);
 }
 
@@ -616,28 +628,18 @@ BOOST_AUTO_TEST_CASE(close_abandons_a_hung_write_at_its_deadline) {
 BOOST_AUTO_TEST_CASE(hurry_cuts_a_close_in_progress_short) {
   for (const bool spool : {true, false}) {
     BOOST_TEST_CONTEXT("spool " << spool) {
-      Rig rig;
-      auto sink = std::make_shared<test::HangingSink>();
-      BatcherOptions o = rig.options();
-      o.clock = system_clock();
-      if (spool) o.spool_dir = rig.spool();
-      o.flush_at = 2;
-      o.import_timeout = 60s;
-      o.stall_timeout = 0ms;
-      Batcher batcher(sink, o);
-      enqueue_range(batcher, 0, 3);
-      BOOST_REQUIRE(sink->wait_for_writes(1));
+      HungWrite hung(spool, 3);
       const auto start = std::chrono::steady_clock::now();
-      auto closing = std::async(std::launch::async, [&] { return batcher.close(60s); });
+      auto closing = std::async(std::launch::async, [&] { return hung.batcher.close(60s); });
       BOOST_TEST((closing.wait_for(300ms) == std::future_status::timeout));  // waiting for the store
-      batcher.hurry();
+      hung.batcher.hurry();
       BOOST_REQUIRE((closing.wait_for(5s) == std::future_status::ready));
       const BatcherReport report = closing.get();
       BOOST_TEST((std::chrono::steady_clock::now() - start < 5s));
       BOOST_TEST(report.deadline_reached);
       BOOST_TEST(report.spooled == (spool ? 3u : 0u));
       BOOST_TEST(report.dropped.total() == (spool ? 0u : 3u));
-      BOOST_TEST(sink->aborts() >= 1u);
+      BOOST_TEST(hung.sink->aborts() >= 1u);
     }
   }
 }
@@ -645,23 +647,14 @@ BOOST_AUTO_TEST_CASE(hurry_cuts_a_close_in_progress_short) {
 // Without a spool close() waits past its deadline for a write in progress (its batch's only
 // chance); a hurry() then still ends that wait.
 BOOST_AUTO_TEST_CASE(hurry_ends_the_wait_for_a_write_past_the_deadline) {
-  Rig rig;
-  auto sink = std::make_shared<test::HangingSink>();
-  BatcherOptions o = rig.options();
-  o.clock = system_clock();
-  o.flush_at = 2;
-  o.import_timeout = 60s;
-  o.stall_timeout = 0ms;
-  Batcher batcher(sink, o);
-  enqueue_range(batcher, 0, 2);
-  BOOST_REQUIRE(sink->wait_for_writes(1));
-  auto closing = std::async(std::launch::async, [&] { return batcher.close(200ms); });
+  HungWrite hung(false, 2);
+  auto closing = std::async(std::launch::async, [&] { return hung.batcher.close(200ms); });
   BOOST_TEST((closing.wait_for(800ms) == std::future_status::timeout));  // past its deadline, waiting
-  BOOST_TEST(sink->aborts() == 0u);
-  batcher.hurry();
+  BOOST_TEST(hung.sink->aborts() == 0u);
+  hung.batcher.hurry();
   BOOST_REQUIRE((closing.wait_for(2s) == std::future_status::ready));
   BOOST_TEST(closing.get().deadline_reached);
-  BOOST_TEST(sink->aborts() >= 1u);
+  BOOST_TEST(hung.sink->aborts() >= 1u);
 }
 
 // The same when the stall check already spooled the hung write's batch: close() has nothing left

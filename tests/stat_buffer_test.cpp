@@ -556,18 +556,28 @@ BOOST_AUTO_TEST_CASE(close_reports_what_it_could_not_flush) {
   BOOST_TEST(report.left_count == 9);
 }
 
+// A StatBuffer on real time whose worker is inside a write of "a" (count 3) that hangs
+// (test::HangingSink; sink_timeout a minute).
+struct HungCounterWrite {
+  static StatBufferOptions options() {
+    StatBufferOptions o;
+    o.clock = reqbus::system_clock();
+    o.sink_timeout = 60s;
+    return o;
+  }
+  HungCounterWrite() {
+    BOOST_REQUIRE(buf.increment("a", 3) == IncrementResult::ok);
+    buf.flush("a");
+    BOOST_REQUIRE(sink->wait_for_writes(1));  // a worker's write, now hanging
+  }
+  std::shared_ptr<reqbus::test::HangingSink> sink = std::make_shared<reqbus::test::HangingSink>();
+  StatBuffer buf{sink, options()};
+};
+
 // close() keeps its deadline when the counter store hangs: the write in progress is abandoned
 // (CounterSink::abort_writes) and what it held is reported unwritten, not waited out for
 // sink_timeout (a minute here).
-BOOST_AUTO_TEST_CASE(close_abandons_a_hung_counter_write_at_its_deadline) {
-  auto sink = std::make_shared<reqbus::test::HangingSink>();
-  StatBufferOptions o;
-  o.clock = reqbus::system_clock();
-  o.sink_timeout = 60s;
-  StatBuffer buf(sink, o);
-  BOOST_REQUIRE(buf.increment("a", 3) == IncrementResult::ok);
-  buf.flush("a");
-  BOOST_REQUIRE(sink->wait_for_writes(1));  // a worker's write, now hanging
+BOOST_FIXTURE_TEST_CASE(close_abandons_a_hung_counter_write_at_its_deadline, HungCounterWrite) {
   const auto start = std::chrono::steady_clock::now();
   const auto report = buf.close(std::chrono::steady_clock::now() + 300ms);
   const auto took = std::chrono::steady_clock::now() - start;
@@ -578,15 +588,7 @@ BOOST_AUTO_TEST_CASE(close_abandons_a_hung_counter_write_at_its_deadline) {
 
 // hurry() during a close() with a distant deadline: the hung write is abandoned at once and
 // nothing is retried; its count is reported left.
-BOOST_AUTO_TEST_CASE(hurry_cuts_a_close_in_progress_short) {
-  auto sink = std::make_shared<reqbus::test::HangingSink>();
-  StatBufferOptions o;
-  o.clock = reqbus::system_clock();
-  o.sink_timeout = 60s;
-  StatBuffer buf(sink, o);
-  BOOST_REQUIRE(buf.increment("a", 3) == IncrementResult::ok);
-  buf.flush("a");
-  BOOST_REQUIRE(sink->wait_for_writes(1));
+BOOST_FIXTURE_TEST_CASE(hurry_cuts_a_close_in_progress_short, HungCounterWrite) {
   const auto start = std::chrono::steady_clock::now();
   auto closing = std::async(std::launch::async, [&] { return buf.close(std::chrono::steady_clock::now() + 60s); });
   BOOST_TEST((closing.wait_for(300ms) == std::future_status::timeout));
