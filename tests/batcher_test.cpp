@@ -30,6 +30,7 @@
 #include "reqbus/sqlite_sink.hpp"
 #include "reqbus/uuid.hpp"
 #include "tests/support/hanging_sink.hpp"
+#include "tests/support/log_lines.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "tests/support/test_sink.hpp"
 
@@ -112,24 +113,6 @@ std::vector<uint64_t> stored_seqs(const TestSink& sink) {
 void enqueue_range(Batcher& batcher, uint64_t first, uint64_t last) {
   for (uint64_t i = first; i < last; ++i) BOOST_REQUIRE(batcher.enqueue(request(i)) == EnqueueStatus::ok);
 }
-
-// Collects log lines while alive.
-struct LogCapture {
-  std::mutex mu;
-  std::vector<std::string> lines;
-  LogCapture() {
-    set_log_sink([this](LogLevel, std::string_view line) {
-      std::lock_guard lock(mu);
-      lines.emplace_back(line);
-    });
-  }
-  ~LogCapture() { set_log_sink(nullptr); }
-  bool contains(const std::string& text) {
-    std::lock_guard lock(mu);
-    return std::any_of(lines.begin(), lines.end(),
-                       [&](const std::string& l) { return l.find(text) != std::string::npos; });
-  }
-};
 
 // Drives the manual clock until `future` is ready (for a close() whose deadline must pass).
 template <class T>
@@ -683,7 +666,7 @@ BOOST_AUTO_TEST_CASE(close_abandons_a_stalled_write_whose_batch_is_spooled) {
 
 BOOST_AUTO_TEST_CASE(without_a_spool_exhausted_retries_are_a_loud_counted_drop) {
   Rig rig;
-  LogCapture logs;
+  test::LogLines logs;
   rig.sink->set_default(WriteResult::retry_later("sink down"));
   BatcherOptions o = rig.options();
   o.flush_at = 4;
@@ -694,7 +677,7 @@ BOOST_AUTO_TEST_CASE(without_a_spool_exhausted_retries_are_a_loud_counted_drop) 
   BOOST_TEST(report.dropped.retries_exhausted == 4u);
   BOOST_TEST(report.spooled == 0u);
   BOOST_TEST(batcher.stats().dropped.retries_exhausted == 4u);
-  BOOST_TEST(logs.contains("DROPPED 4 events"));
+  BOOST_TEST(!logs.any_level("DROPPED 4 events").empty());
 }
 
 BOOST_AUTO_TEST_CASE(telemetry_reports_every_buffer_at_its_interval) {
@@ -1192,14 +1175,14 @@ BOOST_AUTO_TEST_CASE(a_torn_or_corrupt_spool_is_counted_and_the_valid_batches_re
 
 BOOST_AUTO_TEST_CASE(debug_logs_each_flush) {
   Rig rig;
-  LogCapture logs;
+  test::LogLines logs;
   BatcherOptions o = rig.options();
   o.debug = true;
   o.flush_at = 2;
   Batcher batcher(rig.sink, o);
   enqueue_range(batcher, 0, 2);
   BOOST_TEST(batcher.flush(1s).delivered == 2u);
-  BOOST_TEST(logs.contains("batcher: flushed 2 events to test"));
+  BOOST_TEST(!logs.any_level("batcher: flushed 2 events to test").empty());
 }
 
 BOOST_AUTO_TEST_CASE(a_throwing_sink_is_retried_like_a_failure) {
@@ -1252,7 +1235,7 @@ BOOST_AUTO_TEST_SUITE(batcher_store_faults)
 // replayed. It used to read as empty and be deleted, uncounted.
 BOOST_AUTO_TEST_CASE(an_unreadable_spool_segment_is_kept_and_replayed_once_readable) {
   Rig rig;
-  LogCapture logs;
+  test::LogLines logs;
   auto store = std::make_shared<FaultyStore>(rig.dir.sub("store.db"));
   store->set_down(true);
   Batcher batcher(store, store_fault_options(rig, 3));
@@ -1272,7 +1255,7 @@ BOOST_AUTO_TEST_CASE(an_unreadable_spool_segment_is_kept_and_replayed_once_reada
   });
   BOOST_TEST(tried.spool_segments == 1u);
   BOOST_TEST(tried.spool_corrupt_records == 0u);
-  BOOST_TEST(logs.contains("cannot read spool segment"));
+  BOOST_TEST(!logs.any_level("cannot read spool segment").empty());
 
   // Readable again: replayed at the next replay_interval, every event stored once.
   fs::remove(segment);
@@ -1290,7 +1273,7 @@ BOOST_AUTO_TEST_CASE(an_unreadable_spool_segment_is_kept_and_replayed_once_reada
 // byte, an HTTP API a 413).
 struct RejectingStore {
   Rig rig;
-  LogCapture logs;
+  test::LogLines logs;
   const std::string db = rig.dir.sub("store.db");
   std::shared_ptr<FaultyStore> store = [&] {
     auto s = std::make_shared<FaultyStore>(db);
@@ -1319,7 +1302,7 @@ BOOST_FIXTURE_TEST_CASE(a_batch_the_store_always_rejects_is_dead_lettered_and_re
   BatcherStats stats = stats_when(batcher, [](const BatcherStats& s) { return s.spool_segments == 0 && !s.sink_down; });
   BOOST_TEST(!stats.sink_down);
   BOOST_TEST(stats.replayed == 4u);
-  BOOST_TEST(logs.contains("rejected 2 spooled events permanently"));
+  BOOST_TEST(!logs.any_level("rejected 2 spooled events permanently").empty());
 
   // The rejected batch is accounted for, in the dead-letter file where an operator finds it.
   BOOST_TEST(stats.dead_lettered == 2u);
@@ -1364,8 +1347,8 @@ BOOST_FIXTURE_TEST_CASE(a_rejected_batch_the_dead_letter_file_refuses_is_counted
   BOOST_TEST(stats.dropped.dead_letter_error == 2u);
   BOOST_TEST(stats.dropped.permanent == 0u);  // that one means: no spool at all
   BOOST_TEST(stats.dead_lettered == 0u);
-  BOOST_TEST(logs.contains("DROPPED"));
-  BOOST_TEST(logs.contains("the dead-letter file refused them"));
+  BOOST_TEST(!logs.any_level("DROPPED").empty());
+  BOOST_TEST(!logs.any_level("the dead-letter file refused them").empty());
   BOOST_TEST(stored_rows(db).rows == 2u);
   BOOST_TEST(stats.enqueued == stats.delivered + stats.replayed + stats.dead_lettered + stats.dropped.total());
 }
@@ -1405,7 +1388,7 @@ BOOST_AUTO_TEST_CASE(close_at_its_deadline_spools_the_batches_a_concurrent_drain
 // stored it twice: `replayed` 2n against `spooled` n, and twice the spool bytes.
 BOOST_AUTO_TEST_CASE(a_batch_close_spooled_at_its_deadline_is_not_spooled_again_when_its_write_fails) {
   Rig rig;
-  LogCapture logs;
+  test::LogLines logs;
   auto sink = std::make_shared<HeldDownSink>();
   sink->hold(0, 1);  // B = events 0-1: its first write waits
   sink->hold(2, 2);  // P = events 2-3: its first write fails, its retry waits
@@ -1432,7 +1415,7 @@ BOOST_AUTO_TEST_CASE(a_batch_close_spooled_at_its_deadline_is_not_spooled_again_
   sink->release(0);  // B's write fails while P is still the probe
   // Until B's worker has handled the failure: spooled B again (the bug), or said it need not.
   stats_when(batcher, [&](const BatcherStats& s) {
-    return s.spool_bytes > at_deadline.spool_bytes || logs.contains("after close() had spooled them");
+    return s.spool_bytes > at_deadline.spool_bytes || !logs.any_level("after close() had spooled them").empty();
   });
   sink->release(2);
   const BatcherReport report = closing.get();
@@ -1518,7 +1501,7 @@ BOOST_AUTO_TEST_CASE(an_event_the_batcher_accepted_without_validation_is_replaye
 // rollback: logged, skipped, never deleted; the segments after it are replayed.
 BOOST_AUTO_TEST_CASE(a_segment_from_a_newer_version_is_kept_and_skipped) {
   Rig rig;
-  LogCapture logs;
+  test::LogLines logs;
   const std::string db = rig.dir.sub("store.db");
   namespace sf = detail::spool_format;
   fs::create_directories(rig.spool());
@@ -1543,7 +1526,7 @@ BOOST_AUTO_TEST_CASE(a_segment_from_a_newer_version_is_kept_and_skipped) {
   BOOST_TEST(stored_rows(db).rows == 2u);
   BOOST_TEST(fs::exists(newer_file));
   BOOST_TEST(fs::file_size(newer_file) == newer.size());
-  BOOST_TEST(logs.contains("newer"));
+  BOOST_TEST(!logs.any_level("newer").empty());
   BOOST_TEST(!batcher.close(1s).deadline_reached);
   BOOST_TEST(fs::exists(newer_file));
 }

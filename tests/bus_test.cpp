@@ -19,6 +19,7 @@
 #include "reqbus/uuid.hpp"
 #include "support/bus_fixtures.hpp"
 #include "support/poll.hpp"
+#include "tests/support/log_lines.hpp"
 
 using namespace reqbus;
 using namespace reqbus::test;
@@ -63,25 +64,6 @@ std::vector<Message> drain(Subscription& sub) {
 uint64_t accounted(const SubscriptionStats& s) {
   return s.delivered + s.dropped_newest + s.dropped_oldest + s.dropped_close + s.pending_depth + s.in_hand;
 }
-
-// Captures log lines for the duration of a test.
-struct LogCapture {
-  std::mutex mu;
-  std::vector<std::string> lines;
-  LogCapture() {
-    set_log_sink([this](LogLevel, std::string_view line) {
-      std::lock_guard lock(mu);
-      lines.emplace_back(line);
-    });
-  }
-  ~LogCapture() { set_log_sink(nullptr); }
-  size_t count(const std::string& needle) {
-    std::lock_guard lock(mu);
-    size_t n = 0;
-    for (const auto& l : lines) n += l.find(needle) != std::string::npos;
-    return n;
-  }
-};
 
 }  // namespace
 
@@ -577,7 +559,7 @@ BOOST_AUTO_TEST_SUITE_END()
 BOOST_AUTO_TEST_SUITE(bus_subscription_drops)
 
 void check_slow_subscription(Overflow policy) {
-  LogCapture logs;
+  LogLines logs;
   Bus bus;
   auto latch = std::make_shared<Latch>();
   std::atomic<uint64_t> slow_handled{0};
@@ -616,7 +598,7 @@ void check_slow_subscription(Overflow policy) {
   BOOST_TEST(st.pending_depth <= 10u);
   if (policy == Overflow::drop_newest) BOOST_TEST(st.dropped_newest > 0u);
   else BOOST_TEST(st.dropped_oldest > 0u);
-  BOOST_TEST(logs.count("'slow' is slow") == 1u);  // reported once, not per drop
+  BOOST_TEST(logs.any_level("'slow' is slow").size() == 1u);  // reported once, not per drop
 
   latch->open();
   const CloseReport report = bus.close(30s);

@@ -38,6 +38,7 @@
 #include "reqbus/batcher.hpp"
 #include "reqbus/log.hpp"
 #include "tests/support/bus_fixtures.hpp"
+#include "tests/support/log_lines.hpp"
 #include "tests/support/postgres_server.hpp"
 #include "tests/support/poll.hpp"
 #include "tests/support/process.hpp"
@@ -72,43 +73,6 @@ size_t rss_bytes() {
   in >> size >> resident;
   return resident * size_t(::sysconf(_SC_PAGESIZE));
 }
-
-// Log lines captured for the duration of a test.
-class LogCapture {
- public:
-  LogCapture() {
-    set_log_sink([this](LogLevel level, std::string_view line) {
-      std::lock_guard lock(mu_);
-      lines_.emplace_back(std::string(to_text(level)) + ": " + std::string(line));
-    });
-  }
-  ~LogCapture() { set_log_sink(nullptr); }
-  size_t count(const std::string& needle) const {
-    std::lock_guard lock(mu_);
-    size_t n = 0;
-    for (const auto& l : lines_) n += l.find(needle) != std::string::npos;
-    return n;
-  }
-  std::string first(const std::string& needle) const {
-    std::lock_guard lock(mu_);
-    for (const auto& l : lines_)
-      if (l.find(needle) != std::string::npos) return l;
-    return "";
-  }
-
- private:
-  static const char* to_text(LogLevel l) {
-    switch (l) {
-      case LogLevel::debug: return "debug";
-      case LogLevel::info: return "info";
-      case LogLevel::warn: return "warn";
-      case LogLevel::error: return "error";
-    }
-    return "?";
-  }
-  mutable std::mutex mu_;
-  std::vector<std::string> lines_;
-};
 
 // Publishes RequestLogs with unique paths "/<prefix>/<n>" onto a node's bus at `per_second`,
 // on its own thread, and samples RSS meanwhile, until stop().
@@ -485,7 +449,7 @@ class SmallTmpfs {
 BOOST_AUTO_TEST_CASE(spool_disk_full_is_a_counted_drop_and_recovers_when_space_returns) {
   TempDir dir("fault-disk");
   SmallTmpfs disk(dir.sub("disk"));
-  LogCapture logs;
+  LogLines logs;
   auto sink = std::make_shared<TestSink>();
   sink->set_default(WriteResult::retry_later("store down"));
 
@@ -531,16 +495,21 @@ BOOST_AUTO_TEST_CASE(spool_disk_full_is_a_counted_drop_and_recovers_when_space_r
   (void)batcher.flush(30s);
   BatcherStats s = batcher.stats();
   const uint64_t full_drops = s.dropped.spool_full + s.dropped.spool_error;
+  const std::vector<LogLines::Line> dropped = logs.any_level("DROPPED");
   BOOST_TEST_MESSAGE("disk full: enqueued " << enqueued << ", spooled " << s.spooled << ", dropped spool_error "
                      << s.dropped.spool_error << ", spool_full " << s.dropped.spool_full << "; first error: "
-                     << logs.first("DROPPED"));
+                     << (dropped.empty() ? "" : dropped.front().text));
   BOOST_TEST(full_drops > 0u);
   BOOST_TEST(s.spooled + full_drops == enqueued);
-  // A clear error at error level, naming the cause.
-  BOOST_TEST(logs.first("DROPPED").rfind("error: batcher: DROPPED", 0) == 0u);
+  // A clear error at error level, naming the cause: the first line about the drop.
+  BOOST_TEST(!dropped.empty());
+  if (!dropped.empty()) {
+    BOOST_TEST((dropped.front().level == LogLevel::error));
+    BOOST_TEST(dropped.front().text.rfind("batcher: DROPPED", 0) == 0u);
+  }
   if (disk.mounted()) {
     BOOST_TEST(s.dropped.spool_error == enqueued);
-    BOOST_TEST(logs.first("DROPPED").find("No space left on device") != std::string::npos);
+    BOOST_TEST((!dropped.empty() && dropped.front().text.find("No space left on device") != std::string::npos));
   }
 
   // 2. Space returns: the spool takes batches again.
@@ -634,7 +603,7 @@ BOOST_AUTO_TEST_SUITE(StuckSubscriber)
 BOOST_AUTO_TEST_CASE(a_stuck_dashboard_does_not_slow_persistence_and_its_drops_are_counted) {
   TempDir dir("fault-stuck");
   const std::string db = dir.sub("store.db");
-  LogCapture logs;
+  LogLines logs;
   node::NodeOptions o = outage_node_options("fault-stuck", "sqlite:" + db, dir.sub("spool"));
   node::Node node(o);
 
@@ -668,12 +637,12 @@ BOOST_AUTO_TEST_CASE(a_stuck_dashboard_does_not_slow_persistence_and_its_drops_a
   BOOST_TEST_MESSAGE("stuck subscriber: " << n << " events persisted in " << persist_s << " s; the stuck one received "
                      << st.received << ", delivered " << st.delivered << ", dropped_oldest " << st.dropped_oldest
                      << ", pending " << st.pending_depth << ", slow " << st.slow << "; slow reports "
-                     << logs.count("'stuck-dashboard' is slow"));
+                     << logs.any_level("'stuck-dashboard' is slow").size());
   BOOST_TEST(st.slow);
   BOOST_TEST(st.dropped_oldest > 0u);
   BOOST_TEST(st.received == n);
-  BOOST_TEST(logs.count("'stuck-dashboard' is slow") == 1u);  // reported once, not per drop
-  BOOST_TEST(logs.count("'healthy' is slow") == 0u);
+  BOOST_TEST(logs.any_level("'stuck-dashboard' is slow").size() == 1u);  // reported once, not per drop
+  BOOST_TEST(logs.any_level("'healthy' is slow").size() == 0u);
   BOOST_TEST(healthy.size() == n);
 
   // Once it runs again, everything it received is delivered or counted as dropped.

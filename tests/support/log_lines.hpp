@@ -5,7 +5,6 @@
 #include <mutex>
 #include <string>
 #include <string_view>
-#include <utility>
 #include <vector>
 
 #include "reqbus/log.hpp"
@@ -24,6 +23,12 @@ class LogLines {
   LogLines(const LogLines&) = delete;
   LogLines& operator=(const LogLines&) = delete;
 
+  // One captured line and the level it was logged at.
+  struct Line {
+    LogLevel level;
+    std::string text;
+  };
+
   // Lines of `level` containing `part`.
   std::vector<std::string> with(LogLevel level, std::string_view part) {
     std::lock_guard lock(mu_);
@@ -33,9 +38,20 @@ class LogLines {
     return out;
   }
 
+  // Lines of any level containing `part` (every line when `part` is empty), in the order they
+  // were logged, each with its level: for a test that does not care at which level a line
+  // came, or that checks the level of the first one.
+  std::vector<Line> any_level(std::string_view part) {
+    std::lock_guard lock(mu_);
+    std::vector<Line> out;
+    for (const Line& line : lines_)
+      if (line.text.find(part) != std::string::npos) out.push_back(line);
+    return out;
+  }
+
  private:
   std::mutex mu_;
-  std::vector<std::pair<LogLevel, std::string>> lines_;
+  std::vector<Line> lines_;
 };
 
 }  // namespace reqbus::test
