@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -187,6 +188,151 @@ std::string read_small_file(const std::string& path, size_t max, std::string& ou
   return error;
 }
 
+// Which key a line of a TOML document belongs to, for toml++'s parse errors, which name only
+// the line and column ("'99999999999999999999' is not representable in 64 bits" could be any
+// key). Reads the lines above the error as TOML (toml++ got past them, so they are valid): the
+// last [table] header (or [[array]] header), and whether a value (an array, a multi-line string)
+// is still open. The error's line belongs to that open value's key, or to its own if it is a
+// `key = ...` line (a bare, quoted or dotted key); else to none.
+class TomlLineKeys {
+ public:
+  // The key with its table ("batcher.flush_at", `bus."odd key"`) of 1-based `line` of `text`;
+  // "" when that line is a header, blank, a comment, past the end or not TOML. Cut to kMaxKey
+  // bytes and "...", control characters replaced by '?': it goes into a one-line error.
+  static std::string of(std::string_view text, size_t line) {
+    if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);  // a BOM
+    TomlLineKeys keys;
+    size_t pos = 0;
+    for (size_t n = 1; n <= line && pos <= text.size(); ++n) {
+      const size_t eol = text.find('\n', pos);
+      std::string_view l = text.substr(pos, eol == std::string_view::npos ? std::string_view::npos : eol - pos);
+      pos = eol == std::string_view::npos ? text.size() + 1 : eol + 1;
+      if (!l.empty() && l.back() == '\r') l.remove_suffix(1);  // CRLF
+      if (n < line) {
+        keys.scan(l);
+        continue;
+      }
+      if (keys.open()) return keys.qualified(keys.key_);
+      std::string key;
+      return key_equals(l, key) == std::string_view::npos ? std::string() : keys.qualified(key);
+    }
+    return {};
+  }
+
+ private:
+  static constexpr size_t kMaxKey = 100;
+  std::string table_;  // the last header's key, as written without blanks ("bus", "a.\"b c\"")
+  std::string key_;    // the key of the last `key = ...` line, whose value may still be open
+  int depth_ = 0;      // [ and { open in that value
+  char multi_ = 0;     // '"' or '\'' inside a multi-line string
+
+  bool open() const { return depth_ > 0 || multi_ != 0; }
+
+  static size_t skip_blanks(std::string_view l, size_t i) {
+    while (i < l.size() && (l[i] == ' ' || l[i] == '\t')) ++i;
+    return i;
+  }
+  // The index after the one-line string starting at l[i] (a quote); npos when the line ends first.
+  static size_t string_end(std::string_view l, size_t i) {
+    const char q = l[i];
+    for (size_t j = i + 1; j < l.size(); ++j) {
+      if (q == '"' && l[j] == '\\') ++j;
+      else if (l[j] == q) return j + 1;
+    }
+    return std::string_view::npos;
+  }
+  // A key at l[i]: segments bare or quoted, joined by dots with blanks around them; written into
+  // `out` without those blanks. The index after it, or npos when there is none.
+  static size_t parse_key(std::string_view l, size_t i, std::string& out) {
+    out.clear();
+    for (;;) {
+      i = skip_blanks(l, i);
+      if (i >= l.size()) return std::string_view::npos;
+      size_t end = i;
+      if (l[i] == '"' || l[i] == '\'') {
+        end = string_end(l, i);
+        if (end == std::string_view::npos) return end;
+      } else {
+        while (end < l.size() && (std::isalnum(static_cast<unsigned char>(l[end])) || l[end] == '_' || l[end] == '-')) ++end;
+        if (end == i) return std::string_view::npos;
+      }
+      out.append(l.substr(i, end - i));
+      i = skip_blanks(l, end);
+      if (i >= l.size() || l[i] != '.') return i;
+      out += '.';
+      ++i;
+    }
+  }
+  // A `key = ...` line: its key, and the index after the '='; npos when it is not one.
+  static size_t key_equals(std::string_view l, std::string& key) {
+    const size_t i = parse_key(l, 0, key);
+    return i != std::string_view::npos && i < l.size() && l[i] == '=' ? i + 1 : std::string_view::npos;
+  }
+
+  std::string qualified(const std::string& key) const {
+    std::string q = table_.empty() ? key : table_ + "." + key;
+    if (q.size() > kMaxKey) {
+      size_t cut = kMaxKey;
+      while (cut > 0 && (static_cast<unsigned char>(q[cut]) & 0xC0) == 0x80) --cut;  // not inside a UTF-8 character
+      q = q.substr(0, cut) + "...";
+    }
+    for (char& c : q)
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+    return q;
+  }
+
+  // A line above the error's.
+  void scan(std::string_view l) {
+    size_t i = 0;
+    if (!open()) {
+      i = skip_blanks(l, 0);
+      if (i >= l.size() || l[i] == '#') return;
+      if (l[i] == '[') {  // [table] or [[array]]
+        const size_t name = i + 1 < l.size() && l[i + 1] == '[' ? i + 2 : i + 1;
+        if (parse_key(l, name, table_) == std::string_view::npos) table_.clear();
+        return;
+      }
+      i = key_equals(l, key_);
+      if (i == std::string_view::npos) return;
+    }
+    scan_value(l, i);
+  }
+  // The rest of a line inside a value: strings, comments, brackets.
+  void scan_value(std::string_view l, size_t i) {
+    while (i < l.size()) {
+      if (multi_) {  // up to its closing quotes (and the up to 2 quotes the string may end with)
+        const std::string_view close = multi_ == '"' ? "\"\"\"" : "'''";
+        for (; i < l.size(); ++i) {
+          if (multi_ == '"' && l[i] == '\\') {
+            ++i;
+          } else if (l.substr(i, 3) == close) {
+            i += 3;
+            for (int extra = 0; extra < 2 && i < l.size() && l[i] == multi_; ++extra) ++i;
+            multi_ = 0;
+            break;
+          }
+        }
+        continue;
+      }
+      const char c = l[i];
+      if (c == '#') return;
+      if (c == '"' || c == '\'') {
+        if (l.substr(i, 3) == std::string_view(c == '"' ? "\"\"\"" : "'''")) {
+          multi_ = c;
+          i += 3;
+          continue;
+        }
+        i = string_end(l, i);
+        if (i == std::string_view::npos) return;
+        continue;
+      }
+      if (c == '[' || c == '{') ++depth_;
+      else if ((c == ']' || c == '}') && depth_ > 0) --depth_;
+      ++i;
+    }
+  }
+};
+
 }  // namespace
 
 std::string parse_listen(std::string_view value, std::string_view key, std::string& host, int& port) {
@@ -242,7 +388,10 @@ std::string apply_config(std::string_view text, std::string_view source_name, No
   try {
     root = toml::parse(text, source_name);
   } catch (const toml::parse_error& e) {
-    return std::string(source_name) + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description());
+    // Worded like the other errors, "FILE:LINE: KEY: what", when the line belongs to a key.
+    const std::string key = TomlLineKeys::of(text, e.source().begin.line);
+    return std::string(source_name) + ":" + std::to_string(e.source().begin.line) + ": " + (key.empty() ? "" : key + ": ") +
+           std::string(e.description());
   }
   std::string error;
   auto done = [&](Reader& r) {

@@ -271,6 +271,74 @@ BOOST_AUTO_TEST_CASE(toml_syntax_errors_name_file_and_line) {
   BOOST_TEST(e.find('\n') == std::string::npos);
 }
 
+// toml++ names only the line and column of a value it cannot read (an integer past int64): the
+// error names the key that line sets, with its table, like every other config error.
+BOOST_AUTO_TEST_CASE(a_value_toml_cannot_read_names_its_key) {
+  const std::string huge = "99999999999999999999";  // > INT64_MAX
+  const std::string e = error_of("node_id = \"a\"\n[batcher]\nbatch_size = " + huge + "\n");
+  BOOST_TEST(e.rfind("cfg.toml:3: batcher.batch_size: ", 0) == 0, e);
+  BOOST_TEST(contains(e, "'" + huge + "'"), e);  // toml++'s own description follows
+  BOOST_TEST(e.find('\n') == std::string::npos);
+  // CRLF lines, blanks, a comment and a commented header; a top-level key before any table.
+  BOOST_TEST(error_of("# [http]\r\n[ batcher ]  # the batcher\r\n\r\n  flush_at\t= " + huge + "\r\n")
+                 .rfind("cfg.toml:4: batcher.flush_at: ", 0) == 0);
+  BOOST_TEST(error_of("node_id = " + huge + "\n[bus]\n").rfind("cfg.toml:1: node_id: ", 0) == 0);
+  // Quoted and dotted keys and headers, as written (without the blanks around the dots).
+  BOOST_TEST(error_of("[bus . 'x y']\n\"odd key\" . sub = " + huge + "\n")
+                 .rfind("cfg.toml:2: bus.'x y'.\"odd key\".sub: ", 0) == 0);
+  BOOST_TEST(error_of("[[bus]]\ntcp_hwm = " + huge + "\n").rfind("cfg.toml:2: bus.tcp_hwm: ", 0) == 0);
+  // A line inside a multi-line array or string belongs to the key whose value it continues; a
+  // header inside a string or a nested array on a line of its own is no header.
+  BOOST_TEST(error_of("[bus]\npeers = [\n  \"a\",  # ]\n  [\"b\"],\n  " + huge + ",\n]\n")
+                 .rfind("cfg.toml:5: bus.peers: ", 0) == 0);
+  BOOST_TEST(error_of("[http]\ntoken = \"\"\"\n[bus]\nx = \"\"\"\nthreads = " + huge + "\n")
+                 .rfind("cfg.toml:5: http.threads: ", 0) == 0);
+  BOOST_TEST(error_of("[http]\ntoken = '''\n[bus]\n''''' # '''\nthreads = " + huge + "\n")
+                 .rfind("cfg.toml:5: http.threads: ", 0) == 0);
+  BOOST_TEST(error_of("[http]\ntoken = \"\"\"never closed\n[bus]\n").rfind("cfg.toml:", 0) == 0);
+}
+
+BOOST_AUTO_TEST_CASE(a_toml_error_on_a_line_without_a_key_names_only_the_line) {
+  // The unrelated syntax errors: a broken header, a line that is no `key = value`.
+  const std::string header = error_of("node_id = \"a\"\n[bus\nname = \"x\"\n");
+  BOOST_TEST(header.rfind("cfg.toml:2: ", 0) == 0, header);
+  BOOST_TEST(!contains(header, "node_id"), header);
+  BOOST_TEST(!contains(header, "bus:"), header);
+  BOOST_TEST(header.size() > std::string("cfg.toml:2: ").size());  // toml++'s description
+  const std::string stray = error_of("[http]\nthreads = 4\n= 5\n");
+  BOOST_TEST(stray.rfind("cfg.toml:3: ", 0) == 0, stray);
+  BOOST_TEST(!contains(stray, "http."), stray);
+  // Hostile input: a key of 100,000 bytes is cut short, control characters do not reach the
+  // line; a lone CR, a NUL, a BOM, an empty last line, and every prefix of a full config
+  // (errors at the end of the text, inside strings and arrays) give one short line each.
+  const std::string huge = "99999999999999999999";
+  const std::string long_key = error_of("[bus]\n\"" + std::string(100'000, 'k') + "\" = " + huge + "\n");
+  BOOST_TEST(long_key.rfind("cfg.toml:2: bus.\"kkk", 0) == 0);
+  BOOST_TEST(contains(long_key, "k...: "), long_key.substr(0, 300));
+  BOOST_TEST(long_key.size() < 400u, long_key.substr(0, 300));
+  const std::string escaped = error_of("[bus]\n\"a\\tb\" = " + huge + "\n");
+  BOOST_TEST(escaped.rfind("cfg.toml:2: bus.\"a\\tb\": ", 0) == 0, escaped);  // as written
+  const std::string control = error_of("[bus]\n\"a\x01" "b\" = 1\n");  // toml++ refuses the raw control character
+  BOOST_TEST(control.rfind("cfg.toml:2: bus.\"a?b\": ", 0) == 0, control);
+  for (const std::string& text : {std::string("x = 1\r"), std::string("x = 1\n\r"), std::string("x = \0", 5),
+                                  std::string("\xEF\xBB\xBFx = ") + huge, std::string("x = 1\n\n\n[") + "\n",
+                                  "[" + std::string(1 << 20, 'a')}) {
+    const std::string err = error_of(text);
+    BOOST_TEST(err.rfind("cfg.toml:", 0) == 0, err);
+    BOOST_TEST(err.find('\n') == std::string::npos, err);
+    BOOST_TEST(err.size() < 400u);
+  }
+  BOOST_TEST(error_of("\xEF\xBB\xBFx = " + huge).rfind("cfg.toml:1: x: ", 0) == 0);
+  const std::string full = kEveryKey;
+  for (size_t n = 0; n < full.size(); ++n) {
+    const std::string err = error_of(full.substr(0, n) + huge + "\n");
+    BOOST_TEST_CONTEXT("prefix " << n) {
+      BOOST_TEST(err.find('\n') == std::string::npos, err);
+      BOOST_TEST(err.size() < 400u, err);
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(the_first_error_is_reported_and_nothing_is_silently_ignored) {
   NodeOptions o;
   const std::string e = apply("store = \"none\"\n[bus]\ntcp_hwm = \"x\"\n", o);
