@@ -33,6 +33,37 @@ struct TopFlags {
   double interval_s = 1.0;
 };
 
+// Local HH:MM:SS of a unix time.
+std::string local_hms(time_t t) {
+  struct tm local {};
+  char hms[16] = "?";
+  if (::localtime_r(&t, &local)) std::strftime(hms, sizeof(hms), "%H:%M:%S", &local);
+  return hms;
+}
+
+// One line for each of the node's tcp peers and publish_to endpoints that is not connected:
+// while one is down, the cluster view lacks what comes through it.
+std::string links_down(const nlohmann::json& s) {
+  std::string out;
+  for (const char* field : {"peers", "uplinks"}) {
+    if (!s.contains(field) || !s[field].is_array()) continue;
+    for (const auto& p : s[field]) {
+      if (!p.is_object() || p.value("connected", true)) continue;
+      out += std::string("! ") + (std::string_view(field) == "peers" ? "peer " : "publish_to ") +
+             terminal_text(p.value("endpoint", std::string()), 80) + " not connected since " +
+             local_hms(time_t(p.value("since", int64_t(0))));
+      const uint64_t failures = p.value("connect_failures", uint64_t(0));
+      const std::string last = terminal_text(p.value("last_failure", std::string()), 40);
+      if (failures > 0) out += " (" + std::to_string(failures) + " failed attempts, last: " + last + ")";
+      else if (!last.empty()) out += " (" + last + ")";
+      if (const uint64_t unsent = p.value("events_unsent", uint64_t(0)); unsent > 0)
+        out += "; " + std::to_string(unsent) + " events not sent to it";
+      out += "\n";
+    }
+  }
+  return out;
+}
+
 void render(const nlohmann::json& s, bool tty) {
   std::string out;
   if (tty) out += "\x1b[H\x1b[2J";
@@ -50,11 +81,12 @@ void render(const nlohmann::json& s, bool tty) {
                 s.value("node", std::string()).empty() ? " (cluster)" : (" (filter " + s.value("node", std::string()) + ")").c_str(),
                 rps, (unsigned long long)s.value("total", 0ull), (unsigned long long)s.value("dropped", 0ull));
   out += line;
-  std::snprintf(line, sizeof(line), "latency p50 %.2f  p95 %.2f  p99 %.2f ms   visitors (5 min) %llu   bots %llu / humans %llu\n\n",
+  std::snprintf(line, sizeof(line), "latency p50 %.2f  p95 %.2f  p99 %.2f ms   visitors (5 min) %llu   bots %llu / humans %llu\n",
                 lat.value("p50", 0.0), lat.value("p95", 0.0), lat.value("p99", 0.0),
                 (unsigned long long)s.value("visitors_active", 0ull), (unsigned long long)s.value("bots", 0ull),
                 (unsigned long long)s.value("humans", 0ull));
   out += line;
+  out += links_down(s) + "\n";
   out += "status codes: ";
   const nlohmann::json empty = nlohmann::json::object();
   const nlohmann::json& status = s.contains("status") ? s["status"] : empty;
@@ -110,13 +142,7 @@ struct Outage {
 // a terminal that clears the screen (redrawn at every try), else printed once per outage, so that
 // a log of `top > file` does not get the same line every --interval.
 void show_outage(Outage& outage, const std::string& reason, double interval_s, bool tty) {
-  if (outage.since.empty()) {
-    const time_t now = ::time(nullptr);
-    struct tm local {};
-    char hms[16] = "?";
-    if (::localtime_r(&now, &local)) std::strftime(hms, sizeof(hms), "%H:%M:%S", &local);
-    outage.since = hms;
-  }
+  if (outage.since.empty()) outage.since = local_hms(::time(nullptr));
   if (outage.shown && !tty) return;
   outage.shown = true;
   std::printf("%sreqbus top — node unreachable since %s (%s); retrying every %g s\n", tty ? "\x1b[H\x1b[2J" : "",

@@ -146,12 +146,17 @@ Bus::Impl::Impl(BusOptions opts)
   // The ZAP handler must be bound before the CURVE server socket: without one libzmq admits everybody.
   if (curve && !options.bind.empty())
     zap_ = std::make_unique<detail::ZapHandler>(context_, options.curve_allowed_clients, "bus '" + options.name + "'");
+  auto health = [this](const std::vector<detail::PeerEndpoint>& list, const char* noun) {
+    std::vector<std::string> endpoints;
+    for (const auto& peer : list) endpoints.push_back(peer.endpoint);
+    return std::make_unique<detail::PeerHealth>(endpoints, "bus '" + options.name + "': " + noun,
+                                                options.peer_unreachable_after, options.peer_unreachable_repeat,
+                                                options.peer_connect_timeout);
+  };
+  if (!uplinks.empty()) uplink_health_ = health(uplinks, "publish_to");
   start_thread(publisher_, publisher_done_, &Impl::publisher_main, "rb-publisher");
   if (!remote_endpoint_.empty()) {
-    std::vector<std::string> endpoints;
-    for (const auto& peer : peers) endpoints.push_back(peer.endpoint);
-    peer_health_ = std::make_unique<detail::PeerHealth>(endpoints, "bus '" + options.name + "'", options.peer_unreachable_after,
-                                                        options.peer_unreachable_repeat, options.peer_connect_timeout);
+    peer_health_ = health(peers, "peer");
     try {
       start_thread(receiver_, receiver_done_, &Impl::receiver_main, "rb-receiver");
     } catch (...) {
@@ -337,6 +342,7 @@ BusStats Bus::Impl::stats() const {
   s.duplicate_node_id_frames = duplicate_node_id_frames_.load();
   for (size_t i = 0; i < malformed_.size(); ++i) s.malformed[i] = malformed_[i].load();
   if (peer_health_) s.peers = peer_health_->snapshot();
+  if (uplink_health_) s.uplinks = uplink_health_->snapshot();
   std::lock_guard lock(subs_mu_);
   prune_finished();
   for (const auto& sub : subscribers_) s.subscriptions.push_back(sub->stats());

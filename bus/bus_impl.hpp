@@ -15,6 +15,7 @@
 #include "bus/frame_queue.hpp"
 #include "bus/curve.hpp"
 #include "bus/peer_health.hpp"
+#include "bus/peer_links.hpp"
 #include "bus/ready_board.hpp"
 #include "bus/subscriber.hpp"
 #include "reqbus/bus.hpp"
@@ -46,9 +47,10 @@ class Bus::Impl {
   // publisher.cpp
   void publisher_main(std::promise<void> started);
   // Sends each frame (header written into its room) to the local XPUB and, for cluster
-  // scope, to the tcp PUB and uplinks; empties `frames`.
+  // scope, to the tcp PUB and the uplink (counting there what a down endpoint misses);
+  // empties `frames`.
   void publish_frames(std::vector<std::unique_ptr<detail::FrameBuffer>>& frames, zmq::socket_t& local,
-                      zmq::socket_t* tcp, zmq::socket_t* uplink);
+                      zmq::socket_t* tcp, zmq::socket_t* uplink, std::optional<detail::PeerLinks>& uplink_links);
   // The local side of the bus (publisher's and receiver's): XPUB_NODROP, inproc_hwm, bound.
   void make_lossless_xpub(std::optional<zmq::socket_t>& socket, const std::string& endpoint);
   // Sends on a socket made by make_lossless_xpub, waiting while a subscriber's pipe is full.
@@ -87,6 +89,8 @@ class Bus::Impl {
   // Each peer's connection state: fed by the receiver thread's socket monitor, read by stats().
   // Null without peers; made before the receiver starts.
   std::unique_ptr<detail::PeerHealth> peer_health_;
+  // The same for publish_to, fed by the publisher thread. Null without publish_to.
+  std::unique_ptr<detail::PeerHealth> uplink_health_;
 
   // Publisher-thread state.
   std::unordered_map<std::string, uint64_t> channel_seq_;  // envelope key -> next seq

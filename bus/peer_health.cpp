@@ -126,7 +126,7 @@ void PeerHealth::on_event(uint16_t event, std::string_view endpoint) {
       case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
         if (!p.stats.connected) {
           if (p.warned)
-            line = owner_ + ": peer " + p.stats.endpoint + " connected after " + seconds(now - p.since) +
+            line = owner_ + " " + p.stats.endpoint + " connected after " + seconds(now - p.since) +
                    " unreachable" + (p.run_count > 0 ? " (" + p.run_reason + " x" + std::to_string(p.run_count) + ")" : "");
           p.stats.connected = true;
           p.stats.since_unix_us = clock_->unix_us();
@@ -187,13 +187,18 @@ void PeerHealth::tick() {
       // An attempt still open and no failure yet: nothing has answered, as with a timeout.
       static const std::string kNoAnswer = "connection timed out";
       const std::string& reason = p.run_count == 0 && p.attempt_open ? kNoAnswer : p.run_reason;
-      lines.push_back(owner_ + ": peer " + p.stats.endpoint + (p.warned ? " still" : "") + " unreachable for " +
+      lines.push_back(owner_ + " " + p.stats.endpoint + (p.warned ? " still" : "") + " unreachable for " +
                       seconds(now - p.since) + " (" + why(p, now) + "); " + hint(reason, p.handshaking));
       p.warned = true;
       p.next_reminder = now + repeat_;
     }
   }
   for (const auto& line : lines) log_limit_.log(LogLevel::warn, line);
+}
+
+void PeerHealth::add_unsent(std::string_view endpoint, uint64_t events) {
+  std::lock_guard lock(mu_);
+  if (Peer* p = find(endpoint)) p->stats.events_unsent += events;
 }
 
 std::vector<PeerStats> PeerHealth::snapshot() const {

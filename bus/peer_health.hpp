@@ -33,7 +33,8 @@ namespace reqbus::detail {
 class PeerHealth {
  public:
   // `endpoints`: the configured peers ("tcp://host:port"; a repeated one is tracked once).
-  // `owner` starts every log line ("bus 'reqbus'"). All peers start down, since now.
+  // `owner` starts every log line, before the endpoint ("bus 'reqbus': peer"). All peers start
+  // down, since now.
   // `connect_timeout`: the sockets' ZMQ_CONNECT_TIMEOUT (0 = the system's). An attempt that
   // closes within min(1 s, connect_timeout / 2) was refused; a later close timed out.
   PeerHealth(const std::vector<std::string>& endpoints, std::string owner,
@@ -47,6 +48,8 @@ class PeerHealth {
   void reconnecting(std::string_view endpoint);
   // Logs what is due (first warnings, reminders). Call often: its resolution is the caller's.
   void tick();
+  // `events` sent while `endpoint` was down (PeerStats::events_unsent).
+  void add_unsent(std::string_view endpoint, uint64_t events);
 
   std::vector<PeerStats> snapshot() const;
 

@@ -8,6 +8,7 @@
 
 #include "bus/bus_impl.hpp"
 #include "bus/frame.hpp"
+#include "bus/peer_links.hpp"
 #include "bus/tsan.hpp"
 
 namespace reqbus {
@@ -19,6 +20,8 @@ constexpr auto kSpinFor = std::chrono::milliseconds(1);  // polling a full pipe 
 // Frames taken from the queue at a time: at most 4 x max_events_per_frame events (2,048 by
 // default) sit outside the queue's bounds while the publisher waits on a slow subscriber.
 constexpr size_t kFramesPerPop = 4;
+// How often the publish_to endpoints' monitor is read (PeerLinks::service), between frames.
+constexpr auto kServiceEvery = std::chrono::milliseconds(100);
 
 // The frame's bytes from `begin` become the message; ZeroMQ's release returns the buffer to the
 // pool it came from (on whichever thread lets go of the message last).
@@ -46,6 +49,7 @@ zmq::message_t to_message(std::unique_ptr<detail::FrameBuffer> frame, size_t beg
 
 void Bus::Impl::publisher_main(std::promise<void> started) {
   std::optional<zmq::socket_t> local, tcp, uplink;
+  std::optional<detail::PeerLinks> uplink_links;
   try {
     make_lossless_xpub(local, local_endpoint_);
     if (!options.bind.empty()) {
@@ -63,10 +67,9 @@ void Bus::Impl::publisher_main(std::promise<void> started) {
       uplink->set(zmq::sockopt::reconnect_ivl, 100);
       uplink->set(zmq::sockopt::reconnect_ivl_max, 5000);
       uplink->set(zmq::sockopt::connect_timeout, int(options.peer_connect_timeout.count()));
-      for (const auto& u : uplinks) {
-        if (curve) detail::make_curve_client(*uplink, keys, u.server_key);
-        uplink->connect(u.endpoint);
-      }
+      uplink_links.emplace(context_, *uplink, uplinks, curve ? &keys : nullptr, local_endpoint_ + "-uplink-monitor",
+                           *uplink_health_, "bus '" + options.name + "'", "publish_to",
+                           detail::PeerLinks::Counters{&handshake_failures_, &peer_disconnects_}, bad_input_log_);
     }
     started.set_value();
   } catch (...) {
@@ -75,15 +78,18 @@ void Bus::Impl::publisher_main(std::promise<void> started) {
   }
 
   std::vector<std::unique_ptr<detail::FrameBuffer>> frames;
+  auto next_service = std::chrono::steady_clock::now();
   while (!abort_.load(std::memory_order_relaxed)) {
     const size_t n = queue_.pop(frames, kFramesPerPop, std::chrono::steady_clock::now() + kIdleWait);
     drain_subscriptions(*local);
-    if (n > 0) {
-      publish_frames(frames, *local, tcp ? &*tcp : nullptr, uplink ? &*uplink : nullptr);
-    } else if (queue_.closed_and_empty()) {
-      break;
+    if (n > 0) publish_frames(frames, *local, tcp ? &*tcp : nullptr, uplink_links ? &*uplink : nullptr, uplink_links);
+    if (uplink_links && std::chrono::steady_clock::now() >= next_service) {
+      uplink_links->service();
+      next_service = std::chrono::steady_clock::now() + kServiceEvery;
     }
+    if (n == 0 && queue_.closed_and_empty()) break;
   }
+  if (uplink_links) uplink_links->service();  // what was sent while an uplink was down
   // What the deadline left behind is dropped, and counted.
   dropped_close_deadline_ += queue_.clear();
   zmq::message_t key(detail::kCloseKey.data(), detail::kCloseKey.size()), body;
@@ -91,7 +97,7 @@ void Bus::Impl::publisher_main(std::promise<void> started) {
 }
 
 void Bus::Impl::publish_frames(std::vector<std::unique_ptr<detail::FrameBuffer>>& frames, zmq::socket_t& local,
-                                zmq::socket_t* tcp, zmq::socket_t* uplink) {
+                                zmq::socket_t* tcp, zmq::socket_t* uplink, std::optional<detail::PeerLinks>& uplink_links) {
   std::string header, key;
   for (size_t i = 0; i < frames.size(); ++i) {
     detail::FrameBuffer& f = *frames[i];
@@ -115,6 +121,7 @@ void Bus::Impl::publish_frames(std::vector<std::unique_ptr<detail::FrameBuffer>>
       tcp_body.copy(body);  // shares the buffer (reference counted)
       out->send(tcp_key, zmq::send_flags::sndmore);
       out->send(tcp_body, zmq::send_flags::none);
+      if (out == uplink) uplink_links->sent(count);
     }
     if (send_blocking(local, key_msg, body)) {
       frames_sent_.fetch_add(1, std::memory_order_relaxed);

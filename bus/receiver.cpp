@@ -12,21 +12,11 @@
 #include "bus/bus_impl.hpp"
 #include "bus/frame.hpp"
 #include "bus/gap_tracker.hpp"
+#include "bus/peer_links.hpp"
 #include "bus/skip_notice.hpp"
 
 namespace reqbus {
 namespace {
-
-// The connect-side events feed PeerHealth (peer_health.hpp: what libzmq reports when).
-constexpr int kMonitoredEvents = ZMQ_EVENT_CONNECT_DELAYED | ZMQ_EVENT_CONNECTED | ZMQ_EVENT_CLOSED |
-                                 ZMQ_EVENT_CONNECT_RETRIED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
-                                 ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                                 ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
-
-bool handshake_failed(uint16_t event) {
-  return event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL || event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
-         event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
-}
 
 // Writes `text` to `path` atomically (temp file + rename): a crash leaves the old or the new file.
 bool write_state(const std::string& path, const std::string& text) {
@@ -39,23 +29,11 @@ bool write_state(const std::string& path, const std::string& text) {
   return std::rename(tmp.c_str(), path.c_str()) == 0;
 }
 
-// Our own reconnects (below) back off like ZeroMQ's: immediately after a first disconnect, then
-// 100 ms doubling to 5 s while the peer keeps dropping us before a handshake succeeds (a peer
-// that refuses our key, or keeps closing on a protocol error), so a refused node does not spin.
-struct Reconnect {
-  std::chrono::steady_clock::time_point next_allowed{};
-  std::chrono::milliseconds backoff{100};
-  bool pending = false;
-  // The handshake failure was logged: the next ones are counted (handshake_failures, the
-  // peer's connect_failures) and repeated by PeerHealth's unreachable warnings, not logged
-  // each (~6 lines in the first seconds of a wrong key). Reset by a handshake that succeeds.
-  bool handshake_failure_logged = false;
-};
-
 }  // namespace
 
 void Bus::Impl::receiver_main(std::promise<void> started) {
-  std::optional<zmq::socket_t> peers, remote, monitor;
+  std::optional<zmq::socket_t> peers, remote;
+  std::optional<detail::PeerLinks> links;
   try {
     peers.emplace(context_, zmq::socket_type::sub);
     // ZeroMQ's own limit is the hard stop (it disconnects the peer); below it we drop and count.
@@ -66,15 +44,9 @@ void Bus::Impl::receiver_main(std::promise<void> started) {
     peers->set(zmq::sockopt::reconnect_ivl_max, 5000);  // backoff when a peer stays down
     peers->set(zmq::sockopt::connect_timeout, int(options.peer_connect_timeout.count()));
     peers->set(zmq::sockopt::subscribe, "");
-    const std::string monitor_endpoint = remote_endpoint_ + "-monitor";
-    if (zmq_socket_monitor(peers->handle(), monitor_endpoint.c_str(), kMonitoredEvents) != 0)
-      throw zmq::error_t();
-    monitor.emplace(context_, zmq::socket_type::pair);
-    monitor->connect(monitor_endpoint);
-    for (const auto& peer : this->peers) {
-      if (curve) detail::make_curve_client(*peers, keys, peer.server_key);
-      peers->connect(peer.endpoint);
-    }
+    links.emplace(context_, *peers, this->peers, curve ? &keys : nullptr, remote_endpoint_ + "-monitor", *peer_health_,
+                  "bus '" + options.name + "'", "peers",
+                  detail::PeerLinks::Counters{&handshake_failures_, &peer_disconnects_}, bad_input_log_);
 
     make_lossless_xpub(remote, remote_endpoint_);
     started.set_value();
@@ -98,7 +70,6 @@ void Bus::Impl::receiver_main(std::promise<void> started) {
       log(LogLevel::warn, "bus '" + options.name + "': ignored a malformed " + options.peer_state_file);
     }
   }
-  std::unordered_map<std::string, Reconnect> reconnects;  // by endpoint
   auto next_state_save = std::chrono::steady_clock::now() + options.peer_state_interval;
   bool state_dirty = false;
   auto save_state = [&] {
@@ -141,75 +112,14 @@ void Bus::Impl::receiver_main(std::promise<void> started) {
   while (!receiver_stop_.load() && !abort_.load()) {
     zmq::pollitem_t items[] = {{peers->handle(), 0, ZMQ_POLLIN, 0},
                                {remote->handle(), 0, ZMQ_POLLIN, 0},
-                               {monitor->handle(), 0, ZMQ_POLLIN, 0}};
+                               links->monitor_item()};
     zmq::poll(items, 3, std::chrono::milliseconds(100));
     if (items[1].revents & ZMQ_POLLIN) drain_subscriptions(*remote);
     if (std::chrono::steady_clock::now() >= next_state_save) {
       save_state();
       next_state_save = std::chrono::steady_clock::now() + options.peer_state_interval;
     }
-    if (items[2].revents & ZMQ_POLLIN) {
-      zmq::message_t event;
-      uint16_t event_id = 0;
-      while (monitor->recv(event, zmq::recv_flags::dontwait)) {
-        if (event.more()) {  // the event id (uint16) and value; the last part is the endpoint
-          if (event.size() >= 2) std::memcpy(&event_id, event.data(), 2);
-          continue;
-        }
-        const std::string endpoint = event.to_string();
-        peer_health_->on_event(event_id, endpoint);
-        if (event_id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
-          reconnects[endpoint].backoff = std::chrono::milliseconds(100);
-          reconnects[endpoint].handshake_failure_logged = false;
-          continue;
-        }
-        if (event_id != ZMQ_EVENT_DISCONNECTED && !handshake_failed(event_id)) continue;  // PeerHealth's only
-        const bool our_peer = std::any_of(this->peers.begin(), this->peers.end(),
-                                          [&](const detail::PeerEndpoint& p) { return p.endpoint == endpoint; });
-        if (event_id != ZMQ_EVENT_DISCONNECTED) {  // a failed CURVE handshake: wrong key or refused
-          handshake_failures_.fetch_add(1, std::memory_order_relaxed);
-          if (!std::exchange(reconnects[endpoint].handshake_failure_logged, true))
-            bad_input_log_.log(LogLevel::warn, "bus '" + options.name + "': " +
-                                                 (curve ? "CURVE handshake with " + endpoint +
-                                                              " failed (wrong server key in peers, or our key is not on its allow-list)"
-                                                        : "ZeroMQ handshake with " + endpoint +
-                                                              " failed (is it a reqbus bus endpoint, without CURVE?)"));
-          // libzmq reconnects on its own every ~140 ms after a failed handshake, whatever
-          // reconnect_ivl_max says (~7 failures a second for as long as it ran): take the
-          // endpoint from it, and reconnect below with our backoff.
-          if (our_peer) {
-            peer_health_->reconnecting(endpoint);
-            try {
-              peers->disconnect(endpoint);
-            } catch (const zmq::error_t&) {  // already gone
-            }
-            reconnects[endpoint].pending = true;
-          }
-          continue;
-        }
-        peer_disconnects_.fetch_add(1, std::memory_order_relaxed);
-        // After a protocol error (a frame past ZMQ_MAXMSGSIZE) libzmq ends the session for
-        // good instead of reconnecting: reconnect ourselves, or the peer is lost forever.
-        if (!our_peer) continue;
-        reconnects[endpoint].pending = true;
-      }
-    }
-    peer_health_->tick();
-    const auto now = std::chrono::steady_clock::now();
-    for (const auto& peer : this->peers) {
-      Reconnect& r = reconnects[peer.endpoint];
-      if (!r.pending || now < r.next_allowed) continue;
-      r.pending = false;
-      r.next_allowed = now + r.backoff;
-      r.backoff = std::min(r.backoff * 2, std::chrono::milliseconds(5000));
-      peer_health_->reconnecting(peer.endpoint);
-      try {
-        peers->disconnect(peer.endpoint);
-      } catch (const zmq::error_t&) {  // already gone: nothing to undo
-      }
-      if (curve) detail::make_curve_client(*peers, keys, peer.server_key);
-      peers->connect(peer.endpoint);
-    }
+    links->service();
     if (!(items[0].revents & ZMQ_POLLIN)) continue;
 
     for (int burst = 0; burst < 256; ++burst) {
@@ -277,7 +187,6 @@ void Bus::Impl::receiver_main(std::promise<void> started) {
   save_state();
   zmq::message_t key(detail::kCloseKey.data(), detail::kCloseKey.size()), body;
   if (!abort_.load()) send_blocking(*remote, key, body);
-  zmq_socket_monitor(peers->handle(), nullptr, 0);
 }
 
 }  // namespace reqbus

@@ -291,14 +291,21 @@ nlohmann::json Node::stats_json(const std::string& node_filter) const {
   j["published"] = b.published;
   j["dropped"] = dropped + (impl_->batcher ? impl_->batcher->stats().dropped.total() : 0);
   j["gaps"] = gaps;
-  nlohmann::json peers = nlohmann::json::array();  // this node's tcp peers, whatever the filter
-  for (const PeerStats& p : b.peers)
-    peers.push_back({{"endpoint", p.endpoint},
+  // This node's tcp peers and publish_to endpoints, whatever the filter.
+  auto links = [](const std::vector<PeerStats>& list, bool uplinks) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const PeerStats& p : list) {
+      out.push_back({{"endpoint", p.endpoint},
                      {"connected", p.connected},
                      {"since", p.since_unix_us / 1'000'000},  // unix seconds, as "now"
                      {"connect_failures", p.connect_failures},
                      {"last_failure", p.last_failure}});
-  j["peers"] = std::move(peers);
+      if (uplinks) out.back()["events_unsent"] = p.events_unsent;
+    }
+    return out;
+  };
+  j["peers"] = links(b.peers, false);
+  j["uplinks"] = links(b.uplinks, true);
   if (impl_->batcher) {
     const BatcherStats s = impl_->batcher->stats();
     j["persisted"] = s.delivered + s.replayed;
@@ -350,15 +357,21 @@ std::string Node::metrics() const {
   w.counter("reqbus_bus_remote_gap_resyncs_total", "Peer frames more than 2^32 events ahead, taken as a new numbering.", double(b.remote_gap_resyncs));
   w.counter("reqbus_bus_peer_channels_forgotten_total", "Peer channels the gap tracker forgot to stay within its bound.", double(b.peer_channels_forgotten));
   w.counter("reqbus_bus_remote_rejected_events_total", "Events in frames from peers that were rejected (counted once, not as gaps).", double(b.remote_rejected_events));
-  w.counter("reqbus_bus_peer_disconnects_total", "Peer connections closed.", double(b.peer_disconnects));
+  w.counter("reqbus_bus_peer_disconnects_total", "Connections to peers and publish_to endpoints that closed.", double(b.peer_disconnects));
   w.counter("reqbus_bus_auth_refused_total", "Clients refused by the CURVE allow-list (ZAP) at bind.", double(b.auth_refused));
-  w.counter("reqbus_bus_handshake_failures_total", "Connections to peers that failed the CURVE handshake.", double(b.handshake_failures));
+  w.counter("reqbus_bus_handshake_failures_total", "Connections to peers and publish_to endpoints that failed the handshake (CURVE).", double(b.handshake_failures));
   w.counter("reqbus_bus_echoes_ignored_total", "Frames of this node's own that came back (through a forwarder), ignored.", double(b.echoes_ignored));
   w.counter("reqbus_bus_duplicate_node_id_frames_total", "Frames from another node using this node's node id (ids must be unique), ignored.", double(b.duplicate_node_id_frames));
   w.header("reqbus_bus_peer_up", "1 while the connection to a peer (bus.peers) is up, handshake done; 0 while it is not.", "gauge");
   for (const auto& p : b.peers) w.sample("reqbus_bus_peer_up", "peer", p.endpoint, p.connected ? 1.0 : 0.0);
   w.header("reqbus_bus_peer_connect_failures_total", "Failed connection attempts to a peer: refused, timed out, address not resolved, handshake failed.", "counter");
   for (const auto& p : b.peers) w.sample("reqbus_bus_peer_connect_failures_total", "peer", p.endpoint, double(p.connect_failures));
+  w.header("reqbus_bus_uplink_up", "1 while the connection to a publish_to endpoint is up, handshake done; 0 while it is not.", "gauge");
+  for (const auto& p : b.uplinks) w.sample("reqbus_bus_uplink_up", "uplink", p.endpoint, p.connected ? 1.0 : 0.0);
+  w.header("reqbus_bus_uplink_connect_failures_total", "Failed connection attempts to a publish_to endpoint.", "counter");
+  for (const auto& p : b.uplinks) w.sample("reqbus_bus_uplink_connect_failures_total", "uplink", p.endpoint, double(p.connect_failures));
+  w.header("reqbus_bus_uplink_unsent_events_total", "Cluster events published while a publish_to endpoint was down (ZeroMQ's PUB drops them for it).", "counter");
+  for (const auto& p : b.uplinks) w.sample("reqbus_bus_uplink_unsent_events_total", "uplink", p.endpoint, double(p.events_unsent));
   w.header("reqbus_bus_malformed_total", "Frames from peers dropped as malformed, by reason.", "counter");
   for (size_t i = 0; i < b.malformed.size(); ++i)
     w.sample("reqbus_bus_malformed_total", "reason", codec::to_string(codec::DecodeError(i)), double(b.malformed[i]));

@@ -1,7 +1,8 @@
 // A peer's connection state (BusStats::peers) and the "peer unreachable" log lines: PeerHealth
 // driven with monitor events and a ManualClock (which lines, when, with what reason), then a
 // real Bus whose peer address nobody listens on (down, failures counted, warned) until a peer
-// binds it (up, logged), and goes away again (down).
+// binds it (up, logged), and goes away again (down); and the same for a publish_to endpoint,
+// with the events it missed while down.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -9,6 +10,7 @@
 
 #include <boost/test/unit_test.hpp>
 #include <zmq.h>
+#include <zmq.hpp>
 
 #include <mutex>
 #include <string>
@@ -17,6 +19,7 @@
 #include "bus/peer_health.hpp"
 #include "reqbus/bus.hpp"
 #include "reqbus/log.hpp"
+#include "tests/support/bus_fixtures.hpp"
 #include "tests/support/free_port.hpp"
 #include "tests/support/log_lines.hpp"
 #include "tests/support/poll.hpp"
@@ -32,7 +35,7 @@ const std::string kPeer = "tcp://10.0.0.99:7400";
 struct HealthFixture {
   std::shared_ptr<ManualClock> clock = std::make_shared<ManualClock>();
   LogLines logs;
-  detail::PeerHealth health{{kPeer, "tcp://10.0.0.2:7400", kPeer}, "bus 't'", 10s, 300s, 5s, clock};
+  detail::PeerHealth health{{kPeer, "tcp://10.0.0.2:7400", kPeer}, "bus 't': peer", 10s, 300s, 5s, clock};
 
   PeerStats peer(size_t i = 0) const { return health.snapshot().at(i); }
   // One refused attempt, as libzmq reports it.
@@ -271,6 +274,45 @@ BOOST_AUTO_TEST_CASE(a_peer_that_never_answers_counts_timed_out_attempts) {
   ::close(listener);
 }
 
+// A publish_to endpoint (a forwarder's frontend) is watched like a peer: down, failures
+// counted, warned about, up once something binds it; and what was published while it was down,
+// which ZeroMQ's PUB socket drops for it, is counted as events_unsent.
+BOOST_AUTO_TEST_CASE(a_publish_to_endpoint_nobody_listens_on_is_down_and_counts_what_it_missed) {
+  LogLines logs;
+  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(port_outside_ephemeral_range(SOCK_STREAM));
+  BusOptions o = plain("uplinker");
+  o.publish_to = {endpoint};
+  o.peer_unreachable_after = 200ms;
+  Bus bus(o);
+  BOOST_REQUIRE_EQUAL(bus.stats().uplinks.size(), 1u);
+  BOOST_TEST(bus.stats().peers.empty());
+  BOOST_TEST(!bus.stats().uplinks[0].connected);
+
+  const std::string warning = "bus 'peers-uplinker': publish_to " + endpoint + " unreachable for ";
+  BOOST_REQUIRE(poll_until([&] { return !logs.with(LogLevel::warn, warning).empty(); }, 3s));
+  BOOST_TEST(bus.stats().uplinks[0].connect_failures > 0u);
+  BOOST_TEST(bus.stats().uplinks[0].last_failure == "connection refused");
+  for (int i = 0; i < 100; ++i) BOOST_REQUIRE(bus.broadcast(sample_log("/down")) == PublishStatus::ok);
+  BOOST_REQUIRE(poll_until([&] { return bus.stats().uplinks[0].events_unsent == 100; }, 3s));
+
+  zmq::context_t context;
+  zmq::socket_t frontend(context, zmq::socket_type::sub);
+  frontend.set(zmq::sockopt::subscribe, "");
+  frontend.bind(endpoint);
+  BOOST_REQUIRE(poll_until([&] { return bus.stats().uplinks[0].connected; }, 5s));
+  BOOST_TEST(logs.with(LogLevel::info, "bus 'peers-uplinker': publish_to " + endpoint + " connected after ").size() == 1u);
+  // Up: frames reach the frontend (once its subscription has reached us) and none is unsent.
+  zmq::message_t part;
+  BOOST_REQUIRE(poll_until([&] {
+    BOOST_REQUIRE(bus.broadcast(sample_log("/up")) == PublishStatus::ok);
+    return frontend.recv(part, zmq::recv_flags::dontwait).has_value();
+  }, 5s));
+  BOOST_TEST(bus.stats().uplinks[0].events_unsent == 100u);
+  BOOST_TEST(bus.stats().uplinks[0].last_failure == "connection refused");
+  frontend.close();
+  BOOST_REQUIRE(poll_until([&] { return !bus.stats().uplinks[0].connected; }, 3s));
+}
+
 BOOST_AUTO_TEST_CASE(a_peer_connect_timeout_below_100_ms_is_refused) {
   for (const auto bad : {-1ms, 1ms, 99ms}) {
     BusOptions o = plain("bad");
@@ -285,6 +327,7 @@ BOOST_AUTO_TEST_CASE(a_peer_connect_timeout_below_100_ms_is_refused) {
 BOOST_AUTO_TEST_CASE(a_bus_without_peers_lists_none) {
   Bus bus(plain("alone"));
   BOOST_TEST(bus.stats().peers.empty());
+  BOOST_TEST(bus.stats().uplinks.empty());
 }
 
 BOOST_AUTO_TEST_CASE(the_grace_period_is_validated) {

@@ -21,6 +21,7 @@
 #include "node/node.hpp"
 #include "reqbus/request_log.hpp"
 #include "tests/support/chromium.hpp"
+#include "tests/support/free_port.hpp"
 #include "tests/support/spawned_process.hpp"  // require_executable
 #include "tests/support/temp_dir.hpp"
 
@@ -319,6 +320,41 @@ BOOST_FIXTURE_TEST_CASE(with_a_token_the_page_streams_only_when_opened_with_it, 
   BOOST_TEST(text(stranger, "conn") != "live");
   BOOST_TEST(text(stranger, "total") != "7");
   BOOST_TEST(!contains(stranger.html(), "/private"));
+}
+
+// A node whose one tcp peer nobody listens on: the page says so above the numbers (the
+// cluster view lacks that node's events), and stops saying so once the peer is there.
+struct UnreachablePeerFixture : DashboardFixture {
+  static inline std::string peer;
+  static reqbus::node::NodeOptions with_peer() {
+    peer = "tcp://127.0.0.1:" + std::to_string(reqbus::test::port_outside_ephemeral_range(SOCK_STREAM));
+    reqbus::node::NodeOptions o = node_options();
+    o.bus.peers = {peer};
+    o.bus.insecure_plaintext = true;
+    return o;
+  }
+  UnreachablePeerFixture() : DashboardFixture(with_peer()) {}
+};
+
+BOOST_FIXTURE_TEST_CASE(a_peer_that_is_not_connected_is_named_on_the_page, UnreachablePeerFixture) {
+  Page page(browser);
+  page.navigate(url);
+  BOOST_REQUIRE_MESSAGE(page.wait_for("document.getElementById('links').textContent.includes('failed attempts')", 20s),
+                        "the unreachable peer is not named" << diagnose(page));
+  const std::string line = text(page, "links");
+  BOOST_TEST(contains(line, "peer " + peer + " not connected since "), line);
+  BOOST_TEST(contains(line, "last: connection refused"), line);
+  BOOST_TEST(!page.evaluate("document.getElementById('links').hidden").get<bool>());
+
+  reqbus::BusOptions bo;
+  bo.name = "dashboard-peer";
+  bo.node_id = "dashboard-peer";
+  bo.bind = peer;
+  bo.insecure_plaintext = true;
+  reqbus::Bus other(bo);
+  BOOST_TEST(page.wait_for("document.getElementById('links').hidden === true", 20s),
+             "the line stayed after the peer connected" << diagnose(page));
+  BOOST_TEST(page.events("Runtime.exceptionThrown").empty(), "uncaught exceptions in the page" << diagnose(page));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

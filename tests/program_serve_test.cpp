@@ -591,4 +591,31 @@ BOOST_AUTO_TEST_CASE(top_waits_out_a_5xx_and_stops_at_a_404) {
   expect_one_line_error({"top", "--node-addr", addr, "--interval", "0.1"}, "top: cannot reach http://" + addr);
 }
 
+// top names each of the node's peers and publish_to endpoints that is not connected, one line
+// each, with what the node knows (its text made safe for the terminal), and not the ones that are.
+BOOST_AUTO_TEST_CASE(top_names_the_links_that_are_down) {
+  httplib::Server stats;
+  stats.Get("/api/stats", [&](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"({"self":"n1","total":3,
+      "peers":[{"endpoint":"tcp://10.0.0.9:7400","connected":false,"since":0,"connect_failures":7,"last_failure":"connection refused"},
+               {"endpoint":"tcp://10.0.0.8:7400","connected":true,"since":0,"connect_failures":0,"last_failure":""}],
+      "uplinks":[{"endpoint":"tcp://fwd:7401\u001b[2J","connected":false,"since":0,"connect_failures":0,"last_failure":"disconnected","events_unsent":12}]})",
+                    "application/json");
+  });
+  const int port = stats.bind_to_any_port("127.0.0.1");
+  BOOST_REQUIRE(port > 0);
+  std::thread server([&] { stats.listen_after_bind(); });
+  const Result one = run({"top", "--node-addr", "127.0.0.1:" + std::to_string(port), "--iterations", "1"});
+  stats.stop();
+  server.join();
+  BOOST_TEST_CONTEXT("stdout: " << one.out << "\nstderr: " << one.err) {
+    BOOST_REQUIRE(one.status.has_value());
+    BOOST_TEST(*one.status == 0);
+    BOOST_TEST(std::regex_search(one.out, std::regex(R"(\n! peer tcp://10\.0\.0\.9:7400 not connected since \d\d:\d\d:\d\d \(7 failed attempts, last: connection refused\)\n)")));
+    BOOST_TEST(std::regex_search(one.out, std::regex(R"(\n! publish_to tcp://fwd:7401.*not connected since \d\d:\d\d:\d\d \(disconnected\); 12 events not sent to it\n)")));
+    BOOST_TEST(!contains(one.out, "10.0.0.8"));
+    BOOST_TEST(!contains(one.out, "\x1b"));
+  }
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -54,7 +54,31 @@
     window.addEventListener("resize", () => chart.setSize({ width: Math.max(300, el.clientWidth - 10), height: 240 }));
   }
 
+  // This node's tcp peers and publish_to endpoints that are not connected, one line each: while
+  // one is down the cluster view lacks what comes through it. Hidden when all are up.
+  function renderLinks(s) {
+    const box = $("links");
+    const down = [];
+    const add = (list, noun) => (list || []).forEach((p) => { if (!p.connected) down.push([noun, p]); });
+    add(s.peers, "peer");
+    add(s.uplinks, "publish_to");
+    box.replaceChildren();
+    box.hidden = down.length === 0;
+    down.forEach(([noun, p]) => {
+      const d = new Date(p.since * 1000);
+      let text = `${noun} ${p.endpoint} not connected since ${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
+      if (p.connect_failures > 0) text += ` (${fmt(p.connect_failures)} failed attempts, last: ${p.last_failure})`;
+      else if (p.last_failure) text += ` (${p.last_failure})`;
+      if (p.events_unsent > 0) text += `; ${fmt(p.events_unsent)} events not sent to it`;
+      const line = document.createElement("div");
+      line.textContent = text;
+      line.title = text;
+      box.appendChild(line);
+    });
+  }
+
   function render(s) {
+    renderLinks(s);
     const series = s.series || [];
     const xs = [], total = [], e4 = [], e5 = [];
     series.forEach((p) => { xs.push(p[0]); total.push(p[1]); e4.push(p[2]); e5.push(p[3]); });

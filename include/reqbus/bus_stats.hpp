@@ -35,9 +35,10 @@ struct SubscriptionStats {
   bool slow = false;            // pending queue is (or was recently) full
 };
 
-// One tcp peer of this node (an entry of BusOptions::peers), as the receiver's ZeroMQ socket
-// monitor sees it. A wrong address (nothing listens, a misspelt host) shows as connected = false
-// with connect_failures growing; the Bus also logs it (BusOptions::peer_unreachable_after).
+// One tcp endpoint this node connects to (an entry of BusOptions::peers or publish_to), as the
+// socket's ZeroMQ monitor sees it. A wrong address (nothing listens, a misspelt host) shows as
+// connected = false with connect_failures growing; the Bus also logs it
+// (BusOptions::peer_unreachable_after).
 struct PeerStats {
   std::string endpoint;           // "tcp://host:port" as configured, without the "#key"
   // Up: a connection whose handshake (CURVE, or plain ZeroMQ) succeeded. Down until the first
@@ -52,6 +53,11 @@ struct PeerStats {
   // The last failure: "connection refused", "connection timed out", "address not resolved",
   // "handshake failed", or "disconnected"; "" if none yet.
   std::string last_failure;
+  // publish_to only: cluster-scope events sent while this endpoint was down, which ZeroMQ's PUB
+  // socket drops for it (the forwarder's subscribers count them as gaps, if they saw this node
+  // before). Read from the monitor's events, so a change of state counts with a few
+  // milliseconds' lag. Always 0 for peers: what we miss from them is BusStats::remote_gaps.
+  uint64_t events_unsent = 0;
 };
 
 struct BusStats {
@@ -71,9 +77,11 @@ struct BusStats {
   uint64_t remote_events = 0;
   uint64_t remote_gaps = 0;      // events missing from a peer's sequence at this node (also
                                  // a restarted peer's first events, sent before we reconnected)
-  uint64_t peer_disconnects = 0; // tcp peer connections closed (incl. ZeroMQ's size limit)
+  // Connections to peers and publish_to endpoints that closed (incl. ZeroMQ's size limit).
+  uint64_t peer_disconnects = 0;
   uint64_t auth_refused = 0;     // clients refused by the ZAP allow-list at `bind`
-  uint64_t handshake_failures = 0;  // our connections to peers that failed the CURVE handshake
+  // Our connections to peers and publish_to endpoints that failed the handshake (CURVE).
+  uint64_t handshake_failures = 0;
   uint64_t echoes_ignored = 0;   // frames of our own that came back (through a forwarder)
   // Frames with this node's node_id but another epoch than this Bus's: another node uses the
   // same id (ids must be unique). Ignored, like echoes, and logged as an error (rate-limited).
@@ -91,6 +99,8 @@ struct BusStats {
   // One entry per distinct endpoint of BusOptions::peers, in their order (empty without peers),
   // all copied at one instant (the receiver thread updates them under a lock).
   std::vector<PeerStats> peers;
+  // The same for BusOptions::publish_to (the publisher thread's monitor), with events_unsent.
+  std::vector<PeerStats> uplinks;
   // One entry per subscription. Closed subscriptions are forgotten once their counters are
   // final (handler mode: after close(); pull mode: when the Subscription is destroyed, which
   // counts what it left unread as dropped_close); their counters are summed into one last

@@ -1,0 +1,88 @@
+#pragma once
+// PeerLinks: the connections one socket makes to a list of tcp endpoints (the receiver's SUB to
+// BusOptions::peers, the publisher's PUB to BusOptions::publish_to), watched through the
+// socket's monitor. Each endpoint's state and failures go to a PeerHealth (BusStats, the
+// "unreachable" warnings); a failed handshake is counted, and logged once until one succeeds;
+// and we connect again ourselves, with backoff, where libzmq would not (after a protocol error,
+// e.g. a frame past ZMQ_MAXMSGSIZE, it ends the session for good) or would too often (every
+// ~140 ms after a failed handshake, whatever reconnect_ivl_max says).
+//
+// Thread-safety: everything from the thread that owns the socket. The PeerHealth it feeds is
+// read from any thread.
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+#include <zmq.hpp>
+
+#include "bus/curve.hpp"
+#include "bus/peer_health.hpp"
+#include "reqbus/log.hpp"
+
+namespace reqbus::detail {
+
+class PeerLinks {
+ public:
+  struct Counters {
+    std::atomic<uint64_t>* handshake_failures;  // BusStats::handshake_failures
+    std::atomic<uint64_t>* disconnects;         // BusStats::peer_disconnects
+  };
+  // `socket` must outlive this object; `keys` is null in plaintext mode. `endpoints` repeated
+  // are connected once. `owner` starts log lines ("bus 'reqbus'"), `field` names the option
+  // the endpoints come from ("peers", "publish_to"); `log` limits their rate. Starts the
+  // monitor (at `monitor_endpoint`, inproc) and connects to every endpoint. Throws zmq::error_t.
+  PeerLinks(zmq::context_t& context, zmq::socket_t& socket, const std::vector<PeerEndpoint>& endpoints,
+            const CurveKeys* keys, const std::string& monitor_endpoint, PeerHealth& health, std::string owner,
+            std::string field, Counters counters, RateLimiter& log);
+  ~PeerLinks();  // stops the monitor
+  PeerLinks(const PeerLinks&) = delete;
+  PeerLinks& operator=(const PeerLinks&) = delete;
+
+  // For zmq::poll: readable when monitor events wait.
+  zmq::pollitem_t monitor_item() { return {monitor_.handle(), 0, ZMQ_POLLIN, 0}; }
+  // Reads the monitor's events, reconnects what is due, and lets PeerHealth log what is due.
+  // Cheap when nothing happened; call at least every few hundred milliseconds.
+  void service();
+
+  // Whether every endpoint's connection is up (handshake done), as the monitor last said.
+  bool all_up() const noexcept { return up_count_ == links_.size(); }
+  // `events` were sent on the socket (ZeroMQ's PUB drops what it sends while an endpoint is
+  // down): added to each down endpoint's PeerStats::events_unsent at the next service().
+  void sent(uint64_t events) {
+    if (!all_up())
+      for (auto& l : links_)
+        if (!l.up) l.unsent += events;
+  }
+
+ private:
+  struct Link {
+    PeerEndpoint peer;
+    bool up = false;
+    uint64_t unsent = 0;  // not yet handed to PeerHealth
+    std::chrono::steady_clock::time_point next_allowed{};
+    std::chrono::milliseconds backoff{100};
+    bool pending = false;  // reconnect when next_allowed comes
+    // The handshake failure was logged: the next ones are counted and repeated by PeerHealth's
+    // warnings, not logged each (~6 lines in the first seconds of a wrong key).
+    bool handshake_failure_logged = false;
+  };
+
+  Link* find(const std::string& endpoint);
+  void on_event(uint16_t event, const std::string& endpoint);
+  void connect(const Link& link);
+  void set_up(Link& link, bool up);
+
+  zmq::socket_t& socket_;
+  const CurveKeys* const keys_;
+  PeerHealth& health_;
+  const std::string owner_, field_;
+  const Counters counters_;
+  RateLimiter& log_;
+  std::vector<Link> links_;
+  size_t up_count_ = 0;
+  zmq::socket_t monitor_;
+};
+
+}  // namespace reqbus::detail
