@@ -19,6 +19,7 @@ Run add_tail(CLI::App& app);
 Run add_top(CLI::App& app);
 Run add_keygen(CLI::App& app);
 Run add_forward(CLI::App& app);
+Run add_recount(CLI::App& app);
 
 // Blocks SIGINT and SIGTERM in the calling thread and in every thread it starts afterwards,
 // so that wait_for_signal() can take them synchronously. Call first thing in main().

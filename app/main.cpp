@@ -97,6 +97,7 @@ int main(int argc, char** argv) {
   add("keygen", "Print a new CURVE key pair for a node (docs/CLUSTER.md)", add_keygen);
   add("forward", "Run a forwarder: nodes publish to and subscribe at one endpoint instead of a full mesh", add_forward);
   add("top", "Terminal dashboard of a node: requests/s, status codes, latency, top paths", add_top);
+  add("recount", "Set a store's daily counters from its stored rows (after a crash lost some counts)", add_recount);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,4 +1,5 @@
 #include "node/node.hpp"
+#include "node/daily_counters.hpp"
 
 #include <cstdint>
 #include <cstdio>
@@ -20,20 +21,6 @@
 
 namespace reqbus::node {
 namespace {
-
-std::string day_of(int64_t unix_us) {
-  const int64_t days = unix_us / 86400000000LL;
-  // civil_from_days (Howard Hinnant)
-  const int64_t z = days + 719468, era = (z >= 0 ? z : z - 146096) / 146097;
-  const unsigned doe = unsigned(z - era * 146097);
-  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  const unsigned mp = (5 * doy + 2) / 153, d = doy - (153 * mp + 2) / 5 + 1, m = mp < 10 ? mp + 3 : mp - 9;
-  const int64_t y = int64_t(yoe) + era * 400 + (m <= 2);
-  char buf[48];
-  std::snprintf(buf, sizeof(buf), "%04lld-%02u-%02u", static_cast<long long>(y), m % 100, d % 100);
-  return buf;
-}
 
 // The store as the Batcher sees it: each write, live or replayed, also counts the events that
 // were new to the store, so the daily counters match the rows (a client's resend, a replay of a

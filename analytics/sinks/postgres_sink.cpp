@@ -20,6 +20,7 @@
 #include <string_view>
 
 #include "analytics/sinks/postgres_detail.hpp"
+#include "analytics/sinks/recount.hpp"
 #include "analytics/sinks/timed_gate.hpp"
 #include "analytics/sinks/schema.hpp"
 #include "reqbus/error.hpp"
@@ -630,6 +631,65 @@ WriteResult PostgresSink::write_counters(const std::vector<CounterFlush>& flushe
                                              std::memory_order_relaxed);
     return {};
   });
+}
+
+WriteResult PostgresSink::recount(const CounterRecount& r, std::vector<CounterChange>& changes,
+                                  std::chrono::milliseconds timeout) {
+  const Deadline deadline = SteadyClock::now() + timeout;
+  Impl& impl = *impl_;
+  using schema::Dialect;
+  changes.clear();
+  WriteResult result = impl.with_connection(deadline, [&](Connection& c) -> std::optional<Impl::Failure> {
+    // A failure leaves no transaction open on a pooled connection: it is closed (rolled back).
+    auto fail = [&](Impl::Failure f) {
+      c.close();
+      return std::optional<Impl::Failure>(std::move(f));
+    };
+    auto query = [&](const std::string& sql, const std::vector<std::string>& params, Impl::Results* out) {
+      std::vector<const char*> values;
+      for (const auto& p : params) values.push_back(p.c_str());
+      return impl.run(c, deadline, [&](PGconn* conn) {
+        return PQsendQueryParams(conn, sql.c_str(), int(values.size()), nullptr, values.data(), nullptr, nullptr, 0);
+      }, out);
+    };
+    if (auto f = impl.exec(c, deadline, "BEGIN ISOLATION LEVEL REPEATABLE READ")) return fail(*f);
+    const std::vector<std::string> span{std::to_string(r.from_us), std::to_string(r.to_us)};
+    StoredCounts rows;
+    Impl::Results res;
+    if (auto f = query(schema::count_requests_sql(Dialect::postgres), span, &res)) return fail(*f);
+    for (const PgResult& q : res)
+      for (int i = 0; i < PQntuples(q.get()); ++i)
+        rows.requests.push_back({int32_t(std::strtol(PQgetvalue(q.get(), i, 0), nullptr, 10)), PQgetvalue(q.get(), i, 1),
+                                 std::strtoll(PQgetvalue(q.get(), i, 2), nullptr, 10)});
+    res.clear();
+    if (auto f = query(schema::count_events_sql(Dialect::postgres), span, &res)) return fail(*f);
+    for (const PgResult& q : res)
+      for (int i = 0; i < PQntuples(q.get()); ++i)
+        rows.events.emplace_back(PQgetvalue(q.get(), i, 0), std::strtoll(PQgetvalue(q.get(), i, 1), nullptr, 10));
+    res.clear();
+    std::map<std::string, int64_t> held;
+    if (auto f = query(schema::counters_with_prefix_sql(Dialect::postgres, r.key_prefix.size()), {r.key_prefix}, &res))
+      return fail(*f);
+    for (const PgResult& q : res)
+      for (int i = 0; i < PQntuples(q.get()); ++i)
+        held[PQgetvalue(q.get(), i, 0)] = std::strtoll(PQgetvalue(q.get(), i, 1), nullptr, 10);
+    try {
+      changes = detail::recount_changes(r, rows, held);
+    } catch (const std::exception& e) {
+      return fail(Impl::Failure{false, true, e.what()});
+    }
+    if (!r.dry_run) {
+      const std::string now = std::to_string(impl.clock_us());
+      for (const CounterChange& change : changes)
+        if (change.after != change.before)
+          if (auto f = query(schema::counter_set_sql(Dialect::postgres), {change.key, std::to_string(change.after), now}, nullptr))
+            return fail(*f);
+    }
+    if (auto f = impl.exec(c, deadline, r.dry_run ? "ROLLBACK" : "COMMIT")) return fail(*f);
+    return {};
+  });
+  if (!result.ok()) changes.clear();  // rolled back
+  return result;
 }
 
 }  // namespace reqbus

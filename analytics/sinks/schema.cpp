@@ -141,6 +141,27 @@ std::string counter_add_sql(Dialect dialect) {
          "updated_at = excluded.updated_at";
 }
 
+std::string counter_set_sql(Dialect dialect) {
+  return "INSERT INTO counters (key, value, updated_at) VALUES (" + placeholder(dialect, 1) + ", " +
+         placeholder(dialect, 2) + ", " + placeholder(dialect, 3) +
+         ") ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at";
+}
+
+std::string count_requests_sql(Dialect dialect) {
+  return "SELECT status_code, device_type, count(*) FROM requests WHERE inserted_at >= " + placeholder(dialect, 1) +
+         " AND inserted_at < " + placeholder(dialect, 2) + " GROUP BY status_code, device_type";
+}
+
+std::string count_events_sql(Dialect dialect) {
+  return "SELECT type, count(*) FROM events WHERE timestamp >= " + placeholder(dialect, 1) + " AND timestamp < " +
+         placeholder(dialect, 2) + " GROUP BY type";
+}
+
+std::string counters_with_prefix_sql(Dialect dialect, size_t prefix_length) {
+  return "SELECT key, value FROM counters WHERE substr(key, 1, " + std::to_string(prefix_length) +
+         ") = " + placeholder(dialect, 1) + (dialect == Dialect::postgres ? " FOR UPDATE" : "");
+}
+
 std::string create_migrations_table_sql(Dialect dialect) {
   return std::string("CREATE TABLE IF NOT EXISTS schema_migrations (\n"
                      "  version INTEGER PRIMARY KEY,\n"

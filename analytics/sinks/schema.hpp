@@ -88,6 +88,18 @@ std::string insert_ignore_sql(const Table& table, Dialect dialect, int rows = 1)
 // INSERT INTO counters ... ON CONFLICT (key) DO UPDATE SET value = counters.value + excluded.value
 std::string counter_add_sql(Dialect dialect);
 
+// Sets a counter: parameters (1) key, (2) value, (3) updated_at µs (an upsert).
+std::string counter_set_sql(Dialect dialect);
+
+// For CounterSink::recount, with parameters (1) from µs, (2) to µs:
+// SELECT status_code, device_type, count(*) FROM requests WHERE inserted_at in [from, to) GROUP BY ...
+std::string count_requests_sql(Dialect dialect);
+// SELECT type, count(*) FROM events WHERE timestamp in [from, to) GROUP BY type
+std::string count_events_sql(Dialect dialect);
+// SELECT key, value FROM counters whose key starts with parameter (1), `prefix_length` bytes
+// long; FOR UPDATE on PostgreSQL (the rows stay locked until the transaction ends).
+std::string counters_with_prefix_sql(Dialect dialect, size_t prefix_length);
+
 // CREATE TABLE IF NOT EXISTS schema_migrations (...). Run before reading the version.
 std::string create_migrations_table_sql(Dialect dialect);
 // SELECT COALESCE(MAX(version), 0) FROM schema_migrations

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <thread>
 
+#include "analytics/sinks/recount.hpp"
 #include "analytics/sinks/schema.hpp"
 #include "analytics/sinks/timed_gate.hpp"
 #include "reqbus/error.hpp"
@@ -527,6 +528,55 @@ WriteResult SqliteSink::write_counters(const std::vector<CounterFlush>& flushes,
     d.flushes_applied += applied;
     d.flushes_duplicate += flushes.size() - applied;
   }
+  return result;
+}
+
+WriteResult SqliteSink::recount(const CounterRecount& r, std::vector<CounterChange>& changes, ms timeout) {
+  Impl& d = *impl_;
+  changes.clear();
+  auto text_at = [](sqlite3_stmt* s, int col) {
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, col));
+    return p ? std::string(p, size_t(sqlite3_column_bytes(s, col))) : std::string();
+  };
+  // Runs `s` and hands each row to `row`.
+  auto each_row = [&](const Stmt& s, const char* what, auto&& row) {
+    int rc;
+    while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) row(s.get());
+    if (rc != SQLITE_DONE) d.fail(rc, what);
+  };
+  WriteResult result = d.transact(timeout, true, [&] {
+    StoredCounts rows;
+    Stmt q = d.prepare(sc::count_requests_sql(sc::Dialect::sqlite), "prepare count of requests");
+    Impl::int64(q.get(), 0, r.from_us);
+    Impl::int64(q.get(), 1, r.to_us);
+    each_row(q, "count requests", [&](sqlite3_stmt* s) {
+      rows.requests.push_back({int32_t(sqlite3_column_int(s, 0)), text_at(s, 1), sqlite3_column_int64(s, 2)});
+    });
+    q = d.prepare(sc::count_events_sql(sc::Dialect::sqlite), "prepare count of events");
+    Impl::int64(q.get(), 0, r.from_us);
+    Impl::int64(q.get(), 1, r.to_us);
+    each_row(q, "count events", [&](sqlite3_stmt* s) { rows.events.emplace_back(text_at(s, 0), sqlite3_column_int64(s, 1)); });
+    std::map<std::string, int64_t> held;
+    q = d.prepare(sc::counters_with_prefix_sql(sc::Dialect::sqlite, r.key_prefix.size()), "prepare read of counters");
+    Impl::text(q.get(), 0, r.key_prefix);
+    each_row(q, "read counters", [&](sqlite3_stmt* s) { held[text_at(s, 0)] = sqlite3_column_int64(s, 1); });
+    try {
+      changes = detail::recount_changes(r, rows, held);
+    } catch (const std::exception& e) {
+      throw DbError{SQLITE_ERROR, e.what(), true};
+    }
+    if (r.dry_run) return;
+    q = d.prepare(sc::counter_set_sql(sc::Dialect::sqlite), "prepare counter set");
+    const int64_t now_us = d.opt.clock->unix_us();
+    for (const CounterChange& c : changes) {
+      if (c.after == c.before) continue;
+      Impl::text(q.get(), 0, c.key);
+      Impl::int64(q.get(), 1, c.after);
+      Impl::int64(q.get(), 2, now_us);
+      d.run(q.get(), "set a counter");
+    }
+  });
+  if (!result.ok()) changes.clear();  // rolled back
   return result;
 }
 

@@ -5,7 +5,11 @@
 // Thread-safety: write_counters() may be called from several threads at once.
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "reqbus/sink.hpp"
@@ -20,6 +24,38 @@ struct CounterFlush {
   int64_t count = 0;         // the increments in this window
 };
 
+// What a store's rows count over a span of time (CounterSink::recount reads it).
+struct StoredCounts {
+  struct Requests {
+    int32_t status_code = 0;
+    std::string device_type;
+    int64_t rows = 0;
+  };
+  std::vector<Requests> requests;                        // by (status_code, device_type): inserted_at in the span
+  std::vector<std::pair<std::string, int64_t>> events;   // by type: timestamp in the span
+};
+
+// A recount of the counters that count a span's rows: what they should be is computed from
+// the rows, in the transaction that reads them.
+struct CounterRecount {
+  int64_t from_us = 0, to_us = 0;  // the span: [from_us, to_us), µs since the epoch
+  // The counters the recount owns: keys that start with key_prefix and that owns() accepts
+  // (e.g. one day's). Owned counters plan() leaves out are set to 0.
+  std::string key_prefix;
+  std::function<bool(std::string_view key)> owns;
+  // The owned counters' true values (key -> value) from what the rows count. Every key it
+  // returns must be owned.
+  std::function<std::map<std::string, int64_t>(const StoredCounts&)> plan;
+  bool dry_run = false;  // read and compare only: nothing is written
+};
+
+// One owned counter, as it was and as the recount set it (after == before: unchanged).
+struct CounterChange {
+  std::string key;
+  int64_t before = 0;  // 0 when the counter did not exist
+  int64_t after = 0;
+};
+
 class CounterSink {
  public:
   virtual ~CounterSink() = default;
@@ -31,6 +67,16 @@ class CounterSink {
   // blocks. The default does nothing.
   virtual void abort_writes() noexcept {}
   virtual std::string name() const = 0;
+  // Sets the owned counters to what the stored rows count (CounterRecount), in one
+  // transaction that holds the store's writers off while it reads and writes; `changes` gets
+  // every owned counter, sorted by key. The default: failure (a store without rows to count).
+  // Increments a StatBuffer still holds for rows already stored (up to one flush interval)
+  // are added after, and count twice: recount spans no node is still storing rows of.
+  virtual WriteResult recount(const CounterRecount& /*recount*/, std::vector<CounterChange>& changes,
+                              std::chrono::milliseconds /*timeout*/) {
+    changes.clear();
+    return WriteResult::failure(name() + ": cannot recount counters (it keeps no rows)");
+  }
 };
 
 }  // namespace reqbus

@@ -103,6 +103,12 @@ class PostgresSink final : public Sink, public CounterSink {
   void abort_writes() noexcept override;
   // "postgres:<host>:<port>/<dbname>" (never the password).
   std::string name() const override;
+  // CounterSink::recount in one REPEATABLE READ transaction: the rows are counted in its
+  // snapshot without holding writers off, and the owned counters are read FOR UPDATE, so a
+  // node's counter flush waits for the recount and adds on top of it. A flush that committed
+  // after the snapshot fails the recount with a serialization error (retry_later: run it again).
+  WriteResult recount(const CounterRecount& recount, std::vector<CounterChange>& changes,
+                      std::chrono::milliseconds timeout) override;
 
   PostgresSinkStats stats() const noexcept;
 

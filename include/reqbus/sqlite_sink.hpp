@@ -107,6 +107,10 @@ class SqliteSink final : public Sink, public CounterSink {
   void abort_writes() noexcept override;
   // "sqlite:<path>"
   std::string name() const override;
+  // CounterSink::recount in one BEGIN IMMEDIATE transaction (other writers wait, up to their
+  // busy timeout). The requests are read through the inserted_at index; events are scanned.
+  WriteResult recount(const CounterRecount& recount, std::vector<CounterChange>& changes,
+                      std::chrono::milliseconds timeout) override;
 
   // Opens the database and applies pending migrations now (to fail fast at startup). A failure
   // is returned, not logged: the caller says it.

@@ -1,0 +1,124 @@
+#include "node/daily_counters.hpp"
+
+#include <charconv>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <thread>
+
+#include "reqbus/error.hpp"
+#include "reqbus/postgres_sink.hpp"
+#include "reqbus/sqlite_sink.hpp"
+#include "reqbus/user_agent.hpp"
+
+namespace reqbus::node {
+namespace {
+
+// days_from_civil and civil_from_days (Howard Hinnant's algorithms).
+int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  const int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const unsigned yoe = unsigned(y - era * 400);
+  const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + int64_t(doe) - 719468;
+}
+
+constexpr const char* kFamilies[] = {"requests:", "status:", "device:", "events:"};
+
+}  // namespace
+
+std::string day_of(int64_t unix_us) {
+  const int64_t days = unix_us >= 0 ? unix_us / kDayMicros : -((-unix_us + kDayMicros - 1) / kDayMicros);
+  const int64_t z = days + 719468, era = (z >= 0 ? z : z - 146096) / 146097;
+  const unsigned doe = unsigned(z - era * 146097);
+  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const unsigned mp = (5 * doy + 2) / 153, d = doy - (153 * mp + 2) / 5 + 1, m = mp < 10 ? mp + 3 : mp - 9;
+  const int64_t y = int64_t(yoe) + era * 400 + (m <= 2);
+  char buf[48];
+  std::snprintf(buf, sizeof(buf), "%04lld-%02u-%02u", static_cast<long long>(y), m % 100, d % 100);
+  return buf;
+}
+
+std::optional<int64_t> parse_day(std::string_view text) {
+  if (text.size() != 10 || text[4] != '-' || text[7] != '-') return std::nullopt;
+  auto number = [&](size_t at, size_t len, unsigned& out) {
+    const char* end = text.data() + at + len;
+    auto [p, ec] = std::from_chars(text.data() + at, end, out);
+    return ec == std::errc() && p == end;
+  };
+  unsigned y = 0, m = 0, d = 0;
+  if (!number(0, 4, y) || !number(5, 2, m) || !number(8, 2, d) || y < 1970 || m < 1 || m > 12 || d < 1) return std::nullopt;
+  const int64_t day = days_from_civil(y, m, d);
+  if (day_of(day * kDayMicros) != text) return std::nullopt;  // 2026-02-30
+  return day;
+}
+
+CounterRecount daily_recount(const std::string& buffer, int64_t day) {
+  CounterRecount r;
+  r.from_us = day * kDayMicros;
+  r.to_us = r.from_us + kDayMicros;
+  r.key_prefix = buffer + "/";
+  const std::string suffix = ":" + day_of(r.from_us);
+  r.owns = [prefix = r.key_prefix, suffix](std::string_view key) {
+    if (key.size() < prefix.size() + suffix.size() || key.substr(key.size() - suffix.size()) != suffix) return false;
+    const std::string_view name = key.substr(prefix.size());
+    for (const char* family : kFamilies)
+      if (name.starts_with(family)) return true;
+    return false;
+  };
+  r.plan = [prefix = r.key_prefix, suffix](const StoredCounts& rows) {
+    std::map<std::string, int64_t> out;
+    for (const StoredCounts::Requests& g : rows.requests) {
+      out[prefix + "requests" + suffix] += g.rows;
+      out[prefix + "status:" + std::to_string(unsigned(uint16_t(g.status_code))) + suffix] += g.rows;
+      out[prefix + "device:" + device_label(g.device_type) + suffix] += g.rows;
+    }
+    for (const auto& [type, n] : rows.events)
+      if (type == "identify" || type == "group" || type == "track") out[prefix + "events:" + type + suffix] += n;
+    return out;
+  };
+  return r;
+}
+
+std::vector<DayRecount> recount_days(const std::string& store, const std::string& buffer,
+                                     const std::vector<int64_t>& days, bool dry_run,
+                                     std::chrono::milliseconds timeout) {
+  std::shared_ptr<CounterSink> sink;
+  if (store.rfind("sqlite:", 0) == 0) {
+    SqliteSinkOptions so;
+    so.path = store.substr(7);
+    // A recount never creates a database: a wrong path is an error, not an empty file.
+    std::error_code ec;
+    if (so.path.empty() || !std::filesystem::is_regular_file(so.path, ec))
+      throw Error(ErrorCode::invalid_argument, "recount: " + store + ": no such database file");
+    auto sqlite = std::make_shared<SqliteSink>(so);
+    if (auto r = sqlite->open(timeout); !r.ok()) throw Error(ErrorCode::storage, "recount: " + r.reason);
+    sink = sqlite;
+  } else if (store.rfind("postgres:", 0) == 0) {
+    PostgresSinkOptions po;
+    po.conninfo = store.substr(9);
+    po.connections = 1;
+    sink = std::make_shared<PostgresSink>(po);
+  } else {
+    throw Error(ErrorCode::invalid_argument, "recount: store '" + store + "' is not sqlite:PATH or postgres:CONNINFO");
+  }
+  std::vector<DayRecount> out;
+  for (const int64_t day : days) {
+    DayRecount d{day, {}};
+    CounterRecount recount = daily_recount(buffer, day);
+    recount.dry_run = dry_run;
+    WriteResult r;
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      r = sink->recount(recount, d.counters, timeout);
+      if (r.kind != WriteResult::Kind::retry) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100 << attempt));
+    }
+    if (!r.ok()) throw Error(ErrorCode::storage, "recount: " + day_of(day * kDayMicros) + ": " + r.reason);
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+}  // namespace reqbus::node
