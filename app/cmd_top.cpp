@@ -54,7 +54,8 @@ std::string links_down(const nlohmann::json& s) {
              local_hms(time_t(p.value("since", int64_t(0))));
       const uint64_t failures = p.value("connect_failures", uint64_t(0));
       const std::string last = terminal_text(p.value("last_failure", std::string()), 40);
-      if (failures > 0) out += " (" + std::to_string(failures) + " failed attempts, last: " + last + ")";
+      if (failures > 0)
+        out += " (" + std::to_string(failures) + (failures == 1 ? " failed attempt" : " failed attempts") + ", last: " + last + ")";
       else if (!last.empty()) out += " (" + last + ")";
       if (const uint64_t unsent = p.value("events_unsent", uint64_t(0)); unsent > 0)
         out += "; " + std::to_string(unsent) + " events not sent to it";
@@ -77,8 +78,9 @@ void render(const nlohmann::json& s, bool tty) {
   const nlohmann::json no_latency = nlohmann::json::object();
   const nlohmann::json& lat = s.contains("latency_ms") ? s["latency_ms"] : no_latency;
   std::snprintf(line, sizeof(line), "reqbus top — node %s%s   requests/s %.1f   total %llu   dropped %llu\n",
-                s.value("self", std::string("?")).c_str(),
-                s.value("node", std::string()).empty() ? " (cluster)" : (" (filter " + s.value("node", std::string()) + ")").c_str(),
+                terminal_text(s.value("self", std::string("?")), 64).c_str(),
+                s.value("node", std::string()).empty() ? " (cluster)"
+                                                        : (" (filter " + terminal_text(s.value("node", std::string()), 64) + ")").c_str(),
                 rps, (unsigned long long)s.value("total", 0ull), (unsigned long long)s.value("dropped", 0ull));
   out += line;
   std::snprintf(line, sizeof(line), "latency p50 %.2f  p95 %.2f  p99 %.2f ms   visitors (5 min) %llu   bots %llu / humans %llu\n",

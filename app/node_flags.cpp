@@ -144,6 +144,8 @@ std::string describe(const node::NodeReport& r) {
   if (r.store_duplicates)  // written, and found stored already (a resend, a replay, a log ingested twice)
     s += ", already in the store (kept once) " + n(r.store_duplicates);
   if (r.bus.in_hand) s += ", still in a stuck handler " + n(r.bus.in_hand);
+  if (r.uplink_unsent)  // stored here; missing from the other nodes' views
+    s += ", not sent to a publish_to endpoint (it was down) " + n(r.uplink_unsent);
   if (r.batcher.delivered_after_deadline)  // counted above as spooled or dropped, and stored too
     s += ", stored after the deadline gave them up " + n(r.batcher.delivered_after_deadline);
   if (r.deadline_reached) s += " (deadline reached: see the counts above)";

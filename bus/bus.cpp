@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <limits>
 #include <random>
@@ -46,10 +47,18 @@ BusOptions checked(BusOptions o) {
   if (o.close_timeout.count() < 0) fail("close_timeout: negative");
   if (!o.bind.empty())
     if (auto why = tcp_endpoint_problem(o.bind); !why.empty()) fail("bind: " + why);
-  for (const auto* list : {&o.peers, &o.publish_to})
-    for (const auto& peer : *list)  // a peer may name the server's CURVE key after '#'
-      if (auto why = peer_endpoint_problem(peer); !why.empty())
-        fail(std::string(list == &o.peers ? "peers" : "publish_to") + ": " + why);
+  for (const auto* list : {&o.peers, &o.publish_to}) {
+    const std::string field = list == &o.peers ? "peers" : "publish_to";
+    for (size_t i = 0; i < list->size(); ++i) {  // a peer may name the server's CURVE key after '#'
+      const std::string& peer = (*list)[i];
+      if (auto why = peer_endpoint_problem(peer); !why.empty()) fail(field + ": " + why);
+      // Listed twice, it would be connected once, with the first entry's key.
+      const std::string_view endpoint = std::string_view(peer).substr(0, peer.find('#'));
+      for (size_t j = 0; j < i; ++j)
+        if (std::string_view((*list)[j]).substr(0, (*list)[j].find('#')) == endpoint)
+          fail(field + ": '" + std::string(endpoint.substr(0, 80)) + "' is listed twice");
+    }
+  }
   if (o.peer_state_interval.count() < 1) fail("peer_state_interval: must be >= 1 ms");
   if (o.peer_unreachable_after.count() < 1) fail("peer_unreachable_after: must be >= 1 ms");
   if (o.peer_unreachable_repeat.count() < 0) fail("peer_unreachable_repeat: negative");
@@ -436,7 +445,18 @@ std::string tcp_endpoint_problem(std::string_view endpoint) {
 }
 
 std::string peer_endpoint_problem(std::string_view peer) {
-  return tcp_endpoint_problem(peer.substr(0, peer.find('#')));
+  const std::string_view endpoint = peer.substr(0, peer.find('#'));
+  if (auto why = tcp_endpoint_problem(endpoint); !why.empty()) return why;
+  // What only a bind may say, and what libzmq refuses at connect with a bare "Invalid argument".
+  const std::string quoted = "'" + std::string(endpoint.substr(0, 80)) + "'";
+  const size_t colon = endpoint.rfind(':');
+  const std::string_view host = endpoint.substr(6, colon - 6), port = endpoint.substr(colon + 1);
+  if (port == "*" || port == "0") return quoted + ": a peer's port must be 1..65535 (* and 0 are for bind)";
+  if (host == "*") return quoted + ": a peer needs a host name or address (* is for bind)";
+  for (const char c : host)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && std::string_view(".-_[]:%").find(c) == std::string_view::npos)
+      return quoted + ": the host may hold letters, digits and . - _ (or an [IPv6] address)";
+  return {};
 }
 
 const char* to_string(Scope s) noexcept { return s == Scope::local_only ? "local_only" : "cluster"; }

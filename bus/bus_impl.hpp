@@ -50,7 +50,7 @@ class Bus::Impl {
   // scope, to the tcp PUB and the uplink (counting there what a down endpoint misses);
   // empties `frames`.
   void publish_frames(std::vector<std::unique_ptr<detail::FrameBuffer>>& frames, zmq::socket_t& local,
-                      zmq::socket_t* tcp, zmq::socket_t* uplink, std::optional<detail::PeerLinks>& uplink_links);
+                      zmq::socket_t* tcp, detail::PeerLinks* uplinks);
   // The local side of the bus (publisher's and receiver's): XPUB_NODROP, inproc_hwm, bound.
   void make_lossless_xpub(std::optional<zmq::socket_t>& socket, const std::string& endpoint);
   // Sends on a socket made by make_lossless_xpub, waiting while a subscriber's pipe is full.

@@ -80,10 +80,12 @@ void PeerHealth::go_down(Peer& peer, Clock::time_point now) {
   peer.run_reason.clear();
   peer.run_count = 0;
   peer.warned = false;
+  peer.unsent_at_down = peer.stats.events_unsent;
 }
 
 void PeerHealth::on_event(uint16_t event, std::string_view endpoint) {
   std::string line;
+  LogLevel level = LogLevel::info;
   {
     std::lock_guard lock(mu_);
     Peer* peer = find(endpoint);
@@ -125,9 +127,13 @@ void PeerHealth::on_event(uint16_t event, std::string_view endpoint) {
         break;
       case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
         if (!p.stats.connected) {
-          if (p.warned)
+          const uint64_t lost = p.stats.events_unsent - p.unsent_at_down;
+          if (p.warned || lost > 0) {
             line = owner_ + " " + p.stats.endpoint + " connected after " + seconds(now - p.since) +
                    " unreachable" + (p.run_count > 0 ? " (" + p.run_reason + " x" + std::to_string(p.run_count) + ")" : "");
+            if (lost > 0) line += "; " + std::to_string(lost) + " events published meanwhile were not sent to it";
+            level = lost > 0 ? LogLevel::warn : LogLevel::info;
+          }
           p.stats.connected = true;
           p.stats.since_unix_us = clock_->unix_us();
           p.since = now;
@@ -144,18 +150,24 @@ void PeerHealth::on_event(uint16_t event, std::string_view endpoint) {
         fail(p, "handshake failed");
         break;
       case ZMQ_EVENT_DISCONNECTED:
-        p.handshaking = false;
         if (p.stats.connected) {
           go_down(p, now);
           p.stats.last_failure = "disconnected";
+        } else if (p.handshaking) {
+          // Closed before the handshake was done: something that is not a ZeroMQ endpoint of
+          // ours (an HTTP server, a forwarder's other side), or one that refused us.
+          fail(p, "handshake failed");
         }
+        p.handshaking = false;
         p.retry_expected = true;
         break;
       default:
         break;
     }
   }
-  if (!line.empty()) log_limit_.log(LogLevel::info, line);
+  // Not through log_limit_: one line per outage that was warned about (or cost events), and the
+  // log's last word on an endpoint must not stay "unreachable" because others used the quota.
+  if (!line.empty()) log(level, line);
 }
 
 void PeerHealth::reconnecting(std::string_view endpoint) {

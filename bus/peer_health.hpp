@@ -48,7 +48,9 @@ class PeerHealth {
   void reconnecting(std::string_view endpoint);
   // Logs what is due (first warnings, reminders). Call often: its resolution is the caller's.
   void tick();
-  // `events` sent while `endpoint` was down (PeerStats::events_unsent).
+  // `events` sent while `endpoint` was down (PeerStats::events_unsent). The line an endpoint's
+  // (re)connection logs says how many an outage cost, even one within the grace period; hand
+  // them over before its HANDSHAKE_SUCCEEDED.
   void add_unsent(std::string_view endpoint, uint64_t events);
 
   std::vector<PeerStats> snapshot() const;
@@ -65,6 +67,7 @@ class PeerHealth {
     std::string run_reason;           // the failure repeated since the peer went down ...
     uint64_t run_count = 0;           // ... and how many times in a row
     bool warned = false;              // the unreachable warning went out for this outage
+    uint64_t unsent_at_down = 0;      // stats.events_unsent when this outage began
     Clock::time_point next_reminder{};
   };
 

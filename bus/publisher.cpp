@@ -67,9 +67,16 @@ void Bus::Impl::publisher_main(std::promise<void> started) {
       uplink->set(zmq::sockopt::reconnect_ivl, 100);
       uplink->set(zmq::sockopt::reconnect_ivl_max, 5000);
       uplink->set(zmq::sockopt::connect_timeout, int(options.peer_connect_timeout.count()));
+      // A ZAP domain makes libzmq refuse a peer it takes for ZMTP 1.0 (any reply whose first byte
+      // is not 0xFF: an HTTP server's), as CURVE does. Without it a plaintext PUB "talked" ZMTP
+      // 1.0 to such a server and libzmq 4.3.4 aborted the process (zmtp_engine.cpp:463: the
+      // subscription it injects for 1.0 peers, pushed into a session whose pipe was gone). No
+      // ZAP request is made: the context has no handler in plaintext mode.
+      if (!curve) uplink->set(zmq::sockopt::zap_domain, "reqbus");
       uplink_links.emplace(context_, *uplink, uplinks, curve ? &keys : nullptr, local_endpoint_ + "-uplink-monitor",
                            *uplink_health_, "bus '" + options.name + "'", "publish_to",
-                           detail::PeerLinks::Counters{&handshake_failures_, &peer_disconnects_}, bad_input_log_);
+                           detail::PeerLinks::Counters{&handshake_failures_, &peer_disconnects_},
+                           detail::PeerLinks::Role{false, size_t(options.tcp_hwm)}, bad_input_log_);
     }
     started.set_value();
   } catch (...) {
@@ -82,14 +89,14 @@ void Bus::Impl::publisher_main(std::promise<void> started) {
   while (!abort_.load(std::memory_order_relaxed)) {
     const size_t n = queue_.pop(frames, kFramesPerPop, std::chrono::steady_clock::now() + kIdleWait);
     drain_subscriptions(*local);
-    if (n > 0) publish_frames(frames, *local, tcp ? &*tcp : nullptr, uplink_links ? &*uplink : nullptr, uplink_links);
+    if (n > 0) publish_frames(frames, *local, tcp ? &*tcp : nullptr, uplink_links ? &*uplink_links : nullptr);
     if (uplink_links && std::chrono::steady_clock::now() >= next_service) {
       uplink_links->service();
       next_service = std::chrono::steady_clock::now() + kServiceEvery;
     }
     if (n == 0 && queue_.closed_and_empty()) break;
   }
-  if (uplink_links) uplink_links->service();  // what was sent while an uplink was down
+  if (uplink_links) uplink_links->finish();  // what was sent while an uplink was down
   // What the deadline left behind is dropped, and counted.
   dropped_close_deadline_ += queue_.clear();
   zmq::message_t key(detail::kCloseKey.data(), detail::kCloseKey.size()), body;
@@ -97,7 +104,8 @@ void Bus::Impl::publisher_main(std::promise<void> started) {
 }
 
 void Bus::Impl::publish_frames(std::vector<std::unique_ptr<detail::FrameBuffer>>& frames, zmq::socket_t& local,
-                                zmq::socket_t* tcp, zmq::socket_t* uplink, std::optional<detail::PeerLinks>& uplink_links) {
+                                zmq::socket_t* tcp, detail::PeerLinks* uplinks) {
+  zmq::socket_t* uplink = uplinks ? &uplinks->socket() : nullptr;
   std::string header, key;
   for (size_t i = 0; i < frames.size(); ++i) {
     detail::FrameBuffer& f = *frames[i];
@@ -121,7 +129,7 @@ void Bus::Impl::publish_frames(std::vector<std::unique_ptr<detail::FrameBuffer>>
       tcp_body.copy(body);  // shares the buffer (reference counted)
       out->send(tcp_key, zmq::send_flags::sndmore);
       out->send(tcp_body, zmq::send_flags::none);
-      if (out == uplink) uplink_links->sent(count);
+      if (out == uplink) uplinks->sent(count);
     }
     if (send_blocking(local, key_msg, body)) {
       frames_sent_.fetch_add(1, std::memory_order_relaxed);

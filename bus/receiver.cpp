@@ -44,9 +44,11 @@ void Bus::Impl::receiver_main(std::promise<void> started) {
     peers->set(zmq::sockopt::reconnect_ivl_max, 5000);  // backoff when a peer stays down
     peers->set(zmq::sockopt::connect_timeout, int(options.peer_connect_timeout.count()));
     peers->set(zmq::sockopt::subscribe, "");
+    if (!curve) peers->set(zmq::sockopt::zap_domain, "reqbus");  // refuse ZMTP 1.0 peers (publisher.cpp)
     links.emplace(context_, *peers, this->peers, curve ? &keys : nullptr, remote_endpoint_ + "-monitor", *peer_health_,
                   "bus '" + options.name + "'", "peers",
-                  detail::PeerLinks::Counters{&handshake_failures_, &peer_disconnects_}, bad_input_log_);
+                  detail::PeerLinks::Counters{&handshake_failures_, &peer_disconnects_}, detail::PeerLinks::Role{},
+                  bad_input_log_);
 
     make_lossless_xpub(remote, remote_endpoint_);
     started.set_value();

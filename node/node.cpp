@@ -222,6 +222,7 @@ NodeReport Node::Impl::close(std::chrono::milliseconds budget) {
   const auto counters_share = counters ? budget / 5 : std::chrono::milliseconds(0);
   auto left_before_counters = [&] { return std::max(std::chrono::milliseconds(0), left() - counters_share); };
   r.bus = bus->close(left_before_counters() / 3);  // delivers everything accepted to the Batcher/StatBuffer
+  for (const PeerStats& u : bus->stats().uplinks) r.uplink_unsent += u.events_unsent;
   if (batcher) {
     r.batcher = batcher->close(left_before_counters());
     const BatcherStats s = batcher->stats();
@@ -269,15 +270,13 @@ nlohmann::json Node::stats_json(const std::string& node_filter) const {
   nlohmann::json j = impl_->live->snapshot(node_filter);
   const BusStats b = impl_->bus->stats();
   uint64_t dropped = b.dropped_newest + b.dropped_oldest + b.dropped_timeout + b.dropped_close_deadline;
-  uint64_t gaps = b.remote_gaps;
-  for (const auto& s : b.subscriptions) {
-    dropped += s.dropped_newest + s.dropped_oldest + s.dropped_close;
-    gaps += s.gaps;
-  }
+  for (const auto& s : b.subscriptions) dropped += s.dropped_newest + s.dropped_oldest + s.dropped_close;
   j["self"] = impl_->bus->node_id();
   j["published"] = b.published;
   j["dropped"] = dropped + (impl_->batcher ? impl_->batcher->stats().dropped.total() : 0);
-  j["gaps"] = gaps;
+  // Events missing from peers' sequences at this node. Not plus the subscriptions' gaps: each
+  // of them counts the same missing events again as it sees the sequence jump.
+  j["gaps"] = b.remote_gaps;
   // This node's tcp peers and publish_to endpoints, whatever the filter.
   auto links = [](const std::vector<PeerStats>& list, bool uplinks) {
     nlohmann::json out = nlohmann::json::array();
@@ -357,7 +356,7 @@ std::string Node::metrics() const {
   for (const auto& p : b.uplinks) w.sample("reqbus_bus_uplink_up", "uplink", p.endpoint, p.connected ? 1.0 : 0.0);
   w.header("reqbus_bus_uplink_connect_failures_total", "Failed connection attempts to a publish_to endpoint.", "counter");
   for (const auto& p : b.uplinks) w.sample("reqbus_bus_uplink_connect_failures_total", "uplink", p.endpoint, double(p.connect_failures));
-  w.header("reqbus_bus_uplink_unsent_events_total", "Cluster events published while a publish_to endpoint was down (ZeroMQ's PUB drops them for it).", "counter");
+  w.header("reqbus_bus_uplink_unsent_events_total", "Cluster events ZeroMQ's PUB dropped for a publish_to endpoint: before its first connection, after a failed handshake, past tcp_hwm frames while reconnecting.", "counter");
   for (const auto& p : b.uplinks) w.sample("reqbus_bus_uplink_unsent_events_total", "uplink", p.endpoint, double(p.events_unsent));
   w.header("reqbus_bus_malformed_total", "Frames from peers dropped as malformed, by reason.", "counter");
   for (size_t i = 0; i < b.malformed.size(); ++i)

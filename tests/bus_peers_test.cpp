@@ -6,16 +6,20 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <boost/test/unit_test.hpp>
 #include <zmq.h>
 #include <zmq.hpp>
 
+#include <atomic>
+#include <thread>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "bus/frame.hpp"
 #include "bus/peer_health.hpp"
 #include "reqbus/bus.hpp"
 #include "reqbus/log.hpp"
@@ -148,12 +152,20 @@ BOOST_FIXTURE_TEST_CASE(each_failure_is_named_with_what_to_check, HealthFixture)
   BOOST_TEST(peer(1).connect_failures == 1u);
   BOOST_TEST(peer(1).last_failure == "handshake failed");
   BOOST_TEST(!peer(1).connected);
+  // Something that is not a ZeroMQ endpoint (an HTTP server) closes before any handshake
+  // result: a failed handshake too, once.
+  health.on_event(ZMQ_EVENT_CONNECT_DELAYED, other);
+  health.on_event(ZMQ_EVENT_CONNECTED, other);
+  health.on_event(ZMQ_EVENT_DISCONNECTED, other);
+  health.on_event(ZMQ_EVENT_CONNECT_RETRIED, other);
+  BOOST_TEST(peer(1).connect_failures == 2u);
+  BOOST_TEST(peer(1).last_failure == "handshake failed");
   // Events for endpoints that are not peers (libzmq's resolved name for its own reconnect).
   health.on_event(ZMQ_EVENT_HANDSHAKE_SUCCEEDED, "tcp://127.0.0.1:1");
   clock->advance(10s);
   health.tick();
   BOOST_TEST(logs.with(LogLevel::warn, "(address not resolved x2); check the host name").size() == 1u);
-  BOOST_TEST(logs.with(LogLevel::warn, "(handshake failed x1); check that the address is a reqbus bus endpoint, "
+  BOOST_TEST(logs.with(LogLevel::warn, "(handshake failed x2); check that the address is a reqbus bus endpoint, "
                                        "the server key after '#'").size() == 1u);
 }
 
@@ -299,8 +311,11 @@ BOOST_AUTO_TEST_CASE(a_publish_to_endpoint_nobody_listens_on_is_down_and_counts_
   zmq::socket_t frontend(context, zmq::socket_type::sub);
   frontend.set(zmq::sockopt::subscribe, "");
   frontend.bind(endpoint);
-  BOOST_REQUIRE(poll_until([&] { return bus.stats().uplinks[0].connected; }, 5s));
-  BOOST_TEST(logs.with(LogLevel::info, "bus 'peers-uplinker': publish_to " + endpoint + " connected after ").size() == 1u);
+  BOOST_REQUIRE(poll_until([&] { return bus.stats().uplinks[0].connected; }, 15s));
+  // The line (logged just after the state changes: wait for it too) says what the outage cost.
+  const std::string connected = "bus 'peers-uplinker': publish_to " + endpoint + " connected after ";
+  BOOST_TEST(poll_until([&] { return logs.with(LogLevel::warn, connected).size() == 1u; }, 5s));
+  BOOST_TEST(logs.with(LogLevel::warn, "; 100 events published meanwhile were not sent to it").size() == 1u);
   // Up: frames reach the frontend (once its subscription has reached us) and none is unsent.
   zmq::message_t part;
   BOOST_REQUIRE(poll_until([&] {
@@ -311,6 +326,126 @@ BOOST_AUTO_TEST_CASE(a_publish_to_endpoint_nobody_listens_on_is_down_and_counts_
   BOOST_TEST(bus.stats().uplinks[0].last_failure == "connection refused");
   frontend.close();
   BOOST_REQUIRE(poll_until([&] { return !bus.stats().uplinks[0].connected; }, 3s));
+}
+
+// Events in the frames a frontend sends us (two-part messages: envelope key, frame).
+uint64_t events_received(zmq::socket_t& frontend) {
+  uint64_t events = 0;
+  zmq::message_t key, body;
+  while (frontend.recv(key, zmq::recv_flags::dontwait)) {
+    BOOST_REQUIRE(key.more());
+    BOOST_REQUIRE(frontend.recv(body));
+    detail::FrameHeader header;
+    std::vector<Message> records;
+    BOOST_REQUIRE(!detail::decode_frame(static_cast<const char*>(body.data()), body.size(), 1 << 20, header, records));
+    events += header.count;
+  }
+  return events;
+}
+
+// A forwarder that goes away and comes back at the same address: what was published in between
+// waits in the connection's pipe (up to tcp_hwm frames) and reaches it when libzmq reconnects,
+// so none of it is unsent. (Our own reconnect after a disconnect, right for the receiver's SUB,
+// threw that pipe and the forwarder's subscription away.)
+BOOST_AUTO_TEST_CASE(what_is_published_while_a_publish_to_endpoint_restarts_reaches_it) {
+  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(port_outside_ephemeral_range(SOCK_STREAM));
+  BusOptions o = plain("blip");
+  o.publish_to = {endpoint};
+  o.publish_linger = 1ms;
+  Bus bus(o);
+  zmq::context_t context;
+  auto frontend = std::make_unique<zmq::socket_t>(context, zmq::socket_type::sub);
+  frontend->set(zmq::sockopt::subscribe, "");
+  frontend->bind(endpoint);
+  BOOST_REQUIRE(poll_until([&] {
+    BOOST_REQUIRE(bus.broadcast(sample_log("/before")) == PublishStatus::ok);
+    return events_received(*frontend) > 0;
+  }, 15s));
+  BOOST_REQUIRE(poll_until([&] { return bus.stats().uplinks[0].connected; }, 5s));
+  const uint64_t unsent_before = bus.stats().uplinks[0].events_unsent;  // published before the first connection
+  frontend->close();
+  BOOST_REQUIRE(poll_until([&] { return !bus.stats().uplinks[0].connected; }, 10s));
+  for (int i = 0; i < 50; ++i) BOOST_REQUIRE(bus.broadcast(sample_log("/while-away")) == PublishStatus::ok);
+  BOOST_REQUIRE(poll_until([&] { return bus.stats().events_sent >= 50; }, 5s));
+
+  frontend = std::make_unique<zmq::socket_t>(context, zmq::socket_type::sub);
+  frontend->set(zmq::sockopt::subscribe, "");
+  frontend->bind(endpoint);
+  uint64_t got = 0;
+  BOOST_TEST(poll_until([&] { return (got += events_received(*frontend)) >= 50; }, 20s), "received " << got << " of 50");
+  BOOST_TEST(poll_until([&] { return bus.stats().uplinks[0].connected; }, 5s));
+  BOOST_TEST(bus.stats().uplinks[0].events_unsent == unsent_before);
+}
+
+// A publish_to address that answers with bytes libzmq takes for an old ZMTP version (an HTTP
+// server's 400) is a failed handshake, counted and retried: it aborted the process inside
+// libzmq (zmtp_engine.cpp:463) while we disconnected such endpoints ourselves.
+BOOST_AUTO_TEST_CASE(a_publish_to_endpoint_that_is_an_http_server_is_a_failed_handshake_not_a_crash) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  BOOST_REQUIRE(listener >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  BOOST_REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  BOOST_REQUIRE(::listen(listener, 16) == 0);
+  BOOST_REQUIRE(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  std::atomic<bool> stop{false};
+  std::atomic<int> answered{0};
+  std::thread http([&] {
+    const std::string reply = "HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n"
+                              "date: Mon, 07 Dec 2026 19:50:17 GMT\r\n\r\n";
+    while (!stop) {
+      pollfd p{listener, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      const int c = ::accept(listener, nullptr, nullptr);
+      if (c < 0) continue;
+      char buf[100];
+      pollfd r{c, POLLIN, 0};
+      if (::poll(&r, 1, 1000) > 0) (void)::recv(c, buf, sizeof buf, 0);
+      (void)::send(c, reply.data(), reply.size(), MSG_NOSIGNAL);
+      ::close(c);
+      ++answered;
+    }
+  });
+  LogLines logs;
+  BusOptions o = plain("http-uplink");
+  o.publish_to = {"tcp://127.0.0.1:" + std::to_string(ntohs(addr.sin_port))};
+  {
+    Bus bus(o);
+    BOOST_TEST(poll_until([&] {
+      (void)bus.broadcast(sample_log("/to-http"));
+      return bus.stats().uplinks[0].connect_failures >= 5;
+    }, 15s), "failures " << bus.stats().uplinks[0].connect_failures << ", answered " << answered.load());
+    BOOST_TEST(!bus.stats().uplinks[0].connected);
+    BOOST_TEST(bus.stats().uplinks[0].last_failure == "handshake failed");
+    BOOST_TEST(logs.with(LogLevel::warn, "ZeroMQ handshake with " + o.publish_to[0] + " failed").size() == 1u);
+  }
+  stop = true;
+  http.join();
+  ::close(listener);
+}
+
+BOOST_AUTO_TEST_CASE(peer_lists_refuse_what_only_a_bind_may_say_and_entries_listed_twice) {
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"tcp://127.0.0.1:*", "a peer's port must be 1..65535 (* and 0 are for bind)"},
+      {"tcp://127.0.0.1:0", "a peer's port must be 1..65535"},
+      {"tcp://*:7400", "a peer needs a host name or address"},
+      {"tcp://bad\"ho\\st:7400", "the host may hold letters, digits and . - _"},
+  };
+  for (const auto& [entry, why] : bad)
+    for (bool uplink : {false, true}) {
+      BusOptions o = plain("lists");
+      (uplink ? o.publish_to : o.peers) = {entry};
+      BOOST_CHECK_EXCEPTION(Bus{o}, std::exception, [&](const std::exception& e) {
+        return std::string(e.what()).find(why) != std::string::npos;
+      });
+    }
+  BusOptions o = plain("lists");
+  o.publish_to = {"tcp://127.0.0.1:7401", "tcp://127.0.0.1:7402", "tcp://127.0.0.1:7401"};
+  BOOST_CHECK_EXCEPTION(Bus{o}, std::exception, [](const std::exception& e) {
+    return std::string(e.what()).find("BusOptions.publish_to: 'tcp://127.0.0.1:7401' is listed twice") != std::string::npos;
+  });
 }
 
 BOOST_AUTO_TEST_CASE(a_peer_connect_timeout_below_100_ms_is_refused) {

@@ -339,7 +339,7 @@ struct UnreachablePeerFixture : DashboardFixture {
 BOOST_FIXTURE_TEST_CASE(a_peer_that_is_not_connected_is_named_on_the_page, UnreachablePeerFixture) {
   Page page(browser);
   page.navigate(url);
-  BOOST_REQUIRE_MESSAGE(page.wait_for("document.getElementById('links').textContent.includes('failed attempts')", 20s),
+  BOOST_REQUIRE_MESSAGE(page.wait_for("document.getElementById('links').textContent.includes('failed attempt')", 20s),
                         "the unreachable peer is not named" << diagnose(page));
   const std::string line = text(page, "links");
   BOOST_TEST(contains(line, "peer " + peer + " not connected since "), line);

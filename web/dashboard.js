@@ -35,10 +35,11 @@
   // labels about 50 px wide never overlap at any chart width (uPlot's default time format has
   // an am/pm suffix and a 50 px minimum spacing). uPlot draws them on the canvas: text only.
   const pad2 = (n) => String(n).padStart(2, "0");
-  const clockLabels = (u, splits) => splits.map((t) => {
-    const d = new Date(t * 1000);
+  const hms = (unixSeconds) => {
+    const d = new Date(unixSeconds * 1000);
     return `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
-  });
+  };
+  const clockLabels = (u, splits) => splits.map(hms);
 
   function makeChart() {
     const el = $("chart");
@@ -65,9 +66,9 @@
     box.replaceChildren();
     box.hidden = down.length === 0;
     down.forEach(([noun, p]) => {
-      const d = new Date(p.since * 1000);
-      let text = `${noun} ${p.endpoint} not connected since ${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
-      if (p.connect_failures > 0) text += ` (${fmt(p.connect_failures)} failed attempts, last: ${p.last_failure})`;
+      let text = `${noun} ${p.endpoint} not connected since ${hms(p.since)}`;
+      if (p.connect_failures > 0)
+        text += ` (${fmt(p.connect_failures)} failed attempt${p.connect_failures === 1 ? "" : "s"}, last: ${p.last_failure})`;
       else if (p.last_failure) text += ` (${p.last_failure})`;
       if (p.events_unsent > 0) text += `; ${fmt(p.events_unsent)} events not sent to it`;
       const line = document.createElement("div");

@@ -53,10 +53,13 @@ struct PeerStats {
   // The last failure: "connection refused", "connection timed out", "address not resolved",
   // "handshake failed", or "disconnected"; "" if none yet.
   std::string last_failure;
-  // publish_to only: cluster-scope events sent while this endpoint was down, which ZeroMQ's PUB
-  // socket drops for it (the forwarder's subscribers count them as gaps, if they saw this node
-  // before). Read from the monitor's events, so a change of state counts with a few
-  // milliseconds' lag. Always 0 for peers: what we miss from them is BusStats::remote_gaps.
+  // publish_to only: cluster-scope events ZeroMQ's PUB socket dropped for this endpoint: sent
+  // before its first connection, after a failed handshake, or past tcp_hwm frames while a lost
+  // connection waits to be made again (up to tcp_hwm frames wait in it and are delivered when
+  // it is back). The forwarder's subscribers count them as gaps, if they saw this node before.
+  // Read from the monitor's events, which the publisher thread reads every 100 ms (later while
+  // it waits for a slow local subscriber): a change of state counts with that lag. Always 0
+  // for peers: what we miss from them is BusStats::remote_gaps.
   uint64_t events_unsent = 0;
 };
 
