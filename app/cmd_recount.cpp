@@ -1,9 +1,9 @@
 // reqbus recount: sets a store's daily counters from the rows it holds (node/daily_counters.hpp),
 // for days a node's counters fell short of: a node killed with SIGKILL, a write abandoned at
-// shutdown that the database committed anyway. Prints each counter it changes and a summary;
-// --dry-run only compares. Today (UTC) is refused unless --include-today: running nodes are
-// still storing its rows and hold up to one flush of their increments in memory, which a
-// recount would count once more when they flush.
+// shutdown that the database committed anyway. Prints each day as it is committed, with each
+// counter it changes; --dry-run only compares (exit 1 when something differs, like diff). A day
+// whose counters a node flushed into within the last minute is refused without --force: the
+// node still counts into it, and the increments it holds in memory would count twice.
 #include <algorithm>
 #include <ctime>
 #include <cstdio>
@@ -25,7 +25,7 @@ struct RecountFlags {
   std::optional<std::string> store, config;
   std::vector<std::string> days;
   std::string from, to;
-  bool dry_run = false, include_today = false;
+  bool dry_run = false, force = false;
   int timeout_ms = 60000;
 };
 
@@ -60,12 +60,13 @@ std::string signed_text(int64_t v) { return (v > 0 ? "+" : "") + std::to_string(
 Run add_recount(CLI::App& app) {
   auto f = std::make_shared<RecountFlags>();
   app.add_option("--store", f->store, "The store: sqlite:PATH or postgres:CONNINFO (default: the config's, else sqlite:reqbus.db)");
-  app.add_option("--config", f->config, "The node's TOML config: its store and [counters] name");
+  app.add_option("--config", f->config, "The node's TOML config: its store");
   app.add_option("--day", f->days, "A UTC day to recount, YYYY-MM-DD (repeatable)");
   app.add_option("--from", f->from, "First UTC day of a range to recount, YYYY-MM-DD");
   app.add_option("--to", f->to, "Last UTC day of the range (inclusive)");
-  app.add_flag("--dry-run", f->dry_run, "Compare only: print what would change, write nothing");
-  app.add_flag("--include-today", f->include_today, "Allow today (UTC): only when no node is storing rows");
+  app.add_flag("--dry-run", f->dry_run, "Compare only: print what would change, write nothing (exit 1 if anything differs)");
+  app.add_flag("--force", f->force,
+               "Recount days a node flushed counters into within the last minute, and zero the counters of days without rows");
   app.add_option("--timeout-ms", f->timeout_ms, "Bound on each day's transaction (default 60000)")->check(CLI::Range(100, 3'600'000));
   return [f]() -> int {
     node::NodeOptions options;
@@ -77,31 +78,30 @@ Run add_recount(CLI::App& app) {
     const int64_t today = int64_t(std::time(nullptr)) / 86400;
     if (days.back() > today)
       throw Error(ErrorCode::invalid_argument, "recount: " + node::day_of(days.back() * node::kDayMicros) + " has not begun (UTC)");
-    if (days.back() == today && !f->include_today)
-      throw Error(ErrorCode::invalid_argument,
-                  "recount: " + node::day_of(today * node::kDayMicros) +
-                      " is today (UTC): running nodes still store its rows and hold up to one flush of their counts, "
-                      "which would count twice; recount it tomorrow, or pass --include-today if no node is running");
-    const auto results = node::recount_days(options.store, options.counters.name, days, f->dry_run,
-                                            std::chrono::milliseconds(f->timeout_ms));
-    size_t counters = 0, changed = 0;
-    for (const node::DayRecount& d : results) {
-      if (d.counters.empty()) continue;  // nothing stored that day, no counters: a range says it in its total
-      size_t day_changed = 0;
-      for (const CounterChange& c : d.counters) {
-        if (c.after == c.before) continue;
-        ++day_changed;
-        std::printf("  %s  %lld -> %lld (%s)\n", c.key.c_str(), (long long)c.before, (long long)c.after,
-                    signed_text(c.after - c.before).c_str());
-      }
-      std::printf("%s: %zu counters, %zu %s\n", node::day_of(d.day * node::kDayMicros).c_str(), d.counters.size(),
-                  day_changed, f->dry_run ? "would change" : "changed");
+    node::RecountOptions ro;
+    ro.dry_run = f->dry_run;
+    ro.force = f->force;
+    ro.timeout = std::chrono::milliseconds(f->timeout_ms);
+    size_t done = 0, counters = 0, changed = 0;
+    const char* verb = f->dry_run ? "would change" : "changed";
+    node::recount_days(options.store, options.counters.name, days, ro, [&](const node::DayRecount& d) {
+      ++done;
       counters += d.counters.size();
+      size_t day_changed = 0;
+      for (const CounterChange& c : d.counters) day_changed += c.after != c.before;
       changed += day_changed;
-    }
-    std::printf("recount: %zu day(s), %zu counters, %zu %s%s\n", results.size(), counters, changed,
-                f->dry_run ? "would change" : "changed", f->dry_run ? " (dry run: nothing written)" : "");
-    return 0;
+      if (d.counters.empty()) return;  // nothing stored that day, no counters: the total says it
+      std::printf("%s: %zu counters, %zu %s\n", node::day_of(d.day * node::kDayMicros).c_str(), d.counters.size(),
+                  day_changed, verb);
+      for (const CounterChange& c : d.counters)
+        if (c.after != c.before)
+          std::printf("  %s  %lld -> %lld (%s)\n", c.key.c_str(), (long long)c.before, (long long)c.after,
+                      signed_text(c.after - c.before).c_str());
+      std::fflush(stdout);  // each day as it is committed: a later failure does not hide it
+    });
+    std::printf("recount: %zu day(s), %zu counters, %zu %s%s\n", done, counters, changed, verb,
+                f->dry_run ? " (dry run: nothing written)" : "");
+    return f->dry_run && changed > 0 ? 1 : 0;
   };
 }
 

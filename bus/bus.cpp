@@ -451,7 +451,8 @@ std::string peer_endpoint_problem(std::string_view peer) {
   const std::string quoted = "'" + std::string(endpoint.substr(0, 80)) + "'";
   const size_t colon = endpoint.rfind(':');
   const std::string_view host = endpoint.substr(6, colon - 6), port = endpoint.substr(colon + 1);
-  if (port == "*" || port == "0") return quoted + ": a peer's port must be 1..65535 (* and 0 are for bind)";
+  // Written plainly (no leading zero), so that one endpoint cannot be listed twice unnoticed.
+  if (port == "*" || port.front() == '0') return quoted + ": a peer's port must be 1..65535 without leading zeros (* and 0 are for bind)";
   if (host == "*") return quoted + ": a peer needs a host name or address (* is for bind)";
   for (const char c : host)
     if (!std::isalnum(static_cast<unsigned char>(c)) && std::string_view(".-_[]:%").find(c) == std::string_view::npos)

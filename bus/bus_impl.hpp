@@ -105,6 +105,9 @@ class Bus::Impl {
   std::mutex close_mu_;
   std::optional<CloseReport> close_report_;  // guarded by close_mu_
   RateLimiter bad_input_log_;
+  // The peers' and publish_to endpoints' handshake failures (PeerLinks): their own limiter, so
+  // a flood of malformed frames cannot swallow the one line each failure run gets.
+  RateLimiter link_log_{10, std::chrono::minutes(1)};
   // Another node with our node id (or two peers sharing one) sends every frame: its own
   // limiter, so it does not crowd the other warnings out of bad_input_log_.
   RateLimiter duplicate_id_log_{2, std::chrono::seconds(10)};

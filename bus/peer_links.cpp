@@ -107,6 +107,8 @@ void PeerLinks::connect(Link& link) {
   if (keys_) make_curve_client(socket_, *keys_, link.peer.server_key);
   socket_.connect(link.peer.endpoint);
   link.pipe_subscribed = false;  // a new pipe: nothing subscribed through it yet
+  link.unsent += std::exchange(link.queued_events, 0);  // the old pipe's frames went with it
+  link.frames_while_down = 0;
 }
 
 void PeerLinks::set_up(Link& link, bool up) {
@@ -153,6 +155,8 @@ void PeerLinks::service() {
 
 void PeerLinks::finish() {
   drain(false);
+  for (auto& link : links_)
+    if (!link.up) link.unsent += std::exchange(link.queued_events, 0);
   hand_over_unsent();
 }
 
@@ -172,6 +176,7 @@ void PeerLinks::on_event(uint16_t event, const std::string& endpoint, bool act) 
     set_up(*link, true);
     link->pipe_subscribed = true;
     link->frames_while_down = 0;
+    link->queued_events = 0;  // delivered now
     link->backoff = std::chrono::milliseconds(100);
     link->handshake_failure_logged = false;
     return;

@@ -59,7 +59,8 @@ class PeerLinks {
   // Reads the monitor's events, reconnects what is due, and lets PeerHealth log what is due.
   // Cheap when nothing happened; call at least every few hundred milliseconds.
   void service();
-  // At close: reads the monitor's last events and hands over what sent() counted, acting on
+  // At close: reads the monitor's last events and hands over what sent() counted, and what
+  // waits in the pipe of a connection still down (the socket's close discards it), acting on
   // nothing (no reconnect, no log line).
   void finish();
 
@@ -77,6 +78,7 @@ class PeerLinks {
     for (auto& l : links_) {
       if (l.up) continue;
       if (!l.pipe_subscribed || ++l.frames_while_down > role_.queued_frames) l.unsent += events;
+      else l.queued_events += events;
     }
   }
 
@@ -87,6 +89,7 @@ class PeerLinks {
     bool handshaking = false;      // TCP connected, no handshake result yet
     bool pipe_subscribed = false;  // the pipe has carried a connection (handshake done) since made
     uint64_t frames_while_down = 0;
+    uint64_t queued_events = 0;  // in frames waiting in the pipe of a lost connection
     uint64_t unsent = 0;  // not yet handed to PeerHealth
     std::chrono::steady_clock::time_point next_allowed{};
     std::chrono::milliseconds backoff{100};

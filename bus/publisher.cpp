@@ -76,7 +76,7 @@ void Bus::Impl::publisher_main(std::promise<void> started) {
       uplink_links.emplace(context_, *uplink, uplinks, curve ? &keys : nullptr, local_endpoint_ + "-uplink-monitor",
                            *uplink_health_, "bus '" + options.name + "'", "publish_to",
                            detail::PeerLinks::Counters{&handshake_failures_, &peer_disconnects_},
-                           detail::PeerLinks::Role{false, size_t(options.tcp_hwm)}, bad_input_log_);
+                           detail::PeerLinks::Role{false, size_t(options.tcp_hwm)}, link_log_);
     }
     started.set_value();
   } catch (...) {

@@ -48,7 +48,7 @@ void Bus::Impl::receiver_main(std::promise<void> started) {
     links.emplace(context_, *peers, this->peers, curve ? &keys : nullptr, remote_endpoint_ + "-monitor", *peer_health_,
                   "bus '" + options.name + "'", "peers",
                   detail::PeerLinks::Counters{&handshake_failures_, &peer_disconnects_}, detail::PeerLinks::Role{},
-                  bad_input_log_);
+                  link_log_);
 
     make_lossless_xpub(remote, remote_endpoint_);
     started.set_value();

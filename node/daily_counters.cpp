@@ -60,15 +60,15 @@ CounterRecount daily_recount(const std::string& buffer, int64_t day) {
   r.from_us = day * kDayMicros;
   r.to_us = r.from_us + kDayMicros;
   r.key_prefix = buffer + "/";
-  const std::string suffix = ":" + day_of(r.from_us);
-  r.owns = [prefix = r.key_prefix, suffix](std::string_view key) {
-    if (key.size() < prefix.size() + suffix.size() || key.substr(key.size() - suffix.size()) != suffix) return false;
+  r.key_suffix = ":" + day_of(r.from_us);
+  r.owns = [prefix = r.key_prefix, suffix = r.key_suffix](std::string_view key) {
+    if (!key.starts_with(prefix) || !key.ends_with(suffix)) return false;
     const std::string_view name = key.substr(prefix.size());
     for (const char* family : kFamilies)
       if (name.starts_with(family)) return true;
     return false;
   };
-  r.plan = [prefix = r.key_prefix, suffix](const StoredCounts& rows) {
+  r.plan = [prefix = r.key_prefix, suffix = r.key_suffix](const StoredCounts& rows) {
     std::map<std::string, int64_t> out;
     for (const StoredCounts::Requests& g : rows.requests) {
       out[prefix + "requests" + suffix] += g.rows;
@@ -82,43 +82,50 @@ CounterRecount daily_recount(const std::string& buffer, int64_t day) {
   return r;
 }
 
-std::vector<DayRecount> recount_days(const std::string& store, const std::string& buffer,
-                                     const std::vector<int64_t>& days, bool dry_run,
-                                     std::chrono::milliseconds timeout) {
+void recount_days(const std::string& store, const std::string& buffer, const std::vector<int64_t>& days,
+                  const RecountOptions& options, const std::function<void(const DayRecount&)>& done) {
   std::shared_ptr<CounterSink> sink;
   if (store.rfind("sqlite:", 0) == 0) {
     SqliteSinkOptions so;
     so.path = store.substr(7);
-    // A recount never creates a database: a wrong path is an error, not an empty file.
+    so.create = false;  // a wrong path or another database is an error, never a new store
     std::error_code ec;
     if (so.path.empty() || !std::filesystem::is_regular_file(so.path, ec))
       throw Error(ErrorCode::invalid_argument, "recount: " + store + ": no such database file");
     auto sqlite = std::make_shared<SqliteSink>(so);
-    if (auto r = sqlite->open(timeout); !r.ok()) throw Error(ErrorCode::storage, "recount: " + r.reason);
+    if (auto r = sqlite->open(options.timeout); !r.ok()) throw Error(ErrorCode::storage, "recount: " + r.reason);
     sink = sqlite;
   } else if (store.rfind("postgres:", 0) == 0) {
     PostgresSinkOptions po;
     po.conninfo = store.substr(9);
     po.connections = 1;
+    po.create_schema = false;  // a mistyped database gets no schema
     sink = std::make_shared<PostgresSink>(po);
   } else {
     throw Error(ErrorCode::invalid_argument, "recount: store '" + store + "' is not sqlite:PATH or postgres:CONNINFO");
   }
-  std::vector<DayRecount> out;
+  const auto now_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::system_clock::now().time_since_epoch()).count();
   for (const int64_t day : days) {
     DayRecount d{day, {}};
     CounterRecount recount = daily_recount(buffer, day);
-    recount.dry_run = dry_run;
+    recount.dry_run = options.dry_run;
+    recount.allow_zeroing = options.force;
+    if (!options.force)
+      recount.refuse_if_flushed_since_us = now_us - std::chrono::duration_cast<std::chrono::microseconds>(options.quiet).count();
+    // options.timeout bounds the day, retries included: each attempt gets what is left.
+    const auto deadline = std::chrono::steady_clock::now() + options.timeout;
     WriteResult r;
-    for (int attempt = 0; attempt < 5; ++attempt) {
-      r = sink->recount(recount, d.counters, timeout);
-      if (r.kind != WriteResult::Kind::retry) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100 << attempt));
+    for (int attempt = 1;; ++attempt) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      r = sink->recount(recount, d.counters, std::max(left, std::chrono::milliseconds(1)));
+      const auto pause = std::chrono::milliseconds(100 << std::min(attempt, 5));
+      if (r.kind != WriteResult::Kind::retry || std::chrono::steady_clock::now() + pause >= deadline) break;
+      std::this_thread::sleep_for(pause);
     }
     if (!r.ok()) throw Error(ErrorCode::storage, "recount: " + day_of(day * kDayMicros) + ": " + r.reason);
-    out.push_back(std::move(d));
+    done(d);
   }
-  return out;
 }
 
 }  // namespace reqbus::node

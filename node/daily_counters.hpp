@@ -16,6 +16,7 @@
 // Thread-safety: functions are pure, or (recount_days) use only what they open.
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -42,11 +43,22 @@ struct DayRecount {
   std::vector<CounterChange> counters;  // every counter of the day, before and after
 };
 
-// Opens `store` ("sqlite:PATH" of an existing file, or "postgres:CONNINFO") and recounts each
-// day in its own transaction (retried a few times when the store says retry_later: a lock, a
-// serialization failure). Throws Error naming the store and the day for anything else.
-std::vector<DayRecount> recount_days(const std::string& store, const std::string& buffer,
-                                     const std::vector<int64_t>& days, bool dry_run,
-                                     std::chrono::milliseconds timeout);
+struct RecountOptions {
+  bool dry_run = false;  // compare only
+  // Recount a day even when one of its counters was flushed into within `quiet` (a node still
+  // counting into it: what it holds in memory would count twice), and zero the counters of a
+  // day without rows. Default off.
+  bool force = false;
+  std::chrono::milliseconds quiet{60000};  // see force; > the nodes' [counters] interval_ms
+  std::chrono::milliseconds timeout{60000};  // each day's transaction
+};
+
+// Opens `store` ("sqlite:PATH" of an existing reqbus store, or "postgres:CONNINFO"; nothing is
+// created or migrated) and recounts each day in its own transaction (retried a few times when
+// the store says retry: a lock, a serialization failure), calling `done` after each day's
+// commit. Throws Error naming the store and the day for anything else; the days before it are
+// recounted (and were passed to `done`).
+void recount_days(const std::string& store, const std::string& buffer, const std::vector<int64_t>& days,
+                  const RecountOptions& options, const std::function<void(const DayRecount&)>& done);
 
 }  // namespace reqbus::node

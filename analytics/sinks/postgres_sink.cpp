@@ -653,9 +653,25 @@ WriteResult PostgresSink::recount(const CounterRecount& r, std::vector<CounterCh
       }, out);
     };
     if (auto f = impl.exec(c, deadline, "BEGIN ISOLATION LEVEL REPEATABLE READ")) return fail(*f);
+    Impl::Results res;
+    // The day's counters first (locked, unless a dry run), so the snapshot the rows are counted
+    // in is the one the locks were taken in: a flush into them that committed after it makes
+    // this fail (40001, retried by the caller) rather than be overwritten.
+    std::map<std::string, detail::HeldCounter> held;
+    const std::string end = detail::prefix_end(r.key_prefix);
+    std::vector<std::string> range{r.key_prefix};
+    if (!end.empty()) range.push_back(end);
+    range.push_back(r.key_suffix);
+    if (auto f = query(schema::counters_in_range_sql(Dialect::postgres, r.key_suffix.size(), !end.empty(), !r.dry_run),
+                       range, &res))
+      return fail(*f);
+    for (const PgResult& q : res)
+      for (int i = 0; i < PQntuples(q.get()); ++i)
+        held[PQgetvalue(q.get(), i, 0)] = {std::strtoll(PQgetvalue(q.get(), i, 1), nullptr, 10),
+                                           std::strtoll(PQgetvalue(q.get(), i, 2), nullptr, 10)};
+    res.clear();
     const std::vector<std::string> span{std::to_string(r.from_us), std::to_string(r.to_us)};
     StoredCounts rows;
-    Impl::Results res;
     if (auto f = query(schema::count_requests_sql(Dialect::postgres), span, &res)) return fail(*f);
     for (const PgResult& q : res)
       for (int i = 0; i < PQntuples(q.get()); ++i)
@@ -666,25 +682,16 @@ WriteResult PostgresSink::recount(const CounterRecount& r, std::vector<CounterCh
     for (const PgResult& q : res)
       for (int i = 0; i < PQntuples(q.get()); ++i)
         rows.events.emplace_back(PQgetvalue(q.get(), i, 0), std::strtoll(PQgetvalue(q.get(), i, 1), nullptr, 10));
-    res.clear();
-    std::map<std::string, int64_t> held;
-    if (auto f = query(schema::counters_with_prefix_sql(Dialect::postgres, r.key_prefix.size()), {r.key_prefix}, &res))
-      return fail(*f);
-    for (const PgResult& q : res)
-      for (int i = 0; i < PQntuples(q.get()); ++i)
-        held[PQgetvalue(q.get(), i, 0)] = std::strtoll(PQgetvalue(q.get(), i, 1), nullptr, 10);
     try {
       changes = detail::recount_changes(r, rows, held);
-    } catch (const std::exception& e) {
-      return fail(Impl::Failure{false, true, e.what()});
+    } catch (const std::exception& e) {  // refused: permanent
+      return fail(Impl::Failure{false, true, impl.name + ": " + e.what()});
     }
-    if (!r.dry_run) {
-      const std::string now = std::to_string(impl.clock_us());
+    if (!r.dry_run)
       for (const CounterChange& change : changes)
         if (change.after != change.before)
-          if (auto f = query(schema::counter_set_sql(Dialect::postgres), {change.key, std::to_string(change.after), now}, nullptr))
+          if (auto f = query(schema::counter_set_sql(Dialect::postgres), {change.key, std::to_string(change.after)}, nullptr))
             return fail(*f);
-    }
     if (auto f = impl.exec(c, deadline, r.dry_run ? "ROLLBACK" : "COMMIT")) return fail(*f);
     return {};
   });

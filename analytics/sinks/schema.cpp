@@ -143,8 +143,7 @@ std::string counter_add_sql(Dialect dialect) {
 
 std::string counter_set_sql(Dialect dialect) {
   return "INSERT INTO counters (key, value, updated_at) VALUES (" + placeholder(dialect, 1) + ", " +
-         placeholder(dialect, 2) + ", " + placeholder(dialect, 3) +
-         ") ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at";
+         placeholder(dialect, 2) + ", 0) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 }
 
 std::string count_requests_sql(Dialect dialect) {
@@ -157,9 +156,15 @@ std::string count_events_sql(Dialect dialect) {
          placeholder(dialect, 2) + " GROUP BY type";
 }
 
-std::string counters_with_prefix_sql(Dialect dialect, size_t prefix_length) {
-  return "SELECT key, value FROM counters WHERE substr(key, 1, " + std::to_string(prefix_length) +
-         ") = " + placeholder(dialect, 1) + (dialect == Dialect::postgres ? " FOR UPDATE" : "");
+std::string counters_in_range_sql(Dialect dialect, size_t suffix_length, bool bounded, bool lock) {
+  const std::string n = std::to_string(suffix_length);
+  std::string sql = "SELECT key, value, updated_at FROM counters WHERE key >= " + placeholder(dialect, 1);
+  if (bounded) sql += " AND key < " + placeholder(dialect, 2);
+  sql += dialect == Dialect::postgres ? " AND right(key, " + n + ") = " : " AND substr(key, -" + n + ") = ";
+  sql += placeholder(dialect, bounded ? 3 : 2);
+  sql += " ORDER BY key";
+  if (lock) sql += " FOR UPDATE";
+  return sql;
 }
 
 std::string create_migrations_table_sql(Dialect dialect) {

@@ -88,7 +88,8 @@ std::string insert_ignore_sql(const Table& table, Dialect dialect, int rows = 1)
 // INSERT INTO counters ... ON CONFLICT (key) DO UPDATE SET value = counters.value + excluded.value
 std::string counter_add_sql(Dialect dialect);
 
-// Sets a counter: parameters (1) key, (2) value, (3) updated_at µs (an upsert).
+// Sets a counter's value: parameters (1) key, (2) value (an upsert). updated_at (the last
+// flush into it) stays as it is; a new row gets 0.
 std::string counter_set_sql(Dialect dialect);
 
 // For CounterSink::recount, with parameters (1) from µs, (2) to µs:
@@ -96,9 +97,11 @@ std::string counter_set_sql(Dialect dialect);
 std::string count_requests_sql(Dialect dialect);
 // SELECT type, count(*) FROM events WHERE timestamp in [from, to) GROUP BY type
 std::string count_events_sql(Dialect dialect);
-// SELECT key, value FROM counters whose key starts with parameter (1), `prefix_length` bytes
-// long; FOR UPDATE on PostgreSQL (the rows stay locked until the transaction ends).
-std::string counters_with_prefix_sql(Dialect dialect, size_t prefix_length);
+// SELECT key, value, updated_at FROM counters with (1) <= key < (2) (a prefix and its
+// recount::prefix_end; an empty (2) is no upper bound) and ending with (3), `suffix_length`
+// ASCII characters long, in key order; `lock`: FOR UPDATE (PostgreSQL), the rows stay locked
+// until the transaction ends, taken in the order counter flushes take them.
+std::string counters_in_range_sql(Dialect dialect, size_t suffix_length, bool bounded, bool lock);
 
 // CREATE TABLE IF NOT EXISTS schema_migrations (...). Run before reading the version.
 std::string create_migrations_table_sql(Dialect dialect);

@@ -27,6 +27,7 @@ struct DbError {
   int code;             // SQLite extended result code, or SQLITE_ERROR for our own checks
   std::string message;  // what failed and why
   bool schema = false;  // a schema the sink cannot write into: permanent
+  bool logged = true;   // a permanent failure is logged (not a recount's refusal: its caller says it)
 };
 
 struct StmtDeleter {
@@ -202,7 +203,7 @@ struct SqliteSink::Impl {
     if (ready) return;
     close_connection();  // a half-opened connection (e.g. migration hit a lock) starts over
     int rc = sqlite3_open_v2(opt.path.c_str(), &db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             SQLITE_OPEN_READWRITE | (opt.create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX,
                              nullptr);
     if (rc != SQLITE_OK) {
       std::string msg = "cannot open " + opt.path + ": " +
@@ -216,6 +217,15 @@ struct SqliteSink::Impl {
     // sqlite3_open_v2 silently falls back to read-only when the file is not writable.
     if (sqlite3_db_readonly(db, "main") == 1)
       throw DbError{SQLITE_READONLY, "database file is read-only (cannot open it for writing)"};
+    if (!opt.create) {  // before any pragma that could change the file
+      const int64_t version = schema_version();
+      if (version != sc::latest_version())
+        throw DbError{SQLITE_ERROR,
+                      version == 0 ? "not a reqbus store (no schema_migrations table)"
+                                   : "schema version " + std::to_string(version) + ", where this reqbus writes " +
+                                         std::to_string(sc::latest_version()) + " (a node started on it migrates it)",
+                      true};
+    }
     // Only takes effect while the file is still empty, i.e. before WAL mode and the schema.
     exec("PRAGMA page_size=" + std::to_string(opt.page_size), "set page_size");
     exec("PRAGMA journal_mode=WAL", "set journal_mode=WAL");
@@ -440,7 +450,7 @@ struct SqliteSink::Impl {
       return WriteResult::retry_later(std::move(reason), opt.retry_after);
     }
     ++errors;
-    if (!at_open) log_limiter.log(LogLevel::error, reason);
+    if (!at_open && e.logged) log_limiter.log(LogLevel::error, reason);
     return WriteResult::failure(std::move(reason));
   }
 
@@ -544,9 +554,22 @@ WriteResult SqliteSink::recount(const CounterRecount& r, std::vector<CounterChan
     while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) row(s.get());
     if (rc != SQLITE_DONE) d.fail(rc, what);
   };
-  WriteResult result = d.transact(timeout, true, [&] {
+  // A dry run reads in a deferred transaction (one snapshot, no write lock); a recount holds
+  // the write lock (BEGIN IMMEDIATE) from its first read to its commit.
+  WriteResult result = d.transact(timeout, !r.dry_run, [&] {
+    if (r.dry_run) d.exec("BEGIN", "begin read");
+    std::map<std::string, detail::HeldCounter> held;
+    const std::string end = detail::prefix_end(r.key_prefix);
+    Stmt q = d.prepare(sc::counters_in_range_sql(sc::Dialect::sqlite, r.key_suffix.size(), !end.empty(), false),
+                       "prepare read of counters");
+    Impl::text(q.get(), 0, r.key_prefix);
+    if (!end.empty()) Impl::text(q.get(), 1, end);
+    Impl::text(q.get(), end.empty() ? 1 : 2, r.key_suffix);
+    each_row(q, "read counters", [&](sqlite3_stmt* s) {
+      held[text_at(s, 0)] = {sqlite3_column_int64(s, 1), sqlite3_column_int64(s, 2)};
+    });
     StoredCounts rows;
-    Stmt q = d.prepare(sc::count_requests_sql(sc::Dialect::sqlite), "prepare count of requests");
+    q = d.prepare(sc::count_requests_sql(sc::Dialect::sqlite), "prepare count of requests");
     Impl::int64(q.get(), 0, r.from_us);
     Impl::int64(q.get(), 1, r.to_us);
     each_row(q, "count requests", [&](sqlite3_stmt* s) {
@@ -556,23 +579,20 @@ WriteResult SqliteSink::recount(const CounterRecount& r, std::vector<CounterChan
     Impl::int64(q.get(), 0, r.from_us);
     Impl::int64(q.get(), 1, r.to_us);
     each_row(q, "count events", [&](sqlite3_stmt* s) { rows.events.emplace_back(text_at(s, 0), sqlite3_column_int64(s, 1)); });
-    std::map<std::string, int64_t> held;
-    q = d.prepare(sc::counters_with_prefix_sql(sc::Dialect::sqlite, r.key_prefix.size()), "prepare read of counters");
-    Impl::text(q.get(), 0, r.key_prefix);
-    each_row(q, "read counters", [&](sqlite3_stmt* s) { held[text_at(s, 0)] = sqlite3_column_int64(s, 1); });
     try {
       changes = detail::recount_changes(r, rows, held);
-    } catch (const std::exception& e) {
-      throw DbError{SQLITE_ERROR, e.what(), true};
+    } catch (const Error& e) {  // refused: a permanent failure, said by the caller
+      throw DbError{SQLITE_CONSTRAINT, e.what(), true, false};
     }
-    if (r.dry_run) return;
+    if (r.dry_run) {
+      d.exec("COMMIT", "end read");
+      return;
+    }
     q = d.prepare(sc::counter_set_sql(sc::Dialect::sqlite), "prepare counter set");
-    const int64_t now_us = d.opt.clock->unix_us();
     for (const CounterChange& c : changes) {
       if (c.after == c.before) continue;
       Impl::text(q.get(), 0, c.key);
       Impl::int64(q.get(), 1, c.after);
-      Impl::int64(q.get(), 2, now_us);
       d.run(q.get(), "set a counter");
     }
   });

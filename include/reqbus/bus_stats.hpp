@@ -56,9 +56,9 @@ struct PeerStats {
   // publish_to only: cluster-scope events ZeroMQ's PUB socket dropped for this endpoint: sent
   // before its first connection, after a failed handshake, or past tcp_hwm frames while a lost
   // connection waits to be made again (up to tcp_hwm frames wait in it and are delivered when
-  // it is back). The forwarder's subscribers count them as gaps, if they saw this node before.
-  // Read from the monitor's events, which the publisher thread reads every 100 ms (later while
-  // it waits for a slow local subscriber): a change of state counts with that lag. Always 0
+  // it is back; what still waits there when the Bus closes is counted then). The forwarder's
+  // subscribers count them as gaps, if they saw this node before. A lower bound: frames already
+  // handed to a connection that then breaks (its socket buffers) are lost uncounted. Always 0
   // for peers: what we miss from them is BusStats::remote_gaps.
   uint64_t events_unsent = 0;
 };

@@ -39,14 +39,22 @@ struct StoredCounts {
 // the rows, in the transaction that reads them.
 struct CounterRecount {
   int64_t from_us = 0, to_us = 0;  // the span: [from_us, to_us), µs since the epoch
-  // The counters the recount owns: keys that start with key_prefix and that owns() accepts
-  // (e.g. one day's). Owned counters plan() leaves out are set to 0.
-  std::string key_prefix;
+  // The counters the recount owns: keys that start with key_prefix, end with key_suffix (e.g.
+  // ":2026-12-07") and that owns() accepts. Owned counters plan() leaves out are set to 0.
+  std::string key_prefix, key_suffix;
   std::function<bool(std::string_view key)> owns;
   // The owned counters' true values (key -> value) from what the rows count. Every key it
   // returns must be owned.
   std::function<std::map<std::string, int64_t>(const StoredCounts&)> plan;
-  bool dry_run = false;  // read and compare only: nothing is written
+  bool dry_run = false;  // read and compare only: nothing is written, no write lock taken
+  // Refuse (a permanent failure naming the counter) when an owned counter was flushed into at
+  // or after this time (µs since the epoch; counters.updated_at, which a recount leaves as it
+  // is): a node still counting into the span holds increments for rows already stored, which
+  // would count twice. 0 = no check.
+  int64_t refuse_if_flushed_since_us = 0;
+  // Refuse when the span holds no rows but owned counters are not 0 (rows deleted to save
+  // space?) rather than zeroing them.
+  bool allow_zeroing = false;
 };
 
 // One owned counter, as it was and as the recount set it (after == before: unchanged).
@@ -68,10 +76,11 @@ class CounterSink {
   virtual void abort_writes() noexcept {}
   virtual std::string name() const = 0;
   // Sets the owned counters to what the stored rows count (CounterRecount), in one
-  // transaction that holds the store's writers off while it reads and writes; `changes` gets
-  // every owned counter, sorted by key. The default: failure (a store without rows to count).
-  // Increments a StatBuffer still holds for rows already stored (up to one flush interval)
-  // are added after, and count twice: recount spans no node is still storing rows of.
+  // transaction, so that a counter flush is applied wholly before or wholly after it; `changes`
+  // gets every owned counter, sorted by key. The default: failure (a store without rows to
+  // count). Increments a StatBuffer still holds for rows already stored (up to one flush
+  // interval) are added after, and count twice: recount spans no node is still counting into
+  // (CounterRecount::refuse_if_flushed_since_us).
   virtual WriteResult recount(const CounterRecount& /*recount*/, std::vector<CounterChange>& changes,
                               std::chrono::milliseconds /*timeout*/) {
     changes.clear();

@@ -16,6 +16,8 @@ enum class LogLevel : uint8_t { debug, info, warn, error };
 using LogSink = std::function<void(LogLevel, std::string_view line)>;
 
 // Replaces the process-wide sink (default: stderr, "reqbus warn: ..."). nullptr restores it.
+// The sink is called on the thread that logs, which may be one of the bus's own (the publisher
+// thread logs its publish_to endpoints' state): a slow sink delays it. Keep sinks quick.
 void set_log_sink(LogSink sink);
 void log(LogLevel level, std::string_view line);
 

@@ -103,10 +103,11 @@ class PostgresSink final : public Sink, public CounterSink {
   void abort_writes() noexcept override;
   // "postgres:<host>:<port>/<dbname>" (never the password).
   std::string name() const override;
-  // CounterSink::recount in one REPEATABLE READ transaction: the rows are counted in its
-  // snapshot without holding writers off, and the owned counters are read FOR UPDATE, so a
-  // node's counter flush waits for the recount and adds on top of it. A flush that committed
-  // after the snapshot fails the recount with a serialization error (retry_later: run it again).
+  // CounterSink::recount in one REPEATABLE READ transaction: the span's owned counters are
+  // read FOR UPDATE first (only they: other days' flushes go on), then the rows are counted in
+  // the same snapshot without holding writers off; a node's flush into those counters waits
+  // for the recount and adds on top of it. One that committed after the snapshot fails the
+  // recount with a serialization error (retry_later: run it again). A dry run locks nothing.
   WriteResult recount(const CounterRecount& recount, std::vector<CounterChange>& changes,
                       std::chrono::milliseconds timeout) override;
 

@@ -68,6 +68,12 @@ struct SqliteSinkOptions {
   // disk (retry_later "database or disk is full"). 0 = no cap (default).
   int64_t max_database_bytes = 0;
 
+  // Create the file and the schema when missing, and apply pending migrations (default). false:
+  // open only an existing store of this reqbus's schema version, creating and changing nothing
+  // (a missing file, another database or version is a permanent failure): for tools that read
+  // or repair a store (`reqbus recount`).
+  bool create = true;
+
   // Wall time for counters.updated_at and schema_migrations.applied_at, and the monotonic
   // clock for write deadlines. nullptr (default) = the system clock.
   std::shared_ptr<Clock> clock;
@@ -108,7 +114,8 @@ class SqliteSink final : public Sink, public CounterSink {
   // "sqlite:<path>"
   std::string name() const override;
   // CounterSink::recount in one BEGIN IMMEDIATE transaction (other writers wait, up to their
-  // busy timeout). The requests are read through the inserted_at index; events are scanned.
+  // busy timeout; a dry run reads in a deferred one and blocks nobody). The requests are read
+  // through the inserted_at index; events are scanned (no index on their timestamp).
   WriteResult recount(const CounterRecount& recount, std::vector<CounterChange>& changes,
                       std::chrono::milliseconds timeout) override;
 
