@@ -196,7 +196,8 @@ void PeerLinks::on_event(uint16_t event, const std::string& endpoint, bool act) 
   if (!std::exchange(link->handshake_failure_logged, true))
     log_.log(LogLevel::warn, owner_ + ": " +
                                  (keys_ ? "CURVE handshake with " + link->peer.endpoint + " failed (wrong server key in " +
-                                              field_ + ", or our key is not on its allow-list)"
+                                              field_ + ", our key is not on its allow-list, or it is not the endpoint meant" +
+                                              (field_ == "publish_to" ? ": a forwarder's frontend, not its backend)" : ")")
                                         : "ZeroMQ handshake with " + link->peer.endpoint +
                                               " failed (is it a reqbus bus endpoint, without CURVE?)"));
   health_.reconnecting(link->peer.endpoint);

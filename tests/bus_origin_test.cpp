@@ -14,6 +14,7 @@
 #include "node/node.hpp"
 #include "reqbus/bus.hpp"
 #include "reqbus/log.hpp"
+#include "tests/support/log_lines.hpp"
 #include "tests/support/bus_fixtures.hpp"
 #include "tests/support/poll.hpp"
 #include "tests/support/process.hpp"
@@ -31,29 +32,6 @@ BusOptions plain(const std::string& node) {
   o.insecure_plaintext = true;
   return o;
 }
-
-// Captures log lines of `level` and above while alive.
-class LogLines {
- public:
-  explicit LogLines(LogLevel level) {
-    set_log_sink([this, level](LogLevel l, std::string_view line) {
-      if (l < level) return;
-      std::lock_guard lock(mu_);
-      lines_.emplace_back(line);
-    });
-  }
-  ~LogLines() { set_log_sink(nullptr); }
-  bool any(const std::string& part) {
-    std::lock_guard lock(mu_);
-    for (const auto& l : lines_)
-      if (l.find(part) != std::string::npos) return true;
-    return false;
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<std::string> lines_;
-};
 
 // The value of an unlabelled sample in Prometheus text, or -1.
 double metric(const std::string& text, const std::string& name) {
@@ -173,7 +151,7 @@ BOOST_AUTO_TEST_CASE(a_restarted_peers_events_sent_before_we_reconnected_are_gap
 // Two Buses with the same node id, one publishing to the other: the receiver does not take the
 // other's frames for echoes of its own (another epoch), counts them, says so, ignores them.
 BOOST_AUTO_TEST_CASE(another_node_with_our_id_is_counted_and_logged_not_taken_for_an_echo) {
-  LogLines errors(LogLevel::error);
+  LogLines logs;
   BusOptions po = plain("same");
   po.bind = "tcp://127.0.0.1:*";
   po.publish_linger = 1ms;
@@ -191,7 +169,7 @@ BOOST_AUTO_TEST_CASE(another_node_with_our_id_is_counted_and_logged_not_taken_fo
   BOOST_TEST(s.remote_frames == 0u);  // ignored: neither forwarded nor tracked
   BOOST_TEST(s.remote_gaps == 0u);
   BOOST_TEST(!events.next(100ms).has_value());
-  BOOST_TEST(errors.any("another node publishes with this node's id 'same'"));
+  BOOST_TEST(!logs.with(LogLevel::error, "another node publishes with this node's id 'same'").empty());
 }
 
 // The same through a node: /metrics exports both counters.

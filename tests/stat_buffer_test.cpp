@@ -20,6 +20,7 @@
 #include "reqbus/error.hpp"
 #include "reqbus/log.hpp"
 #include "reqbus/stat_buffer.hpp"
+#include "tests/support/log_lines.hpp"
 #include "tests/support/hanging_sink.hpp"
 
 using namespace std::chrono_literals;
@@ -603,12 +604,7 @@ BOOST_FIXTURE_TEST_CASE(hurry_cuts_a_close_in_progress_short, HungCounterWrite) 
 // What close() cannot write by its deadline is lost: counted in stats() (not only in the report
 // a caller may ignore) and logged once at error level.
 BOOST_AUTO_TEST_CASE(close_counts_and_logs_what_it_leaves_unwritten) {
-  std::mutex mu;
-  std::vector<std::pair<reqbus::LogLevel, std::string>> lines;
-  reqbus::set_log_sink([&](reqbus::LogLevel level, std::string_view line) {
-    std::lock_guard lock(mu);
-    lines.emplace_back(level, std::string(line));
-  });
+  reqbus::test::LogLines logs;
   auto clock = std::make_shared<ManualClock>();
   Recorder rec;
   rec.script = {false, false, false, false};
@@ -616,15 +612,11 @@ BOOST_AUTO_TEST_CASE(close_counts_and_logs_what_it_leaves_unwritten) {
   BOOST_REQUIRE(buf.increment("a", 9) == IncrementResult::ok);
   BOOST_REQUIRE(buf.increment("b", 4) == IncrementResult::ok);
   const auto report = buf.close(clock->now());
-  reqbus::set_log_sink(nullptr);
   BOOST_TEST(report.failed == 2u);
   BOOST_TEST(report.left_count == 13);
   BOOST_TEST(buf.stats().lost_at_close == 2u);
   BOOST_TEST(buf.stats().lost_at_close_count == 13);
-  size_t errors = 0;
-  for (const auto& [level, line] : lines)
-    errors += level == reqbus::LogLevel::error && line.find("lost 2 counter window(s)") != std::string::npos;
-  BOOST_TEST(errors == 1u);
+  BOOST_TEST(logs.with(reqbus::LogLevel::error, "lost 2 counter window(s)").size() == 1u);
 }
 
 BOOST_AUTO_TEST_CASE(flush_all_reports_and_keeps_failures_for_retry) {
