@@ -1,5 +1,7 @@
 #include "app/node_flags.hpp"
 
+#include <algorithm>
+
 #include "node/config.hpp"
 #include "reqbus/error.hpp"
 
@@ -124,13 +126,19 @@ std::string forced_exit_text(const node::NodeOptions& o) {
          ") keeps what it has for the next start; no summary is printed";
 }
 
+// Events the node lost: the bus's and the Batcher's drops, less what only the live view skipped.
+uint64_t dropped_for_good(const node::NodeReport& r) {
+  const uint64_t all = r.bus.dropped_newest + r.bus.dropped_oldest + r.bus.dropped_timeout + r.bus.dropped_close_deadline +
+                       r.batcher.dropped.total();
+  return all - std::min(all, r.view_dropped);
+}
+
 std::string describe(const node::NodeReport& r) {
   auto n = [](uint64_t v) { return std::to_string(v); };
   std::string s = "published " + n(r.bus.published) + ", delivered to subscribers " + n(r.bus.delivered) +
                   ", persisted " + n(r.batcher.delivered) + ", spooled " + n(r.batcher.spooled) +
                   ", replayed from the spool " + n(r.replayed) +
-                  ", dropped " + n(r.bus.dropped_newest + r.bus.dropped_oldest + r.bus.dropped_timeout +
-                                   r.bus.dropped_close_deadline + r.batcher.dropped.total()) +
+                  ", dropped " + n(dropped_for_good(r)) +
                   ", gaps " + n(r.bus.gaps) + ", counter windows " + n(r.counter_windows) + " (" +
                   n(r.counters.flushed) + " at close)";
   if (r.counters.failed) {
@@ -144,6 +152,8 @@ std::string describe(const node::NodeReport& r) {
   if (r.store_duplicates)  // written, and found stored already (a resend, a replay, a log ingested twice)
     s += ", already in the store (kept once) " + n(r.store_duplicates);
   if (r.bus.in_hand) s += ", still in a stuck handler " + n(r.bus.in_hand);
+  if (r.view_dropped)  // the dashboard's numbers fell behind; the store has them
+    s += ", skipped by the live view to keep up (stored all the same) " + n(r.view_dropped);
   if (r.uplink_unsent)  // stored here; missing from the other nodes' views
     s += ", not sent to a publish_to endpoint (it was down) " + n(r.uplink_unsent);
   if (r.batcher.delivered_after_deadline)  // counted above as spooled or dropped, and stored too

@@ -210,6 +210,15 @@ bool HttpApi::Impl::refuse_body_framing(const httplib::Request& req, httplib::Re
       return true;
     }
   }
+  // A request with neither Content-Length nor Transfer-Encoding has an empty body (RFC 9112
+  // 6.3); httplib 0.11 read one "until the connection closes": a client that did not close
+  // waited out the 10 s read timeout, and one that did had that data stored. Refused at once.
+  if ((req.method == "POST" || req.method == "PUT" || req.method == "PATCH") && !req.has_header("Content-Length") &&
+      !req.has_header("Transfer-Encoding")) {
+    res.set_header("Connection", "close");  // whatever follows is not a request
+    json_reply(res, 411, {{"error", "length required: send Content-Length (or Transfer-Encoding: chunked)"}});
+    return true;
+  }
   // A declared length over the limit is refused before any of the body is read.
   if (req.has_header("Content-Length") &&
       req.get_header_value<uint64_t>("Content-Length") > uint64_t(options.max_body_bytes)) {

@@ -223,6 +223,8 @@ NodeReport Node::Impl::close(std::chrono::milliseconds budget) {
   auto left_before_counters = [&] { return std::max(std::chrono::milliseconds(0), left() - counters_share); };
   r.bus = bus->close(left_before_counters() / 3);  // delivers everything accepted to the Batcher/StatBuffer
   for (const PeerStats& u : bus->stats().uplinks) r.uplink_unsent += u.events_unsent;
+  const SubscriptionStats view = live_sub.stats();
+  r.view_dropped = view.dropped_newest + view.dropped_oldest + view.dropped_close;
   if (batcher) {
     r.batcher = batcher->close(left_before_counters());
     const BatcherStats s = batcher->stats();
@@ -270,10 +272,15 @@ nlohmann::json Node::stats_json(const std::string& node_filter) const {
   nlohmann::json j = impl_->live->snapshot(node_filter);
   const BusStats b = impl_->bus->stats();
   uint64_t dropped = b.dropped_newest + b.dropped_oldest + b.dropped_timeout + b.dropped_close_deadline;
-  for (const auto& s : b.subscriptions) dropped += s.dropped_newest + s.dropped_oldest + s.dropped_close;
+  // The live view (the dashboard's numbers) may skip events to keep up (drop_oldest): stored all
+  // the same, so they are not "dropped", but said apart.
+  uint64_t view_dropped = 0;
+  for (const auto& s : b.subscriptions)
+    (s.name == "live" ? view_dropped : dropped) += s.dropped_newest + s.dropped_oldest + s.dropped_close;
   j["self"] = impl_->bus->node_id();
   j["published"] = b.published;
   j["dropped"] = dropped + (impl_->batcher ? impl_->batcher->stats().dropped.total() : 0);
+  j["view_dropped"] = view_dropped;
   // Events missing from peers' sequences at this node. Not plus the subscriptions' gaps: each
   // of them counts the same missing events again as it sees the sequence jump.
   j["gaps"] = b.remote_gaps;

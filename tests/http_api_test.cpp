@@ -403,6 +403,24 @@ BOOST_AUTO_TEST_CASE(oversized_bodies_get_413) {
   BOOST_TEST(f.node->bus().stats().published == f.published());
 }
 
+// A POST or PUT with neither Content-Length nor Transfer-Encoding has an empty body: answered
+// 411 at once. httplib read such a body until the client closed: one that kept the connection
+// open waited 10 s, and what one that closed had sent was stored.
+BOOST_AUTO_TEST_CASE(a_body_without_a_length_is_refused_at_once_and_not_stored) {
+  NodeFixture f;
+  for (const std::string head : {"POST /v1/requests", "POST /v1/batch", "PUT /healthz"}) {
+    RawConnection raw(f.node->http_port());
+    raw.send(head + " HTTP/1.1\r\nHost: x\r\n\r\n{\"method\":\"GET\",\"path\":\"/no-length\",\"status_code\":200}\n");
+    const auto asked = std::chrono::steady_clock::now();
+    const std::string answer = raw.read_until("}");
+    BOOST_TEST((std::chrono::steady_clock::now() - asked < 5s), head);
+    BOOST_TEST(answer.rfind("HTTP/1.1 411", 0) == 0, head << ": " << answer.substr(0, 200));
+    BOOST_TEST(contains(answer, "length required"), answer);
+    BOOST_TEST(contains(answer, "Connection: close\r\n"), answer);
+  }
+  BOOST_TEST(f.node->bus().stats().published == 0u);
+}
+
 // httplib 0.11 reads a chunked body of any size into memory on a route without a body reader
 // (CVE-2025-46728), /healthz included, which needs no credentials. The node refuses it from the
 // headers: the test sends one chunk and never the last, and still gets its answer at once.
