@@ -1,6 +1,7 @@
 #include "node/daily_counters.hpp"
 
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -14,30 +15,17 @@
 namespace reqbus::node {
 namespace {
 
-// days_from_civil and civil_from_days (Howard Hinnant's algorithms).
-int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
-  y -= m <= 2;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const unsigned yoe = unsigned(y - era * 400);
-  const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + int64_t(doe) - 719468;
-}
-
 constexpr const char* kFamilies[] = {"requests:", "status:", "device:", "events:"};
 
 }  // namespace
 
+// The calendar is std::chrono's (C++20 year_month_day), not one more copy of the civil-date
+// arithmetic segment_json.cpp and log_parse.cpp carry.
 std::string day_of(int64_t unix_us) {
-  const int64_t days = unix_us >= 0 ? unix_us / kDayMicros : -((-unix_us + kDayMicros - 1) / kDayMicros);
-  const int64_t z = days + 719468, era = (z >= 0 ? z : z - 146096) / 146097;
-  const unsigned doe = unsigned(z - era * 146097);
-  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  const unsigned mp = (5 * doy + 2) / 153, d = doy - (153 * mp + 2) / 5 + 1, m = mp < 10 ? mp + 3 : mp - 9;
-  const int64_t y = int64_t(yoe) + era * 400 + (m <= 2);
+  using namespace std::chrono;
+  const year_month_day ymd{floor<days>(sys_time<microseconds>(microseconds(unix_us)))};
   char buf[48];
-  std::snprintf(buf, sizeof(buf), "%04lld-%02u-%02u", static_cast<long long>(y), m % 100, d % 100);
+  std::snprintf(buf, sizeof(buf), "%04d-%02u-%02u", int(ymd.year()), unsigned(ymd.month()), unsigned(ymd.day()));
   return buf;
 }
 
@@ -49,10 +37,11 @@ std::optional<int64_t> parse_day(std::string_view text) {
     return ec == std::errc() && p == end;
   };
   unsigned y = 0, m = 0, d = 0;
-  if (!number(0, 4, y) || !number(5, 2, m) || !number(8, 2, d) || y < 1970 || m < 1 || m > 12 || d < 1) return std::nullopt;
-  const int64_t day = days_from_civil(y, m, d);
-  if (day_of(day * kDayMicros) != text) return std::nullopt;  // 2026-02-30
-  return day;
+  if (!number(0, 4, y) || !number(5, 2, m) || !number(8, 2, d) || y < 1970) return std::nullopt;
+  using namespace std::chrono;
+  const year_month_day ymd{year(int(y)), month(m), day(d)};
+  if (!ymd.ok()) return std::nullopt;  // 2026-02-30, month 13, day 0
+  return sys_days(ymd).time_since_epoch().count();
 }
 
 CounterRecount daily_recount(const std::string& buffer, int64_t day) {
