@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <string_view>
 
+#include "analytics/utf8.hpp"
+
 namespace reqbus::json {
 namespace {
 
@@ -34,33 +36,6 @@ std::string read_int(const json& o, const char* key, Int& out, int64_t min, int6
   return {};
 }
 
-// Length of the well-formed UTF-8 sequence starting at s[i] (RFC 3629: no overlong forms, no
-// surrogates, nothing past U+10FFFF), or 0 when s[i] does not start one.
-size_t utf8_sequence(std::string_view s, size_t i) noexcept {
-  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char c = byte(i);
-  if (c < 0x80) return 1;
-  size_t n = 0;
-  unsigned char lo = 0x80, hi = 0xBF;  // the range of the second byte
-  if (c >= 0xC2 && c <= 0xDF) n = 2;
-  else if (c == 0xE0) n = 3, lo = 0xA0;
-  else if (c >= 0xE1 && c <= 0xEF) n = 3, hi = c == 0xED ? 0x9F : 0xBF;
-  else if (c == 0xF0) n = 4, lo = 0x90;
-  else if (c >= 0xF1 && c <= 0xF3) n = 4;
-  else if (c == 0xF4) n = 4, hi = 0x8F;
-  else return 0;
-  if (i + n > s.size() || byte(i + 1) < lo || byte(i + 1) > hi) return 0;
-  for (size_t k = 2; k < n; ++k)
-    if (byte(i + k) < 0x80 || byte(i + k) > 0xBF) return 0;
-  return n;
-}
-
-bool valid_utf8(std::string_view s) noexcept {
-  for (size_t i = 0, n = 0; i < s.size(); i += n)
-    if ((n = utf8_sequence(s, i)) == 0) return false;
-  return true;
-}
-
 // A field as a JSON string. JSON is UTF-8, so each byte of `s` that is not part of a valid
 // UTF-8 sequence becomes U+FFFD, as nlohmann's error_handler_t::replace would write it. That
 // character takes 3 bytes: a field of invalid bytes near its limit would come out up to 3x its
@@ -69,14 +44,13 @@ bool valid_utf8(std::string_view s) noexcept {
 // event, with the field that was already unrecoverable shortened. Valid UTF-8 is never changed
 // (a valid field over its limit is the validator's business, not silently cut here).
 json field(const std::string& s, size_t limit, bool& replaced) {
-  if (valid_utf8(s)) return s;
+  if (utf8::valid(s)) return s;
   replaced = true;
-  static constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD
   std::string out;
-  out.reserve(std::min(limit, s.size() * kReplacement.size()));
+  out.reserve(std::min(limit, s.size() * utf8::kReplacement.size()));
   for (size_t i = 0; i < s.size();) {
-    const size_t n = utf8_sequence(s, i);
-    const std::string_view piece = n ? std::string_view(s).substr(i, n) : kReplacement;
+    const size_t n = utf8::sequence(s, i);
+    const std::string_view piece = n ? std::string_view(s).substr(i, n) : utf8::kReplacement;
     if (out.size() + piece.size() > limit) break;
     out += piece;
     i += n ? n : 1;

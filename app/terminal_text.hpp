@@ -5,24 +5,9 @@
 #include <string>
 #include <string_view>
 
-namespace reqbus::app {
+#include "analytics/utf8.hpp"
 
-// The length of the valid UTF-8 sequence of two or more bytes at s[i], or 0 if there is none
-// (a stray continuation byte, an overlong form, a surrogate, past U+10FFFF, cut short).
-inline size_t utf8_sequence_length(std::string_view s, size_t i) noexcept {
-  const auto byte = [&](size_t k) { return i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : 0u; };
-  const unsigned lead = byte(0);
-  size_t length = 0;
-  unsigned low = 0x80, high = 0xBF;  // the range of the second byte
-  if (lead >= 0xC2 && lead <= 0xDF) length = 2;
-  else if (lead >= 0xE0 && lead <= 0xEF) length = 3, low = lead == 0xE0 ? 0xA0 : 0x80, high = lead == 0xED ? 0x9F : 0xBF;
-  else if (lead >= 0xF0 && lead <= 0xF4) length = 4, low = lead == 0xF0 ? 0x90 : 0x80, high = lead == 0xF4 ? 0x8F : 0xBF;
-  else return 0;
-  if (byte(1) < low || byte(1) > high) return 0;
-  for (size_t k = 2; k < length; ++k)
-    if (byte(k) < 0x80 || byte(k) > 0xBF) return 0;
-  return length;
-}
+namespace reqbus::app {
 
 // `s` with every character a terminal could take for a control replaced by '?': C0 controls
 // (bytes below 0x20: ESC starts escape sequences), DEL (0x7f), the C1 controls U+0080-U+009F
@@ -39,7 +24,7 @@ inline std::string terminal_text(std::string_view s, size_t width) {
       ++i;
       continue;
     }
-    const size_t length = utf8_sequence_length(s, i);
+    const size_t length = utf8::sequence(s, i);
     if (length == 0 || (c == 0xC2 && static_cast<unsigned char>(s[i + 1]) <= 0x9F)) {
       out.push_back('?');
       i += length == 0 ? 1 : length;

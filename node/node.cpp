@@ -63,6 +63,8 @@ class Node::Impl {
   uint64_t store_duplicates() const {
     return sqlite ? sqlite->stats().duplicates : postgres ? postgres->stats().duplicates : 0;
   }
+  // Text values PostgreSQL stored with U+FFFD for bytes its text cannot hold (SQLite keeps them).
+  uint64_t store_text_replaced() const { return postgres ? postgres->stats().text_replaced : 0; }
 
   NodeOptions options;
   std::string store_description;
@@ -303,6 +305,7 @@ nlohmann::json Node::stats_json(const std::string& node_filter) const {
     const BatcherStats s = impl_->batcher->stats();
     j["persisted"] = s.delivered + s.replayed;
     j["duplicates"] = impl_->store_duplicates();  // of those, already stored
+    j["text_replaced"] = impl_->store_text_replaced();
     j["spooled"] = s.spooled;
     j["store_down"] = s.sink_down;
   }
@@ -384,6 +387,7 @@ std::string Node::metrics() const {
     w.counter("reqbus_batcher_enqueued_total", "Events accepted by the Batcher.", double(s.enqueued));
     w.counter("reqbus_persisted_total", "Events stored by the sink (live batches and replays).", double(s.delivered + s.replayed));
     w.counter("reqbus_store_duplicates_total", "Events written that the store already held (a resend, a replay, a log ingested twice, or another event with the same id): kept once.", double(impl_->store_duplicates()));
+    w.counter("reqbus_store_text_replaced_total", "Text values PostgreSQL stored with U+FFFD in place of bytes its text cannot hold (NUL, invalid UTF-8), rather than failing their batch; 0 on SQLite, which stores them as they are.", double(impl_->store_text_replaced()));
     w.counter("reqbus_batcher_retried_total", "Batch attempts after a failed one.", double(s.retries));
     w.counter("reqbus_batcher_spooled_total", "Events written to the on-disk spool.", double(s.spooled));
     w.counter("reqbus_batcher_replayed_total", "Spooled events later stored.", double(s.replayed));

@@ -6,6 +6,7 @@
 #include <string_view>
 #include <tuple>
 
+#include "analytics/utf8.hpp"
 #include "reqbus/error.hpp"
 
 namespace reqbus::postgres_detail {
@@ -26,6 +27,31 @@ void put32(std::string& out, uint32_t v) {
 void put64(std::string& out, uint64_t v) {
   put32(out, static_cast<uint32_t>(v >> 32));
   put32(out, static_cast<uint32_t>(v));
+}
+
+// A text value, length first. PostgreSQL's text is UTF-8 without NUL: one byte outside that
+// (a scanner's \xff in a path, a Latin-1 user agent, a NUL from JSON's \u0000) fails the whole
+// statement (SQLSTATE 22021), and with it every other row of the batch, for good. So each NUL
+// and each byte that starts no valid UTF-8 sequence is written as U+FFFD instead, and the
+// value counted in `replaced`. What needs no change (nearly everything) is copied as is.
+void put_text(std::string& out, std::string_view value, uint64_t& replaced) {
+  bool plain = true;  // ASCII without NUL: by far the usual case, checked without decoding
+  for (const char c : value) plain &= static_cast<unsigned char>(c - 1) < 0x7f;
+  if (plain || (value.find('\0') == std::string_view::npos && utf8::valid(value))) {
+    put32(out, static_cast<uint32_t>(value.size()));
+    out.append(value);
+    return;
+  }
+  ++replaced;
+  const size_t length_at = out.size();
+  put32(out, 0);  // patched below
+  for (size_t i = 0; i < value.size();) {
+    const size_t n = value[i] == '\0' ? 0 : utf8::sequence(value, i);
+    out.append(n ? value.substr(i, n) : utf8::kReplacement);
+    i += n ? n : 1;
+  }
+  const uint32_t length = static_cast<uint32_t>(out.size() - length_at - 4);
+  for (int k = 0; k < 4; ++k) out[length_at + k] = static_cast<char>(length >> (24 - 8 * k));
 }
 
 Oid element_oid(ColumnType type) {
@@ -87,8 +113,7 @@ class TableEncoder {
       buf[7] = 1;               // has_null
       return;
     }
-    put32(buf, static_cast<uint32_t>(value.size()));
-    buf.append(value);
+    put_text(buf, value, params_.replaced);
   }
   void int32(int column, int32_t value) {
     put32(params_.buffers[column], 4);
@@ -179,8 +204,7 @@ class CopyEncoder {
       put32(data_.bytes, 0xFFFFFFFFu);  // as TableEncoder: "" is NULL in JSON columns
       return;
     }
-    put32(data_.bytes, static_cast<uint32_t>(value.size()));
-    data_.bytes.append(value);
+    put_text(data_.bytes, value, data_.replaced);
   }
   void int32(int, int32_t value) {
     put32(data_.bytes, 4);
@@ -273,6 +297,7 @@ ParamSet encode_counter_flushes(const std::vector<CounterFlush>& flushes, int64_
 ParamSet concat(const ParamSet& a, const ParamSet& b) {
   ParamSet out = a;
   out.rows += b.rows;
+  out.replaced += b.replaced;
   out.buffers.insert(out.buffers.end(), b.buffers.begin(), b.buffers.end());
   out.types.insert(out.types.end(), b.types.begin(), b.types.end());
   return out;

@@ -27,6 +27,7 @@ struct ParamSet {
   uint64_t rows = 0;
   std::vector<std::string> buffers;  // PostgreSQL's binary array format
   std::vector<Oid> types;            // the array type of each parameter
+  uint64_t replaced = 0;             // text values whose bytes text cannot hold became U+FFFD
 };
 
 // A batch split by table: rows sorted by primary key, so concurrent writers lock index entries
@@ -43,6 +44,7 @@ struct CopyData {
   bool requests = true;  // into requests, else into events
   uint64_t rows = 0;
   std::string bytes;
+  uint64_t replaced = 0;  // as ParamSet::replaced
 };
 // nullopt when the batch is empty or holds both kinds (those go through insert_both_sql()).
 std::optional<CopyData> encode_copy(const std::vector<Message>& batch);

@@ -113,7 +113,7 @@ struct PostgresSink::Impl {
   std::atomic<bool> schema_ready{false};
 
   std::atomic<uint64_t> batches{0}, rows_inserted{0}, duplicates{0}, counter_flushes_applied{0},
-      counter_flushes_duplicate{0}, errors{0}, reconnects{0}, copies{0}, copy_fallbacks{0};
+      counter_flushes_duplicate{0}, errors{0}, reconnects{0}, copies{0}, copy_fallbacks{0}, text_replaced{0};
   // abort_writes() moves it on; a write in progress notices within kAbortPoll.
   std::atomic<uint64_t> abort_generation{0};
   static constexpr const char* kAborted = "postgres: write abandoned (abort_writes: the writer is shutting down)";
@@ -560,6 +560,7 @@ PostgresSinkStats PostgresSink::stats() const noexcept {
   s.reconnects = impl_->reconnects.load(std::memory_order_relaxed);
   s.copies = impl_->copies.load(std::memory_order_relaxed);
   s.copy_fallbacks = impl_->copy_fallbacks.load(std::memory_order_relaxed);
+  s.text_replaced = impl_->text_replaced.load(std::memory_order_relaxed);
   return s;
 }
 
@@ -594,6 +595,7 @@ WriteResult PostgresSink::Impl::write(const std::vector<Message>& batch, std::ch
     if (copy) {
       auto failed = impl.copy(c, deadline, *copy);
       if (!failed) {  // all or nothing: every event it loaded was new (a batch of one kind)
+        impl.text_replaced.fetch_add(copy->replaced, std::memory_order_relaxed);
         if (is_new) {
           is_new->assign(batch.size(), false);
           for (size_t i = 0; i < batch.size(); ++i) (*is_new)[i] = (batch[i].kind == MessageKind::request_sent) == copy->requests;
@@ -607,7 +609,12 @@ WriteResult PostgresSink::Impl::write(const std::vector<Message>& batch, std::ch
       impl.copy_pause.store(kCopyPauseWrites, std::memory_order_relaxed);
       encoded = encode_batch(batch);
     }
-    return impl.insert(c, deadline, *encoded, batch, is_new);
+    auto failed = impl.insert(c, deadline, *encoded, batch, is_new);
+    if (!failed) {
+      impl.text_replaced.fetch_add(encoded->requests.replaced + encoded->events.replaced,
+                                   std::memory_order_relaxed);
+    }
+    return failed;
   });
 }
 
@@ -627,6 +634,7 @@ WriteResult PostgresSink::write_counters(const std::vector<CounterFlush>& flushe
       applied = std::strtoull(PQgetvalue(results.back().get(), 0, 0), nullptr, 10);
     }
     impl.counter_flushes_applied.fetch_add(applied, std::memory_order_relaxed);
+    impl.text_replaced.fetch_add(params.replaced, std::memory_order_relaxed);
     impl.counter_flushes_duplicate.fetch_add(flushes.size() - std::min<uint64_t>(applied, flushes.size()),
                                              std::memory_order_relaxed);
     return {};

@@ -71,6 +71,10 @@ struct PostgresSinkStats {
   uint64_t reconnects = 0;     // connections opened again after one was lost or dropped
   uint64_t copies = 0;         // batches loaded by COPY
   uint64_t copy_fallbacks = 0; // COPYs aborted by a row stored already, then loaded by INSERT
+  // Text values stored with U+FFFD in place of bytes PostgreSQL's text cannot hold (NUL, bytes
+  // that are no valid UTF-8): written, rather than failing the whole batch (SQLSTATE 22021).
+  // Counted when their write succeeds. SqliteSink stores such bytes as they are.
+  uint64_t text_replaced = 0;
 };
 
 class PostgresSink final : public Sink, public CounterSink {
