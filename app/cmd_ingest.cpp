@@ -119,6 +119,10 @@ class Ingest {
     for (;;) {
       if (const int signal = wait_for_signal(std::chrono::milliseconds(0))) return signal;
       if (const int signal = sender_.stopped_by()) return signal;
+      if (input_ && input_->rewritten()) {  // copytruncate, or truncated and written again
+        finish(*input_);  // its last line as far as we read it: it was in the file
+        input_->rewind();
+      }
       bool grew = input_ && input_->readable(std::chrono::milliseconds(0)) && read(*input_) > 0;
       grew = drain_rotated() || grew;
       progress(false);
@@ -130,8 +134,8 @@ class Ingest {
   }
 
   // `tail -F`: when the path names another file (rename + create), read that one from its start
-  // and keep draining this one (drain_rotated); when this file shrank (copytruncate), read it
-  // again from its start. A path that is missing or cannot be opened yet is looked at again later.
+  // and keep draining this one (drain_rotated). (A file truncated in place is seen by follow()
+  // before each read.) A path that is missing or cannot be opened yet is looked at again later.
   void follow_rotation() {
     if (!input_) {
       appear();
@@ -145,12 +149,6 @@ class Ingest {
         rotated_.push_back(std::move(input_));
         input_ = std::move(next);
       }
-      return;
-    }
-    if (input_->truncated()) {
-      read(*input_);  // what was written before the truncation, if we can still see it
-      finish(*input_);
-      input_->rewind();
     }
   }
 

@@ -44,6 +44,7 @@ class LineReader {
     do n = ::read(fd, chunk, sizeof(chunk));
     while (n < 0 && errno == EINTR);
     if (n <= 0) return n;
+    remember(chunk, size_t(n));
     buffer_.append(chunk, size_t(n));
     size_t start = 0, nl;
     // Bytes before scanned_ were searched by an earlier read: rescanning a long partial line on
@@ -87,6 +88,8 @@ class LineReader {
   }
   void reset() {
     buffer_.clear();
+    head_.clear();
+    tail_.clear();
     offset_ = 0;
     scanned_ = 0;
     skipping_ = false;
@@ -96,9 +99,25 @@ class LineReader {
   size_t buffered_bytes() const { return buffer_.size(); }  // what is held in memory
   bool dropping_too_long() const { return skipping_; }  // the last line is already too long
   uint64_t position() const { return offset_ + buffer_.size(); }  // bytes read so far
+  // The first and the last bytes read (up to kMarkBytes each; the last end at position()): what
+  // Input::rewritten() compares the file with.
+  static constexpr size_t kMarkBytes = 256;
+  std::string_view head() const { return head_; }
+  std::string_view tail() const { return tail_; }
 
  private:
+  void remember(const char* bytes, size_t n) {
+    if (head_.size() < kMarkBytes) head_.append(bytes, std::min(n, kMarkBytes - head_.size()));
+    if (n >= kMarkBytes) {
+      tail_.assign(bytes + n - kMarkBytes, kMarkBytes);
+      return;
+    }
+    tail_.append(bytes, n);
+    if (tail_.size() > kMarkBytes) tail_.erase(0, tail_.size() - kMarkBytes);
+  }
+
   std::string buffer_;
+  std::string head_, tail_;
   uint64_t offset_ = 0;      // of buffer_[0] in the input
   size_t scanned_ = 0;       // buffer_[0, scanned_) has no newline
   bool skipping_ = false;    // dropping the bytes of a line longer than kMaxLineBytes
@@ -183,10 +202,13 @@ class Input {
     return ::poll(&p, 1, int(timeout.count())) == 1;
   }
   int fd() const { return fd_; }
-  // copytruncate: the file is now shorter than what we read of it.
-  bool truncated() const {
-    struct stat st {};
-    return ::fstat(fd_, &st) == 0 && uint64_t(st.st_size) < reader.position();
+  // The file no longer holds what we read of it: it is shorter than that (copytruncate), or its
+  // first bytes or the bytes just before our position are not the ones we read there: it was
+  // truncated and written again past our position between two reads, which its size alone
+  // cannot show (`tail -F` reads on from the old offset then, in the middle of other lines).
+  // (The first bytes too: log lines often end alike, in the same user agent.)
+  bool rewritten() const {
+    return !holds(reader.tail(), reader.position() - reader.tail().size()) || !holds(reader.head(), 0);
   }
   void rewind() {
     ::lseek(fd_, 0, SEEK_SET);
@@ -199,6 +221,15 @@ class Input {
  private:
   Input(std::string name, int fd, bool owned) : name_(std::move(name)), fd_(fd), owned_(owned) {}
   std::string name_;
+  // The file has `bytes` at `offset` (a read error says yes: the next read() reports it).
+  bool holds(std::string_view bytes, uint64_t offset) const {
+    char now[LineReader::kMarkBytes];
+    ssize_t n;
+    do n = ::pread(fd_, now, bytes.size(), off_t(offset));
+    while (n < 0 && errno == EINTR);
+    return n < 0 || (size_t(n) == bytes.size() && std::memcmp(now, bytes.data(), bytes.size()) == 0);
+  }
+
   int fd_;
   bool owned_;
   dev_t dev_{};

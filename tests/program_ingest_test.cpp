@@ -197,6 +197,28 @@ BOOST_AUTO_TEST_CASE(ingest_of_a_copytruncate_copy_stores_nothing_twice) {
   expect_stored_once(node, 14);
 }
 
+// A log emptied and written again past where the follower had read, between two of its reads
+// (a truncate and a fast writer, or a log replaced by an `>` redirect): its size never looks
+// shorter. The follower used to read on from its old offset, in the middle of the new lines (lost,
+// and one counted unparsable); it now sees that the bytes before its offset changed and starts over.
+BOOST_AUTO_TEST_CASE(ingest_follow_starts_over_when_the_file_is_rewritten_past_its_offset) {
+  TempDir dir;
+  Served node(dir, "rewrite");
+  const std::string file = dir.sub("access.log");
+  write_file(file, combined_lines("198.51.100.5", "/rewrite/old/", 0, 10));
+  Process follow(reqbus_binary(), {"ingest", file, "--follow", "--node-addr", node.addr(), "--batch", "5"});
+  await_total(node, 10, follow);
+
+  write_file(file, combined_lines("198.51.100.6", "/rewrite/new/", 0, 30));  // O_TRUNC, then 3x the size
+  await_total(node, 40, follow);
+  const Counts n = stop_follower(follow);
+  BOOST_TEST(n.accepted == 40u);
+  BOOST_TEST(n.unparsable == 0u);
+  expect_stored_once(node, 40);
+  Db db(node.db);
+  BOOST_TEST(db.scalar("SELECT count(DISTINCT path) FROM requests WHERE path LIKE '/rewrite/new/%'") == 30);
+}
+
 // logrotate's "create" mode on a busy server: the rename, a new file that is already being written
 // and read, and the writer still appending to the renamed file until postrotate signals it (50-500
 // ms later). Every line arrives once.
