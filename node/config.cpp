@@ -474,7 +474,7 @@ std::string apply_config(std::string_view text, std::string_view source_name, No
   }
   if (const toml::table* t = top.sub("http")) {
     Reader r{*t, "http.", {}};
-    r.only({"enabled", "listen", "token", "write_keys", "max_body_bytes", "threads", "health_window_ms"});
+    r.only({"enabled", "listen", "token", "write_keys", "max_body_bytes", "threads", "max_threads", "health_window_ms"});
     r.boolean("enabled", o.http_enabled);
     r.listen("listen", o.http.host, o.http.port);
     if (const toml::node* n = t->get("listen"); n && r.error.empty() && n->value_or(std::string_view("x")).empty())
@@ -486,6 +486,10 @@ std::string apply_config(std::string_view text, std::string_view source_name, No
       r.fail(*t->get("write_keys"), "write_keys", "must not contain an empty key");
     r.integer("max_body_bytes", o.http.max_body_bytes, 1024, 1LL << 32);
     r.integer("threads", o.http.threads, 2, 1024);
+    r.integer("max_threads", o.http.max_threads, 2, 4096);
+    if (const toml::node* n = t->get("max_threads"); n && r.error.empty() && o.http.max_threads < o.http.threads)
+      r.fail(*n, "max_threads", "must be at least threads (" + std::to_string(o.http.threads) + ")");
+    o.http.max_threads = std::max(o.http.max_threads, o.http.threads);  // threads = 512 alone raises it
     int64_t window = o.health.window.count();
     r.integer("health_window_ms", window, 1, 86'400'000);
     o.health.window = std::chrono::milliseconds(window);

@@ -14,6 +14,7 @@
 #include "analytics/segment_json.hpp"
 #include "examples/bind_server.hpp"
 #include "node/assets.hpp"
+#include "node/http_pool.hpp"
 #include "reqbus/error.hpp"
 
 namespace reqbus::node {
@@ -133,6 +134,7 @@ class HttpApi::Impl {
   std::condition_variable stop_cv;
   std::atomic<uint64_t> requests{0}, items_accepted{0}, items_rejected{0}, bodies_rejected{0},
       unauthorized{0}, stream_clients{0};
+  const std::shared_ptr<PoolStats> pool = std::make_shared<PoolStats>();  // the worker threads
 };
 
 // Constant-time comparison, so the token cannot be guessed byte by byte from response times.
@@ -240,7 +242,10 @@ bool HttpApi::Impl::refuse_body_framing(const httplib::Request& req, httplib::Re
 }
 
 void HttpApi::Impl::routes() {
-  server.new_task_queue = [this] { return new httplib::ThreadPool(size_t(options.threads)); };
+  server.new_task_queue = [this] {
+    return new ElasticPool(size_t(options.threads), size_t(std::max(options.threads, options.max_threads)),
+                           std::chrono::seconds(30), pool);
+  };
   server.set_tcp_nodelay(true);  // headers and body go out in separate send()s: no delayed-ACK wait
   server.set_payload_max_length(options.max_body_bytes);
   server.set_read_timeout(10, 0);
@@ -406,7 +411,8 @@ void HttpApi::Impl::post_batch(const httplib::Request& req, const std::string& b
 void HttpApi::Impl::stream(const httplib::Request& req, httplib::Response& res) {
   // Each stream client holds a server thread for as long as it stays; at most half of the
   // threads may be held so, or a few dashboards would leave none for /v1/requests.
-  const size_t max_streams = std::min(options.max_stream_clients, std::max<size_t>(1, size_t(options.threads) / 2));
+  const size_t max_streams =
+      std::min(options.max_stream_clients, std::max<size_t>(1, size_t(std::max(options.threads, options.max_threads)) / 2));
   if (stream_clients.fetch_add(1) >= max_streams) {
     stream_clients.fetch_sub(1);
     json_reply(res, 503, {{"error", "too many stream clients"}});
@@ -442,6 +448,9 @@ std::string HttpApi::Impl::own_metrics() const {
   line("reqbus_http_bodies_rejected_total", "Request bodies refused with 400, 411, 413 or 501.", bodies_rejected.load());
   line("reqbus_http_unauthorized_total", "Requests refused with 401.", unauthorized.load());
   line("reqbus_http_stream_clients", "Connected live-stream clients.", stream_clients.load(), "gauge");
+  line("reqbus_http_threads", "HTTP worker threads running (each open connection holds one).", pool->threads.load(), "gauge");
+  line("reqbus_http_threads_busy", "HTTP worker threads serving a connection now.", pool->busy.load(), "gauge");
+  line("reqbus_http_saturated_total", "Connections that waited for a worker thread: all max_threads were busy.", pool->saturated.load());
   return m;
 }
 
@@ -487,6 +496,9 @@ HttpApiStats HttpApi::stats() const {
   s.bodies_rejected = impl_->bodies_rejected.load();
   s.unauthorized = impl_->unauthorized.load();
   s.stream_clients = impl_->stream_clients.load();
+  s.threads = impl_->pool->threads.load();
+  s.threads_busy = impl_->pool->busy.load();
+  s.saturated = impl_->pool->saturated.load();
   return s;
 }
 

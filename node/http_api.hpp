@@ -40,7 +40,12 @@ struct HttpApiOptions {
                                         // key when there is no token either)
   size_t max_body_bytes = 8 << 20;    // bytes (8 MiB); larger bodies get 413
   size_t max_stream_clients = 64;     // concurrent /api/stream clients; more get 503
-  int threads = 16;                   // server worker threads (each stream client holds one)
+  // Worker threads: a connection holds one for as long as it stays open (keep-alive, a live
+  // stream, a slow client). `threads` are always there; more are started while all are busy, up
+  // to `max_threads` (then new connections wait in the kernel's listen backlog), and leave after
+  // 30 s idle. Defaults 16 and 256.
+  int threads = 16;
+  int max_threads = 256;
   std::chrono::milliseconds stream_interval{1000};  // SSE push period
 };
 
@@ -59,6 +64,9 @@ struct HttpApiStats {
   uint64_t bodies_rejected = 0;   // 400/411/413/501 bodies
   uint64_t unauthorized = 0;      // 401s
   uint64_t stream_clients = 0;    // connected now
+  uint64_t threads = 0;           // worker threads running now (threads..max_threads)
+  uint64_t threads_busy = 0;      // serving a connection now
+  uint64_t saturated = 0;         // connections that waited for a thread (max_threads busy)
 };
 
 class HttpApi {

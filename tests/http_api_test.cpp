@@ -613,6 +613,60 @@ BOOST_AUTO_TEST_CASE(truncated_requests_do_not_crash_or_publish_and_the_server_k
   BOOST_TEST(f.published() == before + 1);
 }
 
+// Each open connection holds a server thread while httplib reads it. With a fixed pool of 16,
+// 16 clients sending their headers slowly kept /healthz waiting 23 s (helper-53). Threads are
+// now added while all are busy, up to max_threads.
+BOOST_AUTO_TEST_CASE(slow_clients_do_not_keep_others_waiting) {
+  NodeFixture f([](NodeOptions& o) { o.http.max_threads = 64; });  // 4 threads to start with
+  std::vector<std::unique_ptr<RawConnection>> slow;
+  for (int i = 0; i < 24; ++i) {
+    slow.push_back(std::make_unique<RawConnection>(f.node->http_port()));
+    slow.back()->send("POST /v1/requests HTTP/1.1\r\nHost: x\r\nUser-Agent: slo");
+  }
+  auto c = f.client();
+  for (int i = 0; i < 3; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    auto res = c.Get("/healthz");
+    BOOST_REQUIRE(res);
+    BOOST_TEST(res->status == 200);
+    BOOST_TEST((std::chrono::steady_clock::now() - start < 2s));
+  }
+  auto metrics = c.Get("/metrics");
+  BOOST_REQUIRE(metrics);
+  const PromText m(metrics->body);
+  BOOST_TEST(m.value("reqbus_http_threads") >= 25);  // the slow ones and the client's
+  BOOST_TEST(m.value("reqbus_http_saturated_total") == 0);
+}
+
+// At max_threads a new connection waits for a free thread (in the kernel's listen backlog, not
+// in memory), is counted, and is served as soon as one is free.
+BOOST_AUTO_TEST_CASE(at_max_threads_a_connection_waits_for_a_free_thread) {
+  NodeFixture f([](NodeOptions& o) {
+    o.http.threads = 2;
+    o.http.max_threads = 3;
+  });
+  std::vector<std::unique_ptr<RawConnection>> slow;
+  for (int i = 0; i < 3; ++i) {
+    slow.push_back(std::make_unique<RawConnection>(f.node->http_port()));
+    slow.back()->send("GET /healthz HTTP/1.1\r\nHo");
+  }
+  std::this_thread::sleep_for(200ms);  // the three are being read
+  auto waiting = std::async(std::launch::async, [&] {
+    auto c = f.client();
+    auto res = c.Get("/healthz");
+    return res ? res->status : -1;
+  });
+  BOOST_TEST((waiting.wait_for(500ms) == std::future_status::timeout));
+  slow.front().reset();  // closes: its thread is free again
+  BOOST_REQUIRE((waiting.wait_for(5s) == std::future_status::ready));
+  BOOST_TEST(waiting.get() == 200);
+  slow.clear();
+  auto c = f.client();
+  auto metrics = c.Get("/metrics");
+  BOOST_REQUIRE(metrics);
+  BOOST_TEST(PromText(metrics->body).value("reqbus_http_saturated_total") >= 1);
+}
+
 BOOST_AUTO_TEST_CASE(wrong_method_and_unknown_route) {
   NodeFixture f;
   auto c = f.client();
@@ -985,7 +1039,7 @@ BOOST_AUTO_TEST_CASE(the_first_stream_line_does_not_wait_for_the_period) {
 }
 
 BOOST_AUTO_TEST_CASE(stream_clients_cannot_take_every_server_thread) {
-  NodeFixture f;  // 4 server threads
+  NodeFixture f([](NodeOptions& o) { o.http.max_threads = 4; });  // 4 server threads, no more
   std::atomic<bool> stop{false};
   std::vector<std::thread> readers;
   std::vector<std::promise<void>> started(2);
