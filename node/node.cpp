@@ -387,7 +387,7 @@ std::string Node::metrics() const {
     w.counter("reqbus_batcher_enqueued_total", "Events accepted by the Batcher.", double(s.enqueued));
     w.counter("reqbus_persisted_total", "Events stored by the sink (live batches and replays).", double(s.delivered + s.replayed));
     w.counter("reqbus_store_duplicates_total", "Events written that the store already held (a resend, a replay, a log ingested twice, or another event with the same id): kept once.", double(impl_->store_duplicates()));
-    w.counter("reqbus_store_text_replaced_total", "Text values PostgreSQL stored with U+FFFD in place of bytes its text cannot hold (NUL, invalid UTF-8), rather than failing their batch; 0 on SQLite, which stores them as they are.", double(impl_->store_text_replaced()));
+    w.counter("reqbus_store_text_replaced_total", "Text values written to PostgreSQL with U+FFFD in place of bytes its text cannot hold (NUL, invalid UTF-8), rather than failing their batch (also in events it already held); 0 on SQLite, which stores them as they are.", double(impl_->store_text_replaced()));
     w.counter("reqbus_batcher_retried_total", "Batch attempts after a failed one.", double(s.retries));
     w.counter("reqbus_batcher_spooled_total", "Events written to the on-disk spool.", double(s.spooled));
     w.counter("reqbus_batcher_replayed_total", "Spooled events later stored.", double(s.replayed));

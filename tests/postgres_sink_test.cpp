@@ -421,6 +421,24 @@ BOOST_AUTO_TEST_CASE(write_telling_new_names_what_was_stored_now) {
   BOOST_TEST(got == (std::vector<int>{0, 0, 0, 0, 0, 1, 1, 1, 1, 1}), boost::test_tools::per_element());
   Db db(conninfo);
   BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM requests"), "35");
+
+  // Ids with bytes text cannot hold are returned as stored (U+FFFD): such an event is still new
+  // (it was counted as not new, so the node's daily counters missed it: helper-54 F1). Two ids
+  // that become one are one row: the first in row order is stored and new, the other is not,
+  // whatever their order in the batch (F2).
+  std::vector<reqbus::Message> hostile{request(40), request(41), request(42), track(40)};
+  hostile[0].request.request_id = std::string("x-\0", 3);
+  hostile[1].request.request_id = "y-\xff";
+  hostile[1].request.status_code = 404;
+  hostile[2].request.request_id = "y-\xEF\xBF\xBD";  // before y-\xff in row order (sorted bytes)
+  hostile[2].request.status_code = 503;
+  hostile[3].analytics.message_id = std::string("m-\0", 3);
+  BOOST_REQUIRE(insert_only.write_telling_new(hostile, 10s, is_new).ok());
+  got.assign(is_new.begin(), is_new.end());
+  BOOST_TEST(got == (std::vector<int>{1, 0, 1, 1}), boost::test_tools::per_element());
+  BOOST_CHECK_EQUAL(db.scalar("SELECT status_code FROM requests WHERE request_id LIKE 'y-%'"), "503");
+  BOOST_REQUIRE(insert_only.write_telling_new(hostile, 10s, is_new).ok());  // again: nothing new
+  BOOST_TEST(std::count(is_new.begin(), is_new.end(), true) == 0);
 }
 
 BOOST_AUTO_TEST_CASE(counter_flushes_are_applied_once) {

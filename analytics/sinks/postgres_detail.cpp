@@ -29,29 +29,14 @@ void put64(std::string& out, uint64_t v) {
   put32(out, static_cast<uint32_t>(v));
 }
 
-// A text value, length first. PostgreSQL's text is UTF-8 without NUL: one byte outside that
-// (a scanner's \xff in a path, a Latin-1 user agent, a NUL from JSON's \u0000) fails the whole
-// statement (SQLSTATE 22021), and with it every other row of the batch, for good. So each NUL
-// and each byte that starts no valid UTF-8 sequence is written as U+FFFD instead, and the
-// value counted in `replaced`. What needs no change (nearly everything) is copied as is.
+// A text value, length first, as text_value() makes it; counted in `replaced` when changed.
 void put_text(std::string& out, std::string_view value, uint64_t& replaced) {
-  bool plain = true;  // ASCII without NUL: by far the usual case, checked without decoding
-  for (const char c : value) plain &= static_cast<unsigned char>(c - 1) < 0x7f;
-  if (plain || (value.find('\0') == std::string_view::npos && utf8::valid(value))) {
-    put32(out, static_cast<uint32_t>(value.size()));
-    out.append(value);
-    return;
-  }
-  ++replaced;
-  const size_t length_at = out.size();
-  put32(out, 0);  // patched below
-  for (size_t i = 0; i < value.size();) {
-    const size_t n = value[i] == '\0' ? 0 : utf8::sequence(value, i);
-    out.append(n ? value.substr(i, n) : utf8::kReplacement);
-    i += n ? n : 1;
-  }
-  const uint32_t length = static_cast<uint32_t>(out.size() - length_at - 4);
-  for (int k = 0; k < 4; ++k) out[length_at + k] = static_cast<char>(length >> (24 - 8 * k));
+  std::string scratch;
+  bool changed = false;
+  const std::string_view text = text_value(value, scratch, &changed);
+  replaced += changed;
+  put32(out, static_cast<uint32_t>(text.size()));
+  out.append(text);
 }
 
 Oid element_oid(ColumnType type) {
@@ -238,6 +223,20 @@ const std::string& event_key(const Message& m) { return m.analytics.message_id; 
 
 }  // namespace
 
+std::string_view text_value(std::string_view value, std::string& scratch, bool* replaced) {
+  bool plain = true;  // ASCII without NUL: by far the usual case, checked without decoding
+  for (const char c : value) plain &= static_cast<unsigned char>(c - 1) < 0x7f;
+  if (plain || (value.find('\0') == std::string_view::npos && utf8::valid(value))) return value;
+  if (replaced) *replaced = true;
+  scratch.clear();
+  for (size_t i = 0; i < value.size();) {
+    const size_t n = value[i] == '\0' ? 0 : utf8::sequence(value, i);
+    scratch.append(n ? value.substr(i, n) : utf8::kReplacement);
+    i += n ? n : 1;
+  }
+  return scratch;
+}
+
 EncodedBatch encode_batch(const std::vector<Message>& batch) {
   const auto requests = sorted_indices(batch, is_request, request_key);
   const auto events = sorted_indices(batch, [](const Message& m) { return !is_request(m); }, event_key);
@@ -245,7 +244,7 @@ EncodedBatch encode_batch(const std::vector<Message>& batch) {
   for (size_t i : requests) encode_row(r, batch[i].request);
   TableEncoder e(schema::events_table(), events.size());
   for (size_t i : events) encode_row(e, batch[i]);
-  return EncodedBatch{r.take(), e.take()};
+  return EncodedBatch{r.take(), e.take(), requests, events};
 }
 
 std::optional<CopyData> encode_copy(const std::vector<Message>& batch) {

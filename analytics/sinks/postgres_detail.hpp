@@ -35,7 +35,17 @@ struct ParamSet {
 struct EncodedBatch {
   ParamSet requests;
   ParamSet events;
+  std::vector<size_t> request_order, event_order;  // the batch's indices, in row order
 };
+
+// What PostgreSQL's text stores for `value`. Its text is UTF-8 without NUL: one byte outside
+// that (a scanner's \xff in a path, a Latin-1 user agent, a NUL from JSON's \u0000) fails the
+// whole statement (SQLSTATE 22021), and with it every other row of the batch, for good. So each
+// NUL and each byte that starts no valid UTF-8 sequence becomes U+FFFD: `value` itself when
+// nothing needs it (nearly always), else `scratch` filled with the copy, and *replaced set.
+// The encoders write every text column through it; so ids compared with what the store
+// returns must be too.
+std::string_view text_value(std::string_view value, std::string& scratch, bool* replaced = nullptr);
 
 EncodedBatch encode_batch(const std::vector<Message>& batch);
 

@@ -493,18 +493,20 @@ struct PostgresSink::Impl {
         for (int row = 0; row < PQntuples(r); ++row) take(PQgetvalue(r, row, 0)[0] == '1', PQgetvalue(r, row, 1));
       }
     }
-    if (is_new) {  // in order: of two events with one id in the batch, the first is the one stored
+    // In row order: of two rows with one id (as stored: ids that differ only in bytes text
+    // cannot hold are one), the first is the one stored, the others were skipped.
+    if (is_new) {
       is_new->assign(batch.size(), false);
-      for (size_t i = 0; i < batch.size(); ++i) {
-        const bool request = batch[i].kind == MessageKind::request_sent;
-        if (!request && batch[i].kind != MessageKind::identify && batch[i].kind != MessageKind::group &&
-            batch[i].kind != MessageKind::track)
-          continue;
+      std::string scratch;
+      for (const bool request : {true, false}) {
         auto& ids = stored[request ? 0 : 1];
-        auto it = ids.find(request ? batch[i].request.request_id : batch[i].analytics.message_id);
-        if (it != ids.end() && it->second > 0) {
-          (*is_new)[i] = true;
-          --it->second;
+        for (size_t i : request ? encoded.request_order : encoded.event_order) {
+          const std::string& id = request ? batch[i].request.request_id : batch[i].analytics.message_id;
+          auto it = ids.find(std::string(text_value(id, scratch)));
+          if (it != ids.end() && it->second > 0) {
+            (*is_new)[i] = true;
+            --it->second;
+          }
         }
       }
     }

@@ -73,7 +73,8 @@ struct PostgresSinkStats {
   uint64_t copy_fallbacks = 0; // COPYs aborted by a row stored already, then loaded by INSERT
   // Text values stored with U+FFFD in place of bytes PostgreSQL's text cannot hold (NUL, bytes
   // that are no valid UTF-8): written, rather than failing the whole batch (SQLSTATE 22021).
-  // Counted when their write succeeds. SqliteSink stores such bytes as they are.
+  // Counted when their write succeeds, also in rows the store already held (a resend). SqliteSink
+  // stores such bytes as they are.
   uint64_t text_replaced = 0;
 };
 
