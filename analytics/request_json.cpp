@@ -40,21 +40,19 @@ std::string read_int(const json& o, const char* key, Int& out, int64_t min, int6
 // UTF-8 sequence becomes U+FFFD, as nlohmann's error_handler_t::replace would write it. That
 // character takes 3 bytes: a field of invalid bytes near its limit would come out up to 3x its
 // limit, and reading our own NDJSON back (from_json -> validate) would refuse the whole event.
-// So a replaced field is cut to `limit` bytes, on a character boundary: the operator keeps the
-// event, with the field that was already unrecoverable shortened. Valid UTF-8 is never changed
-// (a valid field over its limit is the validator's business, not silently cut here).
+// So when that happens each run of invalid bytes becomes one U+FFFD instead (a scanner's path of
+// 700 x \xff then keeps the readable part after it: helper-54), and what is still too long is
+// cut to `limit` bytes, on a character boundary. Valid UTF-8 is never changed (a valid field
+// over its limit is the validator's business, not silently cut here).
 json field(const std::string& s, size_t limit, bool& replaced) {
   if (utf8::valid(s)) return s;
   replaced = true;
-  std::string out;
-  out.reserve(std::min(limit, s.size() * utf8::kReplacement.size()));
-  for (size_t i = 0; i < s.size();) {
-    const size_t n = utf8::sequence(s, i);
-    const std::string_view piece = n ? std::string_view(s).substr(i, n) : utf8::kReplacement;
-    if (out.size() + piece.size() > limit) break;
-    out += piece;
-    i += n ? n : 1;
-  }
+  std::string out = utf8::replace_invalid(s);
+  if (out.size() <= limit) return out;
+  out = utf8::replace_invalid(s, /*collapse_runs=*/true);
+  size_t cut = std::min(limit, out.size());
+  while (cut > 0 && cut < out.size() && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80) --cut;
+  out.resize(cut);
   return out;
 }
 

@@ -12,8 +12,8 @@
 namespace reqbus::json {
 
 // JSON strings are UTF-8: in a field that is not valid UTF-8, each byte outside a valid sequence
-// becomes U+FFFD (3 bytes), and the field is then cut to its RequestLogLimits limit on a
-// character boundary, so that what reqbus writes is always accepted back by from_json()
+// becomes U+FFFD (3 bytes; each run of them one, when one each would pass the field's
+// RequestLogLimits limit), and the field is then cut to that limit on a character boundary, so that what reqbus writes is always accepted back by from_json()
 // (NDJSON sink or `reqbus tail` -> `reqbus ingest --format ndjson`). Valid UTF-8 is kept as is.
 // *replaced (when given) says whether any field was replaced.
 nlohmann::json to_json(const RequestLog& log, bool* replaced = nullptr);

@@ -4,6 +4,7 @@
 // fields themselves are bytes: a web server logs what a client sent, and SQLite keeps it as is.
 // Thread-safety: pure functions.
 #include <cstddef>
+#include <string>
 #include <string_view>
 
 namespace reqbus::utf8 {
@@ -36,6 +37,28 @@ inline bool valid(std::string_view s) noexcept {
   for (size_t i = 0, n = 0; i < s.size(); i += n)
     if ((n = sequence(s, i)) == 0) return false;
   return true;
+}
+
+// `s` as valid UTF-8: each byte that starts no valid sequence becomes U+FFFD, or with
+// `collapse_runs` each run of such bytes becomes one (a scanner's 700 x \xff then takes 3 bytes,
+// not 2,100, and what follows it still fits a field's limit). Valid UTF-8 is copied as is.
+inline std::string replace_invalid(std::string_view s, bool collapse_runs = false) {
+  std::string out;
+  out.reserve(s.size() + 2);
+  bool in_run = false;
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = sequence(s, i);
+    if (n) {
+      out.append(s.substr(i, n));
+      i += n;
+      in_run = false;
+      continue;
+    }
+    if (!(collapse_runs && in_run)) out.append(kReplacement);
+    in_run = true;
+    ++i;
+  }
+  return out;
 }
 
 }  // namespace reqbus::utf8

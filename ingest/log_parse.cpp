@@ -7,6 +7,7 @@
 
 #include "analytics/request_json.hpp"
 #include "analytics/segment_json.hpp"
+#include "analytics/utf8.hpp"
 #include "reqbus/user_agent.hpp"
 #include "reqbus/uuid.hpp"
 
@@ -410,7 +411,13 @@ std::string LineParser::parse(std::string_view line, uint64_t source, uint64_t o
     // nginx's JSON lines are flat objects and reqbus's NDJSON one level deep.
     if (segment::nested_too_deep(line))
       return "line: JSON nested deeper than " + std::to_string(segment::kMaxJsonDepth) + " levels";
-    nlohmann::json value = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    // nginx's escape=json escapes '"', '\\' and control bytes but writes bytes >= 0x80 as they
+    // come: a scanner's GET /\xff or a Latin-1 user agent made the line invalid JSON, and the
+    // request was lost (helper-54). Such bytes become U+FFFD, a run of them one.
+    std::string valid;
+    if (!utf8::valid(line)) valid = utf8::replace_invalid(line, /*collapse_runs=*/true);
+    nlohmann::json value = nlohmann::json::parse(valid.empty() ? line : std::string_view(valid), nullptr,
+                                                 /*allow_exceptions=*/false);
     if (value.is_discarded()) return "line: invalid JSON";
     // reqbus's own NDJSON has "path"; nginx's variables never produce that key.
     if (format == LogFormat::ndjson || (format_ == LogFormat::auto_detect && value.is_object() && value.contains("path"))) {
