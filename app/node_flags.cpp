@@ -126,11 +126,12 @@ std::string forced_exit_text(const node::NodeOptions& o) {
          ") keeps what it has for the next start; no summary is printed";
 }
 
-// Events the node lost: the bus's and the Batcher's drops, less what only the live view skipped.
+// Events the node lost: the bus's and the Batcher's drops, less what only the live view skipped
+// and what HTTP senders were told to send again.
 uint64_t dropped_for_good(const node::NodeReport& r) {
   const uint64_t all = r.bus.dropped_newest + r.bus.dropped_oldest + r.bus.dropped_timeout + r.bus.dropped_close_deadline +
                        r.batcher.dropped.total();
-  return all - std::min(all, r.view_dropped);
+  return all - std::min(all, r.view_dropped + r.http_refused);
 }
 
 std::string describe(const node::NodeReport& r) {
@@ -154,6 +155,8 @@ std::string describe(const node::NodeReport& r) {
   if (r.bus.in_hand) s += ", still in a stuck handler " + n(r.bus.in_hand);
   if (r.view_dropped)  // the dashboard's numbers fell behind; the store has them
     s += ", skipped by the live view to keep up (stored all the same) " + n(r.view_dropped);
+  if (r.http_refused)  // the bus was full: the senders were told which to send again
+    s += ", refused to HTTP senders (told to send again) " + n(r.http_refused);
   if (r.uplink_unsent)  // stored here; missing from the other nodes' views
     s += ", not sent to a publish_to endpoint (it was down) " + n(r.uplink_unsent);
   if (r.batcher.delivered_after_deadline)  // counted above as spooled or dropped, and stored too

@@ -115,10 +115,11 @@ class HttpApi::Impl {
       } else {
         rejected.push_back({item_index[i], std::string("bus: ") + to_string(s)});
         refused.push_back(item_index[i]);
+        items_refused.fetch_add(1);  // at once: /healthz takes it off the bus's drops (node.cpp)
       }
     }
     items_accepted += accepted;
-    items_rejected += rejected.size();
+    items_rejected += rejected.size() - refused.size();  // `rejected` lists both (the reply's count)
     return items_reply(accepted, rejected, refused);
   }
   void stream(const httplib::Request& req, httplib::Response& res);
@@ -132,7 +133,7 @@ class HttpApi::Impl {
   std::atomic<bool> stopping{false};
   std::mutex stop_mu;
   std::condition_variable stop_cv;
-  std::atomic<uint64_t> requests{0}, items_accepted{0}, items_rejected{0}, bodies_rejected{0},
+  std::atomic<uint64_t> requests{0}, items_accepted{0}, items_rejected{0}, items_refused{0}, bodies_rejected{0},
       unauthorized{0}, stream_clients{0};
   const std::shared_ptr<PoolStats> pool = std::make_shared<PoolStats>();  // the worker threads
 };
@@ -445,6 +446,7 @@ std::string HttpApi::Impl::own_metrics() const {
   line("reqbus_http_requests_total", "HTTP requests served.", requests.load());
   line("reqbus_http_items_accepted_total", "Items published from request bodies.", items_accepted.load());
   line("reqbus_http_items_rejected_total", "Invalid items rejected from request bodies.", items_rejected.load());
+  line("reqbus_http_items_refused_total", "Valid items the bus refused (queue full, timed out, closing); the sender was told which, to send them again.", items_refused.load());
   line("reqbus_http_bodies_rejected_total", "Request bodies refused with 400, 411, 413 or 501.", bodies_rejected.load());
   line("reqbus_http_unauthorized_total", "Requests refused with 401.", unauthorized.load());
   line("reqbus_http_stream_clients", "Connected live-stream clients.", stream_clients.load(), "gauge");
@@ -493,6 +495,7 @@ HttpApiStats HttpApi::stats() const {
   s.requests = impl_->requests.load();
   s.items_accepted = impl_->items_accepted.load();
   s.items_rejected = impl_->items_rejected.load();
+  s.items_refused = impl_->items_refused.load();
   s.bodies_rejected = impl_->bodies_rejected.load();
   s.unauthorized = impl_->unauthorized.load();
   s.stream_clients = impl_->stream_clients.load();

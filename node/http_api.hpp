@@ -61,6 +61,8 @@ struct HttpApiStats {
   uint64_t requests = 0;          // HTTP requests served
   uint64_t items_accepted = 0;    // RequestLogs/events published from bodies
   uint64_t items_rejected = 0;    // invalid items, each with a message
+  uint64_t items_refused = 0;     // valid items the bus refused (full, timed out, closing): the
+                                  // reply names them ("refused") for the sender to send again
   uint64_t bodies_rejected = 0;   // 400/411/413/501 bodies
   uint64_t unauthorized = 0;      // 401s
   uint64_t stream_clients = 0;    // connected now
