@@ -45,6 +45,7 @@ token          = "s3cret"
 write_keys     = ["wk1", "wk2"]
 max_body_bytes = 2048
 threads        = 4
+max_threads    = 40
 health_window_ms = 5000
 
 [batcher]
@@ -133,6 +134,7 @@ BOOST_AUTO_TEST_CASE(every_key_parses_into_the_options) {
   BOOST_TEST(o.http.write_keys == (std::vector<std::string>{"wk1", "wk2"}), boost::test_tools::per_element());
   BOOST_TEST(o.http.max_body_bytes == 2048u);
   BOOST_TEST(o.http.threads == 4);
+  BOOST_TEST(o.http.max_threads == 40);
   BOOST_TEST(o.health.window.count() == 5000);
 
   BOOST_TEST(o.batcher.pool_size == 3u);
@@ -214,6 +216,11 @@ BOOST_AUTO_TEST_CASE(wrong_types_are_named_with_file_and_line) {
 
 BOOST_AUTO_TEST_CASE(out_of_range_values_are_named_with_file_and_line) {
   BOOST_TEST(error_of("[http]\nthreads = 1\n") == "cfg.toml:2: http.threads: must be in 2..1024");
+  BOOST_TEST(error_of("[http]\nthreads = 32\nmax_threads = 8\n") == "cfg.toml:3: http.max_threads: must be at least threads (32)");
+  BOOST_TEST(error_of("[http]\nmax_threads = 5000\n") == "cfg.toml:2: http.max_threads: must be in 2..4096");
+  NodeOptions raised;  // threads alone above the default ceiling raises it
+  BOOST_REQUIRE_EQUAL(apply("[http]\nthreads = 512\n", raised), "");
+  BOOST_TEST(raised.http.max_threads == 512);
   BOOST_TEST(error_of("[http]\nhealth_window_ms = 0\n") == "cfg.toml:2: http.health_window_ms: must be in 1..86400000");
   BOOST_TEST(error_of("node_id = \"n\"\nstore = \"mysql:foo\"\n") ==
              "cfg.toml:2: store: 'mysql:foo' is not sqlite:PATH, postgres:CONNINFO or none");
