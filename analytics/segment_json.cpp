@@ -4,6 +4,7 @@
 #include "analytics/request_json.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <limits>
@@ -176,28 +177,6 @@ std::string read_object(const Json& obj, const char* key, const std::string& pre
 
 std::string object_text(const Json& j) { return j.empty() ? std::string() : dump(j); }
 
-// Howard Hinnant's civil-date algorithms.
-int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
-  y -= m <= 2;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const unsigned yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<int64_t>(doe) - 719468;
-}
-
-void civil_from_days(int64_t z, int64_t& y, unsigned& m, unsigned& d) {
-  z += 719468;
-  const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-  const unsigned doe = static_cast<unsigned>(z - era * 146097);
-  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  y = static_cast<int64_t>(yoe) + era * 400;
-  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  const unsigned mp = (5 * doy + 2) / 153;
-  d = doy - (153 * mp + 2) / 5 + 1;
-  m = mp < 10 ? mp + 3 : mp - 9;
-  y += m <= 2;
-}
 
 bool digits(std::string_view s, size_t pos, size_t n, int& out) {
   if (pos + n > s.size()) return false;
@@ -386,12 +365,12 @@ std::string format_timestamp(int64_t unix_us) {
     rem += 86400;
     days -= 1;
   }
-  int64_t y;
-  unsigned m, d;
-  civil_from_days(days, y, m, d);
+  constexpr int64_t kLastDay = 2'932'896;  // 9999-12-31: ISO 8601 years have four digits
+  if (days > kLastDay) days = kLastDay, rem = 86399, micros = 999'999;
+  const std::chrono::year_month_day date{std::chrono::sys_days(std::chrono::days(days))};
   char buf[48];
-  std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02d:%02d:%02d.%06lldZ",
-                static_cast<long long>(y), m, d, static_cast<int>(rem / 3600),
+  std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d.%06lldZ", int(date.year()),
+                unsigned(date.month()), unsigned(date.day()), static_cast<int>(rem / 3600),
                 static_cast<int>(rem / 60 % 60), static_cast<int>(rem % 60),
                 static_cast<long long>(micros));
   return buf;
@@ -403,11 +382,9 @@ bool parse_timestamp(std::string_view s, int64_t& unix_us) {
       !digits(s, 8, 2, d) || (s[10] != 'T' && s[10] != 't') || !digits(s, 11, 2, h) ||
       s[13] != ':' || !digits(s, 14, 2, mi) || s[16] != ':' || !digits(s, 17, 2, sec))
     return false;
-  static constexpr unsigned kDays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-  if (mo < 1 || mo > 12 || d < 1 || d > static_cast<int>(kDays[mo - 1]) ||
-      (mo == 2 && d == 29 && !leap) || h > 23 || mi > 59 || sec > 59)
-    return false;
+  const std::chrono::year_month_day date{std::chrono::year(y), std::chrono::month(unsigned(mo)),
+                                        std::chrono::day(unsigned(d))};
+  if (!date.ok() || h > 23 || mi > 59 || sec > 59) return false;
   size_t pos = 19;
   int64_t micros = 0;
   if (pos < s.size() && s[pos] == '.') {
@@ -438,7 +415,7 @@ bool parse_timestamp(std::string_view s, int64_t& unix_us) {
     return false;
   }
   if (pos != s.size()) return false;
-  const int64_t secs = days_from_civil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d)) * 86400 +
+  const int64_t secs = int64_t(std::chrono::sys_days(date).time_since_epoch().count()) * 86400 +
                        h * 3600 + mi * 60 + sec - offset_s;
   // A UTC instant before 1970 or after year 9999 (a late local time with a negative offset can
   // land in year 10000) has no four-digit form that format_timestamp could write back.

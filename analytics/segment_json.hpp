@@ -74,7 +74,8 @@ std::string batch_body(const std::vector<AnalyticsEvent>& events, int64_t sent_a
 // [<RequestLog objects...>]
 std::string request_logs_body(const std::vector<RequestLog>& logs);
 
-// "2023-11-14T22:13:20.123456Z"
+// "2023-11-14T22:13:20.123456Z"; a time after the year 9999 (no validation bounds one from the
+// bus) as 9999-12-31T23:59:59.999999Z, the last one four-digit years can write.
 std::string format_timestamp(int64_t unix_us);
 // ISO-8601 / RFC 3339 date-time: fraction of 0..9 digits, "Z" or a ±hh:mm offset. Returns false
 // for anything else.

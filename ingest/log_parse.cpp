@@ -1,6 +1,7 @@
 #include "ingest/log_parse.hpp"
 
 #include <charconv>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -50,16 +51,6 @@ uint64_t hash_line(std::string_view bytes) noexcept {
   return mix(h ^ le64(bytes.data() + i, bytes.size() - i));
 }
 
-// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
-int64_t days_from_civil(int64_t y, unsigned m, unsigned d) noexcept {
-  y -= m <= 2;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const unsigned yoe = unsigned(y - era * 400);
-  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + int64_t(doe) - 719468;
-}
-
 bool digits(std::string_view s, size_t pos, size_t n, int& out) noexcept {
   if (pos + n > s.size()) return false;
   int v = 0;
@@ -80,8 +71,10 @@ int month_index(std::string_view m) noexcept {
 }
 
 bool civil_us(int y, int mo, int d, int h, int mi, int s, int64_t& out) noexcept {
-  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60) return false;
-  out = ((days_from_civil(y, unsigned(mo), unsigned(d)) * 24 + h) * 60 + mi) * 60 + s;
+  const std::chrono::year_month_day date{std::chrono::year(y), std::chrono::month(unsigned(mo)),
+                                        std::chrono::day(unsigned(d))};
+  if (!date.ok() || h > 23 || mi > 59 || s > 60) return false;  // 31 Feb is no day (it read as 3 Mar)
+  out = ((int64_t(std::chrono::sys_days(date).time_since_epoch().count()) * 24 + h) * 60 + mi) * 60 + s;
   out *= 1000000;
   return true;
 }

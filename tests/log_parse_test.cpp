@@ -20,6 +20,11 @@ BOOST_AUTO_TEST_CASE(clf_time_with_zone) {
   BOOST_TEST(us == int64_t(971211336) * 1000000);  // 2000-10-10T20:55:36Z
   BOOST_TEST(!parse_clf_time("10/Foo/2000:13:55:36 -0700", us));
   BOOST_TEST(!parse_clf_time("10/Oct/2000:25:55:36 -0700", us));
+  BOOST_TEST(!parse_clf_time("31/Feb/2024:13:55:36 +0000", us));  // no such day (it read as 2 March)
+  BOOST_TEST(!parse_clf_time("29/Feb/2023:13:55:36 +0000", us));
+  BOOST_TEST(parse_clf_time("29/Feb/2024:00:00:00 +0000", us));
+  BOOST_TEST(us == int64_t(1709164800) * 1000000);
+  BOOST_TEST(!parse_iso8601("2023-04-31T00:00:00Z", us));
   BOOST_TEST(parse_iso8601("2000-10-10T20:55:36.250+00:00", us));
   BOOST_TEST(us == int64_t(971211336) * 1000000 + 250000);
   BOOST_TEST(parse_iso8601("2000-10-10T22:55:36+02:00", us));

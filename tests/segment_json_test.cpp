@@ -127,6 +127,8 @@ BOOST_AUTO_TEST_CASE(timestamps_parse_offsets_and_fractions) {
   BOOST_TEST(segment::format_timestamp(us) == "9999-12-31T23:59:59.999999Z");
   BOOST_TEST(segment::parse_timestamp("9999-12-31T23:59:59+01:00", us));
   BOOST_TEST(segment::format_timestamp(us) == "9999-12-31T22:59:59.000000Z");
+  BOOST_TEST(segment::format_timestamp(INT64_MAX) == "9999-12-31T23:59:59.999999Z");
+  BOOST_TEST(segment::format_timestamp(253'402'300'800'000'000) == "9999-12-31T23:59:59.999999Z");  // 10000-01-01
 }
 
 BOOST_AUTO_TEST_CASE(strict_errors_name_the_field) {
