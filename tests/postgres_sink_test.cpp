@@ -213,11 +213,12 @@ BOOST_AUTO_TEST_CASE(creates_schema_on_first_use) {
                                 table + "'"),
                       "1");
   }
-  BOOST_CHECK_EQUAL(db.scalar("SELECT max(version) FROM schema_migrations"), "3");
+  BOOST_CHECK_EQUAL(db.scalar("SELECT max(version) FROM schema_migrations"), "4");
   const std::string index_kind =
       "SELECT a.amname FROM pg_class c JOIN pg_am a ON a.oid = c.relam "
       "WHERE c.relname = 'requests_inserted_at'";
   BOOST_CHECK_EQUAL(db.scalar(index_kind), "brin");
+  BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM pg_indexes WHERE indexname = 'events_timestamp'"), "1");
   // Text keys compare byte by byte, whatever the database's locale (migration 3).
   const std::string key_collations =
       "SELECT string_agg(table_name || '.' || column_name || '=' || coalesce(collation_name, '-'), ' ' "
@@ -233,7 +234,7 @@ BOOST_AUTO_TEST_CASE(creates_schema_on_first_use) {
   // A second sink on the migrated database neither fails nor migrates again.
   reqbus::PostgresSink again(options_for(conninfo));
   BOOST_REQUIRE(again.write(requests(3, 1), 10s).ok());
-  BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM schema_migrations"), "3");
+  BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM schema_migrations"), "4");
 
   // A database left at version 1 (a B-tree on inserted_at, the database's collation on keys)
   // is migrated on first use, its rows kept.
@@ -249,7 +250,7 @@ BOOST_AUTO_TEST_CASE(creates_schema_on_first_use) {
   BOOST_REQUIRE(upgrading.write(requests(4, 1), 10s).ok());
   BOOST_CHECK_EQUAL(db.scalar(index_kind), "brin");
   BOOST_CHECK_EQUAL(db.scalar(key_collations), all_c);
-  BOOST_CHECK_EQUAL(db.scalar("SELECT max(version) FROM schema_migrations"), "3");
+  BOOST_CHECK_EQUAL(db.scalar("SELECT max(version) FROM schema_migrations"), "4");
   BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM requests"), "5");
   // The key still refuses a duplicate after the index was rebuilt.
   BOOST_REQUIRE(upgrading.write(requests(0, 5), 10s).ok());
@@ -771,7 +772,7 @@ BOOST_AUTO_TEST_CASE(two_nodes_writing_overlapping_batches_store_each_event_once
   BOOST_CHECK_EQUAL(a.rows_inserted + b.rows_inserted, static_cast<uint64_t>(expected));
   BOOST_CHECK_EQUAL(a.rows_inserted + a.duplicates + b.rows_inserted + b.duplicates,
                     4u * kBatches * kBatchSize);
-  BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM schema_migrations"), "3");
+  BOOST_CHECK_EQUAL(db.scalar("SELECT count(*) FROM schema_migrations"), "4");
 }
 
 // Last: it stops and restarts the shared server.

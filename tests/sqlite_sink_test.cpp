@@ -202,14 +202,15 @@ BOOST_AUTO_TEST_CASE(schema_created_on_first_use_and_version_recorded) {
   BOOST_REQUIRE(sink.write(requests(1), 5s).ok());
 
   Db db(path);
-  BOOST_TEST(db.one("SELECT count(*) FROM schema_migrations") == "3");
-  BOOST_TEST(db.one("SELECT max(version) FROM schema_migrations") == "3");
+  BOOST_TEST(db.one("SELECT count(*) FROM schema_migrations") == "4");
+  BOOST_TEST(db.one("SELECT max(version) FROM schema_migrations") == "4");
   BOOST_TEST(db.one("SELECT count(DISTINCT applied_at) FROM schema_migrations") == "1");
   BOOST_TEST(db.one("SELECT max(applied_at) FROM schema_migrations") == "1700000000000000");
   for (const char* t : {"requests", "events", "counters", "counter_flushes"})
     BOOST_TEST(db.one(std::string("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='") +
                       t + "'") == "1");
   BOOST_TEST(db.one("SELECT count(*) FROM sqlite_master WHERE name='requests_inserted_at'") == "1");
+  BOOST_TEST(db.one("SELECT count(*) FROM sqlite_master WHERE name='events_timestamp'") == "1");
   BOOST_TEST(db.one("PRAGMA journal_mode") == "wal");
   BOOST_TEST(sink.name() == "sqlite:" + path);
 }
@@ -231,7 +232,7 @@ BOOST_AUTO_TEST_CASE(reopening_does_not_rerun_migrations) {
     BOOST_REQUIRE(sink.write(requests(2, 3), 5s).ok());
   }
   Db db(path);
-  BOOST_TEST(db.one("SELECT count(*) FROM schema_migrations") == "3");
+  BOOST_TEST(db.one("SELECT count(*) FROM schema_migrations") == "4");
   BOOST_TEST(db.one("SELECT max(applied_at) FROM schema_migrations") == "1700000000000000");
   BOOST_TEST(db.count("requests") == 5);
 }
@@ -494,7 +495,7 @@ BOOST_AUTO_TEST_CASE(locked_during_first_use_is_retry_later_then_migrates) {
   other.exec("COMMIT");
   BOOST_REQUIRE(sink.write(requests(5), 5s).ok());
   BOOST_TEST(other.count("requests") == 5);
-  BOOST_TEST(other.one("SELECT count(*) FROM schema_migrations") == "3");
+  BOOST_TEST(other.one("SELECT count(*) FROM schema_migrations") == "4");
 }
 
 BOOST_AUTO_TEST_CASE(hostile_and_unicode_strings_are_stored_verbatim) {

@@ -287,7 +287,14 @@ struct SqliteSink::Impl {
       Stmt record = prepare(sc::record_migration_sql(sc::Dialect::sqlite), "prepare record");
       for (const sc::Migration& m : sc::migrations(sc::Dialect::sqlite)) {
         if (m.version <= version) continue;
-        for (const std::string& sql : m.statements) exec(sql, "apply migration");
+        for (const std::string& sql : m.statements) {
+          try {
+            exec(sql, "apply migration");
+          } catch (DbError& e) {  // "no such table": a database that claims a version it is not
+            if ((e.code & 0xff) == SQLITE_ERROR) e = DbError{e.code, "schema mismatch: " + e.message, true};
+            throw;
+          }
+        }
         sqlite3_bind_int(record.get(), 1, m.version);
         sqlite3_bind_int64(record.get(), 2, opt.clock->unix_us());
         sqlite3_bind_text(record.get(), 3, m.description.data(),
