@@ -139,8 +139,9 @@ std::vector<size_t> Sender::settle(const nlohmann::json& reply, const std::vecto
   return again;
 }
 
-// POSTs `body` and returns the node's 202 answer. A failure a later try can fix (no answer,
-// 429, 5xx) is tried again --retries times; then, or at once for other 4xx, throws.
+// POSTs `body` and returns the node's answer with its counts (202, or 503 naming the lines its
+// bus refused). A failure a later try can fix (no answer, 429, another 5xx) is tried again
+// --retries times; then, or at once for other 4xx, throws.
 nlohmann::json Sender::post(const std::string& body) {
   std::string why;
   for (int attempt = 0; attempt <= f_.retries; ++attempt) {
@@ -157,6 +158,12 @@ nlohmann::json Sender::post(const std::string& body) {
       auto j = nlohmann::json::parse(res->body, nullptr, false);
       if (j.is_object()) return j;
       throw Error(ErrorCode::transport, "ingest: the node answered 202 without its counts: " + res->body.substr(0, 200));
+    }
+    // A node whose bus refused some lines answers 503 naming them; the others are in. (settle()
+    // sends just those again.) A 503 without that list is a node that is down: tried again.
+    if (res->status == 503) {
+      auto j = nlohmann::json::parse(res->body, nullptr, false);
+      if (j.is_object() && j.contains("refused") && j["refused"].is_array() && !j["refused"].empty()) return j;
     }
     why = "the node answered " + std::to_string(res->status) + ": " + res->body.substr(0, 200);
     if (res->status >= 400 && res->status < 500 && res->status != 429) break;  // will not get better

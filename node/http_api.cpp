@@ -108,15 +108,21 @@ class HttpApi::Impl {
     // the refused items later.
     std::optional<PublishStatus> gave_up;
     for (size_t i = 0; i < items.size(); ++i) {
-      const PublishStatus s = gave_up ? *gave_up : publish(items[i]);
+      const bool asked = !gave_up;  // else refused here without asking the bus
+      const PublishStatus s = asked ? publish(items[i]) : *gave_up;
       if (s == PublishStatus::timed_out || s == PublishStatus::closed) gave_up = s;
       if (s == PublishStatus::ok) {
         ++accepted;
-      } else {
-        rejected.push_back({item_index[i], std::string("bus: ") + to_string(s)});
-        refused.push_back(item_index[i]);
-        items_refused.fetch_add(1);  // at once: /healthz takes it off the bus's drops (node.cpp)
+        continue;
       }
+      rejected.push_back({item_index[i], std::string("bus: ") + to_string(s)});
+      if (s == PublishStatus::invalid) continue;  // sending it again cannot help
+      refused.push_back(item_index[i]);
+      items_refused.fetch_add(1);
+      // The bus counted it as dropped (dropped_newest, dropped_timeout); the sender is told, so
+      // the node takes it off its loss counts (node.cpp). Counted right after the bus did.
+      if (asked && (s == PublishStatus::dropped_newest || s == PublishStatus::timed_out))
+        bus_drops_told.fetch_add(1);
     }
     items_accepted += accepted;
     items_rejected += rejected.size() - refused.size();  // `rejected` lists both (the reply's count)
@@ -133,7 +139,8 @@ class HttpApi::Impl {
   std::atomic<bool> stopping{false};
   std::mutex stop_mu;
   std::condition_variable stop_cv;
-  std::atomic<uint64_t> requests{0}, items_accepted{0}, items_rejected{0}, items_refused{0}, bodies_rejected{0},
+  std::atomic<uint64_t> requests{0}, items_accepted{0}, items_rejected{0}, items_refused{0}, bus_drops_told{0},
+      bodies_rejected{0},
       unauthorized{0}, stream_clients{0};
   const std::shared_ptr<PoolStats> pool = std::make_shared<PoolStats>();  // the worker threads
 };
@@ -160,6 +167,23 @@ std::string bearer_credentials(const httplib::Request& req) {
 bool is_public(const httplib::Request& req) {
   if (req.path == "/healthz") return true;
   return (req.method == "GET" || req.method == "HEAD") && (req.path == "/" || req.path.rfind("/assets/", 0) == 0);
+}
+
+// The methods a route takes, for an Allow header; "" for a path that is no route.
+std::string_view route_methods(const std::string& path) {
+  if (path == "/v1/requests" || path == "/v1/batch") return "POST, OPTIONS";
+  if (path == "/api/stats" || path == "/api/stream" || path == "/metrics" || path == "/healthz" || path == "/" ||
+      path.rfind("/assets/", 0) == 0)
+    return "GET, HEAD, OPTIONS";
+  return {};
+}
+
+bool takes(std::string_view methods, std::string_view method) {
+  for (size_t at = methods.find(method); at != std::string_view::npos; at = methods.find(method, at + 1)) {
+    const size_t end = at + method.size();
+    if ((at == 0 || methods[at - 1] == ' ') && (end == methods.size() || methods[end] == ',')) return true;
+  }
+  return false;
 }
 
 bool HttpApi::Impl::authorized(const httplib::Request& req) const {
@@ -271,7 +295,15 @@ void HttpApi::Impl::routes() {
     json_reply(res, 401, {{"error", "missing or wrong bearer token"}});
     return httplib::Server::HandlerResponse::Handled;
   });
-  server.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+  server.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    // httplib answers a route asked with a method it does not take 404, as an unknown path:
+    // 405 with the methods it takes (RFC 9110 15.5.6).
+    if (const std::string_view allow = route_methods(req.path);
+        res.status == 404 && !allow.empty() && !takes(allow, req.method)) {
+      res.set_header("Allow", std::string(allow));
+      json_reply(res, 405, {{"error", req.path + " takes " + std::string(allow) + ", not " + req.method}});
+      return;
+    }
     if (!res.body.empty()) return;
     const char* what = res.status == 413 ? "request body too large" : res.status == 404 ? "not found" : "bad request";
     json_reply(res, res.status, {{"error", what}});
@@ -333,6 +365,12 @@ void HttpApi::Impl::routes() {
     res.set_header("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'");
     res.set_header("X-Content-Type-Options", "nosniff");
   };
+  server.Options(R"(/.*)", [](const httplib::Request& req, httplib::Response& res) {
+    const std::string_view allow = route_methods(req.path);
+    if (allow.empty()) return json_reply(res, 404, {{"error", "not found"}});
+    res.status = 204;
+    res.set_header("Allow", std::string(allow));
+  });
   server.Get("/", [serve_asset](const httplib::Request&, httplib::Response& res) { serve_asset("index.html", res); });
   server.Get(R"(/assets/([A-Za-z0-9_.\-]+))", [serve_asset](const httplib::Request& req, httplib::Response& res) {
     serve_asset(req.matches[1].str(), res);
@@ -380,7 +418,14 @@ void HttpApi::Impl::post_requests(const std::string& body, httplib::Response& re
       return;
     }
   }
-  json_reply(res, 202, publish_items(parsed.logs, item_index, hooks.publish_request, parsed.rejected));
+  nlohmann::json reply = publish_items(parsed.logs, item_index, hooks.publish_request, parsed.rejected);
+  // Items the bus refused are not stored: a sender that reads only the status (a log shipper)
+  // must not take a 2xx for "all stored" (helper-55). 503 with the same body: reqbus ingest and
+  // reqbus's Client send just the "refused" ones again; others resend the body, which the store
+  // keeps once where items carry a request_id.
+  const bool refused = !reply["refused"].empty();
+  if (refused) res.set_header("Retry-After", "1");
+  json_reply(res, refused ? 503 : 202, reply);
 }
 
 void HttpApi::Impl::post_batch(const httplib::Request& req, const std::string& body, httplib::Response& res) {
@@ -452,7 +497,8 @@ std::string HttpApi::Impl::own_metrics() const {
   line("reqbus_http_stream_clients", "Connected live-stream clients.", stream_clients.load(), "gauge");
   line("reqbus_http_threads", "HTTP worker threads running (each open connection holds one).", pool->threads.load(), "gauge");
   line("reqbus_http_threads_busy", "HTTP worker threads serving a connection now.", pool->busy.load(), "gauge");
-  line("reqbus_http_saturated_total", "Connections that waited for a worker thread: all max_threads were busy.", pool->saturated.load());
+  line("reqbus_http_saturated_total", "Connections that waited for a worker thread: all were busy and no more could start (max_threads, or the system's thread limit).", pool->saturated.load());
+  line("reqbus_http_thread_start_failures_total", "Worker threads the system would not start (a thread or pids limit); the pool counted as full.", pool->start_failures.load());
   return m;
 }
 
@@ -496,6 +542,7 @@ HttpApiStats HttpApi::stats() const {
   s.items_accepted = impl_->items_accepted.load();
   s.items_rejected = impl_->items_rejected.load();
   s.items_refused = impl_->items_refused.load();
+  s.bus_drops_told = impl_->bus_drops_told.load();
   s.bodies_rejected = impl_->bodies_rejected.load();
   s.unauthorized = impl_->unauthorized.load();
   s.stream_clients = impl_->stream_clients.load();

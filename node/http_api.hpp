@@ -1,6 +1,7 @@
 #pragma once
 // HttpApi: the node's HTTP server (cpp-httplib, a thread pool).
-//   POST /v1/requests   NDJSON or a JSON array of RequestLogs -> 202 {accepted, rejected, errors}
+//   POST /v1/requests   NDJSON or a JSON array of RequestLogs -> 202 {accepted, rejected, errors};
+//                       503 (the same, with "refused": the items the bus refused) when it refused any
 //   POST /v1/batch      Segment HTTP Tracking API batch (identify/group/track); the write key is
 //                       the basic-auth user name -> 200 {"success": true, accepted, rejected}
 //   GET  /api/stats     live statistics (JSON); ?node= filters by node
@@ -62,7 +63,9 @@ struct HttpApiStats {
   uint64_t items_accepted = 0;    // RequestLogs/events published from bodies
   uint64_t items_rejected = 0;    // invalid items, each with a message
   uint64_t items_refused = 0;     // valid items the bus refused (full, timed out, closing): the
-                                  // reply names them ("refused") for the sender to send again
+                                  // reply (503) names them ("refused") for the sender to send again
+  uint64_t bus_drops_told = 0;    // of those, the ones the bus counted as dropped (dropped_newest,
+                                  // dropped_timeout): not lost, the sender was told
   uint64_t bodies_rejected = 0;   // 400/411/413/501 bodies
   uint64_t unauthorized = 0;      // 401s
   uint64_t stream_clients = 0;    // connected now

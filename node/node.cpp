@@ -65,10 +65,10 @@ class Node::Impl {
   }
   // Text values PostgreSQL stored with U+FFFD for bytes its text cannot hold (SQLite keeps them).
   uint64_t store_text_replaced() const { return postgres ? postgres->stats().text_replaced : 0; }
-  // Items the bus refused to an HTTP sender (counted in the bus's drops): not lost, the reply
-  // named each one to send again (reqbus ingest and reqbus's Client do; a Segment client resends
-  // its batch on the 503).
-  uint64_t http_refused() const { return http ? http->stats().items_refused : 0; }
+  // Of the bus's dropped_newest + dropped_timeout, the events refused to an HTTP sender: not lost,
+  // the 503 reply named each one to send again. Read it before the bus's stats (the bus counts a
+  // drop first), so it never takes off one the bus has not counted yet.
+  uint64_t http_told() const { return http ? http->stats().bus_drops_told : 0; }
 
   NodeOptions options;
   std::string store_description;
@@ -231,7 +231,7 @@ NodeReport Node::Impl::close(std::chrono::milliseconds budget) {
   for (const PeerStats& u : bus->stats().uplinks) r.uplink_unsent += u.events_unsent;
   const SubscriptionStats view = live_sub.stats();
   r.view_dropped = view.dropped_newest + view.dropped_oldest + view.dropped_close;
-  r.http_refused = http_refused();
+  r.http_refused = http_told();
   if (batcher) {
     r.batcher = batcher->close(left_before_counters());
     const BatcherStats s = batcher->stats();
@@ -277,8 +277,10 @@ void Node::hurry() {
 
 nlohmann::json Node::stats_json(const std::string& node_filter) const {
   nlohmann::json j = impl_->live->snapshot(node_filter);
+  const uint64_t told = impl_->http_told();  // before the bus's stats (http_told)
   const BusStats b = impl_->bus->stats();
-  uint64_t dropped = b.dropped_newest + b.dropped_oldest + b.dropped_timeout + b.dropped_close_deadline;
+  const uint64_t refused = b.dropped_newest + b.dropped_timeout;
+  uint64_t dropped = refused - std::min(told, refused) + b.dropped_oldest + b.dropped_close_deadline;
   // The live view (the dashboard's numbers) may skip events to keep up (drop_oldest): stored all
   // the same, so they are not "dropped", but said apart.
   uint64_t view_dropped = 0;
@@ -286,9 +288,8 @@ nlohmann::json Node::stats_json(const std::string& node_filter) const {
     (s.name == "live" ? view_dropped : dropped) += s.dropped_newest + s.dropped_oldest + s.dropped_close;
   j["self"] = impl_->bus->node_id();
   j["published"] = b.published;
-  const uint64_t refused = impl_->http_refused();  // after the bus's stats: never more than it counted
-  j["dropped"] = dropped - std::min(dropped, refused) + (impl_->batcher ? impl_->batcher->stats().dropped.total() : 0);
-  j["refused"] = refused;
+  j["dropped"] = dropped + (impl_->batcher ? impl_->batcher->stats().dropped.total() : 0);
+  j["refused"] = impl_->http ? impl_->http->stats().items_refused : 0;  // told to send again
   j["view_dropped"] = view_dropped;
   // Events missing from peers' sequences at this node. Not plus the subscriptions' gaps: each
   // of them counts the same missing events again as it sees the sequence jump.
@@ -321,13 +322,13 @@ nlohmann::json Node::stats_json(const std::string& node_filter) const {
 
 std::string Node::health() const {
   std::vector<LossCounter> losses;
+  // Events refused to HTTP senders are not lost (http_told): a burst must not pull the node out of
+  // a load balancer for a whole window (helper-53 F4); overload shows in
+  // reqbus_http_items_refused_total instead.
+  const uint64_t told = impl_->http_told();
   const BusStats b = impl_->bus->stats();
-  // Items refused to HTTP senders are not lost (http_refused): a burst must not pull the node out
-  // of a load balancer for a whole window (helper-53 F4); overload shows in
-  // reqbus_http_items_refused_total instead. Read after the bus's drops, which count them first.
-  const uint64_t told = impl_->http_refused();
-  const uint64_t bus_dropped = b.dropped_newest + b.dropped_oldest + b.dropped_timeout;
-  losses.push_back({"the bus's publish queue was full", bus_dropped - std::min(told, bus_dropped)});
+  const uint64_t refused = b.dropped_newest + b.dropped_timeout;
+  losses.push_back({"the bus's publish queue was full", refused - std::min(told, refused) + b.dropped_oldest});
   SpoolFill spool;
   if (impl_->batcher) {
     const SubscriptionStats p = impl_->persist_sub.stats();  // this one, not another named alike

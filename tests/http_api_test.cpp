@@ -14,6 +14,7 @@
 #include <regex>
 #include <set>
 
+#include "node/http_pool.hpp"
 #include "node/node.hpp"
 #include "node/syslog_listener.hpp"
 #include "reqbus/error.hpp"
@@ -462,7 +463,8 @@ BOOST_AUTO_TEST_CASE(a_full_bus_refuses_the_rest_of_a_body_after_one_timeout) {
   auto res = c.Post("/v1/requests", body, "application/x-ndjson");
   const auto took = std::chrono::steady_clock::now() - asked;
   BOOST_REQUIRE(res);
-  BOOST_TEST(res->status == 202);
+  BOOST_TEST(res->status == 503);  // not all stored: a sender reading only the status knows
+  BOOST_TEST(res->get_header_value("Retry-After") == "1");
   // Without the cut: ~290 timeouts of 100 ms, about 29 s.
   BOOST_TEST((took < 5s), std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
   const auto j = json_of(res);
@@ -472,6 +474,13 @@ BOOST_AUTO_TEST_CASE(a_full_bus_refuses_the_rest_of_a_body_after_one_timeout) {
   BOOST_REQUIRE(j["refused"].size() == 300 - accepted);
   for (size_t i = 0; i < j["refused"].size(); ++i) BOOST_TEST(j["refused"][i] == accepted + i);
   BOOST_TEST(j["errors"][0]["error"] == "bus: timed_out");
+  // One timed out on the bus; the rest were refused here without asking it. Only that one is
+  // among the bus's drops, and only it is taken off the node's losses.
+  BOOST_TEST(f.node->bus().stats().dropped_timeout == 1u);
+  const PromText m(c.Get("/metrics")->body);
+  BOOST_TEST(m.value("reqbus_http_items_refused_total") == double(300 - accepted));
+  BOOST_TEST(f.node->stats_json()["refused"] == 300 - accepted);
+  BOOST_TEST(f.node->stats_json()["dropped"] == 0);
   stuck.close();
 }
 
@@ -684,12 +693,30 @@ BOOST_AUTO_TEST_CASE(at_max_threads_a_connection_waits_for_a_free_thread) {
 BOOST_AUTO_TEST_CASE(wrong_method_and_unknown_route) {
   NodeFixture f;
   auto c = f.client();
+  // A route asked with a method it does not take: 405 naming the ones it takes.
   auto get = c.Get("/v1/requests");
   BOOST_REQUIRE(get);
-  BOOST_TEST((get->status == 404 || get->status == 405));
+  BOOST_TEST(get->status == 405);
+  BOOST_TEST(get->get_header_value("Allow") == "POST, OPTIONS");
+  BOOST_TEST(contains(get->body, "/v1/requests takes POST, OPTIONS, not GET"), get->body);
+  auto post = c.Post("/metrics", "x", "text/plain");
+  BOOST_REQUIRE(post);
+  BOOST_TEST(post->status == 405);
+  BOOST_TEST(post->get_header_value("Allow") == "GET, HEAD, OPTIONS");
+  auto del = c.Delete("/healthz");
+  BOOST_REQUIRE(del);
+  BOOST_TEST(del->status == 405);
+  auto options = c.Options("/v1/batch");
+  BOOST_REQUIRE(options);
+  BOOST_TEST(options->status == 204);
+  BOOST_TEST(options->get_header_value("Allow") == "POST, OPTIONS");
+  // Unknown paths, and unknown assets, stay 404.
   auto unknown = c.Get("/no/such/route");
   BOOST_REQUIRE(unknown);
   BOOST_TEST(unknown->status == 404);
+  BOOST_TEST(c.Post("/no/such/route", "x", "text/plain")->status == 404);
+  BOOST_TEST(c.Options("/no/such/route")->status == 404);
+  BOOST_TEST(c.Get("/assets/nosuch.js")->status == 404);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
@@ -1148,6 +1175,68 @@ BOOST_AUTO_TEST_CASE(a_listen_address_that_is_not_ipv4_host_and_port_is_refused)
     SyslogListener listener(bad, [](const RequestLog&) { return PublishStatus::ok; });
     BOOST_CHECK_THROW(listener.start(), Error);
   }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// The HTTP worker pool on its own (node/http_pool.hpp).
+BOOST_AUTO_TEST_SUITE(HttpWorkerPool)
+
+BOOST_AUTO_TEST_CASE(grows_to_max_waits_there_and_shrinks_under_a_trickle) {
+  auto stats = std::make_shared<PoolStats>();
+  ElasticPool pool(2, 8, 200ms, stats);
+  BOOST_TEST(stats->threads.load() == 2u);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  std::atomic<int> ran{0};
+  auto blocking = [&] {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return release; });
+    ++ran;
+  };
+  for (int i = 0; i < 8; ++i) pool.enqueue(blocking);
+  BOOST_TEST(stats->threads.load() == 8u);
+  BOOST_REQUIRE(poll_until([&] { return stats->busy.load() == 8u; }, 5s));
+  auto ninth = std::async(std::launch::async, [&] { pool.enqueue([&] { ++ran; }); });  // waits: all 8 busy
+  BOOST_TEST((ninth.wait_for(300ms) == std::future_status::timeout));
+  BOOST_TEST(stats->saturated.load() == 1u);
+  {
+    std::lock_guard lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  BOOST_REQUIRE((ninth.wait_for(5s) == std::future_status::ready));
+  BOOST_REQUIRE(poll_until([&] { return ran.load() == 9; }, 5s));
+  BOOST_TEST(stats->peak.load() == 8u);
+  // One short task every 20 ms: served by the thread idle last, so the others reach their idle
+  // timeout (with wake-ups in turn, each got work in time and all 8 stayed: helper-55 F4).
+  const auto until = std::chrono::steady_clock::now() + 1500ms;
+  while (std::chrono::steady_clock::now() < until) {
+    pool.enqueue([&] { ++ran; });
+    std::this_thread::sleep_for(20ms);
+  }
+  BOOST_TEST(stats->threads.load() <= 3u);
+  BOOST_TEST(stats->threads.load() >= 2u);  // never below min
+  pool.shutdown();
+  BOOST_TEST(stats->threads.load() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(shutdown_runs_every_task_handed_over) {
+  auto stats = std::make_shared<PoolStats>();
+  std::atomic<int> ran{0};
+  {
+    ElasticPool pool(1, 4, 30s, stats);
+    for (int i = 0; i < 4; ++i)
+      pool.enqueue([&] {
+        std::this_thread::sleep_for(50ms);
+        ++ran;
+      });
+    pool.shutdown();  // the destructor's second shutdown() is harmless
+  }
+  BOOST_TEST(ran.load() == 4);
+  BOOST_TEST(stats->threads.load() == 0u);
+  BOOST_TEST(stats->busy.load() == 0u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
