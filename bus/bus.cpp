@@ -160,7 +160,8 @@ Bus::Impl::Impl(BusOptions opts)
     for (const auto& peer : list) endpoints.push_back(peer.endpoint);
     return std::make_unique<detail::PeerHealth>(endpoints, "bus '" + options.name + "': " + noun,
                                                 options.peer_unreachable_after, options.peer_unreachable_repeat,
-                                                options.peer_connect_timeout);
+                                                options.peer_connect_timeout, system_clock(),
+                                                std::string(noun) == "peer" ? "peer" : "forwarder");
   };
   if (!uplinks.empty()) uplink_health_ = health(uplinks, "publish_to");
   start_thread(publisher_, publisher_done_, &Impl::publisher_main, "rb-publisher");

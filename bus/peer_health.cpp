@@ -21,23 +21,25 @@ std::string seconds(std::chrono::nanoseconds d) {
   return buf;
 }
 
-// What to check, for the failure seen last (`handshaking`: TCP is connected, the handshake waits).
-const char* hint(const std::string& reason, bool handshaking) {
-  if (reason == "address not resolved") return "check the host name in the peer's address";
+// What to check, for the failure seen last (`handshaking`: TCP is connected, the handshake
+// waits). `other`: what is at the address ("peer", "forwarder").
+std::string hint(const std::string& reason, bool handshaking, const std::string& other) {
+  if (reason == "address not resolved") return "check the host name in the " + other + "'s address";
   if (reason == "handshake failed" || handshaking)
     return "check that the address is a reqbus bus endpoint, the server key after '#', and that "
-           "this node's public key is on the peer's allow-list";
+           "this node's public key is on the " + other + "'s allow-list";
   if (reason == "connection timed out")  // nothing answered: not even a refusal
     return "check the IP address, and that no firewall drops the traffic";
-  return "check the address and that the peer binds it";
+  return "check the address and that the " + other + " binds it";
 }
 
 }  // namespace
 
 PeerHealth::PeerHealth(const std::vector<std::string>& endpoints, std::string owner,
                        std::chrono::milliseconds warn_after, std::chrono::milliseconds repeat,
-                       std::chrono::milliseconds connect_timeout, std::shared_ptr<Clock> clock)
+                       std::chrono::milliseconds connect_timeout, std::shared_ptr<Clock> clock, std::string other)
     : owner_(std::move(owner)),
+      other_(std::move(other)),
       warn_after_(warn_after),
       repeat_(repeat),
       refused_within_(connect_timeout.count() > 0 ? std::min(kRefusedWithin, connect_timeout / 2) : kRefusedWithin),
@@ -200,7 +202,7 @@ void PeerHealth::tick() {
       static const std::string kNoAnswer = "connection timed out";
       const std::string& reason = p.run_count == 0 && p.attempt_open ? kNoAnswer : p.run_reason;
       lines.push_back(owner_ + " " + p.stats.endpoint + (p.warned ? " still" : "") + " unreachable for " +
-                      seconds(now - p.since) + " (" + why(p, now) + "); " + hint(reason, p.handshaking));
+                      seconds(now - p.since) + " (" + why(p, now) + "); " + hint(reason, p.handshaking, other_));
       p.warned = true;
       p.next_reminder = now + repeat_;
     }

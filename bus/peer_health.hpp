@@ -37,9 +37,11 @@ class PeerHealth {
   // down, since now.
   // `connect_timeout`: the sockets' ZMQ_CONNECT_TIMEOUT (0 = the system's). An attempt that
   // closes within min(1 s, connect_timeout / 2) was refused; a later close timed out.
+  // `other` names what is at the endpoints in the hints ("check ... that the forwarder binds it").
   PeerHealth(const std::vector<std::string>& endpoints, std::string owner,
              std::chrono::milliseconds warn_after, std::chrono::milliseconds repeat,
-             std::chrono::milliseconds connect_timeout, std::shared_ptr<Clock> clock = system_clock());
+             std::chrono::milliseconds connect_timeout, std::shared_ptr<Clock> clock = system_clock(),
+             std::string other = "peer");
 
   // One monitor event (a ZMQ_EVENT_* id) for `endpoint`.
   void on_event(uint16_t event, std::string_view endpoint);
@@ -77,6 +79,7 @@ class PeerHealth {
   std::string why(const Peer& peer, Clock::time_point now) const;  // requires mu_
 
   const std::string owner_;
+  const std::string other_;  // what is at the endpoints, in hints ("peer", "forwarder")
   const std::chrono::milliseconds warn_after_, repeat_;
   const std::chrono::milliseconds refused_within_;  // see the constructor
   const std::shared_ptr<Clock> clock_;

@@ -304,6 +304,8 @@ BOOST_AUTO_TEST_CASE(a_publish_to_endpoint_nobody_listens_on_is_down_and_counts_
   BOOST_REQUIRE(poll_until([&] { return !logs.with(LogLevel::warn, warning).empty(); }, 3s));
   BOOST_TEST(bus.stats().uplinks[0].connect_failures > 0u);
   BOOST_TEST(bus.stats().uplinks[0].last_failure == "connection refused");
+  BOOST_TEST(logs.with(LogLevel::warn, warning)[0].find("check the address and that the forwarder binds it") !=
+             std::string::npos, logs.with(LogLevel::warn, warning)[0]);  // not "the peer"
   for (int i = 0; i < 100; ++i) BOOST_REQUIRE(bus.broadcast(sample_log("/down")) == PublishStatus::ok);
   BOOST_REQUIRE(poll_until([&] { return bus.stats().uplinks[0].events_unsent == 100; }, 3s));
 
