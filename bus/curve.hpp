@@ -32,6 +32,15 @@ struct PeerEndpoint {
 // Parses "tcp://host:port[#key]"; the error names `field` and the entry.
 // With `curve` the key is required; without it a key is an error (it would be ignored).
 PeerEndpoint parse_peer(const std::string& entry, bool curve, const std::string& field);
+// An endpoint with an IPv6 address ("tcp://[::1]:7400"): its socket needs ZMQ_IPV6, without
+// which libzmq reports the address as not resolved. (Not set otherwise: with it, a bind to
+// "tcp://*:port" would listen on IPv6 as well.)
+inline bool names_ipv6(const std::string& endpoint) { return endpoint.find('[') != std::string::npos; }
+inline bool names_ipv6(const std::vector<PeerEndpoint>& list) {
+  for (const PeerEndpoint& p : list)
+    if (names_ipv6(p.endpoint)) return true;
+  return false;
+}
 
 struct CurveKeys {
   std::string secret, public_key;  // Z85

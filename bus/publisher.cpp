@@ -56,6 +56,7 @@ void Bus::Impl::publisher_main(std::promise<void> started) {
       tcp.emplace(context_, zmq::socket_type::pub);
       tcp->set(zmq::sockopt::sndhwm, options.tcp_hwm);
       tcp->set(zmq::sockopt::linger, 1000);  // let queued frames reach peers at close
+      if (detail::names_ipv6(options.bind)) tcp->set(zmq::sockopt::ipv6, 1);
       if (curve) detail::make_curve_server(*tcp, keys);
       tcp->bind(options.bind);
       bound_endpoint = tcp->get(zmq::sockopt::last_endpoint);
@@ -64,6 +65,7 @@ void Bus::Impl::publisher_main(std::promise<void> started) {
       uplink.emplace(context_, zmq::socket_type::pub);
       uplink->set(zmq::sockopt::sndhwm, options.tcp_hwm);
       uplink->set(zmq::sockopt::linger, 1000);
+      if (detail::names_ipv6(uplinks)) uplink->set(zmq::sockopt::ipv6, 1);
       uplink->set(zmq::sockopt::reconnect_ivl, 100);
       uplink->set(zmq::sockopt::reconnect_ivl_max, 5000);
       uplink->set(zmq::sockopt::connect_timeout, int(options.peer_connect_timeout.count()));

@@ -40,6 +40,7 @@ void Bus::Impl::receiver_main(std::promise<void> started) {
     peers->set(zmq::sockopt::maxmsgsize, int64_t(options.max_message_bytes) * 2);
     peers->set(zmq::sockopt::rcvhwm, options.tcp_hwm);
     peers->set(zmq::sockopt::linger, 0);
+    if (detail::names_ipv6(this->peers)) peers->set(zmq::sockopt::ipv6, 1);
     peers->set(zmq::sockopt::reconnect_ivl, 100);
     peers->set(zmq::sockopt::reconnect_ivl_max, 5000);  // backoff when a peer stays down
     peers->set(zmq::sockopt::connect_timeout, int(options.peer_connect_timeout.count()));

@@ -251,6 +251,40 @@ BOOST_AUTO_TEST_CASE(a_peer_nobody_listens_on_is_down_and_warned_about_until_it_
   BOOST_TEST((last == "disconnected" || last == "connection refused"), last);
 }
 
+// IPv6 addresses: libzmq needs ZMQ_IPV6 on the socket, or it reports "address not resolved"
+// (a peer at tcp://[::1]:port never connected). Skipped where the machine has no IPv6 loopback.
+BOOST_AUTO_TEST_CASE(peers_at_ipv6_addresses_connect) {
+  const int probe = ::socket(AF_INET6, SOCK_STREAM, 0);
+  sockaddr_in6 loopback{};
+  loopback.sin6_family = AF_INET6;
+  loopback.sin6_addr = in6addr_loopback;
+  const bool has_ipv6 = probe >= 0 && ::bind(probe, reinterpret_cast<sockaddr*>(&loopback), sizeof(loopback)) == 0;
+  if (probe >= 0) ::close(probe);
+  if (!has_ipv6) {
+    BOOST_TEST_MESSAGE("no IPv6 loopback here: skipped");
+    return;
+  }
+  const std::string endpoint = "tcp://[::1]:" + std::to_string(port_outside_ephemeral_range(SOCK_STREAM));
+  BusOptions po = plain("v6-bind");
+  po.bind = endpoint;
+  Bus publisher(po);
+  BusOptions o = plain("v6-peer");
+  o.peers = {endpoint};
+  Bus bus(o);
+  BOOST_REQUIRE_MESSAGE(poll_until([&] { return bus.stats().peers[0].connected; }, 5s),
+                        "last failure: " << bus.stats().peers[0].last_failure);
+  SubscribeOptions so;
+  so.name = "v6";
+  Subscription sub = bus.subscribe(so);
+  std::vector<Message> got;
+  BOOST_REQUIRE(poll_until([&] {
+    (void)publisher.broadcast(sample_log("/v6"));
+    sub.next_batch(got, 1, 50ms);
+    return !got.empty();
+  }, 5s));
+  BOOST_TEST(got[0].request.path == "/v6");
+}
+
 // An address that drops the connection attempt (here a listener whose backlog is full, so the
 // kernel drops our SYNs) fails each attempt after peer_connect_timeout, counted as "connection
 // timed out", instead of one attempt in progress for the system's ~2 min.
