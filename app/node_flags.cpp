@@ -126,12 +126,12 @@ std::string forced_exit_text(const node::NodeOptions& o) {
          ") keeps what it has for the next start; no summary is printed";
 }
 
-// Events the node lost: the bus's and the Batcher's drops, less what only the live view skipped
-// and what HTTP senders were told to send again.
+// Events the node lost: the bus's and the Batcher's drops, less what only the live view skipped.
+// (What the bus refused to HTTP senders is no drop: they were told to send it again.)
 uint64_t dropped_for_good(const node::NodeReport& r) {
   const uint64_t all = r.bus.dropped_newest + r.bus.dropped_oldest + r.bus.dropped_timeout + r.bus.dropped_close_deadline +
                        r.batcher.dropped.total();
-  return all - std::min(all, r.view_dropped + r.http_refused);
+  return all - std::min(all, r.view_dropped);
 }
 
 std::string describe(const node::NodeReport& r) {

@@ -200,7 +200,7 @@ void Bus::Impl::start_thread(std::thread& thread, std::future<void>& done,
 }
 
 template <class Event>
-PublishStatus Bus::Impl::publish(const Event& event, std::string_view topic, char scope) {
+PublishStatus Bus::Impl::publish(const Event& event, std::string_view topic, char scope, bool offer) {
   if (!accepting_.load(std::memory_order_relaxed)) {
     dropped_closed_.fetch_add(1, std::memory_order_relaxed);
     return PublishStatus::closed;
@@ -229,10 +229,10 @@ PublishStatus Bus::Impl::publish(const Event& event, std::string_view topic, cha
     case detail::PushResult::ok:
       return PublishStatus::ok;
     case detail::PushResult::dropped_newest:
-      dropped_newest_.fetch_add(1, std::memory_order_relaxed);
+      (offer ? offers_refused_ : dropped_newest_).fetch_add(1, std::memory_order_relaxed);
       return PublishStatus::dropped_newest;
     case detail::PushResult::timed_out:
-      dropped_timeout_.fetch_add(1, std::memory_order_relaxed);
+      (offer ? offers_refused_ : dropped_timeout_).fetch_add(1, std::memory_order_relaxed);
       return PublishStatus::timed_out;
     case detail::PushResult::closed:
       break;
@@ -332,6 +332,7 @@ BusStats Bus::Impl::stats() const {
   s.dropped_newest = dropped_newest_.load();
   s.dropped_oldest = dropped_oldest_.load();
   s.dropped_timeout = dropped_timeout_.load();
+  s.offers_refused = offers_refused_.load();
   s.dropped_closed = dropped_closed_.load();
   s.dropped_close_deadline = dropped_close_deadline_.load();
   s.rejected_invalid = rejected_invalid_.load();
@@ -397,6 +398,12 @@ PublishStatus Bus::local_broadcast(const RequestLogView& e, std::string_view top
 }
 PublishStatus Bus::local_broadcast(const AnalyticsEvent& e, std::string_view topic) {
   return impl_->publish(e, topic, detail::kScopeLocal);
+}
+PublishStatus Bus::offer(const RequestLogView& e, std::string_view topic) {
+  return impl_->publish(e, topic, detail::kScopeCluster, /*offer=*/true);
+}
+PublishStatus Bus::offer(const AnalyticsEvent& e, std::string_view topic) {
+  return impl_->publish(e, topic, detail::kScopeCluster, /*offer=*/true);
 }
 Subscription Bus::subscribe(SubscribeOptions o, Handler h) {
   if (!h) throw Error(ErrorCode::invalid_argument, "subscribe: empty handler");

@@ -29,7 +29,8 @@ class Bus::Impl {
   ~Impl();
 
   template <class Event>
-  PublishStatus publish(const Event& event, std::string_view topic, char scope);
+  // `offer`: a refusal goes back to the caller (Bus::offer): counted in offers_refused_.
+  PublishStatus publish(const Event& event, std::string_view topic, char scope, bool offer = false);
   // One of the two handlers, or neither (pull mode).
   Subscription subscribe(SubscribeOptions options, Handler handler, ViewHandler view_handler = nullptr);
   CloseReport close(std::chrono::milliseconds deadline);
@@ -80,6 +81,7 @@ class Bus::Impl {
   std::atomic<uint64_t> subscriber_count_{0};
 
   // Counters (relaxed atomics: totals only).
+  std::atomic<uint64_t> offers_refused_{0};
   std::atomic<uint64_t> dropped_newest_{0}, dropped_oldest_{0},
       dropped_timeout_{0}, dropped_closed_{0}, dropped_close_deadline_{0}, rejected_invalid_{0},
       frames_sent_{0}, events_sent_{0}, remote_frames_{0}, remote_events_{0}, remote_gaps_{0},

@@ -108,8 +108,7 @@ class HttpApi::Impl {
     // the refused items later.
     std::optional<PublishStatus> gave_up;
     for (size_t i = 0; i < items.size(); ++i) {
-      const bool asked = !gave_up;  // else refused here without asking the bus
-      const PublishStatus s = asked ? publish(items[i]) : *gave_up;
+      const PublishStatus s = gave_up ? *gave_up : publish(items[i]);
       if (s == PublishStatus::timed_out || s == PublishStatus::closed) gave_up = s;
       if (s == PublishStatus::ok) {
         ++accepted;
@@ -119,10 +118,6 @@ class HttpApi::Impl {
       if (s == PublishStatus::invalid) continue;  // sending it again cannot help
       refused.push_back(item_index[i]);
       items_refused.fetch_add(1);
-      // The bus counted it as dropped (dropped_newest, dropped_timeout); the sender is told, so
-      // the node takes it off its loss counts (node.cpp). Counted right after the bus did.
-      if (asked && (s == PublishStatus::dropped_newest || s == PublishStatus::timed_out))
-        bus_drops_told.fetch_add(1);
     }
     items_accepted += accepted;
     items_rejected += rejected.size() - refused.size();  // `rejected` lists both (the reply's count)
@@ -139,8 +134,7 @@ class HttpApi::Impl {
   std::atomic<bool> stopping{false};
   std::mutex stop_mu;
   std::condition_variable stop_cv;
-  std::atomic<uint64_t> requests{0}, items_accepted{0}, items_rejected{0}, items_refused{0}, bus_drops_told{0},
-      bodies_rejected{0},
+  std::atomic<uint64_t> requests{0}, items_accepted{0}, items_rejected{0}, items_refused{0}, bodies_rejected{0},
       unauthorized{0}, stream_clients{0};
   const std::shared_ptr<PoolStats> pool = std::make_shared<PoolStats>();  // the worker threads
 };
@@ -542,7 +536,6 @@ HttpApiStats HttpApi::stats() const {
   s.items_accepted = impl_->items_accepted.load();
   s.items_rejected = impl_->items_rejected.load();
   s.items_refused = impl_->items_refused.load();
-  s.bus_drops_told = impl_->bus_drops_told.load();
   s.bodies_rejected = impl_->bodies_rejected.load();
   s.unauthorized = impl_->unauthorized.load();
   s.stream_clients = impl_->stream_clients.load();

@@ -64,8 +64,6 @@ struct HttpApiStats {
   uint64_t items_rejected = 0;    // invalid items, each with a message
   uint64_t items_refused = 0;     // valid items the bus refused (full, timed out, closing): the
                                   // reply (503) names them ("refused") for the sender to send again
-  uint64_t bus_drops_told = 0;    // of those, the ones the bus counted as dropped (dropped_newest,
-                                  // dropped_timeout): not lost, the sender was told
   uint64_t bodies_rejected = 0;   // 400/411/413/501 bodies
   uint64_t unauthorized = 0;      // 401s
   uint64_t stream_clients = 0;    // connected now

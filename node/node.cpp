@@ -65,10 +65,9 @@ class Node::Impl {
   }
   // Text values PostgreSQL stored with U+FFFD for bytes its text cannot hold (SQLite keeps them).
   uint64_t store_text_replaced() const { return postgres ? postgres->stats().text_replaced : 0; }
-  // Of the bus's dropped_newest + dropped_timeout, the events refused to an HTTP sender: not lost,
-  // the 503 reply named each one to send again. Read it before the bus's stats (the bus counts a
-  // drop first), so it never takes off one the bus has not counted yet.
-  uint64_t http_told() const { return http ? http->stats().bus_drops_told : 0; }
+  // Items refused to HTTP senders, who were told (503) which to send again: not lost. (The API
+  // offers events to the bus, Bus::offer: such refusals are not among the bus's drops.)
+  uint64_t http_refused() const { return http ? http->stats().items_refused : 0; }
 
   NodeOptions options;
   std::string store_description;
@@ -231,7 +230,7 @@ NodeReport Node::Impl::close(std::chrono::milliseconds budget) {
   for (const PeerStats& u : bus->stats().uplinks) r.uplink_unsent += u.events_unsent;
   const SubscriptionStats view = live_sub.stats();
   r.view_dropped = view.dropped_newest + view.dropped_oldest + view.dropped_close;
-  r.http_refused = http_told();
+  r.http_refused = http_refused();
   if (batcher) {
     r.batcher = batcher->close(left_before_counters());
     const BatcherStats s = batcher->stats();
@@ -252,8 +251,9 @@ NodeReport Node::Impl::close(std::chrono::milliseconds budget) {
 Node::Node(NodeOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
   if (!impl_->options.http_enabled) return;
   HttpApiHooks hooks;
-  hooks.publish_request = [this](const RequestLog& r) { return impl_->bus->broadcast(r); };
-  hooks.publish_event = [this](const AnalyticsEvent& e) { return impl_->bus->broadcast(e); };
+  // offer(): a refusal goes back to the sender (503 naming it), so it is no drop of the bus's.
+  hooks.publish_request = [this](const RequestLog& r) { return impl_->bus->offer(r); };
+  hooks.publish_event = [this](const AnalyticsEvent& e) { return impl_->bus->offer(e); };
   hooks.stats = [this](const std::string& node) { return stats_json(node); };
   hooks.metrics = [this] { return metrics(); };
   hooks.health = [this] { return health(); };
@@ -277,10 +277,8 @@ void Node::hurry() {
 
 nlohmann::json Node::stats_json(const std::string& node_filter) const {
   nlohmann::json j = impl_->live->snapshot(node_filter);
-  const uint64_t told = impl_->http_told();  // before the bus's stats (http_told)
   const BusStats b = impl_->bus->stats();
-  const uint64_t refused = b.dropped_newest + b.dropped_timeout;
-  uint64_t dropped = refused - std::min(told, refused) + b.dropped_oldest + b.dropped_close_deadline;
+  uint64_t dropped = b.dropped_newest + b.dropped_oldest + b.dropped_timeout + b.dropped_close_deadline;
   // The live view (the dashboard's numbers) may skip events to keep up (drop_oldest): stored all
   // the same, so they are not "dropped", but said apart.
   uint64_t view_dropped = 0;
@@ -289,7 +287,7 @@ nlohmann::json Node::stats_json(const std::string& node_filter) const {
   j["self"] = impl_->bus->node_id();
   j["published"] = b.published;
   j["dropped"] = dropped + (impl_->batcher ? impl_->batcher->stats().dropped.total() : 0);
-  j["refused"] = impl_->http ? impl_->http->stats().items_refused : 0;  // told to send again
+  j["refused"] = impl_->http_refused();  // told to send again: not in `dropped`
   j["view_dropped"] = view_dropped;
   // Events missing from peers' sequences at this node. Not plus the subscriptions' gaps: each
   // of them counts the same missing events again as it sees the sequence jump.
@@ -322,13 +320,11 @@ nlohmann::json Node::stats_json(const std::string& node_filter) const {
 
 std::string Node::health() const {
   std::vector<LossCounter> losses;
-  // Events refused to HTTP senders are not lost (http_told): a burst must not pull the node out of
-  // a load balancer for a whole window (helper-53 F4); overload shows in
-  // reqbus_http_items_refused_total instead.
-  const uint64_t told = impl_->http_told();
+  // Events the HTTP API offered and the bus refused are not among its drops (Bus::offer): the
+  // sender was told to send them again, and a burst must not pull the node out of a load balancer
+  // for a whole window (helper-53 F4). Overload shows in reqbus_http_items_refused_total.
   const BusStats b = impl_->bus->stats();
-  const uint64_t refused = b.dropped_newest + b.dropped_timeout;
-  losses.push_back({"the bus's publish queue was full", refused - std::min(told, refused) + b.dropped_oldest});
+  losses.push_back({"the bus's publish queue was full", b.dropped_newest + b.dropped_oldest + b.dropped_timeout});
   SpoolFill spool;
   if (impl_->batcher) {
     const SubscriptionStats p = impl_->persist_sub.stats();  // this one, not another named alike

@@ -54,8 +54,8 @@ struct NodeReport {
   uint64_t store_duplicates = 0;  // events written that the store already held (kept once)
   uint64_t uplink_unsent = 0;     // cluster events ZeroMQ dropped for publish_to endpoints (PeerStats::events_unsent)
   uint64_t view_dropped = 0;      // of bus.dropped_*: events the live view skipped to keep up (stored all the same)
-  uint64_t http_refused = 0;      // of bus.dropped_newest/_timeout: events refused to HTTP senders, who were
-                                  // told (503) to send them again (HttpApiStats::bus_drops_told)
+  uint64_t http_refused = 0;      // items refused to HTTP senders, who were told (503) to send them again
+                                  // (not in bus.dropped_*: the API offers events, Bus::offer)
   uint64_t counter_windows = 0;   // counter windows written over the node's life (counters.flushed:
                                   // those written by close())
   // The spool over the node's life (BatcherStats): events stored from it, set aside in its

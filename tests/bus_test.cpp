@@ -430,6 +430,29 @@ struct StalledBus {
 
 }  // namespace
 
+// offer(): a refusal the caller hands back (the node's HTTP API answers 503 naming it) is
+// counted as offers_refused, not as a drop; broadcast()'s refusals still are drops.
+BOOST_AUTO_TEST_CASE(an_offer_refused_is_counted_apart_from_drops) {
+  StalledBus s(Overflow::drop_newest);
+  uint64_t offered_ok = 0, offered_refused = 0;
+  for (int i = 0; i < 100; ++i) {
+    const PublishStatus st = s.bus->offer(sample_log("/offer"));
+    (st == PublishStatus::ok ? offered_ok : offered_refused) += 1;
+    BOOST_TEST((st == PublishStatus::ok || st == PublishStatus::dropped_newest));
+  }
+  BOOST_TEST(offered_refused > 0u);  // the queue holds 16
+  const BusStats after_offers = s.bus->stats();
+  BOOST_TEST(after_offers.offers_refused == offered_refused);
+  BOOST_TEST(after_offers.dropped_newest == 0u);
+  BOOST_TEST(s.bus->broadcast(sample_log("/lost")) == PublishStatus::dropped_newest);
+  BOOST_TEST(s.bus->stats().dropped_newest == 1u);
+  BOOST_TEST(s.bus->stats().offers_refused == offered_refused);
+  s.latch.open();
+  const CloseReport report = s.bus->close(30s);
+  BOOST_TEST(report.published == offered_ok);
+  BOOST_TEST(report.dropped_newest == 1u);
+}
+
 BOOST_AUTO_TEST_CASE(drop_newest_counts_every_refusal) {
   StalledBus s(Overflow::drop_newest);
   auto counts = s.publish(1000);

@@ -65,6 +65,11 @@ class Bus {
                                               std::string_view topic = kDefaultTopic);
   [[nodiscard]] PublishStatus local_broadcast(const AnalyticsEvent& event,
                                               std::string_view topic = kDefaultTopic);
+  // broadcast() for a caller that hands a refusal back to whoever sent the event (the node's
+  // HTTP API answers 503 naming it): a full queue (dropped_newest, timed_out) is counted as
+  // BusStats::offers_refused, not as a drop, since nothing is lost. Otherwise the same.
+  [[nodiscard]] PublishStatus offer(const RequestLogView& event, std::string_view topic = kDefaultTopic);
+  [[nodiscard]] PublishStatus offer(const AnalyticsEvent& event, std::string_view topic = kDefaultTopic);
 
   // Handler mode: `handler` runs on the subscription's worker thread for every message.
   // Returns once the subscription is live. Throws Error on bad options or a closed bus.

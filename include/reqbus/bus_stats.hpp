@@ -68,6 +68,7 @@ struct BusStats {
   uint64_t dropped_newest = 0;   // publish queue full, drop_newest
   uint64_t dropped_oldest = 0;   // publish queue full, drop_oldest (accepted, then evicted)
   uint64_t dropped_timeout = 0;  // publish queue full past block_timeout
+  uint64_t offers_refused = 0;   // offer() refused (queue full or timed out): handed back, not lost
   uint64_t dropped_closed = 0;   // broadcast after close()
   uint64_t dropped_close_deadline = 0;  // accepted but not sent when close() hit its deadline
   uint64_t rejected_invalid = 0; // failed validation
