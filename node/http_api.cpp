@@ -4,8 +4,12 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <fcntl.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <charconv>
 #include <cctype>
 #include <condition_variable>
 #include <mutex>
@@ -132,6 +136,7 @@ class HttpApi::Impl {
   std::thread thread;
   int port = 0;
   std::atomic<bool> stopping{false};
+  bool listen_done = false;  // listen_after_bind() returned; guarded by stop_mu
   std::mutex stop_mu;
   std::condition_variable stop_cv;
   std::atomic<uint64_t> requests{0}, items_accepted{0}, items_rejected{0}, items_refused{0}, bodies_rejected{0},
@@ -509,7 +514,12 @@ void HttpApi::start() {
   impl_->port = examples::bind_server(impl_->server, o.host, o.port);
   if (impl_->port <= 0)
     throw Error(ErrorCode::transport, "http: cannot bind " + o.host + ":" + std::to_string(o.port));
-  impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
+  impl_->thread = std::thread([this] {
+    impl_->server.listen_after_bind();  // returns once every worker thread is joined
+    std::lock_guard lock(impl_->stop_mu);
+    impl_->listen_done = true;
+    impl_->stop_cv.notify_all();
+  });
   // httplib 0.11's stop() is a no-op until the listener runs: wait for it, so that a stop()
   // right after start() cannot leave the thread blocked in accept() forever.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -519,6 +529,41 @@ void HttpApi::start() {
 
 int HttpApi::port() const noexcept { return impl_->port; }
 
+namespace {
+
+// Shuts down this process's TCP connections accepted on `port` (the listening socket is closed
+// by then). httplib 0.11 offers no way to close the connections it holds: its stop() waits for
+// each worker, and a worker reading a request that a client trickles (a byte every few seconds,
+// each read within the 10 s read timeout) never returned: a node with one such client ignored
+// SIGTERM (helper-56). The descriptors are found in /proc/self/fd; each is duplicated first and
+// the duplicate checked and shut down, so a descriptor closed and reused meanwhile is never
+// touched. Returns how many were cut.
+size_t cut_connections(int port) {
+  size_t cut = 0;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
+    int fd = -1;
+    const std::string name = entry.path().filename();
+    if (std::from_chars(name.data(), name.data() + name.size(), fd).ec != std::errc() || fd < 0) continue;
+    const int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dup < 0) continue;
+    sockaddr_storage local{}, peer{};
+    socklen_t local_len = sizeof(local), peer_len = sizeof(peer);
+    int type = 0;
+    socklen_t type_len = sizeof(type);
+    const bool ours = ::getsockopt(dup, SOL_SOCKET, SO_TYPE, &type, &type_len) == 0 && type == SOCK_STREAM &&
+                      ::getsockname(dup, reinterpret_cast<sockaddr*>(&local), &local_len) == 0 &&
+                      ::getpeername(dup, reinterpret_cast<sockaddr*>(&peer), &peer_len) == 0 &&
+                      ((local.ss_family == AF_INET && ntohs(reinterpret_cast<sockaddr_in*>(&local)->sin_port) == port) ||
+                       (local.ss_family == AF_INET6 && ntohs(reinterpret_cast<sockaddr_in6*>(&local)->sin6_port) == port));
+    if (ours && ::shutdown(dup, SHUT_RDWR) == 0) ++cut;
+    ::close(dup);
+  }
+  return cut;
+}
+
+}  // namespace
+
 void HttpApi::stop() {
   if (!impl_->thread.joinable()) return;
   {
@@ -527,6 +572,16 @@ void HttpApi::stop() {
   }
   impl_->stop_cv.notify_all();
   impl_->server.stop();
+  // Requests in progress get a moment to finish (idle keep-alive connections end within 1 s);
+  // connections still open then (clients that send slowly, or never finish) are cut.
+  std::unique_lock lock(impl_->stop_mu);
+  for (auto wait = std::chrono::milliseconds(1500); !impl_->listen_done; wait = std::chrono::milliseconds(500)) {
+    if (impl_->stop_cv.wait_for(lock, wait, [this] { return impl_->listen_done; })) break;
+    lock.unlock();
+    cut_connections(impl_->port);
+    lock.lock();
+  }
+  lock.unlock();
   impl_->thread.join();
 }
 

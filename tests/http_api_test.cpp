@@ -141,6 +141,7 @@ class RawConnection {
     BOOST_REQUIRE_EQUAL(::send(fd_, data.data(), data.size(), MSG_NOSIGNAL), ssize_t(data.size()));
   }
   void shutdown_write() { ::shutdown(fd_, SHUT_WR); }
+  int fd() const { return fd_; }
   // Reads until `needle` has arrived (or the connection ends / 15 s pass).
   std::string read_until(const std::string& needle) {
     std::string got;
@@ -1111,6 +1112,31 @@ BOOST_AUTO_TEST_CASE(stream_clients_cannot_take_every_server_thread) {
   BOOST_TEST(f.receive(1)[0].request.path == "/while-streaming");
   stop = true;
   for (auto& t : readers) t.join();
+}
+
+// A client that sends its request a byte at a time, each within the read timeout, kept
+// httplib's stop() waiting for its worker: the node never finished closing (SIGTERM ignored,
+// helper-56). Connections still open after a short grace are cut.
+BOOST_AUTO_TEST_CASE(closing_the_node_cuts_a_client_that_sends_slowly) {
+  NodeFixture f;
+  RawConnection slow(f.node->http_port());
+  slow.send("POST /v1/requests HTTP/1.1\r\nHost: x\r\nUser-Agent: s");
+  std::atomic<bool> closing{true};
+  std::thread trickle([&] {
+    while (closing) {
+      std::this_thread::sleep_for(300ms);
+      if (::send(slow.fd(), "l", 1, MSG_NOSIGNAL) != 1) break;  // cut: the node closed it
+    }
+  });
+  const auto start = std::chrono::steady_clock::now();
+  f.node->close(10s);
+  const auto took = std::chrono::steady_clock::now() - start;
+  closing = false;
+  trickle.join();
+  BOOST_TEST((took < 5s), std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
+  bool closed = false;
+  slow.read_to_end(closed);
+  BOOST_TEST(closed);
 }
 
 BOOST_AUTO_TEST_CASE(closing_the_node_ends_open_streams) {
