@@ -489,14 +489,14 @@ std::string HttpApi::Impl::own_metrics() const {
   };
   line("reqbus_http_requests_total", "HTTP requests served.", requests.load());
   line("reqbus_http_items_accepted_total", "Items published from request bodies.", items_accepted.load());
-  line("reqbus_http_items_rejected_total", "Invalid items rejected from request bodies.", items_rejected.load());
+  line("reqbus_http_items_rejected_total", "Invalid items rejected from request bodies (a reply's \"rejected\" also counts the refused ones).", items_rejected.load());
   line("reqbus_http_items_refused_total", "Valid items the bus refused (queue full, timed out, closing); the sender was told which, to send them again.", items_refused.load());
   line("reqbus_http_bodies_rejected_total", "Request bodies refused with 400, 411, 413 or 501.", bodies_rejected.load());
   line("reqbus_http_unauthorized_total", "Requests refused with 401.", unauthorized.load());
   line("reqbus_http_stream_clients", "Connected live-stream clients.", stream_clients.load(), "gauge");
   line("reqbus_http_threads", "HTTP worker threads running (each open connection holds one).", pool->threads.load(), "gauge");
   line("reqbus_http_threads_busy", "HTTP worker threads serving a connection now.", pool->busy.load(), "gauge");
-  line("reqbus_http_saturated_total", "Connections that waited for a worker thread: all were busy and no more could start (max_threads, or the system's thread limit).", pool->saturated.load());
+  line("reqbus_http_saturated_total", "Times the accept loop waited for a worker thread (all busy, no more could start: max_threads or the system's thread limit); connections queued in the listen backlog meanwhile are not counted one by one.", pool->saturated.load());
   line("reqbus_http_thread_start_failures_total", "Worker threads the system would not start (a thread or pids limit); the pool counted as full.", pool->start_failures.load());
   return m;
 }
