@@ -9,6 +9,10 @@
 //   GET  /metrics       Prometheus text format
 //   GET  /healthz       "ok" (200) or the reason (503): the node's health hook (node/health.hpp)
 //   GET  /              the dashboard (embedded web assets under /assets/)
+// A route asked with a method it does not take gets 405 with Allow; OPTIONS gets 204 with Allow.
+// Events go to the bus with Bus::offer(): what it refuses is the sender's to send again, no drop.
+// Worker threads: node/http_pool.hpp (grows to max_threads); stop() cuts connections still open
+// 1.5 s after the listener closed.
 // Bodies over max_body_bytes get 413, a chunked body to any route but the two POSTs 411, another
 // transfer coding 501, an ambiguous length (two, not digits, beside chunked) 400; a bad
 // body (invalid JSON, nested deeper than 64 levels, more than 100,000 items) gets 400 with a
