@@ -267,8 +267,7 @@ bool HttpApi::Impl::refuse_body_framing(const httplib::Request& req, httplib::Re
 
 void HttpApi::Impl::routes() {
   server.new_task_queue = [this] {
-    return new ElasticPool(size_t(options.threads), size_t(std::max(options.threads, options.max_threads)),
-                           std::chrono::seconds(30), pool);
+    return new ElasticPool(size_t(options.threads), size_t(options.max_threads), std::chrono::seconds(30), pool);
   };
   server.set_tcp_nodelay(true);  // headers and body go out in separate send()s: no delayed-ACK wait
   server.set_payload_max_length(options.max_body_bytes);
@@ -456,8 +455,8 @@ void HttpApi::Impl::post_batch(const httplib::Request& req, const std::string& b
 void HttpApi::Impl::stream(const httplib::Request& req, httplib::Response& res) {
   // Each stream client holds a server thread for as long as it stays; at most half of the
   // threads may be held so, or a few dashboards would leave none for /v1/requests.
-  const size_t max_streams =
-      std::min(options.max_stream_clients, std::max<size_t>(1, size_t(std::max(options.threads, options.max_threads)) / 2));
+  const size_t thread_cap = size_t(std::max(options.threads, options.max_threads));  // as ElasticPool takes them
+  const size_t max_streams = std::min(options.max_stream_clients, std::max<size_t>(1, thread_cap / 2));
   if (stream_clients.fetch_add(1) >= max_streams) {
     stream_clients.fetch_sub(1);
     json_reply(res, 503, {{"error", "too many stream clients"}});
@@ -537,9 +536,8 @@ namespace {
 // each read within the 10 s read timeout) never returned: a node with one such client ignored
 // SIGTERM (helper-56). The descriptors are found in /proc/self/fd; each is duplicated first and
 // the duplicate checked and shut down, so a descriptor closed and reused meanwhile is never
-// touched. Returns how many were cut.
-size_t cut_connections(int port) {
-  size_t cut = 0;
+// touched.
+void cut_connections(int port) {
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
     int fd = -1;
@@ -556,10 +554,9 @@ size_t cut_connections(int port) {
                       ::getpeername(dup, reinterpret_cast<sockaddr*>(&peer), &peer_len) == 0 &&
                       ((local.ss_family == AF_INET && ntohs(reinterpret_cast<sockaddr_in*>(&local)->sin_port) == port) ||
                        (local.ss_family == AF_INET6 && ntohs(reinterpret_cast<sockaddr_in6*>(&local)->sin6_port) == port));
-    if (ours && ::shutdown(dup, SHUT_RDWR) == 0) ++cut;
+    if (ours) ::shutdown(dup, SHUT_RDWR);
     ::close(dup);
   }
-  return cut;
 }
 
 }  // namespace
